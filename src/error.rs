@@ -1,0 +1,45 @@
+//! The crate's error type.
+
+use crate::ir::dsl::Diagnostic;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in sgn, each saying what and where.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A malformed model file (syntax, names, shapes), with file:line:col.
+    #[error("{0}")]
+    Dsl(#[from] Box<Diagnostic>),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A tensor file or tensor argument that does not fit (missing name, wrong dtype or shape,
+    /// corrupt file).
+    #[error("{0}")]
+    Tensor(String),
+    /// A graph that cannot be evaluated as asked (unbound dimension, inconsistent arguments).
+    #[error("{0}")]
+    Eval(String),
+}
+
+impl From<Diagnostic> for Error {
+    fn from(d: Diagnostic) -> Error {
+        Error::Dsl(Box::new(d))
+    }
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

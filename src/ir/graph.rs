@@ -1,0 +1,370 @@
+//! The graph IR: a typed, shaped SSA dataflow graph.
+//!
+//! Nodes live in an arena in creation order, which is a topological order: a node's operands
+//! always have smaller ids. Creating a node that already exists (same op, same operands) returns
+//! the existing id (hash-consing), so common subexpressions are shared from the start.
+
+use super::op::{BinaryOp, F64Bits, Op, ShapeError, UnaryOp};
+use super::shape::{DType, Shape, TensorType};
+use std::collections::HashMap;
+use std::fmt;
+
+/// Index of a node in its graph's arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u32);
+
+impl NodeId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "%{}", self.0)
+    }
+}
+
+/// A position in a model source file (1-based line and column).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Span {
+    pub line: u32,
+    pub col: u32,
+}
+
+/// What a graph argument stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ArgRole {
+    /// A data input (`input x: …`).
+    Input,
+    /// A target used only by the loss (`target y: …`).
+    Target,
+    /// A trainable parameter (`param w: …`).
+    Param,
+}
+
+impl ArgRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            ArgRole::Input => "input",
+            ArgRole::Target => "target",
+            ArgRole::Param => "param",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ArgRole> {
+        [ArgRole::Input, ArgRole::Target, ArgRole::Param]
+            .into_iter()
+            .find(|r| r.name() == name)
+    }
+}
+
+/// A named, typed graph argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Arg {
+    pub name: String,
+    pub role: ArgRole,
+    pub ty: TensorType,
+    /// The node that reads this argument.
+    pub node: NodeId,
+}
+
+/// One operation applied to earlier nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    pub op: Op,
+    pub inputs: Vec<NodeId>,
+    pub ty: TensorType,
+}
+
+/// A named result of a graph.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    pub name: String,
+    pub node: NodeId,
+}
+
+/// A typed, shaped SSA graph with named arguments and named outputs.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    pub name: String,
+    args: Vec<Arg>,
+    nodes: Vec<Node>,
+    outputs: Vec<Output>,
+    /// Where in the model source each node came from, when it came from source.
+    origins: Vec<Option<Span>>,
+    /// Hash-consing table; the dtype is part of the key only to keep f32 and f64 constants apart.
+    interned: HashMap<(Op, Vec<NodeId>, DType), NodeId>,
+    /// Span given to nodes created from now on.
+    current_span: Option<Span>,
+}
+
+impl PartialEq for Graph {
+    /// Structural equality: same name, arguments, nodes and outputs (origins are not compared).
+    fn eq(&self, other: &Graph) -> bool {
+        self.name == other.name
+            && self.args == other.args
+            && self.nodes == other.nodes
+            && self.outputs == other.outputs
+    }
+}
+
+impl Graph {
+    /// An empty graph.
+    pub fn new(name: impl Into<String>) -> Graph {
+        Graph {
+            name: name.into(),
+            ..Graph::default()
+        }
+    }
+
+    pub fn args(&self) -> &[Arg] {
+        &self.args
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    pub fn outputs(&self) -> &[Output] {
+        &self.outputs
+    }
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id.index()]
+    }
+
+    pub fn ty(&self, id: NodeId) -> &TensorType {
+        &self.nodes[id.index()].ty
+    }
+
+    /// Where `id` came from in the model source, if it did.
+    pub fn origin(&self, id: NodeId) -> Option<Span> {
+        self.origins[id.index()]
+    }
+
+    /// The argument with this name.
+    pub fn arg(&self, name: &str) -> Option<&Arg> {
+        self.args.iter().find(|a| a.name == name)
+    }
+
+    /// The output with this name.
+    pub fn output(&self, name: &str) -> Option<NodeId> {
+        self.outputs.iter().find(|o| o.name == name).map(|o| o.node)
+    }
+
+    /// Node ids in arena (topological) order.
+    pub fn ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        (0..self.nodes.len() as u32).map(NodeId)
+    }
+
+    /// Sets the source position recorded on nodes created from now on.
+    pub fn set_span(&mut self, span: Option<Span>) {
+        self.current_span = span;
+    }
+
+    /// Adds an argument and the node that reads it. Names must be distinct.
+    pub fn add_arg(&mut self, name: impl Into<String>, role: ArgRole, ty: TensorType) -> NodeId {
+        let index = self.args.len();
+        let node = self.push(Op::Arg(index), Vec::new(), ty.clone());
+        self.args.push(Arg {
+            name: name.into(),
+            role,
+            ty,
+            node,
+        });
+        node
+    }
+
+    /// Names a result of the graph.
+    pub fn add_output(&mut self, name: impl Into<String>, node: NodeId) {
+        self.outputs.push(Output {
+            name: name.into(),
+            node,
+        });
+    }
+
+    /// A scalar constant.
+    pub fn constant(&mut self, value: f64, dtype: DType) -> NodeId {
+        self.intern(
+            Op::Const(F64Bits::new(value)),
+            Vec::new(),
+            TensorType::new(dtype, Shape::scalar()),
+        )
+    }
+
+    /// A constant filling `shape` (a broadcast scalar).
+    pub fn full(&mut self, value: f64, ty: &TensorType) -> Result<NodeId, ShapeError> {
+        let c = self.constant(value, ty.dtype);
+        self.broadcast(c, &ty.shape)
+    }
+
+    /// Applies `op` to `inputs`, checking shapes; returns the existing node if there is one.
+    pub fn apply(&mut self, op: Op, inputs: &[NodeId]) -> Result<NodeId, ShapeError> {
+        let types: Vec<&TensorType> = inputs.iter().map(|&i| self.ty(i)).collect();
+        let ty = op.infer_type(&types)?;
+        Ok(self.intern(op, inputs.to_vec(), ty))
+    }
+
+    pub fn unary(&mut self, op: UnaryOp, x: NodeId) -> Result<NodeId, ShapeError> {
+        self.apply(Op::Unary(op), &[x])
+    }
+
+    pub fn binary(&mut self, op: BinaryOp, a: NodeId, b: NodeId) -> Result<NodeId, ShapeError> {
+        self.apply(Op::Binary(op), &[a, b])
+    }
+
+    /// `a @ b` for rank-2 operands.
+    pub fn matmul(&mut self, a: NodeId, b: NodeId) -> Result<NodeId, ShapeError> {
+        self.apply(
+            Op::MatMul {
+                transpose_a: false,
+                transpose_b: false,
+            },
+            &[a, b],
+        )
+    }
+
+    /// Sum over `axes` (any order; duplicates rejected). No axes: `x` itself.
+    pub fn sum(&mut self, x: NodeId, axes: &[usize]) -> Result<NodeId, ShapeError> {
+        if axes.is_empty() {
+            return Ok(x);
+        }
+        let mut axes = axes.to_vec();
+        axes.sort_unstable();
+        self.apply(Op::Sum { axes }, &[x])
+    }
+
+    /// numpy `broadcast_to`; a no-op when the shape already matches.
+    pub fn broadcast(&mut self, x: NodeId, shape: &Shape) -> Result<NodeId, ShapeError> {
+        if &self.ty(x).shape == shape {
+            return Ok(x);
+        }
+        self.apply(
+            Op::Broadcast {
+                shape: shape.clone(),
+            },
+            &[x],
+        )
+    }
+
+    /// Reshape; a no-op when the shape already matches.
+    pub fn reshape(&mut self, x: NodeId, shape: &Shape) -> Result<NodeId, ShapeError> {
+        if &self.ty(x).shape == shape {
+            return Ok(x);
+        }
+        self.apply(
+            Op::Reshape {
+                shape: shape.clone(),
+            },
+            &[x],
+        )
+    }
+
+    /// Axis permutation; a no-op for the identity permutation.
+    pub fn transpose(&mut self, x: NodeId, perm: &[usize]) -> Result<NodeId, ShapeError> {
+        if perm.iter().enumerate().all(|(i, &p)| i == p) && perm.len() == self.ty(x).shape.rank() {
+            return Ok(x);
+        }
+        self.apply(
+            Op::Transpose {
+                perm: perm.to_vec(),
+            },
+            &[x],
+        )
+    }
+
+    /// Keeps only the nodes the outputs need, renumbered in the same order. Arguments are kept
+    /// (a graph's signature does not change when it ignores an argument).
+    pub fn pruned(&self) -> Graph {
+        let mut live = vec![false; self.nodes.len()];
+        for a in &self.args {
+            live[a.node.index()] = true;
+        }
+        for o in &self.outputs {
+            live[o.node.index()] = true;
+        }
+        for i in (0..self.nodes.len()).rev() {
+            if live[i] {
+                for &x in &self.nodes[i].inputs {
+                    live[x.index()] = true;
+                }
+            }
+        }
+        let mut out = Graph::new(self.name.clone());
+        let mut map: Vec<Option<NodeId>> = vec![None; self.nodes.len()];
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !live[i] {
+                continue;
+            }
+            let inputs = node.inputs.iter().map(|x| map[x.index()].expect("operand is live")).collect();
+            out.current_span = self.origins[i];
+            map[i] = Some(out.intern(node.op.clone(), inputs, node.ty.clone()));
+        }
+        out.current_span = None;
+        out.args = self
+            .args
+            .iter()
+            .map(|a| Arg {
+                node: map[a.node.index()].expect("arguments are kept"),
+                ..a.clone()
+            })
+            .collect();
+        out.outputs = self
+            .outputs
+            .iter()
+            .map(|o| Output {
+                name: o.name.clone(),
+                node: map[o.node.index()].expect("outputs are live"),
+            })
+            .collect();
+        out
+    }
+
+    /// Adds a node with a type computed elsewhere, unless an equal node exists.
+    /// Used by readers that have already checked the type (the IR text parser, graph copies).
+    pub fn intern(&mut self, op: Op, inputs: Vec<NodeId>, ty: TensorType) -> NodeId {
+        if let Op::Arg(_) = op {
+            return self.push(op, inputs, ty);
+        }
+        let key = (op, inputs, ty.dtype);
+        if let Some(&id) = self.interned.get(&key) {
+            return id;
+        }
+        let (op, inputs, _) = key.clone();
+        let id = self.push(op, inputs, ty);
+        self.interned.insert(key, id);
+        id
+    }
+
+    fn push(&mut self, op: Op, inputs: Vec<NodeId>, ty: TensorType) -> NodeId {
+        let id = NodeId(self.nodes.len() as u32);
+        self.nodes.push(Node { op, inputs, ty });
+        self.origins.push(self.current_span);
+        id
+    }
+
+    /// Registers an argument whose node already exists (used by graph readers).
+    pub fn register_arg(&mut self, arg: Arg) {
+        self.args.push(arg);
+    }
+
+    /// The same graph with every tensor converted to `dtype` (for f64 checks of f32 models).
+    pub fn with_dtype(&self, dtype: DType) -> Graph {
+        let mut g = self.clone();
+        for a in &mut g.args {
+            a.ty.dtype = dtype;
+        }
+        for n in &mut g.nodes {
+            n.ty.dtype = dtype;
+        }
+        g.interned = g
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !matches!(n.op, Op::Arg(_)))
+            .map(|(i, n)| ((n.op.clone(), n.inputs.clone(), dtype), NodeId(i as u32)))
+            .collect();
+        g
+    }
+}
