@@ -5,7 +5,7 @@
 //! the existing id (hash-consing), so common subexpressions are shared from the start.
 
 use super::op::{BinaryOp, F64Bits, Op, ShapeError, UnaryOp};
-use super::shape::{DType, Shape, TensorType};
+use super::shape::{DType, Dim, Shape, TensorType};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -191,6 +191,18 @@ impl Graph {
             Vec::new(),
             TensorType::new(dtype, Shape::scalar()),
         )
+    }
+
+    /// The runtime size of `dim` as a scalar (a constant when the size is fixed).
+    pub fn dim_size(&mut self, dim: &Dim, dtype: DType) -> NodeId {
+        match dim.as_fixed() {
+            Some(n) => self.constant(n as f64, dtype),
+            None => self.intern(
+                Op::DimSize(dim.clone()),
+                Vec::new(),
+                TensorType::new(dtype, Shape::scalar()),
+            ),
+        }
     }
 
     /// A constant filling `shape` (a broadcast scalar).

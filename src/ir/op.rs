@@ -130,6 +130,9 @@ pub enum Op {
     Arg(usize),
     /// A scalar constant of the node's dtype.
     Const(F64Bits),
+    /// The size of a (possibly symbolic) dimension as a scalar of the node's dtype, known once
+    /// the graph's symbols are bound: `mean` over the batch divides by `DimSize(B)`.
+    DimSize(Dim),
     Unary(UnaryOp),
     /// `x ^ c` for a constant exponent.
     Pow(F64Bits),
@@ -194,6 +197,7 @@ impl Op {
         match self {
             Op::Arg(_) => "arg",
             Op::Const(_) => "const",
+            Op::DimSize(_) => "dim_size",
             Op::Unary(u) => u.name(),
             Op::Pow(_) => "pow",
             Op::Binary(b) => b.name(),
@@ -211,11 +215,11 @@ impl Op {
 
     /// The shape rule: the type of the result for operands of types `inputs`.
     ///
-    /// `Arg` and `Const` take their type from the graph, not from operands, so they are rejected
+    /// `Arg`, `Const` and `DimSize` take their type from the graph, not from operands, so they are rejected
     /// here; the graph builder types them.
     pub fn infer_type(&self, inputs: &[&TensorType]) -> Result<TensorType, ShapeError> {
         let arity_ok = match self {
-            Op::Arg(_) | Op::Const(_) => false,
+            Op::Arg(_) | Op::Const(_) | Op::DimSize(_) => false,
             Op::Binary(_) | Op::MatMul { .. } => inputs.len() == 2,
             Op::Concat { .. } => !inputs.is_empty(),
             _ => inputs.len() == 1,
@@ -234,7 +238,7 @@ impl Op {
         }
         let x = &inputs[0].shape;
         let shape = match self {
-            Op::Arg(_) | Op::Const(_) => unreachable!("rejected by the arity check"),
+            Op::Arg(_) | Op::Const(_) | Op::DimSize(_) => unreachable!("rejected by the arity check"),
             Op::Unary(_) | Op::Pow(_) | Op::StopGradient => x.clone(),
             Op::Binary(op) => {
                 let y = &inputs[1].shape;
@@ -414,6 +418,7 @@ impl fmt::Display for Op {
         match self {
             Op::Arg(i) => write!(f, "arg {i}"),
             Op::Const(c) => write!(f, "const {:?}", c.get()),
+            Op::DimSize(d) => write!(f, "dim_size {d}"),
             Op::Pow(c) => write!(f, "pow {:?}", c.get()),
             Op::MatMul {
                 transpose_a,
