@@ -1,6 +1,53 @@
-//! The `sgn` command line.
+//! The `sgn` command line: one subcommand per file.
 
-/// Runs the CLI and returns the process exit code.
+mod check;
+mod eval;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Train neural networks with the stochastic generalized Gauss-Newton method.
+#[derive(Parser, Debug)]
+#[command(name = "sgn", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Parse and type-check a model; print its inputs, parameters, ops and shapes.
+    Check {
+        /// The model file (`*.sgn`).
+        model: PathBuf,
+    },
+    /// Evaluate a model on a batch: write the loss and the network output.
+    Eval(eval::EvalArgs),
+}
+
+/// Runs the CLI on the process arguments and returns the exit code.
 pub fn main() -> i32 {
-    0
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout with code 0, usage errors to stderr with 2.
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    let result = match cli.command {
+        Command::Check { model } => check::run(&model),
+        Command::Eval(args) => eval::run(&args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(crate::Error::Dsl(d)) => {
+            eprintln!("{d}");
+            1
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
 }

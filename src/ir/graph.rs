@@ -41,6 +41,14 @@ pub enum ArgRole {
     Target,
     /// A trainable parameter (`param w: …`).
     Param,
+    /// A tangent direction: one per parameter for `J v` and `G v`, or per value being
+    /// differentiated against.
+    Direction,
+    /// A cotangent seeded into a reverse (transposed) pass.
+    Cotangent,
+    /// A value computed by a preparing graph and read by the graph that uses it (the
+    /// v-independent part of a Gauss-Newton product).
+    Residual,
 }
 
 impl ArgRole {
@@ -49,11 +57,24 @@ impl ArgRole {
             ArgRole::Input => "input",
             ArgRole::Target => "target",
             ArgRole::Param => "param",
+            ArgRole::Direction => "direction",
+            ArgRole::Cotangent => "cotangent",
+            ArgRole::Residual => "residual",
         }
     }
 
+    /// Every role.
+    pub const ALL: [ArgRole; 6] = [
+        ArgRole::Input,
+        ArgRole::Target,
+        ArgRole::Param,
+        ArgRole::Direction,
+        ArgRole::Cotangent,
+        ArgRole::Residual,
+    ];
+
     pub fn from_name(name: &str) -> Option<ArgRole> {
-        [ArgRole::Input, ArgRole::Target, ArgRole::Param]
+        ArgRole::ALL
             .into_iter()
             .find(|r| r.name() == name)
     }
