@@ -20,6 +20,12 @@ pub enum Error {
     /// corrupt file).
     #[error("{0}")]
     Tensor(String),
+    /// A model that cannot be differentiated, at `file:line:col` of the op that stopped it.
+    #[error("{file}:{error}")]
+    Differentiate {
+        file: String,
+        error: crate::autodiff::AdError,
+    },
     /// A graph that cannot be evaluated as asked (unbound dimension, inconsistent arguments).
     #[error("{0}")]
     Eval(String),

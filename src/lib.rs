@@ -5,10 +5,13 @@
 //! interpreter), then differentiation, rewriting, code generation and optimizers in later
 //! modules. [`Model`] is the entry point of the library API.
 
+pub mod autodiff;
+pub mod compile;
 pub mod error;
 pub mod ir;
 pub mod model;
 
+pub use compile::{CompileOptions, CompiledModel, GvOperator};
 pub use error::{Error, Result};
 pub use model::Model;
 pub mod cli;

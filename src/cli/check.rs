@@ -39,7 +39,12 @@ fn summary(model: &Model) -> String {
         }
     }
     let listed: Vec<String> = ops.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    let _ = writeln!(out, "ops: {} nodes ({})", live.nodes().len(), listed.join(", "));
+    let _ = writeln!(
+        out,
+        "ops: {} nodes ({})",
+        live.nodes().len(),
+        listed.join(", ")
+    );
     for o in g.outputs() {
         let role = if o.name == "loss" { "loss" } else { "output" };
         let _ = writeln!(out, "{role} {}: {}", o.name, g.ty(o.node));

@@ -39,7 +39,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     }
     let metadata = BTreeMap::from([("model".to_string(), model.name.clone())]);
     out.save(&args.out, &metadata)?;
-    let loss = out.get("loss").and_then(|t| t.scalar_value()).unwrap_or(f64::NAN);
+    let loss = out
+        .get("loss")
+        .and_then(|t| t.scalar_value())
+        .unwrap_or(f64::NAN);
     println!("loss {loss}");
     println!("wrote {}", args.out.display());
     Ok(())

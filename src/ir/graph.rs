@@ -74,9 +74,7 @@ impl ArgRole {
     ];
 
     pub fn from_name(name: &str) -> Option<ArgRole> {
-        ArgRole::ALL
-            .into_iter()
-            .find(|r| r.name() == name)
+        ArgRole::ALL.into_iter().find(|r| r.name() == name)
     }
 }
 
@@ -330,7 +328,11 @@ impl Graph {
             if !live[i] {
                 continue;
             }
-            let inputs = node.inputs.iter().map(|x| map[x.index()].expect("operand is live")).collect();
+            let inputs = node
+                .inputs
+                .iter()
+                .map(|x| map[x.index()].expect("operand is live"))
+                .collect();
             out.current_span = self.origins[i];
             map[i] = Some(out.intern(node.op.clone(), inputs, node.ty.clone()));
         }

@@ -26,7 +26,11 @@ impl Init {
     /// The default when a `param` statement names none: Glorot-uniform for matrices and larger,
     /// zeros for vectors and scalars (biases), as Keras does.
     pub fn default_for_rank(rank: usize) -> Init {
-        if rank >= 2 { Init::GlorotUniform } else { Init::Zeros }
+        if rank >= 2 {
+            Init::GlorotUniform
+        } else {
+            Init::Zeros
+        }
     }
 }
 

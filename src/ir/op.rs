@@ -138,21 +138,40 @@ pub enum Op {
     Pow(F64Bits),
     Binary(BinaryOp),
     /// Rank-2 matrix product, each operand optionally transposed: `op(a) @ op(b)`.
-    MatMul { transpose_a: bool, transpose_b: bool },
+    MatMul {
+        transpose_a: bool,
+        transpose_b: bool,
+    },
     /// Sum over `axes` (sorted, distinct); the axes are removed.
-    Sum { axes: Vec<usize> },
+    Sum {
+        axes: Vec<usize>,
+    },
     /// Maximum over `axes` (sorted, distinct); the axes are removed.
-    ReduceMax { axes: Vec<usize> },
+    ReduceMax {
+        axes: Vec<usize>,
+    },
     /// numpy `broadcast_to(x, shape)`: trailing axes aligned, size-1 axes stretched.
-    Broadcast { shape: Shape },
+    Broadcast {
+        shape: Shape,
+    },
     /// Same elements, row-major order, new shape.
-    Reshape { shape: Shape },
+    Reshape {
+        shape: Shape,
+    },
     /// Axis permutation: output axis `i` is input axis `perm[i]`.
-    Transpose { perm: Vec<usize> },
+    Transpose {
+        perm: Vec<usize>,
+    },
     /// Concatenation of all operands along `axis`.
-    Concat { axis: usize },
+    Concat {
+        axis: usize,
+    },
     /// Elements `start..end` along `axis`.
-    Slice { axis: usize, start: Dim, end: Dim },
+    Slice {
+        axis: usize,
+        start: Dim,
+        end: Dim,
+    },
     /// The identity whose derivative is zero (used for the shift in `logsumexp`).
     StopGradient,
 }
@@ -225,7 +244,11 @@ impl Op {
             _ => inputs.len() == 1,
         };
         if !arity_ok {
-            return shape_err(format!("{} cannot take {} operand(s)", self.name(), inputs.len()));
+            return shape_err(format!(
+                "{} cannot take {} operand(s)",
+                self.name(),
+                inputs.len()
+            ));
         }
         let dtype = inputs[0].dtype;
         if let Some(other) = inputs.iter().find(|t| t.dtype != dtype) {
@@ -238,7 +261,9 @@ impl Op {
         }
         let x = &inputs[0].shape;
         let shape = match self {
-            Op::Arg(_) | Op::Const(_) | Op::DimSize(_) => unreachable!("rejected by the arity check"),
+            Op::Arg(_) | Op::Const(_) | Op::DimSize(_) => {
+                unreachable!("rejected by the arity check")
+            }
             Op::Unary(_) | Op::Pow(_) | Op::StopGradient => x.clone(),
             Op::Binary(op) => {
                 let y = &inputs[1].shape;
@@ -322,8 +347,16 @@ fn matmul_shape(a: &Shape, b: &Shape, ta: bool, tb: bool) -> Result<Shape, Shape
     if a.rank() != 2 || b.rank() != 2 {
         return shape_err(format!("matmul needs two rank-2 operands, got {a} and {b}"));
     }
-    let (m, ka) = if ta { (&a.0[1], &a.0[0]) } else { (&a.0[0], &a.0[1]) };
-    let (kb, n) = if tb { (&b.0[1], &b.0[0]) } else { (&b.0[0], &b.0[1]) };
+    let (m, ka) = if ta {
+        (&a.0[1], &a.0[0])
+    } else {
+        (&a.0[0], &a.0[1])
+    };
+    let (kb, n) = if tb {
+        (&b.0[1], &b.0[0])
+    } else {
+        (&b.0[0], &b.0[1])
+    };
     if ka != kb {
         return shape_err(format!(
             "matmul inner dimensions differ: {a} @ {b} ({ka} vs {kb})"
@@ -352,8 +385,8 @@ fn concat_shape(inputs: &[&TensorType], axis: usize) -> Result<Shape, ShapeError
     let mut total = Dim::fixed(0);
     for t in inputs {
         let s = &t.shape;
-        let same_elsewhere = s.rank() == first.rank()
-            && (0..s.rank()).all(|i| i == axis || s.0[i] == first.0[i]);
+        let same_elsewhere =
+            s.rank() == first.rank() && (0..s.rank()).all(|i| i == axis || s.0[i] == first.0[i]);
         if !same_elsewhere {
             return shape_err(format!(
                 "concat along axis {axis} needs equal sizes on the other axes, got {first} and {s}"
@@ -393,7 +426,7 @@ fn slice_len(size: &Dim, start: &Dim, end: &Dim) -> Option<Dim> {
 }
 
 /// `a − b` when both are like terms (or `b` is 0) and the result is non-negative.
-fn sub_dims(a: &Dim, b: &Dim) -> Option<Dim> {
+pub fn sub_dims(a: &Dim, b: &Dim) -> Option<Dim> {
     if b.coeff() == 0 {
         return Some(a.clone());
     }

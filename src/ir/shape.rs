@@ -276,7 +276,10 @@ mod tests {
         assert_eq!(a.broadcast(&b), Some(a.clone()));
         assert!(b.broadcasts_to(&a));
         assert!(!a.broadcasts_to(&b));
-        assert_eq!(Shape::fixed(&[3, 1]).broadcast(&Shape::fixed(&[1, 4])), Some(Shape::fixed(&[3, 4])));
+        assert_eq!(
+            Shape::fixed(&[3, 1]).broadcast(&Shape::fixed(&[1, 4])),
+            Some(Shape::fixed(&[3, 4]))
+        );
         assert_eq!(Shape::fixed(&[3]).broadcast(&Shape::fixed(&[4])), None);
         assert!(Shape::scalar().broadcasts_to(&a));
     }

@@ -84,7 +84,11 @@ impl Tensor {
     /// Largest absolute difference between two tensors of one shape, relative to the larger of
     /// their largest magnitudes (and 1e-300, so that two zero tensors compare as 0). NaN matches only NaN.
     pub fn max_rel_diff(&self, other: &Tensor) -> f64 {
-        assert_eq!(self.shape(), other.shape(), "max_rel_diff needs equal shapes");
+        assert_eq!(
+            self.shape(),
+            other.shape(),
+            "max_rel_diff needs equal shapes"
+        );
         let (a, b) = (self.to_f64(), other.to_f64());
         let scale = a
             .iter()

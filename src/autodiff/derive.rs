@@ -1,0 +1,213 @@
+//! Every graph training needs, derived from a model's forward graph.
+//!
+//! All derivatives are built in one combined graph — primal, tangent and cotangent nodes side by
+//! side, hash-consed, so shared work is shared — and then cut into the graphs below:
+//!
+//! - `J v`: push the directions `v` (one per parameter) forward to the output `z`;
+//! - `∇_z L`: linearize the loss in `z` and transpose it with seed 1;
+//! - `H_L u`: push `u` forward through `∇_z L` (forward over reverse: any loss expression works);
+//! - `Jᵀ w`: transpose the linear map `v ↦ J v`;
+//! - `G v = Jᵀ H_L J v`, then split into `gv-prepare` (everything not depending on `v`, run once
+//!   per step) and `gv-apply` (linear in `v`, run once per CG iteration).
+
+use super::split::{Cut, extract, residuals};
+use super::{AdError, jvp, transpose};
+use crate::ir::{ArgRole, Graph, NodeId, TensorType};
+use crate::model::Model;
+
+/// The graphs derived from a model. Parameters, directions and results are named after the DSL
+/// parameters: direction `v.<p>`, gradient `grad.<p>`, products `vjp.<p>` and `gv.<p>`.
+#[derive(Clone, Debug)]
+pub struct DerivedGraphs {
+    /// (inputs, targets, params) → (z, loss).
+    pub forward: Graph,
+    /// (inputs, targets, params) → (loss, grad.<p>…).
+    pub grad: Graph,
+    /// (inputs, params, v.<p>…) → (z, jv).
+    pub jvp: Graph,
+    /// (inputs, params, ct.<z>) → vjp.<p>…: `Jᵀ w` for a cotangent `w` shaped like `z`.
+    pub vjp: Graph,
+    /// (inputs, targets, params, v.<p>…) → gv.<p>…: the one-shot product.
+    pub gv: Graph,
+    /// (inputs, targets, params) → residuals: the v-independent part of `G v`.
+    pub gv_prepare: Graph,
+    /// (residuals, v.<p>…) → gv.<p>…: linear in `v`, no nonlinear primal op.
+    pub gv_apply: Graph,
+}
+
+impl DerivedGraphs {
+    /// The graphs by their CLI names, in pipeline order.
+    pub fn named(&self) -> [(&'static str, &Graph); 7] {
+        [
+            ("forward", &self.forward),
+            ("grad", &self.grad),
+            ("jvp", &self.jvp),
+            ("vjp", &self.vjp),
+            ("gv", &self.gv),
+            ("gv-prepare", &self.gv_prepare),
+            ("gv-apply", &self.gv_apply),
+        ]
+    }
+}
+
+/// Derives every graph of [`DerivedGraphs`] from `model`.
+pub fn derive(model: &Model) -> Result<DerivedGraphs, AdError> {
+    let mut g = model.graph.clone();
+    let z = g.output(&model.output).expect("a model has its output");
+    let loss = g.output("loss").expect("a model has a loss");
+    let model_args: Vec<Cut> = g.args().iter().map(Cut::of_arg).collect();
+    let params: Vec<(String, NodeId, TensorType)> = g
+        .args()
+        .iter()
+        .filter(|a| a.role == ArgRole::Param)
+        .map(|a| (a.name.clone(), a.node, a.ty.clone()))
+        .collect();
+    let directions: Vec<Cut> = params
+        .iter()
+        .map(|(name, _, ty)| Cut {
+            node: g.add_arg(format!("v.{name}"), ArgRole::Direction, ty.clone()),
+            name: format!("v.{name}"),
+            role: ArgRole::Direction,
+        })
+        .collect();
+    let v: Vec<NodeId> = directions.iter().map(|c| c.node).collect();
+    let seeds: Vec<(NodeId, NodeId)> = params.iter().zip(&v).map(|(p, &v)| (p.1, v)).collect();
+    let z_ty = g.ty(z).clone();
+    let loss_ty = g.ty(loss).clone();
+    let shape = |g: &Graph, e| AdError::from_shape(g, z, e);
+
+    // J v, and the loss tangent along v (for the gradient).
+    let tangents = jvp(&mut g, &seeds, &[z, loss])?;
+    let jv = or_zeros(&mut g, tangents[z.index()], &z_ty).map_err(|e| shape(&g, e))?;
+    let dloss = tangents[loss.index()];
+
+    // Gradient: the transpose of v ↦ dL, seeded with 1.
+    let one = g.full(1.0, &loss_ty).map_err(|e| shape(&g, e))?;
+    let grad = match dloss {
+        Some(dloss) => transpose(&mut g, &v, &[(dloss, one)])?,
+        None => vec![None; v.len()],
+    };
+
+    // ∇_z L: linearize the loss in z, transpose with seed 1.
+    let dz = g.add_arg("d.z", ArgRole::Direction, z_ty.clone());
+    let dl_dz = jvp(&mut g, &[(z, dz)], &[loss])?[loss.index()];
+    let grad_z = match dl_dz {
+        Some(dl) => transpose(&mut g, &[dz], &[(dl, one)])?[0],
+        None => None,
+    };
+    let grad_z = or_zeros(&mut g, grad_z, &z_ty).map_err(|e| shape(&g, e))?;
+
+    // H_L (J v): forward over reverse, along u = J v.
+    let hu = jvp(&mut g, &[(z, jv)], &[grad_z])?[grad_z.index()];
+    let hu = or_zeros(&mut g, hu, &z_ty).map_err(|e| shape(&g, e))?;
+
+    // Jᵀ (H_L J v), and Jᵀ w for a given cotangent.
+    let gv = transpose(&mut g, &v, &[(jv, hu)])?;
+    let ct = g.add_arg(
+        format!("ct.{}", model.output),
+        ArgRole::Cotangent,
+        z_ty.clone(),
+    );
+    let vjp = transpose(&mut g, &v, &[(jv, ct)])?;
+
+    let mut per_param =
+        |prefix: &str, values: Vec<Option<NodeId>>| -> Result<Vec<(String, NodeId)>, AdError> {
+            params
+                .iter()
+                .zip(values)
+                .map(|((name, _, ty), value)| {
+                    let node =
+                        or_zeros(&mut g, value, ty).map_err(|e| AdError::from_shape(&g, z, e))?;
+                    Ok((format!("{prefix}.{name}"), node))
+                })
+                .collect()
+        };
+    let grad_outputs = per_param("grad", grad)?;
+    let gv_outputs = per_param("gv", gv)?;
+    let vjp_outputs = per_param("vjp", vjp)?;
+
+    let non_targets: Vec<Cut> = model_args
+        .iter()
+        .filter(|c| c.role != ArgRole::Target)
+        .cloned()
+        .collect();
+    let with =
+        |base: &[Cut], extra: &[Cut]| -> Vec<Cut> { base.iter().chain(extra).cloned().collect() };
+    let ct_cut = Cut {
+        node: ct,
+        name: format!("ct.{}", model.output),
+        role: ArgRole::Cotangent,
+    };
+
+    let forward = extract(
+        &g,
+        "forward",
+        &model_args,
+        &[(model.output.clone(), z), ("loss".to_string(), loss)],
+    );
+    let mut grad_graph_outputs = vec![("loss".to_string(), loss)];
+    grad_graph_outputs.extend(grad_outputs);
+    let grad = extract(&g, "grad", &model_args, &grad_graph_outputs);
+    let jvp_graph = extract(
+        &g,
+        "jvp",
+        &with(&non_targets, &directions),
+        &[(model.output.clone(), z), ("jv".to_string(), jv)],
+    );
+    let vjp_graph = extract(&g, "vjp", &with(&non_targets, &[ct_cut]), &vjp_outputs);
+    let gv_graph = extract(&g, "gv", &with(&model_args, &directions), &gv_outputs);
+    let (gv_prepare, gv_apply) = split_gv(&gv_graph);
+    Ok(DerivedGraphs {
+        forward,
+        grad,
+        jvp: jvp_graph,
+        vjp: vjp_graph,
+        gv: gv_graph,
+        gv_prepare,
+        gv_apply,
+    })
+}
+
+/// Splits the one-shot `gv` graph at its residuals into prepare and apply stages.
+fn split_gv(gv: &Graph) -> (Graph, Graph) {
+    let (directions, model_args): (Vec<Cut>, Vec<Cut>) = gv
+        .args()
+        .iter()
+        .map(Cut::of_arg)
+        .partition(|c| c.role == ArgRole::Direction);
+    let v: Vec<NodeId> = directions.iter().map(|c| c.node).collect();
+    let residual_cuts: Vec<Cut> = residuals(gv, &v)
+        .into_iter()
+        .enumerate()
+        .map(|(i, node)| Cut {
+            node,
+            name: format!("r{i}"),
+            role: ArgRole::Residual,
+        })
+        .collect();
+    let residual_outputs: Vec<(String, NodeId)> = residual_cuts
+        .iter()
+        .map(|c| (c.name.clone(), c.node))
+        .collect();
+    let prepare = extract(gv, "gv-prepare", &model_args, &residual_outputs);
+    let apply_args: Vec<Cut> = residual_cuts.into_iter().chain(directions).collect();
+    let outputs: Vec<(String, NodeId)> = gv
+        .outputs()
+        .iter()
+        .map(|o| (o.name.clone(), o.node))
+        .collect();
+    let apply = extract(gv, "gv-apply", &apply_args, &outputs);
+    (prepare, apply)
+}
+
+/// `value`, or zeros of type `ty` for a symbolic zero.
+fn or_zeros(
+    g: &mut Graph,
+    value: Option<NodeId>,
+    ty: &TensorType,
+) -> Result<NodeId, crate::ir::ShapeError> {
+    match value {
+        Some(v) => Ok(v),
+        None => g.full(0.0, ty),
+    }
+}

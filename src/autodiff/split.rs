@@ -1,0 +1,109 @@
+//! Cutting graphs out of a larger one: extraction by arguments and outputs, and the split of a
+//! Gauss-Newton product into a v-independent prepare stage and a linear apply stage.
+
+use super::{ancestors, descendants};
+use crate::ir::{Arg, ArgRole, Graph, NodeId, Op};
+use std::collections::HashMap;
+
+/// An argument of an extracted graph: the node of the source graph it stands for.
+#[derive(Clone, Debug)]
+pub struct Cut {
+    pub node: NodeId,
+    pub name: String,
+    pub role: ArgRole,
+}
+
+impl Cut {
+    /// The cut that keeps an argument of the source graph as it is.
+    pub fn of_arg(arg: &Arg) -> Cut {
+        Cut {
+            node: arg.node,
+            name: arg.name.clone(),
+            role: arg.role,
+        }
+    }
+}
+
+/// A new graph computing `outputs` of `g` from the nodes `args` (which become its arguments, in
+/// that order; any node can be cut, not only `g`'s arguments). Only what the outputs need is
+/// copied.
+///
+/// # Panics
+/// If an output needs an argument of `g` that is not among `args`: the callers in this module
+/// tree choose the cuts, so that is a bug, not a user error.
+pub fn extract(g: &Graph, name: &str, args: &[Cut], outputs: &[(String, NodeId)]) -> Graph {
+    let mut out = Graph::new(name);
+    let mut map: HashMap<NodeId, NodeId> = HashMap::new();
+    for cut in args {
+        out.set_span(g.origin(cut.node));
+        let id = out.add_arg(cut.name.clone(), cut.role, g.ty(cut.node).clone());
+        map.insert(cut.node, id);
+    }
+    let roots: Vec<NodeId> = outputs.iter().map(|(_, n)| *n).collect();
+    let needed = cut_ancestors(g, &roots, &map);
+    for id in g.ids() {
+        if !needed[id.index()] || map.contains_key(&id) {
+            continue;
+        }
+        let node = g.node(id);
+        assert!(
+            !matches!(node.op, Op::Arg(_)),
+            "graph '{name}' needs argument '{}' that was not given",
+            g.args()
+                .iter()
+                .find(|a| a.node == id)
+                .map_or("?", |a: &Arg| a.name.as_str())
+        );
+        let inputs = node.inputs.iter().map(|x| map[x]).collect();
+        out.set_span(g.origin(id));
+        let copied = out.intern(node.op.clone(), inputs, node.ty.clone());
+        map.insert(id, copied);
+    }
+    out.set_span(None);
+    for (name, node) in outputs {
+        out.add_output(name.clone(), map[node]);
+    }
+    out
+}
+
+/// Like [`ancestors`], but the walk stops at cut nodes.
+fn cut_ancestors(g: &Graph, roots: &[NodeId], cuts: &HashMap<NodeId, NodeId>) -> Vec<bool> {
+    let mut marked = vec![false; g.nodes().len()];
+    for r in roots {
+        marked[r.index()] = true;
+    }
+    for i in (0..marked.len()).rev() {
+        if marked[i] && !cuts.contains_key(&NodeId(i as u32)) {
+            for x in &g.nodes()[i].inputs {
+                marked[x.index()] = true;
+            }
+        }
+    }
+    marked
+}
+
+/// The residuals of a graph that is linear in the arguments `linear_args`: the values that do not
+/// depend on them but are read by nodes that do. Values computed from constants alone are not
+/// residuals (the linear stage recomputes them for free). In node order.
+pub fn residuals(g: &Graph, linear_args: &[NodeId]) -> Vec<NodeId> {
+    let len = g.nodes().len();
+    let linear = descendants(g, linear_args, len);
+    let all_args: Vec<NodeId> = g.args().iter().map(|a| a.node).collect();
+    let from_args = descendants(g, &all_args, len);
+    let roots: Vec<NodeId> = g.outputs().iter().map(|o| o.node).collect();
+    let live = ancestors(g, &roots);
+    let mut is_residual = vec![false; len];
+    for (i, node) in g.nodes().iter().enumerate() {
+        if live[i] && linear[i] {
+            for x in &node.inputs {
+                if !linear[x.index()] && from_args[x.index()] {
+                    is_residual[x.index()] = true;
+                }
+            }
+        }
+    }
+    (0..len)
+        .filter(|&i| is_residual[i])
+        .map(|i| NodeId(i as u32))
+        .collect()
+}

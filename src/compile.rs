@@ -1,0 +1,269 @@
+//! A compiled model: its derived graphs behind a small, named-tensor API.
+
+use crate::autodiff::{DerivedGraphs, derive};
+use crate::ir::store::{TensorMap, check_args};
+use crate::ir::{ArgRole, DType, Graph, Tensor, interp};
+use crate::{Error, Model, Result};
+
+/// Options for [`Model::compile`].
+#[derive(Clone, Debug, Default)]
+pub struct CompileOptions {
+    /// Run every tensor in this element type instead of the declared ones (f64 for checks).
+    pub dtype: Option<DType>,
+}
+
+/// A model with its loss, gradient, `J v`, `Jᵀ w` and Gauss-Newton graphs.
+///
+/// Parameters are a [`TensorMap`] named as in the DSL; a batch is a map holding every `input` and
+/// `target`; directions `v` are maps with one tensor per parameter, named like the parameters.
+///
+/// ```
+/// use sgn::{Model, CompileOptions};
+/// use sgn::ir::store::{TensorMap, init_params};
+/// use sgn::ir::{DType, Tensor};
+///
+/// let model = Model::parse(
+///     "model line\ninput x: f64[B, 2]\ntarget y: f64[B, 1]\nparam w: f64[2, 1] = ones\n\
+///      output z = x @ w\nloss mse(z, y)\n",
+/// )?;
+/// let compiled = model.compile(&CompileOptions::default())?;
+/// let params = init_params(&model.params, 0)?;
+/// let mut batch = TensorMap::new();
+/// batch.insert("x", Tensor::from_f64(DType::F64, &[1, 2], vec![1.0, 2.0]).unwrap());
+/// batch.insert("y", Tensor::from_f64(DType::F64, &[1, 1], vec![0.0]).unwrap());
+/// // z = 1 + 2 = 3, loss = 9, dL/dw = 2·3·x = [6, 12].
+/// let (loss, grad) = compiled.loss_and_grad(&params, &batch)?;
+/// assert_eq!(loss, 9.0);
+/// assert_eq!(grad.get("w").unwrap().to_f64_vec(), vec![6.0, 12.0]);
+/// // G v for v = w: Jᵀ (2/N) J v = 2·xᵀx·v = [6, 12] as well (the model is linear).
+/// let gv = compiled.gv_operator(&params, &batch)?.apply(&params)?;
+/// assert_eq!(gv.get("w").unwrap().to_f64_vec(), vec![6.0, 12.0]);
+/// # Ok::<(), sgn::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct CompiledModel {
+    pub graphs: DerivedGraphs,
+    output: String,
+    param_names: Vec<String>,
+}
+
+/// Where each argument of a graph comes from.
+#[derive(Default)]
+struct Sources<'a> {
+    params: Option<&'a TensorMap>,
+    batch: Option<&'a TensorMap>,
+    directions: Option<&'a TensorMap>,
+    cotangent: Option<&'a Tensor>,
+    residuals: Option<&'a [Tensor]>,
+}
+
+impl Model {
+    /// Differentiates the model into every graph training needs (see [`CompiledModel`]).
+    pub fn compile(&self, options: &CompileOptions) -> Result<CompiledModel> {
+        let mut model = self.clone();
+        if let Some(dtype) = options.dtype {
+            model.graph = model.graph.with_dtype(dtype);
+            for p in &mut model.params {
+                p.ty.dtype = dtype;
+            }
+        }
+        let graphs = derive(&model).map_err(|error| Error::Differentiate {
+            file: self.file.clone(),
+            error,
+        })?;
+        Ok(CompiledModel {
+            graphs,
+            output: self.output.clone(),
+            param_names: self.params.iter().map(|p| p.name.clone()).collect(),
+        })
+    }
+}
+
+impl CompiledModel {
+    /// The loss on a batch.
+    pub fn loss(&self, params: &TensorMap, batch: &TensorMap) -> Result<f64> {
+        let out = self.run(
+            &self.graphs.forward,
+            &Sources {
+                params: Some(params),
+                batch: Some(batch),
+                ..Sources::default()
+            },
+        )?;
+        Ok(scalar(&out[1]))
+    }
+
+    /// The network output and the loss on a batch.
+    pub fn forward(&self, params: &TensorMap, batch: &TensorMap) -> Result<(Tensor, f64)> {
+        let mut out = self.run(
+            &self.graphs.forward,
+            &Sources {
+                params: Some(params),
+                batch: Some(batch),
+                ..Sources::default()
+            },
+        )?;
+        let loss = scalar(&out[1]);
+        Ok((out.swap_remove(0), loss))
+    }
+
+    /// The loss and its gradient, one tensor per parameter.
+    pub fn loss_and_grad(&self, params: &TensorMap, batch: &TensorMap) -> Result<(f64, TensorMap)> {
+        let out = self.run(
+            &self.graphs.grad,
+            &Sources {
+                params: Some(params),
+                batch: Some(batch),
+                ..Sources::default()
+            },
+        )?;
+        let loss = scalar(&out[0]);
+        Ok((loss, self.per_param(out.into_iter().skip(1))))
+    }
+
+    /// The network output `z` and `J v`, its derivative along the direction `v`.
+    pub fn jvp(
+        &self,
+        params: &TensorMap,
+        batch: &TensorMap,
+        v: &TensorMap,
+    ) -> Result<(Tensor, Tensor)> {
+        let mut out = self.run(
+            &self.graphs.jvp,
+            &Sources {
+                params: Some(params),
+                batch: Some(batch),
+                directions: Some(v),
+                ..Sources::default()
+            },
+        )?;
+        let jv = out.pop().expect("jvp has two outputs");
+        Ok((out.pop().expect("jvp has two outputs"), jv))
+    }
+
+    /// `Jᵀ w` for a cotangent `w` shaped like the output.
+    pub fn vjp(&self, params: &TensorMap, batch: &TensorMap, w: &Tensor) -> Result<TensorMap> {
+        let out = self.run(
+            &self.graphs.vjp,
+            &Sources {
+                params: Some(params),
+                batch: Some(batch),
+                cotangent: Some(w),
+                ..Sources::default()
+            },
+        )?;
+        Ok(self.per_param(out.into_iter()))
+    }
+
+    /// `G v` in one shot (prepare and apply together).
+    pub fn gv(&self, params: &TensorMap, batch: &TensorMap, v: &TensorMap) -> Result<TensorMap> {
+        let out = self.run(
+            &self.graphs.gv,
+            &Sources {
+                params: Some(params),
+                batch: Some(batch),
+                directions: Some(v),
+                ..Sources::default()
+            },
+        )?;
+        Ok(self.per_param(out.into_iter()))
+    }
+
+    /// Prepares `G` at (params, batch): runs everything that does not depend on `v` once, so that
+    /// [`GvOperator::apply`] runs only the linear part.
+    pub fn gv_operator(&self, params: &TensorMap, batch: &TensorMap) -> Result<GvOperator<'_>> {
+        let residuals = self.run(
+            &self.graphs.gv_prepare,
+            &Sources {
+                params: Some(params),
+                batch: Some(batch),
+                ..Sources::default()
+            },
+        )?;
+        Ok(GvOperator {
+            model: self,
+            residuals,
+        })
+    }
+
+    /// The name of the network output (as in the DSL).
+    pub fn output_name(&self) -> &str {
+        &self.output
+    }
+
+    fn per_param(&self, values: impl Iterator<Item = Tensor>) -> TensorMap {
+        let mut map = TensorMap::new();
+        for (name, value) in self.param_names.iter().zip(values) {
+            map.insert(name.clone(), value);
+        }
+        map
+    }
+
+    fn run(&self, graph: &Graph, sources: &Sources) -> Result<Vec<Tensor>> {
+        let mut values = Vec::with_capacity(graph.args().len());
+        let mut residuals = sources.residuals.unwrap_or(&[]).iter();
+        for arg in graph.args() {
+            let missing = || {
+                Error::Eval(format!(
+                    "graph '{}' needs argument '{}' ({})",
+                    graph.name,
+                    arg.name,
+                    arg.role.name()
+                ))
+            };
+            match arg.role {
+                ArgRole::Param => values.extend(check_args(
+                    sources.params.ok_or_else(missing)?,
+                    &[arg],
+                    "parameters",
+                )?),
+                ArgRole::Input | ArgRole::Target => values.extend(check_args(
+                    sources.batch.ok_or_else(missing)?,
+                    &[arg],
+                    "batch",
+                )?),
+                ArgRole::Direction => {
+                    let v = sources.directions.ok_or_else(missing)?;
+                    let name = arg.name.strip_prefix("v.").unwrap_or(&arg.name);
+                    let mut renamed = arg.clone();
+                    renamed.name = name.to_string();
+                    values.extend(check_args(v, &[&renamed], "direction")?);
+                }
+                ArgRole::Cotangent => {
+                    let w = sources.cotangent.ok_or_else(missing)?;
+                    let mut map = TensorMap::new();
+                    map.insert(arg.name.clone(), w.clone());
+                    values.extend(check_args(&map, &[arg], "cotangent")?);
+                }
+                ArgRole::Residual => values.push(residuals.next().ok_or_else(missing)?.clone()),
+            }
+        }
+        interp::run(graph, &values)
+    }
+}
+
+/// `G = Jᵀ H_L J` at fixed parameters and batch, ready to multiply many directions.
+#[derive(Debug)]
+pub struct GvOperator<'a> {
+    model: &'a CompiledModel,
+    residuals: Vec<Tensor>,
+}
+
+impl GvOperator<'_> {
+    /// `G v`, one tensor per parameter.
+    pub fn apply(&self, v: &TensorMap) -> Result<TensorMap> {
+        let out = self.model.run(
+            &self.model.graphs.gv_apply,
+            &Sources {
+                directions: Some(v),
+                residuals: Some(&self.residuals),
+                ..Sources::default()
+            },
+        )?;
+        Ok(self.model.per_param(out.into_iter()))
+    }
+}
+
+fn scalar(t: &Tensor) -> f64 {
+    t.scalar_value().expect("the loss is a scalar")
+}
