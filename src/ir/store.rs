@@ -1,1 +1,534 @@
-//! (in progress)
+//! Named tensors on disk and seeded parameter initialization.
+//!
+//! - [`TensorMap`]: an ordered map name → [`Tensor`], read and written as
+//!   [safetensors](https://huggingface.co/docs/safetensors) files (F32 and F64, little-endian),
+//!   the format the rest of the ecosystem reads. Writes are atomic.
+//! - [`check_args`]: picks the tensors for a graph's arguments out of a map, checking each against
+//!   its declared type.
+//! - [`init_params`]: draws a model's parameters from their [`Init`]s, deterministically from a
+//!   seed, each parameter from its own stream.
+
+use crate::error::{Error, Result};
+use crate::ir::graph::Arg;
+use crate::ir::init::{Init, fans};
+use crate::ir::shape::{DType, TensorType};
+use crate::ir::tensor::Tensor;
+use crate::model::ParamSpec;
+use ndarray::{ArrayD, IxDyn};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use safetensors::{Dtype, SafeTensors, View};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Named tensors, ordered by name: a parameter set, a batch of inputs, a set of results.
+///
+/// Saved and loaded as safetensors files; the names in the file are the DSL names.
+///
+/// ```
+/// use sgn::ir::store::TensorMap;
+/// use sgn::ir::{DType, Tensor};
+/// use std::collections::BTreeMap;
+///
+/// # fn main() -> sgn::Result<()> {
+/// let dir = tempfile::tempdir().expect("a temporary directory");
+/// let path = dir.path().join("params.safetensors");
+///
+/// let mut params = TensorMap::new();
+/// params.insert("w1", Tensor::from_f64(DType::F32, &[2, 3], vec![1., 2., 3., 4., 5., 6.]).unwrap());
+/// params.insert("scale", Tensor::scalar(DType::F64, 0.5));
+/// let metadata = BTreeMap::from([("model".to_string(), "mnist_mlp".to_string())]);
+/// params.save(&path, &metadata)?;
+///
+/// let (loaded, loaded_metadata) = TensorMap::load_with_metadata(&path)?;
+/// assert_eq!(loaded, params);
+/// assert_eq!(loaded_metadata, metadata);
+/// assert_eq!(TensorMap::load(&path)?.names().collect::<Vec<_>>(), ["scale", "w1"]);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TensorMap {
+    tensors: BTreeMap<String, Tensor>,
+}
+
+impl TensorMap {
+    /// An empty map.
+    pub fn new() -> TensorMap {
+        TensorMap::default()
+    }
+
+    /// Adds `tensor` under `name`, returning the tensor it replaces, if any.
+    pub fn insert(&mut self, name: impl Into<String>, tensor: Tensor) -> Option<Tensor> {
+        self.tensors.insert(name.into(), tensor)
+    }
+
+    /// The tensor named `name`.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.tensors.get(name)
+    }
+
+    /// Takes the tensor named `name` out of the map.
+    pub fn remove(&mut self, name: &str) -> Option<Tensor> {
+        self.tensors.remove(name)
+    }
+
+    /// `(name, tensor)` pairs in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.tensors.iter().map(|(name, t)| (name.as_str(), t))
+    }
+
+    /// The names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
+    /// Number of tensors.
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    /// True if the map holds no tensor.
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+
+    /// Reads a safetensors file.
+    ///
+    /// Errors: [`Error::Io`] if the file cannot be read; [`Error::Tensor`], naming the file, if it
+    /// is not a valid safetensors file or holds a tensor of a dtype other than F32 and F64.
+    pub fn load(path: &Path) -> Result<TensorMap> {
+        Ok(TensorMap::load_with_metadata(path)?.0)
+    }
+
+    /// Reads a safetensors file and its free-form string metadata (`__metadata__`; empty if the
+    /// file has none). Errors as [`TensorMap::load`].
+    pub fn load_with_metadata(path: &Path) -> Result<(TensorMap, BTreeMap<String, String>)> {
+        let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+        TensorMap::from_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Parses the bytes of a safetensors file and its metadata; `source` names the bytes in
+    /// errors (a path, say). Errors as [`TensorMap::load`].
+    pub fn from_bytes(bytes: &[u8], source: &str) -> Result<(TensorMap, BTreeMap<String, String>)> {
+        let (header_len, header) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| Error::Tensor(format!("{source}: not a valid safetensors file: {e}")))?;
+        // The format: an 8-byte little-endian header length, the JSON header, then the data.
+        let data = bytes
+            .get(HEADER_LEN_BYTES + header_len..)
+            .expect("read_metadata checked the header length against the buffer");
+        let mut map = TensorMap::new();
+        for (name, info) in header.tensors() {
+            let (start, end) = info.data_offsets;
+            let raw = data
+                .get(start..end)
+                .expect("read_metadata checked the offsets against the buffer");
+            map.insert(
+                name.as_str(),
+                decode(&name, info.dtype, &info.shape, raw, source)?,
+            );
+        }
+        let metadata = header.metadata().clone().unwrap_or_default();
+        Ok((map, metadata.into_iter().collect()))
+    }
+
+    /// The safetensors encoding of the map with `metadata` as its `__metadata__`.
+    ///
+    /// Errors ([`Error::Tensor`]): a tensor named `__metadata__` (the format reserves the name).
+    pub fn to_bytes(&self, metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+        self.encode(metadata).map_err(Error::Tensor)
+    }
+
+    /// Writes the map to `path` as a safetensors file with `metadata`, atomically: the bytes go
+    /// to a temporary file next to `path`, which is synced and then renamed over `path`. On any
+    /// error the previous file at `path` is untouched and the temporary file is removed.
+    ///
+    /// Errors: [`Error::Io`] naming `path` if it cannot be written; [`Error::Tensor`] as
+    /// [`TensorMap::to_bytes`].
+    pub fn save(&self, path: &Path, metadata: &BTreeMap<String, String>) -> Result<()> {
+        let bytes = self
+            .encode(metadata)
+            .map_err(|why| Error::Tensor(format!("{}: {why}", path.display())))?;
+        write_atomically(path, &bytes)
+    }
+
+    fn encode(&self, metadata: &BTreeMap<String, String>) -> Result<Vec<u8>, String> {
+        if self.tensors.contains_key(RESERVED_NAME) {
+            return Err(format!(
+                "a tensor cannot be named '{RESERVED_NAME}' (safetensors reserves the name)"
+            ));
+        }
+        let views = self
+            .tensors
+            .iter()
+            .map(|(name, t)| (name.as_str(), LittleEndian(t)));
+        let metadata: Option<HashMap<String, String>> =
+            (!metadata.is_empty()).then(|| metadata.clone().into_iter().collect());
+        safetensors::serialize(views, metadata)
+            .map_err(|e| format!("cannot encode the tensors as safetensors: {e}"))
+    }
+}
+
+/// The header key of a safetensors file's free-form metadata, which no tensor may use.
+const RESERVED_NAME: &str = "__metadata__";
+
+impl<S: Into<String>> FromIterator<(S, Tensor)> for TensorMap {
+    fn from_iter<I: IntoIterator<Item = (S, Tensor)>>(iter: I) -> TensorMap {
+        TensorMap {
+            tensors: iter.into_iter().map(|(n, t)| (n.into(), t)).collect(),
+        }
+    }
+}
+
+/// A tensor as safetensors sees it: row-major little-endian bytes, whatever the host order and
+/// the array's memory layout.
+struct LittleEndian<'a>(&'a Tensor);
+
+impl View for LittleEndian<'_> {
+    fn dtype(&self) -> Dtype {
+        match self.0.dtype() {
+            DType::F32 => Dtype::F32,
+            DType::F64 => Dtype::F64,
+        }
+    }
+
+    fn shape(&self) -> &[usize] {
+        self.0.shape()
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        // `iter` walks in logical row-major order even for transposed or sliced arrays.
+        let bytes = match self.0 {
+            Tensor::F32(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Tensor::F64(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        };
+        Cow::Owned(bytes)
+    }
+
+    fn data_len(&self) -> usize {
+        self.0.len() * self.0.dtype().size_bytes()
+    }
+}
+
+/// Size of the field that starts every safetensors file: the header's length.
+const HEADER_LEN_BYTES: usize = 8;
+
+/// A tensor from its raw little-endian bytes as stored in `source`, which names the file in errors.
+fn decode(name: &str, dtype: Dtype, shape: &[usize], raw: &[u8], source: &str) -> Result<Tensor> {
+    let bad_shape = |e: ndarray::ShapeError| {
+        Error::Tensor(format!(
+            "{source}: tensor '{name}' of shape {shape:?} does not fit its data: {e}"
+        ))
+    };
+    match dtype {
+        Dtype::F32 => {
+            let values = raw
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().expect("chunks of 4 bytes")))
+                .collect();
+            ArrayD::from_shape_vec(IxDyn(shape), values)
+                .map(Tensor::F32)
+                .map_err(bad_shape)
+        }
+        Dtype::F64 => {
+            let values = raw
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8 bytes")))
+                .collect();
+            ArrayD::from_shape_vec(IxDyn(shape), values)
+                .map(Tensor::F64)
+                .map_err(bad_shape)
+        }
+        other => Err(Error::Tensor(format!(
+            "{source}: tensor '{name}' has dtype {other}; sgn reads only F32 and F64 tensors"
+        ))),
+    }
+}
+
+/// Distinguishes the temporary files of concurrent saves within one process.
+static SAVE_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `bytes` to `path` through a synced sibling temporary file and a rename, so that readers
+/// see either the old file or the new one, never a partial write.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let file_name = path.file_name().ok_or_else(|| {
+        Error::Tensor(format!(
+            "{}: not a file path (it has no file name)",
+            path.display()
+        ))
+    })?;
+    let mut temp_name = file_name.to_os_string();
+    temp_name.push(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        SAVE_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let temp = path.with_file_name(temp_name);
+    // Errors name the target: the temporary file is an implementation detail, removed anyway.
+    let written = write_and_sync(&temp, bytes)
+        .and_then(|()| fs::rename(&temp, path))
+        .map_err(|e| Error::io(path, e));
+    if written.is_err() {
+        // The temporary file may not exist (creation failed); either way it must not stay.
+        let _ = fs::remove_file(&temp);
+        return written;
+    }
+    sync_parent_dir(path);
+    Ok(())
+}
+
+fn write_and_sync(temp: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = File::create(temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Makes the rename itself durable. Best effort: some file systems cannot sync a directory, and
+/// the new file is already complete and in place, so a failure here is not worth reporting.
+fn sync_parent_dir(path: &Path) {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+/// The tensors for graph arguments `args`, in order, taken by name from `map` (read from `file`,
+/// which names it in errors) and checked against each argument's declared type.
+///
+/// A fixed dimension must match exactly; a symbolic one accepts any size that is a multiple of
+/// its constant factor (whether the symbols agree across arguments is the interpreter's check).
+///
+/// Errors ([`Error::Tensor`]): a missing name (listing the names the file has), a wrong dtype, a
+/// wrong rank, a wrong fixed size.
+pub fn check_args(map: &TensorMap, args: &[&Arg], file: &str) -> Result<Vec<Tensor>> {
+    args.iter()
+        .map(|arg| {
+            let tensor = map
+                .get(&arg.name)
+                .ok_or_else(|| missing_tensor(map, &arg.name, file))?;
+            check_type(tensor, &arg.name, &arg.ty, file)?;
+            Ok(tensor.clone())
+        })
+        .collect()
+}
+
+/// How many names an error lists before it says how many more there are.
+const NAMES_SHOWN: usize = 12;
+
+fn missing_tensor(map: &TensorMap, name: &str, file: &str) -> Error {
+    let available = if map.is_empty() {
+        "it has none".to_string()
+    } else {
+        let shown: Vec<&str> = map.names().take(NAMES_SHOWN).collect();
+        let more = map.len().saturating_sub(NAMES_SHOWN);
+        let tail = if more > 0 {
+            format!(", and {more} more")
+        } else {
+            String::new()
+        };
+        format!("it has: {}{tail}", shown.join(", "))
+    };
+    Error::Tensor(format!("'{file}' has no tensor '{name}' ({available})"))
+}
+
+fn check_type(tensor: &Tensor, name: &str, declared: &TensorType, file: &str) -> Result<()> {
+    let mismatch = |what: String| {
+        Error::Tensor(format!(
+            "tensor '{name}' in '{file}' {what} but the model declares {declared}"
+        ))
+    };
+    if tensor.dtype() != declared.dtype {
+        return Err(mismatch(format!("is {}", tensor.dtype())));
+    }
+    let actual = tensor.shape();
+    let dims = declared.shape.dims();
+    if actual.len() != dims.len() {
+        return Err(mismatch(format!(
+            "has rank {} (shape {actual:?})",
+            actual.len()
+        )));
+    }
+    for (axis, (&size, dim)) in actual.iter().zip(dims).enumerate() {
+        let wrong = match dim.as_fixed() {
+            Some(fixed) => (size as u64 != fixed).then(|| format!("not {fixed}")),
+            None => (!(size as u64).is_multiple_of(dim.coeff()))
+                .then(|| format!("not a multiple of {} as {dim} needs", dim.coeff())),
+        };
+        if let Some(wrong) = wrong {
+            return Err(mismatch(format!(
+                "has shape {actual:?} (axis {axis} is {size}, {wrong})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Initial values for the parameters `specs`, each drawn by its [`Init`] in its declared dtype.
+///
+/// Deterministic: each parameter's values depend only on `seed`, its name, shape and initializer,
+/// so adding, removing or reordering other parameters leaves it unchanged. Values are drawn in
+/// f64 and rounded for f32 parameters, so f32 and f64 versions of a model start from the same
+/// point up to rounding.
+///
+/// Errors ([`Error::Tensor`]): a parameter with a symbolic dimension, a parameter declared twice,
+/// `normal(std)` with a negative or non-finite `std`, `uniform(lo, hi)` with `lo > hi` or a
+/// non-finite bound.
+pub fn init_params(specs: &[ParamSpec], seed: u64) -> Result<TensorMap> {
+    let mut map = TensorMap::new();
+    for spec in specs {
+        let tensor = init_param(spec, seed)?;
+        if map.insert(spec.name.clone(), tensor).is_some() {
+            return Err(Error::Tensor(format!(
+                "parameter '{}' is declared twice",
+                spec.name
+            )));
+        }
+    }
+    Ok(map)
+}
+
+/// How the values of one parameter are drawn, once fans are known.
+enum Draw {
+    Fill(f64),
+    Uniform { lo: f64, hi: f64 },
+    Normal { std: f64 },
+}
+
+impl Draw {
+    fn new(init: Init, shape: &[usize]) -> Draw {
+        let (fan_in, fan_out) = fans(shape);
+        let (fan_in, fan_sum) = (fan_in as f64, fan_in as f64 + fan_out as f64);
+        let symmetric = |a: f64| Draw::Uniform { lo: -a, hi: a };
+        match init {
+            Init::Zeros => Draw::Fill(0.0),
+            Init::Ones => Draw::Fill(1.0),
+            Init::Constant(c) => Draw::Fill(c),
+            Init::Normal(std) => Draw::Normal { std },
+            Init::Uniform(lo, hi) => Draw::Uniform { lo, hi },
+            Init::GlorotUniform => symmetric((6.0 / fan_sum).sqrt()),
+            Init::GlorotNormal => Draw::Normal {
+                std: (2.0 / fan_sum).sqrt(),
+            },
+            Init::HeUniform => symmetric((6.0 / fan_in).sqrt()),
+            Init::HeNormal => Draw::Normal {
+                std: (2.0 / fan_in).sqrt(),
+            },
+        }
+    }
+
+    /// Why the distribution cannot be sampled, if it cannot.
+    fn invalid(&self) -> Option<&'static str> {
+        match *self {
+            Draw::Fill(_) => None,
+            Draw::Normal { std } if !(std.is_finite() && std >= 0.0) => {
+                Some("the standard deviation must be finite and non-negative")
+            }
+            Draw::Uniform { lo, hi } if !(lo.is_finite() && hi.is_finite() && lo <= hi) => {
+                Some("the bounds must be finite with lo <= hi")
+            }
+            Draw::Normal { .. } | Draw::Uniform { .. } => None,
+        }
+    }
+
+    fn sample(&self, rng: &mut ChaCha8Rng) -> f64 {
+        match *self {
+            Draw::Fill(c) => c,
+            Draw::Uniform { lo, hi } => lo + (hi - lo) * rng.random::<f64>(),
+            Draw::Normal { std } => std * rng.sample::<f64, _>(StandardNormal),
+        }
+    }
+}
+
+fn init_param(spec: &ParamSpec, seed: u64) -> Result<Tensor> {
+    let shape = fixed_sizes(spec)?;
+    let numel = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| {
+            Error::Tensor(format!(
+                "parameter '{}': {} has too many elements",
+                spec.name, spec.ty
+            ))
+        })?;
+    let draw = Draw::new(spec.init, &shape);
+    // Sizes of zero draw nothing, so degenerate fans (a glorot bound of ∞) do not matter there.
+    if numel > 0
+        && let Some(why) = draw.invalid()
+    {
+        return Err(Error::Tensor(format!(
+            "parameter '{}' cannot be initialized with {}: {why}",
+            spec.name, spec.init
+        )));
+    }
+    let mut rng = param_rng(seed, &spec.name);
+    let values = (0..numel).map(|_| draw.sample(&mut rng)).collect();
+    Ok(Tensor::from_f64(spec.ty.dtype, &shape, values)
+        .expect("one value was drawn per element of the shape"))
+}
+
+/// The parameter's sizes; parameters must have fixed shapes.
+fn fixed_sizes(spec: &ParamSpec) -> Result<Vec<usize>> {
+    spec.ty
+        .shape
+        .dims()
+        .iter()
+        .map(|d| {
+            let fixed = d.as_fixed().ok_or_else(|| {
+                Error::Tensor(format!(
+                    "parameter '{}' has the symbolic shape {}; parameters need fixed sizes",
+                    spec.name, spec.ty.shape
+                ))
+            })?;
+            usize::try_from(fixed).map_err(|_| {
+                Error::Tensor(format!(
+                    "parameter '{}': dimension {fixed} does not fit in memory",
+                    spec.name
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The random stream of one parameter: a ChaCha8 key made of the seed and a stable hash of the
+/// name (FNV-1a, fixed by its spec, unlike std's hashers which may change between releases).
+fn param_rng(seed: u64, name: &str) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&fnv1a_64(name.as_bytes()).to_le_bytes());
+    ChaCha8Rng::from_seed(key)
+}
+
+fn fnv1a_64(bytes: &[u8]) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes
+        .iter()
+        .fold(OFFSET_BASIS, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fnv1a_64;
+
+    #[test]
+    fn fnv1a_matches_reference_vectors() {
+        // From the FNV reference test suite.
+        assert_eq!(fnv1a_64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a_64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+}
