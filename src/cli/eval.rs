@@ -1,8 +1,8 @@
-//! `sgn eval MODEL --inputs I --out O [--params P | --seed S]`: one forward pass on a batch.
+//! `sgn eval MODEL --inputs I --out O [--params P | --seed S] [--vector V]`: loss, output and
+//! gradient on one batch; with a direction, also `J v` and `G v`.
 
-use crate::ir::store::{TensorMap, check_args, init_params};
-use crate::ir::{ArgRole, interp};
-use crate::{Model, Result};
+use crate::ir::store::{TensorMap, init_params};
+use crate::{CompileOptions, Error, Model, Result};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -19,55 +19,53 @@ pub struct EvalArgs {
     /// The batch: every `input` and `target` of the model, by name (safetensors).
     #[arg(long)]
     inputs: PathBuf,
-    /// Where to write `loss` (shape []) and the network output (safetensors).
+    /// A direction `v` (safetensors, one tensor `v.<param>` per parameter): adds `jv` (J v, shaped
+    /// like the output) and `gv.<param>` (G v) to the results.
+    #[arg(long)]
+    vector: Option<PathBuf>,
+    /// Where to write `loss` (shape []), the network output and `grad.<param>` (safetensors).
     #[arg(long)]
     out: PathBuf,
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
     let model = Model::from_file(&args.model)?;
+    let compiled = model.compile(&CompileOptions::default())?;
     let params = match &args.params {
         Some(path) => TensorMap::load(path)?,
         None => init_params(&model.params, args.seed)?,
     };
     let batch = TensorMap::load(&args.inputs)?;
-    let values = gather_args(&model, &params, args.params.as_ref(), &batch, &args.inputs)?;
-    let results = interp::run(&model.graph, &values)?;
     let mut out = TensorMap::new();
-    for (o, value) in model.graph.outputs().iter().zip(results) {
-        out.insert(o.name.clone(), value);
+    let (z, loss) = compiled.forward(&params, &batch)?;
+    out.insert(model.output.clone(), z);
+    let (_, grad) = compiled.loss_and_grad(&params, &batch)?;
+    out.extend_prefixed("grad.", grad);
+    if let Some(path) = &args.vector {
+        let v = directions(&TensorMap::load(path)?, path)?;
+        let (_, jv) = compiled.jvp(&params, &batch, &v)?;
+        out.insert("jv", jv);
+        out.extend_prefixed("gv.", compiled.gv_operator(&params, &batch)?.apply(&v)?);
     }
+    out.insert("loss", crate::ir::Tensor::scalar(model.graph.ty(model.graph.outputs()[1].node).dtype, loss));
     let metadata = BTreeMap::from([("model".to_string(), model.name.clone())]);
     out.save(&args.out, &metadata)?;
-    let loss = out
-        .get("loss")
-        .and_then(|t| t.scalar_value())
-        .unwrap_or(f64::NAN);
     println!("loss {loss}");
     println!("wrote {}", args.out.display());
     Ok(())
 }
 
-/// The graph's arguments in order: params from the parameter map, inputs and targets from the
-/// batch, each checked against its declaration.
-fn gather_args(
-    model: &Model,
-    params: &TensorMap,
-    params_path: Option<&PathBuf>,
-    batch: &TensorMap,
-    batch_path: &std::path::Path,
-) -> Result<Vec<crate::ir::Tensor>> {
-    let params_file = params_path.map_or("initialized parameters".to_string(), |p| {
-        p.display().to_string()
-    });
-    let batch_file = batch_path.display().to_string();
-    let mut values = Vec::with_capacity(model.graph.args().len());
-    for arg in model.graph.args() {
-        let (map, file) = match arg.role {
-            ArgRole::Param => (params, params_file.as_str()),
-            _ => (batch, batch_file.as_str()),
+/// The direction file's `v.<param>` tensors, renamed to the parameter names.
+fn directions(file: &TensorMap, path: &std::path::Path) -> Result<TensorMap> {
+    let mut v = TensorMap::new();
+    for (name, t) in file.iter() {
+        let Some(param) = name.strip_prefix("v.") else {
+            return Err(Error::Tensor(format!(
+                "{}: tensor '{name}' is not a direction (names are v.<param>)",
+                path.display()
+            )));
         };
-        values.extend(check_args(map, &[arg], file)?);
+        v.insert(param, t.clone());
     }
-    Ok(values)
+    Ok(v)
 }

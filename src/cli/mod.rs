@@ -2,6 +2,7 @@
 
 mod check;
 mod eval;
+mod inspect;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -23,6 +24,8 @@ enum Command {
     },
     /// Evaluate a model on a batch: write the loss and the network output.
     Eval(eval::EvalArgs),
+    /// Print one of a model's graphs (forward, grad, jvp, vjp, gv, gv-prepare, gv-apply).
+    Inspect(inspect::InspectArgs),
 }
 
 /// Runs the CLI on the process arguments and returns the exit code.
@@ -38,6 +41,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Check { model } => check::run(&model),
         Command::Eval(args) => eval::run(&args),
+        Command::Inspect(args) => inspect::run(&args),
     };
     match result {
         Ok(()) => 0,

@@ -98,6 +98,13 @@ impl TensorMap {
         self.tensors.is_empty()
     }
 
+    /// Moves every tensor of `other` in, its name prefixed with `prefix` (`grad.` + `w1`).
+    pub fn extend_prefixed(&mut self, prefix: &str, other: TensorMap) {
+        for (name, t) in other.tensors {
+            self.tensors.insert(format!("{prefix}{name}"), t);
+        }
+    }
+
     /// Reads a safetensors file.
     ///
     /// Errors: [`Error::Io`] if the file cannot be read; [`Error::Tensor`], naming the file, if it

@@ -1,0 +1,258 @@
+//! The derived graphs of whole models: finite-difference checks of J v and the gradient for every
+//! `ir/` model, G v against an explicitly built Jᵀ H J, symmetry and positivity of G, the linear
+//! least-squares form, the prepare/apply split, and the linearity of the apply graph.
+
+mod common;
+
+use common::{axpy, batch_for, direction_like, dot, ir_models, rel_err};
+use sgn::autodiff::descendants;
+use sgn::ir::store::{TensorMap, init_params};
+use sgn::ir::{ArgRole, BinaryOp, DType, Op, Tensor, UnaryOp};
+use sgn::{CompileOptions, CompiledModel, Model};
+
+const F: DType = DType::F64;
+
+fn compile_f64(model: &Model) -> CompiledModel {
+    model.compile(&CompileOptions { dtype: Some(F), ..CompileOptions::default() }).unwrap()
+}
+
+fn params_f64(model: &Model, seed: u64) -> TensorMap {
+    init_params(&model.params, seed)
+        .unwrap()
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.clone().cast(F)))
+        .collect()
+}
+
+/// Perturbs the biases too (they start at zero, where some models are special).
+fn jiggle(params: &TensorMap) -> TensorMap {
+    axpy(params, 0.1, &direction_like(params, 99))
+}
+
+#[test]
+fn jvp_and_gradient_match_finite_differences_on_every_model() {
+    for (name, model) in ir_models() {
+        let compiled = compile_f64(&model);
+        let params = jiggle(&params_f64(&model, 1));
+        let batch = batch_for(&model, F, 3, 5);
+        let v = direction_like(&params, 3);
+        let h = 1e-6;
+        let (plus, minus) = (axpy(&params, h, &v), axpy(&params, -h, &v));
+
+        let (_, jv) = compiled.jvp(&params, &batch, &v).unwrap();
+        let (z_plus, l_plus) = compiled.forward(&plus, &batch).unwrap();
+        let (z_minus, l_minus) = compiled.forward(&minus, &batch).unwrap();
+        let fd: Vec<f64> = z_plus.to_f64_vec().iter().zip(z_minus.to_f64_vec()).map(|(a, b)| (a - b) / (2.0 * h)).collect();
+        let fd = Tensor::from_f64(F, jv.shape(), fd).unwrap();
+        let err = jv.max_rel_diff(&fd);
+        assert!(err <= 1e-6, "{name}: J v vs finite differences: {err:e}");
+
+        let (_, grad) = compiled.loss_and_grad(&params, &batch).unwrap();
+        let directional = dot(&grad, &v);
+        let fd = (l_plus - l_minus) / (2.0 * h);
+        let err = rel_err(directional, fd);
+        assert!(err <= 1e-6, "{name}: gᵀv = {directional} vs finite differences {fd}: {err:e}");
+    }
+}
+
+/// The analytic loss Hessian at z, as a dense matrix over z's elements (row-major).
+fn analytic_hessian(loss: &str, z: &Tensor) -> Vec<Vec<f64>> {
+    let (rows, cols) = (z.shape()[0], z.shape()[1]);
+    let n = rows * cols;
+    let zv = z.to_f64_vec();
+    let mut h = vec![vec![0.0; n]; n];
+    match loss {
+        "softmax_cross_entropy" => {
+            for r in 0..rows {
+                let row = &zv[r * cols..(r + 1) * cols];
+                let m = row.iter().cloned().fold(f64::MIN, f64::max);
+                let e: Vec<f64> = row.iter().map(|x| (x - m).exp()).collect();
+                let s: f64 = e.iter().sum();
+                let p: Vec<f64> = e.iter().map(|x| x / s).collect();
+                for i in 0..cols {
+                    for j in 0..cols {
+                        let diag = if i == j { p[i] } else { 0.0 };
+                        h[r * cols + i][r * cols + j] = (diag - p[i] * p[j]) / rows as f64;
+                    }
+                }
+            }
+        }
+        "mse" => (0..n).for_each(|i| h[i][i] = 2.0 / n as f64),
+        "sigmoid_cross_entropy" => (0..n).for_each(|i| {
+            let s = 1.0 / (1.0 + (-zv[i]).exp());
+            h[i][i] = s * (1.0 - s) / n as f64;
+        }),
+        other => panic!("no analytic Hessian for {other}"),
+    }
+    h
+}
+
+/// A unit direction: 1 at flat index `k` of the concatenated parameters.
+fn unit(params: &TensorMap, k: usize) -> TensorMap {
+    let mut offset = 0;
+    let mut v = TensorMap::new();
+    for (name, t) in params.iter() {
+        let mut values = vec![0.0; t.len()];
+        if (offset..offset + t.len()).contains(&k) {
+            values[k - offset] = 1.0;
+        }
+        offset += t.len();
+        v.insert(name.to_string(), Tensor::from_f64(F, t.shape(), values).unwrap());
+    }
+    v
+}
+
+fn flatten(map: &TensorMap) -> Vec<f64> {
+    map.iter().flat_map(|(_, t)| t.to_f64_vec()).collect()
+}
+
+#[test]
+fn gv_equals_explicit_jt_h_j_on_small_nets() {
+    for (loss, act, out) in [("softmax_cross_entropy", "tanh", 3), ("mse", "sigmoid", 2), ("sigmoid_cross_entropy", "relu", 2)] {
+        let src = format!(
+            "model small\ninput x: f64[B, 3]\ntarget y: f64[B, {out}]\n\
+             param w1: f64[3, 4] = glorot_uniform\nparam b1: f64[4] = normal(0.5)\n\
+             param w2: f64[4, {out}] = glorot_uniform\nparam b2: f64[{out}] = normal(0.5)\n\
+             h = {act}(x @ w1 + b1)\noutput z = h @ w2 + b2\nloss {loss}(z, y)\n"
+        );
+        let model = Model::parse(&src).unwrap();
+        let compiled = compile_f64(&model);
+        let params = params_f64(&model, 4);
+        let batch = batch_for(&model, F, 4, 2);
+        let n: usize = params.iter().map(|(_, t)| t.len()).sum();
+        // J column by column: J e_k.
+        let columns: Vec<Vec<f64>> = (0..n)
+            .map(|k| compiled.jvp(&params, &batch, &unit(&params, k)).unwrap().1.to_f64_vec())
+            .collect();
+        let (z, _) = compiled.forward(&params, &batch).unwrap();
+        let h = analytic_hessian(loss, &z);
+        let m = h.len();
+        let v = direction_like(&params, 8);
+        let vf = flatten(&v);
+        let jv: Vec<f64> = (0..m).map(|i| (0..n).map(|k| columns[k][i] * vf[k]).sum()).collect();
+        let hjv: Vec<f64> = (0..m).map(|i| (0..m).map(|j| h[i][j] * jv[j]).sum()).collect();
+        let expected: Vec<f64> = (0..n).map(|k| (0..m).map(|i| columns[k][i] * hjv[i]).sum()).collect();
+        let got = flatten(&compiled.gv(&params, &batch, &v).unwrap());
+        let scale = expected.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+        for (k, (g, e)) in got.iter().zip(&expected).enumerate() {
+            assert!((g - e).abs() <= 1e-9 * scale, "{loss}/{act}: Gv[{k}] = {g} but JᵀHJv = {e}");
+        }
+    }
+}
+
+#[test]
+fn g_is_symmetric_and_positive_semidefinite() {
+    for (name, model) in ir_models().into_iter().filter(|(n, _)| n != "mlp_tanh_800") {
+        let compiled = compile_f64(&model);
+        let params = jiggle(&params_f64(&model, 2));
+        let batch = batch_for(&model, F, 5, 1);
+        let op = compiled.gv_operator(&params, &batch).unwrap();
+        let (v, w) = (direction_like(&params, 1), direction_like(&params, 2));
+        let (gv, gw) = (op.apply(&v).unwrap(), op.apply(&w).unwrap());
+        let (wgv, vgw) = (dot(&w, &gv), dot(&v, &gw));
+        assert!(rel_err(wgv, vgw) <= 1e-10, "{name}: wᵀGv = {wgv} but vᵀGw = {vgw}");
+        for d in [&v, &w] {
+            let curvature = dot(d, &op.apply(d).unwrap());
+            assert!(curvature >= 0.0, "{name}: vᵀGv = {curvature} < 0");
+        }
+    }
+}
+
+#[test]
+fn linear_least_squares_has_gv_equal_to_two_over_n_xt_x_v() {
+    let model = Model::parse(
+        "model linear\ninput x: f64[B, 4]\ntarget y: f64[B, 3]\nparam w: f64[4, 3]\n\
+         output z = x @ w\nloss mse(z, y)\n",
+    )
+    .unwrap();
+    let compiled = compile_f64(&model);
+    let params = params_f64(&model, 0);
+    let batch = batch_for(&model, F, 6, 0);
+    let v = direction_like(&params, 5);
+    let gv = compiled.gv(&params, &batch, &v).unwrap();
+    let x = batch.get("x").unwrap().to_f64();
+    let x = x.into_dimensionality::<ndarray::Ix2>().unwrap();
+    let vw = v.get("w").unwrap().to_f64().into_dimensionality::<ndarray::Ix2>().unwrap();
+    let n = (6 * 3) as f64;
+    let expected = x.t().dot(&x).dot(&vw) * (2.0 / n);
+    let got = Tensor::F64(gv.get("w").unwrap().to_f64());
+    let err = got.max_rel_diff(&Tensor::F64(expected.into_dyn()));
+    assert!(err <= 1e-12, "Gv vs (2/N) XᵀX v: {err:e}");
+}
+
+#[test]
+fn one_shot_gv_equals_prepare_then_apply_bit_for_bit() {
+    for (name, model) in ir_models() {
+        for dtype in [DType::F32, DType::F64] {
+            let compiled = model.compile(&CompileOptions { dtype: Some(dtype), ..CompileOptions::default() }).unwrap();
+            let params: TensorMap = jiggle(&params_f64(&model, 3)).iter().map(|(n, t)| (n.to_string(), t.clone().cast(dtype))).collect();
+            let batch = batch_for(&model, dtype, 4, 3);
+            let v = direction_like(&params, 4);
+            let one_shot = compiled.gv(&params, &batch, &v).unwrap();
+            let staged = compiled.gv_operator(&params, &batch).unwrap().apply(&v).unwrap();
+            assert_eq!(one_shot, staged, "{name} {dtype}: one-shot and staged Gv differ");
+        }
+    }
+}
+
+#[test]
+fn gv_apply_is_linear_in_v_with_no_nonlinear_primal_op() {
+    for (name, model) in ir_models() {
+        let compiled = compile_f64(&model);
+        let apply = &compiled.graphs.gv_apply;
+        let v: Vec<_> = apply.args().iter().filter(|a| a.role == ArgRole::Direction).map(|a| a.node).collect();
+        assert!(!v.is_empty());
+        assert!(apply.args().iter().all(|a| matches!(a.role, ArgRole::Direction | ArgRole::Residual)), "{name}");
+        let on_v = descendants(apply, &v, apply.nodes().len());
+        for (i, node) in apply.nodes().iter().enumerate() {
+            let nonlinear = matches!(
+                node.op,
+                Op::Unary(UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Sigmoid | UnaryOp::Softplus
+                    | UnaryOp::Relu | UnaryOp::Sqrt | UnaryOp::Abs | UnaryOp::Sign | UnaryOp::Step | UnaryOp::Recip)
+                    | Op::Pow(_)
+                    | Op::ReduceMax { .. }
+                    | Op::Binary(BinaryOp::Max | BinaryOp::Min)
+            );
+            assert!(!nonlinear, "{name}: gv-apply computes {} (node {i})", node.op.name());
+            if on_v[i] {
+                let operands_on_v = node.inputs.iter().filter(|x| on_v[x.index()]).count();
+                match node.op {
+                    Op::Binary(BinaryOp::Mul) | Op::MatMul { .. } => assert_eq!(operands_on_v, 1, "{name}: node {i} multiplies two v-dependent values"),
+                    Op::Binary(BinaryOp::Div) => assert!(!on_v[node.inputs[1].index()], "{name}: node {i} divides by a v-dependent value"),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn loss_hessian_of_softmax_cross_entropy_has_the_cheap_form() {
+    // Through G = Jᵀ H J with J = I (z is a parameter): G u = (p ⊙ u − p (pᵀu)) / B.
+    let model = Model::parse(
+        "model direct\ninput x: f64[3, 1]\ntarget y: f64[3, 4]\nparam z0: f64[3, 4]\n\
+         output z = z0 + 0 * x\nloss softmax_cross_entropy(z, y)\n",
+    )
+    .unwrap();
+    let compiled = compile_f64(&model);
+    let params = jiggle(&params_f64(&model, 9));
+    let batch = batch_for(&model, F, 3, 4);
+    let u = direction_like(&params, 6);
+    let gu = compiled.gv(&params, &batch, &u).unwrap();
+    let z = params.get("z0").unwrap().to_f64_vec();
+    let uv = u.get("z0").unwrap().to_f64_vec();
+    let mut expected = vec![0.0; 12];
+    for r in 0..3 {
+        let row = &z[r * 4..r * 4 + 4];
+        let s: f64 = row.iter().map(|x| x.exp()).sum();
+        let p: Vec<f64> = row.iter().map(|x| x.exp() / s).collect();
+        let pu: f64 = (0..4).map(|j| p[j] * uv[r * 4 + j]).sum();
+        for j in 0..4 {
+            expected[r * 4 + j] = (p[j] * uv[r * 4 + j] - p[j] * pu) / 3.0;
+        }
+    }
+    let got = gu.get("z0").unwrap().to_f64_vec();
+    for (g, e) in got.iter().zip(&expected) {
+        assert!((g - e).abs() <= 1e-12, "{got:?} vs {expected:?}");
+    }
+}
