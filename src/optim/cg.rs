@@ -1,0 +1,227 @@
+//! Truncated, optionally preconditioned conjugate gradient on `(G + ρI) d = −g`.
+
+use super::vector::{axpy, dot};
+use crate::Result;
+
+/// Options of [`solve`]. Defaults: at most 10 iterations, relative residual tolerance 1e-10
+/// (in practice the iteration cap ends the solve), no preconditioner, keep the best iterate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CgOptions {
+    /// Maximum number of iterations (products with `G`).
+    pub max_iters: usize,
+    /// Stop when ‖r‖ ≤ tolerance · ‖b‖.
+    pub tolerance: f64,
+    /// Return the iterate with the lowest quadratic model rather than the last one
+    /// (Martens 2010's "CG backtracking", here by the model itself).
+    pub keep_best: bool,
+}
+
+impl Default for CgOptions {
+    fn default() -> CgOptions {
+        CgOptions {
+            max_iters: 10,
+            tolerance: 1e-10,
+            keep_best: true,
+        }
+    }
+}
+
+/// What a solve produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CgResult {
+    /// The solution estimate.
+    pub x: Vec<f64>,
+    /// The quadratic model at `x`: `q(x) = ½ xᵀAx − bᵀx`.
+    pub model_value: f64,
+    /// `xᵀ A x` (the curvature along `x`, damping included).
+    pub curvature: f64,
+    /// Products with `A` performed.
+    pub iterations: usize,
+    /// Why it stopped.
+    pub stop: CgStop,
+}
+
+/// Why a CG solve stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CgStop {
+    MaxIterations,
+    Converged,
+    /// A search direction with `pᵀAp ≤ 0`: `A` is not positive definite along it.
+    NegativeCurvature,
+}
+
+/// Solves `A x = b` approximately, starting from `x0`, where `apply(v)` returns `A v` and
+/// `precondition` (if any) holds the diagonal of the preconditioner `M` (CG then works on
+/// `M⁻¹`-scaled residuals).
+pub fn solve(
+    mut apply: impl FnMut(&[f64]) -> Result<Vec<f64>>,
+    b: &[f64],
+    x0: Vec<f64>,
+    precondition: Option<&[f64]>,
+    options: &CgOptions,
+) -> Result<CgResult> {
+    let precond = |r: &[f64]| -> Vec<f64> {
+        match precondition {
+            Some(m) => r.iter().zip(m).map(|(r, m)| r / m).collect(),
+            None => r.to_vec(),
+        }
+    };
+    let mut x = x0;
+    let mut iterations = 0;
+    // r = b − A x0 (one product, unless x0 = 0).
+    let mut ax = if x.iter().all(|&v| v == 0.0) {
+        vec![0.0; b.len()]
+    } else {
+        iterations += 1;
+        apply(&x)?
+    };
+    let mut r: Vec<f64> = b.iter().zip(&ax).map(|(b, a)| b - a).collect();
+    let model = |x: &[f64], ax: &[f64]| 0.5 * dot(x, ax) - dot(b, x);
+    let mut best = (model(&x, &ax), x.clone(), dot(&x, &ax));
+    let b_norm = dot(b, b).sqrt();
+    let mut y = precond(&r);
+    let mut p = y.clone();
+    let mut ry = dot(&r, &y);
+    let mut stop = CgStop::MaxIterations;
+    while iterations < options.max_iters {
+        if dot(&r, &r).sqrt() <= options.tolerance * b_norm {
+            stop = CgStop::Converged;
+            break;
+        }
+        let ap = apply(&p)?;
+        iterations += 1;
+        let curvature = dot(&p, &ap);
+        if curvature <= 0.0 || !curvature.is_finite() {
+            stop = CgStop::NegativeCurvature;
+            break;
+        }
+        let alpha = ry / curvature;
+        axpy(&mut x, alpha, &p);
+        axpy(&mut ax, alpha, &ap);
+        axpy(&mut r, -alpha, &ap);
+        let q = model(&x, &ax);
+        if !options.keep_best || q <= best.0 {
+            best = (q, x.clone(), dot(&x, &ax));
+        }
+        y = precond(&r);
+        let ry_next = dot(&r, &y);
+        let beta = ry_next / ry;
+        ry = ry_next;
+        for (p, y) in p.iter_mut().zip(&y) {
+            *p = y + beta * *p;
+        }
+    }
+    if stop == CgStop::MaxIterations && dot(&r, &r).sqrt() <= options.tolerance * b_norm {
+        stop = CgStop::Converged;
+    }
+    let (model_value, x, curvature) = best;
+    Ok(CgResult {
+        x,
+        model_value,
+        curvature,
+        iterations,
+        stop,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small SPD matrix: Lehmer matrix L[i][j] = min(i,j)/max(i,j) (1-based), plus a shift.
+    fn lehmer(n: usize, shift: f64) -> Vec<Vec<f64>> {
+        (1..=n)
+            .map(|i| {
+                (1..=n)
+                    .map(|j| i.min(j) as f64 / i.max(j) as f64 + if i == j { shift } else { 0.0 })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn matvec(a: &[Vec<f64>], v: &[f64]) -> Vec<f64> {
+        a.iter().map(|row| dot(row, v)).collect()
+    }
+
+    #[test]
+    fn solves_spd_systems_to_tolerance() {
+        for n in [1, 5, 20] {
+            let a = lehmer(n, 0.1);
+            let b: Vec<f64> = (0..n).map(|i| (i as f64 * 0.7).sin() + 0.5).collect();
+            let options = CgOptions {
+                max_iters: 10 * n,
+                tolerance: 1e-12,
+                keep_best: false,
+            };
+            let out = solve(|v| Ok(matvec(&a, v)), &b, vec![0.0; n], None, &options).unwrap();
+            let residual: Vec<f64> = matvec(&a, &out.x).iter().zip(&b).map(|(ax, b)| ax - b).collect();
+            let rel = dot(&residual, &residual).sqrt() / dot(&b, &b).sqrt();
+            assert!(rel <= 1e-11, "n = {n}: relative residual {rel:e}");
+            assert_eq!(out.stop, CgStop::Converged);
+            let expected_model = 0.5 * dot(&out.x, &matvec(&a, &out.x)) - dot(&b, &out.x);
+            assert!((out.model_value - expected_model).abs() <= 1e-9 * expected_model.abs());
+        }
+    }
+
+    #[test]
+    fn a_diagonal_preconditioner_converges_in_one_step_on_a_diagonal_system() {
+        let diag = [1.0, 10.0, 100.0, 1000.0];
+        let a: Vec<Vec<f64>> = (0..4)
+            .map(|i| (0..4).map(|j| if i == j { diag[i] } else { 0.0 }).collect())
+            .collect();
+        let b = [1.0, 2.0, 3.0, 4.0];
+        let options = CgOptions {
+            max_iters: 1,
+            ..CgOptions::default()
+        };
+        let out = solve(|v| Ok(matvec(&a, v)), &b, vec![0.0; 4], Some(&diag), &options).unwrap();
+        for i in 0..4 {
+            assert!((out.x[i] - b[i] / diag[i]).abs() <= 1e-12);
+        }
+    }
+
+    #[test]
+    fn warm_start_from_the_solution_needs_no_iteration_beyond_the_residual() {
+        let a = lehmer(6, 0.5);
+        let b: Vec<f64> = (0..6).map(|i| i as f64 - 2.0).collect();
+        let exact = solve(
+            |v| Ok(matvec(&a, v)),
+            &b,
+            vec![0.0; 6],
+            None,
+            &CgOptions {
+                max_iters: 60,
+                tolerance: 1e-14,
+                keep_best: false,
+            },
+        )
+        .unwrap();
+        let warm = solve(|v| Ok(matvec(&a, v)), &b, exact.x.clone(), None, &CgOptions::default()).unwrap();
+        assert_eq!(warm.iterations, 1, "only the residual product");
+        assert_eq!(warm.stop, CgStop::Converged);
+    }
+
+    #[test]
+    fn negative_curvature_stops_the_solve() {
+        let a = vec![vec![1.0, 0.0], vec![0.0, -1.0]];
+        let out = solve(|v| Ok(matvec(&a, v)), &[0.0, 1.0], vec![0.0; 2], None, &CgOptions::default()).unwrap();
+        assert_eq!(out.stop, CgStop::NegativeCurvature);
+        assert_eq!(out.x, vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn truncated_iterates_decrease_the_model() {
+        let a = lehmer(30, 0.01);
+        let b: Vec<f64> = (0..30).map(|i| ((i * 7) % 5) as f64 - 2.0).collect();
+        let mut last = 0.0;
+        for k in 1..8 {
+            let options = CgOptions {
+                max_iters: k,
+                ..CgOptions::default()
+            };
+            let out = solve(|v| Ok(matvec(&a, v)), &b, vec![0.0; 30], None, &options).unwrap();
+            assert!(out.model_value < last, "k = {k}: {} !< {last}", out.model_value);
+            last = out.model_value;
+        }
+    }
+}

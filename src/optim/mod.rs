@@ -1,0 +1,136 @@
+//! Optimizers: SGN (truncated CG on the damped Gauss-Newton system, Levenberg-Marquardt damping,
+//! Armijo backtracking) and the first-order baselines SGD and Adam, behind one trait.
+//!
+//! Optimizers see the model only through [`Objective`] — loss, gradient and Gauss-Newton products
+//! on the current mini-batch, on a flat parameter vector — so they are plain numerics, tested on
+//! quadratics, and the driver decides how parameters are laid out.
+
+pub mod adam;
+pub mod cg;
+pub mod sgd;
+pub mod sgn;
+pub mod vector;
+
+pub use adam::{Adam, AdamOptions};
+pub use cg::{CgOptions, CgResult, CgStop};
+pub use sgd::{Sgd, SgdOptions};
+pub use sgn::{Damping, Sgn, SgnOptions};
+
+use crate::Result;
+use std::collections::BTreeMap;
+
+/// The training objective on the current mini-batch, as the optimizers see it.
+pub trait Objective {
+    /// Number of parameters.
+    fn dim(&self) -> usize;
+    /// `L(θ)`.
+    fn loss(&mut self, theta: &[f64]) -> Result<f64>;
+    /// `L(θ)` and `∇L(θ)`.
+    fn loss_and_grad(&mut self, theta: &[f64]) -> Result<(f64, Vec<f64>)>;
+    /// Prepares Gauss-Newton products at `θ`: the v-independent work, once per step.
+    fn prepare_gv(&mut self, theta: &[f64]) -> Result<()>;
+    /// `G v` at the `θ` last prepared.
+    fn gv(&mut self, v: &[f64]) -> Result<Vec<f64>>;
+}
+
+/// What one optimizer step did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepReport {
+    /// The loss at the parameters the step started from.
+    pub loss: f64,
+    /// Whether the parameters changed.
+    pub accepted: bool,
+    /// The damping after the step (SGN only).
+    pub rho: Option<f64>,
+    /// CG iterations (SGN only).
+    pub cg_iters: usize,
+    /// The fraction of the computed step that was taken (SGN's line search; 1 for SGD/Adam).
+    pub step_size: f64,
+    /// Set when the step was rejected because something was not finite: says what.
+    pub non_finite: Option<String>,
+}
+
+/// Named flat vectors (scalars are one-element vectors): an optimizer's state for checkpoints.
+pub type OptimizerState = BTreeMap<String, Vec<f64>>;
+
+/// A training algorithm.
+pub trait Optimizer {
+    /// Its name, as on the command line.
+    fn name(&self) -> &'static str;
+    /// One step on the current mini-batch; on rejection `theta` is left unchanged.
+    fn step(&mut self, theta: &mut [f64], objective: &mut dyn Objective) -> Result<StepReport>;
+    /// The state a resumed run needs to continue exactly.
+    fn state(&self) -> OptimizerState;
+    /// Restores a state saved by [`Optimizer::state`].
+    fn restore(&mut self, state: &OptimizerState) -> Result<()>;
+}
+
+/// Reads one entry of a saved state, checking its length when one is required.
+pub(crate) fn state_entry<'a>(state: &'a OptimizerState, name: &str, len: Option<usize>) -> Result<&'a [f64]> {
+    let value = state
+        .get(name)
+        .ok_or_else(|| crate::Error::Tensor(format!("optimizer state has no entry '{name}'")))?;
+    match len {
+        Some(len) if value.len() != len => Err(crate::Error::Tensor(format!(
+            "optimizer state entry '{name}' has {} values, expected {len}",
+            value.len()
+        ))),
+        _ => Ok(value),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// `L(θ) = ½ θᵀAθ − bᵀθ` with an SPD `A`; its Gauss-Newton matrix is `A` (times `gv_scale`,
+    /// to simulate a model that misjudges curvature).
+    pub struct Quadratic {
+        a: Vec<Vec<f64>>,
+        b: Vec<f64>,
+        pub gv_scale: f64,
+        pub poison_grad: bool,
+    }
+
+    impl Quadratic {
+        pub fn new(n: usize) -> Quadratic {
+            let a = (0..n)
+                .map(|i| (0..n).map(|j| if i == j { 2.0 + i as f64 } else { 0.5 / (1.0 + (i + j) as f64) }).collect())
+                .collect();
+            let b = (0..n).map(|i| 1.0 + i as f64 * 0.5).collect();
+            Quadratic { a, b, gv_scale: 1.0, poison_grad: false }
+        }
+
+        fn a_times(&self, v: &[f64]) -> Vec<f64> {
+            self.a.iter().map(|row| vector::dot(row, v)).collect()
+        }
+
+        /// θ* = A⁻¹ b, by plain CG to machine precision.
+        pub fn minimizer(&self) -> Vec<f64> {
+            let options = CgOptions { max_iters: 100, tolerance: 1e-15, keep_best: false };
+            cg::solve(|v| Ok(self.a_times(v)), &self.b, vec![0.0; self.b.len()], None, &options).unwrap().x
+        }
+    }
+
+    impl Objective for Quadratic {
+        fn dim(&self) -> usize {
+            self.b.len()
+        }
+        fn loss(&mut self, theta: &[f64]) -> Result<f64> {
+            Ok(0.5 * vector::dot(theta, &self.a_times(theta)) - vector::dot(&self.b, theta))
+        }
+        fn loss_and_grad(&mut self, theta: &[f64]) -> Result<(f64, Vec<f64>)> {
+            let mut grad: Vec<f64> = self.a_times(theta).iter().zip(&self.b).map(|(a, b)| a - b).collect();
+            if self.poison_grad {
+                grad[0] = f64::NAN;
+            }
+            Ok((self.loss(theta)?, grad))
+        }
+        fn prepare_gv(&mut self, _theta: &[f64]) -> Result<()> {
+            Ok(())
+        }
+        fn gv(&mut self, v: &[f64]) -> Result<Vec<f64>> {
+            Ok(self.a_times(v).iter().map(|x| x * self.gv_scale).collect())
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! The stochastic generalized Gauss-Newton method.
+//!
+//! Each step, on one mini-batch: `g = ∇L(θ)`; prepare `G` at `θ`; `d ≈ argmin q(d)` with
+//! `q(d) = gᵀd + ½ dᵀ(G + ρI)d` by truncated CG; Armijo backtracking on the same batch; a
+//! Levenberg-Marquardt update of `ρ` from the ratio of actual to predicted reduction.
+
+use super::cg::{self, CgOptions};
+use super::vector::{added, all_finite, dot};
+use super::{Objective, Optimizer, OptimizerState, StepReport, state_entry};
+use crate::Result;
+
+/// How the damping ρ evolves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Damping {
+    /// Levenberg-Marquardt: with `r` = actual / predicted reduction, `r < ¼` → `ρ ← 1.5ρ`,
+    /// `r > ¾` → `ρ ← max(⅔ρ, ρ_min)`.
+    LevenbergMarquardt,
+    /// ρ stays at its initial value (rejected steps still leave θ unchanged).
+    Fixed,
+}
+
+/// SGN's options. The defaults are the paper's: `x₀ = 0`, `ρ₀ = 1e-4`, `ρ_min = 1e-6`,
+/// Levenberg-Marquardt damping, Armijo backtracking (`c = 1e-4`, halving, at most 10 tries), and
+/// 10 CG iterations. The step size is never a user setting.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SgnOptions {
+    pub cg: CgOptions,
+    pub rho0: f64,
+    pub rho_min: f64,
+    pub damping: Damping,
+    /// Armijo backtracking on the same batch; without it the full CG step is tried once.
+    pub line_search: bool,
+    /// Armijo's sufficient-decrease constant.
+    pub armijo_c: f64,
+    /// Line-search tries (the step halves after each failed one).
+    pub max_tries: usize,
+    /// Warm start CG from this multiple of the previous step's solution (Martens 2010 uses
+    /// 0.95); `None` starts from 0 as the paper does.
+    pub warm_start: Option<f64>,
+    /// Diagonal preconditioner `M = (s + ρ)^α` with `s` a running average (decay 0.95) of the
+    /// squared gradients, as in Martens 2010 (α = 0.75 there); `None` for plain CG.
+    pub preconditioner: Option<f64>,
+}
+
+impl Default for SgnOptions {
+    fn default() -> SgnOptions {
+        SgnOptions {
+            cg: CgOptions::default(),
+            rho0: 1e-4,
+            rho_min: 1e-6,
+            damping: Damping::LevenbergMarquardt,
+            line_search: true,
+            armijo_c: 1e-4,
+            max_tries: 10,
+            warm_start: None,
+            preconditioner: None,
+        }
+    }
+}
+
+/// How much a rejected step raises ρ: 1.5 as for a poor ratio, 10 after a non-finite value.
+const REJECT_RAISE: f64 = 1.5;
+const NON_FINITE_RAISE: f64 = 10.0;
+/// Decay of the running average of squared gradients behind the preconditioner.
+const SQUARED_GRAD_DECAY: f64 = 0.95;
+
+/// The SGN optimizer (see the module docs).
+#[derive(Clone, Debug)]
+pub struct Sgn {
+    pub options: SgnOptions,
+    rho: f64,
+    previous_step: Vec<f64>,
+    squared_grad: Vec<f64>,
+}
+
+impl Sgn {
+    pub fn new(options: SgnOptions) -> Sgn {
+        Sgn {
+            rho: options.rho0,
+            options,
+            previous_step: Vec::new(),
+            squared_grad: Vec::new(),
+        }
+    }
+
+    /// The current damping.
+    pub fn rho(&self) -> f64 {
+        self.rho
+    }
+
+    fn raise(&mut self, factor: f64) {
+        if self.options.damping == Damping::LevenbergMarquardt {
+            self.rho *= factor;
+        }
+    }
+
+    fn rejected(&mut self, loss: f64, cg_iters: usize, factor: f64, non_finite: Option<String>) -> StepReport {
+        self.raise(factor);
+        self.previous_step.clear();
+        StepReport {
+            loss,
+            accepted: false,
+            rho: Some(self.rho),
+            cg_iters,
+            step_size: 0.0,
+            non_finite,
+        }
+    }
+}
+
+impl Optimizer for Sgn {
+    fn name(&self) -> &'static str {
+        "sgn"
+    }
+
+    fn step(&mut self, theta: &mut [f64], objective: &mut dyn Objective) -> Result<StepReport> {
+        let (loss, grad) = objective.loss_and_grad(theta)?;
+        if !loss.is_finite() || !all_finite(&grad) {
+            let what = if loss.is_finite() { "gradient" } else { "loss" };
+            return Ok(self.rejected(loss, 0, NON_FINITE_RAISE, Some(format!("non-finite {what}"))));
+        }
+        objective.prepare_gv(theta)?;
+        let rho = self.rho;
+        let b: Vec<f64> = grad.iter().map(|g| -g).collect();
+        let x0 = match self.options.warm_start {
+            Some(decay) if self.previous_step.len() == theta.len() => {
+                self.previous_step.iter().map(|d| decay * d).collect()
+            }
+            _ => vec![0.0; theta.len()],
+        };
+        let preconditioner = self.options.preconditioner.map(|alpha| {
+            if self.squared_grad.len() != grad.len() {
+                self.squared_grad = grad.iter().map(|g| g * g).collect();
+            } else {
+                for (s, g) in self.squared_grad.iter_mut().zip(&grad) {
+                    *s = SQUARED_GRAD_DECAY * *s + (1.0 - SQUARED_GRAD_DECAY) * g * g;
+                }
+            }
+            self.squared_grad.iter().map(|s| (s + rho).powf(alpha)).collect::<Vec<f64>>()
+        });
+        let damped = |v: &[f64]| -> Result<Vec<f64>> {
+            let mut gv = objective.gv(v)?;
+            for (gv, v) in gv.iter_mut().zip(v) {
+                *gv += rho * v;
+            }
+            Ok(gv)
+        };
+        let solved = cg::solve(damped, &b, x0, preconditioner.as_deref(), &self.options.cg)?;
+        let d = solved.x;
+        let slope = dot(&grad, &d);
+        if !all_finite(&d) || !slope.is_finite() || !solved.curvature.is_finite() {
+            return Ok(self.rejected(loss, solved.iterations, NON_FINITE_RAISE, Some("non-finite step".to_string())));
+        }
+        if slope >= 0.0 {
+            // Not a descent direction (only possible with G ≈ 0 and g ≈ 0): nothing to gain.
+            return Ok(self.rejected(loss, solved.iterations, REJECT_RAISE, None));
+        }
+        let tries = if self.options.line_search { self.options.max_tries } else { 1 };
+        let mut alpha = 1.0;
+        let mut accepted = None;
+        for _ in 0..tries {
+            let trial = added(theta, alpha, &d);
+            let trial_loss = objective.loss(&trial)?;
+            if trial_loss.is_finite() && trial_loss <= loss + self.options.armijo_c * alpha * slope {
+                accepted = Some((trial, trial_loss));
+                break;
+            }
+            alpha *= 0.5;
+        }
+        let Some((trial, trial_loss)) = accepted else {
+            return Ok(self.rejected(loss, solved.iterations, REJECT_RAISE, None));
+        };
+        let predicted = alpha * slope + 0.5 * alpha * alpha * solved.curvature;
+        let ratio = (trial_loss - loss) / predicted;
+        if ratio <= 0.0 || !ratio.is_finite() {
+            return Ok(self.rejected(loss, solved.iterations, REJECT_RAISE, None));
+        }
+        if self.options.damping == Damping::LevenbergMarquardt {
+            if ratio < 0.25 {
+                self.rho *= 1.5;
+            } else if ratio > 0.75 {
+                self.rho = (self.rho * 2.0 / 3.0).max(self.options.rho_min);
+            }
+        }
+        theta.copy_from_slice(&trial);
+        self.previous_step = d.iter().map(|d| alpha * d).collect();
+        Ok(StepReport {
+            loss,
+            accepted: true,
+            rho: Some(self.rho),
+            cg_iters: solved.iterations,
+            step_size: alpha,
+            non_finite: None,
+        })
+    }
+
+    fn state(&self) -> OptimizerState {
+        OptimizerState::from([
+            ("rho".to_string(), vec![self.rho]),
+            ("previous_step".to_string(), self.previous_step.clone()),
+            ("squared_grad".to_string(), self.squared_grad.clone()),
+        ])
+    }
+
+    fn restore(&mut self, state: &OptimizerState) -> Result<()> {
+        self.rho = state_entry(state, "rho", Some(1))?[0];
+        self.previous_step = state_entry(state, "previous_step", None)?.to_vec();
+        self.squared_grad = state_entry(state, "squared_grad", None)?.to_vec();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optim::tests::Quadratic;
+
+    #[test]
+    fn one_step_with_exact_cg_minimizes_a_quadratic() {
+        // L(θ) = ½ θᵀAθ − bᵀθ with G = A exactly: the damped Newton step lands next to θ*.
+        let mut q = Quadratic::new(4);
+        let mut sgn = Sgn::new(SgnOptions {
+            cg: CgOptions { max_iters: 50, tolerance: 1e-14, keep_best: false },
+            ..SgnOptions::default()
+        });
+        let mut theta = vec![0.0; 4];
+        let report = sgn.step(&mut theta, &mut q).unwrap();
+        assert!(report.accepted);
+        assert_eq!(report.step_size, 1.0);
+        let err: f64 = theta.iter().zip(q.minimizer()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(err < 1e-3, "{theta:?} vs {:?}", q.minimizer());
+        // Ratio ≈ 1 > ¾: ρ shrinks by ⅔.
+        assert!((sgn.rho() - 1e-4 * 2.0 / 3.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn levenberg_marquardt_raises_rho_when_the_decrease_falls_short_of_the_model() {
+        // Curvature reported at 0.55×: the step is 1.8× too long; the loss still falls, but by
+        // r = 2 − 1/0.55 ≈ 0.18 < ¼ of the predicted amount.
+        let mut q = Quadratic::new(3);
+        q.gv_scale = 0.55;
+        let mut sgn = Sgn::new(SgnOptions {
+            cg: CgOptions { max_iters: 50, tolerance: 1e-14, keep_best: false },
+            ..SgnOptions::default()
+        });
+        let mut theta = vec![0.0; 3];
+        let report = sgn.step(&mut theta, &mut q).unwrap();
+        assert!(report.accepted);
+        assert_eq!(report.step_size, 1.0);
+        assert!((sgn.rho() - 1.5e-4).abs() < 1e-15);
+    }
+
+    #[test]
+    fn an_overshooting_step_is_rejected_and_rho_raised() {
+        // The objective reports a curvature 100× too small: the full step raises the loss.
+        let mut q = Quadratic::new(3);
+        q.gv_scale = 0.01;
+        let mut sgn = Sgn::new(SgnOptions { line_search: false, ..SgnOptions::default() });
+        let mut theta = vec![0.0; 3];
+        let before = theta.clone();
+        let report = sgn.step(&mut theta, &mut q).unwrap();
+        // The full step overshoots so far that the loss rises: rejected, θ unchanged, ρ × 1.5.
+        assert!(!report.accepted);
+        assert_eq!(theta, before);
+        assert!((sgn.rho() - 1.5e-4).abs() < 1e-15);
+    }
+
+    #[test]
+    fn armijo_halves_until_sufficient_decrease() {
+        let mut q = Quadratic::new(3);
+        q.gv_scale = 0.3; // a step 3.3× too long: the full step fails Armijo, the half passes
+        let mut sgn = Sgn::new(SgnOptions {
+            cg: CgOptions { max_iters: 50, tolerance: 1e-14, keep_best: false },
+            ..SgnOptions::default()
+        });
+        let mut theta = vec![0.0; 3];
+        let report = sgn.step(&mut theta, &mut q).unwrap();
+        assert!(report.accepted);
+        assert_eq!(report.step_size, 0.5);
+        assert!(q.loss(&theta).unwrap() < q.loss(&[0.0; 3]).unwrap());
+    }
+
+    #[test]
+    fn fixed_damping_never_changes_rho() {
+        let mut q = Quadratic::new(3);
+        let mut sgn = Sgn::new(SgnOptions { damping: Damping::Fixed, rho0: 0.5, ..SgnOptions::default() });
+        let mut theta = vec![0.0; 3];
+        for _ in 0..3 {
+            sgn.step(&mut theta, &mut q).unwrap();
+        }
+        assert_eq!(sgn.rho(), 0.5);
+    }
+
+    #[test]
+    fn a_non_finite_gradient_never_reaches_the_parameters() {
+        let mut q = Quadratic::new(3);
+        q.poison_grad = true;
+        let mut sgn = Sgn::new(SgnOptions::default());
+        let mut theta = vec![1.0; 3];
+        let report = sgn.step(&mut theta, &mut q).unwrap();
+        assert!(!report.accepted);
+        assert_eq!(report.non_finite.as_deref(), Some("non-finite gradient"));
+        assert_eq!(theta, vec![1.0; 3]);
+        assert!((sgn.rho() - 1e-3).abs() < 1e-15);
+        // The next healthy step proceeds.
+        q.poison_grad = false;
+        assert!(sgn.step(&mut theta, &mut q).unwrap().accepted);
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let mut q = Quadratic::new(3);
+        let mut sgn = Sgn::new(SgnOptions { warm_start: Some(0.95), preconditioner: Some(0.75), ..SgnOptions::default() });
+        let mut theta = vec![0.0; 3];
+        sgn.step(&mut theta, &mut q).unwrap();
+        let mut copy = Sgn::new(sgn.options.clone());
+        copy.restore(&sgn.state()).unwrap();
+        let (mut a, mut b) = (theta.clone(), theta.clone());
+        sgn.step(&mut a, &mut q).unwrap();
+        copy.step(&mut b, &mut q).unwrap();
+        assert_eq!(a, b);
+    }
+}
