@@ -1,1 +1,596 @@
-//! (in progress)
+//! The reference interpreter: evaluates a [`Graph`] on host tensors with `ndarray`.
+//!
+//! It is the oracle every later stage (differentiation, rewriting, the JIT) is tested against, so
+//! it favours plain, numpy-like semantics over cleverness, while staying fast enough to run real
+//! models: matrix products go through `ndarray`'s GEMM (`matrixmultiply`), elementwise ops are
+//! single `mapv`/`Zip` passes with the op chosen once per node, and intermediate values are freed
+//! after their last use.
+//!
+//! Evaluation is generic over the element type (one kernel set for `f32` and `f64`);
+//! each node is dispatched once on its dtype. Every value the interpreter produces is in standard
+//! (row-major, contiguous) layout, whatever the layout of the arguments.
+//!
+//! Numerical conventions, where numpy leaves a choice: `softplus` and `sigmoid` are evaluated
+//! without overflow for any |x|; `step(x)` is 1 for x > 0 and 0 otherwise (including NaN);
+//! `sign(0)` is 0; `sign`, `relu`, `max`, `min` and `reduce_max` propagate NaN.
+
+use super::graph::{Graph, Node, NodeId};
+use super::op::{BinaryOp, Op, UnaryOp};
+use super::shape::{Bindings, DType, Dim, Shape};
+use super::tensor::Tensor;
+use crate::error::{Error, Result};
+use ndarray::{ArrayD, ArrayView2, Axis, Ix2, IxDyn, LinalgScalar, Order, Slice, Zip};
+use num_traits::Float;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// An element type the interpreter computes in: one generic kernel set serves `f32` and `f64`.
+trait Element: Float + LinalgScalar {
+    /// The dtype of tensors of this element type.
+    const DTYPE: DType;
+
+    /// The array inside `tensor`, if it holds this element type.
+    fn array(tensor: &Tensor) -> Option<&ArrayD<Self>>;
+
+    /// A tensor holding `array`.
+    fn into_tensor(array: ArrayD<Self>) -> Tensor;
+
+    /// `x` rounded to this type (to nearest for `f32`).
+    fn from_f64(x: f64) -> Self;
+}
+
+impl Element for f32 {
+    const DTYPE: DType = DType::F32;
+
+    fn array(tensor: &Tensor) -> Option<&ArrayD<f32>> {
+        match tensor {
+            Tensor::F32(a) => Some(a),
+            Tensor::F64(_) => None,
+        }
+    }
+
+    fn into_tensor(array: ArrayD<f32>) -> Tensor {
+        Tensor::F32(array)
+    }
+
+    fn from_f64(x: f64) -> f32 {
+        x as f32
+    }
+}
+
+impl Element for f64 {
+    const DTYPE: DType = DType::F64;
+
+    fn array(tensor: &Tensor) -> Option<&ArrayD<f64>> {
+        match tensor {
+            Tensor::F64(a) => Some(a),
+            Tensor::F32(_) => None,
+        }
+    }
+
+    fn into_tensor(array: ArrayD<f64>) -> Tensor {
+        Tensor::F64(array)
+    }
+
+    fn from_f64(x: f64) -> f64 {
+        x
+    }
+}
+
+/// Checks `args` against the graph's declared arguments and fixes its symbolic dimensions.
+///
+/// Checks the number of arguments, then each argument's dtype and rank against
+/// `graph.args()[i].ty`. An axis declared as a bare symbol (`B`, coefficient 1) binds that
+/// symbol to the argument's size there; every other axis (fixed sizes, monomials such as `2*B`)
+/// is then checked against the bound sizes.
+///
+/// Errors name the argument, its declared type and what was given: [`Error::Tensor`] for an
+/// argument of the wrong dtype, rank or size (`argument 'x' has shape [32, 783] but the model
+/// declares f32[B, 784] …`), [`Error::Eval`] for a wrong number of arguments, a symbol given two
+/// sizes (`symbol B is 32 from 'x' but 16 from 'y'`) or a symbol no argument fixes.
+pub fn bind_dims(graph: &Graph, args: &[Tensor]) -> Result<Bindings> {
+    let declared = graph.args();
+    if declared.len() != args.len() {
+        let names: Vec<&str> = declared.iter().map(|a| a.name.as_str()).collect();
+        return Err(Error::Eval(format!(
+            "graph '{}' takes {} argument(s) ({}) but was given {}",
+            graph.name,
+            declared.len(),
+            names.join(", "),
+            args.len()
+        )));
+    }
+
+    // Which argument first bound each symbol, for the inconsistency message.
+    let mut bound_by: BTreeMap<Arc<str>, (usize, &str)> = BTreeMap::new();
+    for (decl, value) in declared.iter().zip(args) {
+        let ty = &decl.ty;
+        if value.dtype() != ty.dtype {
+            return Err(Error::Tensor(format!(
+                "argument '{}' has dtype {} but the model declares {ty}",
+                decl.name,
+                value.dtype()
+            )));
+        }
+        if value.shape().len() != ty.shape.rank() {
+            return Err(Error::Tensor(format!(
+                "argument '{}' has shape {:?} (rank {}) but the model declares {ty} (rank {})",
+                decl.name,
+                value.shape(),
+                value.shape().len(),
+                ty.shape.rank()
+            )));
+        }
+        for (dim, &size) in ty.shape.dims().iter().zip(value.shape()) {
+            let [symbol] = dim.symbols() else { continue };
+            if dim.coeff() != 1 {
+                continue;
+            }
+            match bound_by.get(symbol) {
+                Some(&(earlier, earlier_arg)) if earlier != size => {
+                    return Err(Error::Eval(format!(
+                        "symbol {symbol} is {earlier} from '{earlier_arg}' but {size} from '{}'",
+                        decl.name
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    bound_by.insert(symbol.clone(), (size, decl.name.as_str()));
+                }
+            }
+        }
+    }
+    let bindings: Bindings = bound_by
+        .into_iter()
+        .map(|(symbol, (size, _))| (symbol, size))
+        .collect();
+
+    for (decl, value) in declared.iter().zip(args) {
+        let ty = &decl.ty;
+        for (axis, (dim, &size)) in ty.shape.dims().iter().zip(value.shape()).enumerate() {
+            let expected = dim.eval(&bindings).map_err(|symbol| {
+                Error::Eval(format!(
+                    "argument '{}' is declared {ty}, but no argument fixes symbol {symbol} \
+                     (an axis declared exactly {symbol} binds it)",
+                    decl.name
+                ))
+            })?;
+            if expected != size {
+                let wanted = if dim.as_fixed().is_some() {
+                    expected.to_string()
+                } else {
+                    format!("{dim} = {expected}")
+                };
+                return Err(Error::Tensor(format!(
+                    "argument '{}' has shape {:?} but the model declares {ty} (axis {axis} must be {wanted})",
+                    decl.name,
+                    value.shape()
+                )));
+            }
+        }
+    }
+    Ok(bindings)
+}
+
+/// Evaluates `graph` on `args` (in the order of `graph.args()`) and returns its outputs in the
+/// order of `graph.outputs()`.
+///
+/// The arguments are checked and the symbolic dimensions bound by [`bind_dims`] first. Only the
+/// nodes the outputs depend on are evaluated, and each intermediate value is dropped after its
+/// last use.
+///
+/// ```
+/// use sgn::ir::interp::run;
+/// use sgn::ir::{ArgRole, DType, Dim, Graph, Shape, Tensor, TensorType, UnaryOp};
+///
+/// // total = sum(relu(x)) for x: f64[B, 2]
+/// let mut graph = Graph::new("demo");
+/// let x_type = TensorType::new(DType::F64, Shape(vec![Dim::sym("B"), Dim::fixed(2)]));
+/// let x = graph.add_arg("x", ArgRole::Input, x_type);
+/// let relu = graph.unary(UnaryOp::Relu, x)?;
+/// let total = graph.sum(relu, &[0, 1])?;
+/// graph.add_output("total", total);
+///
+/// let x_value = Tensor::from_f64(DType::F64, &[2, 2], vec![1.0, -2.0, 3.0, -4.0])
+///     .ok_or("4 values fill a 2×2 tensor")?;
+/// let outputs = run(&graph, &[x_value])?;
+/// assert_eq!(outputs[0].shape(), &[] as &[usize]);
+/// assert_eq!(outputs[0].scalar_value(), Some(4.0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn run(graph: &Graph, args: &[Tensor]) -> Result<Vec<Tensor>> {
+    let bindings = bind_dims(graph, args)?;
+    let last_use = last_uses(graph);
+
+    let mut values: Vec<Option<Cow<'_, Tensor>>> = vec![None; graph.nodes().len()];
+    for id in graph.ids() {
+        let i = id.index();
+        if last_use[i].is_none() {
+            continue;
+        }
+        let node = graph.node(id);
+        let value = match node.op {
+            Op::Arg(index) => Cow::Borrowed(args.get(index).ok_or_else(|| {
+                node_error(id, node, format!("the graph has no argument {index}"))
+            })?),
+            _ => {
+                let inputs = node
+                    .inputs
+                    .iter()
+                    .map(|x| {
+                        values[x.index()].as_deref().expect(
+                            "operands come earlier in the arena and live until their last use",
+                        )
+                    })
+                    .collect::<Vec<&Tensor>>();
+                let result = match node.ty.dtype {
+                    DType::F32 => eval_node::<f32>(node, &inputs, &bindings),
+                    DType::F64 => eval_node::<f64>(node, &inputs, &bindings),
+                };
+                Cow::Owned(result.map_err(|msg| node_error(id, node, msg))?)
+            }
+        };
+        values[i] = Some(value);
+        for x in &node.inputs {
+            if last_use[x.index()] == Some(LastUse::Node(i)) {
+                values[x.index()] = None;
+            }
+        }
+    }
+
+    let outputs = graph.outputs();
+    let mut results = Vec::with_capacity(outputs.len());
+    for (k, output) in outputs.iter().enumerate() {
+        let slot = &mut values[output.node.index()];
+        let needed_again = outputs[k + 1..].iter().any(|o| o.node == output.node);
+        let value = if needed_again {
+            slot.clone()
+        } else {
+            slot.take()
+        };
+        let value = value.expect("outputs are kept until the end");
+        results.push(standard_layout(value.into_owned()));
+    }
+    Ok(results)
+}
+
+/// When a live node's value can be dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LastUse {
+    /// After the node with this index has been evaluated.
+    Node(usize),
+    /// Never during evaluation: the value is an output.
+    Output,
+}
+
+/// For each node, when its value is last needed, or `None` for a node no output depends on.
+fn last_uses(graph: &Graph) -> Vec<Option<LastUse>> {
+    let mut last_use = vec![None; graph.nodes().len()];
+    for output in graph.outputs() {
+        last_use[output.node.index()] = Some(LastUse::Output);
+    }
+    // Consumers come after their operands, so the first live consumer met walking backwards is
+    // the last one.
+    for i in (0..graph.nodes().len()).rev() {
+        if last_use[i].is_none() {
+            continue;
+        }
+        for x in &graph.nodes()[i].inputs {
+            last_use[x.index()].get_or_insert(LastUse::Node(i));
+        }
+    }
+    last_use
+}
+
+fn node_error(id: NodeId, node: &Node, msg: String) -> Error {
+    Error::Eval(format!("cannot evaluate {id} = {}: {msg}", node.op))
+}
+
+/// Evaluates one non-argument node in element type `T`.
+fn eval_node<T: Element>(
+    node: &Node,
+    inputs: &[&Tensor],
+    bindings: &Bindings,
+) -> std::result::Result<Tensor, String> {
+    let xs = inputs
+        .iter()
+        .map(|t| {
+            T::array(t).ok_or_else(|| {
+                format!(
+                    "an operand is {} but the node computes in {}",
+                    t.dtype(),
+                    T::DTYPE
+                )
+            })
+        })
+        .collect::<std::result::Result<Vec<&ArrayD<T>>, String>>()?;
+    let result = match &node.op {
+        Op::Arg(_) => unreachable!("arguments are read by `run`"),
+        Op::Const(c) => ArrayD::from_elem(IxDyn(&[]), T::from_f64(c.get())),
+        Op::DimSize(dim) => {
+            ArrayD::from_elem(IxDyn(&[]), T::from_f64(eval_dim(dim, bindings)? as f64))
+        }
+        Op::Unary(op) => {
+            let [x] = operands(&xs)?;
+            unary(*op, x)
+        }
+        Op::Pow(c) => {
+            let [x] = operands(&xs)?;
+            let c = T::from_f64(c.get());
+            x.mapv(|v| v.powf(c))
+        }
+        Op::Binary(op) => {
+            let [a, b] = operands(&xs)?;
+            binary(*op, a, b)?
+        }
+        Op::MatMul {
+            transpose_a,
+            transpose_b,
+        } => {
+            let [a, b] = operands(&xs)?;
+            matmul(a, b, *transpose_a, *transpose_b)?
+        }
+        Op::Sum { axes } => {
+            let [x] = operands(&xs)?;
+            sum(x, axes)?
+        }
+        Op::ReduceMax { axes } => {
+            let [x] = operands(&xs)?;
+            reduce_max(x, axes)?
+        }
+        Op::Broadcast { shape } => {
+            let [x] = operands(&xs)?;
+            let target = eval_shape(shape, bindings)?;
+            x.broadcast(IxDyn(&target))
+                .ok_or_else(|| format!("cannot broadcast shape {:?} to {target:?}", x.shape()))?
+                .to_owned()
+        }
+        Op::Reshape { shape } => {
+            let [x] = operands(&xs)?;
+            let target = eval_shape(shape, bindings)?;
+            x.to_shape((IxDyn(&target), Order::RowMajor))
+                .map_err(|e| format!("cannot reshape {:?} to {target:?}: {e}", x.shape()))?
+                .into_owned()
+        }
+        Op::Transpose { perm } => {
+            let [x] = operands(&xs)?;
+            transpose(x, perm)?
+        }
+        Op::Concat { axis } => concat(&xs, *axis)?,
+        Op::Slice { axis, start, end } => {
+            let [x] = operands(&xs)?;
+            let (start, end) = (eval_dim(start, bindings)?, eval_dim(end, bindings)?);
+            let len = check_axis(x, *axis)?;
+            if start > end || end > len {
+                return Err(format!(
+                    "slice {start}..{end} does not fit axis {axis} of {:?}",
+                    x.shape()
+                ));
+            }
+            x.slice_axis(Axis(*axis), Slice::from(start..end))
+                .to_owned()
+        }
+        Op::StopGradient => {
+            let [x] = operands(&xs)?;
+            x.clone()
+        }
+    };
+    Ok(T::into_tensor(standard_layout_array(result)))
+}
+
+/// The operands as an array of the arity the op takes.
+fn operands<'a, T, const N: usize>(
+    xs: &[&'a ArrayD<T>],
+) -> std::result::Result<[&'a ArrayD<T>; N], String> {
+    xs.try_into()
+        .map_err(|_| format!("expects {N} operand(s) but has {}", xs.len()))
+}
+
+fn eval_dim(dim: &Dim, bindings: &Bindings) -> std::result::Result<usize, String> {
+    dim.eval(bindings).map_err(|symbol| {
+        format!("symbol {symbol} in {dim} is not bound (no argument has an axis declared {symbol})")
+    })
+}
+
+fn eval_shape(shape: &Shape, bindings: &Bindings) -> std::result::Result<Vec<usize>, String> {
+    shape.dims().iter().map(|d| eval_dim(d, bindings)).collect()
+}
+
+/// The length of `axis` of `x`, or an error when `x` has no such axis.
+fn check_axis<T>(x: &ArrayD<T>, axis: usize) -> std::result::Result<usize, String> {
+    if axis < x.ndim() {
+        Ok(x.len_of(Axis(axis)))
+    } else {
+        Err(format!(
+            "axis {axis} is out of range for shape {:?}",
+            x.shape()
+        ))
+    }
+}
+
+fn unary<T: Element>(op: UnaryOp, x: &ArrayD<T>) -> ArrayD<T> {
+    let zero = T::zero();
+    let one = T::one();
+    // One `mapv` per op, so the op is chosen once per node rather than once per element.
+    match op {
+        UnaryOp::Neg => x.mapv(|v| -v),
+        UnaryOp::Exp => x.mapv(T::exp),
+        UnaryOp::Log => x.mapv(T::ln),
+        UnaryOp::Tanh => x.mapv(T::tanh),
+        UnaryOp::Sigmoid => x.mapv(|v| {
+            // exp of a non-positive number never overflows.
+            if v >= zero {
+                one / (one + (-v).exp())
+            } else {
+                let e = v.exp();
+                e / (one + e)
+            }
+        }),
+        UnaryOp::Relu => x.mapv(|v| if v < zero { zero } else { v }),
+        UnaryOp::Softplus => x.mapv(|v| {
+            let positive_part = if v > zero { v } else { zero };
+            positive_part + (-v.abs()).exp().ln_1p()
+        }),
+        UnaryOp::Sqrt => x.mapv(T::sqrt),
+        UnaryOp::Abs => x.mapv(T::abs),
+        UnaryOp::Sign => x.mapv(|v| {
+            if v > zero {
+                one
+            } else if v < zero {
+                -one
+            } else if v == zero {
+                zero
+            } else {
+                v
+            }
+        }),
+        UnaryOp::Step => x.mapv(|v| if v > zero { one } else { zero }),
+        UnaryOp::Recip => x.mapv(T::recip),
+    }
+}
+
+/// numpy's `maximum`: NaN if either operand is NaN.
+fn nan_max<T: Float>(a: T, b: T) -> T {
+    if a.is_nan() || a > b { a } else { b }
+}
+
+/// numpy's `minimum`: NaN if either operand is NaN.
+fn nan_min<T: Float>(a: T, b: T) -> T {
+    if a.is_nan() || a < b { a } else { b }
+}
+
+fn binary<T: Element>(
+    op: BinaryOp,
+    a: &ArrayD<T>,
+    b: &ArrayD<T>,
+) -> std::result::Result<ArrayD<T>, String> {
+    if a.shape() != b.shape() {
+        return Err(format!(
+            "operands have shapes {:?} and {:?}",
+            a.shape(),
+            b.shape()
+        ));
+    }
+    let zip = Zip::from(a).and(b);
+    Ok(match op {
+        BinaryOp::Add => zip.map_collect(|&x, &y| x + y),
+        BinaryOp::Sub => zip.map_collect(|&x, &y| x - y),
+        BinaryOp::Mul => zip.map_collect(|&x, &y| x * y),
+        BinaryOp::Div => zip.map_collect(|&x, &y| x / y),
+        BinaryOp::Max => zip.map_collect(|&x, &y| nan_max(x, y)),
+        BinaryOp::Min => zip.map_collect(|&x, &y| nan_min(x, y)),
+    })
+}
+
+fn matmul<T: Element>(
+    a: &ArrayD<T>,
+    b: &ArrayD<T>,
+    transpose_a: bool,
+    transpose_b: bool,
+) -> std::result::Result<ArrayD<T>, String> {
+    let (a, b) = (as_matrix(a, transpose_a)?, as_matrix(b, transpose_b)?);
+    if a.ncols() != b.nrows() {
+        return Err(format!(
+            "inner dimensions differ: {:?} @ {:?}",
+            a.shape(),
+            b.shape()
+        ));
+    }
+    Ok(a.dot(&b).into_dyn())
+}
+
+/// `x` as a matrix view, transposed if asked.
+fn as_matrix<T>(x: &ArrayD<T>, transpose: bool) -> std::result::Result<ArrayView2<'_, T>, String> {
+    let m = x
+        .view()
+        .into_dimensionality::<Ix2>()
+        .map_err(|_| format!("operand of shape {:?} is not a matrix", x.shape()))?;
+    Ok(if transpose { m.reversed_axes() } else { m })
+}
+
+fn sum<T: Element>(x: &ArrayD<T>, axes: &[usize]) -> std::result::Result<ArrayD<T>, String> {
+    reduce(x, axes, |acc, axis| Ok(acc.sum_axis(axis)))
+}
+
+fn reduce_max<T: Element>(x: &ArrayD<T>, axes: &[usize]) -> std::result::Result<ArrayD<T>, String> {
+    reduce(x, axes, |acc, axis| {
+        if acc.len_of(axis) == 0 {
+            return Err(format!(
+                "axis {} is empty, so it has no maximum",
+                axis.index()
+            ));
+        }
+        Ok(acc.map_axis(axis, |lane| {
+            let first = lane[0];
+            lane.fold(first, |m, &v| nan_max(m, v))
+        }))
+    })
+}
+
+/// Applies `reduce_axis` to each of `axes` (sorted and distinct, as the op requires), removing
+/// it; last axis first, so that the indices of the axes still to reduce stay valid.
+fn reduce<T: Element>(
+    x: &ArrayD<T>,
+    axes: &[usize],
+    reduce_axis: impl Fn(&ArrayD<T>, Axis) -> std::result::Result<ArrayD<T>, String>,
+) -> std::result::Result<ArrayD<T>, String> {
+    let mut acc = Cow::Borrowed(x);
+    for &axis in axes.iter().rev() {
+        check_axis(&acc, axis)?;
+        acc = Cow::Owned(reduce_axis(&acc, Axis(axis))?);
+    }
+    Ok(acc.into_owned())
+}
+
+fn transpose<T: Element>(x: &ArrayD<T>, perm: &[usize]) -> std::result::Result<ArrayD<T>, String> {
+    let mut seen = vec![false; x.ndim()];
+    let is_permutation = perm.len() == x.ndim()
+        && perm
+            .iter()
+            .all(|&p| p < x.ndim() && !std::mem::replace(&mut seen[p], true));
+    if !is_permutation {
+        return Err(format!(
+            "{perm:?} is not a permutation of the axes of shape {:?}",
+            x.shape()
+        ));
+    }
+    Ok(x.view()
+        .permuted_axes(IxDyn(perm))
+        .as_standard_layout()
+        .into_owned())
+}
+
+fn concat<T: Element>(xs: &[&ArrayD<T>], axis: usize) -> std::result::Result<ArrayD<T>, String> {
+    let shapes = || xs.iter().map(|x| x.shape()).collect::<Vec<_>>();
+    let Some(first) = xs.first() else {
+        return Err("has no operands".to_string());
+    };
+    check_axis(first, axis)?;
+    if xs.iter().any(|x| x.ndim() != first.ndim()) {
+        return Err(format!("operands of shapes {:?} differ in rank", shapes()));
+    }
+    let views: Vec<_> = xs.iter().map(|x| x.view()).collect();
+    ndarray::concatenate(Axis(axis), &views).map_err(|e| {
+        format!(
+            "cannot concatenate shapes {:?} along axis {axis}: {e}",
+            shapes()
+        )
+    })
+}
+
+/// `a` in standard layout, copied only if it is not already.
+fn standard_layout_array<T: Clone>(a: ArrayD<T>) -> ArrayD<T> {
+    if a.is_standard_layout() {
+        a
+    } else {
+        a.as_standard_layout().into_owned()
+    }
+}
+
+fn standard_layout(t: Tensor) -> Tensor {
+    match t {
+        Tensor::F32(a) => Tensor::F32(standard_layout_array(a)),
+        Tensor::F64(a) => Tensor::F64(standard_layout_array(a)),
+    }
+}
