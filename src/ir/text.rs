@@ -318,6 +318,7 @@ pub fn print_dot(g: &Graph) -> String {
 fn write_dot(g: &Graph, out: &mut String) -> fmt::Result {
     writeln!(out, "digraph {} {{", DotString(&g.name))?;
     writeln!(out, "  node [shape=box, fontname=\"monospace\"];")?;
+    writeln!(out, "  edge [fontname=\"monospace\"];")?;
     for id in g.ids() {
         let node = g.node(id);
         let op = OpText {
