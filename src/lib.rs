@@ -10,6 +10,7 @@ pub mod compile;
 pub mod error;
 pub mod ir;
 pub mod model;
+pub mod optim;
 
 pub use compile::{CompileOptions, CompiledModel, GvOperator};
 pub use error::{Error, Result};

@@ -13,7 +13,12 @@ use sgn::{CompileOptions, CompiledModel, Model};
 const F: DType = DType::F64;
 
 fn compile_f64(model: &Model) -> CompiledModel {
-    model.compile(&CompileOptions { dtype: Some(F), ..CompileOptions::default() }).unwrap()
+    model
+        .compile(&CompileOptions {
+            dtype: Some(F),
+            ..CompileOptions::default()
+        })
+        .unwrap()
 }
 
 fn params_f64(model: &Model, seed: u64) -> TensorMap {
@@ -42,7 +47,12 @@ fn jvp_and_gradient_match_finite_differences_on_every_model() {
         let (_, jv) = compiled.jvp(&params, &batch, &v).unwrap();
         let (z_plus, l_plus) = compiled.forward(&plus, &batch).unwrap();
         let (z_minus, l_minus) = compiled.forward(&minus, &batch).unwrap();
-        let fd: Vec<f64> = z_plus.to_f64_vec().iter().zip(z_minus.to_f64_vec()).map(|(a, b)| (a - b) / (2.0 * h)).collect();
+        let fd: Vec<f64> = z_plus
+            .to_f64_vec()
+            .iter()
+            .zip(z_minus.to_f64_vec())
+            .map(|(a, b)| (a - b) / (2.0 * h))
+            .collect();
         let fd = Tensor::from_f64(F, jv.shape(), fd).unwrap();
         let err = jv.max_rel_diff(&fd);
         assert!(err <= 1e-6, "{name}: J v vs finite differences: {err:e}");
@@ -51,7 +61,10 @@ fn jvp_and_gradient_match_finite_differences_on_every_model() {
         let directional = dot(&grad, &v);
         let fd = (l_plus - l_minus) / (2.0 * h);
         let err = rel_err(directional, fd);
-        assert!(err <= 1e-6, "{name}: gᵀv = {directional} vs finite differences {fd}: {err:e}");
+        assert!(
+            err <= 1e-6,
+            "{name}: gᵀv = {directional} vs finite differences {fd}: {err:e}"
+        );
     }
 }
 
@@ -97,7 +110,10 @@ fn unit(params: &TensorMap, k: usize) -> TensorMap {
             values[k - offset] = 1.0;
         }
         offset += t.len();
-        v.insert(name.to_string(), Tensor::from_f64(F, t.shape(), values).unwrap());
+        v.insert(
+            name.to_string(),
+            Tensor::from_f64(F, t.shape(), values).unwrap(),
+        );
     }
     v
 }
@@ -108,7 +124,11 @@ fn flatten(map: &TensorMap) -> Vec<f64> {
 
 #[test]
 fn gv_equals_explicit_jt_h_j_on_small_nets() {
-    for (loss, act, out) in [("softmax_cross_entropy", "tanh", 3), ("mse", "sigmoid", 2), ("sigmoid_cross_entropy", "relu", 2)] {
+    for (loss, act, out) in [
+        ("softmax_cross_entropy", "tanh", 3),
+        ("mse", "sigmoid", 2),
+        ("sigmoid_cross_entropy", "relu", 2),
+    ] {
         let src = format!(
             "model small\ninput x: f64[B, 3]\ntarget y: f64[B, {out}]\n\
              param w1: f64[3, 4] = glorot_uniform\nparam b1: f64[4] = normal(0.5)\n\
@@ -122,20 +142,35 @@ fn gv_equals_explicit_jt_h_j_on_small_nets() {
         let n: usize = params.iter().map(|(_, t)| t.len()).sum();
         // J column by column: J e_k.
         let columns: Vec<Vec<f64>> = (0..n)
-            .map(|k| compiled.jvp(&params, &batch, &unit(&params, k)).unwrap().1.to_f64_vec())
+            .map(|k| {
+                compiled
+                    .jvp(&params, &batch, &unit(&params, k))
+                    .unwrap()
+                    .1
+                    .to_f64_vec()
+            })
             .collect();
         let (z, _) = compiled.forward(&params, &batch).unwrap();
         let h = analytic_hessian(loss, &z);
         let m = h.len();
         let v = direction_like(&params, 8);
         let vf = flatten(&v);
-        let jv: Vec<f64> = (0..m).map(|i| (0..n).map(|k| columns[k][i] * vf[k]).sum()).collect();
-        let hjv: Vec<f64> = (0..m).map(|i| (0..m).map(|j| h[i][j] * jv[j]).sum()).collect();
-        let expected: Vec<f64> = (0..n).map(|k| (0..m).map(|i| columns[k][i] * hjv[i]).sum()).collect();
+        let jv: Vec<f64> = (0..m)
+            .map(|i| (0..n).map(|k| columns[k][i] * vf[k]).sum())
+            .collect();
+        let hjv: Vec<f64> = (0..m)
+            .map(|i| (0..m).map(|j| h[i][j] * jv[j]).sum())
+            .collect();
+        let expected: Vec<f64> = (0..n)
+            .map(|k| (0..m).map(|i| columns[k][i] * hjv[i]).sum())
+            .collect();
         let got = flatten(&compiled.gv(&params, &batch, &v).unwrap());
         let scale = expected.iter().fold(0.0f64, |a, x| a.max(x.abs()));
         for (k, (g, e)) in got.iter().zip(&expected).enumerate() {
-            assert!((g - e).abs() <= 1e-9 * scale, "{loss}/{act}: Gv[{k}] = {g} but JᵀHJv = {e}");
+            assert!(
+                (g - e).abs() <= 1e-9 * scale,
+                "{loss}/{act}: Gv[{k}] = {g} but JᵀHJv = {e}"
+            );
         }
     }
 }
@@ -150,7 +185,10 @@ fn g_is_symmetric_and_positive_semidefinite() {
         let (v, w) = (direction_like(&params, 1), direction_like(&params, 2));
         let (gv, gw) = (op.apply(&v).unwrap(), op.apply(&w).unwrap());
         let (wgv, vgw) = (dot(&w, &gv), dot(&v, &gw));
-        assert!(rel_err(wgv, vgw) <= 1e-10, "{name}: wᵀGv = {wgv} but vᵀGw = {vgw}");
+        assert!(
+            rel_err(wgv, vgw) <= 1e-10,
+            "{name}: wᵀGv = {wgv} but vᵀGw = {vgw}"
+        );
         for d in [&v, &w] {
             let curvature = dot(d, &op.apply(d).unwrap());
             assert!(curvature >= 0.0, "{name}: vᵀGv = {curvature} < 0");
@@ -172,7 +210,12 @@ fn linear_least_squares_has_gv_equal_to_two_over_n_xt_x_v() {
     let gv = compiled.gv(&params, &batch, &v).unwrap();
     let x = batch.get("x").unwrap().to_f64();
     let x = x.into_dimensionality::<ndarray::Ix2>().unwrap();
-    let vw = v.get("w").unwrap().to_f64().into_dimensionality::<ndarray::Ix2>().unwrap();
+    let vw = v
+        .get("w")
+        .unwrap()
+        .to_f64()
+        .into_dimensionality::<ndarray::Ix2>()
+        .unwrap();
     let n = (6 * 3) as f64;
     let expected = x.t().dot(&x).dot(&vw) * (2.0 / n);
     let got = Tensor::F64(gv.get("w").unwrap().to_f64());
@@ -184,13 +227,28 @@ fn linear_least_squares_has_gv_equal_to_two_over_n_xt_x_v() {
 fn one_shot_gv_equals_prepare_then_apply_bit_for_bit() {
     for (name, model) in ir_models() {
         for dtype in [DType::F32, DType::F64] {
-            let compiled = model.compile(&CompileOptions { dtype: Some(dtype), ..CompileOptions::default() }).unwrap();
-            let params: TensorMap = jiggle(&params_f64(&model, 3)).iter().map(|(n, t)| (n.to_string(), t.clone().cast(dtype))).collect();
+            let compiled = model
+                .compile(&CompileOptions {
+                    dtype: Some(dtype),
+                    ..CompileOptions::default()
+                })
+                .unwrap();
+            let params: TensorMap = jiggle(&params_f64(&model, 3))
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.clone().cast(dtype)))
+                .collect();
             let batch = batch_for(&model, dtype, 4, 3);
             let v = direction_like(&params, 4);
             let one_shot = compiled.gv(&params, &batch, &v).unwrap();
-            let staged = compiled.gv_operator(&params, &batch).unwrap().apply(&v).unwrap();
-            assert_eq!(one_shot, staged, "{name} {dtype}: one-shot and staged Gv differ");
+            let staged = compiled
+                .gv_operator(&params, &batch)
+                .unwrap()
+                .apply(&v)
+                .unwrap();
+            assert_eq!(
+                one_shot, staged,
+                "{name} {dtype}: one-shot and staged Gv differ"
+            );
         }
     }
 }
@@ -200,25 +258,56 @@ fn gv_apply_is_linear_in_v_with_no_nonlinear_primal_op() {
     for (name, model) in ir_models() {
         let compiled = compile_f64(&model);
         let apply = &compiled.graphs.gv_apply;
-        let v: Vec<_> = apply.args().iter().filter(|a| a.role == ArgRole::Direction).map(|a| a.node).collect();
+        let v: Vec<_> = apply
+            .args()
+            .iter()
+            .filter(|a| a.role == ArgRole::Direction)
+            .map(|a| a.node)
+            .collect();
         assert!(!v.is_empty());
-        assert!(apply.args().iter().all(|a| matches!(a.role, ArgRole::Direction | ArgRole::Residual)), "{name}");
+        assert!(
+            apply
+                .args()
+                .iter()
+                .all(|a| matches!(a.role, ArgRole::Direction | ArgRole::Residual)),
+            "{name}"
+        );
         let on_v = descendants(apply, &v, apply.nodes().len());
         for (i, node) in apply.nodes().iter().enumerate() {
             let nonlinear = matches!(
                 node.op,
-                Op::Unary(UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Sigmoid | UnaryOp::Softplus
-                    | UnaryOp::Relu | UnaryOp::Sqrt | UnaryOp::Abs | UnaryOp::Sign | UnaryOp::Step | UnaryOp::Recip)
-                    | Op::Pow(_)
+                Op::Unary(
+                    UnaryOp::Exp
+                        | UnaryOp::Log
+                        | UnaryOp::Tanh
+                        | UnaryOp::Sigmoid
+                        | UnaryOp::Softplus
+                        | UnaryOp::Relu
+                        | UnaryOp::Sqrt
+                        | UnaryOp::Abs
+                        | UnaryOp::Sign
+                        | UnaryOp::Step
+                        | UnaryOp::Recip
+                ) | Op::Pow(_)
                     | Op::ReduceMax { .. }
                     | Op::Binary(BinaryOp::Max | BinaryOp::Min)
             );
-            assert!(!nonlinear, "{name}: gv-apply computes {} (node {i})", node.op.name());
+            assert!(
+                !nonlinear,
+                "{name}: gv-apply computes {} (node {i})",
+                node.op.name()
+            );
             if on_v[i] {
                 let operands_on_v = node.inputs.iter().filter(|x| on_v[x.index()]).count();
                 match node.op {
-                    Op::Binary(BinaryOp::Mul) | Op::MatMul { .. } => assert_eq!(operands_on_v, 1, "{name}: node {i} multiplies two v-dependent values"),
-                    Op::Binary(BinaryOp::Div) => assert!(!on_v[node.inputs[1].index()], "{name}: node {i} divides by a v-dependent value"),
+                    Op::Binary(BinaryOp::Mul) | Op::MatMul { .. } => assert_eq!(
+                        operands_on_v, 1,
+                        "{name}: node {i} multiplies two v-dependent values"
+                    ),
+                    Op::Binary(BinaryOp::Div) => assert!(
+                        !on_v[node.inputs[1].index()],
+                        "{name}: node {i} divides by a v-dependent value"
+                    ),
                     _ => {}
                 }
             }

@@ -6,7 +6,9 @@ mod common;
 use common::{rel_err, wavy};
 use sgn::autodiff::{jvp, transpose};
 use sgn::ir::op::F64Bits;
-use sgn::ir::{ArgRole, BinaryOp, DType, Dim, Graph, NodeId, Op, Shape, Tensor, TensorType, UnaryOp, interp};
+use sgn::ir::{
+    ArgRole, BinaryOp, DType, Dim, Graph, NodeId, Op, Shape, Tensor, TensorType, UnaryOp, interp,
+};
 
 const F: DType = DType::F64;
 
@@ -18,9 +20,21 @@ struct Domain {
     gap: f64,
 }
 
-const ANY: Domain = Domain { lo: -2.0, hi: 2.0, gap: 0.0 };
-const POSITIVE: Domain = Domain { lo: 0.2, hi: 3.0, gap: 0.0 };
-const OFF_ZERO: Domain = Domain { lo: -2.0, hi: 2.0, gap: 0.05 };
+const ANY: Domain = Domain {
+    lo: -2.0,
+    hi: 2.0,
+    gap: 0.0,
+};
+const POSITIVE: Domain = Domain {
+    lo: 0.2,
+    hi: 3.0,
+    gap: 0.0,
+};
+const OFF_ZERO: Domain = Domain {
+    lo: -2.0,
+    hi: 2.0,
+    gap: 0.05,
+};
 
 fn draw(shape: &[usize], seed: u64, d: Domain) -> Tensor {
     let base = wavy(F, shape, seed, 1.0).to_f64_vec();
@@ -28,29 +42,56 @@ fn draw(shape: &[usize], seed: u64, d: Domain) -> Tensor {
         .iter()
         .map(|u| {
             let x = d.lo + (u + 1.0) / 2.0 * (d.hi - d.lo);
-            if d.gap > 0.0 && x.abs() < d.gap { x.signum() * d.gap + x } else { x }
+            if d.gap > 0.0 && x.abs() < d.gap {
+                x.signum() * d.gap + x
+            } else {
+                x
+            }
         })
         .collect();
     Tensor::from_f64(F, shape, values).unwrap()
 }
 
 fn add(t: &Tensor, s: f64, d: &Tensor) -> Tensor {
-    let v = t.to_f64_vec().iter().zip(d.to_f64_vec()).map(|(a, b)| a + s * b).collect();
+    let v = t
+        .to_f64_vec()
+        .iter()
+        .zip(d.to_f64_vec())
+        .map(|(a, b)| a + s * b)
+        .collect();
     Tensor::from_f64(F, t.shape(), v).unwrap()
 }
 
 fn inner(a: &Tensor, b: &Tensor) -> f64 {
-    a.to_f64_vec().iter().zip(b.to_f64_vec()).map(|(x, y)| x * y).sum()
+    a.to_f64_vec()
+        .iter()
+        .zip(b.to_f64_vec())
+        .map(|(x, y)| x * y)
+        .sum()
 }
 
 /// Checks the JVP of `build(xs)` against central differences along a direction, and its
 /// transpose against the JVP (⟨w, J v⟩ = Σ⟨Jᵀw, v⟩) and against differences of ⟨w, f⟩.
-fn check(name: &str, shapes: &[&[usize]], domains: &[Domain], build: impl Fn(&mut Graph, &[NodeId]) -> NodeId) {
+fn check(
+    name: &str,
+    shapes: &[&[usize]],
+    domains: &[Domain],
+    build: impl Fn(&mut Graph, &[NodeId]) -> NodeId,
+) {
     let mut g = Graph::new(name);
     let xs: Vec<NodeId> = shapes
         .iter()
         .enumerate()
-        .map(|(i, s)| g.add_arg(format!("x{i}"), ArgRole::Param, TensorType::new(F, Shape::fixed(&s.iter().map(|&d| d as u64).collect::<Vec<_>>()))))
+        .map(|(i, s)| {
+            g.add_arg(
+                format!("x{i}"),
+                ArgRole::Param,
+                TensorType::new(
+                    F,
+                    Shape::fixed(&s.iter().map(|&d| d as u64).collect::<Vec<_>>()),
+                ),
+            )
+        })
         .collect();
     let vs: Vec<NodeId> = xs
         .iter()
@@ -71,14 +112,30 @@ fn check(name: &str, shapes: &[&[usize]], domains: &[Domain], build: impl Fn(&mu
         g.add_output("jv", t);
         let cts = transpose(&mut g, &vs, &[(t, w)]).unwrap();
         for (i, ct) in cts.into_iter().enumerate() {
-            let ct = ct.unwrap_or_else(|| g.full(0.0, &TensorType::new(F, g.ty(xs[i]).shape.clone())).unwrap());
+            let ct = ct.unwrap_or_else(|| {
+                g.full(0.0, &TensorType::new(F, g.ty(xs[i]).shape.clone()))
+                    .unwrap()
+            });
             g.add_output(format!("ct{i}"), ct);
         }
     }
 
-    let x_vals: Vec<Tensor> = shapes.iter().enumerate().map(|(i, s)| draw(s, 11 + i as u64, domains[i])).collect();
-    let v_vals: Vec<Tensor> = shapes.iter().enumerate().map(|(i, s)| wavy(F, s, 101 + i as u64, 1.0)).collect();
-    let y_shape: Vec<usize> = y_ty.shape.dims().iter().map(|d| d.as_fixed().unwrap() as usize).collect();
+    let x_vals: Vec<Tensor> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| draw(s, 11 + i as u64, domains[i]))
+        .collect();
+    let v_vals: Vec<Tensor> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| wavy(F, s, 101 + i as u64, 1.0))
+        .collect();
+    let y_shape: Vec<usize> = y_ty
+        .shape
+        .dims()
+        .iter()
+        .map(|d| d.as_fixed().unwrap() as usize)
+        .collect();
     let w_val = wavy(F, &y_shape, 7, 1.0);
     let run = |x: &[Tensor]| -> Vec<Tensor> {
         let mut args: Vec<Tensor> = x.to_vec();
@@ -89,24 +146,48 @@ fn check(name: &str, shapes: &[&[usize]], domains: &[Domain], build: impl Fn(&mu
     let out = run(&x_vals);
     let h = 1e-6;
     let shifted = |s: f64| -> Tensor {
-        let x: Vec<Tensor> = x_vals.iter().zip(&v_vals).map(|(x, v)| add(x, s * h, v)).collect();
+        let x: Vec<Tensor> = x_vals
+            .iter()
+            .zip(&v_vals)
+            .map(|(x, v)| add(x, s * h, v))
+            .collect();
         run(&x).swap_remove(0)
     };
     let (plus, minus) = (shifted(1.0), shifted(-1.0));
-    let fd = add(&plus, -1.0, &minus).to_f64_vec().iter().map(|d| d / (2.0 * h)).collect::<Vec<_>>();
+    let fd = add(&plus, -1.0, &minus)
+        .to_f64_vec()
+        .iter()
+        .map(|d| d / (2.0 * h))
+        .collect::<Vec<_>>();
     let fd = Tensor::from_f64(F, plus.shape(), fd).unwrap();
     if !has_tangent {
-        assert!(fd.to_f64_vec().iter().all(|d| d.abs() < 1e-9), "{name}: symbolic-zero tangent but differences {fd:?}");
+        assert!(
+            fd.to_f64_vec().iter().all(|d| d.abs() < 1e-9),
+            "{name}: symbolic-zero tangent but differences {fd:?}"
+        );
         return;
     }
     let jv = &out[1];
     let err = jv.max_rel_diff(&fd);
-    assert!(err <= 1e-6, "{name}: JVP vs finite differences, relative error {err:e}\njv = {jv:?}\nfd = {fd:?}");
+    assert!(
+        err <= 1e-6,
+        "{name}: JVP vs finite differences, relative error {err:e}\njv = {jv:?}\nfd = {fd:?}"
+    );
     let w_jv = inner(&w_val, jv);
-    let ct_v: f64 = out[2..].iter().zip(&v_vals).map(|(ct, v)| inner(ct, v)).sum();
-    assert!(rel_err(w_jv, ct_v) <= 1e-12, "{name}: transpose identity {w_jv} vs {ct_v}");
+    let ct_v: f64 = out[2..]
+        .iter()
+        .zip(&v_vals)
+        .map(|(ct, v)| inner(ct, v))
+        .sum();
+    assert!(
+        rel_err(w_jv, ct_v) <= 1e-12,
+        "{name}: transpose identity {w_jv} vs {ct_v}"
+    );
     let w_fd = inner(&w_val, &fd);
-    assert!(rel_err(ct_v, w_fd) <= 1e-6, "{name}: VJP vs finite differences {ct_v} vs {w_fd}");
+    assert!(
+        rel_err(ct_v, w_fd) <= 1e-6,
+        "{name}: VJP vs finite differences {ct_v} vs {w_fd}"
+    );
 }
 
 #[test]
@@ -117,14 +198,18 @@ fn every_unary_op() {
             UnaryOp::Relu | UnaryOp::Abs | UnaryOp::Sign | UnaryOp::Step => OFF_ZERO,
             _ => ANY,
         };
-        check(op.name(), &[&[2, 3]], &[domain], |g, xs| g.unary(op, xs[0]).unwrap());
+        check(op.name(), &[&[2, 3]], &[domain], |g, xs| {
+            g.unary(op, xs[0]).unwrap()
+        });
     }
 }
 
 #[test]
 fn pow_with_several_exponents() {
     for c in [2.0, 3.0, 0.5, -1.5, 1.0, 0.0] {
-        check(&format!("pow {c}"), &[&[4]], &[POSITIVE], |g, xs| g.apply(Op::Pow(F64Bits::new(c)), &[xs[0]]).unwrap());
+        check(&format!("pow {c}"), &[&[4]], &[POSITIVE], |g, xs| {
+            g.apply(Op::Pow(F64Bits::new(c)), &[xs[0]]).unwrap()
+        });
     }
 }
 
@@ -135,9 +220,16 @@ fn every_binary_op() {
             BinaryOp::Div => [ANY, POSITIVE],
             _ => [ANY, ANY],
         };
-        check(op.name(), &[&[2, 3], &[2, 3]], &domains, |g, xs| g.binary(op, xs[0], xs[1]).unwrap());
+        check(op.name(), &[&[2, 3], &[2, 3]], &domains, |g, xs| {
+            g.binary(op, xs[0], xs[1]).unwrap()
+        });
         // The same operand twice: both tangent terms land on one input.
-        check(&format!("{} self", op.name()), &[&[3]], &[POSITIVE], |g, xs| g.binary(op, xs[0], xs[0]).unwrap());
+        check(
+            &format!("{} self", op.name()),
+            &[&[3]],
+            &[POSITIVE],
+            |g, xs| g.binary(op, xs[0], xs[0]).unwrap(),
+        );
     }
 }
 
@@ -146,36 +238,92 @@ fn matmul_with_every_transpose_flag() {
     for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
         let a: &[usize] = if ta { &[3, 2] } else { &[2, 3] };
         let b: &[usize] = if tb { &[4, 3] } else { &[3, 4] };
-        check(&format!("matmul {ta} {tb}"), &[a, b], &[ANY, ANY], |g, xs| {
-            g.apply(Op::MatMul { transpose_a: ta, transpose_b: tb }, xs).unwrap()
-        });
+        check(
+            &format!("matmul {ta} {tb}"),
+            &[a, b],
+            &[ANY, ANY],
+            |g, xs| {
+                g.apply(
+                    Op::MatMul {
+                        transpose_a: ta,
+                        transpose_b: tb,
+                    },
+                    xs,
+                )
+                .unwrap()
+            },
+        );
     }
 }
 
 #[test]
 fn reductions() {
-    check("sum [1]", &[&[2, 3, 4]], &[ANY], |g, xs| g.sum(xs[0], &[1]).unwrap());
-    check("sum [0, 2]", &[&[2, 3, 4]], &[ANY], |g, xs| g.sum(xs[0], &[0, 2]).unwrap());
-    check("sum all", &[&[2, 3]], &[ANY], |g, xs| g.sum(xs[0], &[0, 1]).unwrap());
-    check("reduce_max [1]", &[&[3, 5]], &[ANY], |g, xs| g.apply(Op::ReduceMax { axes: vec![1] }, &[xs[0]]).unwrap());
-    check("reduce_max all", &[&[2, 3]], &[ANY], |g, xs| g.apply(Op::ReduceMax { axes: vec![0, 1] }, &[xs[0]]).unwrap());
+    check("sum [1]", &[&[2, 3, 4]], &[ANY], |g, xs| {
+        g.sum(xs[0], &[1]).unwrap()
+    });
+    check("sum [0, 2]", &[&[2, 3, 4]], &[ANY], |g, xs| {
+        g.sum(xs[0], &[0, 2]).unwrap()
+    });
+    check("sum all", &[&[2, 3]], &[ANY], |g, xs| {
+        g.sum(xs[0], &[0, 1]).unwrap()
+    });
+    check("reduce_max [1]", &[&[3, 5]], &[ANY], |g, xs| {
+        g.apply(Op::ReduceMax { axes: vec![1] }, &[xs[0]]).unwrap()
+    });
+    check("reduce_max all", &[&[2, 3]], &[ANY], |g, xs| {
+        g.apply(Op::ReduceMax { axes: vec![0, 1] }, &[xs[0]])
+            .unwrap()
+    });
 }
 
 #[test]
 fn structural_ops() {
-    check("broadcast [3]->[2,3]", &[&[3]], &[ANY], |g, xs| g.broadcast(xs[0], &Shape::fixed(&[2, 3])).unwrap());
-    check("broadcast [2,1]->[2,3]", &[&[2, 1]], &[ANY], |g, xs| g.broadcast(xs[0], &Shape::fixed(&[2, 3])).unwrap());
-    check("broadcast []->[4,2]", &[&[]], &[ANY], |g, xs| g.broadcast(xs[0], &Shape::fixed(&[4, 2])).unwrap());
-    check("reshape", &[&[2, 3]], &[ANY], |g, xs| g.reshape(xs[0], &Shape::fixed(&[3, 2])).unwrap());
-    check("transpose", &[&[2, 3, 4]], &[ANY], |g, xs| g.transpose(xs[0], &[2, 0, 1]).unwrap());
-    check("concat", &[&[2, 1], &[2, 3], &[2, 2]], &[ANY, ANY, ANY], |g, xs| g.apply(Op::Concat { axis: 1 }, xs).unwrap());
+    check("broadcast [3]->[2,3]", &[&[3]], &[ANY], |g, xs| {
+        g.broadcast(xs[0], &Shape::fixed(&[2, 3])).unwrap()
+    });
+    check("broadcast [2,1]->[2,3]", &[&[2, 1]], &[ANY], |g, xs| {
+        g.broadcast(xs[0], &Shape::fixed(&[2, 3])).unwrap()
+    });
+    check("broadcast []->[4,2]", &[&[]], &[ANY], |g, xs| {
+        g.broadcast(xs[0], &Shape::fixed(&[4, 2])).unwrap()
+    });
+    check("reshape", &[&[2, 3]], &[ANY], |g, xs| {
+        g.reshape(xs[0], &Shape::fixed(&[3, 2])).unwrap()
+    });
+    check("transpose", &[&[2, 3, 4]], &[ANY], |g, xs| {
+        g.transpose(xs[0], &[2, 0, 1]).unwrap()
+    });
+    check(
+        "concat",
+        &[&[2, 1], &[2, 3], &[2, 2]],
+        &[ANY, ANY, ANY],
+        |g, xs| g.apply(Op::Concat { axis: 1 }, xs).unwrap(),
+    );
     check("slice middle", &[&[2, 5]], &[ANY], |g, xs| {
-        g.apply(Op::Slice { axis: 1, start: Dim::fixed(1), end: Dim::fixed(3) }, &[xs[0]]).unwrap()
+        g.apply(
+            Op::Slice {
+                axis: 1,
+                start: Dim::fixed(1),
+                end: Dim::fixed(3),
+            },
+            &[xs[0]],
+        )
+        .unwrap()
     });
     check("slice head", &[&[4, 2]], &[ANY], |g, xs| {
-        g.apply(Op::Slice { axis: 0, start: Dim::fixed(0), end: Dim::fixed(2) }, &[xs[0]]).unwrap()
+        g.apply(
+            Op::Slice {
+                axis: 0,
+                start: Dim::fixed(0),
+                end: Dim::fixed(2),
+            },
+            &[xs[0]],
+        )
+        .unwrap()
     });
-    check("stop_gradient", &[&[3]], &[ANY], |g, xs| g.apply(Op::StopGradient, &[xs[0]]).unwrap());
+    check("stop_gradient", &[&[3]], &[ANY], |g, xs| {
+        g.apply(Op::StopGradient, &[xs[0]]).unwrap()
+    });
 }
 
 #[test]
@@ -189,7 +337,9 @@ fn composites_with_constants() {
         g.binary(BinaryOp::Div, e, s).unwrap()
     });
     check("scaled", &[&[3]], &[ANY], |g, xs| {
-        let c = g.full(2.5, &TensorType::new(F, Shape::fixed(&[3]))).unwrap();
+        let c = g
+            .full(2.5, &TensorType::new(F, Shape::fixed(&[3])))
+            .unwrap();
         let y = g.binary(BinaryOp::Mul, xs[0], c).unwrap();
         g.unary(UnaryOp::Tanh, y).unwrap()
     });

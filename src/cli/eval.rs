@@ -47,7 +47,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         out.insert("jv", jv);
         out.extend_prefixed("gv.", compiled.gv_operator(&params, &batch)?.apply(&v)?);
     }
-    out.insert("loss", crate::ir::Tensor::scalar(model.graph.ty(model.graph.outputs()[1].node).dtype, loss));
+    out.insert(
+        "loss",
+        crate::ir::Tensor::scalar(model.graph.ty(model.graph.outputs()[1].node).dtype, loss),
+    );
     let metadata = BTreeMap::from([("model".to_string(), model.name.clone())]);
     out.save(&args.out, &metadata)?;
     println!("loss {loss}");

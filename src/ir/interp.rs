@@ -284,7 +284,7 @@ fn last_uses(graph: &Graph) -> Vec<Option<LastUse>> {
 }
 
 fn node_error(id: NodeId, node: &Node, msg: String) -> Error {
-    Error::Eval(format!("cannot evaluate {id} = {}: {msg}", node.op))
+    Error::Eval(format!("cannot evaluate {id} = {}: {msg}", node.op.name()))
 }
 
 /// Evaluates one non-argument node in element type `T`.

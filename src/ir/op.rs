@@ -7,7 +7,6 @@
 //! of a broadcast is plainly a sum.
 
 use super::shape::{Dim, Shape, TensorType};
-use std::fmt;
 
 /// Elementwise functions of one tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -438,38 +437,4 @@ pub fn sub_dims(a: &Dim, b: &Dim) -> Option<Dim> {
     }
     let unit = a.div_exact(&Dim::fixed(a.coeff()))?;
     Some(unit.mul(&Dim::fixed(a.coeff() - b.coeff())))
-}
-
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list = |v: &[usize]| {
-            v.iter()
-                .map(|a| a.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        match self {
-            Op::Arg(i) => write!(f, "arg {i}"),
-            Op::Const(c) => write!(f, "const {:?}", c.get()),
-            Op::DimSize(d) => write!(f, "dim_size {d}"),
-            Op::Pow(c) => write!(f, "pow {:?}", c.get()),
-            Op::MatMul {
-                transpose_a,
-                transpose_b,
-            } => write!(
-                f,
-                "matmul{}{}",
-                if *transpose_a { " ta" } else { "" },
-                if *transpose_b { " tb" } else { "" }
-            ),
-            Op::Sum { axes } => write!(f, "sum [{}]", list(axes)),
-            Op::ReduceMax { axes } => write!(f, "reduce_max [{}]", list(axes)),
-            Op::Broadcast { shape } => write!(f, "broadcast {shape}"),
-            Op::Reshape { shape } => write!(f, "reshape {shape}"),
-            Op::Transpose { perm } => write!(f, "transpose [{}]", list(perm)),
-            Op::Concat { axis } => write!(f, "concat {axis}"),
-            Op::Slice { axis, start, end } => write!(f, "slice {axis} {start} {end}"),
-            other => f.write_str(other.name()),
-        }
-    }
 }

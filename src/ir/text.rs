@@ -341,6 +341,9 @@ fn write_dot(g: &Graph, out: &mut String) -> fmt::Result {
                     ArgRole::Input => "lightblue",
                     ArgRole::Target => "lightyellow",
                     ArgRole::Param => "palegreen",
+                    ArgRole::Direction => "plum",
+                    ArgRole::Cotangent => "lightsalmon",
+                    ArgRole::Residual => "lightgrey",
                 };
                 writeln!(
                     out,

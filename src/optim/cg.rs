@@ -154,7 +154,11 @@ mod tests {
                 keep_best: false,
             };
             let out = solve(|v| Ok(matvec(&a, v)), &b, vec![0.0; n], None, &options).unwrap();
-            let residual: Vec<f64> = matvec(&a, &out.x).iter().zip(&b).map(|(ax, b)| ax - b).collect();
+            let residual: Vec<f64> = matvec(&a, &out.x)
+                .iter()
+                .zip(&b)
+                .map(|(ax, b)| ax - b)
+                .collect();
             let rel = dot(&residual, &residual).sqrt() / dot(&b, &b).sqrt();
             assert!(rel <= 1e-11, "n = {n}: relative residual {rel:e}");
             assert_eq!(out.stop, CgStop::Converged);
@@ -174,7 +178,14 @@ mod tests {
             max_iters: 1,
             ..CgOptions::default()
         };
-        let out = solve(|v| Ok(matvec(&a, v)), &b, vec![0.0; 4], Some(&diag), &options).unwrap();
+        let out = solve(
+            |v| Ok(matvec(&a, v)),
+            &b,
+            vec![0.0; 4],
+            Some(&diag),
+            &options,
+        )
+        .unwrap();
         for i in 0..4 {
             assert!((out.x[i] - b[i] / diag[i]).abs() <= 1e-12);
         }
@@ -196,7 +207,14 @@ mod tests {
             },
         )
         .unwrap();
-        let warm = solve(|v| Ok(matvec(&a, v)), &b, exact.x.clone(), None, &CgOptions::default()).unwrap();
+        let warm = solve(
+            |v| Ok(matvec(&a, v)),
+            &b,
+            exact.x.clone(),
+            None,
+            &CgOptions::default(),
+        )
+        .unwrap();
         assert_eq!(warm.iterations, 1, "only the residual product");
         assert_eq!(warm.stop, CgStop::Converged);
     }
@@ -204,7 +222,14 @@ mod tests {
     #[test]
     fn negative_curvature_stops_the_solve() {
         let a = vec![vec![1.0, 0.0], vec![0.0, -1.0]];
-        let out = solve(|v| Ok(matvec(&a, v)), &[0.0, 1.0], vec![0.0; 2], None, &CgOptions::default()).unwrap();
+        let out = solve(
+            |v| Ok(matvec(&a, v)),
+            &[0.0, 1.0],
+            vec![0.0; 2],
+            None,
+            &CgOptions::default(),
+        )
+        .unwrap();
         assert_eq!(out.stop, CgStop::NegativeCurvature);
         assert_eq!(out.x, vec![0.0, 0.0]);
     }
@@ -220,7 +245,11 @@ mod tests {
                 ..CgOptions::default()
             };
             let out = solve(|v| Ok(matvec(&a, v)), &b, vec![0.0; 30], None, &options).unwrap();
-            assert!(out.model_value < last, "k = {k}: {} !< {last}", out.model_value);
+            assert!(
+                out.model_value < last,
+                "k = {k}: {} !< {last}",
+                out.model_value
+            );
             last = out.model_value;
         }
     }

@@ -66,7 +66,11 @@ pub trait Optimizer {
 }
 
 /// Reads one entry of a saved state, checking its length when one is required.
-pub(crate) fn state_entry<'a>(state: &'a OptimizerState, name: &str, len: Option<usize>) -> Result<&'a [f64]> {
+pub(crate) fn state_entry<'a>(
+    state: &'a OptimizerState,
+    name: &str,
+    len: Option<usize>,
+) -> Result<&'a [f64]> {
     let value = state
         .get(name)
         .ok_or_else(|| crate::Error::Tensor(format!("optimizer state has no entry '{name}'")))?;
@@ -95,10 +99,25 @@ pub(crate) mod tests {
     impl Quadratic {
         pub fn new(n: usize) -> Quadratic {
             let a = (0..n)
-                .map(|i| (0..n).map(|j| if i == j { 2.0 + i as f64 } else { 0.5 / (1.0 + (i + j) as f64) }).collect())
+                .map(|i| {
+                    (0..n)
+                        .map(|j| {
+                            if i == j {
+                                2.0 + i as f64
+                            } else {
+                                0.5 / (1.0 + (i + j) as f64)
+                            }
+                        })
+                        .collect()
+                })
                 .collect();
             let b = (0..n).map(|i| 1.0 + i as f64 * 0.5).collect();
-            Quadratic { a, b, gv_scale: 1.0, poison_grad: false }
+            Quadratic {
+                a,
+                b,
+                gv_scale: 1.0,
+                poison_grad: false,
+            }
         }
 
         fn a_times(&self, v: &[f64]) -> Vec<f64> {
@@ -107,8 +126,20 @@ pub(crate) mod tests {
 
         /// θ* = A⁻¹ b, by plain CG to machine precision.
         pub fn minimizer(&self) -> Vec<f64> {
-            let options = CgOptions { max_iters: 100, tolerance: 1e-15, keep_best: false };
-            cg::solve(|v| Ok(self.a_times(v)), &self.b, vec![0.0; self.b.len()], None, &options).unwrap().x
+            let options = CgOptions {
+                max_iters: 100,
+                tolerance: 1e-15,
+                keep_best: false,
+            };
+            cg::solve(
+                |v| Ok(self.a_times(v)),
+                &self.b,
+                vec![0.0; self.b.len()],
+                None,
+                &options,
+            )
+            .unwrap()
+            .x
         }
     }
 
@@ -120,7 +151,12 @@ pub(crate) mod tests {
             Ok(0.5 * vector::dot(theta, &self.a_times(theta)) - vector::dot(&self.b, theta))
         }
         fn loss_and_grad(&mut self, theta: &[f64]) -> Result<(f64, Vec<f64>)> {
-            let mut grad: Vec<f64> = self.a_times(theta).iter().zip(&self.b).map(|(a, b)| a - b).collect();
+            let mut grad: Vec<f64> = self
+                .a_times(theta)
+                .iter()
+                .zip(&self.b)
+                .map(|(a, b)| a - b)
+                .collect();
             if self.poison_grad {
                 grad[0] = f64::NAN;
             }

@@ -94,7 +94,13 @@ impl Sgn {
         }
     }
 
-    fn rejected(&mut self, loss: f64, cg_iters: usize, factor: f64, non_finite: Option<String>) -> StepReport {
+    fn rejected(
+        &mut self,
+        loss: f64,
+        cg_iters: usize,
+        factor: f64,
+        non_finite: Option<String>,
+    ) -> StepReport {
         self.raise(factor);
         self.previous_step.clear();
         StepReport {
@@ -117,7 +123,12 @@ impl Optimizer for Sgn {
         let (loss, grad) = objective.loss_and_grad(theta)?;
         if !loss.is_finite() || !all_finite(&grad) {
             let what = if loss.is_finite() { "gradient" } else { "loss" };
-            return Ok(self.rejected(loss, 0, NON_FINITE_RAISE, Some(format!("non-finite {what}"))));
+            return Ok(self.rejected(
+                loss,
+                0,
+                NON_FINITE_RAISE,
+                Some(format!("non-finite {what}")),
+            ));
         }
         objective.prepare_gv(theta)?;
         let rho = self.rho;
@@ -136,7 +147,10 @@ impl Optimizer for Sgn {
                     *s = SQUARED_GRAD_DECAY * *s + (1.0 - SQUARED_GRAD_DECAY) * g * g;
                 }
             }
-            self.squared_grad.iter().map(|s| (s + rho).powf(alpha)).collect::<Vec<f64>>()
+            self.squared_grad
+                .iter()
+                .map(|s| (s + rho).powf(alpha))
+                .collect::<Vec<f64>>()
         });
         let damped = |v: &[f64]| -> Result<Vec<f64>> {
             let mut gv = objective.gv(v)?;
@@ -149,19 +163,29 @@ impl Optimizer for Sgn {
         let d = solved.x;
         let slope = dot(&grad, &d);
         if !all_finite(&d) || !slope.is_finite() || !solved.curvature.is_finite() {
-            return Ok(self.rejected(loss, solved.iterations, NON_FINITE_RAISE, Some("non-finite step".to_string())));
+            return Ok(self.rejected(
+                loss,
+                solved.iterations,
+                NON_FINITE_RAISE,
+                Some("non-finite step".to_string()),
+            ));
         }
         if slope >= 0.0 {
             // Not a descent direction (only possible with G ≈ 0 and g ≈ 0): nothing to gain.
             return Ok(self.rejected(loss, solved.iterations, REJECT_RAISE, None));
         }
-        let tries = if self.options.line_search { self.options.max_tries } else { 1 };
+        let tries = if self.options.line_search {
+            self.options.max_tries
+        } else {
+            1
+        };
         let mut alpha = 1.0;
         let mut accepted = None;
         for _ in 0..tries {
             let trial = added(theta, alpha, &d);
             let trial_loss = objective.loss(&trial)?;
-            if trial_loss.is_finite() && trial_loss <= loss + self.options.armijo_c * alpha * slope {
+            if trial_loss.is_finite() && trial_loss <= loss + self.options.armijo_c * alpha * slope
+            {
                 accepted = Some((trial, trial_loss));
                 break;
             }
@@ -220,14 +244,22 @@ mod tests {
         // L(θ) = ½ θᵀAθ − bᵀθ with G = A exactly: the damped Newton step lands next to θ*.
         let mut q = Quadratic::new(4);
         let mut sgn = Sgn::new(SgnOptions {
-            cg: CgOptions { max_iters: 50, tolerance: 1e-14, keep_best: false },
+            cg: CgOptions {
+                max_iters: 50,
+                tolerance: 1e-14,
+                keep_best: false,
+            },
             ..SgnOptions::default()
         });
         let mut theta = vec![0.0; 4];
         let report = sgn.step(&mut theta, &mut q).unwrap();
         assert!(report.accepted);
         assert_eq!(report.step_size, 1.0);
-        let err: f64 = theta.iter().zip(q.minimizer()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let err: f64 = theta
+            .iter()
+            .zip(q.minimizer())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         assert!(err < 1e-3, "{theta:?} vs {:?}", q.minimizer());
         // Ratio ≈ 1 > ¾: ρ shrinks by ⅔.
         assert!((sgn.rho() - 1e-4 * 2.0 / 3.0).abs() < 1e-15);
@@ -240,7 +272,11 @@ mod tests {
         let mut q = Quadratic::new(3);
         q.gv_scale = 0.55;
         let mut sgn = Sgn::new(SgnOptions {
-            cg: CgOptions { max_iters: 50, tolerance: 1e-14, keep_best: false },
+            cg: CgOptions {
+                max_iters: 50,
+                tolerance: 1e-14,
+                keep_best: false,
+            },
             ..SgnOptions::default()
         });
         let mut theta = vec![0.0; 3];
@@ -255,7 +291,10 @@ mod tests {
         // The objective reports a curvature 100× too small: the full step raises the loss.
         let mut q = Quadratic::new(3);
         q.gv_scale = 0.01;
-        let mut sgn = Sgn::new(SgnOptions { line_search: false, ..SgnOptions::default() });
+        let mut sgn = Sgn::new(SgnOptions {
+            line_search: false,
+            ..SgnOptions::default()
+        });
         let mut theta = vec![0.0; 3];
         let before = theta.clone();
         let report = sgn.step(&mut theta, &mut q).unwrap();
@@ -270,7 +309,11 @@ mod tests {
         let mut q = Quadratic::new(3);
         q.gv_scale = 0.3; // a step 3.3× too long: the full step fails Armijo, the half passes
         let mut sgn = Sgn::new(SgnOptions {
-            cg: CgOptions { max_iters: 50, tolerance: 1e-14, keep_best: false },
+            cg: CgOptions {
+                max_iters: 50,
+                tolerance: 1e-14,
+                keep_best: false,
+            },
             ..SgnOptions::default()
         });
         let mut theta = vec![0.0; 3];
@@ -283,7 +326,11 @@ mod tests {
     #[test]
     fn fixed_damping_never_changes_rho() {
         let mut q = Quadratic::new(3);
-        let mut sgn = Sgn::new(SgnOptions { damping: Damping::Fixed, rho0: 0.5, ..SgnOptions::default() });
+        let mut sgn = Sgn::new(SgnOptions {
+            damping: Damping::Fixed,
+            rho0: 0.5,
+            ..SgnOptions::default()
+        });
         let mut theta = vec![0.0; 3];
         for _ in 0..3 {
             sgn.step(&mut theta, &mut q).unwrap();
@@ -310,7 +357,11 @@ mod tests {
     #[test]
     fn state_round_trips() {
         let mut q = Quadratic::new(3);
-        let mut sgn = Sgn::new(SgnOptions { warm_start: Some(0.95), preconditioner: Some(0.75), ..SgnOptions::default() });
+        let mut sgn = Sgn::new(SgnOptions {
+            warm_start: Some(0.95),
+            preconditioner: Some(0.75),
+            ..SgnOptions::default()
+        });
         let mut theta = vec![0.0; 3];
         sgn.step(&mut theta, &mut q).unwrap();
         let mut copy = Sgn::new(sgn.options.clone());

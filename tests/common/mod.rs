@@ -1,9 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test binary uses a different subset
 
+use sgn::Model;
 use sgn::ir::store::TensorMap;
 use sgn::ir::{DType, Tensor};
-use sgn::Model;
 use std::path::PathBuf;
 
 /// The models shipped in `ir/`, by file name.
@@ -79,7 +79,10 @@ pub fn batch_for(model: &Model, dtype: DType, rows: usize, seed: u64) -> TensorM
 pub fn direction_like(like: &TensorMap, seed: u64) -> TensorMap {
     let mut v = TensorMap::new();
     for (i, (name, t)) in like.iter().enumerate() {
-        v.insert(name.clone(), wavy(t.dtype(), t.shape(), seed * 31 + i as u64, 1.0));
+        v.insert(
+            name.clone(),
+            wavy(t.dtype(), t.shape(), seed * 31 + i as u64, 1.0),
+        );
     }
     v
 }
@@ -95,7 +98,10 @@ pub fn axpy(a: &TensorMap, s: f64, b: &TensorMap) -> TensorMap {
             .zip(tb.to_f64_vec())
             .map(|(x, y)| x + s * y)
             .collect();
-        out.insert(name.clone(), Tensor::from_f64(ta.dtype(), ta.shape(), values).unwrap());
+        out.insert(
+            name.clone(),
+            Tensor::from_f64(ta.dtype(), ta.shape(), values).unwrap(),
+        );
     }
     out
 }
@@ -105,7 +111,11 @@ pub fn dot(a: &TensorMap, b: &TensorMap) -> f64 {
     a.iter()
         .map(|(name, ta)| {
             let tb = b.get(name).expect("same names");
-            ta.to_f64_vec().iter().zip(tb.to_f64_vec()).map(|(x, y)| x * y).sum::<f64>()
+            ta.to_f64_vec()
+                .iter()
+                .zip(tb.to_f64_vec())
+                .map(|(x, y)| x * y)
+                .sum::<f64>()
         })
         .sum()
 }

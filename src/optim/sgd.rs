@@ -1,0 +1,179 @@
+//! Stochastic gradient descent with optional (Nesterov) momentum, as in PyTorch.
+
+use super::vector::all_finite;
+use super::{Objective, Optimizer, OptimizerState, StepReport, state_entry};
+use crate::Result;
+
+/// SGD's options. Defaults: learning rate 0.1, no momentum.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SgdOptions {
+    pub lr: f64,
+    /// Momentum μ: `buf ← μ·buf + g`, step along `buf` (0 disables it).
+    pub momentum: f64,
+    /// Nesterov momentum: step along `g + μ·buf`.
+    pub nesterov: bool,
+}
+
+impl Default for SgdOptions {
+    fn default() -> SgdOptions {
+        SgdOptions {
+            lr: 0.1,
+            momentum: 0.0,
+            nesterov: false,
+        }
+    }
+}
+
+/// The SGD optimizer.
+#[derive(Clone, Debug)]
+pub struct Sgd {
+    pub options: SgdOptions,
+    buffer: Vec<f64>,
+}
+
+impl Sgd {
+    pub fn new(options: SgdOptions) -> Sgd {
+        Sgd {
+            options,
+            buffer: Vec::new(),
+        }
+    }
+}
+
+impl Optimizer for Sgd {
+    fn name(&self) -> &'static str {
+        "sgd"
+    }
+
+    fn step(&mut self, theta: &mut [f64], objective: &mut dyn Objective) -> Result<StepReport> {
+        let (loss, grad) = objective.loss_and_grad(theta)?;
+        if let Some(report) = non_finite_report(loss, &grad) {
+            return Ok(report);
+        }
+        let SgdOptions {
+            lr,
+            momentum,
+            nesterov,
+        } = self.options;
+        if momentum == 0.0 {
+            for (t, g) in theta.iter_mut().zip(&grad) {
+                *t -= lr * g;
+            }
+        } else {
+            if self.buffer.len() != grad.len() {
+                // PyTorch starts the buffer at the first gradient.
+                self.buffer = grad.clone();
+            } else {
+                for (b, g) in self.buffer.iter_mut().zip(&grad) {
+                    *b = momentum * *b + g;
+                }
+            }
+            for ((t, b), g) in theta.iter_mut().zip(&self.buffer).zip(&grad) {
+                let direction = if nesterov { g + momentum * b } else { *b };
+                *t -= lr * direction;
+            }
+        }
+        Ok(accepted_report(loss))
+    }
+
+    fn state(&self) -> OptimizerState {
+        OptimizerState::from([("momentum_buffer".to_string(), self.buffer.clone())])
+    }
+
+    fn restore(&mut self, state: &OptimizerState) -> Result<()> {
+        self.buffer = state_entry(state, "momentum_buffer", None)?.to_vec();
+        Ok(())
+    }
+}
+
+/// The report of a first-order step rejected for a non-finite loss or gradient, if it is one.
+pub(super) fn non_finite_report(loss: f64, grad: &[f64]) -> Option<StepReport> {
+    let what = if !loss.is_finite() {
+        "loss"
+    } else if !all_finite(grad) {
+        "gradient"
+    } else {
+        return None;
+    };
+    Some(StepReport {
+        loss,
+        accepted: false,
+        rho: None,
+        cg_iters: 0,
+        step_size: 0.0,
+        non_finite: Some(format!("non-finite {what}")),
+    })
+}
+
+/// The report of an accepted first-order step.
+pub(super) fn accepted_report(loss: f64) -> StepReport {
+    StepReport {
+        loss,
+        accepted: true,
+        rho: None,
+        cg_iters: 0,
+        step_size: 1.0,
+        non_finite: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optim::tests::Quadratic;
+
+    fn distance(a: &[f64], b: &[f64]) -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    }
+
+    #[test]
+    fn plain_step_is_theta_minus_lr_g() {
+        let mut q = Quadratic::new(2);
+        let mut theta = vec![0.0, 0.0];
+        let (_, g) = q.loss_and_grad(&theta).unwrap();
+        Sgd::new(SgdOptions {
+            lr: 0.25,
+            ..SgdOptions::default()
+        })
+        .step(&mut theta, &mut q)
+        .unwrap();
+        assert_eq!(theta, vec![-0.25 * g[0], -0.25 * g[1]]);
+    }
+
+    #[test]
+    fn every_variant_converges_on_a_quadratic() {
+        for (momentum, nesterov) in [(0.0, false), (0.9, false), (0.9, true)] {
+            let mut q = Quadratic::new(4);
+            let target = q.minimizer();
+            let mut sgd = Sgd::new(SgdOptions {
+                lr: 0.05,
+                momentum,
+                nesterov,
+            });
+            let mut theta = vec![0.0; 4];
+            for _ in 0..2000 {
+                sgd.step(&mut theta, &mut q).unwrap();
+            }
+            assert!(
+                distance(&theta, &target) < 1e-6,
+                "momentum {momentum} nesterov {nesterov}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_finite_gradients_are_rejected() {
+        let mut q = Quadratic::new(2);
+        q.poison_grad = true;
+        let mut theta = vec![1.0, 1.0];
+        let report = Sgd::new(SgdOptions::default())
+            .step(&mut theta, &mut q)
+            .unwrap();
+        assert!(!report.accepted);
+        assert_eq!(theta, vec![1.0, 1.0]);
+    }
+}
