@@ -7,12 +7,14 @@
 
 pub mod adam;
 pub mod cg;
+pub mod objective;
 pub mod sgd;
 pub mod sgn;
 pub mod vector;
 
 pub use adam::{Adam, AdamOptions};
 pub use cg::{CgOptions, CgResult, CgStop};
+pub use objective::{ModelObjective, ParamLayout};
 pub use sgd::{Sgd, SgdOptions};
 pub use sgn::{Damping, Sgn, SgnOptions};
 
