@@ -271,5 +271,5 @@ fn shuffled_indices(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
 /// A malformed data file or a failed fetch. One place, so that a dedicated error variant can
 /// replace the shared one without touching every message.
 fn data_error(message: String) -> Error {
-    Error::Tensor(message)
+    Error::Data(message)
 }
