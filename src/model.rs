@@ -1,8 +1,11 @@
 //! A parsed model: its forward graph (output and loss) and its parameter declarations.
 
-use crate::ir::graph::Graph;
+use crate::error::{Error, Result};
+use crate::ir::dsl::{Diagnostic, lower, parser};
+use crate::ir::graph::{Graph, Span};
 use crate::ir::init::Init;
 use crate::ir::shape::TensorType;
+use std::path::Path;
 
 /// A declared parameter: name, type (fixed shape) and initializer.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,4 +31,70 @@ pub struct Model {
     /// The name of the network output (`z` in `output z = …`).
     pub output: String,
     pub params: Vec<ParamSpec>,
+}
+
+impl Model {
+    /// Parses and type-checks model source given as a string; errors name it `<input>`.
+    ///
+    /// ```
+    /// use sgn::Model;
+    ///
+    /// let model = Model::parse(
+    ///     "model linear\n\
+    ///      input x: f32[B, 3]\n\
+    ///      target y: f32[B, 1]\n\
+    ///      param w: f32[3, 1] = normal(0.1)\n\
+    ///      param b: f32[1]\n\
+    ///      output z = x @ w + b\n\
+    ///      loss mse(z, y)\n",
+    /// )?;
+    /// assert_eq!(model.name, "linear");
+    /// assert_eq!(model.graph.ty(model.graph.output("z").unwrap()).to_string(), "f32[B, 1]");
+    /// assert_eq!(model.params[1].init, sgn::ir::init::Init::Zeros);
+    ///
+    /// let err = Model::parse("model m\nparam w: f32[B]\n").unwrap_err();
+    /// assert!(err.to_string().starts_with("<input>:2:16: error: param 'w' needs a fixed shape"));
+    /// # Ok::<(), sgn::Error>(())
+    /// ```
+    pub fn parse(source: &str) -> Result<Model> {
+        Model::parse_named("<input>", source)
+    }
+
+    /// Parses and type-checks model source; `file` names it in errors (`file:line:col`).
+    pub fn parse_named(file: &str, source: &str) -> Result<Model> {
+        let statements = parser::parse(file, source)?;
+        Ok(lower::lower(&statements, file, source)?)
+    }
+
+    /// Reads, parses and type-checks a model file. A file that is not UTF-8 text is an error
+    /// at the first invalid byte.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Model> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let file = path.display().to_string();
+        match std::str::from_utf8(&bytes) {
+            Ok(source) => Model::parse_named(&file, source),
+            Err(e) => {
+                let valid = std::str::from_utf8(&bytes[..e.valid_up_to()])
+                    .expect("from_utf8 reports the valid prefix");
+                let line = valid.matches('\n').count() + 1;
+                let col = valid.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                let span = Span {
+                    line: u32::try_from(line).unwrap_or(u32::MAX),
+                    col: u32::try_from(col).unwrap_or(u32::MAX),
+                };
+                let source = String::from_utf8_lossy(&bytes);
+                Err(Diagnostic::new(
+                    &file,
+                    &source,
+                    span,
+                    format!(
+                        "the file is not UTF-8 text: invalid byte 0x{:02x}; model files must be UTF-8",
+                        bytes[e.valid_up_to()]
+                    ),
+                )
+                .into())
+            }
+        }
+    }
 }
