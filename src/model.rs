@@ -38,22 +38,35 @@ impl Model {
     ///
     /// ```
     /// use sgn::Model;
+    /// use sgn::ir::init::Init;
     ///
-    /// let model = Model::parse(
-    ///     "model linear\n\
-    ///      input x: f32[B, 3]\n\
-    ///      target y: f32[B, 1]\n\
-    ///      param w: f32[3, 1] = normal(0.1)\n\
-    ///      param b: f32[1]\n\
-    ///      output z = x @ w + b\n\
-    ///      loss mse(z, y)\n",
-    /// )?;
+    /// let source = "\
+    ///     model linear
+    ///     input x: f32[B, 3]
+    ///     target y: f32[B, 1]
+    ///     param w: f32[3, 1] = normal(0.1)
+    ///     param b: f32[1]
+    ///     output z = x @ w + b
+    ///     loss mse(z, y)
+    /// ";
+    /// let model = Model::parse(source)?;
     /// assert_eq!(model.name, "linear");
-    /// assert_eq!(model.graph.ty(model.graph.output("z").unwrap()).to_string(), "f32[B, 1]");
-    /// assert_eq!(model.params[1].init, sgn::ir::init::Init::Zeros);
+    /// let z = model.graph.output("z").expect("the output");
+    /// assert_eq!(model.graph.ty(z).to_string(), "f32[B, 1]");
+    /// assert_eq!(model.params[0].init, Init::Normal(0.1));
+    /// assert_eq!(model.params[1].init, Init::Zeros);
     ///
-    /// let err = Model::parse("model m\nparam w: f32[B]\n").unwrap_err();
-    /// assert!(err.to_string().starts_with("<input>:2:16: error: param 'w' needs a fixed shape"));
+    /// let err = Model::parse(&source.replace("mse(z, y)", "mse(z, yy)")).unwrap_err();
+    /// let text = err.to_string();
+    /// let lines: Vec<&str> = text.lines().collect();
+    /// assert_eq!(
+    ///     lines,
+    ///     [
+    ///         "<input>:7:17: error: unknown name 'yy'; did you mean 'y'?",
+    ///         "7 |     loss mse(z, yy)",
+    ///         "  |                 ^",
+    ///     ]
+    /// );
     /// # Ok::<(), sgn::Error>(())
     /// ```
     pub fn parse(source: &str) -> Result<Model> {
