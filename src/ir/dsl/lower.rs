@@ -460,13 +460,13 @@ impl<'p> Lowerer<'p> {
                 continue;
             };
             let mut dims = Vec::with_capacity(ty.dims.len());
-            for dim in &ty.dims {
+            for written in &ty.dims {
                 let dim = self
-                    .dim(dim, false)?
+                    .dim(written, false)?
                     .expect("-1 is rejected outside reshape");
                 if *role == ArgRole::Param && dim.as_fixed().is_none() {
                     return Err(self.error(
-                        ty.dims[dims.len()].span,
+                        written.span,
                         format!(
                             "param '{}' needs a fixed shape, but its dimension {dim} is symbolic \
                              (a parameter's size cannot depend on the batch)",
@@ -1062,8 +1062,8 @@ impl<'p> Lowerer<'p> {
         Ok(Value::Tensor(self.build(span, |g| g.binary(op, a, b))?))
     }
 
-    /// Elementwise on two tensors already known to have one type.
-    fn same_shape(
+    /// Elementwise on two tensors of one type and shape (no broadcasting).
+    fn binary(
         &mut self,
         op: BinaryOp,
         a: NodeId,
@@ -1177,7 +1177,7 @@ impl<'p> Lowerer<'p> {
             None => (BinaryOp::Div, self.graph.dim_size(count, ty.dtype)),
         };
         let factor = self.build(span, |g| g.broadcast(factor, &ty.shape))?;
-        self.same_shape(op, x, factor, span)
+        self.binary(op, x, factor, span)
     }
 
     /// Reshapes a reduction result to `shape` with the reduced `axes` kept as size 1.
@@ -1216,9 +1216,8 @@ impl<'p> Lowerer<'p> {
         let shape = self.ty(x).shape;
         let max = self.build(span, |g| g.apply(Op::ReduceMax { axes: vec![axis] }, &[x]))?;
         let shift = self.build(span, |g| g.apply(Op::StopGradient, &[max]))?;
-        let kept = self.keep_dims(shift, &shape, &[axis], span)?;
-        let spread = self.build(span, |g| g.broadcast(kept, &shape))?;
-        let centered = self.same_shape(BinaryOp::Sub, x, spread, span)?;
+        let spread = self.spread(shift, &shape, axis, span)?;
+        let centered = self.binary(BinaryOp::Sub, x, spread, span)?;
         let exp = self.build(span, |g| g.unary(UnaryOp::Exp, centered))?;
         let sum = self.build(span, |g| g.sum(exp, &[axis]))?;
         Ok(ShiftedExp { shift, exp, sum })
@@ -1245,7 +1244,7 @@ impl<'p> Lowerer<'p> {
     ) -> Result<NodeId, Diagnostic> {
         let parts = self.shifted_exp(x, axis, span)?;
         let log_sum = self.build(span, |g| g.unary(UnaryOp::Log, parts.sum))?;
-        let lse = self.same_shape(BinaryOp::Add, parts.shift, log_sum, span)?;
+        let lse = self.binary(BinaryOp::Add, parts.shift, log_sum, span)?;
         if keepdims {
             let shape = self.ty(x).shape;
             return self.keep_dims(lse, &shape, &[axis], span);
@@ -1257,14 +1256,14 @@ impl<'p> Lowerer<'p> {
         let lse = self.logsumexp(x, axis, false, span)?;
         let shape = self.ty(x).shape;
         let lse = self.spread(lse, &shape, axis, span)?;
-        self.same_shape(BinaryOp::Sub, x, lse, span)
+        self.binary(BinaryOp::Sub, x, lse, span)
     }
 
     fn softmax(&mut self, x: NodeId, axis: usize, span: Span) -> Result<NodeId, Diagnostic> {
         let parts = self.shifted_exp(x, axis, span)?;
         let shape = self.ty(x).shape;
         let total = self.spread(parts.sum, &shape, axis, span)?;
-        self.same_shape(BinaryOp::Div, parts.exp, total, span)
+        self.binary(BinaryOp::Div, parts.exp, total, span)
     }
 
     fn loss(
@@ -1292,25 +1291,25 @@ impl<'p> Lowerer<'p> {
                     ));
                 };
                 let log_p = self.log_softmax(z, all_axes.len() - 1, span)?;
-                let weighted = self.same_shape(BinaryOp::Mul, y, log_p, span)?;
+                let weighted = self.binary(BinaryOp::Mul, y, log_p, span)?;
                 let total = self.build(span, |g| g.sum(weighted, &all_axes))?;
                 let negated = self.build(span, |g| g.unary(UnaryOp::Neg, total))?;
                 let count = Shape(batch.to_vec()).numel();
                 return self.divide_by_count(negated, &count, span);
             }
             LossKind::Mse => {
-                let diff = self.same_shape(BinaryOp::Sub, z, y, span)?;
+                let diff = self.binary(BinaryOp::Sub, z, y, span)?;
                 (
-                    self.same_shape(BinaryOp::Mul, diff, diff, span)?,
+                    self.binary(BinaryOp::Mul, diff, diff, span)?,
                     tz.shape.numel(),
                 )
             }
             LossKind::SigmoidCrossEntropy => {
                 // softplus(z) − y·z is log(1 + e^z) − y·z: the logistic loss without overflow.
                 let soft = self.build(span, |g| g.unary(UnaryOp::Softplus, z))?;
-                let yz = self.same_shape(BinaryOp::Mul, y, z, span)?;
+                let yz = self.binary(BinaryOp::Mul, y, z, span)?;
                 (
-                    self.same_shape(BinaryOp::Sub, soft, yz, span)?,
+                    self.binary(BinaryOp::Sub, soft, yz, span)?,
                     tz.shape.numel(),
                 )
             }
