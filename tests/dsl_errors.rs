@@ -850,3 +850,34 @@ fn non_utf8_file_is_an_error_at_the_bad_byte() {
         .to_string();
     assert!(missing.contains("none.sgn"), "{missing}");
 }
+
+#[test]
+fn oversized_tensors() {
+    let huge = "4294967296";
+    check(
+        &variant("param b: f32[2]", &format!("param b: f32[{huge}, {huge}]")),
+        5,
+        "f32",
+        &["too large", "2^48"],
+    );
+    check(
+        &variant("f32[B, 4]", &format!("f32[B*{huge}*{huge}, 4]")),
+        2,
+        &format!("*{huge}, "),
+        &["this dimension is too large"],
+    );
+    // Each operand fits, but their broadcast would have 2^64 elements.
+    let source = variant(
+        "output z = x @ w + b",
+        &format!(
+            "input p: f32[{huge}, 1]\ninput q: f32[1, {huge}]\noutput z = x @ w + b + sum(p + q)"
+        ),
+    );
+    check(&source, 8, "+ q", &["[4294967296, 4294967296] is too large"]);
+    check(
+        &variant("x @ w + b", "reshape(x, [-1, 18446744073709551615])"),
+        6,
+        "[",
+        &["too large"],
+    );
+}

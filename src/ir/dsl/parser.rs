@@ -36,6 +36,10 @@ pub const KEYWORDS: [&str; 9] = [
     "model", "input", "target", "param", "fn", "output", "loss", "true", "false",
 ];
 
+/// What may start a line, for error messages.
+const A_STATEMENT: &str =
+    "a statement (model, input, target, param, fn, output, loss or NAME = expr)";
+
 /// A name and where it appears.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ident {
@@ -269,9 +273,7 @@ impl Parser<'_> {
     fn statement(&mut self) -> Result<Statement, Diagnostic> {
         let span = self.span();
         let TokenKind::Ident(word) = self.peek().clone() else {
-            return Err(self.expected(
-                "a statement (model, input, target, param, fn, output, loss or NAME = expr)",
-            ));
+            return Err(self.expected(A_STATEMENT));
         };
         let kind = match word.as_str() {
             "model" => {
@@ -310,21 +312,19 @@ impl Parser<'_> {
                 }
             }
             _ => {
-                let name = self.name(
-                    "a statement (model, input, target, param, fn, output, loss or NAME = expr)",
-                )?;
+                let name = self.name(A_STATEMENT)?;
                 if !self.eat(&TokenKind::Equals) {
-                    let hint = closest(
-                        &name.name,
-                        ["model", "input", "target", "param", "fn", "output", "loss"],
-                    )
-                    .map(|k| {
-                        format!(
-                            " ('{}' is not a statement keyword; did you mean '{k}'?)",
-                            name.name
-                        )
-                    })
-                    .unwrap_or_default();
+                    let statement_keywords = KEYWORDS
+                        .into_iter()
+                        .filter(|k| *k != "true" && *k != "false");
+                    let hint = closest(&name.name, statement_keywords)
+                        .map(|k| {
+                            format!(
+                                " ('{}' is not a statement keyword; did you mean '{k}'?)",
+                                name.name
+                            )
+                        })
+                        .unwrap_or_default();
                     return Err(self.error_at(
                         self.span(),
                         format!(
@@ -665,7 +665,10 @@ impl Parser<'_> {
 }
 
 /// The candidate closest to `name` by edit distance, if it is close enough to be a likely typo.
-pub fn closest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+pub(crate) fn closest<'c>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'c str>,
+) -> Option<&'c str> {
     let limit = (name.chars().count() / 3).max(1);
     candidates
         .into_iter()
