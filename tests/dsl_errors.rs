@@ -873,11 +873,29 @@ fn oversized_tensors() {
             "input p: f32[{huge}, 1]\ninput q: f32[1, {huge}]\noutput z = x @ w + b + sum(p + q)"
         ),
     );
-    check(&source, 8, "+ q", &["[4294967296, 4294967296] is too large"]);
+    check(
+        &source,
+        8,
+        "+ q",
+        &["[4294967296, 4294967296] is too large"],
+    );
     check(
         &variant("x @ w + b", "reshape(x, [-1, 18446744073709551615])"),
         6,
         "[",
         &["too large"],
+    );
+}
+
+#[test]
+fn matmul_dtype_mix_names_both_types() {
+    check(
+        &variant("param w: f32[4, 2]", "param w: f64[4, 2]"),
+        6,
+        "@",
+        &[
+            "'@' mixes element types f32 and f64",
+            "f32[B, 4] and f64[4, 2]",
+        ],
     );
 }

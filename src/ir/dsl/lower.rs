@@ -1037,15 +1037,7 @@ impl<'p> Lowerer<'p> {
             (Value::Tensor(a), Value::Tensor(b)) => (a, b),
         };
         let (ta, tb) = (self.ty(a), self.ty(b));
-        if ta.dtype != tb.dtype {
-            return Err(self.error(
-                span,
-                format!(
-                    "{symbol} mixes element types {} and {} ({ta} and {tb}); both operands must have one type",
-                    ta.dtype, tb.dtype
-                ),
-            ));
-        }
+        self.same_dtype(symbol, &ta, &tb, span)?;
         let Some(shape) = ta.shape.broadcast(&tb.shape) else {
             return Err(self.error(
                 span,
@@ -1060,6 +1052,26 @@ impl<'p> Lowerer<'p> {
         let a = self.build(span, |g| g.broadcast(a, &shape))?;
         let b = self.build(span, |g| g.broadcast(b, &shape))?;
         Ok(Value::Tensor(self.build(span, |g| g.binary(op, a, b))?))
+    }
+
+    /// Operands of one element type (there is no implicit conversion); `symbol` names the op.
+    fn same_dtype(
+        &self,
+        symbol: &str,
+        a: &TensorType,
+        b: &TensorType,
+        span: Span,
+    ) -> Result<(), Diagnostic> {
+        if a.dtype == b.dtype {
+            return Ok(());
+        }
+        Err(self.error(
+            span,
+            format!(
+                "{symbol} mixes element types {} and {} ({a} and {b}); both operands must have one type",
+                a.dtype, b.dtype
+            ),
+        ))
     }
 
     /// Elementwise on two tensors of one type and shape (no broadcasting).
@@ -1079,15 +1091,7 @@ impl<'p> Lowerer<'p> {
             return Err(self.error(span, "'@' multiplies tensors, found a number operand"));
         };
         let (ta, tb) = (self.ty(a), self.ty(b));
-        if ta.dtype != tb.dtype {
-            return Err(self.error(
-                span,
-                format!(
-                    "'@' mixes element types {} and {} ({ta} @ {tb}); both operands must have one type",
-                    ta.dtype, tb.dtype
-                ),
-            ));
-        }
+        self.same_dtype("'@'", &ta, &tb, span)?;
         let (sa, sb) = (ta.shape.dims(), tb.shape.dims());
         if sa.len() < 2 || sb.len() != 2 {
             return Err(self.error(
@@ -1171,12 +1175,22 @@ impl<'p> Lowerer<'p> {
         span: Span,
     ) -> Result<NodeId, Diagnostic> {
         let ty = self.ty(x);
-        let (op, factor) = match count.as_fixed() {
-            Some(1) => return Ok(x),
-            Some(n) => (BinaryOp::Mul, self.graph.constant(1.0 / n as f64, ty.dtype)),
-            None => (BinaryOp::Div, self.graph.dim_size(count, ty.dtype)),
+        let fixed = count.as_fixed();
+        if fixed == Some(1) {
+            return Ok(x);
+        }
+        let factor = self.build(span, |g| {
+            let factor = match fixed {
+                Some(n) => g.constant(1.0 / n as f64, ty.dtype),
+                None => g.dim_size(count, ty.dtype),
+            };
+            g.broadcast(factor, &ty.shape)
+        })?;
+        let op = if fixed.is_some() {
+            BinaryOp::Mul
+        } else {
+            BinaryOp::Div
         };
-        let factor = self.build(span, |g| g.broadcast(factor, &ty.shape))?;
         self.binary(op, x, factor, span)
     }
 
