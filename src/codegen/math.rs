@@ -9,10 +9,15 @@
 //! - `log`: `x = 2^e · m` with `m ∈ [√½, √2)`, then fdlibm's `log(1+f) = f − (f²/2 − s(f²/2 +
 //!   R(s²)))` with `s = f/(2+f)` and `R` the atanh series `Σ 2z^k/(2k+1)` (4 terms for f32, 10
 //!   for f64); subnormals are scaled first; 0, negatives, ∞ and NaN are fixed up at the end;
-//! - `tanh(x) = sign(x)·y/(y+2)` with `y = expm1(2|x|)`; `sigmoid` and `softplus` from
-//!   `exp(−|x|)` (and `log1p`), so neither overflows.
+//! - `tanh(x) = sign(x)·y/(y+2)` with `y = expm1(2|x|)`, and below |x| = 0.625 the odd
+//!   polynomial `x + x³·g(x²)` (a Chebyshev fit); `sigmoid` and `softplus` from `exp(−|x|)` (and
+//!   `log1p`), so neither overflows;
+//! - `pow(x, c)`: repeated squaring for integer `|c| ≤ 64`, `sqrt` for ½, else `exp(c·log x)`,
+//!   which loses about `|c·log x|` ulps.
 //!
-//! Measured accuracy against Rust's `f32`/`f64` functions is reported by `tests/jit_math.rs`.
+//! Measured maxima over inputs spread across all bit patterns (`tests/jit_math.rs`): f32 exp,
+//! log, tanh 1 ulp, sigmoid and softplus 2 ulp (against correctly rounded values); f64 exp and
+//! log 1 ulp, tanh and softplus 2 ulp, sigmoid 3 ulp (against libm).
 
 use crate::ir::{BinaryOp, DType, UnaryOp};
 use cranelift_codegen::ir::condcodes::FloatCC;
@@ -395,7 +400,19 @@ impl Lanes {
         let two = self.constant(b, 2.0);
         let denom = b.ins().fadd(y, two);
         let t = b.ins().fdiv(y, denom);
-        self.copysign(b, t, x)
+        let large = self.copysign(b, t, x);
+        // Near 0, y/(y+2) loses a few ulps: x + x³·g(x²) there instead.
+        let coeffs: &[f64] = match self.dtype {
+            DType::F32 => &TANH_SMALL_F32,
+            DType::F64 => &TANH_SMALL_F64,
+        };
+        let z = b.ins().fmul(x, x);
+        let g = self.poly(b, z, coeffs);
+        let xz = b.ins().fmul(x, z);
+        let small = self.mul_add(b, xz, g, x);
+        let threshold = self.constant(b, TANH_SMALL_LIMIT);
+        let abs_x = b.ins().fabs(x);
+        self.select(b, FloatCC::LessThan, abs_x, threshold, small, large)
     }
 
     pub fn sigmoid(self, b: &mut FunctionBuilder, x: Value) -> Value {
@@ -444,7 +461,16 @@ impl Lanes {
                 }
             }
             let p = acc.expect("n > 0 sets a bit");
-            return if c < 0.0 { b.ins().fdiv(one, p) } else { p };
+            if c > 0.0 {
+                return p;
+            }
+            // 1/x^n, or (1/x)^n where x^n overflows but the result does not.
+            let recip = b.ins().fdiv(one, p);
+            let inv_x = b.ins().fdiv(one, x);
+            let inv_pow = self.pow(b, inv_x, -c);
+            let inf = self.constant(b, f64::INFINITY);
+            let abs_p = b.ins().fabs(p);
+            return self.select(b, FloatCC::Equal, abs_p, inf, inv_pow, recip);
         }
         if c == 0.5 {
             // sqrt(−∞) is NaN but pow(−∞, ½) is +∞.
@@ -465,7 +491,11 @@ impl Lanes {
         }
         let l = self.log(b, x);
         let cl = b.ins().fmul(cv, l);
-        self.exp(b, cl)
+        let p = self.exp(b, cl);
+        // log(−∞) is NaN, but pow(−∞, c) is +∞ for c > 0 and +0 for c < 0.
+        let neg_inf = self.constant(b, f64::NEG_INFINITY);
+        let at_neg_inf = self.constant(b, if c > 0.0 { f64::INFINITY } else { 0.0 });
+        self.select(b, FloatCC::Equal, x, neg_inf, at_neg_inf, p)
     }
 
     pub fn unary(self, b: &mut FunctionBuilder, op: UnaryOp, x: Value) -> Value {
@@ -516,6 +546,35 @@ impl Lanes {
         }
     }
 }
+
+/// Below this |x|, tanh uses its odd polynomial.
+const TANH_SMALL_LIMIT: f64 = 0.625;
+
+/// `(tanh x − x)/x³` as a polynomial in `z = x²` on `[0, 0.625²]`: Chebyshev fits
+/// (`mpmath.chebyfit`, 50 digits) of degree 5 and 11, relative errors of the resulting tanh
+/// 6e-10 and 2e-18.
+const TANH_SMALL_F32: [f64; 6] = [
+    -0.333_333_331_721_403_6,
+    0.133_333_035_569_157_4,
+    -0.053_959_259_577_204_54,
+    0.021_768_918_651_028_21,
+    -0.008_343_945_515_839_152,
+    0.002_292_744_816_178_142,
+];
+const TANH_SMALL_F64: [f64; 12] = [
+    -0.333_333_333_333_333_33,
+    0.133_333_333_333_330_42,
+    -0.053_968_253_967_896_99,
+    0.021_869_488_519_008_306,
+    -0.008_863_235_103_240_878,
+    0.003_592_121_751_154_962,
+    -0.001_455_775_412_047_805_5,
+    0.000_589_660_657_775_704_3,
+    -0.000_237_590_649_605_556_2,
+    0.000_092_571_161_295_567_68,
+    -0.000_031_201_101_425_797_4,
+    0.000_006_485_163_482_793_113,
+];
 
 /// Flags for lane-preserving bitcasts (vector bitcasts must name a lane order).
 fn bitcast_flags() -> MemFlagsData {
