@@ -305,6 +305,12 @@ impl JitGraph {
         &self.graph
     }
 
+    /// The schedule: buffers, then one entry per step (fused kernels with their expressions,
+    /// stores and reductions; GEMMs with their strided operands).
+    pub fn schedule_text(&self) -> String {
+        self.program.to_string()
+    }
+
     /// Threads each call runs on.
     pub fn threads(&self) -> usize {
         self.pool.threads()

@@ -19,6 +19,7 @@
 use super::sizes::Size;
 use crate::ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, Shape, UnaryOp};
 use std::collections::HashMap;
+use std::fmt;
 
 /// Index of a buffer in [`Program::buffers`].
 pub type BufferId = usize;
@@ -338,6 +339,77 @@ impl Program {
                 }
             })
             .sum()
+    }
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "b{}", self.buffer)?;
+        if !self.offset.is_zero() {
+            write!(f, "+{}", self.offset)?;
+        }
+        let strides: Vec<String> = self.strides.iter().map(|s| s.to_string()).collect();
+        write!(f, "[{}]", strides.join(", "))
+    }
+}
+
+impl fmt::Display for Program {
+    /// One line per buffer and per step, e.g. `kernel [B, 800] split 0: …`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.buffers.iter().enumerate() {
+            writeln!(f, "b{i}: {:?} of {} elements", b.kind, b.numel)?;
+        }
+        for (i, step) in self.steps.iter().enumerate() {
+            match step {
+                Step::Gemm(g) => {
+                    let mat = |m: &MatAccess| {
+                        let off = if m.offset.is_zero() {
+                            String::new()
+                        } else {
+                            format!("+{}", m.offset)
+                        };
+                        format!("b{}{off}[{}, {}]", m.buffer, m.row_stride, m.col_stride)
+                    };
+                    writeln!(
+                        f,
+                        "{i}: gemm {}x{}x{}: {} = {} @ {}",
+                        g.m,
+                        g.k,
+                        g.n,
+                        mat(&g.c),
+                        mat(&g.a),
+                        mat(&g.b)
+                    )?;
+                }
+                Step::Kernel(k) => {
+                    let domain: Vec<String> = k.domain.iter().map(|d| d.to_string()).collect();
+                    writeln!(f, "{i}: kernel [{}] split {:?}", domain.join(", "), k.split)?;
+                    for (e, expr) in k.exprs.iter().enumerate() {
+                        match expr {
+                            Expr::Load(a) => writeln!(f, "    e{e} = load {a}")?,
+                            Expr::Const(c) => writeln!(f, "    e{e} = {c}")?,
+                            Expr::DimSize(s) => writeln!(f, "    e{e} = size {s}")?,
+                            Expr::Unary(op, x) => writeln!(f, "    e{e} = {} e{x}", op.name())?,
+                            Expr::Pow(c, x) => writeln!(f, "    e{e} = pow[{c}] e{x}")?,
+                            Expr::Binary(op, x, y) => {
+                                writeln!(f, "    e{e} = {} e{x}, e{y}", op.name())?
+                            }
+                        }
+                    }
+                    for (e, a) in &k.stores {
+                        writeln!(f, "    store e{e} -> {a}")?;
+                    }
+                    for r in &k.reductions {
+                        writeln!(
+                            f,
+                            "    {:?} e{} over {:?} -> {}",
+                            r.kind, r.value, r.reduced, r.out
+                        )?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -863,6 +935,15 @@ fn finish_kernel(k: KernelBuilder) -> Kernel {
             axis += 1;
         }
     }
+    // A reduction over size-1 axes only is a copy.
+    let (copies, reductions): (Vec<Reduction>, Vec<Reduction>) =
+        std::mem::take(&mut kernel.reductions)
+            .into_iter()
+            .partition(|r| r.reduced.iter().all(|&x| !x));
+    kernel.reductions = reductions;
+    kernel
+        .stores
+        .extend(copies.into_iter().map(|r| (r.value, r.out)));
     kernel.split =
         (0..kernel.domain.len()).find(|&i| kernel.reductions.iter().all(|r| !r.reduced[i]));
     kernel
