@@ -3,8 +3,8 @@
 //!
 //! The function is `entry(buffers, sizes, thread, threads, barrier)`: `buffers` holds a base
 //! pointer per buffer, `sizes` the value of each symbolic size slot, and every thread of a call
-//! runs it with its own `thread` index (see [`super::runtime`]). Steps run in order with a
-//! barrier between them.
+//! runs it with its own `thread` index (see [`super::runtime`]). Steps run in order, with a
+//! barrier between two steps where a thread could otherwise touch memory another is using.
 //!
 //! A kernel's loop nest walks its domain with one pointer per access, advanced per axis. The
 //! innermost axis runs as an `F32X4`/`F64X2` loop (unrolled four times with four accumulators
@@ -163,14 +163,14 @@ pub fn compile(program: &Program, name: &str) -> Result<Compiled, String> {
             barrier,
             slots: &mut slots,
         };
-        for (i, step) in program.steps.iter().enumerate() {
+        for (step, barrier_before) in program.steps.iter().zip(program.barriers()) {
+            if barrier_before {
+                let barrier_ptr = e.barrier_ptr;
+                e.b.ins().call(e.barrier, &[barrier_ptr]);
+            }
             match step {
                 Step::Kernel(k) => e.kernel(k),
                 Step::Gemm(g) => e.gemm(g),
-            }
-            if i + 1 < program.steps.len() {
-                let barrier_ptr = e.barrier_ptr;
-                e.b.ins().call(e.barrier, &[barrier_ptr]);
             }
         }
         e.b.ins().return_(&[]);

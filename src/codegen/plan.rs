@@ -22,7 +22,8 @@ pub struct Plan {
 }
 
 /// Plans `program` for `bindings`: evaluates its sizes, checks reductions that need a
-/// non-empty axis, and packs the temporaries first-fit by lifetime.
+/// non-empty axis, and packs the temporaries first-fit by lifetime (in barrier-free runs of
+/// steps, so that threads never race on shared memory).
 pub fn plan(program: &Program, slots: &SizeSlots, bindings: &Bindings) -> Result<Plan, String> {
     let sizes = slots.eval(bindings)?;
     for check in &program.nonempty {
@@ -31,7 +32,7 @@ pub fn plan(program: &Program, slots: &SizeSlots, bindings: &Bindings) -> Result
         }
     }
     let esize = program.dtype.size_bytes();
-    let lifetimes = program.lifetimes();
+    let lifetimes = program.arena_lifetimes();
     let mut temps = Vec::new();
     for (id, buffer) in program.buffers.iter().enumerate() {
         if buffer.kind != BufferKind::Temp {

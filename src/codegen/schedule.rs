@@ -320,6 +320,74 @@ impl Program {
         life
     }
 
+    /// The buffers step `i` reads and writes.
+    fn step_buffers(&self, i: usize) -> (Vec<BufferId>, Vec<BufferId>) {
+        match &self.steps[i] {
+            Step::Kernel(k) => {
+                let reads = k
+                    .exprs
+                    .iter()
+                    .filter_map(|e| match e {
+                        Expr::Load(a) => Some(a.buffer),
+                        _ => None,
+                    })
+                    .collect();
+                let writes = k
+                    .stores
+                    .iter()
+                    .map(|(_, a)| a.buffer)
+                    .chain(k.reductions.iter().map(|r| r.out.buffer))
+                    .collect();
+                (reads, writes)
+            }
+            Step::Gemm(g) => (vec![g.a.buffer, g.b.buffer], vec![g.c.buffer]),
+        }
+    }
+
+    /// For each step, whether threads must meet at a barrier before it: when it reads what
+    /// another thread may still be writing, or writes what another may still be reading or
+    /// writing. (Arena reuse needs none: see [`Program::arena_lifetimes`].)
+    pub fn barriers(&self) -> Vec<bool> {
+        let mut read: Vec<BufferId> = Vec::new();
+        let mut written: Vec<BufferId> = Vec::new();
+        let mut barriers = Vec::with_capacity(self.steps.len());
+        for i in 0..self.steps.len() {
+            let (reads, writes) = self.step_buffers(i);
+            let needed = reads.iter().any(|b| written.contains(b))
+                || writes
+                    .iter()
+                    .any(|b| written.contains(b) || read.contains(b));
+            if needed {
+                read.clear();
+                written.clear();
+            }
+            barriers.push(needed);
+            read.extend(reads);
+            written.extend(writes);
+        }
+        barriers
+    }
+
+    /// Lifetimes for arena packing: [`Program::lifetimes`] with each end extended to the last
+    /// step before the next barrier, so that two buffers share memory only when a barrier
+    /// separates the last use of one from the first use of the other.
+    pub fn arena_lifetimes(&self) -> Vec<Option<(usize, usize)>> {
+        let barriers = self.barriers();
+        // The last step of the barrier-free run containing each step.
+        let mut run_end = vec![0; self.steps.len()];
+        let mut end = self.steps.len().saturating_sub(1);
+        for i in (0..self.steps.len()).rev() {
+            run_end[i] = end;
+            if barriers[i] && i > 0 {
+                end = i - 1;
+            }
+        }
+        self.lifetimes()
+            .into_iter()
+            .map(|life| life.map(|(first, last)| (first, run_end[last])))
+            .collect()
+    }
+
     /// Floating-point operations per call: 2mnk per GEMM, one per elementwise op and reduced
     /// element (transcendental functions count as one), under evaluated `sizes`.
     pub fn flops(&self, eval: &dyn Fn(&Size) -> u64) -> f64 {
@@ -359,7 +427,11 @@ impl fmt::Display for Program {
         for (i, b) in self.buffers.iter().enumerate() {
             writeln!(f, "b{i}: {:?} of {} elements", b.kind, b.numel)?;
         }
+        let barriers = self.barriers();
         for (i, step) in self.steps.iter().enumerate() {
+            if barriers[i] {
+                writeln!(f, "-- barrier")?;
+            }
             match step {
                 Step::Gemm(g) => {
                     let mat = |m: &MatAccess| {
