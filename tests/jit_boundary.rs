@@ -2,7 +2,7 @@
 //! and the corner cases of sizes (empty batches, empty reductions, broadcasting scalars and
 //! size-1 axes) behave like the interpreter.
 
-use sgn::codegen::{Backend, BackendKind, JitOptions, compile_backend, compile_graph};
+use sgn::codegen::{BackendKind, JitOptions, compile_backend, compile_graph};
 use sgn::ir::{
     ArgRole, BinaryOp, DType, Dim, Graph, Op, Shape, Tensor, TensorType, UnaryOp, interp,
 };

@@ -9,6 +9,8 @@ use sgn::ir::store::{TensorMap, init_params};
 use sgn::ir::{ArgRole, DType, Graph, Tensor, interp};
 use sgn::{CompileOptions, CompiledModel, Model};
 
+// `CompileOptions` is growing (backend choice), hence the struct update.
+#[allow(clippy::needless_update)]
 fn compile(model: &Model, dtype: DType) -> CompiledModel {
     model
         .compile(&CompileOptions {

@@ -241,7 +241,7 @@ fn random_case(seed: u64) -> (Graph, Vec<Tensor>) {
     for (k, arg) in b.graph.args().iter().enumerate() {
         let shape = arg.ty.shape.eval(&[("B".into(), batch)].into()).unwrap();
         let n: usize = shape.iter().product();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (k as u64 + 1) * 0x9e37_79b9);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ ((k as u64 + 1) * 0x9e37_79b9));
         let values = (0..n).map(|_| rng.random_range(-2.0..2.0)).collect();
         args.push(Tensor::from_f64(dtype, &shape, values).unwrap());
     }
