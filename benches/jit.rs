@@ -39,7 +39,9 @@ fn args_for(compiled: &CompiledModel, model: &Model, graph: &Graph) -> Vec<Tenso
     };
     if graph.args().iter().any(|a| a.role == ArgRole::Residual) {
         let prep = &compiled.graphs.gv_prepare;
-        let mut residuals = interp::run(prep, &plain(prep)).expect("gv-prepare runs").into_iter();
+        let mut residuals = interp::run(prep, &plain(prep))
+            .expect("gv-prepare runs")
+            .into_iter();
         graph
             .args()
             .iter()
@@ -83,7 +85,15 @@ fn bench_model(c: &mut Criterion, name: &str) {
             .args()
             .iter()
             .enumerate()
-            .map(|(k, a)| values(&a.ty.shape.eval(&[("B".into(), BATCH)].into()).expect("only B"), k))
+            .map(|(k, a)| {
+                values(
+                    &a.ty
+                        .shape
+                        .eval(&[("B".into(), BATCH)].into())
+                        .expect("only B"),
+                    k,
+                )
+            })
             .collect();
         for threads in [1, 2] {
             let options = JitOptions { threads };
