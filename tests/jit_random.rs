@@ -17,6 +17,9 @@ const SIZES: [u64; 7] = [1, 2, 3, 4, 5, 7, 9];
 
 struct Builder {
     rng: ChaCha8Rng,
+    /// Whether axes other than the first may be the batch (not for large batches, whose
+    /// powers would not fit in memory).
+    more_batch_axes: bool,
     graph: Graph,
     dtype: DType,
     nodes: Vec<NodeId>,
@@ -33,7 +36,7 @@ impl Builder {
     }
 
     fn random_dim(&mut self) -> Dim {
-        if self.rng.random_bool(0.25) {
+        if self.more_batch_axes && self.rng.random_bool(0.25) {
             Dim::sym("B")
         } else {
             Dim::fixed(SIZES[self.rng.random_range(0..SIZES.len())])
@@ -210,9 +213,10 @@ fn random_case(seed: u64) -> (Graph, Vec<Tensor>) {
     } else {
         DType::F32
     };
-    let batch = [1usize, 3, 4, 9, 17][rng.random_range(0..5)];
+    let batch = [1usize, 3, 4, 9, 17, 257][rng.random_range(0..6)];
     let mut b = Builder {
         rng,
+        more_batch_axes: batch < 100,
         graph: Graph::new(format!("random{seed}")),
         dtype,
         nodes: Vec::new(),
@@ -248,22 +252,37 @@ fn random_case(seed: u64) -> (Graph, Vec<Tensor>) {
     (b.graph, args)
 }
 
+/// f64 graphs: the JIT within 1e-12 (relative to each output's largest magnitude) of the
+/// interpreter. f32 graphs: within 1e-5 of it, or — where the graph amplifies rounding (a sum
+/// that cancels, then its reciprocal) so that summation order alone moves the result — no
+/// further from the f64 interpreter's result than ten times the f32 interpreter is.
 fn check(seed: u64) -> Result<(), TestCaseError> {
     let (graph, args) = random_case(seed);
     let expected = interp::run(&graph, &args).unwrap();
-    let threads = 1 + (seed % 2) as usize;
+    let threads = 1 + (seed % 3) as usize;
     let jit = compile_graph(&graph, &JitOptions { threads })
         .map_err(|e| TestCaseError::fail(format!("{e}\n{}", sgn::ir::text::print_graph(&graph))))?;
     let got = jit.run(&args).unwrap();
-    let tolerance = match args[0].dtype() {
-        DType::F64 => 1e-12,
-        DType::F32 => 1e-5,
+    let dtype = args[0].dtype();
+    let exact = match dtype {
+        DType::F64 => None,
+        DType::F32 => {
+            let args64: Vec<Tensor> = args.iter().map(|a| a.clone().cast(DType::F64)).collect();
+            Some(interp::run(&graph.with_dtype(DType::F64), &args64).unwrap())
+        }
     };
     for (k, (g, e)) in got.iter().zip(&expected).enumerate() {
         prop_assert_eq!(g.shape(), e.shape());
         let diff = g.max_rel_diff(e);
+        let ok = match &exact {
+            None => diff <= 1e-12,
+            Some(exact) => {
+                let reference = exact[k].clone().cast(DType::F32);
+                diff <= 1e-5 || g.max_rel_diff(&reference) <= 10.0 * e.max_rel_diff(&reference)
+            }
+        };
         prop_assert!(
-            diff <= tolerance,
+            ok,
             "seed {seed} output {k}: rel diff {diff:e}\n{}\n{}\njit {:?}\ninterp {:?}",
             sgn::ir::text::print_graph(&graph),
             jit.schedule_text(),
@@ -275,7 +294,7 @@ fn check(seed: u64) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
 
     #[test]
     fn jit_equals_the_interpreter_on_random_graphs(seed in any::<u64>()) {

@@ -16,7 +16,7 @@
 
 use super::math::Lanes;
 use super::runtime::{SpinBarrier, sgn_barrier, sgn_gemm};
-use super::schedule::{Access, Expr, ExprId, Gemm, Kernel, Program, ReduceKind, Step};
+use super::schedule::{Access, Expr, ExprId, Gemm, Kernel, PARTS, Program, ReduceKind, Step};
 use super::sizes::{Size, SizeSlots};
 use crate::ir::DType;
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -35,10 +35,14 @@ use std::sync::Mutex;
 pub type EntryFn = unsafe extern "C" fn(*const *mut u8, *const i64, i64, i64, *const SpinBarrier);
 
 /// Kernels with fewer points than this run on one thread.
-const KERNEL_PARALLEL_MIN: i64 = 1 << 14;
+const KERNEL_PARALLEL_MIN: i64 = 1 << 12;
 
 /// Vector iterations per unrolled step of a reduced inner loop (one accumulator each).
 const REDUCTION_UNROLL: usize = 4;
+
+/// Points of a reduced inner loop summed apart before joining the total (a multiple of every
+/// unrolled step).
+const REDUCTION_BLOCK: i64 = 256;
 
 /// A program compiled to native code. Dropping it frees the code.
 pub struct Compiled {
@@ -338,10 +342,73 @@ impl Emitter<'_, '_> {
     }
 
     fn kernel(&mut self, k: &Kernel) {
-        let rank = k.domain.len();
         let done = self.b.create_block();
         let extents: Vec<Value> = k.domain.iter().map(|d| self.size(d)).collect();
-        let ranges = self.thread_ranges(k, &extents, done);
+        if k.parts {
+            let (first, last) = self.part_range(&extents, done);
+            let (l, part) = self.begin_loop(first, last, 1);
+            // Rows of part p: [p·E/PARTS, (p+1)·E/PARTS).
+            let e0 = extents[0];
+            let lo = self.b.ins().imul(part, e0);
+            let lo = self.b.ins().udiv_imm_u(lo, PARTS as i64);
+            let next = self.b.ins().iadd_imm_s(part, 1);
+            let hi = self.b.ins().imul(next, e0);
+            let hi = self.b.ins().udiv_imm_u(hi, PARTS as i64);
+            let zero = self.b.ins().iconst(types::I64, 0);
+            let mut ranges: Vec<(Value, Value)> = extents.iter().map(|&e| (zero, e)).collect();
+            ranges[0] = (lo, hi);
+            self.kernel_body(k, ranges, Some(part));
+            self.end_loop(l);
+        } else {
+            let ranges = self.thread_ranges(k, &extents, done);
+            self.kernel_body(k, ranges, None);
+        }
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(done);
+        self.b.seal_block(done);
+    }
+
+    /// The parts `[first, last)` of a parted kernel this thread runs; jumps to `skip` if none.
+    fn part_range(
+        &mut self,
+        extents: &[Value],
+        skip: cranelift_codegen::ir::Block,
+    ) -> (Value, Value) {
+        let mut points = self.b.ins().iconst(types::I64, 1);
+        for &e in extents {
+            points = self.b.ins().imul(points, e);
+        }
+        let small = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::SignedLessThan, points, KERNEL_PARALLEL_MIN);
+        let parts = PARTS as i64;
+        let first = self.b.ins().imul_imm_s(self.thread, parts);
+        let first = self.b.ins().sdiv(first, self.threads);
+        let next = self.b.ins().iadd_imm_s(self.thread, 1);
+        let last = self.b.ins().imul_imm_s(next, parts);
+        let last = self.b.ins().sdiv(last, self.threads);
+        // Small kernels: thread 0 runs every part.
+        let zero = self.b.ins().iconst(types::I64, 0);
+        let all = self.b.ins().iconst(types::I64, parts);
+        let is_first = self.b.ins().icmp_imm_s(IntCC::Equal, self.thread, 0);
+        let small_first = self.b.ins().select(is_first, zero, all);
+        let first = self.b.ins().select(small, small_first, first);
+        let last = self.b.ins().select(small, all, last);
+        let run = self.b.create_block();
+        let empty = self
+            .b
+            .ins()
+            .icmp(IntCC::SignedGreaterThanOrEqual, first, last);
+        self.b.ins().brif(empty, skip, &[], run, &[]);
+        self.b.switch_to_block(run);
+        self.b.seal_block(run);
+        (first, last)
+    }
+
+    /// A kernel's loop nest over `ranges`; `part` is the part being run of a parted kernel.
+    fn kernel_body(&mut self, k: &Kernel, ranges: Vec<(Value, Value)>, part: Option<Value>) {
+        let rank = k.domain.len();
 
         let mut accesses: Vec<&Access> = Vec::new();
         let mut load_access = HashMap::new();
@@ -369,8 +436,20 @@ impl Emitter<'_, '_> {
             .collect();
         let mut bases = Vec::with_capacity(accesses.len());
         let mut strides = Vec::with_capacity(accesses.len());
-        for a in &accesses {
-            bases.push(self.base_pointer(a.buffer, &a.offset));
+        for (i, a) in accesses.iter().enumerate() {
+            let mut base = self.base_pointer(a.buffer, &a.offset);
+            // A partial result: this part's slice.
+            let partial = reduction_access
+                .iter()
+                .position(|&r| r == i)
+                .and_then(|r| k.reductions[r].partial.as_ref());
+            if let (Some(stride), Some(part)) = (partial, part) {
+                let stride = self.size(stride);
+                let offset = self.b.ins().imul(part, stride);
+                let bytes = self.b.ins().imul_imm_s(offset, self.esize);
+                base = self.b.ins().iadd(base, bytes);
+            }
+            bases.push(base);
             let per_axis = a
                 .strides
                 .iter()
@@ -442,9 +521,6 @@ impl Emitter<'_, '_> {
             }
             _ => self.nest(&mut ctx, 0, &bases),
         }
-        self.b.ins().jump(done, &[]);
-        self.b.switch_to_block(done);
-        self.b.seal_block(done);
     }
 
     /// The range of each axis this thread runs; jumps to `skip` if it runs nothing.
@@ -649,12 +725,54 @@ impl Emitter<'_, '_> {
             scalar_accs.push(var);
         }
 
+        let combine = |b: &mut FunctionBuilder, kind: ReduceKind, x: Value, y: Value| match kind {
+            ReduceKind::Sum => b.ins().fadd(x, y),
+            ReduceKind::Max => b.ins().fmax(x, y),
+        };
+        // Per inner-reduced reduction: the combined totals of finished blocks.
+        let block_totals: Vec<Variable> = ctx
+            .inner_reduced
+            .iter()
+            .map(|&r| {
+                let var = self.b.declare_var(scalar.float());
+                let v = scalar.constant(&mut self.b, identity(kernel.reductions[r].kind));
+                self.b.def_var(var, v);
+                var
+            })
+            .collect();
         let index = self.b.declare_var(types::I64);
         self.b.def_var(index, start);
         if ctx.vector {
             let width = vector.count() as i64;
+            // Blocks of REDUCTION_BLOCK points, each summed on its own, then added up: rounding
+            // errors grow with the block length and the block count, not the axis length.
+            let blocks = (!ctx.inner_reduced.is_empty()).then(|| {
+                let header = self.b.create_block();
+                let body = self.b.create_block();
+                let exit = self.b.create_block();
+                self.b.ins().jump(header, &[]);
+                self.b.switch_to_block(header);
+                let i = self.b.use_var(index);
+                let next = self.b.ins().iadd_imm_s(i, width);
+                let more = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, end);
+                self.b.ins().brif(more, body, &[], exit, &[]);
+                self.b.switch_to_block(body);
+                self.b.seal_block(body);
+                let i = self.b.use_var(index);
+                let block_end = self.b.ins().iadd_imm_s(i, REDUCTION_BLOCK);
+                let block_end = self.b.ins().smin(block_end, end);
+                for (k, &r) in ctx.inner_reduced.iter().enumerate() {
+                    let id = identity(kernel.reductions[r].kind);
+                    for &acc in &vector_accs[k] {
+                        let v = vector.constant(&mut self.b, id);
+                        self.b.def_var(acc, v);
+                    }
+                }
+                (header, exit, block_end)
+            });
+            let block_end = blocks.map_or(end, |(_, _, e)| e);
             if unroll > 1 {
-                let (l, i) = self.begin_loop_with(index, end, width * unroll as i64);
+                let (l, i) = self.begin_loop_with(index, block_end, width * unroll as i64);
                 for u in 0..unroll {
                     let at = self.b.ins().iadd_imm_s(i, width * u as i64);
                     let accs: Vec<Variable> = vector_accs.iter().map(|a| a[u]).collect();
@@ -662,10 +780,32 @@ impl Emitter<'_, '_> {
                 }
                 self.end_loop(l);
             }
-            let (l, i) = self.begin_loop_with(index, end, width);
+            let (l, i) = self.begin_loop_with(index, block_end, width);
             let accs: Vec<Variable> = vector_accs.iter().map(|a| a[0]).collect();
             self.body(ctx, vector, i, pointers, &accs);
             self.end_loop(l);
+            if let Some((header, exit, _)) = blocks {
+                for (k, &r) in ctx.inner_reduced.iter().enumerate() {
+                    let kind = kernel.reductions[r].kind;
+                    let mut v = self.b.use_var(vector_accs[k][0]);
+                    for &acc in &vector_accs[k][1..] {
+                        let w = self.b.use_var(acc);
+                        v = combine(&mut self.b, kind, v, w);
+                    }
+                    let mut block = self.b.ins().extractlane(v, 0);
+                    for lane in 1..vector.count() {
+                        let x = self.b.ins().extractlane(v, lane as u8);
+                        block = combine(&mut self.b, kind, block, x);
+                    }
+                    let total = self.b.use_var(block_totals[k]);
+                    let total = combine(&mut self.b, kind, total, block);
+                    self.b.def_var(block_totals[k], total);
+                }
+                self.b.ins().jump(header, &[]);
+                self.b.seal_block(header);
+                self.b.switch_to_block(exit);
+                self.b.seal_block(exit);
+            }
         }
         let (l, i) = self.begin_loop_with(index, end, 1);
         self.body(ctx, scalar, i, pointers, &scalar_accs);
@@ -673,34 +813,13 @@ impl Emitter<'_, '_> {
 
         for (k, &r) in ctx.inner_reduced.iter().enumerate() {
             let kind = kernel.reductions[r].kind;
-            let combine = |b: &mut FunctionBuilder, x: Value, y: Value| match kind {
-                ReduceKind::Sum => b.ins().fadd(x, y),
-                ReduceKind::Max => b.ins().fmax(x, y),
-            };
-            let mut total: Option<Value> = None;
-            if ctx.vector {
-                let mut v = self.b.use_var(vector_accs[k][0]);
-                for &acc in &vector_accs[k][1..] {
-                    let w = self.b.use_var(acc);
-                    v = combine(&mut self.b, v, w);
-                }
-                for lane in 0..vector.count() {
-                    let x = self.b.ins().extractlane(v, lane as u8);
-                    total = Some(match total {
-                        Some(t) => combine(&mut self.b, t, x),
-                        None => x,
-                    });
-                }
-            }
+            let blocks = self.b.use_var(block_totals[k]);
             let tail = self.b.use_var(scalar_accs[k]);
-            let mut total = match total {
-                Some(t) => combine(&mut self.b, t, tail),
-                None => tail,
-            };
+            let mut total = combine(&mut self.b, kind, blocks, tail);
             let p = pointers[ctx.reduction_access[r]];
             if self.needs_init(ctx, r) {
                 let old = self.b.ins().load(scalar.float(), mem_flags(), p, 0);
-                total = combine(&mut self.b, old, total);
+                total = combine(&mut self.b, kind, old, total);
             }
             self.b.ins().store(mem_flags(), total, p, 0);
         }

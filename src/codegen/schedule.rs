@@ -214,6 +214,10 @@ pub struct Reduction {
     pub value: ExprId,
     pub out: Access,
     pub reduced: Vec<bool>,
+    /// For a reduction over axis 0 of a kernel split into parts: `out` is part 0's slice of a
+    /// buffer of partial results, and this many elements separate the slices of consecutive
+    /// parts. `None`: `out` is the result itself.
+    pub partial: Option<Size>,
 }
 
 /// A loop nest over `domain` computing `exprs` at every point, writing `stores` and
@@ -226,9 +230,17 @@ pub struct Kernel {
     pub stores: Vec<(ExprId, Access)>,
     pub reductions: Vec<Reduction>,
     /// The axis whose range is divided among threads: one no reduction reduces, so that each
-    /// output element belongs to one thread. `None`: one thread runs the whole kernel.
+    /// output element belongs to one thread. `None`: one thread runs the whole kernel (unless
+    /// `parts`).
     pub split: Option<usize>,
+    /// Axis 0 is reduced and cut into [`PARTS`] fixed parts, shared out among threads; each part
+    /// accumulates into its own slice of partial results, which the next step combines in part
+    /// order — so results do not depend on the thread count.
+    pub parts: bool,
 }
+
+/// Parts of a kernel reduced over its outer axis (see [`Kernel::parts`]).
+pub const PARTS: u64 = 8;
 
 impl Kernel {
     /// Every memory access of the kernel.
@@ -455,7 +467,13 @@ impl fmt::Display for Program {
                 }
                 Step::Kernel(k) => {
                     let domain: Vec<String> = k.domain.iter().map(|d| d.to_string()).collect();
-                    writeln!(f, "{i}: kernel [{}] split {:?}", domain.join(", "), k.split)?;
+                    let parts = if k.parts { " in parts" } else { "" };
+                    writeln!(
+                        f,
+                        "{i}: kernel [{}] split {:?}{parts}",
+                        domain.join(", "),
+                        k.split
+                    )?;
                     for (e, expr) in k.exprs.iter().enumerate() {
                         match expr {
                             Expr::Load(a) => writeln!(f, "    e{e} = load {a}")?,
@@ -544,17 +562,22 @@ pub fn schedule(graph: &Graph) -> Program {
     for k in 0..graph.outputs().len() {
         s.lower_output(k);
     }
-    let steps = s
-        .steps
-        .into_iter()
-        .map(|step| match step {
-            StepBuilder::Kernel(k) => Step::Kernel(finish_kernel(k)),
-            StepBuilder::Gemm(g) => Step::Gemm(g),
-        })
-        .collect();
+    let mut buffers = s.buffers;
+    let mut steps = Vec::with_capacity(s.steps.len());
+    for step in s.steps {
+        match step {
+            StepBuilder::Kernel(k) => {
+                let mut kernel = finish_kernel(k);
+                let combines = split_into_parts(&mut kernel, &mut buffers);
+                steps.push(Step::Kernel(kernel));
+                steps.extend(combines.into_iter().map(Step::Kernel));
+            }
+            StepBuilder::Gemm(g) => steps.push(Step::Gemm(g)),
+        }
+    }
     Program {
         dtype,
-        buffers: s.buffers,
+        buffers,
         steps,
         nonempty: s.nonempty,
     }
@@ -607,6 +630,7 @@ impl Scheduler<'_> {
                 stores: Vec::new(),
                 reductions: Vec::new(),
                 split: None,
+                parts: false,
             },
             exprs_of: HashMap::new(),
         }));
@@ -870,6 +894,7 @@ impl Scheduler<'_> {
                 strides,
             },
             reduced,
+            partial: None,
         });
         Val::Stored(out)
     }
@@ -1019,6 +1044,61 @@ fn finish_kernel(k: KernelBuilder) -> Kernel {
     kernel.split =
         (0..kernel.domain.len()).find(|&i| kernel.reductions.iter().all(|r| !r.reduced[i]));
     kernel
+}
+
+/// If `kernel` reduces its outer axis, cuts that axis into parts: each reduction over it
+/// accumulates per part into a new buffer of partial results, and one returned kernel per such
+/// reduction (run next) sums those in part order into the real output.
+fn split_into_parts(kernel: &mut Kernel, buffers: &mut Vec<Buffer>) -> Vec<Kernel> {
+    if !kernel.reductions.iter().any(|r| r.reduced[0]) {
+        return Vec::new();
+    }
+    kernel.parts = true;
+    kernel.split = None;
+    let parts = Size::fixed(PARTS);
+    let mut combines = Vec::new();
+    for r in kernel.reductions.iter_mut().filter(|r| r.reduced[0]) {
+        let out_numel = buffers[r.out.buffer].numel.clone();
+        buffers.push(Buffer {
+            kind: BufferKind::Temp,
+            numel: parts.mul(&out_numel),
+        });
+        let partials = buffers.len() - 1;
+        let strides = r.out.strides.clone();
+        let out = std::mem::replace(
+            &mut r.out,
+            Access {
+                buffer: partials,
+                offset: Size::default(),
+                strides,
+            },
+        );
+        r.partial = Some(out_numel.clone());
+        // The partial results as [PARTS, n], reduced over the parts.
+        combines.push(Kernel {
+            domain: vec![parts.clone(), out_numel.clone()],
+            exprs: vec![Expr::Load(Access {
+                buffer: partials,
+                offset: Size::default(),
+                strides: vec![out_numel, Size::fixed(1)],
+            })],
+            stores: Vec::new(),
+            reductions: vec![Reduction {
+                kind: r.kind,
+                value: 0,
+                out: Access {
+                    buffer: out.buffer,
+                    offset: out.offset,
+                    strides: vec![Size::default(), Size::fixed(1)],
+                },
+                reduced: vec![true, false],
+                partial: None,
+            }],
+            split: Some(1),
+            parts: false,
+        });
+    }
+    combines
 }
 
 fn retain_axes(kernel: &mut Kernel, keep: &[bool]) {
