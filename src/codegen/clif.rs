@@ -698,11 +698,22 @@ impl Emitter<'_, '_> {
             ReduceKind::Sum => 0.0,
             ReduceKind::Max => f64::NEG_INFINITY,
         };
+        // The inner extent, when it is a constant this thread runs whole: loops that would
+        // never run are left out.
+        let whole = kernel.split != Some(axis) && !(kernel.parts && axis == 0);
+        let fixed = kernel.domain[axis].as_fixed().filter(|_| whole);
+        let width = vector.count() as u64;
         let unroll = if ctx.vector && !ctx.inner_reduced.is_empty() {
             REDUCTION_UNROLL
         } else {
             1
         };
+        let unrolled = unroll > 1 && fixed.is_none_or(|n| n >= width * unroll as u64);
+        let vectors = ctx.vector && fixed.is_none_or(|n| n >= width);
+        let tail = fixed.is_none_or(|n| !vectors || n % width != 0);
+        let blocked = !ctx.inner_reduced.is_empty()
+            && vectors
+            && fixed.is_none_or(|n| n > REDUCTION_BLOCK as u64);
         // Accumulators: per inner-reduced reduction, `unroll` vectors and one scalar.
         let mut vector_accs: Vec<Vec<Variable>> = Vec::new();
         let mut scalar_accs: Vec<Variable> = Vec::new();
@@ -742,11 +753,11 @@ impl Emitter<'_, '_> {
             .collect();
         let index = self.b.declare_var(types::I64);
         self.b.def_var(index, start);
-        if ctx.vector {
-            let width = vector.count() as i64;
+        if vectors {
+            let width = width as i64;
             // Blocks of REDUCTION_BLOCK points, each summed on its own, then added up: rounding
             // errors grow with the block length and the block count, not the axis length.
-            let blocks = (!ctx.inner_reduced.is_empty()).then(|| {
+            let blocks = blocked.then(|| {
                 let header = self.b.create_block();
                 let body = self.b.create_block();
                 let exit = self.b.create_block();
@@ -771,7 +782,7 @@ impl Emitter<'_, '_> {
                 (header, exit, block_end)
             });
             let block_end = blocks.map_or(end, |(_, _, e)| e);
-            if unroll > 1 {
+            if unrolled {
                 let (l, i) = self.begin_loop_with(index, block_end, width * unroll as i64);
                 for u in 0..unroll {
                     let at = self.b.ins().iadd_imm_s(i, width * u as i64);
@@ -784,32 +795,35 @@ impl Emitter<'_, '_> {
             let accs: Vec<Variable> = vector_accs.iter().map(|a| a[0]).collect();
             self.body(ctx, vector, i, pointers, &accs);
             self.end_loop(l);
-            if let Some((header, exit, _)) = blocks {
-                for (k, &r) in ctx.inner_reduced.iter().enumerate() {
-                    let kind = kernel.reductions[r].kind;
-                    let mut v = self.b.use_var(vector_accs[k][0]);
-                    for &acc in &vector_accs[k][1..] {
-                        let w = self.b.use_var(acc);
-                        v = combine(&mut self.b, kind, v, w);
-                    }
-                    let mut block = self.b.ins().extractlane(v, 0);
-                    for lane in 1..vector.count() {
-                        let x = self.b.ins().extractlane(v, lane as u8);
-                        block = combine(&mut self.b, kind, block, x);
-                    }
-                    let total = self.b.use_var(block_totals[k]);
-                    let total = combine(&mut self.b, kind, total, block);
-                    self.b.def_var(block_totals[k], total);
+            // Fold the vector accumulators into the totals: per block, or once.
+            for (k, &r) in ctx.inner_reduced.iter().enumerate() {
+                let kind = kernel.reductions[r].kind;
+                let mut v = self.b.use_var(vector_accs[k][0]);
+                for &acc in &vector_accs[k][1..] {
+                    let w = self.b.use_var(acc);
+                    v = combine(&mut self.b, kind, v, w);
                 }
+                let mut block = self.b.ins().extractlane(v, 0);
+                for lane in 1..vector.count() {
+                    let x = self.b.ins().extractlane(v, lane as u8);
+                    block = combine(&mut self.b, kind, block, x);
+                }
+                let total = self.b.use_var(block_totals[k]);
+                let total = combine(&mut self.b, kind, total, block);
+                self.b.def_var(block_totals[k], total);
+            }
+            if let Some((header, exit, _)) = blocks {
                 self.b.ins().jump(header, &[]);
                 self.b.seal_block(header);
                 self.b.switch_to_block(exit);
                 self.b.seal_block(exit);
             }
         }
-        let (l, i) = self.begin_loop_with(index, end, 1);
-        self.body(ctx, scalar, i, pointers, &scalar_accs);
-        self.end_loop(l);
+        if tail {
+            let (l, i) = self.begin_loop_with(index, end, 1);
+            self.body(ctx, scalar, i, pointers, &scalar_accs);
+            self.end_loop(l);
+        }
 
         for (k, &r) in ctx.inner_reduced.iter().enumerate() {
             let kind = kernel.reductions[r].kind;
