@@ -11,6 +11,7 @@ use sgn::ir::{ArgRole, Bindings, DType, Graph, Tensor, interp};
 use sgn::{CompileOptions, CompiledModel, Model};
 use std::hint::black_box;
 use std::path::Path;
+use std::time::Duration;
 
 const BATCH: usize = 1000;
 
@@ -63,7 +64,10 @@ fn bench_model(c: &mut Criterion, name: &str) {
         .compile(&CompileOptions::default())
         .expect("the model differentiates");
     let mut group = c.benchmark_group(name);
-    group.sample_size(10);
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
     group.bench_function("compile-all-graphs", |b| {
         b.iter(|| {
             for (_, g) in compiled.graphs.named() {
