@@ -79,7 +79,7 @@ impl JitOptions {
 const PARALLEL_MIN_FLOPS: f64 = 2.0e5;
 
 /// Something that evaluates a graph: the reference interpreter or the JIT.
-pub trait Backend: Send + Sync {
+pub trait Backend: Send + Sync + std::fmt::Debug {
     /// `"interpreter"` or `"jit"`.
     fn name(&self) -> &'static str;
 
@@ -92,6 +92,20 @@ pub trait Backend: Send + Sync {
     /// Evaluates the graph into `outputs`, which must have the outputs' dtypes and shapes (as
     /// returned by [`Backend::run`] for these arguments) in standard layout.
     fn run_into(&self, args: &[Tensor], outputs: &mut [Tensor]) -> Result<()>;
+
+    /// Zero tensors shaped like the outputs under `bindings` (see [`interp::bind_dims`]), to
+    /// pass to [`Backend::run_into`].
+    fn output_tensors(&self, bindings: &Bindings) -> Result<Vec<Tensor>> {
+        let graph = self.graph();
+        graph
+            .outputs()
+            .iter()
+            .map(|o| {
+                let shape = output_shape(graph, o.node, bindings)?;
+                Ok(Tensor::zeros(graph.ty(o.node).dtype, &shape))
+            })
+            .collect()
+    }
 }
 
 /// Which backend to compile a graph for.
@@ -335,14 +349,7 @@ impl JitGraph {
 
     /// Zero tensors shaped like the outputs under `bindings`, for [`JitGraph::run_into`].
     pub fn output_tensors(&self, bindings: &Bindings) -> Result<Vec<Tensor>> {
-        self.graph
-            .outputs()
-            .iter()
-            .map(|o| {
-                let shape = output_shape(&self.graph, o.node, bindings)?;
-                Ok(Tensor::zeros(self.graph.ty(o.node).dtype, &shape))
-            })
-            .collect()
+        Backend::output_tensors(self, bindings)
     }
 
     /// Evaluates the graph into `outputs` (dtypes and shapes of the outputs, standard layout),
