@@ -40,6 +40,7 @@
 
 mod clif;
 pub mod math;
+mod narrow;
 mod plan;
 mod roofline;
 mod runtime;

@@ -5,6 +5,7 @@
 //! part of its output, and threads meet at a barrier after each step. Since no output element
 //! is summed across threads, results do not depend on the number of threads.
 
+use super::narrow;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -16,8 +17,9 @@ const GEMM_PARALLEL_MIN: i64 = 1 << 16;
 /// tile size, so that splitting does not create ragged tiles.
 const GEMM_PART_ALIGN: i64 = 16;
 
-/// `c = a @ b` for the part of `c` that belongs to `thread` of `threads`: whole rows if `m ≥ n`,
-/// else whole columns. Strides are in elements; `is_f64` selects the element type.
+/// `c = a @ b` for the part of `c` that belongs to `thread` of `threads`: whole rows if `m ≥ n`
+/// or `b` is narrow, else whole columns. Strides are in elements; `is_f64` selects the element
+/// type. Narrow `b`s (see [`narrow`]) go to this crate's kernels, the rest to matrixmultiply.
 ///
 /// # Safety
 /// The pointers and strides must describe valid, non-overlapping (for `c`) matrices of the given
@@ -41,10 +43,11 @@ pub unsafe extern "C" fn sgn_gemm(
     threads: i64,
 ) {
     let work = m.saturating_mul(n).saturating_mul(k.max(1));
+    let narrow = n as usize <= narrow::MAX_COLUMNS && csb == 1 && csc == 1 && narrow::available();
     let (mut m, mut n) = (m, n);
     let (mut a, mut b, mut c) = (a, b, c);
     if threads > 1 && work >= GEMM_PARALLEL_MIN {
-        let split_rows = m >= n;
+        let split_rows = narrow || m >= n;
         let total = if split_rows { m } else { n };
         let per = (total + threads - 1) / threads;
         let per = (per + GEMM_PART_ALIGN - 1) / GEMM_PART_ALIGN * GEMM_PART_ALIGN;
@@ -74,7 +77,13 @@ pub unsafe extern "C" fn sgn_gemm(
     let (rsc, csc) = (rsc as isize, csc as isize);
     // SAFETY: as documented above.
     unsafe {
-        if is_f64 != 0 {
+        if narrow {
+            if is_f64 != 0 {
+                narrow::gemm::<f64>(m, k, n, a.cast(), rsa, csa, b.cast(), rsb, c.cast(), rsc);
+            } else {
+                narrow::gemm::<f32>(m, k, n, a.cast(), rsa, csa, b.cast(), rsb, c.cast(), rsc);
+            }
+        } else if is_f64 != 0 {
             matrixmultiply::dgemm(
                 m,
                 k,

@@ -1,0 +1,360 @@
+//! GEMMs with a narrow right-hand side (at most 32 columns, rows contiguous), the shape of a
+//! small network's first layer (`x @ w1` with `w1: [784, 20]`) and of its gradient
+//! (`xᵀ @ δ`).
+//!
+//! matrixmultiply packs both operands into panels of its 16×16 AVX-512 tiles; with 20 columns
+//! it packs all of `a` to fill 2 tiles of which 12 of 32 columns are padding, and packing
+//! dominates. Here nothing is packed: a tile of rows of `c` stays in registers (one to four
+//! 512-bit vectors per row, the last masked) while `k` runs, `a` read in place and broadcast,
+//! `b`'s row loaded once per `k` for the whole tile; or, when `a`'s rows are adjacent in memory
+//! (a transposed `a`), 16 (8) rows of `c` sit in the lanes of one vector per column of `c`.
+
+/// Widest `b` (in columns) this module handles.
+pub const MAX_COLUMNS: usize = 32;
+
+/// True if this host can run the narrow kernels.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `c = a @ b` for `rows` rows, `k` inner and `n ≤ MAX_COLUMNS` columns, in elements of `T`:
+/// `a[i, p]` at `a + i·rsa + p·csa`, `b[p, j]` at `b + p·rsb + j`, `c[i, j]` at `c + i·rsc + j`.
+///
+/// # Safety
+/// The host must have AVX-512 ([`available`]) and the pointers must describe valid matrices of
+/// these sizes, `c` not overlapping the others.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm<T: Element>(
+    rows: usize,
+    k: usize,
+    n: usize,
+    a: *const T,
+    rsa: isize,
+    csa: isize,
+    b: *const T,
+    rsb: isize,
+    c: *mut T,
+    rsc: isize,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { T::gemm(rows, k, n, a, rsa, csa, b, rsb, c, rsc) }
+}
+
+/// f32 or f64, with their kernels.
+pub trait Element: Copy {
+    /// See [`gemm`].
+    ///
+    /// # Safety
+    /// As for [`gemm`].
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm(
+        rows: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        c: *mut Self,
+        rsc: isize,
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// Lanes of the mask selecting the first `count` (≤ `lanes`) lanes.
+    fn mask(n: usize, vector: usize, lanes: usize) -> u16 {
+        let count = n.saturating_sub(vector * lanes).min(lanes);
+        ((1u32 << count) - 1) as u16
+    }
+
+    macro_rules! narrow_kernels {
+        ($elem:ty, $vec:ty, $lanes:expr, $mask_ty:ty, $zero:ident, $set1:ident, $load:ident,
+         $fmadd:ident, $store:ident, $tile:ident, $rows:ident, $columns:ident,
+         $transposed:ident) => {
+            /// `R` rows of `c` from row `i`, `V` vectors per row.
+            #[target_feature(enable = "avx512f")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn $tile<const V: usize, const R: usize>(
+                i: usize,
+                k: usize,
+                masks: &[$mask_ty; 4],
+                a: *const $elem,
+                rsa: isize,
+                csa: isize,
+                b: *const $elem,
+                rsb: isize,
+                c: *mut $elem,
+                rsc: isize,
+            ) {
+                let mut acc = [[$zero(); V]; R];
+                let mut a_rows = [a; R];
+                for (r, row) in a_rows.iter_mut().enumerate() {
+                    // SAFETY (all accesses): inside the matrices the caller described; masked
+                    // lanes are not accessed.
+                    *row = unsafe { a.offset((i + r) as isize * rsa) };
+                }
+                for p in 0..k as isize {
+                    let b_row = unsafe { b.offset(p * rsb) };
+                    let mut bv: [$vec; V] = [$zero(); V];
+                    for v in 0..V {
+                        bv[v] = unsafe { $load(masks[v], b_row.add(v * $lanes)) };
+                    }
+                    for r in 0..R {
+                        let av = $set1(unsafe { *a_rows[r].offset(p * csa) });
+                        for v in 0..V {
+                            acc[r][v] = $fmadd(av, bv[v], acc[r][v]);
+                        }
+                    }
+                }
+                for r in 0..R {
+                    let c_row = unsafe { c.offset((i + r) as isize * rsc) };
+                    for v in 0..V {
+                        unsafe { $store(c_row.add(v * $lanes), masks[v], acc[r][v]) };
+                    }
+                }
+            }
+
+            /// For `a` with unit row stride (a transposed matrix, `xᵀ @ δ`): `c[i.., j..j+W]` for
+            /// one vector of rows from `i` (the first `live` of them real), the rows in the lanes
+            /// of one accumulator per column.
+            #[target_feature(enable = "avx512f")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn $columns<const W: usize>(
+                i: usize,
+                live: usize,
+                j: usize,
+                k: usize,
+                a: *const $elem,
+                csa: isize,
+                b: *const $elem,
+                rsb: isize,
+                c: *mut $elem,
+                rsc: isize,
+            ) {
+                let lanes = mask(live, 0, $lanes) as $mask_ty;
+                let mut acc = [$zero(); W];
+                // SAFETY (all accesses): inside the matrices the caller described; masked lanes
+                // are not accessed.
+                let a_rows = unsafe { a.add(i) };
+                let b_cols = unsafe { b.add(j) };
+                for p in 0..k as isize {
+                    let av = unsafe { $load(lanes, a_rows.offset(p * csa)) };
+                    let b_row = unsafe { b_cols.offset(p * rsb) };
+                    for (w, acc) in acc.iter_mut().enumerate() {
+                        let bv = $set1(unsafe { *b_row.add(w) });
+                        *acc = $fmadd(av, bv, *acc);
+                    }
+                }
+                let mut column = [0.0 as $elem; $lanes];
+                for (w, acc) in acc.iter().enumerate() {
+                    unsafe { $store(column.as_mut_ptr(), lanes, *acc) };
+                    for (r, &value) in column.iter().take(live).enumerate() {
+                        unsafe { *c.offset((i + r) as isize * rsc).add(j + w) = value };
+                    }
+                }
+            }
+
+            /// Column kernels over all rows, in vectors of rows and chunks of 16, 8, 4, 2, 1
+            /// columns.
+            #[target_feature(enable = "avx512f")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn $transposed(
+                rows: usize,
+                k: usize,
+                n: usize,
+                a: *const $elem,
+                csa: isize,
+                b: *const $elem,
+                rsb: isize,
+                c: *mut $elem,
+                rsc: isize,
+            ) {
+                let mut i = 0;
+                while i < rows {
+                    let live = (rows - i).min($lanes);
+                    let mut j = 0;
+                    while j < n {
+                        // SAFETY: forwarded from the caller.
+                        let width = unsafe {
+                            match n - j {
+                                16.. => {
+                                    $columns::<16>(i, live, j, k, a, csa, b, rsb, c, rsc);
+                                    16
+                                }
+                                8..=15 => {
+                                    $columns::<8>(i, live, j, k, a, csa, b, rsb, c, rsc);
+                                    8
+                                }
+                                4..=7 => {
+                                    $columns::<4>(i, live, j, k, a, csa, b, rsb, c, rsc);
+                                    4
+                                }
+                                2..=3 => {
+                                    $columns::<2>(i, live, j, k, a, csa, b, rsb, c, rsc);
+                                    2
+                                }
+                                _ => {
+                                    $columns::<1>(i, live, j, k, a, csa, b, rsb, c, rsc);
+                                    1
+                                }
+                            }
+                        };
+                        j += width;
+                    }
+                    i += $lanes;
+                }
+            }
+
+            /// Rows `0..rows` in tiles of `R` rows, then one at a time.
+            #[target_feature(enable = "avx512f")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn $rows<const V: usize, const R: usize>(
+                rows: usize,
+                k: usize,
+                n: usize,
+                a: *const $elem,
+                rsa: isize,
+                csa: isize,
+                b: *const $elem,
+                rsb: isize,
+                c: *mut $elem,
+                rsc: isize,
+            ) {
+                let mut masks: [$mask_ty; 4] = [0; 4];
+                for (v, m) in masks.iter_mut().enumerate() {
+                    *m = mask(n, v, $lanes) as $mask_ty;
+                }
+                let mut i = 0;
+                while i + R <= rows {
+                    unsafe { $tile::<V, R>(i, k, &masks, a, rsa, csa, b, rsb, c, rsc) };
+                    i += R;
+                }
+                while i < rows {
+                    unsafe { $tile::<V, 1>(i, k, &masks, a, rsa, csa, b, rsb, c, rsc) };
+                    i += 1;
+                }
+            }
+        };
+    }
+
+    narrow_kernels!(
+        f32,
+        __m512,
+        16,
+        __mmask16,
+        _mm512_setzero_ps,
+        _mm512_set1_ps,
+        _mm512_maskz_loadu_ps,
+        _mm512_fmadd_ps,
+        _mm512_mask_storeu_ps,
+        tile_f32,
+        rows_f32,
+        columns_f32,
+        transposed_f32
+    );
+    narrow_kernels!(
+        f64,
+        __m512d,
+        8,
+        __mmask8,
+        _mm512_setzero_pd,
+        _mm512_set1_pd,
+        _mm512_maskz_loadu_pd,
+        _mm512_fmadd_pd,
+        _mm512_mask_storeu_pd,
+        tile_f64,
+        rows_f64,
+        columns_f64,
+        transposed_f64
+    );
+
+    impl super::Element for f32 {
+        unsafe fn gemm(
+            rows: usize,
+            k: usize,
+            n: usize,
+            a: *const f32,
+            rsa: isize,
+            csa: isize,
+            b: *const f32,
+            rsb: isize,
+            c: *mut f32,
+            rsc: isize,
+        ) {
+            // Up to 16 accumulators: the other 16 registers hold b's row and a's broadcast.
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                if rsa == 1 {
+                    transposed_f32(rows, k, n, a, csa, b, rsb, c, rsc)
+                } else if n <= 16 {
+                    rows_f32::<1, 8>(rows, k, n, a, rsa, csa, b, rsb, c, rsc)
+                } else {
+                    rows_f32::<2, 8>(rows, k, n, a, rsa, csa, b, rsb, c, rsc)
+                }
+            }
+        }
+    }
+
+    impl super::Element for f64 {
+        unsafe fn gemm(
+            rows: usize,
+            k: usize,
+            n: usize,
+            a: *const f64,
+            rsa: isize,
+            csa: isize,
+            b: *const f64,
+            rsb: isize,
+            c: *mut f64,
+            rsc: isize,
+        ) {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                match n {
+                    _ if rsa == 1 => transposed_f64(rows, k, n, a, csa, b, rsb, c, rsc),
+                    0..=8 => rows_f64::<1, 8>(rows, k, n, a, rsa, csa, b, rsb, c, rsc),
+                    9..=16 => rows_f64::<2, 8>(rows, k, n, a, rsa, csa, b, rsb, c, rsc),
+                    17..=24 => rows_f64::<3, 5>(rows, k, n, a, rsa, csa, b, rsb, c, rsc),
+                    _ => rows_f64::<4, 4>(rows, k, n, a, rsa, csa, b, rsb, c, rsc),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod portable {
+    macro_rules! unavailable {
+        ($elem:ty) => {
+            impl super::Element for $elem {
+                unsafe fn gemm(
+                    _: usize,
+                    _: usize,
+                    _: usize,
+                    _: *const $elem,
+                    _: isize,
+                    _: isize,
+                    _: *const $elem,
+                    _: isize,
+                    _: *mut $elem,
+                    _: isize,
+                ) {
+                    unreachable!("`available()` is false off x86_64");
+                }
+            }
+        };
+    }
+    unavailable!(f32);
+    unavailable!(f64);
+}
