@@ -368,10 +368,10 @@ impl JitGraph {
     }
 
     fn plan_for(&self, state: &mut RunState, bindings: &Bindings) -> Result<Arc<Plan>> {
-        if let Some((last, plan)) = &state.last {
-            if last == bindings {
-                return Ok(plan.clone());
-            }
+        if let Some((last, plan)) = &state.last
+            && last == bindings
+        {
+            return Ok(plan.clone());
         }
         let key: Vec<usize> = bindings.values().copied().collect();
         if let Some(p) = state.plans.get(&key) {
