@@ -11,6 +11,7 @@ pub mod error;
 pub mod ir;
 pub mod model;
 pub mod optim;
+pub mod rewrite;
 
 pub use compile::{CompileOptions, CompiledModel, GvOperator};
 pub use error::{Error, Result};
