@@ -20,6 +20,9 @@ pub enum Error {
     /// corrupt file).
     #[error("{0}")]
     Tensor(String),
+    /// A malformed data file, or a dataset that could not be fetched or verified.
+    #[error("{0}")]
+    Data(String),
     /// A model that cannot be differentiated, at `file:line:col` of the op that stopped it.
     #[error("{file}:{error}")]
     Differentiate {

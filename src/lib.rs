@@ -7,6 +7,7 @@
 
 pub mod autodiff;
 pub mod compile;
+pub mod data;
 pub mod error;
 pub mod ir;
 pub mod model;

@@ -1,8 +1,11 @@
 //! A parsed model: its forward graph (output and loss) and its parameter declarations.
 
-use crate::ir::graph::Graph;
+use crate::error::{Error, Result};
+use crate::ir::dsl::{Diagnostic, lower, parser};
+use crate::ir::graph::{Graph, Span};
 use crate::ir::init::Init;
 use crate::ir::shape::TensorType;
+use std::path::Path;
 
 /// A declared parameter: name, type (fixed shape) and initializer.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,4 +31,83 @@ pub struct Model {
     /// The name of the network output (`z` in `output z = …`).
     pub output: String,
     pub params: Vec<ParamSpec>,
+}
+
+impl Model {
+    /// Parses and type-checks model source given as a string; errors name it `<input>`.
+    ///
+    /// ```
+    /// use sgn::Model;
+    /// use sgn::ir::init::Init;
+    ///
+    /// let source = "\
+    ///     model linear
+    ///     input x: f32[B, 3]
+    ///     target y: f32[B, 1]
+    ///     param w: f32[3, 1] = normal(0.1)
+    ///     param b: f32[1]
+    ///     output z = x @ w + b
+    ///     loss mse(z, y)
+    /// ";
+    /// let model = Model::parse(source)?;
+    /// assert_eq!(model.name, "linear");
+    /// let z = model.graph.output("z").expect("the output");
+    /// assert_eq!(model.graph.ty(z).to_string(), "f32[B, 1]");
+    /// assert_eq!(model.params[0].init, Init::Normal(0.1));
+    /// assert_eq!(model.params[1].init, Init::Zeros);
+    ///
+    /// let err = Model::parse(&source.replace("mse(z, y)", "mse(z, yy)")).unwrap_err();
+    /// let text = err.to_string();
+    /// let lines: Vec<&str> = text.lines().collect();
+    /// assert_eq!(
+    ///     lines,
+    ///     [
+    ///         "<input>:7:17: error: unknown name 'yy'; did you mean 'y'?",
+    ///         "7 |     loss mse(z, yy)",
+    ///         "  |                 ^",
+    ///     ]
+    /// );
+    /// # Ok::<(), sgn::Error>(())
+    /// ```
+    pub fn parse(source: &str) -> Result<Model> {
+        Model::parse_named("<input>", source)
+    }
+
+    /// Parses and type-checks model source; `file` names it in errors (`file:line:col`).
+    pub fn parse_named(file: &str, source: &str) -> Result<Model> {
+        let statements = parser::parse(file, source)?;
+        Ok(lower::lower(&statements, file, source)?)
+    }
+
+    /// Reads, parses and type-checks a model file. A file that is not UTF-8 text is an error
+    /// at the first invalid byte.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Model> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let file = path.display().to_string();
+        match std::str::from_utf8(&bytes) {
+            Ok(source) => Model::parse_named(&file, source),
+            Err(e) => {
+                let valid = std::str::from_utf8(&bytes[..e.valid_up_to()])
+                    .expect("from_utf8 reports the valid prefix");
+                let line = valid.matches('\n').count() + 1;
+                let col = valid.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                let span = Span {
+                    line: u32::try_from(line).unwrap_or(u32::MAX),
+                    col: u32::try_from(col).unwrap_or(u32::MAX),
+                };
+                let source = String::from_utf8_lossy(&bytes);
+                Err(Diagnostic::new(
+                    &file,
+                    &source,
+                    span,
+                    format!(
+                        "the file is not UTF-8 text: invalid byte 0x{:02x}; model files must be UTF-8",
+                        bytes[e.valid_up_to()]
+                    ),
+                )
+                .into())
+            }
+        }
+    }
 }

@@ -97,7 +97,11 @@ pub struct ModelObjective<'m> {
 }
 
 impl<'m> ModelObjective<'m> {
-    pub fn new(model: &'m CompiledModel, layout: &'m ParamLayout, batch: TensorMap) -> ModelObjective<'m> {
+    pub fn new(
+        model: &'m CompiledModel,
+        layout: &'m ParamLayout,
+        batch: TensorMap,
+    ) -> ModelObjective<'m> {
         ModelObjective {
             model,
             layout,
@@ -117,12 +121,17 @@ impl Objective for ModelObjective<'_> {
     }
 
     fn loss_and_grad(&mut self, theta: &[f64]) -> Result<(f64, Vec<f64>)> {
-        let (loss, grad) = self.model.loss_and_grad(&self.layout.unflatten(theta), &self.batch)?;
+        let (loss, grad) = self
+            .model
+            .loss_and_grad(&self.layout.unflatten(theta), &self.batch)?;
         Ok((loss, self.layout.flatten(&grad)?))
     }
 
     fn prepare_gv(&mut self, theta: &[f64]) -> Result<()> {
-        self.gv = Some(self.model.gv_operator(&self.layout.unflatten(theta), &self.batch)?);
+        self.gv = Some(
+            self.model
+                .gv_operator(&self.layout.unflatten(theta), &self.batch)?,
+        );
         Ok(())
     }
 

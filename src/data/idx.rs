@@ -1,0 +1,201 @@
+//! The IDX format of the MNIST family: a 4-byte magic number `00 00 08 n` (unsigned bytes, `n`
+//! dimensions), `n` big-endian `u32` sizes, then the elements in row-major order. Files may be
+//! gzipped; the reader recognises gzip by its magic bytes `1f 8b`, not by the file name.
+
+use super::{Split, data_error};
+use crate::{Error, Result};
+use flate2::read::MultiGzDecoder;
+use ndarray::Array2;
+use std::io::Read;
+use std::path::Path;
+
+/// The two bytes every gzip stream starts with.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// The IDX type code of unsigned bytes, the only element type of the MNIST family.
+const UNSIGNED_BYTE: u8 = 0x08;
+
+/// An IDX array of unsigned bytes: its sizes (outermost first) and its elements in row-major
+/// order, `data.len()` being the product of `dims`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdxArray {
+    /// The size of each dimension, outermost first.
+    pub dims: Vec<usize>,
+    /// The elements in row-major order.
+    pub data: Vec<u8>,
+}
+
+/// Reads the IDX file at `path`, gzipped or not, checking its magic number and that its size
+/// matches its dimensions exactly.
+///
+/// ```
+/// # fn main() -> sgn::Result<()> {
+/// let dir = tempfile::tempdir().expect("a temporary directory");
+/// let path = dir.path().join("labels-idx1-ubyte");
+/// // Magic 00 00 08 01 (unsigned bytes, one dimension), size 3, then the three labels.
+/// std::fs::write(&path, [0, 0, 8, 1, 0, 0, 0, 3, 7, 2, 1]).expect("writable");
+/// let labels = sgn::data::read_idx(&path)?;
+/// assert_eq!(labels.dims, [3]);
+/// assert_eq!(labels.data, [7, 2, 1]);
+/// # Ok(())
+/// # }
+/// ```
+pub fn read_idx(path: &Path) -> Result<IdxArray> {
+    let bytes = read_maybe_gzipped(path)?;
+    parse_idx(&bytes, &path.display().to_string())
+}
+
+/// Parses IDX `bytes` (already decompressed); `source` names them in errors.
+pub fn parse_idx(bytes: &[u8], source: &str) -> Result<IdxArray> {
+    let Some(&[zero_a, zero_b, type_code, ndim]) = bytes.first_chunk::<4>() else {
+        return Err(data_error(format!(
+            "{source}: not an IDX file: {} bytes is shorter than the 4-byte magic number",
+            bytes.len()
+        )));
+    };
+    if zero_a != 0 || zero_b != 0 {
+        return Err(data_error(format!(
+            "{source}: not an IDX file: the magic number starts {zero_a:02x} {zero_b:02x}, \
+             expected 00 00"
+        )));
+    }
+    if type_code != UNSIGNED_BYTE {
+        return Err(data_error(format!(
+            "{source}: IDX element type 0x{type_code:02x} is not supported; sgn reads unsigned \
+             bytes (0x08) only"
+        )));
+    }
+    if ndim == 0 {
+        return Err(data_error(format!(
+            "{source}: the IDX magic number declares 0 dimensions"
+        )));
+    }
+    let header_len = 4 + 4 * usize::from(ndim);
+    let Some(size_bytes) = bytes.get(4..header_len) else {
+        return Err(data_error(format!(
+            "{source}: truncated IDX header: {ndim} dimensions need a {header_len}-byte header, \
+             the file has {} bytes",
+            bytes.len()
+        )));
+    };
+    let dims: Vec<usize> = size_bytes
+        .chunks_exact(4)
+        .map(|b| {
+            let size = u32::from_be_bytes(b.try_into().expect("chunks of exactly 4 bytes"));
+            usize::try_from(size).expect("a u32 fits in usize on supported platforms")
+        })
+        .collect();
+    let shape = dims
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join("×");
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .and_then(|elements| elements.checked_add(header_len))
+        .ok_or_else(|| data_error(format!("{source}: IDX dimensions {shape} overflow")))?;
+    if bytes.len() != expected {
+        let what = if bytes.len() < expected {
+            "truncated"
+        } else {
+            "trailing bytes"
+        };
+        return Err(data_error(format!(
+            "{source}: {what}: an IDX array of {shape} unsigned bytes takes {expected} bytes \
+             ({header_len}-byte header + {} of data), the file has {}",
+            expected - header_len,
+            bytes.len()
+        )));
+    }
+    Ok(IdxArray {
+        dims,
+        data: bytes[header_len..].to_vec(),
+    })
+}
+
+/// The bytes of the file at `path`, decompressed if they are gzip (recognised by magic bytes).
+/// A gzip stream that does not decode is a format error naming the file.
+pub(crate) fn read_maybe_gzipped(path: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    maybe_gunzip(bytes).map_err(|why| data_error(format!("{}: {why}", path.display())))
+}
+
+/// `bytes` decompressed if they start with the gzip magic, else unchanged.
+pub(crate) fn maybe_gunzip(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    if !bytes.starts_with(&GZIP_MAGIC) {
+        return Ok(bytes);
+    }
+    let mut plain = Vec::new();
+    MultiGzDecoder::new(bytes.as_slice())
+        .read_to_end(&mut plain)
+        .map_err(|e| format!("corrupt gzip data: {e}"))?;
+    Ok(plain)
+}
+
+/// A classification split from IDX images (`count × …`, pixels 0–255) and labels (`count`,
+/// values below `num_classes`): features are the flattened images scaled to [0, 1], targets the
+/// one-hot labels. `images_source` and `labels_source` name the arrays in errors.
+pub fn image_classification_split(
+    images: &IdxArray,
+    labels: &IdxArray,
+    num_classes: usize,
+    images_source: &str,
+    labels_source: &str,
+) -> Result<Split> {
+    check_filled(images, images_source)?;
+    check_filled(labels, labels_source)?;
+    let [count, pixel_dims @ ..] = images.dims.as_slice() else {
+        return Err(data_error(format!(
+            "{images_source}: images need at least 2 dimensions (count × pixels), found 0"
+        )));
+    };
+    if pixel_dims.is_empty() {
+        return Err(data_error(format!(
+            "{images_source}: images need at least 2 dimensions (count × pixels), found 1"
+        )));
+    }
+    if labels.dims.len() != 1 {
+        return Err(data_error(format!(
+            "{labels_source}: labels need 1 dimension, found {}",
+            labels.dims.len()
+        )));
+    }
+    if labels.dims[0] != *count {
+        return Err(data_error(format!(
+            "{images_source} holds {count} images but {labels_source} holds {} labels",
+            labels.dims[0]
+        )));
+    }
+    if let Some((index, label)) = labels
+        .data
+        .iter()
+        .enumerate()
+        .find(|&(_, &l)| usize::from(l) >= num_classes)
+    {
+        return Err(data_error(format!(
+            "{labels_source}: label {label} at index {index} is not a class 0..{num_classes}"
+        )));
+    }
+    let pixels: usize = pixel_dims.iter().product();
+    let scaled = images.data.iter().map(|&p| f32::from(p) / 255.0).collect();
+    let features = Array2::from_shape_vec((*count, pixels), scaled)
+        .expect("check_filled: the data fills the dimensions");
+    let mut targets = Array2::zeros((*count, num_classes));
+    for (mut row, &label) in targets.rows_mut().into_iter().zip(&labels.data) {
+        row[usize::from(label)] = 1.0;
+    }
+    Ok(Split { features, targets })
+}
+
+/// Checks that the elements of `array` (which has public fields) fill its dimensions exactly.
+fn check_filled(array: &IdxArray, source: &str) -> Result<()> {
+    let elements = array.dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    if elements != Some(array.data.len()) {
+        return Err(data_error(format!(
+            "{source}: {} elements do not fill dimensions {:?}",
+            array.data.len(),
+            array.dims
+        )));
+    }
+    Ok(())
+}

