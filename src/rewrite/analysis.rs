@@ -315,6 +315,14 @@ impl Analysis<Prim> for TensorAnalysis {
 
 /// The constant value of `op` applied to operands with these facts, if they make it one.
 fn fold(op: &Op, inputs: &[&Facts], out: &TensorType) -> Option<f64> {
+    // x·0 = 0 and x @ 0 = 0 whatever x is (for finite x): the zero has the result's type, so
+    // this is shape-safe.
+    let zero = Some(F64Bits::new(0.0));
+    if matches!(op, Op::Binary(BinaryOp::Mul) | Op::MatMul { .. })
+        && inputs.iter().any(|f| f.constant == zero)
+    {
+        return Some(0.0);
+    }
     let constants: Vec<f64> = inputs
         .iter()
         .map(|f| f.constant.map(F64Bits::get))

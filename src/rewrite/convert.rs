@@ -65,9 +65,26 @@ impl Loaded {
         self.roots.iter().map(|&r| self.egraph.find(r)).collect()
     }
 
-    /// Rebuilds a graph with `source`'s signature from one e-node per class: `choice(class)`,
-    /// which must be defined and acyclic on every class the roots reach.
+    /// Rebuilds a graph with `source`'s signature (arguments and outputs) from one e-node per
+    /// class: `choice(class)`, which must be defined and acyclic on every class the roots reach.
     pub fn to_graph<'a>(&'a self, source: &Graph, choice: impl Fn(Id) -> &'a Prim) -> Graph {
+        let outputs: Vec<(String, Id)> = source
+            .outputs()
+            .iter()
+            .zip(self.canonical_roots())
+            .map(|(o, root)| (o.name.clone(), root))
+            .collect();
+        self.build(source, &outputs, choice)
+    }
+
+    /// A graph with `source`'s arguments computing the classes `outputs`, from one e-node per
+    /// class: `choice(class)`, defined and acyclic on every class the outputs reach.
+    pub fn build<'a>(
+        &'a self,
+        source: &Graph,
+        outputs: &[(String, Id)],
+        choice: impl Fn(Id) -> &'a Prim,
+    ) -> Graph {
         let mut out = Graph::new(source.name.clone());
         let args: Vec<NodeId> = source
             .args()
@@ -84,7 +101,7 @@ impl Loaded {
             .collect();
         let mut built: HashMap<Id, NodeId> = HashMap::new();
         let mut visiting: HashSet<Id> = HashSet::new();
-        let roots = self.canonical_roots();
+        let roots: Vec<Id> = outputs.iter().map(|(_, r)| self.egraph.find(*r)).collect();
         // Post-order without recursion: a class is built once its operands are.
         let mut stack: Vec<(Id, bool)> = roots.iter().rev().map(|&r| (r, false)).collect();
         while let Some((class, operands_done)) = stack.pop() {
@@ -121,8 +138,8 @@ impl Loaded {
             built.insert(class, id);
         }
         out.set_span(None);
-        for (output, root) in source.outputs().iter().zip(&roots) {
-            out.add_output(output.name.clone(), built[root]);
+        for ((name, _), root) in outputs.iter().zip(&roots) {
+            out.add_output(name.clone(), built[root]);
         }
         out
     }

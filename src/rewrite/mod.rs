@@ -21,7 +21,7 @@
 //! and extraction keeps only what the outputs need.
 
 pub mod analysis;
-mod convert;
+pub mod convert;
 pub mod cost;
 pub mod extract;
 pub mod lang;
@@ -33,7 +33,7 @@ pub use report::{PhaseStats, RewriteReport, stats_json, stats_text};
 
 use crate::ir::Graph;
 use crate::{Error, Result};
-use convert::Loaded;
+pub use convert::Loaded;
 use egg::{BackoffScheduler, Runner, StopReason};
 use std::time::{Duration, Instant};
 

@@ -11,7 +11,8 @@
 //! `analysis::fold`), like every other constant expression.
 
 use super::analysis::{
-    EGraph, TensorAnalysis, add_broadcast, add_dim_size, add_op, add_splat, facts, param,
+    EGraph, TensorAnalysis, add_broadcast, add_const, add_dim_size, add_op, add_splat, facts,
+    param,
 };
 use super::cost::{dim_size, op_work};
 use super::lang::{Param, Prim, matmul_name};
@@ -220,6 +221,31 @@ pub fn canonicalize() -> Vec<Rewrite> {
         rule_if("mul-one", "(mul ?x ?one)", "?x", constant("?one", 1.0)),
         rule_if("mul-minus-one", "(mul ?x ?m)", "(neg ?x)", constant("?m", -1.0)),
         rule_if("div-one", "(div ?x ?one)", "?x", constant("?one", 1.0)),
+        rule_with("add-self", "(add ?x ?x)", |egraph, m| {
+            let x = m.get("?x");
+            let two = add_const(egraph, 2.0, ty(egraph, x).dtype);
+            scale(egraph, x, two)
+        }),
+        rule_with(
+            "scale-scale",
+            "(mul (mul ?x (broadcast ?c ?s)) (broadcast ?d ?s))",
+            |egraph, m| {
+                let (c, d) = (m.get("?c"), m.get("?d"));
+                (is_scalar(egraph, c) && is_scalar(egraph, d)).then_some(())?;
+                let cd = binary(egraph, BinaryOp::Mul, c, d)?;
+                scale(egraph, m.get("?x"), cd)
+            },
+        ),
+        rule_with(
+            "neg-scaled",
+            "(neg (mul ?x (broadcast ?c ?s)))",
+            |egraph, m| {
+                let c = m.get("?c");
+                is_scalar(egraph, c).then_some(())?;
+                let minus_c = add_op(egraph, Op::Unary(UnaryOp::Neg), &[c])?;
+                scale(egraph, m.get("?x"), minus_c)
+            },
+        ),
         rule("neg-neg", "(neg (neg ?x))", "?x"),
         rule("add-neg", "(add ?x (neg ?y))", "(sub ?x ?y)"),
         rule("sub-neg", "(sub ?x (neg ?y))", "(add ?x ?y)"),
@@ -243,6 +269,20 @@ pub fn canonicalize() -> Vec<Rewrite> {
             |egraph, m| {
                 let target = shape_param(egraph, m.get("?t"))?;
                 add_reshape(egraph, m.get("?x"), target)
+            },
+        ),
+        rule_with(
+            "broadcast-of-reshape",
+            "(broadcast (reshape ?x ?s) ?t)",
+            |egraph, m| {
+                let x = m.get("?x");
+                let inserted = shape_param(egraph, m.get("?s"))?;
+                // Adding or dropping leading unit axes does not change how a broadcast aligns
+                // the others.
+                (without_leading_ones(shape(egraph, x)) == without_leading_ones(&inserted))
+                    .then_some(())?;
+                let target = shape_param(egraph, m.get("?t"))?;
+                add_broadcast(egraph, x, &target)
             },
         ),
         rule_with(
@@ -393,8 +433,33 @@ pub fn stabilize() -> Vec<Rewrite> {
 /// Phase 3: derivative factors from the values the forward pass already computed.
 pub fn derivatives() -> Vec<Rewrite> {
     vec![
-        // relu′(a) = step(a) = step(relu(a)): the sign is already known from the activation.
-        rule("step-of-relu", "(step ?a)", "(step (relu ?a))"),
+        // σ(−a) = 1 − σ(a): reuse σ(a) instead of a second sigmoid.
+        rule_with("sigmoid-complement", "(sigmoid (neg ?a))", |egraph, m| {
+            let s = add_op(egraph, Op::Unary(UnaryOp::Sigmoid), &[m.get("?a")])?;
+            let one = add_splat(egraph, 1.0, &ty(egraph, s).clone());
+            binary(egraph, BinaryOp::Sub, one, s)
+        }),
+        // softplus′ = σ, as written out by hand: e^a / (1 + e^a).
+        rule_if(
+            "sigmoid-of-exp",
+            "(div (exp ?a) (add ?one (exp ?a)))",
+            "(sigmoid ?a)",
+            constant("?one", 1.0),
+        ),
+        rule_if(
+            "sigmoid-of-exp-neg",
+            "(div ?one (add ?one (exp (neg ?a))))",
+            "(sigmoid ?a)",
+            constant("?one", 1.0),
+        ),
+        // relu′(a) = step(a): the sign is known from relu's input, not from its output.
+        rule("step-of-relu", "(step (relu ?a))", "(step ?a)"),
+        // x² as a product (tanh′ = 1 − t² written with a power): one multiply, no `powf`.
+        rule_with("square", "(pow ?x ?e)", |egraph, m| {
+            let x = m.get("?x");
+            (param(egraph, m.get("?e")) == &Param::Exponent(F64Bits::new(2.0))).then_some(())?;
+            binary(egraph, BinaryOp::Mul, x, x)
+        }),
     ]
 }
 
@@ -412,16 +477,20 @@ pub fn factor(batch: u64) -> Vec<Rewrite> {
                 &format!("factor-{name}-{op}-left"),
                 &format!("({op} ({name} ?x ?a) ({name} ?x ?b))"),
                 move |egraph, m| {
-                    let summed = binary(egraph, sum, m.get("?a"), m.get("?b"))?;
-                    matmul(egraph, ta, tb, m.get("?x"), summed)
+                    let (x, a, b) = (m.get("?x"), m.get("?a"), m.get("?b"));
+                    factoring_pays(egraph, ta, tb, [x, a], [x, b], sum, batch).then_some(())?;
+                    let summed = binary(egraph, sum, a, b)?;
+                    matmul(egraph, ta, tb, x, summed)
                 },
             ));
             rules.push(rule_with(
                 &format!("factor-{name}-{op}-right"),
                 &format!("({op} ({name} ?a ?x) ({name} ?b ?x))"),
                 move |egraph, m| {
-                    let summed = binary(egraph, sum, m.get("?a"), m.get("?b"))?;
-                    matmul(egraph, ta, tb, summed, m.get("?x"))
+                    let (x, a, b) = (m.get("?x"), m.get("?a"), m.get("?b"));
+                    factoring_pays(egraph, ta, tb, [a, x], [b, x], sum, batch).then_some(())?;
+                    let summed = binary(egraph, sum, a, b)?;
+                    matmul(egraph, ta, tb, summed, x)
                 },
             ));
         }
@@ -495,6 +564,13 @@ fn numel(egraph: &EGraph, id: Id, batch: u64) -> u64 {
     super::cost::numel(shape(egraph, id), batch)
 }
 
+/// The axes of `shape` after its leading size-1 axes.
+fn without_leading_ones(shape: &Shape) -> &[Dim] {
+    let dims = shape.dims();
+    let first = dims.iter().position(|d| !d.is_one()).unwrap_or(dims.len());
+    &dims[first..]
+}
+
 /// `x` transposed by `perm` (`x` itself for the identity).
 fn add_transpose(egraph: &mut EGraph, x: Id, perm: Vec<usize>) -> Option<Id> {
     if perm.iter().enumerate().all(|(i, &p)| i == p) {
@@ -548,12 +624,36 @@ fn sum_of_broadcast(egraph: &mut EGraph, x: Id, target: &Shape, axes: &[usize]) 
     scale(egraph, spread, count)
 }
 
-/// The tree cost of `op` on these operand classes, for guards that compare two forms.
-#[allow(dead_code)]
-fn local_cost(egraph: &EGraph, op: &Op, operands: &[Id], batch: u64) -> f64 {
-    let inputs: Vec<&TensorType> = operands.iter().map(|&x| ty(egraph, x)).collect();
-    let Ok(output) = op.infer_type(&inputs) else {
-        return f64::INFINITY;
+/// True if `op(p) @ op(q) ± op(r) @ op(s)` (with `p = r` or `q = s`) costs more than the one
+/// product of the shared operand and the summed other ones.
+fn factoring_pays(
+    egraph: &EGraph,
+    transpose_a: bool,
+    transpose_b: bool,
+    first: [Id; 2],
+    second: [Id; 2],
+    sum: BinaryOp,
+    batch: u64,
+) -> bool {
+    let product = Op::MatMul {
+        transpose_a,
+        transpose_b,
     };
-    op_work(op, &inputs, &output, batch).total()
+    let work = |op: &Op, operands: &[&TensorType]| -> Option<f64> {
+        let output = op.infer_type(operands).ok()?;
+        Some(op_work(op, operands, &output, batch).total())
+    };
+    let types = |[a, b]: [Id; 2]| [ty(egraph, a), ty(egraph, b)];
+    let (t1, t2) = (types(first), types(second));
+    let cost = || -> Option<(f64, f64)> {
+        let p1 = work(&product, &t1)?;
+        let p2 = work(&product, &t2)?;
+        let out = product.infer_type(&t1).ok()?;
+        let separate = p1 + p2 + work(&Op::Binary(sum), &[&out, &out])?;
+        // The summed operands are the ones that differ.
+        let differing = if first[0] == second[0] { 1 } else { 0 };
+        let summed = work(&Op::Binary(sum), &[t1[differing], t2[differing]])?;
+        Some((separate, summed + p1))
+    };
+    cost().is_some_and(|(separate, factored)| factored < separate)
 }
