@@ -27,9 +27,11 @@ pub mod extract;
 pub mod lang;
 pub mod report;
 pub mod rules;
+pub mod table;
 
 pub use cost::{GraphStats, graph_stats};
 pub use report::{PhaseStats, RewriteReport, stats_json, stats_text};
+pub use table::{MlpBounds, optimization_table};
 
 use crate::ir::Graph;
 use crate::{Error, Result};

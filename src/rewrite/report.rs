@@ -92,7 +92,7 @@ pub fn change(was: u64, is: u64) -> String {
     if was == 0 {
         return "new".to_string();
     }
-    format!("{:+.1}%", (is as f64 - was as f64) / was as f64 * 100.0)
+    format!("{:+.2}%", (is as f64 - was as f64) / was as f64 * 100.0)
 }
 
 /// The `--stats --format json` document: keys `graph`, `before`, `after` (each with `nodes`,
