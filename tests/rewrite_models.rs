@@ -30,8 +30,8 @@ fn in_f64(model: &Model) -> Model {
 fn optimize_all(graphs: &DerivedGraphs) -> (DerivedGraphs, Vec<(&'static str, RewriteReport)>) {
     let mut reports = Vec::new();
     let mut run = |name: &'static str, g: &Graph| {
-        let (optimized, report) = optimize(g, &RewriteOptions::default())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (optimized, report) =
+            optimize(g, &RewriteOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
         reports.push((name, report));
         optimized
     };
@@ -50,6 +50,8 @@ fn optimize_all(graphs: &DerivedGraphs) -> (DerivedGraphs, Vec<(&'static str, Re
 /// Two f64 compiled models: one running the graphs exactly as differentiated, one running
 /// their optimized versions (whatever `compile` itself does).
 fn reference_and_optimized(model: &Model) -> (CompiledModel, CompiledModel) {
+    // Only the dtype is fixed here, whatever other switches `CompileOptions` grows.
+    #[allow(clippy::needless_update)]
     let options = CompileOptions {
         dtype: Some(F),
         ..CompileOptions::default()
@@ -264,14 +266,18 @@ fn dense_mlps_meet_the_matmul_flop_bounds() {
     const BATCH: usize = 1000;
     let mut checked = 0;
     for (name, model) in ir_models() {
-        let bounds = MlpBounds::of(&model, BATCH)
-            .unwrap_or_else(|| panic!("{name} is a dense MLP"));
+        let bounds =
+            MlpBounds::of(&model, BATCH).unwrap_or_else(|| panic!("{name} is a dense MLP"));
         let n = &bounds.widths;
         let b = BATCH as u64;
         let layer = |l: usize| n[l - 1] * n[l];
         let hidden: u64 = (2..n.len()).map(layer).sum();
         assert_eq!(bounds.gv_apply, 4 * b * layer(1) + 8 * b * hidden, "{name}");
-        assert_eq!(bounds.grad, 4 * b * (layer(1) + hidden) + 2 * b * hidden, "{name}");
+        assert_eq!(
+            bounds.grad,
+            4 * b * (layer(1) + hidden) + 2 * b * hidden,
+            "{name}"
+        );
         let graphs = derive(&model).unwrap();
         for (graph, bound) in [
             (&graphs.gv_apply, bounds.gv_apply),

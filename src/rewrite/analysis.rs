@@ -49,6 +49,8 @@ impl Data {
 pub struct TensorAnalysis {
     /// The type of each graph argument, by index.
     pub arg_types: Vec<TensorType>,
+    /// The size symbolic dimensions stand for when rules compare costs.
+    pub batch: u64,
 }
 
 /// The facts of tensor class `id`.
@@ -258,10 +260,10 @@ impl Analysis<Prim> for TensorAnalysis {
         match (to, from) {
             (Data::Tensor(a), Data::Tensor(b)) => {
                 debug_assert_eq!(a.ty, b.ty, "merged classes of different types");
-                let from_knows_more = (a.constant.is_none() && b.constant.is_some())
-                    || (!a.positive && b.positive);
-                let to_knows_more = (b.constant.is_none() && a.constant.is_some())
-                    || (!b.positive && a.positive);
+                let from_knows_more =
+                    (a.constant.is_none() && b.constant.is_some()) || (!a.positive && b.positive);
+                let to_knows_more =
+                    (b.constant.is_none() && a.constant.is_some()) || (!b.positive && a.positive);
                 a.constant = a.constant.or(b.constant);
                 a.positive |= b.positive;
                 DidMerge(from_knows_more, to_knows_more)
@@ -304,8 +306,7 @@ impl Analysis<Prim> for TensorAnalysis {
             .nodes
             .iter()
             .filter(|n| {
-                n.is_leaf()
-                    || Some((*n).clone().map_children(|c| egraph.find(c))) == canonical
+                n.is_leaf() || Some((*n).clone().map_children(|c| egraph.find(c))) == canonical
             })
             .cloned()
             .collect();

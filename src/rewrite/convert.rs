@@ -20,11 +20,13 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Loads every node `graph`'s outputs need.
-    pub fn new(graph: &Graph) -> Loaded {
+    /// Loads every node `graph`'s outputs need; rules that compare costs bind symbolic
+    /// dimensions to `batch`.
+    pub fn new(graph: &Graph, batch: u64) -> Loaded {
         let graph = graph.pruned();
         let analysis = TensorAnalysis {
             arg_types: graph.args().iter().map(|a| a.ty.clone()).collect(),
+            batch,
         };
         let mut egraph = EGraph::new(analysis);
         let mut class_of: Vec<Id> = Vec::with_capacity(graph.nodes().len());
@@ -37,7 +39,8 @@ impl Loaded {
                 Op::Const(c) => egraph.add(Prim::Const(*c, dtype)),
                 Op::DimSize(d) => egraph.add(Prim::DimSize(d.clone(), dtype)),
                 op => {
-                    let operands: Vec<Id> = node.inputs.iter().map(|x| class_of[x.index()]).collect();
+                    let operands: Vec<Id> =
+                        node.inputs.iter().map(|x| class_of[x.index()]).collect();
                     super::analysis::add_op(&mut egraph, op.clone(), &operands)
                         .expect("a graph's nodes type-check")
                 }

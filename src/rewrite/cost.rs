@@ -25,7 +25,9 @@ impl Work {
 
     fn add(&mut self, other: Work) {
         self.matmul_flops = self.matmul_flops.saturating_add(other.matmul_flops);
-        self.elementwise_flops = self.elementwise_flops.saturating_add(other.elementwise_flops);
+        self.elementwise_flops = self
+            .elementwise_flops
+            .saturating_add(other.elementwise_flops);
         self.bytes = self.bytes.saturating_add(other.bytes);
     }
 }

@@ -143,8 +143,11 @@ impl Dag {
                     .nodes
                     .iter()
                     .map(|node| {
-                        let mut children: Vec<usize> =
-                            node.children().iter().map(|&c| index[&egraph.find(c)]).collect();
+                        let mut children: Vec<usize> = node
+                            .children()
+                            .iter()
+                            .map(|&c| index[&egraph.find(c)])
+                            .collect();
                         children.sort_unstable();
                         children.dedup();
                         Candidate {

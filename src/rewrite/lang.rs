@@ -229,8 +229,7 @@ impl egg::FromOp for Prim {
         if let Some(b) = BinaryOp::from_name(op) {
             return Ok(Prim::Binary(b, two(&children)?));
         }
-        if let Some((_, transpose_a, transpose_b)) = MATMUL_NAMES.iter().find(|(n, ..)| *n == op)
-        {
+        if let Some((_, transpose_a, transpose_b)) = MATMUL_NAMES.iter().find(|(n, ..)| *n == op) {
             return Ok(Prim::MatMul {
                 transpose_a: *transpose_a,
                 transpose_b: *transpose_b,

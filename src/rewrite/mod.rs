@@ -37,6 +37,7 @@ use crate::ir::Graph;
 use crate::{Error, Result};
 pub use convert::Loaded;
 use egg::{BackoffScheduler, Runner, StopReason};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 /// Limits for one rewriting phase: its `Runner` stops at whichever is reached first.
@@ -105,12 +106,16 @@ impl Phase {
     }
 
     /// The phase's own rules (without the canonicalizing ones that later phases also run).
-    pub fn rules(self, batch: u64) -> Vec<rules::Rewrite> {
+    pub fn rules(self) -> &'static [rules::Rewrite] {
+        static CANONICALIZE: LazyLock<Vec<rules::Rewrite>> = LazyLock::new(rules::canonicalize);
+        static STABILIZE: LazyLock<Vec<rules::Rewrite>> = LazyLock::new(rules::stabilize);
+        static DERIVATIVES: LazyLock<Vec<rules::Rewrite>> = LazyLock::new(rules::derivatives);
+        static FACTOR: LazyLock<Vec<rules::Rewrite>> = LazyLock::new(rules::factor);
         match self {
-            Phase::Canonicalize => rules::canonicalize(),
-            Phase::Stabilize => rules::stabilize(),
-            Phase::SimplifyDerivatives => rules::derivatives(),
-            Phase::Factor => rules::factor(batch),
+            Phase::Canonicalize => &CANONICALIZE,
+            Phase::Stabilize => &STABILIZE,
+            Phase::SimplifyDerivatives => &DERIVATIVES,
+            Phase::Factor => &FACTOR,
         }
     }
 }
@@ -142,14 +147,13 @@ impl Phase {
 /// ones, which would be a bug in a rule: the caller can keep the unoptimized graph.
 pub fn optimize(graph: &Graph, options: &RewriteOptions) -> Result<(Graph, RewriteReport)> {
     let batch = options.batch as u64;
-    let mut loaded = Loaded::new(graph);
-    let canonical = rules::canonicalize();
+    let mut loaded = Loaded::new(graph, batch);
     let mut phases = Vec::with_capacity(Phase::ALL.len() + 1);
     for phase in Phase::ALL {
-        let mut rules = phase.rules(batch);
-        if phase != Phase::Canonicalize {
-            rules.extend(canonical.iter().cloned());
-        }
+        let canonical = match phase {
+            Phase::Canonicalize => &[][..],
+            _ => Phase::Canonicalize.rules(),
+        };
         let start = Instant::now();
         let runner = Runner::default()
             .with_egraph(std::mem::take(&mut loaded.egraph))
@@ -157,7 +161,7 @@ pub fn optimize(graph: &Graph, options: &RewriteOptions) -> Result<(Graph, Rewri
             .with_node_limit(options.limits.nodes)
             .with_time_limit(options.limits.time)
             .with_scheduler(BackoffScheduler::default())
-            .run(&rules);
+            .run(phase.rules().iter().chain(canonical));
         loaded.egraph = runner.egraph;
         phases.push(PhaseStats {
             name: phase.name().to_string(),

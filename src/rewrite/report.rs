@@ -51,7 +51,12 @@ pub fn stats_text(
     let mut out = String::new();
     let w = &mut out;
     writeln!(w, "graph {graph} (symbolic dimensions = {batch})").expect("writing to a String");
-    writeln!(w, "{:<20}{:>16}{:>16}{:>10}", "", "before", "after", "change").expect("String");
+    writeln!(
+        w,
+        "{:<20}{:>16}{:>16}{:>10}",
+        "", "before", "after", "change"
+    )
+    .expect("String");
     let rows = [
         ("nodes", before.nodes as u64, after.nodes as u64),
         ("matmul FLOPs", before.matmul_flops, after.matmul_flops),

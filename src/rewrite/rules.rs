@@ -11,8 +11,7 @@
 //! `analysis::fold`), like every other constant expression.
 
 use super::analysis::{
-    EGraph, TensorAnalysis, add_broadcast, add_const, add_dim_size, add_op, add_splat, facts,
-    param,
+    EGraph, TensorAnalysis, add_broadcast, add_const, add_dim_size, add_op, add_splat, facts, param,
 };
 use super::cost::{dim_size, op_work};
 use super::lang::{Param, Prim, matmul_name};
@@ -219,7 +218,12 @@ pub fn canonicalize() -> Vec<Rewrite> {
             Some(add_splat(egraph, 0.0, &ty))
         }),
         rule_if("mul-one", "(mul ?x ?one)", "?x", constant("?one", 1.0)),
-        rule_if("mul-minus-one", "(mul ?x ?m)", "(neg ?x)", constant("?m", -1.0)),
+        rule_if(
+            "mul-minus-one",
+            "(mul ?x ?m)",
+            "(neg ?x)",
+            constant("?m", -1.0),
+        ),
         rule_if("div-one", "(div ?x ?one)", "?x", constant("?one", 1.0)),
         rule_with("add-self", "(add ?x ?x)", |egraph, m| {
             let x = m.get("?x");
@@ -293,11 +297,15 @@ pub fn canonicalize() -> Vec<Rewrite> {
                 add_broadcast(egraph, m.get("?x"), &target)
             },
         ),
-        rule_with("sum-broadcast", "(sum (broadcast ?x ?s) ?axes)", |egraph, m| {
-            let target = shape_param(egraph, m.get("?s"))?;
-            let axes = axes_param(egraph, m.get("?axes"))?;
-            sum_of_broadcast(egraph, m.get("?x"), &target, &axes)
-        }),
+        rule_with(
+            "sum-broadcast",
+            "(sum (broadcast ?x ?s) ?axes)",
+            |egraph, m| {
+                let target = shape_param(egraph, m.get("?s"))?;
+                let axes = axes_param(egraph, m.get("?axes"))?;
+                sum_of_broadcast(egraph, m.get("?x"), &target, &axes)
+            },
+        ),
         rule_with("sum-sum", "(sum (sum ?x ?a) ?b)", |egraph, m| {
             let first = axes_param(egraph, m.get("?a"))?;
             let then = axes_param(egraph, m.get("?b"))?;
@@ -326,14 +334,18 @@ pub fn canonicalize() -> Vec<Rewrite> {
                 scale(egraph, total, c)
             },
         ),
-        rule_with("pow-broadcast", "(pow (broadcast ?x ?s) ?e)", |egraph, m| {
-            let Param::Exponent(e) = param(egraph, m.get("?e")) else {
-                return None;
-            };
-            let inner = add_op(egraph, Op::Pow(*e), &[m.get("?x")])?;
-            let target = shape_param(egraph, m.get("?s"))?;
-            add_broadcast(egraph, inner, &target)
-        }),
+        rule_with(
+            "pow-broadcast",
+            "(pow (broadcast ?x ?s) ?e)",
+            |egraph, m| {
+                let Param::Exponent(e) = param(egraph, m.get("?e")) else {
+                    return None;
+                };
+                let inner = add_op(egraph, Op::Pow(*e), &[m.get("?x")])?;
+                let target = shape_param(egraph, m.get("?s"))?;
+                add_broadcast(egraph, inner, &target)
+            },
+        ),
     ];
     for op in UnaryOp::ALL {
         rules.push(rule_with(
@@ -414,7 +426,11 @@ pub fn stabilize() -> Vec<Rewrite> {
             "(softplus ?x)",
             constant("?one", 1.0),
         ),
-        rule("log-sigmoid", "(log (sigmoid ?x))", "(neg (softplus (neg ?x)))"),
+        rule(
+            "log-sigmoid",
+            "(log (sigmoid ?x))",
+            "(neg (softplus (neg ?x)))",
+        ),
         rule_if(
             "log-div",
             "(log (div ?a ?b))",
@@ -464,12 +480,28 @@ pub fn derivatives() -> Vec<Rewrite> {
 }
 
 /// Phase 4: factoring, kept only where the cost model says the result is cheaper.
-pub fn factor(batch: u64) -> Vec<Rewrite> {
+pub fn factor() -> Vec<Rewrite> {
     let mut rules = vec![
-        rule("factor-mul-add", "(add (mul ?a ?b) (mul ?a ?c))", "(mul ?a (add ?b ?c))"),
-        rule("factor-mul-sub", "(sub (mul ?a ?b) (mul ?a ?c))", "(mul ?a (sub ?b ?c))"),
-        rule("factor-div-add", "(add (div ?a ?c) (div ?b ?c))", "(div (add ?a ?b) ?c)"),
-        rule("factor-div-sub", "(sub (div ?a ?c) (div ?b ?c))", "(div (sub ?a ?b) ?c)"),
+        rule(
+            "factor-mul-add",
+            "(add (mul ?a ?b) (mul ?a ?c))",
+            "(mul ?a (add ?b ?c))",
+        ),
+        rule(
+            "factor-mul-sub",
+            "(sub (mul ?a ?b) (mul ?a ?c))",
+            "(mul ?a (sub ?b ?c))",
+        ),
+        rule(
+            "factor-div-add",
+            "(add (div ?a ?c) (div ?b ?c))",
+            "(div (add ?a ?b) ?c)",
+        ),
+        rule(
+            "factor-div-sub",
+            "(sub (div ?a ?c) (div ?b ?c))",
+            "(div (sub ?a ?b) ?c)",
+        ),
     ];
     for (name, ta, tb) in matmuls() {
         for (op, sum) in [("add", BinaryOp::Add), ("sub", BinaryOp::Sub)] {
@@ -478,7 +510,7 @@ pub fn factor(batch: u64) -> Vec<Rewrite> {
                 &format!("({op} ({name} ?x ?a) ({name} ?x ?b))"),
                 move |egraph, m| {
                     let (x, a, b) = (m.get("?x"), m.get("?a"), m.get("?b"));
-                    factoring_pays(egraph, ta, tb, [x, a], [x, b], sum, batch).then_some(())?;
+                    factoring_pays(egraph, ta, tb, [x, a], [x, b], sum).then_some(())?;
                     let summed = binary(egraph, sum, a, b)?;
                     matmul(egraph, ta, tb, x, summed)
                 },
@@ -488,7 +520,7 @@ pub fn factor(batch: u64) -> Vec<Rewrite> {
                 &format!("({op} ({name} ?a ?x) ({name} ?b ?x))"),
                 move |egraph, m| {
                     let (x, a, b) = (m.get("?x"), m.get("?a"), m.get("?b"));
-                    factoring_pays(egraph, ta, tb, [a, x], [b, x], sum, batch).then_some(())?;
+                    factoring_pays(egraph, ta, tb, [a, x], [b, x], sum).then_some(())?;
                     let summed = binary(egraph, sum, a, b)?;
                     matmul(egraph, ta, tb, summed, x)
                 },
@@ -503,7 +535,7 @@ pub fn factor(batch: u64) -> Vec<Rewrite> {
                     return None;
                 }
                 // Scale the smaller operand.
-                if numel(egraph, a, batch) <= numel(egraph, b, batch) {
+                if numel(egraph, a) <= numel(egraph, b) {
                     let a = scale(egraph, a, c)?;
                     matmul(egraph, ta, tb, a, b)
                 } else {
@@ -521,9 +553,9 @@ pub fn factor(batch: u64) -> Vec<Rewrite> {
                     &format!("({outer} ({name} ?p ?q) ?r)"),
                     move |egraph, m| {
                         let (p, q, r) = (m.get("?p"), m.get("?q"), m.get("?r"));
-                        let [mm, k] = rows_cols(shape(egraph, p), ta, batch);
-                        let [_, n] = rows_cols(shape(egraph, q), tb, batch);
-                        let [_, l] = rows_cols(shape(egraph, r), ub, batch);
+                        let [mm, k] = rows_cols(egraph, p, ta);
+                        let [_, n] = rows_cols(egraph, q, tb);
+                        let [_, l] = rows_cols(egraph, r, ub);
                         (2 * k * n * l + 2 * mm * k * l < 2 * mm * k * n + 2 * mm * n * l)
                             .then_some(())?;
                         let inner = matmul(egraph, tb, ub, q, r)?;
@@ -538,9 +570,9 @@ pub fn factor(batch: u64) -> Vec<Rewrite> {
                     &format!("({outer} ?p ({name} ?q ?r))"),
                     move |egraph, m| {
                         let (p, q, r) = (m.get("?p"), m.get("?q"), m.get("?r"));
-                        let [mm, k] = rows_cols(shape(egraph, p), ua, batch);
-                        let [_, n] = rows_cols(shape(egraph, q), ta, batch);
-                        let [_, l] = rows_cols(shape(egraph, r), tb, batch);
+                        let [mm, k] = rows_cols(egraph, p, ua);
+                        let [_, n] = rows_cols(egraph, q, ta);
+                        let [_, l] = rows_cols(egraph, r, tb);
                         (2 * mm * k * n + 2 * mm * n * l < 2 * k * n * l + 2 * mm * k * l)
                             .then_some(())?;
                         let inner = matmul(egraph, ua, ta, p, q)?;
@@ -553,15 +585,17 @@ pub fn factor(batch: u64) -> Vec<Rewrite> {
     rules
 }
 
-/// `[rows, cols]` of `op(x)` for a matrix `x`, with symbols bound to `batch`.
-fn rows_cols(shape: &Shape, transposed: bool, batch: u64) -> [u64; 2] {
-    let d = shape.dims();
+/// `[rows, cols]` of `op(x)` for a matrix class `x`, with symbols bound to the cost model's
+/// batch.
+fn rows_cols(egraph: &EGraph, x: Id, transposed: bool) -> [u64; 2] {
+    let batch = egraph.analysis.batch;
+    let d = shape(egraph, x).dims();
     let [r, c] = [dim_size(&d[0], batch), dim_size(&d[1], batch)];
     if transposed { [c, r] } else { [r, c] }
 }
 
-fn numel(egraph: &EGraph, id: Id, batch: u64) -> u64 {
-    super::cost::numel(shape(egraph, id), batch)
+fn numel(egraph: &EGraph, id: Id) -> u64 {
+    super::cost::numel(shape(egraph, id), egraph.analysis.batch)
 }
 
 /// The axes of `shape` after its leading size-1 axes.
@@ -633,8 +667,8 @@ fn factoring_pays(
     first: [Id; 2],
     second: [Id; 2],
     sum: BinaryOp,
-    batch: u64,
 ) -> bool {
+    let batch = egraph.analysis.batch;
     let product = Op::MatMul {
         transpose_a,
         transpose_b,

@@ -182,9 +182,8 @@ fn write_model(w: &mut String, model: &str, file: &str, forward: &Graph, rows: &
     )
     .expect(line);
     for r in rows {
-        let cell = |was: u64, is: u64| {
-            format!("{} → {} ({})", grouped(was), grouped(is), change(was, is))
-        };
+        let cell =
+            |was: u64, is: u64| format!("{} → {} ({})", grouped(was), grouped(is), change(was, is));
         writeln!(
             w,
             "| {} | {} | {} | {} | {} |",
