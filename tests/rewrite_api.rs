@@ -231,3 +231,39 @@ fn stats_text_and_json_report_before_after_and_phases() {
         assert_eq!(p["stop_reason"], stats.stop_reason.as_str());
     }
 }
+
+#[test]
+fn log_of_softmax_becomes_log_softmax_and_stays_finite() {
+    let src = "model t\ninput x: f64[B, 3]\ntarget y: f64[B, 4]\n\
+               param w: f64[3, 4] = glorot_uniform\noutput z = x @ w\n\
+               loss -mean(sum(y * log(softmax(z)), axis=1))\n";
+    let model = sgn::Model::parse(src).unwrap();
+    let forward = &sgn::autodiff::derive(&model).unwrap().forward;
+    let (optimized, _) = optimize(forward, &RewriteOptions::default()).unwrap();
+    assert!(
+        !optimized
+            .nodes()
+            .iter()
+            .any(|n| matches!(n.op, Op::Binary(BinaryOp::Div)) && n.ty.shape.rank() > 0),
+        "no probabilities e / Σe are formed (only the mean's scalar division is left):\n{}",
+        sgn::ir::text::print_graph(&optimized)
+    );
+    // Logits far apart: exp(z − max z) underflows to 0 for the small ones, so log(softmax)
+    // is −inf there and the loss NaN; log-softmax stays finite.
+    let x = Tensor::from_f64(F, &[2, 3], vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]).unwrap();
+    let y = Tensor::from_f64(F, &[2, 4], vec![0.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.0, 0.0]).unwrap();
+    let w = Tensor::from_f64(
+        F,
+        &[3, 4],
+        vec![
+            900.0, 0.0, 0.0, -900.0, 0.0, 800.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0,
+        ],
+    )
+    .unwrap();
+    let args = [x, y, w];
+    let loss = |g: &Graph| run(g, &args).unwrap()[1].scalar_value().unwrap();
+    assert!(loss(forward).is_nan(), "the unstable form overflows");
+    // Row 1: −log p₃ = 1800; row 2: −(log p₀ + log p₁)/2 = (800 + 0)/2 = 400; mean 1100.
+    let stable = loss(&optimized);
+    assert!((stable - 1100.0).abs() <= 1e-9, "loss {stable}");
+}

@@ -373,9 +373,14 @@ fn is_positive(op: &Op, inputs: &[&Facts]) -> bool {
         Op::Binary(BinaryOp::Max) => inputs.iter().any(|f| f.positive),
         Op::Binary(BinaryOp::Add | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Min) => all,
         Op::Binary(BinaryOp::Sub) => false,
+        // A sum over no elements, or a product with an empty inner dimension, is 0.
         Op::Sum { .. } => all && inputs[0].ty.shape.numel().as_fixed() != Some(0),
+        Op::MatMul { transpose_a, .. } => {
+            let a = inputs[0].ty.shape.dims();
+            let k = if *transpose_a { &a[0] } else { &a[1] };
+            all && k.as_fixed() != Some(0)
+        }
         Op::Pow(_)
-        | Op::MatMul { .. }
         | Op::ReduceMax { .. }
         | Op::Broadcast { .. }
         | Op::Reshape { .. }
