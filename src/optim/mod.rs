@@ -8,6 +8,7 @@
 pub mod adam;
 pub mod cg;
 pub mod objective;
+pub mod record;
 pub mod sgd;
 pub mod sgn;
 pub mod vector;
@@ -15,6 +16,7 @@ pub mod vector;
 pub use adam::{Adam, AdamOptions};
 pub use cg::{CgOptions, CgResult, CgStop};
 pub use objective::{ModelObjective, ParamLayout};
+pub use record::{Record, RecordKind};
 pub use sgd::{Sgd, SgdOptions};
 pub use sgn::{Damping, Sgn, SgnOptions};
 
