@@ -194,6 +194,11 @@ impl CompiledModel {
         })
     }
 
+    /// The parameters' names, in declaration order.
+    pub fn param_names(&self) -> &[String] {
+        &self.param_names
+    }
+
     /// The name of the network output (as in the DSL).
     pub fn output_name(&self) -> &str {
         &self.output

@@ -11,6 +11,7 @@ pub mod objective;
 pub mod record;
 pub mod sgd;
 pub mod sgn;
+pub mod train;
 pub mod vector;
 
 pub use adam::{Adam, AdamOptions};
@@ -19,6 +20,7 @@ pub use objective::{ModelObjective, ParamLayout};
 pub use record::{Record, RecordKind};
 pub use sgd::{Sgd, SgdOptions};
 pub use sgn::{Damping, Sgn, SgnOptions};
+pub use train::{StopRule, TrainEvent, TrainOptions, Trainer};
 
 use crate::Result;
 use std::collections::BTreeMap;
