@@ -9,6 +9,7 @@ pub mod adam;
 pub mod cg;
 pub mod objective;
 pub mod record;
+pub mod report;
 pub mod sgd;
 pub mod sgn;
 pub mod train;
