@@ -13,8 +13,9 @@
 //!    broadcasts, transposes folded into matmul flags;
 //! 2. `stabilize`: log∘exp, log∘softmax → log-softmax, log(1+exp x) → softplus, …;
 //! 3. `simplify-derivatives`: derivative factors from values the forward pass computed;
-//! 4. `factor`: a·b + a·c → a·(b+c), x@A + x@B → x@(A+B), matmul chains reassociated and scalar
-//!    factors moved onto the smaller operand, each only where the cost model says it is cheaper.
+//! 4. `factor`: a·b + a·c → a·(b+c) (one multiply fewer, always), and x@A + x@B → x@(A+B),
+//!    matmul chains reassociated, scalar factors moved onto the smaller operand, each only where
+//!    the cost model says it is cheaper.
 //!
 //! Every phase after the first also runs the canonicalizing rules, so that what it creates is
 //! simplified too. Common subexpressions and dead code need no rules: the e-graph is hash-consed,
