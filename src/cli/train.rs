@@ -99,7 +99,11 @@ fn optimizer(args: &TrainArgs) -> Box<dyn Optimizer> {
                 ..CgOptions::default()
             },
             rho0: args.rho0,
-            damping: if args.fixed_rho { Damping::Fixed } else { Damping::LevenbergMarquardt },
+            damping: if args.fixed_rho {
+                Damping::Fixed
+            } else {
+                Damping::LevenbergMarquardt
+            },
             line_search: !args.no_line_search,
             warm_start: args.warm_start,
             preconditioner: args.precondition,
@@ -128,7 +132,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         },
     };
     let dataset = data::load(args.dataset, &options, &data_dir, |reason| {
-        eprintln!("fetching {} into {} ({reason}) ...", args.dataset, data_dir.display());
+        eprintln!(
+            "fetching {} into {} ({reason}) ...",
+            args.dataset,
+            data_dir.display()
+        );
     })?;
     let params = match &args.params {
         Some(path) => TensorMap::load(path)?,
@@ -175,7 +183,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             show(&bar, record);
         }
         TrainEvent::NonFinite { iteration, what } => {
-            bar.println(format!("iteration {iteration}: {what}; step rejected, parameters unchanged"));
+            say(
+                &bar,
+                format!("iteration {iteration}: {what}; step rejected, parameters unchanged"),
+            );
         }
         TrainEvent::Checkpoint(_) => {}
     });
@@ -186,7 +197,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
     summary(trainer.history(), started.elapsed());
     if let Some(path) = &args.plot {
-        plot(trainer.history(), &format!("{} on {} ({:?})", model.name, dataset.name, args.optimizer), path)?;
+        plot(
+            trainer.history(),
+            &format!("{} on {} ({:?})", model.name, dataset.name, args.optimizer),
+            path,
+        )?;
         println!("wrote {}", path.display());
     }
     if let Some(path) = &args.save {
@@ -219,15 +234,29 @@ fn show(bar: &ProgressBar, record: &Record) {
             bar.set_message(msg);
         }
         RecordKind::Eval => {
-            let accuracy = record.test_accuracy.map_or(String::new(), |a| format!(", test accuracy {:.2}%", 100.0 * a));
-            bar.println(format!(
-                "epoch {:.2}: train loss {}, test loss {}{accuracy} ({:.1} s)",
-                record.epoch,
-                loss(record.train_loss),
-                loss(record.test_loss),
-                record.wall_time
-            ));
+            let accuracy = record.test_accuracy.map_or(String::new(), |a| {
+                format!(", test accuracy {:.2}%", 100.0 * a)
+            });
+            say(
+                bar,
+                format!(
+                    "epoch {:.2}: train loss {}, test loss {}{accuracy} ({:.1} s)",
+                    record.epoch,
+                    loss(record.train_loss),
+                    loss(record.test_loss),
+                    record.wall_time
+                ),
+            );
         }
+    }
+}
+
+/// A line above the progress bar, or on stdout when there is no bar (not a terminal).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        println!("{line}");
+    } else {
+        bar.println(line);
     }
 }
 
@@ -236,7 +265,9 @@ fn summary(history: &[Record], elapsed: Duration) {
         return;
     };
     let epochs = last.epoch.max(f64::MIN_POSITIVE);
-    let accuracy = last.test_accuracy.map_or(String::new(), |a| format!(", test accuracy {:.2}%", 100.0 * a));
+    let accuracy = last.test_accuracy.map_or(String::new(), |a| {
+        format!(", test accuracy {:.2}%", 100.0 * a)
+    });
     println!(
         "done: {} steps, {:.2} epochs in {:.1} s ({:.2} s/epoch this run), test loss {:.5}{accuracy}",
         last.iteration,
@@ -260,12 +291,23 @@ pub struct FetchArgs {
 pub fn fetch(args: &FetchArgs) -> Result<()> {
     let dir = data::resolve_data_dir(args.data_dir.as_deref());
     let fetched = data::fetch(args.name, &dir, |reason| {
-        eprintln!("fetching {} into {} ({reason}) ...", args.name, dir.display());
+        eprintln!(
+            "fetching {} into {} ({reason}) ...",
+            args.name,
+            dir.display()
+        );
     })?;
     if fetched.files.is_empty() {
-        return Err(Error::Data(format!("{} is generated, there is nothing to fetch", args.name)));
+        return Err(Error::Data(format!(
+            "{} is generated, there is nothing to fetch",
+            args.name
+        )));
     }
-    let how = if fetched.downloaded { "fetched and verified" } else { "already cached, verified" };
+    let how = if fetched.downloaded {
+        "fetched and verified"
+    } else {
+        "already cached, verified"
+    };
     println!("{}: {how}", args.name);
     for f in &fetched.files {
         println!("  {}", f.display());
