@@ -2,7 +2,7 @@
 
 use crate::data::{self, DatasetName, LoadOptions, SineOptions};
 use crate::ir::store::{TensorMap, init_params};
-use crate::optim::report::{LogWriter, plot};
+use crate::optim::report::{LogWriter, plot, plot_comparison, read_log};
 use crate::optim::{
     Adam, AdamOptions, CgOptions, Damping, Optimizer, Record, RecordKind, Sgd, SgdOptions, Sgn,
     SgnOptions, StopRule, TrainEvent, TrainOptions, Trainer,
@@ -312,5 +312,49 @@ pub fn fetch(args: &FetchArgs) -> Result<()> {
     for f in &fetched.files {
         println!("  {}", f.display());
     }
+    Ok(())
+}
+
+/// `sgn plot LOG… --out FIG`: overlay the curves of several training logs.
+#[derive(clap::Args, Debug)]
+pub struct PlotArgs {
+    /// Training logs written by `sgn train --log` (.csv or .jsonl).
+    #[arg(required = true)]
+    logs: Vec<PathBuf>,
+    /// One legend label per log (default: the file names).
+    #[arg(long, value_delimiter = ',')]
+    labels: Vec<String>,
+    /// The figure's title.
+    #[arg(long, default_value = "training curves")]
+    title: String,
+    /// Where to write the figure (.svg or .png).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn plot_logs(args: &PlotArgs) -> Result<()> {
+    if !args.labels.is_empty() && args.labels.len() != args.logs.len() {
+        return Err(Error::Data(format!(
+            "{} labels for {} logs",
+            args.labels.len(),
+            args.logs.len()
+        )));
+    }
+    let mut runs = Vec::with_capacity(args.logs.len());
+    for (i, path) in args.logs.iter().enumerate() {
+        let label = args.labels.get(i).cloned().unwrap_or_else(|| {
+            path.file_stem().map_or_else(
+                || path.display().to_string(),
+                |s| s.to_string_lossy().into_owned(),
+            )
+        });
+        runs.push((label, read_log(path)?));
+    }
+    let borrowed: Vec<(&str, &[Record])> = runs
+        .iter()
+        .map(|(l, r)| (l.as_str(), r.as_slice()))
+        .collect();
+    plot_comparison(&borrowed, &args.title, &args.out)?;
+    println!("wrote {}", args.out.display());
     Ok(())
 }
