@@ -6,7 +6,7 @@
 //! them exactly; and optimizer state is saved in f64.
 
 use super::objective::{ModelObjective, ParamLayout};
-use super::record::{Record, RecordKind};
+use super::record::{RECORD_FIELDS, Record, RecordKind};
 use super::{Optimizer, OptimizerState};
 use crate::compile::CompiledModel;
 use crate::data::{BatchOptions, Batches, Dataset, Split};
@@ -447,18 +447,6 @@ struct Checkpoint {
 }
 
 const CHECKPOINT_FORMAT: &str = "sgn-checkpoint-1";
-const HISTORY_FIELDS: [&str; 10] = [
-    "kind",
-    "epoch",
-    "iteration",
-    "wall_time",
-    "train_loss",
-    "test_loss",
-    "test_accuracy",
-    "rho",
-    "cg_iters",
-    "step_size",
-];
 
 impl Checkpoint {
     fn save(&self, path: &Path) -> Result<()> {
@@ -466,7 +454,7 @@ impl Checkpoint {
         for (name, values) in &self.optimizer {
             map.insert(format!("optimizer.{name}"), vector(values.clone()));
         }
-        for (i, field) in HISTORY_FIELDS.iter().enumerate() {
+        for (i, field) in RECORD_FIELDS.iter().enumerate() {
             let column = self.history.iter().map(|r| history_row(r)[i]).collect();
             map.insert(format!("history.{field}"), vector(column));
         }
@@ -509,8 +497,8 @@ impl Checkpoint {
                 .parse()
                 .map_err(|_| corrupt(format!("metadata '{key}' is not a number")))
         };
-        let mut history_columns = Vec::with_capacity(HISTORY_FIELDS.len());
-        for field in HISTORY_FIELDS {
+        let mut history_columns = Vec::with_capacity(RECORD_FIELDS.len());
+        for field in RECORD_FIELDS {
             let t = map
                 .remove(&format!("history.{field}"))
                 .ok_or_else(|| corrupt(format!("no tensor 'history.{field}'")))?;
@@ -557,7 +545,7 @@ fn vector(values: Vec<f64>) -> Tensor {
     Tensor::from_f64(DType::F64, &[n], values).expect("a vector")
 }
 
-/// A record as numbers, NaN for `None`, in [`HISTORY_FIELDS`] order.
+/// A record as numbers, NaN for `None`, in [`RECORD_FIELDS`] order.
 fn history_row(r: &Record) -> [f64; 10] {
     let opt = |v: Option<f64>| v.unwrap_or(f64::NAN);
     [
