@@ -11,15 +11,26 @@ fn main() -> sgn::Result<()> {
     let model = Model::from_file("ir/sine_mlp.sgn")?;
     let compiled = model.compile(&CompileOptions::default())?;
     // The sine set is generated from a seed: no data directory is touched.
-    let dataset = data::load(DatasetName::Sine, &LoadOptions::default(), &data::default_data_dir(), |_| {})?;
+    let dataset = data::load(
+        DatasetName::Sine,
+        &LoadOptions::default(),
+        &data::default_data_dir(),
+        |_| {},
+    )?;
     let params = init_params(&model.params, 0)?;
     let sgn = Sgn::new(SgnOptions {
-        cg: CgOptions { max_iters: 10, ..CgOptions::default() },
+        cg: CgOptions {
+            max_iters: 10,
+            ..CgOptions::default()
+        },
         ..SgnOptions::default()
     });
     let options = TrainOptions {
         batch_size: 100,
-        stop: StopRule { epochs: Some(5), time_limit: None },
+        stop: StopRule {
+            epochs: Some(5),
+            time_limit: None,
+        },
         ..TrainOptions::default()
     };
     let mut trainer = Trainer::new(&compiled, &dataset, &params, Box::new(sgn), options)?;
@@ -27,7 +38,11 @@ fn main() -> sgn::Result<()> {
         if let TrainEvent::Recorded(r) = event
             && let Some(test) = r.test_loss
         {
-            println!("epoch {:.0}: train mse {:.2e}, test mse {test:.2e}", r.epoch, r.train_loss.unwrap_or(f64::NAN));
+            println!(
+                "epoch {:.0}: train mse {:.2e}, test mse {test:.2e}",
+                r.epoch,
+                r.train_loss.unwrap_or(f64::NAN)
+            );
         }
     })?;
     Ok(())

@@ -239,3 +239,90 @@ fn inspect_prints_every_graph_as_readable_text_and_dot() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("gv-apply"), "{}", stderr(&out));
 }
+
+#[test]
+fn train_logs_plots_checkpoints_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let common = [
+        "train",
+        "ir/sine_mlp.sgn",
+        "--dataset",
+        "sine",
+        "--batch",
+        "500",
+        "--seed",
+        "3",
+        "--cg-iters",
+        "4",
+    ];
+    let first = sgn(&[
+        &common[..],
+        &[
+            "--epochs",
+            "1",
+            "--log",
+            &path("run.csv"),
+            "--save",
+            &path("ck.safetensors"),
+        ],
+    ]
+    .concat());
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(stdout(&first).contains("epoch 1.00"), "{}", stdout(&first));
+    let resumed = sgn(&[
+        &common[..],
+        &[
+            "--epochs",
+            "2",
+            "--log",
+            &path("run.csv"),
+            "--resume",
+            &path("ck.safetensors"),
+            "--plot",
+            &path("curves.png"),
+        ],
+    ]
+    .concat());
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let log = sgn::optim::report::read_log(path("run.csv")).unwrap();
+    // 7000 examples / 500 = 14 steps an epoch, one evaluation after each of the two epochs.
+    assert_eq!(log.len(), 2 * 14 + 2);
+    assert_eq!(log.last().unwrap().iteration, 28);
+    assert!(
+        std::fs::read(path("curves.png"))
+            .unwrap()
+            .starts_with(b"\x89PNG")
+    );
+
+    let wrong = sgn(&[
+        &common[..],
+        &[
+            "--epochs",
+            "2",
+            "--optimizer",
+            "adam",
+            "--resume",
+            &path("ck.safetensors"),
+        ],
+    ]
+    .concat());
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        stderr(&wrong).contains("optimizer sgn"),
+        "{}",
+        stderr(&wrong)
+    );
+    let unknown = sgn(&[
+        "train",
+        "ir/sine_mlp.sgn",
+        "--dataset",
+        "cifar",
+        "--batch",
+        "10",
+        "--epochs",
+        "1",
+    ]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("mnist"), "{}", stderr(&unknown));
+}

@@ -29,6 +29,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Train a model on a dataset with SGN, SGD or Adam.
     Train(Box<train::TrainArgs>),
+    /// Overlay the curves of several training logs in one figure.
+    Plot(train::PlotArgs),
     /// Datasets: fetch one into the cache.
     #[command(subcommand)]
     Data(DataCommand),
@@ -55,6 +57,7 @@ pub fn main() -> i32 {
         Command::Eval(args) => eval::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Train(args) => train::run(&args),
+        Command::Plot(args) => train::plot_logs(&args),
         Command::Data(DataCommand::Fetch(args)) => train::fetch(&args),
     };
     match result {

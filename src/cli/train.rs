@@ -2,7 +2,7 @@
 
 use crate::data::{self, DatasetName, LoadOptions, SineOptions};
 use crate::ir::store::{TensorMap, init_params};
-use crate::optim::report::{LogWriter, plot};
+use crate::optim::report::{LogWriter, plot, plot_comparison, read_log};
 use crate::optim::{
     Adam, AdamOptions, CgOptions, Damping, Optimizer, Record, RecordKind, Sgd, SgdOptions, Sgn,
     SgnOptions, StopRule, TrainEvent, TrainOptions, Trainer,
@@ -99,7 +99,11 @@ fn optimizer(args: &TrainArgs) -> Box<dyn Optimizer> {
                 ..CgOptions::default()
             },
             rho0: args.rho0,
-            damping: if args.fixed_rho { Damping::Fixed } else { Damping::LevenbergMarquardt },
+            damping: if args.fixed_rho {
+                Damping::Fixed
+            } else {
+                Damping::LevenbergMarquardt
+            },
             line_search: !args.no_line_search,
             warm_start: args.warm_start,
             preconditioner: args.precondition,
@@ -128,7 +132,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         },
     };
     let dataset = data::load(args.dataset, &options, &data_dir, |reason| {
-        eprintln!("fetching {} into {} ({reason}) ...", args.dataset, data_dir.display());
+        eprintln!(
+            "fetching {} into {} ({reason}) ...",
+            args.dataset,
+            data_dir.display()
+        );
     })?;
     let params = match &args.params {
         Some(path) => TensorMap::load(path)?,
@@ -175,7 +183,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             show(&bar, record);
         }
         TrainEvent::NonFinite { iteration, what } => {
-            bar.println(format!("iteration {iteration}: {what}; step rejected, parameters unchanged"));
+            say(
+                &bar,
+                format!("iteration {iteration}: {what}; step rejected, parameters unchanged"),
+            );
         }
         TrainEvent::Checkpoint(_) => {}
     });
@@ -186,7 +197,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
     summary(trainer.history(), started.elapsed());
     if let Some(path) = &args.plot {
-        plot(trainer.history(), &format!("{} on {} ({:?})", model.name, dataset.name, args.optimizer), path)?;
+        plot(
+            trainer.history(),
+            &format!("{} on {} ({:?})", model.name, dataset.name, args.optimizer),
+            path,
+        )?;
         println!("wrote {}", path.display());
     }
     if let Some(path) = &args.save {
@@ -219,15 +234,29 @@ fn show(bar: &ProgressBar, record: &Record) {
             bar.set_message(msg);
         }
         RecordKind::Eval => {
-            let accuracy = record.test_accuracy.map_or(String::new(), |a| format!(", test accuracy {:.2}%", 100.0 * a));
-            bar.println(format!(
-                "epoch {:.2}: train loss {}, test loss {}{accuracy} ({:.1} s)",
-                record.epoch,
-                loss(record.train_loss),
-                loss(record.test_loss),
-                record.wall_time
-            ));
+            let accuracy = record.test_accuracy.map_or(String::new(), |a| {
+                format!(", test accuracy {:.2}%", 100.0 * a)
+            });
+            say(
+                bar,
+                format!(
+                    "epoch {:.2}: train loss {}, test loss {}{accuracy} ({:.1} s)",
+                    record.epoch,
+                    loss(record.train_loss),
+                    loss(record.test_loss),
+                    record.wall_time
+                ),
+            );
         }
+    }
+}
+
+/// A line above the progress bar, or on stdout when there is no bar (not a terminal).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        println!("{line}");
+    } else {
+        bar.println(line);
     }
 }
 
@@ -236,7 +265,9 @@ fn summary(history: &[Record], elapsed: Duration) {
         return;
     };
     let epochs = last.epoch.max(f64::MIN_POSITIVE);
-    let accuracy = last.test_accuracy.map_or(String::new(), |a| format!(", test accuracy {:.2}%", 100.0 * a));
+    let accuracy = last.test_accuracy.map_or(String::new(), |a| {
+        format!(", test accuracy {:.2}%", 100.0 * a)
+    });
     println!(
         "done: {} steps, {:.2} epochs in {:.1} s ({:.2} s/epoch this run), test loss {:.5}{accuracy}",
         last.iteration,
@@ -260,15 +291,70 @@ pub struct FetchArgs {
 pub fn fetch(args: &FetchArgs) -> Result<()> {
     let dir = data::resolve_data_dir(args.data_dir.as_deref());
     let fetched = data::fetch(args.name, &dir, |reason| {
-        eprintln!("fetching {} into {} ({reason}) ...", args.name, dir.display());
+        eprintln!(
+            "fetching {} into {} ({reason}) ...",
+            args.name,
+            dir.display()
+        );
     })?;
     if fetched.files.is_empty() {
-        return Err(Error::Data(format!("{} is generated, there is nothing to fetch", args.name)));
+        return Err(Error::Data(format!(
+            "{} is generated, there is nothing to fetch",
+            args.name
+        )));
     }
-    let how = if fetched.downloaded { "fetched and verified" } else { "already cached, verified" };
+    let how = if fetched.downloaded {
+        "fetched and verified"
+    } else {
+        "already cached, verified"
+    };
     println!("{}: {how}", args.name);
     for f in &fetched.files {
         println!("  {}", f.display());
     }
+    Ok(())
+}
+
+/// `sgn plot LOG… --out FIG`: overlay the curves of several training logs.
+#[derive(clap::Args, Debug)]
+pub struct PlotArgs {
+    /// Training logs written by `sgn train --log` (.csv or .jsonl).
+    #[arg(required = true)]
+    logs: Vec<PathBuf>,
+    /// One legend label per log (default: the file names).
+    #[arg(long, value_delimiter = ',')]
+    labels: Vec<String>,
+    /// The figure's title.
+    #[arg(long, default_value = "training curves")]
+    title: String,
+    /// Where to write the figure (.svg or .png).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn plot_logs(args: &PlotArgs) -> Result<()> {
+    if !args.labels.is_empty() && args.labels.len() != args.logs.len() {
+        return Err(Error::Data(format!(
+            "{} labels for {} logs",
+            args.labels.len(),
+            args.logs.len()
+        )));
+    }
+    let mut runs = Vec::with_capacity(args.logs.len());
+    for (i, path) in args.logs.iter().enumerate() {
+        let label = args.labels.get(i).cloned().unwrap_or_else(|| {
+            path.file_stem().map_or_else(
+                || path.display().to_string(),
+                |s| s.to_string_lossy().into_owned(),
+            )
+        });
+        runs.push((label, read_log(path)?));
+    }
+    let borrowed: Vec<(&str, &[Record])> = runs
+        .iter()
+        .map(|(l, r)| (l.as_str(), r.as_slice()))
+        .collect();
+    plot_comparison(&borrowed, &args.title, &args.out)?;
+    println!("wrote {}", args.out.display());
     Ok(())
 }

@@ -18,6 +18,20 @@ impl RecordKind {
     }
 }
 
+/// The names of [`Record`]'s fields, in order: the log's columns and the checkpoint's history.
+pub const RECORD_FIELDS: [&str; 10] = [
+    "kind",
+    "epoch",
+    "iteration",
+    "wall_time",
+    "train_loss",
+    "test_loss",
+    "test_accuracy",
+    "rho",
+    "cg_iters",
+    "step_size",
+];
+
 /// One row of the training log. Fields that do not apply to a row are `None` (an empty CSV cell,
 /// a JSON `null`).
 #[derive(Clone, Debug, PartialEq)]

@@ -26,18 +26,7 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The log's columns (CSV header) and JSON keys, in order.
-pub const LOG_COLUMNS: [&str; 10] = [
-    "kind",
-    "epoch",
-    "iteration",
-    "wall_time",
-    "train_loss",
-    "test_loss",
-    "test_accuracy",
-    "rho",
-    "cg_iters",
-    "step_size",
-];
+pub use super::record::RECORD_FIELDS as LOG_COLUMNS;
 
 /// A log file's format, chosen by its extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 //! them exactly; and optimizer state is saved in f64.
 
 use super::objective::{ModelObjective, ParamLayout};
-use super::record::{Record, RecordKind};
+use super::record::{RECORD_FIELDS, Record, RecordKind};
 use super::{Optimizer, OptimizerState};
 use crate::compile::CompiledModel;
 use crate::data::{BatchOptions, Batches, Dataset, Split};
@@ -108,15 +108,29 @@ impl<'a> Trainer<'a> {
                 _ => Err(Error::Eval(format!(
                     "training needs a model with exactly one {} (the dataset's {}), found {}",
                     role.name(),
-                    if role == ArgRole::Input { "features" } else { "targets" },
+                    if role == ArgRole::Input {
+                        "features"
+                    } else {
+                        "targets"
+                    },
                     args.len()
                 ))),
             }
         };
         let (input_name, dtype) = single(ArgRole::Input)?;
         let (target_name, _) = single(ArgRole::Target)?;
-        check_width(forward, &input_name, dataset.train.features.ncols(), "features")?;
-        check_width(forward, &target_name, dataset.train.targets.ncols(), "targets")?;
+        check_width(
+            forward,
+            &input_name,
+            dataset.train.features.ncols(),
+            "features",
+        )?;
+        check_width(
+            forward,
+            &target_name,
+            dataset.train.targets.ncols(),
+            "targets",
+        )?;
         if options.batch_size == 0 || options.batch_size > dataset.train.len() {
             return Err(Error::Eval(format!(
                 "batch size {} does not fit the {} training examples of {}",
@@ -162,7 +176,9 @@ impl<'a> Trainer<'a> {
     }
 
     fn fractional_epoch(&self) -> f64 {
-        let per_epoch = self.batch_options().batches_per_epoch(self.dataset.train.len());
+        let per_epoch = self
+            .batch_options()
+            .batches_per_epoch(self.dataset.train.len());
         self.progress.epoch as f64 + self.progress.position as f64 / per_epoch as f64
     }
 
@@ -171,14 +187,22 @@ impl<'a> Trainer<'a> {
     pub fn run(&mut self, observer: &mut dyn FnMut(TrainEvent)) -> Result<()> {
         let start = Instant::now();
         let elapsed = |p: &Progress| p.elapsed_before + start.elapsed().as_secs_f64();
-        let time_up = |p: &Progress, limit: Option<Duration>| limit.is_some_and(|l| elapsed(p) >= l.as_secs_f64());
+        let time_up = |p: &Progress, limit: Option<Duration>| {
+            limit.is_some_and(|l| elapsed(p) >= l.as_secs_f64())
+        };
         let mut failures = 0;
+        let mut out_of_time = false;
         let mut epoch_losses: Vec<f64> = Vec::new();
         // True when steps ran since the last evaluation (so a stop mid-epoch evaluates once more).
         let mut unevaluated_steps = false;
         loop {
-            if self.options.stop.epochs.is_some_and(|e| self.progress.epoch >= e)
-                || time_up(&self.progress, self.options.stop.time_limit)
+            // The time limit is checked after each step, so every run makes at least one.
+            if self
+                .options
+                .stop
+                .epochs
+                .is_some_and(|e| self.progress.epoch >= e)
+                || out_of_time
             {
                 break;
             }
@@ -228,10 +252,15 @@ impl<'a> Trainer<'a> {
                 observer(TrainEvent::Recorded(&record));
                 self.history.push(record);
                 if time_up(&self.progress, self.options.stop.time_limit) {
+                    out_of_time = true;
                     break;
                 }
             }
-            if self.progress.position == self.batch_options().batches_per_epoch(self.dataset.train.len()) {
+            if self.progress.position
+                == self
+                    .batch_options()
+                    .batches_per_epoch(self.dataset.train.len())
+            {
                 self.progress.epoch += 1;
                 self.progress.position = 0;
                 self.evaluate(&mut epoch_losses, elapsed(&self.progress), observer)?;
@@ -248,8 +277,14 @@ impl<'a> Trainer<'a> {
 
     fn batch(&self, features: ndarray::Array2<f32>, targets: ndarray::Array2<f32>) -> TensorMap {
         let mut batch = TensorMap::new();
-        batch.insert(self.input_name.clone(), Tensor::F32(features.into_dyn()).cast(self.dtype));
-        batch.insert(self.target_name.clone(), Tensor::F32(targets.into_dyn()).cast(self.dtype));
+        batch.insert(
+            self.input_name.clone(),
+            Tensor::F32(features.into_dyn()).cast(self.dtype),
+        );
+        batch.insert(
+            self.target_name.clone(),
+            Tensor::F32(targets.into_dyn()).cast(self.dtype),
+        );
         batch
     }
 
@@ -261,7 +296,8 @@ impl<'a> Trainer<'a> {
         observer: &mut dyn FnMut(TrainEvent),
     ) -> Result<()> {
         let (test_loss, test_accuracy) = self.test_metrics(&self.dataset.test)?;
-        let train_loss = (!epoch_losses.is_empty()).then(|| epoch_losses.iter().sum::<f64>() / epoch_losses.len() as f64);
+        let train_loss = (!epoch_losses.is_empty())
+            .then(|| epoch_losses.iter().sum::<f64>() / epoch_losses.len() as f64);
         epoch_losses.clear();
         let record = Record {
             kind: RecordKind::Eval,
@@ -291,7 +327,10 @@ impl<'a> Trainer<'a> {
         while start < n {
             let end = (start + self.options.eval_batch).min(n);
             let rows = ndarray::s![start..end, ..];
-            let batch = self.batch(split.features.slice(rows).to_owned(), split.targets.slice(rows).to_owned());
+            let batch = self.batch(
+                split.features.slice(rows).to_owned(),
+                split.targets.slice(rows).to_owned(),
+            );
             let (z, loss) = self.model.forward(&params, &batch)?;
             loss_sum += loss * (end - start) as f64;
             if let Some(labels) = &labels {
@@ -302,7 +341,9 @@ impl<'a> Trainer<'a> {
                     let predicted = row
                         .iter()
                         .enumerate()
-                        .fold((0, f64::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+                        .fold((0, f64::NEG_INFINITY), |best, (i, &v)| {
+                            if v > best.1 { (i, v) } else { best }
+                        })
                         .0;
                     correct += usize::from(predicted == *label);
                 }
@@ -314,7 +355,9 @@ impl<'a> Trainer<'a> {
     }
 
     fn save_checkpoint(&self, wall_time: f64, observer: &mut dyn FnMut(TrainEvent)) -> Result<()> {
-        let Some(path) = &self.options.checkpoint else { return Ok(()) };
+        let Some(path) = &self.options.checkpoint else {
+            return Ok(());
+        };
         let checkpoint = Checkpoint {
             params: self.params(),
             optimizer_name: self.optimizer.name().to_string(),
@@ -344,18 +387,33 @@ impl<'a> Trainer<'a> {
             ))
         };
         if c.optimizer_name != self.optimizer.name() {
-            return Err(mismatch("optimizer", c.optimizer_name, self.optimizer.name().to_string()));
+            return Err(mismatch(
+                "optimizer",
+                c.optimizer_name,
+                self.optimizer.name().to_string(),
+            ));
         }
         if c.dataset != self.dataset.name {
             return Err(mismatch("dataset", c.dataset, self.dataset.name.clone()));
         }
         if c.batch_size != self.options.batch_size {
-            return Err(mismatch("batch size", c.batch_size.to_string(), self.options.batch_size.to_string()));
+            return Err(mismatch(
+                "batch size",
+                c.batch_size.to_string(),
+                self.options.batch_size.to_string(),
+            ));
         }
         if c.seed != self.options.seed {
-            return Err(mismatch("seed", c.seed.to_string(), self.options.seed.to_string()));
+            return Err(mismatch(
+                "seed",
+                c.seed.to_string(),
+                self.options.seed.to_string(),
+            ));
         }
-        self.theta = self.layout.flatten(&c.params).map_err(|e| Error::Tensor(format!("{}: {e}", path.display())))?;
+        self.theta = self
+            .layout
+            .flatten(&c.params)
+            .map_err(|e| Error::Tensor(format!("{}: {e}", path.display())))?;
         self.optimizer.restore(&c.optimizer)?;
         self.progress = c.progress;
         self.history = c.history;
@@ -389,18 +447,6 @@ struct Checkpoint {
 }
 
 const CHECKPOINT_FORMAT: &str = "sgn-checkpoint-1";
-const HISTORY_FIELDS: [&str; 10] = [
-    "kind",
-    "epoch",
-    "iteration",
-    "wall_time",
-    "train_loss",
-    "test_loss",
-    "test_accuracy",
-    "rho",
-    "cg_iters",
-    "step_size",
-];
 
 impl Checkpoint {
     fn save(&self, path: &Path) -> Result<()> {
@@ -408,7 +454,7 @@ impl Checkpoint {
         for (name, values) in &self.optimizer {
             map.insert(format!("optimizer.{name}"), vector(values.clone()));
         }
-        for (i, field) in HISTORY_FIELDS.iter().enumerate() {
+        for (i, field) in RECORD_FIELDS.iter().enumerate() {
             let column = self.history.iter().map(|r| history_row(r)[i]).collect();
             map.insert(format!("history.{field}"), vector(column));
         }
@@ -422,23 +468,37 @@ impl Checkpoint {
             ("position".to_string(), self.progress.position.to_string()),
             ("iteration".to_string(), self.progress.iteration.to_string()),
             // Bits, so the accumulated time resumes exactly.
-            ("elapsed_bits".to_string(), self.progress.elapsed_before.to_bits().to_string()),
+            (
+                "elapsed_bits".to_string(),
+                self.progress.elapsed_before.to_bits().to_string(),
+            ),
         ]);
         map.save(path, &metadata)
     }
 
     fn load(path: &Path) -> Result<Checkpoint> {
         let (mut map, metadata) = TensorMap::load_with_metadata(path)?;
-        let corrupt = |what: String| Error::Tensor(format!("{}: not an sgn checkpoint: {what}", path.display()));
-        let meta = |key: &str| -> Result<&String> { metadata.get(key).ok_or_else(|| corrupt(format!("no '{key}' in its metadata"))) };
+        let corrupt = |what: String| {
+            Error::Tensor(format!("{}: not an sgn checkpoint: {what}", path.display()))
+        };
+        let meta = |key: &str| -> Result<&String> {
+            metadata
+                .get(key)
+                .ok_or_else(|| corrupt(format!("no '{key}' in its metadata")))
+        };
         if meta("format")? != CHECKPOINT_FORMAT {
-            return Err(corrupt(format!("format '{}', expected '{CHECKPOINT_FORMAT}'", meta("format")?)));
+            return Err(corrupt(format!(
+                "format '{}', expected '{CHECKPOINT_FORMAT}'",
+                meta("format")?
+            )));
         }
         let number = |key: &str| -> Result<u64> {
-            meta(key)?.parse().map_err(|_| corrupt(format!("metadata '{key}' is not a number")))
+            meta(key)?
+                .parse()
+                .map_err(|_| corrupt(format!("metadata '{key}' is not a number")))
         };
-        let mut history_columns = Vec::with_capacity(HISTORY_FIELDS.len());
-        for field in HISTORY_FIELDS {
+        let mut history_columns = Vec::with_capacity(RECORD_FIELDS.len());
+        for field in RECORD_FIELDS {
             let t = map
                 .remove(&format!("history.{field}"))
                 .ok_or_else(|| corrupt(format!("no tensor 'history.{field}'")))?;
@@ -452,7 +512,11 @@ impl Checkpoint {
             .map(|r| record_from_row(&history_columns.iter().map(|c| c[r]).collect::<Vec<_>>()))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| corrupt("a history row of unknown kind".to_string()))?;
-        let optimizer_keys: Vec<String> = map.names().filter(|n| n.starts_with("optimizer.")).map(str::to_string).collect();
+        let optimizer_keys: Vec<String> = map
+            .names()
+            .filter(|n| n.starts_with("optimizer."))
+            .map(str::to_string)
+            .collect();
         let mut optimizer = OptimizerState::new();
         for key in optimizer_keys {
             let t = map.remove(&key).expect("listed above");
@@ -481,7 +545,7 @@ fn vector(values: Vec<f64>) -> Tensor {
     Tensor::from_f64(DType::F64, &[n], values).expect("a vector")
 }
 
-/// A record as numbers, NaN for `None`, in [`HISTORY_FIELDS`] order.
+/// A record as numbers, NaN for `None`, in [`RECORD_FIELDS`] order.
 fn history_row(r: &Record) -> [f64; 10] {
     let opt = |v: Option<f64>| v.unwrap_or(f64::NAN);
     [

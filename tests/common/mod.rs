@@ -4,7 +4,7 @@
 use sgn::Model;
 use sgn::ir::store::TensorMap;
 use sgn::ir::{DType, Tensor};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The models shipped in `ir/`, by file name.
 pub fn ir_models() -> Vec<(String, Model)> {
@@ -123,4 +123,13 @@ pub fn rel_err(a: f64, b: f64) -> f64 {
         return 0.0;
     }
     (a - b).abs() / a.abs().max(b.abs()).max(1e-300)
+}
+
+/// Where the real datasets are cached for the tests: `$SGN_DATA_DIR` if set (CI may point it at
+/// a persistent cache), else a directory under cargo's target dir, reused between runs.
+pub fn test_data_dir() -> PathBuf {
+    match std::env::var_os(sgn::data::DATA_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_TARGET_TMPDIR")).join("data"),
+    }
 }

@@ -1202,20 +1202,7 @@ impl<'p> Lowerer<'p> {
         axes: &[usize],
         span: Span,
     ) -> Result<NodeId, Diagnostic> {
-        let kept = Shape(
-            shape
-                .dims()
-                .iter()
-                .enumerate()
-                .map(|(i, d)| {
-                    if axes.contains(&i) {
-                        Dim::fixed(1)
-                    } else {
-                        d.clone()
-                    }
-                })
-                .collect(),
-        );
+        let kept = shape.keepdims(axes);
         self.build(span, |g| g.reshape(reduced, &kept))
     }
 
