@@ -3,19 +3,40 @@
 use crate::autodiff::{DerivedGraphs, derive};
 use crate::ir::store::{TensorMap, check_args};
 use crate::ir::{ArgRole, DType, Graph, Tensor, interp};
+use crate::rewrite::{RewriteOptions, RewriteReport, optimize_derived};
 use crate::{Error, Model, Result};
 
 /// Options for [`Model::compile`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct CompileOptions {
     /// Run every tensor in this element type instead of the declared ones (f64 for checks).
     pub dtype: Option<DType>,
+    /// Simplify the derived graphs with equality saturation (on by default).
+    pub optimize: bool,
+    /// Limits and cost model of the simplification.
+    pub rewrite: RewriteOptions,
+}
+
+impl Default for CompileOptions {
+    fn default() -> CompileOptions {
+        CompileOptions {
+            dtype: None,
+            optimize: true,
+            rewrite: RewriteOptions::default(),
+        }
+    }
 }
 
 impl CompileOptions {
     /// These options with every tensor in `dtype`.
     pub fn with_dtype(mut self, dtype: DType) -> CompileOptions {
         self.dtype = Some(dtype);
+        self
+    }
+
+    /// These options with graph simplification on or off.
+    pub fn with_optimize(mut self, optimize: bool) -> CompileOptions {
+        self.optimize = optimize;
         self
     }
 }
@@ -51,6 +72,8 @@ impl CompileOptions {
 #[derive(Clone, Debug)]
 pub struct CompiledModel {
     pub graphs: DerivedGraphs,
+    /// What the simplification did to each graph (empty when it was off).
+    pub rewrite_reports: Vec<(&'static str, RewriteReport)>,
     output: String,
     param_names: Vec<String>,
 }
@@ -65,6 +88,17 @@ struct Sources<'a> {
     residuals: Option<&'a [Tensor]>,
 }
 
+impl<'a> Sources<'a> {
+    /// Parameters and a batch: what the forward, gradient and prepare graphs read.
+    fn batch(params: &'a TensorMap, batch: &'a TensorMap) -> Sources<'a> {
+        Sources {
+            params: Some(params),
+            batch: Some(batch),
+            ..Sources::default()
+        }
+    }
+}
+
 impl Model {
     /// Differentiates the model into every graph training needs (see [`CompiledModel`]).
     pub fn compile(&self, options: &CompileOptions) -> Result<CompiledModel> {
@@ -75,12 +109,18 @@ impl Model {
                 p.ty.dtype = dtype;
             }
         }
-        let graphs = derive(&model).map_err(|error| Error::Differentiate {
+        let derived = derive(&model).map_err(|error| Error::Differentiate {
             file: self.file.clone(),
             error,
         })?;
+        let (graphs, rewrite_reports) = if options.optimize {
+            optimize_derived(&derived, &options.rewrite)?
+        } else {
+            (derived, Vec::new())
+        };
         Ok(CompiledModel {
             graphs,
+            rewrite_reports,
             output: self.output.clone(),
             param_names: self.params.iter().map(|p| p.name.clone()).collect(),
         })
@@ -90,41 +130,20 @@ impl Model {
 impl CompiledModel {
     /// The loss on a batch.
     pub fn loss(&self, params: &TensorMap, batch: &TensorMap) -> Result<f64> {
-        let out = self.run(
-            &self.graphs.forward,
-            &Sources {
-                params: Some(params),
-                batch: Some(batch),
-                ..Sources::default()
-            },
-        )?;
+        let out = self.run(&self.graphs.forward, &Sources::batch(params, batch))?;
         Ok(scalar(&out[1]))
     }
 
     /// The network output and the loss on a batch.
     pub fn forward(&self, params: &TensorMap, batch: &TensorMap) -> Result<(Tensor, f64)> {
-        let mut out = self.run(
-            &self.graphs.forward,
-            &Sources {
-                params: Some(params),
-                batch: Some(batch),
-                ..Sources::default()
-            },
-        )?;
+        let mut out = self.run(&self.graphs.forward, &Sources::batch(params, batch))?;
         let loss = scalar(&out[1]);
         Ok((out.swap_remove(0), loss))
     }
 
     /// The loss and its gradient, one tensor per parameter.
     pub fn loss_and_grad(&self, params: &TensorMap, batch: &TensorMap) -> Result<(f64, TensorMap)> {
-        let out = self.run(
-            &self.graphs.grad,
-            &Sources {
-                params: Some(params),
-                batch: Some(batch),
-                ..Sources::default()
-            },
-        )?;
+        let out = self.run(&self.graphs.grad, &Sources::batch(params, batch))?;
         let loss = scalar(&out[0]);
         Ok((loss, self.per_param(out.into_iter().skip(1))))
     }
@@ -139,10 +158,8 @@ impl CompiledModel {
         let mut out = self.run(
             &self.graphs.jvp,
             &Sources {
-                params: Some(params),
-                batch: Some(batch),
                 directions: Some(v),
-                ..Sources::default()
+                ..Sources::batch(params, batch)
             },
         )?;
         let jv = out.pop().expect("jvp has two outputs");
@@ -154,10 +171,8 @@ impl CompiledModel {
         let out = self.run(
             &self.graphs.vjp,
             &Sources {
-                params: Some(params),
-                batch: Some(batch),
                 cotangent: Some(w),
-                ..Sources::default()
+                ..Sources::batch(params, batch)
             },
         )?;
         Ok(self.per_param(out.into_iter()))
@@ -168,10 +183,8 @@ impl CompiledModel {
         let out = self.run(
             &self.graphs.gv,
             &Sources {
-                params: Some(params),
-                batch: Some(batch),
                 directions: Some(v),
-                ..Sources::default()
+                ..Sources::batch(params, batch)
             },
         )?;
         Ok(self.per_param(out.into_iter()))
@@ -180,14 +193,7 @@ impl CompiledModel {
     /// Prepares `G` at (params, batch): runs everything that does not depend on `v` once, so that
     /// [`GvOperator::apply`] runs only the linear part.
     pub fn gv_operator(&self, params: &TensorMap, batch: &TensorMap) -> Result<GvOperator<'_>> {
-        let residuals = self.run(
-            &self.graphs.gv_prepare,
-            &Sources {
-                params: Some(params),
-                batch: Some(batch),
-                ..Sources::default()
-            },
-        )?;
+        let residuals = self.run(&self.graphs.gv_prepare, &Sources::batch(params, batch))?;
         Ok(GvOperator {
             model: self,
             residuals,

@@ -326,3 +326,76 @@ fn train_logs_plots_checkpoints_and_resumes() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(stderr(&unknown).contains("mnist"), "{}", stderr(&unknown));
 }
+
+#[test]
+fn inspect_shows_the_optimized_graph_and_what_simplification_did() {
+    let out = sgn(&[
+        "inspect",
+        "ir/mnist_mlp.sgn",
+        "--graph",
+        "gv-prepare",
+        "--opt",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let optimized = parse_graph(&stdout(&out)).unwrap();
+    let plain = parse_graph(&stdout(&sgn(&[
+        "inspect",
+        "ir/mnist_mlp.sgn",
+        "--graph",
+        "gv-prepare",
+    ])))
+    .unwrap();
+    assert!(optimized.pruned().nodes().len() < plain.pruned().nodes().len());
+
+    let out = sgn(&[
+        "inspect",
+        "ir/mnist_mlp.sgn",
+        "--graph",
+        "grad",
+        "--stats",
+        "--format",
+        "json",
+        "--batch",
+        "10",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["graph"], "grad");
+    for side in ["before", "after"] {
+        for key in ["nodes", "matmul_flops", "elementwise_flops", "bytes"] {
+            assert!(json[side][key].is_u64(), "{side}.{key} in {json}");
+        }
+    }
+    // Batch 10: the first layer's forward matmul alone is 2·10·784·20 FLOPs.
+    assert!(json["after"]["matmul_flops"].as_u64().unwrap() > 2 * 10 * 784 * 20);
+    let phases = json["phases"].as_array().unwrap();
+    let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "canonicalize",
+            "stabilize",
+            "simplify-derivatives",
+            "factor",
+            "extract"
+        ]
+    );
+    for p in phases {
+        for key in ["iterations", "egraph_nodes", "stop_reason", "ms"] {
+            assert!(!p[key].is_null(), "{key} in {p}");
+        }
+    }
+    let text = stdout(&sgn(&[
+        "inspect",
+        "ir/mnist_mlp.sgn",
+        "--graph",
+        "grad",
+        "--stats",
+    ]));
+    assert!(
+        text.contains("matmul FLOPs") && text.contains("canonicalize"),
+        "{text}"
+    );
+    let json_without_stats = sgn(&["inspect", "ir/mnist_mlp.sgn", "--format", "json"]);
+    assert_eq!(json_without_stats.status.code(), Some(1));
+}

@@ -168,8 +168,8 @@ pub fn derive(model: &Model) -> Result<DerivedGraphs, AdError> {
     })
 }
 
-/// Splits the one-shot `gv` graph at its residuals into prepare and apply stages.
-fn split_gv(gv: &Graph) -> (Graph, Graph) {
+/// Splits a one-shot `gv` graph at its residuals into prepare and apply stages.
+pub fn split_gv(gv: &Graph) -> (Graph, Graph) {
     let (directions, model_args): (Vec<Cut>, Vec<Cut>) = gv
         .args()
         .iter()

@@ -330,9 +330,9 @@ fn fold(op: &Op, inputs: &[&Facts], out: &TensorType) -> Option<f64> {
         .collect::<Option<_>>()?;
     let first = *constants.first()?;
     Some(match op {
-        Op::Unary(u) => eval_unary(*u, first),
+        Op::Unary(u) => UnaryOp::eval(*u, first),
         Op::Pow(e) => first.powf(e.get()),
-        Op::Binary(b) => eval_binary(*b, first, constants[1]),
+        Op::Binary(b) => BinaryOp::eval(*b, first, constants[1]),
         Op::Broadcast { .. }
         | Op::Reshape { .. }
         | Op::Transpose { .. }
@@ -389,45 +389,5 @@ fn is_positive(op: &Op, inputs: &[&Facts]) -> bool {
         | Op::Slice { .. }
         | Op::StopGradient => all,
         Op::Arg(_) | Op::Const(_) | Op::DimSize(_) => false,
-    }
-}
-
-/// A unary op on one f64, as the interpreter evaluates it.
-pub fn eval_unary(op: UnaryOp, x: f64) -> f64 {
-    match op {
-        UnaryOp::Neg => -x,
-        UnaryOp::Exp => x.exp(),
-        UnaryOp::Log => x.ln(),
-        UnaryOp::Tanh => x.tanh(),
-        UnaryOp::Sigmoid if x >= 0.0 => 1.0 / (1.0 + (-x).exp()),
-        UnaryOp::Sigmoid => x.exp() / (1.0 + x.exp()),
-        UnaryOp::Relu => {
-            if x < 0.0 {
-                0.0
-            } else {
-                x
-            }
-        }
-        UnaryOp::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
-        UnaryOp::Sqrt => x.sqrt(),
-        UnaryOp::Abs => x.abs(),
-        UnaryOp::Sign if x == 0.0 || x.is_nan() => x,
-        UnaryOp::Sign => x.signum(),
-        UnaryOp::Step => f64::from(u8::from(x > 0.0)),
-        UnaryOp::Recip => x.recip(),
-    }
-}
-
-/// A binary op on two f64s, as the interpreter evaluates it.
-pub fn eval_binary(op: BinaryOp, a: f64, b: f64) -> f64 {
-    match op {
-        BinaryOp::Add => a + b,
-        BinaryOp::Sub => a - b,
-        BinaryOp::Mul => a * b,
-        BinaryOp::Div => a / b,
-        BinaryOp::Max if a.is_nan() || a > b => a,
-        BinaryOp::Max => b,
-        BinaryOp::Min if a.is_nan() || a < b => a,
-        BinaryOp::Min => b,
     }
 }

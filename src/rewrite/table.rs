@@ -3,7 +3,7 @@
 
 use super::cost::{GraphStats, graph_stats};
 use super::report::change;
-use super::{RewriteOptions, optimize};
+use super::{RewriteOptions, optimize_derived};
 use crate::autodiff::derive;
 use crate::ir::{ArgRole, Graph};
 use crate::{Error, Model, Result};
@@ -108,15 +108,17 @@ pub fn optimization_table(dir: &Path, options: &RewriteOptions) -> Result<String
             file: model.file.clone(),
             error,
         })?;
-        let mut rows = Vec::new();
-        for (name, graph) in graphs.named() {
-            let (optimized, _) = optimize(graph, options)?;
-            rows.push(Row {
+        let (optimized, _) = optimize_derived(&graphs, options)?;
+        let rows: Vec<Row> = graphs
+            .named()
+            .into_iter()
+            .zip(optimized.named())
+            .map(|((name, before), (_, after))| Row {
                 graph: name,
-                before: graph_stats(graph, batch),
-                after: graph_stats(&optimized, batch),
-            });
-        }
+                before: graph_stats(before, batch),
+                after: graph_stats(after, batch),
+            })
+            .collect();
         let file_name = file.file_name().map_or_else(
             || file.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
