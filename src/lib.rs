@@ -6,6 +6,7 @@
 //! modules. [`Model`] is the entry point of the library API.
 
 pub mod autodiff;
+pub mod codegen;
 pub mod compile;
 pub mod data;
 pub mod error;

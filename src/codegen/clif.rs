@@ -1,0 +1,802 @@
+//! Code generation: a scheduled [`Program`] becomes one native function, emitted as CLIF and
+//! compiled by Cranelift.
+//!
+//! The function is `entry(buffers, sizes, thread, threads, barrier)`: `buffers` holds a base
+//! pointer per buffer, `sizes` the value of each symbolic size slot, and every thread of a call
+//! runs it with its own `thread` index (see [`super::runtime`]). Steps run in order, with a
+//! barrier between two steps where a thread could otherwise touch memory another is using.
+//!
+//! A kernel's loop nest walks its domain with one pointer per access, advanced per axis. The
+//! innermost axis runs as an `F32X4`/`F64X2` loop (unrolled four times with four accumulators
+//! when it is reduced) followed by a scalar tail, when every access moving along it is
+//! contiguous; otherwise as a scalar loop. Values that do not change along the inner axes are
+//! computed once, in the loop where they do change. Reductions over the inner axis accumulate in
+//! registers; others accumulate in the output, which each thread first fills with the identity
+//! over its own part.
+
+use super::math::Lanes;
+use super::runtime::{SpinBarrier, sgn_barrier, sgn_gemm};
+use super::schedule::{Access, Expr, ExprId, Gemm, Kernel, Program, ReduceKind, Step};
+use super::sizes::{Size, SizeSlots};
+use crate::ir::DType;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{
+    AbiParam, FuncRef, InstBuilder, MemFlagsData, UserFuncName, Value, types,
+};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::{Context, isa::OwnedTargetIsa};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{Linkage, Module, default_libcall_names};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The generated function: buffer pointers, size slots, thread index, thread count, barrier.
+pub type EntryFn = unsafe extern "C" fn(*const *mut u8, *const i64, i64, i64, *const SpinBarrier);
+
+/// Kernels with fewer points than this run on one thread.
+const KERNEL_PARALLEL_MIN: i64 = 1 << 14;
+
+/// Vector iterations per unrolled step of a reduced inner loop (one accumulator each).
+const REDUCTION_UNROLL: usize = 4;
+
+/// A program compiled to native code. Dropping it frees the code.
+pub struct Compiled {
+    /// Behind a mutex only so that `Compiled` is `Sync`; it is touched again only to free it.
+    module: Mutex<Option<JITModule>>,
+    pub entry: EntryFn,
+    pub slots: SizeSlots,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Compiled {
+    fn drop(&mut self) {
+        let module = self.module.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(module) = module.take() {
+            // SAFETY: the code is only reachable through `self.entry`, which dies with `self`;
+            // callers hold `self` borrowed while running it.
+            unsafe { module.free_memory() };
+        }
+    }
+}
+
+/// True if the host has fused multiply-add (and Cranelift will use it).
+pub fn host_has_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        true
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+fn host_isa() -> Result<OwnedTargetIsa, String> {
+    let mut flags = settings::builder();
+    let set = |flags: &mut settings::Builder, name: &str, value: &str| {
+        flags
+            .set(name, value)
+            .map_err(|e| format!("cranelift setting {name}={value}: {e}"))
+    };
+    set(&mut flags, "opt_level", "speed")?;
+    set(&mut flags, "is_pic", "false")?;
+    set(&mut flags, "use_colocated_libcalls", "false")?;
+    let isa = cranelift_native::builder().map_err(|e| format!("host not supported: {e}"))?;
+    isa.finish(settings::Flags::new(flags))
+        .map_err(|e| format!("cannot configure the host ISA: {e}"))
+}
+
+/// Compiles `program` to native code.
+pub fn compile(program: &Program, name: &str) -> Result<Compiled, String> {
+    let isa = host_isa()?;
+    let ptr = isa.pointer_type();
+    let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
+    builder.symbol("sgn_gemm", sgn_gemm as *const u8);
+    builder.symbol("sgn_barrier", sgn_barrier as *const u8);
+    let mut module = JITModule::new(builder);
+    let err = |what: &str, e: &dyn std::fmt::Display| format!("JIT of graph '{name}': {what}: {e}");
+
+    let mut entry_sig = module.make_signature();
+    for ty in [ptr, ptr, types::I64, types::I64, ptr] {
+        entry_sig.params.push(AbiParam::new(ty));
+    }
+    let mut gemm_sig = module.make_signature();
+    gemm_sig.params.push(AbiParam::new(types::I64));
+    for ty in [types::I64, types::I64, types::I64] {
+        gemm_sig.params.push(AbiParam::new(ty));
+    }
+    for _ in 0..3 {
+        gemm_sig.params.push(AbiParam::new(ptr));
+        gemm_sig.params.push(AbiParam::new(types::I64));
+        gemm_sig.params.push(AbiParam::new(types::I64));
+    }
+    gemm_sig.params.push(AbiParam::new(types::I64));
+    gemm_sig.params.push(AbiParam::new(types::I64));
+    let mut barrier_sig = module.make_signature();
+    barrier_sig.params.push(AbiParam::new(ptr));
+
+    let entry_id = module
+        .declare_function("entry", Linkage::Local, &entry_sig)
+        .map_err(|e| err("declare", &e))?;
+    let gemm_id = module
+        .declare_function("sgn_gemm", Linkage::Import, &gemm_sig)
+        .map_err(|e| err("declare", &e))?;
+    let barrier_id = module
+        .declare_function("sgn_barrier", Linkage::Import, &barrier_sig)
+        .map_err(|e| err("declare", &e))?;
+
+    let mut ctx: Context = module.make_context();
+    ctx.func.signature = entry_sig;
+    ctx.func.name = UserFuncName::user(0, entry_id.as_u32());
+    let mut slots = SizeSlots::default();
+    {
+        let mut fctx = FunctionBuilderContext::new();
+        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let gemm = module.declare_func_in_func(gemm_id, b.func);
+        let barrier = module.declare_func_in_func(barrier_id, b.func);
+        let block = b.create_block();
+        b.append_block_params_for_function_params(block);
+        b.switch_to_block(block);
+        b.seal_block(block);
+        let params = b.block_params(block).to_vec();
+        let mut e = Emitter {
+            b,
+            dtype: program.dtype,
+            fma: host_has_fma(),
+            esize: program.dtype.size_bytes() as i64,
+            buffers: params[0],
+            sizes: params[1],
+            thread: params[2],
+            threads: params[3],
+            barrier_ptr: params[4],
+            gemm,
+            barrier,
+            slots: &mut slots,
+        };
+        for (step, barrier_before) in program.steps.iter().zip(program.barriers()) {
+            if barrier_before {
+                let barrier_ptr = e.barrier_ptr;
+                e.b.ins().call(e.barrier, &[barrier_ptr]);
+            }
+            match step {
+                Step::Kernel(k) => e.kernel(k),
+                Step::Gemm(g) => e.gemm(g),
+            }
+        }
+        e.b.ins().return_(&[]);
+        e.b.finalize(module.target_config());
+    }
+    module
+        .define_function(entry_id, &mut ctx)
+        .map_err(|e| err("compile", &format!("{e:?}")))?;
+    module.clear_context(&mut ctx);
+    module.finalize_definitions().map_err(|e| err("link", &e))?;
+    let code = module.get_finalized_function(entry_id);
+    // SAFETY: `code` was compiled from a function with exactly this signature.
+    let entry = unsafe { std::mem::transmute::<*const u8, EntryFn>(code) };
+    Ok(Compiled {
+        module: Mutex::new(Some(module)),
+        entry,
+        slots,
+    })
+}
+
+/// A loop being emitted: `for i in start..end step` with `i` in `var`.
+struct Loop {
+    var: Variable,
+    header: cranelift_codegen::ir::Block,
+    exit: cranelift_codegen::ir::Block,
+    step: i64,
+}
+
+struct Emitter<'f, 's> {
+    b: FunctionBuilder<'f>,
+    dtype: DType,
+    fma: bool,
+    esize: i64,
+    buffers: Value,
+    sizes: Value,
+    thread: Value,
+    threads: Value,
+    barrier_ptr: Value,
+    gemm: FuncRef,
+    barrier: FuncRef,
+    slots: &'s mut SizeSlots,
+}
+
+/// The per-kernel facts the loop emitters share.
+struct KernelCtx<'k> {
+    kernel: &'k Kernel,
+    /// Every access: loads (in expression order), then stores, then reduction outputs.
+    accesses: Vec<&'k Access>,
+    load_access: HashMap<ExprId, usize>,
+    store_access: Vec<usize>,
+    reduction_access: Vec<usize>,
+    /// Per access, per axis: the stride in bytes, or `None` if it is 0.
+    strides: Vec<Vec<Option<Value>>>,
+    /// Per expression: the outermost loop axis inside which it is constant, i.e. the innermost
+    /// axis it varies along (−1: constant in the whole kernel).
+    level: Vec<i32>,
+    /// Loop ranges per axis.
+    ranges: Vec<(Value, Value)>,
+    /// Scalar values of expressions computed outside the inner loop.
+    outer: Vec<Option<Value>>,
+    /// True if the inner loop runs on vectors.
+    vector: bool,
+    /// Reductions over the inner axis, which accumulate in registers.
+    inner_reduced: Vec<usize>,
+}
+
+impl Emitter<'_, '_> {
+    fn lanes(&self, vector: bool) -> Lanes {
+        Lanes {
+            dtype: self.dtype,
+            vector,
+            fma: self.fma,
+        }
+    }
+
+    /// A runtime size: a constant, or a load from its slot.
+    fn size(&mut self, s: &Size) -> Value {
+        match s.as_fixed() {
+            Some(n) => self.b.ins().iconst(types::I64, n as i64),
+            None => {
+                let slot = self.slots.slot(s);
+                let flags = MemFlagsData::trusted().with_readonly();
+                self.b
+                    .ins()
+                    .load(types::I64, flags, self.sizes, (slot * 8) as i32)
+            }
+        }
+    }
+
+    /// `buffers[id] + offset·esize`.
+    fn base_pointer(&mut self, buffer: usize, offset: &Size) -> Value {
+        let flags = MemFlagsData::trusted().with_readonly();
+        let base = self
+            .b
+            .ins()
+            .load(types::I64, flags, self.buffers, (buffer * 8) as i32);
+        if offset.is_zero() {
+            return base;
+        }
+        let offset = self.size(offset);
+        let bytes = self.b.ins().imul_imm_s(offset, self.esize);
+        self.b.ins().iadd(base, bytes)
+    }
+
+    fn begin_loop(&mut self, start: Value, end: Value, step: i64) -> (Loop, Value) {
+        let var = self.b.declare_var(types::I64);
+        self.b.def_var(var, start);
+        self.begin_loop_with(var, end, step)
+    }
+
+    /// A loop continuing the index in `var`: runs while `i + step ≤ end`.
+    fn begin_loop_with(&mut self, var: Variable, end: Value, step: i64) -> (Loop, Value) {
+        let header = self.b.create_block();
+        let body = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let i = self.b.use_var(var);
+        let cond = if step == 1 {
+            self.b.ins().icmp(IntCC::SignedLessThan, i, end)
+        } else {
+            let next = self.b.ins().iadd_imm_s(i, step);
+            self.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, end)
+        };
+        self.b.ins().brif(cond, body, &[], exit, &[]);
+        self.b.switch_to_block(body);
+        self.b.seal_block(body);
+        let i = self.b.use_var(var);
+        (
+            Loop {
+                var,
+                header,
+                exit,
+                step,
+            },
+            i,
+        )
+    }
+
+    fn end_loop(&mut self, l: Loop) {
+        let i = self.b.use_var(l.var);
+        let next = self.b.ins().iadd_imm_s(i, l.step);
+        self.b.def_var(l.var, next);
+        self.b.ins().jump(l.header, &[]);
+        self.b.seal_block(l.header);
+        self.b.switch_to_block(l.exit);
+        self.b.seal_block(l.exit);
+    }
+
+    fn gemm(&mut self, g: &Gemm) {
+        let is_f64 = self
+            .b
+            .ins()
+            .iconst(types::I64, i64::from(self.dtype == DType::F64));
+        let mut args = vec![is_f64, self.size(&g.m), self.size(&g.k), self.size(&g.n)];
+        for mat in [&g.a, &g.b, &g.c] {
+            let p = self.base_pointer(mat.buffer, &mat.offset);
+            args.push(p);
+            args.push(self.size(&mat.row_stride));
+            args.push(self.size(&mat.col_stride));
+        }
+        args.push(self.thread);
+        args.push(self.threads);
+        self.b.ins().call(self.gemm, &args);
+    }
+
+    fn kernel(&mut self, k: &Kernel) {
+        let rank = k.domain.len();
+        let done = self.b.create_block();
+        let extents: Vec<Value> = k.domain.iter().map(|d| self.size(d)).collect();
+        let ranges = self.thread_ranges(k, &extents, done);
+
+        let mut accesses: Vec<&Access> = Vec::new();
+        let mut load_access = HashMap::new();
+        for (id, e) in k.exprs.iter().enumerate() {
+            if let Expr::Load(a) = e {
+                load_access.insert(id, accesses.len());
+                accesses.push(a);
+            }
+        }
+        let store_access: Vec<usize> = k
+            .stores
+            .iter()
+            .map(|(_, a)| {
+                accesses.push(a);
+                accesses.len() - 1
+            })
+            .collect();
+        let reduction_access: Vec<usize> = k
+            .reductions
+            .iter()
+            .map(|r| {
+                accesses.push(&r.out);
+                accesses.len() - 1
+            })
+            .collect();
+        let mut bases = Vec::with_capacity(accesses.len());
+        let mut strides = Vec::with_capacity(accesses.len());
+        for a in &accesses {
+            bases.push(self.base_pointer(a.buffer, &a.offset));
+            let per_axis = a
+                .strides
+                .iter()
+                .map(|s| {
+                    if s.is_zero() {
+                        None
+                    } else {
+                        let s = self.size(s);
+                        Some(self.b.ins().imul_imm_s(s, self.esize))
+                    }
+                })
+                .collect();
+            strides.push(per_axis);
+        }
+
+        let mut level = vec![-1i32; k.exprs.len()];
+        for (id, e) in k.exprs.iter().enumerate() {
+            level[id] = match e {
+                Expr::Load(a) => (0..rank)
+                    .rev()
+                    .find(|&j| !a.strides[j].is_zero())
+                    .map_or(-1, |j| j as i32),
+                Expr::Const(_) | Expr::DimSize(_) => -1,
+                Expr::Unary(_, x) | Expr::Pow(_, x) => level[*x],
+                Expr::Binary(_, x, y) => level[*x].max(level[*y]),
+            };
+        }
+        let inner = rank.checked_sub(1);
+        let unit = Size::fixed(1);
+        let vector = inner.is_some_and(|inner| {
+            let moving_contiguous =
+                |a: &Access| a.strides[inner].is_zero() || a.strides[inner] == unit;
+            accesses.iter().all(|a| moving_contiguous(a))
+        });
+        let inner_reduced: Vec<usize> = match inner {
+            Some(inner) => (0..k.reductions.len())
+                .filter(|&r| k.reductions[r].reduced[inner])
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut ctx = KernelCtx {
+            kernel: k,
+            accesses,
+            load_access,
+            store_access,
+            reduction_access,
+            strides,
+            level,
+            ranges,
+            outer: vec![None; k.exprs.len()],
+            vector,
+            inner_reduced,
+        };
+
+        for r in 0..k.reductions.len() {
+            if self.needs_init(&ctx, r) {
+                let base = bases[ctx.reduction_access[r]];
+                self.fill_identity(&ctx, r, base);
+            }
+        }
+        self.level_values(&mut ctx, -1, &bases);
+        match rank {
+            0 => {
+                for (s, (e, _)) in k.stores.iter().enumerate() {
+                    let v = ctx.outer[*e].expect("rank-0 values are computed up front");
+                    let p = bases[ctx.store_access[s]];
+                    self.b.ins().store(mem_flags(), v, p, 0);
+                }
+            }
+            _ => self.nest(&mut ctx, 0, &bases),
+        }
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(done);
+        self.b.seal_block(done);
+    }
+
+    /// The range of each axis this thread runs; jumps to `skip` if it runs nothing.
+    fn thread_ranges(
+        &mut self,
+        k: &Kernel,
+        extents: &[Value],
+        skip: cranelift_codegen::ir::Block,
+    ) -> Vec<(Value, Value)> {
+        let zero = self.b.ins().iconst(types::I64, 0);
+        let mut ranges: Vec<(Value, Value)> = extents.iter().map(|&e| (zero, e)).collect();
+        let run = self.b.create_block();
+        match k.split {
+            None => {
+                let first = self.b.ins().icmp_imm_s(IntCC::Equal, self.thread, 0);
+                self.b.ins().brif(first, run, &[], skip, &[]);
+            }
+            Some(axis) => {
+                let mut points = self.b.ins().iconst(types::I64, 1);
+                for &e in extents {
+                    points = self.b.ins().imul(points, e);
+                }
+                let small =
+                    self.b
+                        .ins()
+                        .icmp_imm_s(IntCC::SignedLessThan, points, KERNEL_PARALLEL_MIN);
+                let extent = extents[axis];
+                // per = ceil(extent / threads), a whole number of vectors on the inner axis.
+                let t_minus_1 = self.b.ins().iadd_imm_s(self.threads, -1);
+                let sum = self.b.ins().iadd(extent, t_minus_1);
+                let mut per = self.b.ins().sdiv(sum, self.threads);
+                if axis + 1 == extents.len() {
+                    let lanes = self.lanes(true).count() as i64;
+                    per = self.b.ins().iadd_imm_s(per, lanes - 1);
+                    per = self.b.ins().band_imm_s(per, -lanes);
+                }
+                let start = self.b.ins().imul(self.thread, per);
+                let start = self.b.ins().smin(start, extent);
+                let end = self.b.ins().iadd(start, per);
+                let end = self.b.ins().smin(end, extent);
+                // Small kernels: thread 0 runs everything, the others nothing.
+                let is_first = self.b.ins().icmp_imm_s(IntCC::Equal, self.thread, 0);
+                let small_start = self.b.ins().select(is_first, zero, extent);
+                let start = self.b.ins().select(small, small_start, start);
+                let end = self.b.ins().select(small, extent, end);
+                ranges[axis] = (start, end);
+                let empty = self
+                    .b
+                    .ins()
+                    .icmp(IntCC::SignedGreaterThanOrEqual, start, end);
+                self.b.ins().brif(empty, skip, &[], run, &[]);
+            }
+        }
+        self.b.switch_to_block(run);
+        self.b.seal_block(run);
+        ranges
+    }
+
+    /// True if reduction `r` accumulates into its output across loop iterations that are not
+    /// all in one inner loop, so the output must start at the identity.
+    fn needs_init(&self, ctx: &KernelCtx, r: usize) -> bool {
+        let reduced = &ctx.kernel.reductions[r].reduced;
+        let rank = reduced.len();
+        if ctx.inner_reduced.contains(&r) {
+            reduced[..rank - 1].iter().any(|&x| x)
+        } else {
+            reduced.iter().any(|&x| x)
+        }
+    }
+
+    /// Writes the identity of reduction `r` over this thread's part of its output.
+    fn fill_identity(&mut self, ctx: &KernelCtx, r: usize, base: Value) {
+        let reduction = &ctx.kernel.reductions[r];
+        let access = ctx.reduction_access[r];
+        let identity = match reduction.kind {
+            ReduceKind::Sum => 0.0,
+            ReduceKind::Max => f64::NEG_INFINITY,
+        };
+        let mut loops = Vec::new();
+        let mut p = base;
+        for (j, &reduced) in reduction.reduced.iter().enumerate() {
+            if reduced {
+                continue;
+            }
+            let (start, end) = ctx.ranges[j];
+            let (l, i) = self.begin_loop(start, end, 1);
+            if let Some(stride) = ctx.strides[access][j] {
+                let offset = self.b.ins().imul(i, stride);
+                p = self.b.ins().iadd(p, offset);
+            }
+            loops.push(l);
+        }
+        let v = self.lanes(false).constant(&mut self.b, identity);
+        self.b.ins().store(mem_flags(), v, p, 0);
+        for l in loops.into_iter().rev() {
+            self.end_loop(l);
+        }
+    }
+
+    /// Computes (as scalars) the expressions that first vary at loop `level`, with `pointers`
+    /// the access pointers at that level.
+    fn level_values(&mut self, ctx: &mut KernelCtx, level: i32, pointers: &[Value]) {
+        let lanes = self.lanes(false);
+        for id in 0..ctx.kernel.exprs.len() {
+            if ctx.level[id] != level {
+                continue;
+            }
+            let v = match &ctx.kernel.exprs[id] {
+                Expr::Load(_) => {
+                    let p = pointers[ctx.load_access[&id]];
+                    self.b.ins().load(lanes.float(), mem_flags(), p, 0)
+                }
+                Expr::Const(c) => lanes.constant(&mut self.b, *c),
+                Expr::DimSize(s) => {
+                    let n = self.size(s);
+                    self.b.ins().fcvt_from_sint(lanes.float(), n)
+                }
+                Expr::Unary(op, x) => {
+                    let x = ctx.outer[*x].expect("operands come first");
+                    lanes.unary(&mut self.b, *op, x)
+                }
+                Expr::Pow(c, x) => {
+                    let x = ctx.outer[*x].expect("operands come first");
+                    lanes.pow(&mut self.b, x, *c)
+                }
+                Expr::Binary(op, x, y) => {
+                    let x = ctx.outer[*x].expect("operands come first");
+                    let y = ctx.outer[*y].expect("operands come first");
+                    lanes.binary(&mut self.b, *op, x, y)
+                }
+            };
+            ctx.outer[id] = Some(v);
+        }
+    }
+
+    /// Emits loop `axis` and everything inside it; `pointers` are the access pointers of the
+    /// enclosing level.
+    fn nest(&mut self, ctx: &mut KernelCtx, axis: usize, pointers: &[Value]) {
+        let rank = ctx.kernel.domain.len();
+        if axis + 1 == rank {
+            self.inner_loops(ctx, pointers);
+            return;
+        }
+        let (start, end) = ctx.ranges[axis];
+        let (l, i) = self.begin_loop(start, end, 1);
+        let here: Vec<Value> = (0..ctx.accesses.len())
+            .map(|a| match ctx.strides[a][axis] {
+                Some(stride) => {
+                    let offset = self.b.ins().imul(i, stride);
+                    self.b.ins().iadd(pointers[a], offset)
+                }
+                None => pointers[a],
+            })
+            .collect();
+        self.level_values(ctx, axis as i32, &here);
+        self.nest(ctx, axis + 1, &here);
+        // Values of this level are not valid after the loop.
+        for id in 0..ctx.kernel.exprs.len() {
+            if ctx.level[id] >= axis as i32 {
+                ctx.outer[id] = None;
+            }
+        }
+        self.end_loop(l);
+    }
+
+    /// The innermost axis: vector loops (unrolled when reducing), a scalar tail, then the
+    /// register accumulators written out.
+    fn inner_loops(&mut self, ctx: &mut KernelCtx, pointers: &[Value]) {
+        let kernel = ctx.kernel;
+        let axis = kernel.domain.len() - 1;
+        let (start, end) = ctx.ranges[axis];
+        let scalar = self.lanes(false);
+        let vector = self.lanes(true);
+        let identity = |kind: ReduceKind| match kind {
+            ReduceKind::Sum => 0.0,
+            ReduceKind::Max => f64::NEG_INFINITY,
+        };
+        let unroll = if ctx.vector && !ctx.inner_reduced.is_empty() {
+            REDUCTION_UNROLL
+        } else {
+            1
+        };
+        // Accumulators: per inner-reduced reduction, `unroll` vectors and one scalar.
+        let mut vector_accs: Vec<Vec<Variable>> = Vec::new();
+        let mut scalar_accs: Vec<Variable> = Vec::new();
+        for &r in &ctx.inner_reduced {
+            let id = identity(kernel.reductions[r].kind);
+            if ctx.vector {
+                let accs = (0..unroll)
+                    .map(|_| {
+                        let var = self.b.declare_var(vector.float());
+                        let v = vector.constant(&mut self.b, id);
+                        self.b.def_var(var, v);
+                        var
+                    })
+                    .collect();
+                vector_accs.push(accs);
+            }
+            let var = self.b.declare_var(scalar.float());
+            let v = scalar.constant(&mut self.b, id);
+            self.b.def_var(var, v);
+            scalar_accs.push(var);
+        }
+
+        let index = self.b.declare_var(types::I64);
+        self.b.def_var(index, start);
+        if ctx.vector {
+            let width = vector.count() as i64;
+            if unroll > 1 {
+                let (l, i) = self.begin_loop_with(index, end, width * unroll as i64);
+                for u in 0..unroll {
+                    let at = self.b.ins().iadd_imm_s(i, width * u as i64);
+                    let accs: Vec<Variable> = vector_accs.iter().map(|a| a[u]).collect();
+                    self.body(ctx, vector, at, pointers, &accs);
+                }
+                self.end_loop(l);
+            }
+            let (l, i) = self.begin_loop_with(index, end, width);
+            let accs: Vec<Variable> = vector_accs.iter().map(|a| a[0]).collect();
+            self.body(ctx, vector, i, pointers, &accs);
+            self.end_loop(l);
+        }
+        let (l, i) = self.begin_loop_with(index, end, 1);
+        self.body(ctx, scalar, i, pointers, &scalar_accs);
+        self.end_loop(l);
+
+        for (k, &r) in ctx.inner_reduced.iter().enumerate() {
+            let kind = kernel.reductions[r].kind;
+            let combine = |b: &mut FunctionBuilder, x: Value, y: Value| match kind {
+                ReduceKind::Sum => b.ins().fadd(x, y),
+                ReduceKind::Max => b.ins().fmax(x, y),
+            };
+            let mut total: Option<Value> = None;
+            if ctx.vector {
+                let mut v = self.b.use_var(vector_accs[k][0]);
+                for &acc in &vector_accs[k][1..] {
+                    let w = self.b.use_var(acc);
+                    v = combine(&mut self.b, v, w);
+                }
+                for lane in 0..vector.count() {
+                    let x = self.b.ins().extractlane(v, lane as u8);
+                    total = Some(match total {
+                        Some(t) => combine(&mut self.b, t, x),
+                        None => x,
+                    });
+                }
+            }
+            let tail = self.b.use_var(scalar_accs[k]);
+            let mut total = match total {
+                Some(t) => combine(&mut self.b, t, tail),
+                None => tail,
+            };
+            let p = pointers[ctx.reduction_access[r]];
+            if self.needs_init(ctx, r) {
+                let old = self.b.ins().load(scalar.float(), mem_flags(), p, 0);
+                total = combine(&mut self.b, old, total);
+            }
+            self.b.ins().store(mem_flags(), total, p, 0);
+        }
+    }
+
+    /// One point (or one vector of points) of the inner loop at index `i`.
+    fn body(
+        &mut self,
+        ctx: &KernelCtx,
+        lanes: Lanes,
+        i: Value,
+        pointers: &[Value],
+        accs: &[Variable],
+    ) {
+        let kernel = ctx.kernel;
+        let axis = kernel.domain.len() - 1;
+        let mut values: Vec<Option<Value>> = vec![None; kernel.exprs.len()];
+        let address = |e: &mut Self, access: usize| match ctx.strides[access][axis] {
+            Some(stride) => {
+                let offset = e.b.ins().imul(i, stride);
+                e.b.ins().iadd(pointers[access], offset)
+            }
+            None => pointers[access],
+        };
+        for id in 0..kernel.exprs.len() {
+            if ctx.level[id] < axis as i32 {
+                continue;
+            }
+            let v = match &kernel.exprs[id] {
+                Expr::Load(_) => {
+                    let p = address(self, ctx.load_access[&id]);
+                    self.b.ins().load(lanes.float(), mem_flags(), p, 0)
+                }
+                Expr::Const(_) | Expr::DimSize(_) => unreachable!("constant in the whole kernel"),
+                Expr::Unary(op, x) => {
+                    let x = self.operand(ctx, lanes, &values, *x);
+                    lanes.unary(&mut self.b, *op, x)
+                }
+                Expr::Pow(c, x) => {
+                    let x = self.operand(ctx, lanes, &values, *x);
+                    lanes.pow(&mut self.b, x, *c)
+                }
+                Expr::Binary(op, x, y) => {
+                    let x = self.operand(ctx, lanes, &values, *x);
+                    let y = self.operand(ctx, lanes, &values, *y);
+                    lanes.binary(&mut self.b, *op, x, y)
+                }
+            };
+            values[id] = Some(v);
+        }
+        for (s, (e, _)) in kernel.stores.iter().enumerate() {
+            let v = self.operand(ctx, lanes, &values, *e);
+            let p = address(self, ctx.store_access[s]);
+            self.b.ins().store(mem_flags(), v, p, 0);
+        }
+        for (r, reduction) in kernel.reductions.iter().enumerate() {
+            let v = self.operand(ctx, lanes, &values, reduction.value);
+            let combined = |b: &mut FunctionBuilder, x: Value| match reduction.kind {
+                ReduceKind::Sum => b.ins().fadd(x, v),
+                ReduceKind::Max => b.ins().fmax(x, v),
+            };
+            match ctx.inner_reduced.iter().position(|&k| k == r) {
+                Some(k) => {
+                    let acc = self.b.use_var(accs[k]);
+                    let acc = combined(&mut self.b, acc);
+                    self.b.def_var(accs[k], acc);
+                }
+                None => {
+                    let p = address(self, ctx.reduction_access[r]);
+                    let old = self.b.ins().load(lanes.float(), mem_flags(), p, 0);
+                    let new = combined(&mut self.b, old);
+                    self.b.ins().store(mem_flags(), new, p, 0);
+                }
+            }
+        }
+    }
+
+    /// The value of expression `id` in the inner loop: computed there, or hoisted and splat.
+    fn operand(
+        &mut self,
+        ctx: &KernelCtx,
+        lanes: Lanes,
+        values: &[Option<Value>],
+        id: ExprId,
+    ) -> Value {
+        match values[id] {
+            Some(v) => v,
+            None => {
+                let scalar = ctx.outer[id].expect("hoisted values are computed before the loop");
+                lanes.splat(&mut self.b, scalar)
+            }
+        }
+    }
+}
+
+/// Flags of every data access: unaligned, never trapping (addresses come from the plan).
+fn mem_flags() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}

@@ -1,0 +1,467 @@
+//! The JIT backend: graphs compiled to native code with Cranelift.
+//!
+//! [`compile_graph`] turns any valid [`Graph`] into a [`JitGraph`], in four stages:
+//! 1. [`schedule`](self::schedule): elementwise ops, broadcasts and reductions are fused into loop
+//!    nests (one pass over memory per group), matmuls become GEMM calls on strided operands (so
+//!    transposes cost nothing) whose epilogues (bias, activation, derivative products) run in the
+//!    fused loop that follows;
+//! 2. code generation (`clif`): one native function per graph, with SIMD loops, scalar tails,
+//!    register accumulators and polynomial `exp`/`log`/`tanh`/`sigmoid`/`softplus`
+//!    ([`math`](self::math));
+//! 3. a memory plan per binding of the symbolic dimensions (`plan`): temporaries share one arena
+//!    by lifetime, planned once per distinct batch size and reused;
+//! 4. threads (`runtime`): every thread runs the function on its own share of each step, so
+//!    results are the same for any thread count.
+//!
+//! [`JitGraph::run`] has the contract of [`interp::run`]: arguments are checked by
+//! [`interp::bind_dims`] at the boundary (wrong shapes are errors, never undefined behaviour),
+//! outputs come back in the order of `graph.outputs()`. [`JitGraph::run_into`] writes into
+//! caller-owned outputs, so repeated calls allocate nothing.
+//!
+//! ```
+//! use sgn::codegen::{JitOptions, compile_graph};
+//! use sgn::ir::{ArgRole, DType, Dim, Graph, Shape, Tensor, TensorType, UnaryOp};
+//!
+//! // total = sum(relu(x)) for x: f64[B, 2]
+//! let mut graph = Graph::new("demo");
+//! let x_type = TensorType::new(DType::F64, Shape(vec![Dim::sym("B"), Dim::fixed(2)]));
+//! let x = graph.add_arg("x", ArgRole::Input, x_type);
+//! let relu = graph.unary(UnaryOp::Relu, x)?;
+//! let total = graph.sum(relu, &[0, 1])?;
+//! graph.add_output("total", total);
+//!
+//! let jit = compile_graph(&graph, &JitOptions::default())?;
+//! let x_value = Tensor::from_f64(DType::F64, &[2, 2], vec![1.0, -2.0, 3.0, -4.0])
+//!     .ok_or("4 values fill a 2×2 tensor")?;
+//! let outputs = jit.run(&[x_value])?;
+//! assert_eq!(outputs[0].scalar_value(), Some(4.0));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod clif;
+pub mod math;
+mod plan;
+mod roofline;
+mod runtime;
+mod schedule;
+mod sizes;
+
+pub use clif::host_has_fma;
+pub use roofline::{roofline_graph, roofline_ms};
+
+use crate::error::{Error, Result};
+use crate::ir::{Bindings, DType, Graph, Tensor, interp};
+use plan::Plan;
+use runtime::{Pool, SpinBarrier};
+use schedule::{BufferKind, Program};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Options for [`compile_graph`].
+#[derive(Clone, Debug, Default)]
+pub struct JitOptions {
+    /// Threads that run each call; 0 means one per available core.
+    pub threads: usize,
+}
+
+impl JitOptions {
+    /// The thread count these options give on this machine.
+    pub fn thread_count(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+/// Calls with fewer floating-point operations than this run on the calling thread alone: waking
+/// the other threads would cost more than they save.
+const PARALLEL_MIN_FLOPS: f64 = 2.0e5;
+
+/// Something that evaluates a graph: the reference interpreter or the JIT.
+pub trait Backend: Send + Sync {
+    /// `"interpreter"` or `"jit"`.
+    fn name(&self) -> &'static str;
+
+    /// The graph this backend evaluates.
+    fn graph(&self) -> &Graph;
+
+    /// Evaluates the graph with the contract of [`interp::run`].
+    fn run(&self, args: &[Tensor]) -> Result<Vec<Tensor>>;
+
+    /// Evaluates the graph into `outputs`, which must have the outputs' dtypes and shapes (as
+    /// returned by [`Backend::run`] for these arguments) in standard layout.
+    fn run_into(&self, args: &[Tensor], outputs: &mut [Tensor]) -> Result<()>;
+}
+
+/// Which backend to compile a graph for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BackendKind {
+    /// The reference interpreter ([`interp::run`]).
+    Interpreter,
+    /// Native code ([`compile_graph`]).
+    #[default]
+    Jit,
+}
+
+impl BackendKind {
+    /// The CLI spelling: `interp` or `jit`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Interpreter => "interp",
+            BackendKind::Jit => "jit",
+        }
+    }
+
+    /// Parses `interp` / `jit`.
+    pub fn from_name(name: &str) -> Option<BackendKind> {
+        match name {
+            "interp" | "interpreter" => Some(BackendKind::Interpreter),
+            "jit" => Some(BackendKind::Jit),
+            _ => None,
+        }
+    }
+}
+
+/// Prepares `graph` for evaluation by the backend `kind`.
+pub fn compile_backend(
+    graph: &Graph,
+    kind: BackendKind,
+    options: &JitOptions,
+) -> Result<Box<dyn Backend>> {
+    Ok(match kind {
+        BackendKind::Interpreter => Box::new(Interpreter {
+            graph: graph.clone(),
+        }),
+        BackendKind::Jit => Box::new(compile_graph(graph, options)?),
+    })
+}
+
+/// The reference interpreter as a [`Backend`].
+#[derive(Clone, Debug)]
+pub struct Interpreter {
+    graph: Graph,
+}
+
+impl Interpreter {
+    pub fn new(graph: &Graph) -> Interpreter {
+        Interpreter {
+            graph: graph.clone(),
+        }
+    }
+}
+
+impl Backend for Interpreter {
+    fn name(&self) -> &'static str {
+        "interpreter"
+    }
+
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    fn run(&self, args: &[Tensor]) -> Result<Vec<Tensor>> {
+        interp::run(&self.graph, args)
+    }
+
+    fn run_into(&self, args: &[Tensor], outputs: &mut [Tensor]) -> Result<()> {
+        let bindings = interp::bind_dims(&self.graph, args)?;
+        check_outputs(&self.graph, &bindings, outputs)?;
+        for (slot, value) in outputs.iter_mut().zip(interp::run(&self.graph, args)?) {
+            *slot = value;
+        }
+        Ok(())
+    }
+}
+
+/// A graph compiled to native code, ready to run many times.
+pub struct JitGraph {
+    graph: Graph,
+    program: Program,
+    /// Declared before `code`: the workers stop before the code they run is freed.
+    pool: Pool,
+    code: clif::Compiled,
+    barrier: SpinBarrier,
+    /// For calls that run on the calling thread only.
+    solo_barrier: SpinBarrier,
+    state: Mutex<RunState>,
+}
+
+impl std::fmt::Debug for JitGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JitGraph")
+            .field("graph", &self.graph.name)
+            .field("steps", &self.program.steps.len())
+            .field("threads", &self.pool.threads())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What calls reuse: plans per binding, the arena, the buffer-pointer table.
+#[derive(Default)]
+struct RunState {
+    plans: HashMap<Vec<usize>, Arc<Plan>>,
+    /// The plan of the latest call, found without building a key.
+    last: Option<(Bindings, Arc<Plan>)>,
+    /// 64-byte aligned storage for the temporaries.
+    arena: Vec<CacheLine>,
+    /// Buffer base addresses of the current call.
+    pointers: Vec<usize>,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct CacheLine([u8; 64]);
+
+/// Compiles `graph` (any valid graph, optimized or not) to native code.
+pub fn compile_graph(graph: &Graph, options: &JitOptions) -> Result<JitGraph> {
+    let dtypes: Vec<DType> = graph.nodes().iter().map(|n| n.ty.dtype).collect();
+    if dtypes.windows(2).any(|w| w[0] != w[1]) {
+        return Err(Error::Eval(format!(
+            "graph '{}' mixes f32 and f64 values; the JIT compiles graphs of one element type",
+            graph.name
+        )));
+    }
+    let program = schedule::schedule(graph);
+    let code = clif::compile(&program, &graph.name).map_err(Error::Eval)?;
+    let threads = options.thread_count();
+    Ok(JitGraph {
+        graph: graph.clone(),
+        program,
+        pool: Pool::new(threads),
+        code,
+        barrier: SpinBarrier::new(threads),
+        solo_barrier: SpinBarrier::new(1),
+        state: Mutex::new(RunState::default()),
+    })
+}
+
+/// Checks that `outputs` can receive the graph's outputs under `bindings`.
+fn check_outputs(graph: &Graph, bindings: &Bindings, outputs: &[Tensor]) -> Result<()> {
+    let declared = graph.outputs();
+    if outputs.len() != declared.len() {
+        return Err(Error::Eval(format!(
+            "graph '{}' has {} output(s) but {} output tensor(s) were given",
+            graph.name,
+            declared.len(),
+            outputs.len()
+        )));
+    }
+    for (o, tensor) in declared.iter().zip(outputs) {
+        let ty = graph.ty(o.node);
+        let dims = ty.shape.dims();
+        // Compared axis by axis first: a call that fits allocates nothing here.
+        let fits = tensor.dtype() == ty.dtype
+            && tensor.shape().len() == dims.len()
+            && dims
+                .iter()
+                .zip(tensor.shape())
+                .all(|(d, &n)| d.eval(bindings) == Ok(n));
+        if !fits {
+            let shape = output_shape(graph, o.node, bindings)?;
+            return Err(Error::Tensor(format!(
+                "output '{}' is {ty} = {}{shape:?}, but the tensor given for it is {}{:?}",
+                o.name,
+                ty.dtype,
+                tensor.dtype(),
+                tensor.shape()
+            )));
+        }
+        if !is_standard_layout(tensor) {
+            return Err(Error::Tensor(format!(
+                "the tensor given for output '{}' is not in standard (row-major, contiguous) layout",
+                o.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn output_shape(graph: &Graph, node: crate::ir::NodeId, bindings: &Bindings) -> Result<Vec<usize>> {
+    graph.ty(node).shape.eval(bindings).map_err(|symbol| {
+        Error::Eval(format!(
+            "graph '{}': symbol {symbol} of output type {} is not bound by any argument",
+            graph.name,
+            graph.ty(node)
+        ))
+    })
+}
+
+fn is_standard_layout(t: &Tensor) -> bool {
+    match t {
+        Tensor::F32(a) => a.is_standard_layout(),
+        Tensor::F64(a) => a.is_standard_layout(),
+    }
+}
+
+fn data_pointer(t: &Tensor) -> usize {
+    match t {
+        Tensor::F32(a) => a.as_ptr() as usize,
+        Tensor::F64(a) => a.as_ptr() as usize,
+    }
+}
+
+fn data_pointer_mut(t: &mut Tensor) -> usize {
+    match t {
+        Tensor::F32(a) => a.as_mut_ptr() as usize,
+        Tensor::F64(a) => a.as_mut_ptr() as usize,
+    }
+}
+
+impl JitGraph {
+    /// The graph this was compiled from.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The schedule: buffers, then one entry per step (fused kernels with their expressions,
+    /// stores and reductions; GEMMs with their strided operands).
+    pub fn schedule_text(&self) -> String {
+        self.program.to_string()
+    }
+
+    /// Threads each call runs on.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// Evaluates the graph: outputs in the order of `graph.outputs()`, like [`interp::run`].
+    pub fn run(&self, args: &[Tensor]) -> Result<Vec<Tensor>> {
+        let bindings = interp::bind_dims(&self.graph, args)?;
+        let mut outputs = self.output_tensors(&bindings)?;
+        self.run_bound(args, &bindings, &mut outputs)?;
+        Ok(outputs)
+    }
+
+    /// Zero tensors shaped like the outputs under `bindings`, for [`JitGraph::run_into`].
+    pub fn output_tensors(&self, bindings: &Bindings) -> Result<Vec<Tensor>> {
+        self.graph
+            .outputs()
+            .iter()
+            .map(|o| {
+                let shape = output_shape(&self.graph, o.node, bindings)?;
+                Ok(Tensor::zeros(self.graph.ty(o.node).dtype, &shape))
+            })
+            .collect()
+    }
+
+    /// Evaluates the graph into `outputs` (dtypes and shapes of the outputs, standard layout),
+    /// allocating nothing once a batch size has been seen.
+    pub fn run_into(&self, args: &[Tensor], outputs: &mut [Tensor]) -> Result<()> {
+        let bindings = interp::bind_dims(&self.graph, args)?;
+        self.run_bound(args, &bindings, outputs)
+    }
+
+    /// Floating-point operations of one call under `bindings` (2mnk per GEMM, one per
+    /// elementwise op or reduced element).
+    pub fn flops(&self, bindings: &Bindings) -> Result<f64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(self.plan_for(&mut state, bindings)?.flops)
+    }
+
+    fn plan_for(&self, state: &mut RunState, bindings: &Bindings) -> Result<Arc<Plan>> {
+        if let Some((last, plan)) = &state.last {
+            if last == bindings {
+                return Ok(plan.clone());
+            }
+        }
+        let key: Vec<usize> = bindings.values().copied().collect();
+        if let Some(p) = state.plans.get(&key) {
+            let p = p.clone();
+            state.last = Some((bindings.clone(), p.clone()));
+            return Ok(p);
+        }
+        let plan = plan::plan(&self.program, &self.code.slots, bindings)
+            .map_err(|msg| Error::Eval(format!("graph '{}': {msg}", self.graph.name)))?;
+        let plan = Arc::new(plan);
+        state.plans.insert(key, plan.clone());
+        state.last = Some((bindings.clone(), plan.clone()));
+        Ok(plan)
+    }
+
+    fn run_bound(
+        &self,
+        args: &[Tensor],
+        bindings: &Bindings,
+        outputs: &mut [Tensor],
+    ) -> Result<()> {
+        check_outputs(&self.graph, bindings, outputs)?;
+        // The generated code reads arguments as row-major arrays.
+        let copies: Vec<Tensor>;
+        let args = if args.iter().all(is_standard_layout) {
+            args
+        } else {
+            copies = args
+                .iter()
+                .map(|t| match t {
+                    Tensor::F32(a) => Tensor::F32(a.as_standard_layout().into_owned()),
+                    Tensor::F64(a) => Tensor::F64(a.as_standard_layout().into_owned()),
+                })
+                .collect();
+            &copies
+        };
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let plan = self.plan_for(&mut state, bindings)?;
+        let lines = plan.arena_bytes.div_ceil(64);
+        if state.arena.len() < lines {
+            state.arena.resize(lines, CacheLine([0; 64]));
+        }
+        let arena = state.arena.as_mut_ptr() as usize;
+        let mut pointers = std::mem::take(&mut state.pointers);
+        pointers.clear();
+        for (id, buffer) in self.program.buffers.iter().enumerate() {
+            pointers.push(match buffer.kind {
+                BufferKind::Arg(i) => data_pointer(&args[i]),
+                BufferKind::Output(k) => data_pointer_mut(&mut outputs[k]),
+                BufferKind::Temp => arena + plan.offsets[id],
+            });
+        }
+        let entry = self.code.entry;
+        let buffers = pointers.as_ptr() as *const *mut u8;
+        let sizes = plan.sizes.as_ptr();
+        // SAFETY: the arguments were checked against the graph's declared types by
+        // `bind_dims`, the outputs by `check_outputs`, and the plan sized every temporary for
+        // these bindings; the generated code touches only those buffers, within those sizes.
+        let call = |thread: usize, threads: usize, barrier: &SpinBarrier| unsafe {
+            entry(buffers, sizes, thread as i64, threads as i64, barrier)
+        };
+        if self.pool.threads() == 1 || plan.flops < PARALLEL_MIN_FLOPS {
+            call(0, 1, &self.solo_barrier);
+        } else {
+            let threads = self.pool.threads();
+            let pointers_addr = buffers as usize;
+            let sizes_addr = sizes as usize;
+            let barrier = &self.barrier;
+            self.pool.run(&|thread| unsafe {
+                // SAFETY: as above; every thread runs its own share of each step.
+                entry(
+                    pointers_addr as *const *mut u8,
+                    sizes_addr as *const i64,
+                    thread as i64,
+                    threads as i64,
+                    barrier,
+                )
+            });
+        }
+        state.pointers = pointers;
+        Ok(())
+    }
+}
+
+impl Backend for JitGraph {
+    fn name(&self) -> &'static str {
+        "jit"
+    }
+
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    fn run(&self, args: &[Tensor]) -> Result<Vec<Tensor>> {
+        JitGraph::run(self, args)
+    }
+
+    fn run_into(&self, args: &[Tensor], outputs: &mut [Tensor]) -> Result<()> {
+        JitGraph::run_into(self, args, outputs)
+    }
+}

@@ -1,0 +1,112 @@
+//! The GEMM roofline of a graph: its matrix products alone, on the same shapes, transposes and
+//! operand layouts, run through the same GEMM and threads. `efficiency = roofline / graph time`
+//! says how much of a graph's time goes to anything but its matmuls.
+
+use super::{JitOptions, compile_graph};
+use crate::error::{Error, Result};
+use crate::ir::{ArgRole, Bindings, Graph, NodeId, Op, Tensor};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// A graph of the live matmuls of `graph`: each operand becomes an argument typed like the
+/// non-view node it reads (through broadcasts, reshapes, transposes and slices, which are
+/// re-applied), and each product an output.
+pub fn roofline_graph(graph: &Graph) -> Graph {
+    let mut live = vec![false; graph.nodes().len()];
+    for o in graph.outputs() {
+        live[o.node.index()] = true;
+    }
+    for i in (0..graph.nodes().len()).rev() {
+        if live[i] {
+            for x in &graph.nodes()[i].inputs {
+                live[x.index()] = true;
+            }
+        }
+    }
+    let mut out = Graph::new(format!("{}-matmuls", graph.name));
+    let mut bases: HashMap<NodeId, NodeId> = HashMap::new();
+    for id in graph.ids() {
+        let node = graph.node(id);
+        if !live[id.index()] || !matches!(node.op, Op::MatMul { .. }) {
+            continue;
+        }
+        let operands: Vec<NodeId> = node
+            .inputs
+            .iter()
+            .map(|&x| copy_view_chain(graph, x, &mut out, &mut bases))
+            .collect();
+        let product = out
+            .apply(node.op.clone(), &operands)
+            .expect("the same op on operands of the same types");
+        out.add_output(format!("m{}", id.0), product);
+    }
+    out
+}
+
+/// `x` in `out`: the views leading to it re-applied to an argument standing for the first
+/// non-view node.
+fn copy_view_chain(
+    graph: &Graph,
+    x: NodeId,
+    out: &mut Graph,
+    bases: &mut HashMap<NodeId, NodeId>,
+) -> NodeId {
+    let node = graph.node(x);
+    let is_view = matches!(
+        node.op,
+        Op::Broadcast { .. }
+            | Op::Reshape { .. }
+            | Op::Transpose { .. }
+            | Op::Slice { .. }
+            | Op::StopGradient
+    );
+    if is_view {
+        let inner = copy_view_chain(graph, node.inputs[0], out, bases);
+        return out
+            .apply(node.op.clone(), &[inner])
+            .expect("the same view of an operand of the same type");
+    }
+    *bases.entry(x).or_insert_with(|| {
+        let index = out.args().len();
+        out.add_arg(format!("a{index}"), ArgRole::Input, node.ty.clone())
+    })
+}
+
+/// Median milliseconds of the matmuls of `graph` alone ([`roofline_graph`]) under `bindings`,
+/// over `repeats` timed runs after one warm-up, with `options`' threads.
+pub fn roofline_ms(
+    graph: &Graph,
+    bindings: &Bindings,
+    options: &JitOptions,
+    repeats: usize,
+) -> Result<f64> {
+    let matmuls = roofline_graph(graph);
+    if matmuls.outputs().is_empty() {
+        return Ok(0.0);
+    }
+    let jit = compile_graph(&matmuls, options)?;
+    let mut args = Vec::with_capacity(matmuls.args().len());
+    for arg in matmuls.args() {
+        let shape = arg.ty.shape.eval(bindings).map_err(|symbol| {
+            Error::Eval(format!(
+                "roofline of graph '{}': symbol {symbol} of {} is not bound",
+                graph.name, arg.ty
+            ))
+        })?;
+        let n: usize = shape.iter().product();
+        // Ordinary values (no denormals, no zeros the GEMM could skip).
+        let values = (0..n).map(|i| 0.5 + (i % 7) as f64 * 0.1).collect();
+        args.push(
+            Tensor::from_f64(arg.ty.dtype, &shape, values).expect("length matches the shape"),
+        );
+    }
+    let mut outputs = jit.run(&args)?;
+    let mut times = Vec::with_capacity(repeats.max(1));
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        jit.run_into(&args, &mut outputs)?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}

@@ -1,0 +1,317 @@
+//! What the generated code calls and runs on: the GEMM shim, the barrier between steps, and the
+//! pool of threads that run a program together.
+//!
+//! Every thread runs the whole program (SPMD): each kernel and GEMM gives each thread a disjoint
+//! part of its output, and threads meet at a barrier after each step. Since no output element
+//! is summed across threads, results do not depend on the number of threads.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+/// Below this many multiply-adds a GEMM runs on one thread (splitting costs more than it saves).
+const GEMM_PARALLEL_MIN: i64 = 1 << 16;
+
+/// Rows (or columns) of a GEMM part are a multiple of this, a multiple of every microkernel's
+/// tile size, so that splitting does not create ragged tiles.
+const GEMM_PART_ALIGN: i64 = 16;
+
+/// `c = a @ b` for the part of `c` that belongs to `thread` of `threads`: whole rows if `m ≥ n`,
+/// else whole columns. Strides are in elements; `is_f64` selects the element type.
+///
+/// # Safety
+/// The pointers and strides must describe valid, non-overlapping (for `c`) matrices of the given
+/// sizes; the generated code derives them from buffers validated and planned before the call.
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sgn_gemm(
+    is_f64: i64,
+    m: i64,
+    k: i64,
+    n: i64,
+    a: *const u8,
+    rsa: i64,
+    csa: i64,
+    b: *const u8,
+    rsb: i64,
+    csb: i64,
+    c: *mut u8,
+    rsc: i64,
+    csc: i64,
+    thread: i64,
+    threads: i64,
+) {
+    let work = m.saturating_mul(n).saturating_mul(k.max(1));
+    let (mut m, mut n) = (m, n);
+    let (mut a, mut b, mut c) = (a, b, c);
+    if threads > 1 && work >= GEMM_PARALLEL_MIN {
+        let split_rows = m >= n;
+        let total = if split_rows { m } else { n };
+        let per = (total + threads - 1) / threads;
+        let per = (per + GEMM_PART_ALIGN - 1) / GEMM_PART_ALIGN * GEMM_PART_ALIGN;
+        let lo = (thread * per).min(total);
+        let hi = (lo + per).min(total);
+        if lo == hi {
+            return;
+        }
+        let esize = if is_f64 != 0 { 8 } else { 4 };
+        // SAFETY: lo < total, so the offsets stay inside the matrices.
+        unsafe {
+            if split_rows {
+                a = a.offset((lo * rsa * esize) as isize);
+                c = c.offset((lo * rsc * esize) as isize);
+                m = hi - lo;
+            } else {
+                b = b.offset((lo * csb * esize) as isize);
+                c = c.offset((lo * csc * esize) as isize);
+                n = hi - lo;
+            }
+        }
+    } else if thread != 0 {
+        return;
+    }
+    let (m, k, n) = (m as usize, k as usize, n as usize);
+    let (rsa, csa, rsb, csb) = (rsa as isize, csa as isize, rsb as isize, csb as isize);
+    let (rsc, csc) = (rsc as isize, csc as isize);
+    // SAFETY: as documented above.
+    unsafe {
+        if is_f64 != 0 {
+            matrixmultiply::dgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.cast(),
+                rsa,
+                csa,
+                b.cast(),
+                rsb,
+                csb,
+                0.0,
+                c.cast(),
+                rsc,
+                csc,
+            );
+        } else {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.cast(),
+                rsa,
+                csa,
+                b.cast(),
+                rsb,
+                csb,
+                0.0,
+                c.cast(),
+                rsc,
+                csc,
+            );
+        }
+    }
+}
+
+/// A reusable barrier for a fixed number of threads: spins briefly, then yields, so that it is
+/// fast between steps and still fair on a loaded machine.
+#[derive(Debug)]
+#[repr(C)]
+pub struct SpinBarrier {
+    arrived: AtomicUsize,
+    generation: AtomicUsize,
+    threads: usize,
+}
+
+impl SpinBarrier {
+    pub fn new(threads: usize) -> SpinBarrier {
+        SpinBarrier {
+            arrived: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+            threads,
+        }
+    }
+
+    /// Returns once all `threads` threads have called `wait` (for this round).
+    pub fn wait(&self) {
+        if self.threads <= 1 {
+            return;
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+            return;
+        }
+        let mut spins = 0u32;
+        while self.generation.load(Ordering::Acquire) == generation {
+            if spins < 4096 {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// The barrier entry point the generated code calls between steps.
+///
+/// # Safety
+/// `barrier` must point to a live [`SpinBarrier`].
+pub unsafe extern "C" fn sgn_barrier(barrier: *const SpinBarrier) {
+    // SAFETY: as documented above.
+    unsafe { &*barrier }.wait();
+}
+
+/// A job: a closure called once per thread with the thread's index.
+type Job = *const (dyn Fn(usize) + Sync);
+
+struct PoolState {
+    job: Option<SendJob>,
+    generation: u64,
+    shutdown: bool,
+}
+
+#[derive(Clone, Copy)]
+struct SendJob(Job);
+
+// SAFETY: the closure is `Sync`, and `Pool::run` keeps it alive until every worker is done.
+unsafe impl Send for SendJob {}
+
+struct Shared {
+    state: Mutex<PoolState>,
+    wake: Condvar,
+    /// Mirrors `state.generation`, so idle workers can spin on it without the lock.
+    generation: AtomicU64,
+    /// Workers still running the current job.
+    remaining: AtomicUsize,
+}
+
+/// Worker threads that run a job together with the calling thread.
+pub struct Pool {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pool({} threads)", self.threads())
+    }
+}
+
+impl Pool {
+    /// A pool of `threads` threads in all: the caller and `threads − 1` workers.
+    pub fn new(threads: usize) -> Pool {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(PoolState {
+                job: None,
+                generation: 0,
+                shutdown: false,
+            }),
+            wake: Condvar::new(),
+            generation: AtomicU64::new(0),
+            remaining: AtomicUsize::new(0),
+        });
+        let workers = (1..threads.max(1))
+            .map(|index| {
+                let shared = shared.clone();
+                std::thread::Builder::new()
+                    .name(format!("sgn-jit-{index}"))
+                    .spawn(move || worker(&shared, index))
+                    .expect("the OS can start a thread")
+            })
+            .collect();
+        Pool { shared, workers }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.workers.len() + 1
+    }
+
+    /// Calls `job(i)` for every thread index `i`, index 0 on the calling thread, and returns
+    /// when all are done.
+    pub fn run(&self, job: &(dyn Fn(usize) + Sync)) {
+        if self.workers.is_empty() {
+            job(0);
+            return;
+        }
+        // SAFETY: only the lifetime is erased; this function waits for every worker before it
+        // returns, so the closure outlives its uses.
+        let erased: Job = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), Job>(job) };
+        self.shared
+            .remaining
+            .store(self.workers.len(), Ordering::Release);
+        {
+            let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.job = Some(SendJob(erased));
+            state.generation += 1;
+            self.shared
+                .generation
+                .store(state.generation, Ordering::Release);
+        }
+        self.shared.wake.notify_all();
+        job(0);
+        let mut spins = 0u32;
+        while self.shared.remaining.load(Ordering::Acquire) != 0 {
+            if spins < 1 << 14 {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        {
+            let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.shutdown = true;
+            state.generation += 1;
+            self.shared
+                .generation
+                .store(state.generation, Ordering::Release);
+        }
+        self.shared.wake.notify_all();
+        for w in self.workers.drain(..) {
+            // A worker that panicked has nothing left to clean up.
+            let _ = w.join();
+        }
+    }
+}
+
+/// Marks the worker done even if the job unwinds, so `Pool::run` never waits forever.
+struct Done<'a>(&'a AtomicUsize);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn worker(shared: &Shared, index: usize) {
+    let mut seen = 0u64;
+    loop {
+        // Spin a little first: back-to-back calls (CG iterations) then skip the sleep.
+        let mut spins = 0u32;
+        while shared.generation.load(Ordering::Acquire) == seen && spins < 1 << 14 {
+            std::hint::spin_loop();
+            spins += 1;
+        }
+        let job = {
+            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            while state.generation == seen && !state.shutdown {
+                state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+            if state.shutdown {
+                return;
+            }
+            seen = state.generation;
+            state.job.expect("a new generation carries a job")
+        };
+        let _done = Done(&shared.remaining);
+        // SAFETY: `Pool::run` keeps the closure alive until `remaining` reaches 0.
+        unsafe { (*job.0)(index) };
+    }
+}

@@ -1,0 +1,1043 @@
+//! Scheduling: a graph becomes a list of steps — fused loop nests and GEMM calls — over buffers.
+//!
+//! Every value is one of three things while the graph is walked in topological order:
+//! - *uniform*: computed from constants and dimension sizes only (`1/B`, a broadcast 0); it is
+//!   recomputed, hoisted out of the loops, in every kernel that uses it;
+//! - *fused*: an elementwise value inside a kernel whose loop domain is the value's shape; it
+//!   is stored to memory only if something outside the kernel needs it;
+//! - *stored*: a strided [`View`] of a buffer (an argument, a GEMM result, a reduction, a
+//!   materialized fused value). Broadcasts, transposes, slices and most reshapes only change the
+//!   view, so they cost nothing.
+//!
+//! An elementwise node joins the latest kernel holding one of its operands when its other
+//! operands are ready before that kernel runs; a reduction joins the kernel that computes its
+//! operand (accumulating as the loop goes); everything else starts a new kernel. GEMMs read their
+//! operands as strided matrices, so transposes, including MatMul's own flags, cost nothing.
+//! Finally each kernel's loop axes are collapsed where every access is contiguous across them, so
+//! most kernels become one or two loops.
+
+use super::sizes::Size;
+use crate::ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, Shape, UnaryOp};
+use std::collections::HashMap;
+use std::fmt;
+
+/// Index of a buffer in [`Program::buffers`].
+pub type BufferId = usize;
+
+/// Where a buffer's memory comes from at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BufferKind {
+    /// The graph's argument number `.0`, read in place.
+    Arg(usize),
+    /// The graph's output number `.0`, written in place.
+    Output(usize),
+    /// A temporary in the arena.
+    Temp,
+}
+
+/// A dense array of elements.
+#[derive(Clone, Debug)]
+pub struct Buffer {
+    pub kind: BufferKind,
+    pub numel: Size,
+}
+
+/// A strided window onto a buffer, in elements.
+#[derive(Clone, Debug, PartialEq)]
+pub struct View {
+    pub buffer: BufferId,
+    pub offset: Size,
+    pub shape: Vec<Dim>,
+    pub strides: Vec<Size>,
+}
+
+impl View {
+    /// The whole of `buffer` as a row-major array of `shape`.
+    fn contiguous(buffer: BufferId, shape: &[Dim]) -> View {
+        View {
+            buffer,
+            offset: Size::default(),
+            shape: shape.to_vec(),
+            strides: row_major_strides(shape),
+        }
+    }
+
+    fn is_contiguous(&self) -> bool {
+        self.offset.is_zero() && self.strides == row_major_strides(&self.shape)
+    }
+
+    /// numpy `broadcast_to`: new leading axes and stretched size-1 axes get stride 0.
+    fn broadcast(&self, shape: &[Dim]) -> View {
+        let lead = shape.len() - self.shape.len();
+        let strides = (0..shape.len())
+            .map(|i| {
+                if i < lead || (self.shape[i - lead].is_one() && !shape[i].is_one()) {
+                    Size::default()
+                } else {
+                    self.strides[i - lead].clone()
+                }
+            })
+            .collect();
+        View {
+            shape: shape.to_vec(),
+            strides,
+            ..self.clone()
+        }
+    }
+
+    fn transpose(&self, perm: &[usize]) -> View {
+        View {
+            shape: perm.iter().map(|&p| self.shape[p].clone()).collect(),
+            strides: perm.iter().map(|&p| self.strides[p].clone()).collect(),
+            ..self.clone()
+        }
+    }
+
+    fn slice(&self, axis: usize, start: &Dim, len: &Dim) -> View {
+        let mut shape = self.shape.clone();
+        shape[axis] = len.clone();
+        View {
+            offset: self.offset.add(&self.strides[axis].mul_dim(start)),
+            shape,
+            ..self.clone()
+        }
+    }
+
+    /// The same elements in row-major order as `shape`, without copying, when the strides allow
+    /// it (numpy's no-copy reshape): axes are matched in groups of equal element counts, and
+    /// each group of old axes must be contiguous.
+    fn reshape(&self, shape: &[Dim]) -> Option<View> {
+        let old: Vec<(Dim, Size)> = self
+            .shape
+            .iter()
+            .zip(&self.strides)
+            .filter(|(d, _)| !d.is_one())
+            .map(|(d, s)| (d.clone(), s.clone()))
+            .collect();
+        let new_axes: Vec<usize> = (0..shape.len()).filter(|&i| !shape[i].is_one()).collect();
+        let mut strides = vec![Size::default(); shape.len()];
+        let (mut oi, mut ni) = (0, 0);
+        while oi < old.len() && ni < new_axes.len() {
+            let (mut oj, mut nj) = (oi + 1, ni + 1);
+            let mut old_count = old[oi].0.clone();
+            let mut new_count = shape[new_axes[ni]].clone();
+            while old_count != new_count {
+                if old_count.div_exact(&new_count).is_some() && nj < new_axes.len() {
+                    new_count = new_count.mul(&shape[new_axes[nj]]);
+                    nj += 1;
+                } else if new_count.div_exact(&old_count).is_some() && oj < old.len() {
+                    old_count = old_count.mul(&old[oj].0);
+                    oj += 1;
+                } else {
+                    return None;
+                }
+            }
+            for k in oi..oj - 1 {
+                if old[k].1 != old[k + 1].1.mul_dim(&old[k + 1].0) {
+                    return None;
+                }
+            }
+            let mut stride = old[oj - 1].1.clone();
+            for k in (ni..nj).rev() {
+                strides[new_axes[k]] = stride.clone();
+                stride = stride.mul_dim(&shape[new_axes[k]]);
+            }
+            oi = oj;
+            ni = nj;
+        }
+        if oi != old.len() || ni != new_axes.len() {
+            return None;
+        }
+        Some(View {
+            shape: shape.to_vec(),
+            strides,
+            ..self.clone()
+        })
+    }
+
+    /// How a kernel whose domain is this view's shape reaches it.
+    fn access(&self) -> Access {
+        Access {
+            buffer: self.buffer,
+            offset: self.offset.clone(),
+            strides: self.strides.clone(),
+        }
+    }
+}
+
+/// Row-major strides of `shape`, in elements.
+fn row_major_strides(shape: &[Dim]) -> Vec<Size> {
+    let mut strides = vec![Size::default(); shape.len()];
+    let mut stride = Size::fixed(1);
+    for i in (0..shape.len()).rev() {
+        strides[i] = stride.clone();
+        stride = stride.mul_dim(&shape[i]);
+    }
+    strides
+}
+
+/// How a kernel reaches a buffer: a base offset and one stride per loop axis, in elements.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Access {
+    pub buffer: BufferId,
+    pub offset: Size,
+    pub strides: Vec<Size>,
+}
+
+/// Index of an expression in [`Kernel::exprs`].
+pub type ExprId = usize;
+
+/// One value per point of a kernel's domain.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    Load(Access),
+    Const(f64),
+    /// A runtime size as a float.
+    DimSize(Size),
+    Unary(UnaryOp, ExprId),
+    Pow(f64, ExprId),
+    Binary(BinaryOp, ExprId, ExprId),
+}
+
+/// How a reduction combines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceKind {
+    Sum,
+    Max,
+}
+
+/// An accumulation of `value` over the axes marked in `reduced` into `out`, whose strides are
+/// zero on those axes.
+#[derive(Clone, Debug)]
+pub struct Reduction {
+    pub kind: ReduceKind,
+    pub value: ExprId,
+    pub out: Access,
+    pub reduced: Vec<bool>,
+}
+
+/// A loop nest over `domain` computing `exprs` at every point, writing `stores` and
+/// accumulating `reductions`.
+#[derive(Clone, Debug)]
+pub struct Kernel {
+    pub domain: Vec<Size>,
+    /// Topologically ordered: operands come first.
+    pub exprs: Vec<Expr>,
+    pub stores: Vec<(ExprId, Access)>,
+    pub reductions: Vec<Reduction>,
+    /// The axis whose range is divided among threads: one no reduction reduces, so that each
+    /// output element belongs to one thread. `None`: one thread runs the whole kernel.
+    pub split: Option<usize>,
+}
+
+impl Kernel {
+    /// Every memory access of the kernel.
+    pub fn accesses(&self) -> impl Iterator<Item = &Access> {
+        self.exprs
+            .iter()
+            .filter_map(|e| match e {
+                Expr::Load(a) => Some(a),
+                _ => None,
+            })
+            .chain(self.stores.iter().map(|(_, a)| a))
+            .chain(self.reductions.iter().map(|r| &r.out))
+    }
+
+    fn accesses_mut(&mut self) -> impl Iterator<Item = &mut Access> {
+        self.exprs
+            .iter_mut()
+            .filter_map(|e| match e {
+                Expr::Load(a) => Some(a),
+                _ => None,
+            })
+            .chain(self.stores.iter_mut().map(|(_, a)| a))
+            .chain(self.reductions.iter_mut().map(|r| &mut r.out))
+    }
+}
+
+/// A matrix operand: element `[i, j]` is at `offset + i·row_stride + j·col_stride`.
+#[derive(Clone, Debug)]
+pub struct MatAccess {
+    pub buffer: BufferId,
+    pub offset: Size,
+    pub row_stride: Size,
+    pub col_stride: Size,
+}
+
+/// `c = a @ b` with `a` m×k, `b` k×n, `c` m×n.
+#[derive(Clone, Debug)]
+pub struct Gemm {
+    pub m: Size,
+    pub k: Size,
+    pub n: Size,
+    pub a: MatAccess,
+    pub b: MatAccess,
+    pub c: MatAccess,
+}
+
+/// One step of a program; steps run in order, separated by barriers when threads share them.
+#[derive(Clone, Debug)]
+pub enum Step {
+    Kernel(Kernel),
+    Gemm(Gemm),
+}
+
+/// A size that must not be zero at run time, and what to say when it is.
+#[derive(Clone, Debug)]
+pub struct NonEmpty {
+    pub size: Size,
+    pub message: String,
+}
+
+/// A graph scheduled into steps over buffers.
+#[derive(Clone, Debug)]
+pub struct Program {
+    pub dtype: DType,
+    pub buffers: Vec<Buffer>,
+    pub steps: Vec<Step>,
+    /// Reduced extents of `reduce_max` nodes (an empty axis has no maximum).
+    pub nonempty: Vec<NonEmpty>,
+}
+
+impl Program {
+    /// For each buffer, the first step that writes it and the last that touches it (`None` for
+    /// buffers no step touches).
+    pub fn lifetimes(&self) -> Vec<Option<(usize, usize)>> {
+        let mut life: Vec<Option<(usize, usize)>> = vec![None; self.buffers.len()];
+        let mut touch = |buffer: BufferId, step: usize| {
+            let entry = life[buffer].get_or_insert((step, step));
+            entry.0 = entry.0.min(step);
+            entry.1 = entry.1.max(step);
+        };
+        for (i, step) in self.steps.iter().enumerate() {
+            match step {
+                Step::Kernel(k) => k.accesses().for_each(|a| touch(a.buffer, i)),
+                Step::Gemm(g) => [&g.a, &g.b, &g.c]
+                    .into_iter()
+                    .for_each(|a| touch(a.buffer, i)),
+            }
+        }
+        life
+    }
+
+    /// The buffers step `i` reads and writes.
+    fn step_buffers(&self, i: usize) -> (Vec<BufferId>, Vec<BufferId>) {
+        match &self.steps[i] {
+            Step::Kernel(k) => {
+                let reads = k
+                    .exprs
+                    .iter()
+                    .filter_map(|e| match e {
+                        Expr::Load(a) => Some(a.buffer),
+                        _ => None,
+                    })
+                    .collect();
+                let writes = k
+                    .stores
+                    .iter()
+                    .map(|(_, a)| a.buffer)
+                    .chain(k.reductions.iter().map(|r| r.out.buffer))
+                    .collect();
+                (reads, writes)
+            }
+            Step::Gemm(g) => (vec![g.a.buffer, g.b.buffer], vec![g.c.buffer]),
+        }
+    }
+
+    /// For each step, whether threads must meet at a barrier before it: when it reads what
+    /// another thread may still be writing, or writes what another may still be reading or
+    /// writing. (Arena reuse needs none: see [`Program::arena_lifetimes`].)
+    pub fn barriers(&self) -> Vec<bool> {
+        let mut read: Vec<BufferId> = Vec::new();
+        let mut written: Vec<BufferId> = Vec::new();
+        let mut barriers = Vec::with_capacity(self.steps.len());
+        for i in 0..self.steps.len() {
+            let (reads, writes) = self.step_buffers(i);
+            let needed = reads.iter().any(|b| written.contains(b))
+                || writes
+                    .iter()
+                    .any(|b| written.contains(b) || read.contains(b));
+            if needed {
+                read.clear();
+                written.clear();
+            }
+            barriers.push(needed);
+            read.extend(reads);
+            written.extend(writes);
+        }
+        barriers
+    }
+
+    /// Lifetimes for arena packing: [`Program::lifetimes`] with each end extended to the last
+    /// step before the next barrier, so that two buffers share memory only when a barrier
+    /// separates the last use of one from the first use of the other.
+    pub fn arena_lifetimes(&self) -> Vec<Option<(usize, usize)>> {
+        let barriers = self.barriers();
+        // The last step of the barrier-free run containing each step.
+        let mut run_end = vec![0; self.steps.len()];
+        let mut end = self.steps.len().saturating_sub(1);
+        for i in (0..self.steps.len()).rev() {
+            run_end[i] = end;
+            if barriers[i] && i > 0 {
+                end = i - 1;
+            }
+        }
+        self.lifetimes()
+            .into_iter()
+            .map(|life| life.map(|(first, last)| (first, run_end[last])))
+            .collect()
+    }
+
+    /// Floating-point operations per call: 2mnk per GEMM, one per elementwise op and reduced
+    /// element (transcendental functions count as one), under evaluated `sizes`.
+    pub fn flops(&self, eval: &dyn Fn(&Size) -> u64) -> f64 {
+        self.steps
+            .iter()
+            .map(|step| match step {
+                Step::Gemm(g) => 2.0 * eval(&g.m) as f64 * eval(&g.k) as f64 * eval(&g.n) as f64,
+                Step::Kernel(k) => {
+                    let points: f64 = k.domain.iter().map(|d| eval(d) as f64).product();
+                    let ops = k
+                        .exprs
+                        .iter()
+                        .filter(|e| matches!(e, Expr::Unary(..) | Expr::Binary(..) | Expr::Pow(..)))
+                        .count()
+                        + k.reductions.len();
+                    points * ops as f64
+                }
+            })
+            .sum()
+    }
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "b{}", self.buffer)?;
+        if !self.offset.is_zero() {
+            write!(f, "+{}", self.offset)?;
+        }
+        let strides: Vec<String> = self.strides.iter().map(|s| s.to_string()).collect();
+        write!(f, "[{}]", strides.join(", "))
+    }
+}
+
+impl fmt::Display for Program {
+    /// One line per buffer and per step, e.g. `kernel [B, 800] split 0: …`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.buffers.iter().enumerate() {
+            writeln!(f, "b{i}: {:?} of {} elements", b.kind, b.numel)?;
+        }
+        let barriers = self.barriers();
+        for (i, step) in self.steps.iter().enumerate() {
+            if barriers[i] {
+                writeln!(f, "-- barrier")?;
+            }
+            match step {
+                Step::Gemm(g) => {
+                    let mat = |m: &MatAccess| {
+                        let off = if m.offset.is_zero() {
+                            String::new()
+                        } else {
+                            format!("+{}", m.offset)
+                        };
+                        format!("b{}{off}[{}, {}]", m.buffer, m.row_stride, m.col_stride)
+                    };
+                    writeln!(
+                        f,
+                        "{i}: gemm {}x{}x{}: {} = {} @ {}",
+                        g.m,
+                        g.k,
+                        g.n,
+                        mat(&g.c),
+                        mat(&g.a),
+                        mat(&g.b)
+                    )?;
+                }
+                Step::Kernel(k) => {
+                    let domain: Vec<String> = k.domain.iter().map(|d| d.to_string()).collect();
+                    writeln!(f, "{i}: kernel [{}] split {:?}", domain.join(", "), k.split)?;
+                    for (e, expr) in k.exprs.iter().enumerate() {
+                        match expr {
+                            Expr::Load(a) => writeln!(f, "    e{e} = load {a}")?,
+                            Expr::Const(c) => writeln!(f, "    e{e} = {c}")?,
+                            Expr::DimSize(s) => writeln!(f, "    e{e} = size {s}")?,
+                            Expr::Unary(op, x) => writeln!(f, "    e{e} = {} e{x}", op.name())?,
+                            Expr::Pow(c, x) => writeln!(f, "    e{e} = pow[{c}] e{x}")?,
+                            Expr::Binary(op, x, y) => {
+                                writeln!(f, "    e{e} = {} e{x}, e{y}", op.name())?
+                            }
+                        }
+                    }
+                    for (e, a) in &k.stores {
+                        writeln!(f, "    store e{e} -> {a}")?;
+                    }
+                    for r in &k.reductions {
+                        writeln!(
+                            f,
+                            "    {:?} e{} over {:?} -> {}",
+                            r.kind, r.value, r.reduced, r.out
+                        )?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a node's value is during scheduling (see the module documentation).
+#[derive(Clone, Debug)]
+enum Val {
+    Uniform,
+    Fused { step: usize, expr: ExprId },
+    Stored(View),
+}
+
+/// A kernel while it is being built: its domain is still a shape.
+struct KernelBuilder {
+    domain: Vec<Dim>,
+    kernel: Kernel,
+    /// Expressions already built in this kernel, per graph node.
+    exprs_of: HashMap<NodeId, ExprId>,
+}
+
+enum StepBuilder {
+    Kernel(KernelBuilder),
+    Gemm(Gemm),
+}
+
+struct Scheduler<'g> {
+    graph: &'g Graph,
+    buffers: Vec<Buffer>,
+    /// The last step that writes each buffer (`None`: written before the program runs).
+    written_by: Vec<Option<usize>>,
+    steps: Vec<StepBuilder>,
+    vals: Vec<Option<Val>>,
+    materialized: HashMap<NodeId, View>,
+    nonempty: Vec<NonEmpty>,
+}
+
+/// Schedules `graph` (which must be well typed, as the graph builder guarantees).
+pub fn schedule(graph: &Graph) -> Program {
+    let dtype = graph
+        .args()
+        .first()
+        .map(|a| a.ty.dtype)
+        .or_else(|| graph.nodes().first().map(|n| n.ty.dtype))
+        .unwrap_or(DType::F32);
+    let mut s = Scheduler {
+        graph,
+        buffers: Vec::new(),
+        written_by: Vec::new(),
+        steps: Vec::new(),
+        vals: vec![None; graph.nodes().len()],
+        materialized: HashMap::new(),
+        nonempty: Vec::new(),
+    };
+    let live = live_nodes(graph);
+    for id in graph.ids() {
+        if live[id.index()] {
+            let val = s.lower(id);
+            s.vals[id.index()] = Some(val);
+        }
+    }
+    for k in 0..graph.outputs().len() {
+        s.lower_output(k);
+    }
+    let steps = s
+        .steps
+        .into_iter()
+        .map(|step| match step {
+            StepBuilder::Kernel(k) => Step::Kernel(finish_kernel(k)),
+            StepBuilder::Gemm(g) => Step::Gemm(g),
+        })
+        .collect();
+    Program {
+        dtype,
+        buffers: s.buffers,
+        steps,
+        nonempty: s.nonempty,
+    }
+}
+
+/// Nodes the outputs depend on.
+fn live_nodes(graph: &Graph) -> Vec<bool> {
+    let mut live = vec![false; graph.nodes().len()];
+    for o in graph.outputs() {
+        live[o.node.index()] = true;
+    }
+    for i in (0..graph.nodes().len()).rev() {
+        if live[i] {
+            for x in &graph.nodes()[i].inputs {
+                live[x.index()] = true;
+            }
+        }
+    }
+    live
+}
+
+impl Scheduler<'_> {
+    fn val(&self, id: NodeId) -> &Val {
+        self.vals[id.index()]
+            .as_ref()
+            .expect("operands are lowered before their users")
+    }
+
+    fn shape(&self, id: NodeId) -> &Shape {
+        &self.graph.ty(id).shape
+    }
+
+    fn new_buffer(&mut self, kind: BufferKind, numel: Size) -> BufferId {
+        self.buffers.push(Buffer { kind, numel });
+        self.written_by.push(None);
+        self.buffers.len() - 1
+    }
+
+    fn new_temp(&mut self, shape: &[Dim]) -> View {
+        let b = self.new_buffer(BufferKind::Temp, Size::product(shape));
+        View::contiguous(b, shape)
+    }
+
+    fn new_kernel(&mut self, domain: &[Dim]) -> usize {
+        self.steps.push(StepBuilder::Kernel(KernelBuilder {
+            domain: domain.to_vec(),
+            kernel: Kernel {
+                domain: Vec::new(),
+                exprs: Vec::new(),
+                stores: Vec::new(),
+                reductions: Vec::new(),
+                split: None,
+            },
+            exprs_of: HashMap::new(),
+        }));
+        self.steps.len() - 1
+    }
+
+    fn kernel(&mut self, step: usize) -> &mut KernelBuilder {
+        match &mut self.steps[step] {
+            StepBuilder::Kernel(k) => k,
+            StepBuilder::Gemm(_) => unreachable!("step {step} is a kernel"),
+        }
+    }
+
+    fn push_expr(&mut self, step: usize, expr: Expr) -> ExprId {
+        let k = &mut self.kernel(step).kernel;
+        if let Some(i) = k.exprs.iter().position(|e| *e == expr) {
+            return i;
+        }
+        k.exprs.push(expr);
+        k.exprs.len() - 1
+    }
+
+    fn add_store(&mut self, step: usize, expr: ExprId, view: &View) {
+        self.written_by[view.buffer] = Some(step);
+        let access = view.access();
+        self.kernel(step).kernel.stores.push((expr, access));
+    }
+
+    /// True if `val` can be read by a kernel running as step `step`.
+    fn ready_for(&self, val: &Val, step: usize) -> bool {
+        match val {
+            Val::Uniform => true,
+            Val::Fused { step: s, .. } => *s <= step,
+            Val::Stored(v) => self.written_by[v.buffer].is_none_or(|w| w < step),
+        }
+    }
+
+    /// The expression for node `id` inside kernel `step`, whose domain is `id`'s shape (or any
+    /// shape, for uniform values).
+    fn operand_expr(&mut self, step: usize, id: NodeId) -> ExprId {
+        if let Some(&e) = self.kernel(step).exprs_of.get(&id) {
+            return e;
+        }
+        let e = match self.val(id).clone() {
+            Val::Uniform => self.uniform_expr(step, id),
+            Val::Fused { step: s, expr } if s == step => expr,
+            Val::Fused { .. } | Val::Stored(_) => {
+                let view = self.as_view(id);
+                self.push_expr(step, Expr::Load(view.access()))
+            }
+        };
+        self.kernel(step).exprs_of.insert(id, e);
+        e
+    }
+
+    /// Rebuilds the uniform value of `id` inside kernel `step`.
+    fn uniform_expr(&mut self, step: usize, id: NodeId) -> ExprId {
+        if let Some(&e) = self.kernel(step).exprs_of.get(&id) {
+            return e;
+        }
+        let node = self.graph.node(id);
+        let expr = match &node.op {
+            Op::Const(c) => Expr::Const(c.get()),
+            Op::DimSize(d) => Expr::DimSize(Size::dim(d)),
+            Op::Unary(op) => Expr::Unary(*op, self.uniform_expr(step, node.inputs[0])),
+            Op::Pow(c) => Expr::Pow(c.get(), self.uniform_expr(step, node.inputs[0])),
+            Op::Binary(op) => {
+                let a = self.uniform_expr(step, node.inputs[0]);
+                let b = self.uniform_expr(step, node.inputs[1]);
+                Expr::Binary(*op, a, b)
+            }
+            Op::Sum { axes } => {
+                let x = node.inputs[0];
+                let count = reduced_count(self.shape(x), axes);
+                let value = self.uniform_expr(step, x);
+                let count = self.push_expr(step, Expr::DimSize(count));
+                Expr::Binary(BinaryOp::Mul, value, count)
+            }
+            Op::ReduceMax { .. }
+            | Op::Broadcast { .. }
+            | Op::Reshape { .. }
+            | Op::Transpose { .. }
+            | Op::Slice { .. }
+            | Op::StopGradient
+            | Op::Concat { .. } => {
+                let e = self.uniform_expr(step, node.inputs[0]);
+                self.kernel(step).exprs_of.insert(id, e);
+                return e;
+            }
+            Op::Arg(_) | Op::MatMul { .. } => unreachable!("never uniform"),
+        };
+        let e = self.push_expr(step, expr);
+        self.kernel(step).exprs_of.insert(id, e);
+        e
+    }
+
+    /// The value of `id` in memory: its view, or a buffer it is written to (once).
+    fn as_view(&mut self, id: NodeId) -> View {
+        if let Some(v) = self.materialized.get(&id) {
+            return v.clone();
+        }
+        let shape = self.shape(id).0.clone();
+        let view = match self.val(id).clone() {
+            Val::Stored(v) => return v,
+            Val::Fused { step, expr } => {
+                let view = self.new_temp(&shape);
+                self.add_store(step, expr, &view);
+                view
+            }
+            Val::Uniform => {
+                let view = self.new_temp(&shape);
+                let step = self.new_kernel(&shape);
+                let e = self.uniform_expr(step, id);
+                self.add_store(step, e, &view);
+                view
+            }
+        };
+        self.materialized.insert(id, view.clone());
+        view
+    }
+
+    /// A copy of `view` in a new row-major buffer.
+    fn copy_of(&mut self, view: &View) -> View {
+        let out = self.new_temp(&view.shape);
+        let step = self.new_kernel(&view.shape);
+        let e = self.push_expr(step, Expr::Load(view.access()));
+        self.add_store(step, e, &out);
+        out
+    }
+
+    fn lower(&mut self, id: NodeId) -> Val {
+        let node = self.graph.node(id);
+        let inputs = node.inputs.clone();
+        let shape = node.ty.shape.0.clone();
+        let x = inputs.first().copied();
+        let operand_val = |s: &Self| s.val(x.expect("the op has an operand")).clone();
+        match &node.op {
+            Op::Arg(index) => {
+                let b = self.new_buffer(BufferKind::Arg(*index), Size::product(&shape));
+                Val::Stored(View::contiguous(b, &shape))
+            }
+            Op::Const(_) | Op::DimSize(_) => Val::Uniform,
+            Op::StopGradient => operand_val(self),
+            Op::Unary(_) | Op::Pow(_) | Op::Binary(_) => self.lower_elementwise(id),
+            Op::Sum { axes } | Op::ReduceMax { axes } => {
+                let kind = match node.op {
+                    Op::Sum { .. } => ReduceKind::Sum,
+                    _ => ReduceKind::Max,
+                };
+                self.lower_reduction(id, kind, axes.clone())
+            }
+            Op::MatMul {
+                transpose_a,
+                transpose_b,
+            } => {
+                let (ta, tb) = (*transpose_a, *transpose_b);
+                self.lower_matmul(id, inputs[0], inputs[1], ta, tb)
+            }
+            Op::Broadcast { .. } | Op::Reshape { .. } | Op::Transpose { .. } | Op::Slice { .. } => {
+                let x = x.expect("views have an operand");
+                if matches!(self.val(x), Val::Uniform) {
+                    return Val::Uniform;
+                }
+                let view = self.as_view(x);
+                let op = node.op.clone();
+                Val::Stored(match op {
+                    Op::Broadcast { .. } => view.broadcast(&shape),
+                    Op::Transpose { perm } => view.transpose(&perm),
+                    Op::Slice { axis, start, .. } => view.slice(axis, &start, &shape[axis]),
+                    Op::Reshape { .. } => match view.reshape(&shape) {
+                        Some(v) => v,
+                        None => self
+                            .copy_of(&view)
+                            .reshape(&shape)
+                            .expect("a row-major array reshapes without copying"),
+                    },
+                    _ => unreachable!("matched above"),
+                })
+            }
+            Op::Concat { axis } => self.lower_concat(&inputs, *axis, &shape),
+        }
+    }
+
+    fn lower_elementwise(&mut self, id: NodeId) -> Val {
+        let node = self.graph.node(id);
+        let inputs = node.inputs.clone();
+        let op = node.op.clone();
+        let vals: Vec<Val> = inputs.iter().map(|&x| self.val(x).clone()).collect();
+        if vals.iter().all(|v| matches!(v, Val::Uniform)) {
+            return Val::Uniform;
+        }
+        let latest = vals
+            .iter()
+            .filter_map(|v| match v {
+                Val::Fused { step, .. } => Some(*step),
+                _ => None,
+            })
+            .max();
+        let step = match latest {
+            Some(step) if vals.iter().all(|v| self.ready_for(v, step)) => step,
+            _ => {
+                let shape = self.shape(id).0.clone();
+                self.new_kernel(&shape)
+            }
+        };
+        let operands: Vec<ExprId> = inputs.iter().map(|&x| self.operand_expr(step, x)).collect();
+        let expr = match op {
+            Op::Unary(u) => Expr::Unary(u, operands[0]),
+            Op::Pow(c) => Expr::Pow(c.get(), operands[0]),
+            Op::Binary(b) => Expr::Binary(b, operands[0], operands[1]),
+            _ => unreachable!("elementwise ops only"),
+        };
+        let expr = self.push_expr(step, expr);
+        self.kernel(step).exprs_of.insert(id, expr);
+        Val::Fused { step, expr }
+    }
+
+    fn lower_reduction(&mut self, id: NodeId, kind: ReduceKind, axes: Vec<usize>) -> Val {
+        let x = self.graph.node(id).inputs[0];
+        let in_shape = self.shape(x).0.clone();
+        if kind == ReduceKind::Max {
+            for &a in &axes {
+                self.nonempty.push(NonEmpty {
+                    size: Size::dim(&in_shape[a]),
+                    message: format!(
+                        "cannot evaluate {id} = reduce_max: axis {a} is empty, so it has no maximum"
+                    ),
+                });
+            }
+        }
+        if axes.is_empty() {
+            return self.val(x).clone();
+        }
+        let step = match self.val(x).clone() {
+            Val::Uniform => return Val::Uniform,
+            Val::Fused { step, .. } => step,
+            Val::Stored(_) => self.new_kernel(&in_shape),
+        };
+        let value = self.operand_expr(step, x);
+        let out_shape = self.shape(id).0.clone();
+        let out = self.new_temp(&out_shape);
+        let mut out_strides = out.strides.clone().into_iter();
+        let reduced: Vec<bool> = (0..in_shape.len()).map(|i| axes.contains(&i)).collect();
+        let strides = reduced
+            .iter()
+            .map(|&r| {
+                if r {
+                    Size::default()
+                } else {
+                    out_strides.next().expect("one output axis per kept axis")
+                }
+            })
+            .collect();
+        self.written_by[out.buffer] = Some(step);
+        self.kernel(step).kernel.reductions.push(Reduction {
+            kind,
+            value,
+            out: Access {
+                buffer: out.buffer,
+                offset: Size::default(),
+                strides,
+            },
+            reduced,
+        });
+        Val::Stored(out)
+    }
+
+    fn lower_matmul(&mut self, id: NodeId, a: NodeId, b: NodeId, ta: bool, tb: bool) -> Val {
+        let matrix = |s: &mut Self, x: NodeId, transposed: bool| {
+            let v = s.as_view(x);
+            let (rows, cols) = (v.strides[0].clone(), v.strides[1].clone());
+            let (row_stride, col_stride) = if transposed {
+                (cols, rows)
+            } else {
+                (rows, cols)
+            };
+            let inner = if transposed { &v.shape[0] } else { &v.shape[1] };
+            (
+                MatAccess {
+                    buffer: v.buffer,
+                    offset: v.offset.clone(),
+                    row_stride,
+                    col_stride,
+                },
+                Size::dim(inner),
+            )
+        };
+        let (a, k) = matrix(self, a, ta);
+        let (b, _) = matrix(self, b, tb);
+        let shape = self.shape(id).0.clone();
+        let c = self.new_temp(&shape);
+        self.steps.push(StepBuilder::Gemm(Gemm {
+            m: Size::dim(&shape[0]),
+            k,
+            n: Size::dim(&shape[1]),
+            a,
+            b,
+            c: MatAccess {
+                buffer: c.buffer,
+                offset: Size::default(),
+                row_stride: c.strides[0].clone(),
+                col_stride: c.strides[1].clone(),
+            },
+        }));
+        self.written_by[c.buffer] = Some(self.steps.len() - 1);
+        Val::Stored(c)
+    }
+
+    /// Each operand is written into its slice of one buffer, by the kernel computing it when it
+    /// is fused, else by a copy.
+    fn lower_concat(&mut self, inputs: &[NodeId], axis: usize, shape: &[Dim]) -> Val {
+        let out = self.new_temp(shape);
+        let mut start = Dim::fixed(0);
+        for &x in inputs {
+            let len = self.shape(x).0[axis].clone();
+            let part = out.slice(axis, &start, &len);
+            let step = match self.val(x) {
+                Val::Fused { step, .. } => *step,
+                _ => self.new_kernel(&part.shape),
+            };
+            let e = self.operand_expr(step, x);
+            self.add_store(step, e, &part);
+            start =
+                crate::ir::op::add_dims(&start, &len).expect("the shape rule added these sizes");
+        }
+        Val::Stored(out)
+    }
+
+    /// Makes output `k` land in the caller's output tensor.
+    fn lower_output(&mut self, k: usize) {
+        let id = self.graph.outputs()[k].node;
+        let shape = self.shape(id).0.clone();
+        let val = match self.materialized.get(&id) {
+            Some(v) => Val::Stored(v.clone()),
+            None => self.val(id).clone(),
+        };
+        if let Val::Stored(v) = &val {
+            let buffer = &mut self.buffers[v.buffer];
+            if v.is_contiguous() && buffer.kind == BufferKind::Temp && buffer.numel == v.numel() {
+                // The producer writes straight into the output.
+                buffer.kind = BufferKind::Output(k);
+                return;
+            }
+        }
+        let target = View::contiguous(
+            self.new_buffer(BufferKind::Output(k), Size::product(&shape)),
+            &shape,
+        );
+        let step = match val {
+            Val::Fused { step, .. } => step,
+            Val::Stored(_) | Val::Uniform => self.new_kernel(&shape),
+        };
+        let e = self.operand_expr(step, id);
+        self.add_store(step, e, &target);
+    }
+}
+
+impl View {
+    fn numel(&self) -> Size {
+        Size::product(&self.shape)
+    }
+}
+
+/// The number of elements a reduction over `axes` of `shape` combines.
+fn reduced_count(shape: &Shape, axes: &[usize]) -> Size {
+    let dims: Vec<Dim> = axes.iter().map(|&a| shape.0[a].clone()).collect();
+    Size::product(&dims)
+}
+
+/// Fixes a kernel's domain: drops size-1 axes, merges neighbouring axes every access walks
+/// contiguously, and picks the axis threads split.
+fn finish_kernel(k: KernelBuilder) -> Kernel {
+    let mut kernel = k.kernel;
+    kernel.domain = k.domain.iter().map(Size::dim).collect();
+    // Size-1 axes: the index is always 0, so strides there do not matter.
+    let keep: Vec<bool> = k.domain.iter().map(|d| !d.is_one()).collect();
+    retain_axes(&mut kernel, &keep);
+    let mut axis = 0;
+    while axis + 1 < kernel.domain.len() {
+        let inner = kernel.domain[axis + 1].clone();
+        let contiguous = kernel
+            .accesses()
+            .all(|a| a.strides[axis] == a.strides[axis + 1].mul(&inner))
+            && kernel
+                .reductions
+                .iter()
+                .all(|r| r.reduced[axis] == r.reduced[axis + 1]);
+        if contiguous {
+            kernel.domain[axis] = kernel.domain[axis].mul(&inner);
+            let mut keep = vec![true; kernel.domain.len()];
+            keep[axis + 1] = false;
+            // The merged axis walks with the inner axis's stride.
+            for a in kernel.accesses_mut() {
+                a.strides[axis] = a.strides[axis + 1].clone();
+            }
+            retain_axes(&mut kernel, &keep);
+        } else {
+            axis += 1;
+        }
+    }
+    // A reduction over size-1 axes only is a copy.
+    let (copies, reductions): (Vec<Reduction>, Vec<Reduction>) =
+        std::mem::take(&mut kernel.reductions)
+            .into_iter()
+            .partition(|r| r.reduced.iter().all(|&x| !x));
+    kernel.reductions = reductions;
+    kernel
+        .stores
+        .extend(copies.into_iter().map(|r| (r.value, r.out)));
+    kernel.split =
+        (0..kernel.domain.len()).find(|&i| kernel.reductions.iter().all(|r| !r.reduced[i]));
+    kernel
+}
+
+fn retain_axes(kernel: &mut Kernel, keep: &[bool]) {
+    let filter = |v: &mut Vec<Size>| {
+        let mut i = 0;
+        v.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+    };
+    filter(&mut kernel.domain);
+    for a in kernel.accesses_mut() {
+        filter(&mut a.strides);
+    }
+    for r in &mut kernel.reductions {
+        let mut i = 0;
+        r.reduced.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+    }
+}
