@@ -1,10 +1,13 @@
 //! A compiled model: its derived graphs behind a small, named-tensor API.
 
-use crate::autodiff::{DerivedGraphs, derive};
+use crate::autodiff::{DerivedGraphs, GraphName, derive};
+use crate::codegen::{Backend, BackendKind, JitOptions, compile_backend};
 use crate::ir::store::{TensorMap, check_args};
-use crate::ir::{ArgRole, DType, Graph, Tensor, interp};
+use crate::ir::{ArgRole, DType, Tensor};
 use crate::rewrite::{RewriteOptions, RewriteReport, optimize_derived};
 use crate::{Error, Model, Result};
+use std::fmt;
+use std::sync::Arc;
 
 /// Options for [`Model::compile`].
 #[derive(Clone, Debug)]
@@ -15,6 +18,10 @@ pub struct CompileOptions {
     pub optimize: bool,
     /// Limits and cost model of the simplification.
     pub rewrite: RewriteOptions,
+    /// What runs the graphs: the Cranelift JIT (default) or the reference interpreter.
+    pub backend: BackendKind,
+    /// Threads per JIT call (the batch is split across them); 0 means one per core.
+    pub threads: usize,
 }
 
 impl Default for CompileOptions {
@@ -23,6 +30,8 @@ impl Default for CompileOptions {
             dtype: None,
             optimize: true,
             rewrite: RewriteOptions::default(),
+            backend: BackendKind::Jit,
+            threads: 0,
         }
     }
 }
@@ -31,6 +40,12 @@ impl CompileOptions {
     /// These options with every tensor in `dtype`.
     pub fn with_dtype(mut self, dtype: DType) -> CompileOptions {
         self.dtype = Some(dtype);
+        self
+    }
+
+    /// These options with another backend.
+    pub fn with_backend(mut self, backend: BackendKind) -> CompileOptions {
+        self.backend = backend;
         self
     }
 
@@ -69,13 +84,25 @@ impl CompileOptions {
 /// assert_eq!(gv.get("w").unwrap().to_f64_vec(), vec![6.0, 12.0]);
 /// # Ok::<(), sgn::Error>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct CompiledModel {
     pub graphs: DerivedGraphs,
     /// What the simplification did to each graph (empty when it was off).
     pub rewrite_reports: Vec<(&'static str, RewriteReport)>,
+    /// One executable per graph, in [`GraphName::ALL`] order.
+    executables: Vec<Arc<dyn Backend>>,
     output: String,
     param_names: Vec<String>,
+}
+
+impl fmt::Debug for CompiledModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompiledModel")
+            .field("output", &self.output)
+            .field("params", &self.param_names)
+            .field("backend", &self.executables.first().map(|e| e.name()))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where each argument of a graph comes from.
@@ -118,9 +145,17 @@ impl Model {
         } else {
             (derived, Vec::new())
         };
+        let jit = JitOptions {
+            threads: options.threads,
+        };
+        let executables = GraphName::ALL
+            .iter()
+            .map(|&name| compile_backend(graphs.get(name), options.backend, &jit).map(Arc::from))
+            .collect::<Result<Vec<_>>>()?;
         Ok(CompiledModel {
             graphs,
             rewrite_reports,
+            executables,
             output: self.output.clone(),
             param_names: self.params.iter().map(|p| p.name.clone()).collect(),
         })
@@ -130,20 +165,20 @@ impl Model {
 impl CompiledModel {
     /// The loss on a batch.
     pub fn loss(&self, params: &TensorMap, batch: &TensorMap) -> Result<f64> {
-        let out = self.run(&self.graphs.forward, &Sources::batch(params, batch))?;
+        let out = self.run(GraphName::Forward, &Sources::batch(params, batch))?;
         Ok(scalar(&out[1]))
     }
 
     /// The network output and the loss on a batch.
     pub fn forward(&self, params: &TensorMap, batch: &TensorMap) -> Result<(Tensor, f64)> {
-        let mut out = self.run(&self.graphs.forward, &Sources::batch(params, batch))?;
+        let mut out = self.run(GraphName::Forward, &Sources::batch(params, batch))?;
         let loss = scalar(&out[1]);
         Ok((out.swap_remove(0), loss))
     }
 
     /// The loss and its gradient, one tensor per parameter.
     pub fn loss_and_grad(&self, params: &TensorMap, batch: &TensorMap) -> Result<(f64, TensorMap)> {
-        let out = self.run(&self.graphs.grad, &Sources::batch(params, batch))?;
+        let out = self.run(GraphName::Grad, &Sources::batch(params, batch))?;
         let loss = scalar(&out[0]);
         Ok((loss, self.per_param(out.into_iter().skip(1))))
     }
@@ -156,7 +191,7 @@ impl CompiledModel {
         v: &TensorMap,
     ) -> Result<(Tensor, Tensor)> {
         let mut out = self.run(
-            &self.graphs.jvp,
+            GraphName::Jvp,
             &Sources {
                 directions: Some(v),
                 ..Sources::batch(params, batch)
@@ -169,7 +204,7 @@ impl CompiledModel {
     /// `Jᵀ w` for a cotangent `w` shaped like the output.
     pub fn vjp(&self, params: &TensorMap, batch: &TensorMap, w: &Tensor) -> Result<TensorMap> {
         let out = self.run(
-            &self.graphs.vjp,
+            GraphName::Vjp,
             &Sources {
                 cotangent: Some(w),
                 ..Sources::batch(params, batch)
@@ -181,7 +216,7 @@ impl CompiledModel {
     /// `G v` in one shot (prepare and apply together).
     pub fn gv(&self, params: &TensorMap, batch: &TensorMap, v: &TensorMap) -> Result<TensorMap> {
         let out = self.run(
-            &self.graphs.gv,
+            GraphName::Gv,
             &Sources {
                 directions: Some(v),
                 ..Sources::batch(params, batch)
@@ -193,7 +228,7 @@ impl CompiledModel {
     /// Prepares `G` at (params, batch): runs everything that does not depend on `v` once, so that
     /// [`GvOperator::apply`] runs only the linear part.
     pub fn gv_operator(&self, params: &TensorMap, batch: &TensorMap) -> Result<GvOperator<'_>> {
-        let residuals = self.run(&self.graphs.gv_prepare, &Sources::batch(params, batch))?;
+        let residuals = self.run(GraphName::GvPrepare, &Sources::batch(params, batch))?;
         Ok(GvOperator {
             model: self,
             residuals,
@@ -218,7 +253,17 @@ impl CompiledModel {
         map
     }
 
-    fn run(&self, graph: &Graph, sources: &Sources) -> Result<Vec<Tensor>> {
+    /// The executable of one graph (to time it, or to run it on arguments in graph order).
+    pub fn executable(&self, which: GraphName) -> &dyn Backend {
+        self.executables[GraphName::ALL
+            .iter()
+            .position(|&g| g == which)
+            .expect("every graph")]
+        .as_ref()
+    }
+
+    fn run(&self, which: GraphName, sources: &Sources) -> Result<Vec<Tensor>> {
+        let graph = self.graphs.get(which);
         let mut values = Vec::with_capacity(graph.args().len());
         let mut residuals = sources.residuals.unwrap_or(&[]).iter();
         for arg in graph.args() {
@@ -257,7 +302,7 @@ impl CompiledModel {
                 ArgRole::Residual => values.push(residuals.next().ok_or_else(missing)?.clone()),
             }
         }
-        interp::run(graph, &values)
+        self.executable(which).run(&values)
     }
 }
 
@@ -272,7 +317,7 @@ impl GvOperator<'_> {
     /// `G v`, one tensor per parameter.
     pub fn apply(&self, v: &TensorMap) -> Result<TensorMap> {
         let out = self.model.run(
-            &self.model.graphs.gv_apply,
+            GraphName::GvApply,
             &Sources {
                 directions: Some(v),
                 residuals: Some(&self.residuals),
