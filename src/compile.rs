@@ -105,19 +105,24 @@ impl fmt::Debug for CompiledModel {
     }
 }
 
-/// Where each argument of a graph comes from.
-#[derive(Default)]
-struct Sources<'a> {
-    params: Option<&'a TensorMap>,
-    batch: Option<&'a TensorMap>,
-    directions: Option<&'a TensorMap>,
-    cotangent: Option<&'a Tensor>,
-    residuals: Option<&'a [Tensor]>,
+/// Where each argument of a graph comes from, by role (see [`CompiledModel::arguments`]).
+#[derive(Clone, Copy, Default)]
+pub struct Sources<'a> {
+    /// Parameters, named as in the model.
+    pub params: Option<&'a TensorMap>,
+    /// Every `input` and `target`, by name.
+    pub batch: Option<&'a TensorMap>,
+    /// A direction `v`, one tensor per parameter, named like the parameters.
+    pub directions: Option<&'a TensorMap>,
+    /// A cotangent shaped like the output.
+    pub cotangent: Option<&'a Tensor>,
+    /// The outputs of `gv-prepare`, in order.
+    pub residuals: Option<&'a [Tensor]>,
 }
 
 impl<'a> Sources<'a> {
     /// Parameters and a batch: what the forward, gradient and prepare graphs read.
-    fn batch(params: &'a TensorMap, batch: &'a TensorMap) -> Sources<'a> {
+    pub fn batch(params: &'a TensorMap, batch: &'a TensorMap) -> Sources<'a> {
         Sources {
             params: Some(params),
             batch: Some(batch),
@@ -263,6 +268,13 @@ impl CompiledModel {
     }
 
     fn run(&self, which: GraphName, sources: &Sources) -> Result<Vec<Tensor>> {
+        let values = self.arguments(which, sources)?;
+        self.executable(which).run(&values)
+    }
+
+    /// The arguments of graph `which`, in its order, taken from `sources` by role and checked
+    /// against their declared types (for running an [`executable`](Self::executable) directly).
+    pub fn arguments(&self, which: GraphName, sources: &Sources) -> Result<Vec<Tensor>> {
         let graph = self.graphs.get(which);
         let mut values = Vec::with_capacity(graph.args().len());
         let mut residuals = sources.residuals.unwrap_or(&[]).iter();
@@ -302,7 +314,7 @@ impl CompiledModel {
                 ArgRole::Residual => values.push(residuals.next().ok_or_else(missing)?.clone()),
             }
         }
-        self.executable(which).run(&values)
+        Ok(values)
     }
 }
 

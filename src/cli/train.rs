@@ -7,7 +7,7 @@ use crate::optim::{
     Adam, AdamOptions, CgOptions, Damping, Optimizer, Record, RecordKind, Sgd, SgdOptions, Sgn,
     SgnOptions, StopRule, TrainEvent, TrainOptions, Trainer,
 };
-use crate::{CompileOptions, Error, Model, Result};
+use crate::{Error, Model, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -82,6 +82,8 @@ pub struct TrainArgs {
     /// Parameters to start from (safetensors) instead of initializing from --seed.
     #[arg(long)]
     params: Option<PathBuf>,
+    #[command(flatten)]
+    backend: super::BackendArgs,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,7 +125,7 @@ fn optimizer(args: &TrainArgs) -> Box<dyn Optimizer> {
 
 pub fn run(args: &TrainArgs) -> Result<()> {
     let model = Model::from_file(&args.model)?;
-    let compiled = model.compile(&CompileOptions::default())?;
+    let compiled = model.compile(&args.backend.options())?;
     let data_dir = data::resolve_data_dir(args.data_dir.as_deref());
     let options = LoadOptions {
         sine: SineOptions {

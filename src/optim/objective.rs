@@ -69,7 +69,16 @@ impl ParamLayout {
                     e.shape
                 )));
             }
-            flat.extend(t.to_f64().iter());
+            match t {
+                Tensor::F32(a) => match a.as_slice() {
+                    Some(values) => flat.extend(values.iter().map(|&v| f64::from(v))),
+                    None => flat.extend(a.iter().map(|&v| f64::from(v))),
+                },
+                Tensor::F64(a) => match a.as_slice() {
+                    Some(values) => flat.extend_from_slice(values),
+                    None => flat.extend(a.iter().copied()),
+                },
+            }
         }
         Ok(flat)
     }
@@ -91,8 +100,21 @@ impl ParamLayout {
         let mut map = TensorMap::new();
         for e in &self.entries {
             let n: usize = e.shape.iter().product();
-            let values = flat[e.offset..e.offset + n].to_vec();
-            let t = Tensor::from_f64(e.dtype, &e.shape, values).expect("length matches the shape");
+            let values = &flat[e.offset..e.offset + n];
+            let shape = ndarray::IxDyn(&e.shape);
+            let t = match e.dtype {
+                DType::F32 => Tensor::F32(
+                    ndarray::ArrayD::from_shape_vec(
+                        shape,
+                        values.iter().map(|&v| v as f32).collect(),
+                    )
+                    .expect("length matches the shape"),
+                ),
+                DType::F64 => Tensor::F64(
+                    ndarray::ArrayD::from_shape_vec(shape, values.to_vec())
+                        .expect("length matches the shape"),
+                ),
+            };
             map.insert(e.name.clone(), t);
         }
         map
