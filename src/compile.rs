@@ -3,9 +3,10 @@
 use crate::autodiff::{DerivedGraphs, GraphName, derive};
 use crate::codegen::{Backend, BackendKind, JitOptions, compile_backend};
 use crate::ir::store::{TensorMap, check_args};
-use crate::ir::{ArgRole, DType, Tensor};
+use crate::ir::{Arg, ArgRole, DType, Tensor};
 use crate::rewrite::{RewriteOptions, RewriteReport, optimize_derived};
 use crate::{Error, Model, Result};
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
@@ -233,10 +234,24 @@ impl CompiledModel {
     /// Prepares `G` at (params, batch): runs everything that does not depend on `v` once, so that
     /// [`GvOperator::apply`] runs only the linear part.
     pub fn gv_operator(&self, params: &TensorMap, batch: &TensorMap) -> Result<GvOperator<'_>> {
-        let residuals = self.run(GraphName::GvPrepare, &Sources::batch(params, batch))?;
+        let mut args = self.run(GraphName::GvPrepare, &Sources::batch(params, batch))?;
+        let residual_count = args.len();
+        let apply = self.graphs.get(GraphName::GvApply);
+        debug_assert!(
+            apply.args()[..residual_count]
+                .iter()
+                .all(|a| a.role == ArgRole::Residual)
+        );
+        // Placeholders until the first `apply` fills the direction slots.
+        args.extend(
+            apply.args()[residual_count..]
+                .iter()
+                .map(|a| Tensor::zeros(a.ty.dtype, &[])),
+        );
         Ok(GvOperator {
             model: self,
-            residuals,
+            args: RefCell::new(args),
+            residual_count,
         })
     }
 
@@ -299,11 +314,7 @@ impl CompiledModel {
                     "batch",
                 )?),
                 ArgRole::Direction => {
-                    let v = sources.directions.ok_or_else(missing)?;
-                    let name = arg.name.strip_prefix("v.").unwrap_or(&arg.name);
-                    let mut renamed = arg.clone();
-                    renamed.name = name.to_string();
-                    values.extend(check_args(v, &[&renamed], "direction")?);
+                    values.push(direction(sources.directions.ok_or_else(missing)?, arg)?)
                 }
                 ArgRole::Cotangent => {
                     let w = sources.cotangent.ok_or_else(missing)?;
@@ -322,22 +333,32 @@ impl CompiledModel {
 #[derive(Debug)]
 pub struct GvOperator<'a> {
     model: &'a CompiledModel,
-    residuals: Vec<Tensor>,
+    /// gv-apply's arguments: the residuals (kept from prepare, never copied again), then one
+    /// slot per direction, refilled by each `apply`.
+    args: RefCell<Vec<Tensor>>,
+    residual_count: usize,
 }
 
 impl GvOperator<'_> {
     /// `G v`, one tensor per parameter.
     pub fn apply(&self, v: &TensorMap) -> Result<TensorMap> {
-        let out = self.model.run(
-            GraphName::GvApply,
-            &Sources {
-                directions: Some(v),
-                residuals: Some(&self.residuals),
-                ..Sources::default()
-            },
-        )?;
+        let graph = self.model.graphs.get(GraphName::GvApply);
+        let mut args = self.args.borrow_mut();
+        let directions = &graph.args()[self.residual_count..];
+        for (slot, arg) in args[self.residual_count..].iter_mut().zip(directions) {
+            *slot = direction(v, arg)?;
+        }
+        let out = self.model.executable(GraphName::GvApply).run(&args)?;
         Ok(self.model.per_param(out.into_iter()))
     }
+}
+
+/// The tensor of direction `v` for argument `v.<param>`, checked against its type.
+fn direction(v: &TensorMap, arg: &Arg) -> Result<Tensor> {
+    let mut renamed = arg.clone();
+    renamed.name = arg.name.strip_prefix("v.").unwrap_or(&arg.name).to_string();
+    let mut checked = check_args(v, &[&renamed], "direction")?;
+    Ok(checked.pop().expect("one argument checked"))
 }
 
 fn scalar(t: &Tensor) -> f64 {

@@ -402,7 +402,18 @@ fn inspect_shows_the_optimized_graph_and_what_simplification_did() {
 
 #[test]
 fn bench_reports_every_graph_against_its_roofline_and_the_interpreter() {
-    let out = sgn(&["bench", "ir/sine_mlp.sgn", "--batch", "64", "--threads", "1", "--repeats", "2", "--format", "json"]);
+    let out = sgn(&[
+        "bench",
+        "ir/sine_mlp.sgn",
+        "--batch",
+        "64",
+        "--threads",
+        "1",
+        "--repeats",
+        "2",
+        "--format",
+        "json",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(json["model"], "sine_mlp");
@@ -411,7 +422,10 @@ fn bench_reports_every_graph_against_its_roofline_and_the_interpreter() {
     assert!(json["compile_ms"].as_f64().unwrap() > 0.0);
     let graphs = json["graphs"].as_array().unwrap();
     let names: Vec<&str> = graphs.iter().map(|g| g["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["forward", "grad", "gv-prepare", "gv-apply", "sgn-step"]);
+    assert_eq!(
+        names,
+        ["forward", "grad", "gv-prepare", "gv-apply", "sgn-step"]
+    );
     for g in graphs {
         for key in ["ms", "gflops", "roofline_ms", "efficiency", "interp_ms"] {
             let value = g[key].as_f64().unwrap_or_else(|| panic!("{key} in {g}"));
