@@ -1,15 +1,60 @@
 //! A compiled model: its derived graphs behind a small, named-tensor API.
 
-use crate::autodiff::{DerivedGraphs, derive};
+use crate::autodiff::{DerivedGraphs, GraphName, derive};
+use crate::codegen::{Backend, BackendKind, JitOptions, compile_backend};
 use crate::ir::store::{TensorMap, check_args};
-use crate::ir::{ArgRole, DType, Graph, Tensor, interp};
+use crate::ir::{Arg, ArgRole, DType, Tensor};
+use crate::rewrite::{RewriteOptions, RewriteReport, optimize_derived};
 use crate::{Error, Model, Result};
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::Arc;
 
 /// Options for [`Model::compile`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct CompileOptions {
     /// Run every tensor in this element type instead of the declared ones (f64 for checks).
     pub dtype: Option<DType>,
+    /// Simplify the derived graphs with equality saturation (on by default).
+    pub optimize: bool,
+    /// Limits and cost model of the simplification.
+    pub rewrite: RewriteOptions,
+    /// What runs the graphs: the Cranelift JIT (default) or the reference interpreter.
+    pub backend: BackendKind,
+    /// Threads per JIT call (the batch is split across them); 0 means one per core.
+    pub threads: usize,
+}
+
+impl Default for CompileOptions {
+    fn default() -> CompileOptions {
+        CompileOptions {
+            dtype: None,
+            optimize: true,
+            rewrite: RewriteOptions::default(),
+            backend: BackendKind::Jit,
+            threads: 0,
+        }
+    }
+}
+
+impl CompileOptions {
+    /// These options with every tensor in `dtype`.
+    pub fn with_dtype(mut self, dtype: DType) -> CompileOptions {
+        self.dtype = Some(dtype);
+        self
+    }
+
+    /// These options with another backend.
+    pub fn with_backend(mut self, backend: BackendKind) -> CompileOptions {
+        self.backend = backend;
+        self
+    }
+
+    /// These options with graph simplification on or off.
+    pub fn with_optimize(mut self, optimize: bool) -> CompileOptions {
+        self.optimize = optimize;
+        self
+    }
 }
 
 /// A model with its loss, gradient, `J v`, `Jᵀ w` and Gauss-Newton graphs.
@@ -40,21 +85,51 @@ pub struct CompileOptions {
 /// assert_eq!(gv.get("w").unwrap().to_f64_vec(), vec![6.0, 12.0]);
 /// # Ok::<(), sgn::Error>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct CompiledModel {
     pub graphs: DerivedGraphs,
+    /// What the simplification did to each graph (empty when it was off).
+    pub rewrite_reports: Vec<(&'static str, RewriteReport)>,
+    /// One executable per graph, in [`GraphName::ALL`] order.
+    executables: Vec<Arc<dyn Backend>>,
     output: String,
     param_names: Vec<String>,
 }
 
-/// Where each argument of a graph comes from.
-#[derive(Default)]
-struct Sources<'a> {
-    params: Option<&'a TensorMap>,
-    batch: Option<&'a TensorMap>,
-    directions: Option<&'a TensorMap>,
-    cotangent: Option<&'a Tensor>,
-    residuals: Option<&'a [Tensor]>,
+impl fmt::Debug for CompiledModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompiledModel")
+            .field("output", &self.output)
+            .field("params", &self.param_names)
+            .field("backend", &self.executables.first().map(|e| e.name()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where each argument of a graph comes from, by role (see [`CompiledModel::arguments`]).
+#[derive(Clone, Copy, Default)]
+pub struct Sources<'a> {
+    /// Parameters, named as in the model.
+    pub params: Option<&'a TensorMap>,
+    /// Every `input` and `target`, by name.
+    pub batch: Option<&'a TensorMap>,
+    /// A direction `v`, one tensor per parameter, named like the parameters.
+    pub directions: Option<&'a TensorMap>,
+    /// A cotangent shaped like the output.
+    pub cotangent: Option<&'a Tensor>,
+    /// The outputs of `gv-prepare`, in order.
+    pub residuals: Option<&'a [Tensor]>,
+}
+
+impl<'a> Sources<'a> {
+    /// Parameters and a batch: what the forward, gradient and prepare graphs read.
+    pub fn batch(params: &'a TensorMap, batch: &'a TensorMap) -> Sources<'a> {
+        Sources {
+            params: Some(params),
+            batch: Some(batch),
+            ..Sources::default()
+        }
+    }
 }
 
 impl Model {
@@ -67,12 +142,26 @@ impl Model {
                 p.ty.dtype = dtype;
             }
         }
-        let graphs = derive(&model).map_err(|error| Error::Differentiate {
+        let derived = derive(&model).map_err(|error| Error::Differentiate {
             file: self.file.clone(),
             error,
         })?;
+        let (graphs, rewrite_reports) = if options.optimize {
+            optimize_derived(&derived, &options.rewrite)?
+        } else {
+            (derived, Vec::new())
+        };
+        let jit = JitOptions {
+            threads: options.threads,
+        };
+        let executables = GraphName::ALL
+            .iter()
+            .map(|&name| compile_backend(graphs.get(name), options.backend, &jit).map(Arc::from))
+            .collect::<Result<Vec<_>>>()?;
         Ok(CompiledModel {
             graphs,
+            rewrite_reports,
+            executables,
             output: self.output.clone(),
             param_names: self.params.iter().map(|p| p.name.clone()).collect(),
         })
@@ -82,41 +171,20 @@ impl Model {
 impl CompiledModel {
     /// The loss on a batch.
     pub fn loss(&self, params: &TensorMap, batch: &TensorMap) -> Result<f64> {
-        let out = self.run(
-            &self.graphs.forward,
-            &Sources {
-                params: Some(params),
-                batch: Some(batch),
-                ..Sources::default()
-            },
-        )?;
+        let out = self.run(GraphName::Forward, &Sources::batch(params, batch))?;
         Ok(scalar(&out[1]))
     }
 
     /// The network output and the loss on a batch.
     pub fn forward(&self, params: &TensorMap, batch: &TensorMap) -> Result<(Tensor, f64)> {
-        let mut out = self.run(
-            &self.graphs.forward,
-            &Sources {
-                params: Some(params),
-                batch: Some(batch),
-                ..Sources::default()
-            },
-        )?;
+        let mut out = self.run(GraphName::Forward, &Sources::batch(params, batch))?;
         let loss = scalar(&out[1]);
         Ok((out.swap_remove(0), loss))
     }
 
     /// The loss and its gradient, one tensor per parameter.
     pub fn loss_and_grad(&self, params: &TensorMap, batch: &TensorMap) -> Result<(f64, TensorMap)> {
-        let out = self.run(
-            &self.graphs.grad,
-            &Sources {
-                params: Some(params),
-                batch: Some(batch),
-                ..Sources::default()
-            },
-        )?;
+        let out = self.run(GraphName::Grad, &Sources::batch(params, batch))?;
         let loss = scalar(&out[0]);
         Ok((loss, self.per_param(out.into_iter().skip(1))))
     }
@@ -129,12 +197,10 @@ impl CompiledModel {
         v: &TensorMap,
     ) -> Result<(Tensor, Tensor)> {
         let mut out = self.run(
-            &self.graphs.jvp,
+            GraphName::Jvp,
             &Sources {
-                params: Some(params),
-                batch: Some(batch),
                 directions: Some(v),
-                ..Sources::default()
+                ..Sources::batch(params, batch)
             },
         )?;
         let jv = out.pop().expect("jvp has two outputs");
@@ -144,12 +210,10 @@ impl CompiledModel {
     /// `Jᵀ w` for a cotangent `w` shaped like the output.
     pub fn vjp(&self, params: &TensorMap, batch: &TensorMap, w: &Tensor) -> Result<TensorMap> {
         let out = self.run(
-            &self.graphs.vjp,
+            GraphName::Vjp,
             &Sources {
-                params: Some(params),
-                batch: Some(batch),
                 cotangent: Some(w),
-                ..Sources::default()
+                ..Sources::batch(params, batch)
             },
         )?;
         Ok(self.per_param(out.into_iter()))
@@ -158,12 +222,10 @@ impl CompiledModel {
     /// `G v` in one shot (prepare and apply together).
     pub fn gv(&self, params: &TensorMap, batch: &TensorMap, v: &TensorMap) -> Result<TensorMap> {
         let out = self.run(
-            &self.graphs.gv,
+            GraphName::Gv,
             &Sources {
-                params: Some(params),
-                batch: Some(batch),
                 directions: Some(v),
-                ..Sources::default()
+                ..Sources::batch(params, batch)
             },
         )?;
         Ok(self.per_param(out.into_iter()))
@@ -172,18 +234,30 @@ impl CompiledModel {
     /// Prepares `G` at (params, batch): runs everything that does not depend on `v` once, so that
     /// [`GvOperator::apply`] runs only the linear part.
     pub fn gv_operator(&self, params: &TensorMap, batch: &TensorMap) -> Result<GvOperator<'_>> {
-        let residuals = self.run(
-            &self.graphs.gv_prepare,
-            &Sources {
-                params: Some(params),
-                batch: Some(batch),
-                ..Sources::default()
-            },
-        )?;
+        let mut args = self.run(GraphName::GvPrepare, &Sources::batch(params, batch))?;
+        let residual_count = args.len();
+        let apply = self.graphs.get(GraphName::GvApply);
+        debug_assert!(
+            apply.args()[..residual_count]
+                .iter()
+                .all(|a| a.role == ArgRole::Residual)
+        );
+        // Placeholders until the first `apply` fills the direction slots.
+        args.extend(
+            apply.args()[residual_count..]
+                .iter()
+                .map(|a| Tensor::zeros(a.ty.dtype, &[])),
+        );
         Ok(GvOperator {
             model: self,
-            residuals,
+            args: RefCell::new(args),
+            residual_count,
         })
+    }
+
+    /// The parameters' names, in declaration order.
+    pub fn param_names(&self) -> &[String] {
+        &self.param_names
     }
 
     /// The name of the network output (as in the DSL).
@@ -199,7 +273,24 @@ impl CompiledModel {
         map
     }
 
-    fn run(&self, graph: &Graph, sources: &Sources) -> Result<Vec<Tensor>> {
+    /// The executable of one graph (to time it, or to run it on arguments in graph order).
+    pub fn executable(&self, which: GraphName) -> &dyn Backend {
+        self.executables[GraphName::ALL
+            .iter()
+            .position(|&g| g == which)
+            .expect("every graph")]
+        .as_ref()
+    }
+
+    fn run(&self, which: GraphName, sources: &Sources) -> Result<Vec<Tensor>> {
+        let values = self.arguments(which, sources)?;
+        self.executable(which).run(&values)
+    }
+
+    /// The arguments of graph `which`, in its order, taken from `sources` by role and checked
+    /// against their declared types (for running an [`executable`](Self::executable) directly).
+    pub fn arguments(&self, which: GraphName, sources: &Sources) -> Result<Vec<Tensor>> {
+        let graph = self.graphs.get(which);
         let mut values = Vec::with_capacity(graph.args().len());
         let mut residuals = sources.residuals.unwrap_or(&[]).iter();
         for arg in graph.args() {
@@ -223,11 +314,7 @@ impl CompiledModel {
                     "batch",
                 )?),
                 ArgRole::Direction => {
-                    let v = sources.directions.ok_or_else(missing)?;
-                    let name = arg.name.strip_prefix("v.").unwrap_or(&arg.name);
-                    let mut renamed = arg.clone();
-                    renamed.name = name.to_string();
-                    values.extend(check_args(v, &[&renamed], "direction")?);
+                    values.push(direction(sources.directions.ok_or_else(missing)?, arg)?)
                 }
                 ArgRole::Cotangent => {
                     let w = sources.cotangent.ok_or_else(missing)?;
@@ -238,7 +325,7 @@ impl CompiledModel {
                 ArgRole::Residual => values.push(residuals.next().ok_or_else(missing)?.clone()),
             }
         }
-        interp::run(graph, &values)
+        Ok(values)
     }
 }
 
@@ -246,22 +333,32 @@ impl CompiledModel {
 #[derive(Debug)]
 pub struct GvOperator<'a> {
     model: &'a CompiledModel,
-    residuals: Vec<Tensor>,
+    /// gv-apply's arguments: the residuals (kept from prepare, never copied again), then one
+    /// slot per direction, refilled by each `apply`.
+    args: RefCell<Vec<Tensor>>,
+    residual_count: usize,
 }
 
 impl GvOperator<'_> {
     /// `G v`, one tensor per parameter.
     pub fn apply(&self, v: &TensorMap) -> Result<TensorMap> {
-        let out = self.model.run(
-            &self.model.graphs.gv_apply,
-            &Sources {
-                directions: Some(v),
-                residuals: Some(&self.residuals),
-                ..Sources::default()
-            },
-        )?;
+        let graph = self.model.graphs.get(GraphName::GvApply);
+        let mut args = self.args.borrow_mut();
+        let directions = &graph.args()[self.residual_count..];
+        for (slot, arg) in args[self.residual_count..].iter_mut().zip(directions) {
+            *slot = direction(v, arg)?;
+        }
+        let out = self.model.executable(GraphName::GvApply).run(&args)?;
         Ok(self.model.per_param(out.into_iter()))
     }
+}
+
+/// The tensor of direction `v` for argument `v.<param>`, checked against its type.
+fn direction(v: &TensorMap, arg: &Arg) -> Result<Tensor> {
+    let mut renamed = arg.clone();
+    renamed.name = arg.name.strip_prefix("v.").unwrap_or(&arg.name).to_string();
+    let mut checked = check_args(v, &[&renamed], "direction")?;
+    Ok(checked.pop().expect("one argument checked"))
 }
 
 fn scalar(t: &Tensor) -> f64 {

@@ -13,8 +13,9 @@ pub mod error;
 pub mod ir;
 pub mod model;
 pub mod optim;
+pub mod rewrite;
 
-pub use compile::{CompileOptions, CompiledModel, GvOperator};
+pub use compile::{CompileOptions, CompiledModel, GvOperator, Sources};
 pub use error::{Error, Result};
 pub use model::Model;
 pub mod cli;

@@ -6,6 +6,7 @@ mod common;
 
 use common::{axpy, batch_for, direction_like, dot, ir_models, rel_err};
 use sgn::autodiff::descendants;
+use sgn::codegen::BackendKind;
 use sgn::ir::store::{TensorMap, init_params};
 use sgn::ir::{ArgRole, BinaryOp, DType, Op, Tensor, UnaryOp};
 use sgn::{CompileOptions, CompiledModel, Model};
@@ -14,10 +15,7 @@ const F: DType = DType::F64;
 
 fn compile_f64(model: &Model) -> CompiledModel {
     model
-        .compile(&CompileOptions {
-            dtype: Some(F),
-            ..CompileOptions::default()
-        })
+        .compile(&CompileOptions::default().with_dtype(F))
         .unwrap()
 }
 
@@ -228,10 +226,11 @@ fn one_shot_gv_equals_prepare_then_apply_bit_for_bit() {
     for (name, model) in ir_models() {
         for dtype in [DType::F32, DType::F64] {
             let compiled = model
-                .compile(&CompileOptions {
-                    dtype: Some(dtype),
-                    ..CompileOptions::default()
-                })
+                .compile(
+                    &CompileOptions::default()
+                        .with_dtype(dtype)
+                        .with_backend(BackendKind::Interpreter),
+                )
                 .unwrap();
             let params: TensorMap = jiggle(&params_f64(&model, 3))
                 .iter()

@@ -321,9 +321,25 @@ fn structural_ops() {
         )
         .unwrap()
     });
-    check("stop_gradient", &[&[3]], &[ANY], |g, xs| {
-        g.apply(Op::StopGradient, &[xs[0]]).unwrap()
-    });
+}
+
+#[test]
+fn stop_gradient_has_no_tangent_by_definition() {
+    let mut g = Graph::new("stop");
+    let ty = TensorType::new(F, Shape::fixed(&[3]));
+    let x = g.add_arg("x", ArgRole::Param, ty.clone());
+    let v = g.add_arg("v", ArgRole::Direction, ty);
+    let stopped = g.apply(Op::StopGradient, &[x]).unwrap();
+    let y = g.binary(BinaryOp::Mul, stopped, x).unwrap();
+    let tangents = jvp(&mut g, &[(x, v)], &[y]).unwrap();
+    assert_eq!(tangents[stopped.index()], None);
+    // d(sg(x)·x) = sg(x)·dx: only the second factor carries a tangent.
+    let t = tangents[y.index()].unwrap();
+    g.add_output("t", t);
+    let x_val = Tensor::from_f64(F, &[3], vec![1.0, -2.0, 3.0]).unwrap();
+    let v_val = Tensor::from_f64(F, &[3], vec![0.5, 0.5, 0.5]).unwrap();
+    let out = interp::run(&g, &[x_val, v_val]).unwrap();
+    assert_eq!(out[0].to_f64_vec(), vec![0.5, -1.0, 1.5]);
 }
 
 #[test]

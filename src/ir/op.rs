@@ -67,6 +67,27 @@ impl UnaryOp {
     pub fn from_name(name: &str) -> Option<UnaryOp> {
         UnaryOp::ALL.into_iter().find(|op| op.name() == name)
     }
+
+    /// The op on one f64, as the interpreter computes it (constant folding uses this).
+    pub fn eval(self, x: f64) -> f64 {
+        match self {
+            UnaryOp::Neg => -x,
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Log => x.ln(),
+            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::Sigmoid if x >= 0.0 => 1.0 / (1.0 + (-x).exp()),
+            UnaryOp::Sigmoid => x.exp() / (1.0 + x.exp()),
+            UnaryOp::Relu if x < 0.0 => 0.0,
+            UnaryOp::Relu => x,
+            UnaryOp::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+            UnaryOp::Sqrt => x.sqrt(),
+            UnaryOp::Abs => x.abs(),
+            UnaryOp::Sign if x == 0.0 || x.is_nan() => x,
+            UnaryOp::Sign => x.signum(),
+            UnaryOp::Step => f64::from(u8::from(x > 0.0)),
+            UnaryOp::Recip => x.recip(),
+        }
+    }
 }
 
 /// Elementwise functions of two tensors of the same shape.
@@ -104,6 +125,20 @@ impl BinaryOp {
 
     pub fn from_name(name: &str) -> Option<BinaryOp> {
         BinaryOp::ALL.into_iter().find(|op| op.name() == name)
+    }
+
+    /// The op on two f64s, as the interpreter computes it (NaN propagates through max/min).
+    pub fn eval(self, a: f64, b: f64) -> f64 {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+            BinaryOp::Max if a.is_nan() || a > b => a,
+            BinaryOp::Max => b,
+            BinaryOp::Min if a.is_nan() || a < b => a,
+            BinaryOp::Min => b,
+        }
     }
 }
 

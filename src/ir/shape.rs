@@ -212,6 +212,24 @@ impl Shape {
         self.rank() <= target.rank() && self.broadcast(target).as_ref() == Some(target)
     }
 
+    /// The shape of a reduction over `axes` with the reduced axes kept as size 1 (numpy's
+    /// `keepdims=True`).
+    pub fn keepdims(&self, axes: &[usize]) -> Shape {
+        Shape(
+            self.0
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    if axes.contains(&i) {
+                        Dim::fixed(1)
+                    } else {
+                        d.clone()
+                    }
+                })
+                .collect(),
+        )
+    }
+
     /// Axis `k` counted from the last (0 = last axis).
     fn axis_from_end(&self, k: usize) -> Option<&Dim> {
         (k < self.rank()).then(|| &self.0[self.rank() - 1 - k])

@@ -60,28 +60,27 @@ pub fn solve(
     precondition: Option<&[f64]>,
     options: &CgOptions,
 ) -> Result<CgResult> {
-    let precond = |r: &[f64]| -> Vec<f64> {
-        match precondition {
-            Some(m) => r.iter().zip(m).map(|(r, m)| r / m).collect(),
-            None => r.to_vec(),
-        }
-    };
     let mut x = x0;
     let mut iterations = 0;
     // r = b − A x0 (one product, unless x0 = 0).
-    let mut ax = if x.iter().all(|&v| v == 0.0) {
-        vec![0.0; b.len()]
+    let mut r: Vec<f64> = if x.iter().all(|&v| v == 0.0) {
+        b.to_vec()
     } else {
         iterations += 1;
-        apply(&x)?
+        let ax = apply(&x)?;
+        b.iter().zip(&ax).map(|(b, a)| b - a).collect()
     };
-    let mut r: Vec<f64> = b.iter().zip(&ax).map(|(b, a)| b - a).collect();
-    let model = |x: &[f64], ax: &[f64]| 0.5 * dot(x, ax) - dot(b, x);
-    let mut best = (model(&x, &ax), x.clone(), dot(&x, &ax));
+    // With A x = b − r, the model is q(x) = ½xᵀAx − bᵀx = −½(bᵀx + rᵀx); afterwards each step
+    // lowers it by ½·α·rᵀy, so it is tracked without further products.
+    let mut model = -0.5 * (dot(b, &x) + dot(&r, &x));
+    let mut best = (model, x.clone(), r.clone());
     let b_norm = dot(b, b).sqrt();
-    let mut y = precond(&r);
-    let mut p = y.clone();
-    let mut ry = dot(&r, &y);
+    let preconditioned = |r: &[f64]| -> Option<Vec<f64>> {
+        precondition.map(|m| r.iter().zip(m).map(|(r, m)| r / m).collect())
+    };
+    let mut y = preconditioned(&r);
+    let mut p = y.clone().unwrap_or_else(|| r.clone());
+    let mut ry = dot(&r, y.as_deref().unwrap_or(&r));
     let mut stop = CgStop::MaxIterations;
     while iterations < options.max_iters {
         if dot(&r, &r).sqrt() <= options.tolerance * b_norm {
@@ -97,24 +96,25 @@ pub fn solve(
         }
         let alpha = ry / curvature;
         axpy(&mut x, alpha, &p);
-        axpy(&mut ax, alpha, &ap);
         axpy(&mut r, -alpha, &ap);
-        let q = model(&x, &ax);
-        if !options.keep_best || q <= best.0 {
-            best = (q, x.clone(), dot(&x, &ax));
+        model -= 0.5 * alpha * ry;
+        if !options.keep_best || model <= best.0 {
+            best = (model, x.clone(), r.clone());
         }
-        y = precond(&r);
-        let ry_next = dot(&r, &y);
+        y = preconditioned(&r);
+        let ry_next = dot(&r, y.as_deref().unwrap_or(&r));
         let beta = ry_next / ry;
         ry = ry_next;
-        for (p, y) in p.iter_mut().zip(&y) {
+        for (p, y) in p.iter_mut().zip(y.as_deref().unwrap_or(&r)) {
             *p = y + beta * *p;
         }
     }
     if stop == CgStop::MaxIterations && dot(&r, &r).sqrt() <= options.tolerance * b_norm {
         stop = CgStop::Converged;
     }
-    let (model_value, x, curvature) = best;
+    let (model_value, x, r) = best;
+    // xᵀAx = xᵀ(b − r).
+    let curvature = dot(&x, b) - dot(&x, &r);
     Ok(CgResult {
         x,
         model_value,

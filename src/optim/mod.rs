@@ -8,15 +8,20 @@
 pub mod adam;
 pub mod cg;
 pub mod objective;
+pub mod record;
+pub mod report;
 pub mod sgd;
 pub mod sgn;
+pub mod train;
 pub mod vector;
 
 pub use adam::{Adam, AdamOptions};
 pub use cg::{CgOptions, CgResult, CgStop};
 pub use objective::{ModelObjective, ParamLayout};
+pub use record::{Record, RecordKind};
 pub use sgd::{Sgd, SgdOptions};
 pub use sgn::{Damping, Sgn, SgnOptions};
+pub use train::{StopRule, TrainEvent, TrainOptions, Trainer};
 
 use crate::Result;
 use std::collections::BTreeMap;

@@ -69,9 +69,29 @@ impl ParamLayout {
                     e.shape
                 )));
             }
-            flat.extend(t.to_f64().iter());
+            match t {
+                Tensor::F32(a) => match a.as_slice() {
+                    Some(values) => flat.extend(values.iter().map(|&v| f64::from(v))),
+                    None => flat.extend(a.iter().map(|&v| f64::from(v))),
+                },
+                Tensor::F64(a) => match a.as_slice() {
+                    Some(values) => flat.extend_from_slice(values),
+                    None => flat.extend(a.iter().copied()),
+                },
+            }
         }
         Ok(flat)
+    }
+
+    /// Rounds every entry to its parameter's element type (f32 parameters hold f32 values), so
+    /// that the parameters saved in a checkpoint are exactly the ones trained with.
+    pub fn round_to_dtypes(&self, flat: &mut [f64]) {
+        for e in self.entries.iter().filter(|e| e.dtype == DType::F32) {
+            let n: usize = e.shape.iter().product();
+            for x in &mut flat[e.offset..e.offset + n] {
+                *x = f64::from(*x as f32);
+            }
+        }
     }
 
     /// The vector as named tensors of the parameters' shapes and element types.
@@ -80,8 +100,21 @@ impl ParamLayout {
         let mut map = TensorMap::new();
         for e in &self.entries {
             let n: usize = e.shape.iter().product();
-            let values = flat[e.offset..e.offset + n].to_vec();
-            let t = Tensor::from_f64(e.dtype, &e.shape, values).expect("length matches the shape");
+            let values = &flat[e.offset..e.offset + n];
+            let shape = ndarray::IxDyn(&e.shape);
+            let t = match e.dtype {
+                DType::F32 => Tensor::F32(
+                    ndarray::ArrayD::from_shape_vec(
+                        shape,
+                        values.iter().map(|&v| v as f32).collect(),
+                    )
+                    .expect("length matches the shape"),
+                ),
+                DType::F64 => Tensor::F64(
+                    ndarray::ArrayD::from_shape_vec(shape, values.to_vec())
+                        .expect("length matches the shape"),
+                ),
+            };
             map.insert(e.name.clone(), t);
         }
         map

@@ -239,18 +239,23 @@ mod tests {
     use super::*;
     use crate::optim::tests::Quadratic;
 
-    #[test]
-    fn one_step_with_exact_cg_minimizes_a_quadratic() {
-        // L(θ) = ½ θᵀAθ − bᵀθ with G = A exactly: the damped Newton step lands next to θ*.
-        let mut q = Quadratic::new(4);
-        let mut sgn = Sgn::new(SgnOptions {
+    /// Default SGN, with CG run to convergence so steps are exact damped Newton steps.
+    fn exact_cg() -> SgnOptions {
+        SgnOptions {
             cg: CgOptions {
                 max_iters: 50,
                 tolerance: 1e-14,
                 keep_best: false,
             },
             ..SgnOptions::default()
-        });
+        }
+    }
+
+    #[test]
+    fn one_step_with_exact_cg_minimizes_a_quadratic() {
+        // L(θ) = ½ θᵀAθ − bᵀθ with G = A exactly: the damped Newton step lands next to θ*.
+        let mut q = Quadratic::new(4);
+        let mut sgn = Sgn::new(exact_cg());
         let mut theta = vec![0.0; 4];
         let report = sgn.step(&mut theta, &mut q).unwrap();
         assert!(report.accepted);
@@ -271,14 +276,7 @@ mod tests {
         // r = 2 − 1/0.55 ≈ 0.18 < ¼ of the predicted amount.
         let mut q = Quadratic::new(3);
         q.gv_scale = 0.55;
-        let mut sgn = Sgn::new(SgnOptions {
-            cg: CgOptions {
-                max_iters: 50,
-                tolerance: 1e-14,
-                keep_best: false,
-            },
-            ..SgnOptions::default()
-        });
+        let mut sgn = Sgn::new(exact_cg());
         let mut theta = vec![0.0; 3];
         let report = sgn.step(&mut theta, &mut q).unwrap();
         assert!(report.accepted);
@@ -308,14 +306,7 @@ mod tests {
     fn armijo_halves_until_sufficient_decrease() {
         let mut q = Quadratic::new(3);
         q.gv_scale = 0.3; // a step 3.3× too long: the full step fails Armijo, the half passes
-        let mut sgn = Sgn::new(SgnOptions {
-            cg: CgOptions {
-                max_iters: 50,
-                tolerance: 1e-14,
-                keep_best: false,
-            },
-            ..SgnOptions::default()
-        });
+        let mut sgn = Sgn::new(exact_cg());
         let mut theta = vec![0.0; 3];
         let report = sgn.step(&mut theta, &mut q).unwrap();
         assert!(report.accepted);

@@ -4,7 +4,7 @@
 use sgn::Model;
 use sgn::ir::store::TensorMap;
 use sgn::ir::{DType, Tensor};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The models shipped in `ir/`, by file name.
 pub fn ir_models() -> Vec<(String, Model)> {
@@ -79,10 +79,7 @@ pub fn batch_for(model: &Model, dtype: DType, rows: usize, seed: u64) -> TensorM
 pub fn direction_like(like: &TensorMap, seed: u64) -> TensorMap {
     let mut v = TensorMap::new();
     for (i, (name, t)) in like.iter().enumerate() {
-        v.insert(
-            name.clone(),
-            wavy(t.dtype(), t.shape(), seed * 31 + i as u64, 1.0),
-        );
+        v.insert(name, wavy(t.dtype(), t.shape(), seed * 31 + i as u64, 1.0));
     }
     v
 }
@@ -99,7 +96,7 @@ pub fn axpy(a: &TensorMap, s: f64, b: &TensorMap) -> TensorMap {
             .map(|(x, y)| x + s * y)
             .collect();
         out.insert(
-            name.clone(),
+            name,
             Tensor::from_f64(ta.dtype(), ta.shape(), values).unwrap(),
         );
     }
@@ -126,4 +123,13 @@ pub fn rel_err(a: f64, b: f64) -> f64 {
         return 0.0;
     }
     (a - b).abs() / a.abs().max(b.abs()).max(1e-300)
+}
+
+/// Where the real datasets are cached for the tests: `$SGN_DATA_DIR` if set (CI may point it at
+/// a persistent cache), else a directory under cargo's target dir, reused between runs.
+pub fn test_data_dir() -> PathBuf {
+    match std::env::var_os(sgn::data::DATA_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_TARGET_TMPDIR")).join("data"),
+    }
 }

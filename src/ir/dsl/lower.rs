@@ -1012,7 +1012,7 @@ impl<'p> Lowerer<'p> {
 
     fn unary(&mut self, op: UnaryOp, x: Value, span: Span) -> Result<Value, Diagnostic> {
         match x {
-            Value::Number(x) => self.folded(span, fold_unary(op, x)),
+            Value::Number(x) => self.folded(span, UnaryOp::eval(op, x)),
             Value::Tensor(x) => Ok(Value::Tensor(self.build(span, |g| g.unary(op, x))?)),
         }
     }
@@ -1030,7 +1030,7 @@ impl<'p> Lowerer<'p> {
         let constant = |g: &mut Graph, x: f64, like: NodeId| Ok(g.constant(x, g.ty(like).dtype));
         let (a, b) = match (a, b) {
             (Value::Number(x), Value::Number(y)) => {
-                return self.folded(span, fold_binary(op, x, y));
+                return self.folded(span, BinaryOp::eval(op, x, y));
             }
             (Value::Number(x), Value::Tensor(b)) => (self.build(span, |g| constant(g, x, b))?, b),
             (Value::Tensor(a), Value::Number(y)) => (a, self.build(span, |g| constant(g, y, a))?),
@@ -1202,20 +1202,7 @@ impl<'p> Lowerer<'p> {
         axes: &[usize],
         span: Span,
     ) -> Result<NodeId, Diagnostic> {
-        let kept = Shape(
-            shape
-                .dims()
-                .iter()
-                .enumerate()
-                .map(|(i, d)| {
-                    if axes.contains(&i) {
-                        Dim::fixed(1)
-                    } else {
-                        d.clone()
-                    }
-                })
-                .collect(),
-        );
+        let kept = shape.keepdims(axes);
         self.build(span, |g| g.reshape(reduced, &kept))
     }
 
@@ -1608,7 +1595,7 @@ impl<'p> Lowerer<'p> {
                     BinOp::Mul => BinaryOp::Mul,
                     _ => BinaryOp::Div,
                 };
-                fold_binary(op, a, b)
+                BinaryOp::eval(op, a, b)
             }
             _ => {
                 return Err(self.error(
@@ -1727,40 +1714,6 @@ fn reachable(graph: &Graph, from: NodeId, stop: Option<NodeId>) -> Vec<bool> {
         }
     }
     seen
-}
-
-fn fold_unary(op: UnaryOp, x: f64) -> f64 {
-    match op {
-        UnaryOp::Neg => -x,
-        UnaryOp::Exp => x.exp(),
-        UnaryOp::Log => x.ln(),
-        UnaryOp::Tanh => x.tanh(),
-        UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-        UnaryOp::Relu => x.max(0.0),
-        UnaryOp::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
-        UnaryOp::Sqrt => x.sqrt(),
-        UnaryOp::Abs => x.abs(),
-        UnaryOp::Sign => {
-            if x == 0.0 {
-                0.0
-            } else {
-                x.signum()
-            }
-        }
-        UnaryOp::Step => f64::from(u8::from(x > 0.0)),
-        UnaryOp::Recip => 1.0 / x,
-    }
-}
-
-fn fold_binary(op: BinaryOp, a: f64, b: f64) -> f64 {
-    match op {
-        BinaryOp::Add => a + b,
-        BinaryOp::Sub => a - b,
-        BinaryOp::Mul => a * b,
-        BinaryOp::Div => a / b,
-        BinaryOp::Max => a.max(b),
-        BinaryOp::Min => a.min(b),
-    }
 }
 
 /// " (did you mean 'x'?)" for a near miss, else " (known …: a, b, c)".

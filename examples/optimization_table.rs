@@ -1,0 +1,14 @@
+//! Prints the before/after optimization table of every model in `ir/`:
+//!
+//! ```text
+//! cargo run --release --example optimization_table > docs/OPTIMIZATION.md
+//! ```
+
+use sgn::rewrite::{RewriteOptions, optimization_table};
+use std::path::Path;
+
+fn main() -> sgn::Result<()> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("ir");
+    print!("{}", optimization_table(&dir, &RewriteOptions::default())?);
+    Ok(())
+}

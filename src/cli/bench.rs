@@ -1,0 +1,265 @@
+//! `sgn bench MODEL --batch N [--threads T] [--format text|json]`: how fast the compiled graphs
+//! run, next to their GEMM roofline and the reference interpreter, all measured in this run.
+
+use crate::autodiff::GraphName;
+use crate::codegen::{BackendKind, JitOptions, roofline_ms};
+use crate::ir::interp::bind_dims;
+use crate::ir::store::{TensorMap, init_params};
+use crate::ir::{ArgRole, Tensor};
+use crate::optim::{CgOptions, ModelObjective, Optimizer, ParamLayout, Sgn, SgnOptions};
+use crate::rewrite::graph_stats;
+use crate::{CompileOptions, CompiledModel, Model, Result, Sources};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// The model file (`*.sgn`).
+    model: PathBuf,
+    /// The batch size the symbolic batch dimension is bound to.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// JIT threads per call; 0 = one per core.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Timed runs per graph (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    repeats: usize,
+    /// text or json.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// One row of the report.
+#[derive(Serialize, Debug)]
+struct Timing {
+    name: &'static str,
+    /// Median milliseconds with the JIT.
+    ms: f64,
+    gflops: f64,
+    /// Median milliseconds of the same matmuls alone through the same GEMM and threads.
+    roofline_ms: f64,
+    /// roofline_ms / ms.
+    efficiency: f64,
+    /// Median milliseconds with the reference interpreter.
+    interp_ms: f64,
+}
+
+#[derive(Serialize, Debug)]
+struct Report {
+    model: String,
+    batch: usize,
+    threads: usize,
+    compile_ms: f64,
+    graphs: Vec<Timing>,
+}
+
+const TIMED_GRAPHS: [GraphName; 4] = [
+    GraphName::Forward,
+    GraphName::Grad,
+    GraphName::GvPrepare,
+    GraphName::GvApply,
+];
+/// CG iterations in the timed SGN step.
+const STEP_CG_ITERS: usize = 10;
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let started = Instant::now();
+    let model = Model::from_file(&args.model)?;
+    let options = CompileOptions {
+        threads: args.threads,
+        ..CompileOptions::default()
+    };
+    let jit = model.compile(&options)?;
+    let compile_ms = ms_since(started);
+    let interp = model.compile(&options.clone().with_backend(BackendKind::Interpreter))?;
+    let jit_options = JitOptions {
+        threads: args.threads,
+    };
+
+    let params = init_params(&model.params, 0)?;
+    let batch = synthetic_batch(&model, args.batch);
+    let residuals = jit
+        .executable(GraphName::GvPrepare)
+        .run(&jit.arguments(GraphName::GvPrepare, &Sources::batch(&params, &batch))?)?;
+    let v = params.clone();
+    let sources = Sources {
+        directions: Some(&v),
+        residuals: Some(&residuals),
+        ..Sources::batch(&params, &batch)
+    };
+    let interp_repeats = args.repeats.div_ceil(3).max(2);
+    let mut graphs = Vec::new();
+    for name in TIMED_GRAPHS {
+        let values = jit.arguments(name, &sources)?;
+        let graph = jit.graphs.get(name);
+        let stats = graph_stats(graph, args.batch);
+        let ms = median_ms(args.repeats, || run_graph(&jit, name, &values))?;
+        let interp_ms = median_ms(interp_repeats, || run_graph(&interp, name, &values))?;
+        let bindings = bind_dims(graph, &values)?;
+        let roofline = roofline_ms(graph, &bindings, &jit_options, args.repeats)?;
+        graphs.push(timing(
+            name.name(),
+            ms,
+            (stats.matmul_flops + stats.elementwise_flops) as f64,
+            roofline,
+            interp_ms,
+        ));
+    }
+    graphs.push(sgn_step(&jit, &interp, &params, &batch, args, &graphs)?);
+    let report = Report {
+        model: model.name.clone(),
+        batch: args.batch,
+        threads: jit_options.thread_count(),
+        compile_ms,
+        graphs,
+    };
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("plain data")
+        ),
+        Format::Text => print_text(&report),
+    }
+    Ok(())
+}
+
+fn run_graph(model: &CompiledModel, name: GraphName, values: &[Tensor]) -> Result<()> {
+    model.executable(name).run(values).map(drop)
+}
+
+fn timing(name: &'static str, ms: f64, flops: f64, roofline_ms: f64, interp_ms: f64) -> Timing {
+    Timing {
+        name,
+        ms,
+        gflops: flops / (ms * 1e6),
+        roofline_ms,
+        efficiency: roofline_ms / ms,
+        interp_ms,
+    }
+}
+
+/// One SGN step — gradient, gv-prepare, 10 CG iterations of gv-apply, the update (no line
+/// search) — through the optimizer as training runs it. Its roofline is the sum of its graphs'.
+fn sgn_step(
+    jit: &CompiledModel,
+    interp: &CompiledModel,
+    params: &TensorMap,
+    batch: &TensorMap,
+    args: &BenchArgs,
+    graphs: &[Timing],
+) -> Result<Timing> {
+    let layout = ParamLayout::new(jit.param_names(), params)?;
+    let theta0 = layout.flatten(params)?;
+    let options = SgnOptions {
+        cg: CgOptions {
+            max_iters: STEP_CG_ITERS,
+            tolerance: 0.0,
+            keep_best: true,
+        },
+        line_search: false,
+        ..SgnOptions::default()
+    };
+    let step = |model: &CompiledModel| -> Result<()> {
+        let mut objective = ModelObjective::new(model, &layout, batch.clone());
+        let mut theta = theta0.clone();
+        Sgn::new(options.clone())
+            .step(&mut theta, &mut objective)
+            .map(drop)
+    };
+    let ms = median_ms(args.repeats, || step(jit))?;
+    let interp_ms = median_ms(args.repeats.div_ceil(3).max(2), || step(interp))?;
+    let of = |name: &str| graphs.iter().find(|t| t.name == name).expect("timed above");
+    let iters = STEP_CG_ITERS as f64;
+    let flops_of = |name: &str| of(name).gflops * of(name).ms * 1e6;
+    let flops = flops_of("grad")
+        + flops_of("gv-prepare")
+        + iters * flops_of("gv-apply")
+        + flops_of("forward");
+    let roofline = of("grad").roofline_ms
+        + of("gv-prepare").roofline_ms
+        + iters * of("gv-apply").roofline_ms
+        + of("forward").roofline_ms;
+    Ok(timing("sgn-step", ms, flops, roofline, interp_ms))
+}
+
+fn median_ms(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?; // warm-up: plans, caches, pages
+    let mut times = Vec::with_capacity(repeats.max(1));
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        f()?;
+        times.push(ms_since(start));
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+fn ms_since(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+/// Inputs with values in [0, 1) and one-hot rows for multi-column targets; symbolic dimensions
+/// bound to `rows`.
+fn synthetic_batch(model: &Model, rows: usize) -> TensorMap {
+    let mut batch = TensorMap::new();
+    for arg in model
+        .graph
+        .args()
+        .iter()
+        .filter(|a| matches!(a.role, ArgRole::Input | ArgRole::Target))
+    {
+        let shape: Vec<usize> = arg
+            .ty
+            .shape
+            .dims()
+            .iter()
+            .map(|d| d.as_fixed().map_or(rows, |n| n as usize))
+            .collect();
+        let n: usize = shape.iter().product();
+        let width = *shape.last().unwrap_or(&1);
+        let values = (0..n)
+            .map(|i| match arg.role {
+                ArgRole::Target if width > 1 => {
+                    f64::from(u8::from(i % width == (i / width) % width))
+                }
+                _ => ((i * 7919) % 1000) as f64 / 1000.0,
+            })
+            .collect();
+        batch.insert(
+            arg.name.clone(),
+            Tensor::from_f64(arg.ty.dtype, &shape, values).expect("length matches the shape"),
+        );
+    }
+    batch
+}
+
+fn print_text(r: &Report) {
+    println!(
+        "model {}, batch {}, {} thread(s), compile {:.0} ms",
+        r.model, r.batch, r.threads, r.compile_ms
+    );
+    println!(
+        "{:<12}{:>10}{:>10}{:>13}{:>12}{:>12}{:>10}",
+        "graph", "ms", "GFLOP/s", "roofline ms", "efficiency", "interp ms", "speedup"
+    );
+    for t in &r.graphs {
+        println!(
+            "{:<12}{:>10.3}{:>10.1}{:>13.3}{:>12.2}{:>12.3}{:>9.1}×",
+            t.name,
+            t.ms,
+            t.gflops,
+            t.roofline_ms,
+            t.efficiency,
+            t.interp_ms,
+            t.interp_ms / t.ms
+        );
+    }
+}

@@ -1,0 +1,362 @@
+//! `sgn train MODEL --dataset NAME --optimizer sgn|sgd|adam …`: train end to end.
+
+use crate::data::{self, DatasetName, LoadOptions, SineOptions};
+use crate::ir::store::{TensorMap, init_params};
+use crate::optim::report::{LogWriter, plot, plot_comparison, read_log};
+use crate::optim::{
+    Adam, AdamOptions, CgOptions, Damping, Optimizer, Record, RecordKind, Sgd, SgdOptions, Sgn,
+    SgnOptions, StopRule, TrainEvent, TrainOptions, Trainer,
+};
+use crate::{Error, Model, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// The model file (`*.sgn`); it must have one input (features) and one target.
+    model: PathBuf,
+    /// mnist, fashion-mnist, boston or sine (fetched on first use).
+    #[arg(long)]
+    dataset: DatasetName,
+    /// The optimizer.
+    #[arg(long, value_enum, default_value_t = OptimizerName::Sgn)]
+    optimizer: OptimizerName,
+    /// Examples per mini-batch.
+    #[arg(long)]
+    batch: usize,
+    /// Stop after this many epochs.
+    #[arg(long, required_unless_present = "time_limit")]
+    epochs: Option<u64>,
+    /// Stop after this much training time (e.g. 25s, 2m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    time_limit: Option<Duration>,
+    /// Seeds the parameter initialization and the mini-batch order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// SGN: conjugate-gradient iterations per step.
+    #[arg(long, default_value_t = 10)]
+    cg_iters: usize,
+    /// SGN: the initial damping ρ₀.
+    #[arg(long, default_value_t = 1e-4)]
+    rho0: f64,
+    /// SGN: keep ρ fixed instead of the Levenberg-Marquardt update.
+    #[arg(long)]
+    fixed_rho: bool,
+    /// SGN: take the full CG step without Armijo backtracking.
+    #[arg(long)]
+    no_line_search: bool,
+    /// SGN: warm-start CG from this multiple of the previous step (Martens: 0.95).
+    #[arg(long)]
+    warm_start: Option<f64>,
+    /// SGN: diagonal preconditioner with this exponent (Martens: 0.75).
+    #[arg(long)]
+    precondition: Option<f64>,
+    /// SGD/Adam: the learning rate (defaults: SGD 0.1, Adam 1e-3).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// SGD: momentum.
+    #[arg(long, default_value_t = 0.0)]
+    momentum: f64,
+    /// SGD: Nesterov momentum.
+    #[arg(long)]
+    nesterov: bool,
+    /// sine: the frequency f of y = sin(f·x) (the paper uses 10 and 100).
+    #[arg(long, default_value_t = 10.0)]
+    frequency: f64,
+    /// Write a log of every step and evaluation (.csv, or .jsonl for JSON lines).
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Plot loss and accuracy against epochs and wall time (.svg or .png).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Write a checkpoint here after every epoch and at the end (safetensors).
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// Continue from a checkpoint.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Where datasets are cached (default: $SGN_DATA_DIR, else ./data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Parameters to start from (safetensors) instead of initializing from --seed.
+    #[arg(long)]
+    params: Option<PathBuf>,
+    #[command(flatten)]
+    backend: super::BackendArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum OptimizerName {
+    Sgn,
+    Sgd,
+    Adam,
+}
+
+fn optimizer(args: &TrainArgs) -> Box<dyn Optimizer> {
+    match args.optimizer {
+        OptimizerName::Sgn => Box::new(Sgn::new(SgnOptions {
+            cg: CgOptions {
+                max_iters: args.cg_iters,
+                ..CgOptions::default()
+            },
+            rho0: args.rho0,
+            damping: if args.fixed_rho {
+                Damping::Fixed
+            } else {
+                Damping::LevenbergMarquardt
+            },
+            line_search: !args.no_line_search,
+            warm_start: args.warm_start,
+            preconditioner: args.precondition,
+            ..SgnOptions::default()
+        })),
+        OptimizerName::Sgd => Box::new(Sgd::new(SgdOptions {
+            lr: args.lr.unwrap_or(SgdOptions::default().lr),
+            momentum: args.momentum,
+            nesterov: args.nesterov,
+        })),
+        OptimizerName::Adam => Box::new(Adam::new(AdamOptions {
+            lr: args.lr.unwrap_or(AdamOptions::default().lr),
+            ..AdamOptions::default()
+        })),
+    }
+}
+
+pub fn run(args: &TrainArgs) -> Result<()> {
+    let model = Model::from_file(&args.model)?;
+    let compiled = model.compile(&args.backend.options())?;
+    let data_dir = data::resolve_data_dir(args.data_dir.as_deref());
+    let options = LoadOptions {
+        sine: SineOptions {
+            frequency: args.frequency,
+            ..SineOptions::default()
+        },
+    };
+    let dataset = data::load(args.dataset, &options, &data_dir, |reason| {
+        eprintln!(
+            "fetching {} into {} ({reason}) ...",
+            args.dataset,
+            data_dir.display()
+        );
+    })?;
+    let params = match &args.params {
+        Some(path) => TensorMap::load(path)?,
+        None => init_params(&model.params, args.seed)?,
+    };
+    let train_options = TrainOptions {
+        batch_size: args.batch,
+        stop: StopRule {
+            epochs: args.epochs,
+            time_limit: args.time_limit,
+        },
+        seed: args.seed,
+        checkpoint: args.save.clone(),
+        ..TrainOptions::default()
+    };
+    let mut trainer = Trainer::new(&compiled, &dataset, &params, optimizer(args), train_options)?;
+    if let Some(path) = &args.resume {
+        trainer.resume(path)?;
+    }
+    let mut log = match &args.log {
+        Some(path) if args.resume.is_some() => Some(LogWriter::append_to(path)?),
+        Some(path) => Some(LogWriter::create(path)?),
+        None => None,
+    };
+    println!(
+        "training {} on {} ({} train / {} test) with {:?}, batch {}",
+        model.name,
+        dataset.name,
+        dataset.train.len(),
+        dataset.test.len(),
+        args.optimizer,
+        args.batch
+    );
+    let bar = progress_bar(args, dataset.train.len());
+    let started = Instant::now();
+    let mut log_error = None;
+    let result = trainer.run(&mut |event| match event {
+        TrainEvent::Recorded(record) => {
+            if let Some(log) = &mut log
+                && let Err(e) = log.write(record)
+            {
+                log_error.get_or_insert(e);
+            }
+            show(&bar, record);
+        }
+        TrainEvent::NonFinite { iteration, what } => {
+            say(
+                &bar,
+                format!("iteration {iteration}: {what}; step rejected, parameters unchanged"),
+            );
+        }
+        TrainEvent::Checkpoint(_) => {}
+    });
+    bar.finish_and_clear();
+    result?;
+    if let Some(e) = log_error {
+        return Err(e);
+    }
+    summary(trainer.history(), started.elapsed());
+    if let Some(path) = &args.plot {
+        plot(
+            trainer.history(),
+            &format!("{} on {} ({:?})", model.name, dataset.name, args.optimizer),
+            path,
+        )?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.save {
+        println!("checkpoint {}", path.display());
+    }
+    Ok(())
+}
+
+fn progress_bar(args: &TrainArgs, examples: usize) -> ProgressBar {
+    let per_epoch = (examples / args.batch).max(1) as u64;
+    let bar = match args.epochs {
+        Some(epochs) => ProgressBar::new(epochs * per_epoch),
+        None => ProgressBar::new_spinner(),
+    };
+    let style = ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+fn show(bar: &ProgressBar, record: &Record) {
+    let loss = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    match record.kind {
+        RecordKind::Step => {
+            bar.set_position(record.iteration);
+            let mut msg = format!("loss {}", loss(record.train_loss));
+            if let (Some(rho), Some(cg)) = (record.rho, record.cg_iters) {
+                msg.push_str(&format!(" ρ {rho:.2e} cg {cg}"));
+            }
+            bar.set_message(msg);
+        }
+        RecordKind::Eval => {
+            let accuracy = record.test_accuracy.map_or(String::new(), |a| {
+                format!(", test accuracy {:.2}%", 100.0 * a)
+            });
+            say(
+                bar,
+                format!(
+                    "epoch {:.2}: train loss {}, test loss {}{accuracy} ({:.1} s)",
+                    record.epoch,
+                    loss(record.train_loss),
+                    loss(record.test_loss),
+                    record.wall_time
+                ),
+            );
+        }
+    }
+}
+
+/// A line above the progress bar, or on stdout when there is no bar (not a terminal).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        println!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+fn summary(history: &[Record], elapsed: Duration) {
+    let Some(last) = history.iter().rev().find(|r| r.kind == RecordKind::Eval) else {
+        return;
+    };
+    let epochs = last.epoch.max(f64::MIN_POSITIVE);
+    let accuracy = last.test_accuracy.map_or(String::new(), |a| {
+        format!(", test accuracy {:.2}%", 100.0 * a)
+    });
+    println!(
+        "done: {} steps, {:.2} epochs in {:.1} s ({:.2} s/epoch this run), test loss {:.5}{accuracy}",
+        last.iteration,
+        last.epoch,
+        elapsed.as_secs_f64(),
+        last.wall_time / epochs,
+        last.test_loss.unwrap_or(f64::NAN),
+    );
+}
+
+/// `sgn data fetch NAME`: download and verify a dataset into the cache.
+#[derive(clap::Args, Debug)]
+pub struct FetchArgs {
+    /// mnist, fashion-mnist or boston (sine is generated, nothing to fetch).
+    name: DatasetName,
+    /// Where datasets are cached (default: $SGN_DATA_DIR, else ./data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+pub fn fetch(args: &FetchArgs) -> Result<()> {
+    let dir = data::resolve_data_dir(args.data_dir.as_deref());
+    let fetched = data::fetch(args.name, &dir, |reason| {
+        eprintln!(
+            "fetching {} into {} ({reason}) ...",
+            args.name,
+            dir.display()
+        );
+    })?;
+    if fetched.files.is_empty() {
+        return Err(Error::Data(format!(
+            "{} is generated, there is nothing to fetch",
+            args.name
+        )));
+    }
+    let how = if fetched.downloaded {
+        "fetched and verified"
+    } else {
+        "already cached, verified"
+    };
+    println!("{}: {how}", args.name);
+    for f in &fetched.files {
+        println!("  {}", f.display());
+    }
+    Ok(())
+}
+
+/// `sgn plot LOG… --out FIG`: overlay the curves of several training logs.
+#[derive(clap::Args, Debug)]
+pub struct PlotArgs {
+    /// Training logs written by `sgn train --log` (.csv or .jsonl).
+    #[arg(required = true)]
+    logs: Vec<PathBuf>,
+    /// One legend label per log (default: the file names).
+    #[arg(long, value_delimiter = ',')]
+    labels: Vec<String>,
+    /// The figure's title.
+    #[arg(long, default_value = "training curves")]
+    title: String,
+    /// Where to write the figure (.svg or .png).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn plot_logs(args: &PlotArgs) -> Result<()> {
+    if !args.labels.is_empty() && args.labels.len() != args.logs.len() {
+        return Err(Error::Data(format!(
+            "{} labels for {} logs",
+            args.labels.len(),
+            args.logs.len()
+        )));
+    }
+    let mut runs = Vec::with_capacity(args.logs.len());
+    for (i, path) in args.logs.iter().enumerate() {
+        let label = args.labels.get(i).cloned().unwrap_or_else(|| {
+            path.file_stem().map_or_else(
+                || path.display().to_string(),
+                |s| s.to_string_lossy().into_owned(),
+            )
+        });
+        runs.push((label, read_log(path)?));
+    }
+    let borrowed: Vec<(&str, &[Record])> = runs
+        .iter()
+        .map(|(l, r)| (l.as_str(), r.as_slice()))
+        .collect();
+    plot_comparison(&borrowed, &args.title, &args.out)?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}

@@ -1,0 +1,586 @@
+//! The training driver: mini-batches from a dataset, one optimizer step each, evaluation after
+//! every epoch, checkpoints that resume exactly.
+//!
+//! Exact resumption rests on three things: mini-batches are a pure function of (seed, epoch,
+//! position); parameters are kept rounded to the model's element type, so the checkpoint holds
+//! them exactly; and optimizer state is saved in f64.
+
+use super::objective::{ModelObjective, ParamLayout};
+use super::record::{RECORD_FIELDS, Record, RecordKind};
+use super::{Optimizer, OptimizerState};
+use crate::compile::CompiledModel;
+use crate::data::{BatchOptions, Batches, Dataset, Split};
+use crate::ir::store::TensorMap;
+use crate::ir::{ArgRole, DType, Tensor};
+use crate::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// When training stops (whichever comes first).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StopRule {
+    pub epochs: Option<u64>,
+    pub time_limit: Option<Duration>,
+}
+
+/// Options of [`Trainer`].
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub batch_size: usize,
+    pub stop: StopRule,
+    /// Seeds the mini-batch order (the parameters are initialized by the caller).
+    pub seed: u64,
+    /// Consecutive non-finite steps tolerated before training stops with an error.
+    pub max_consecutive_failures: usize,
+    /// Examples per forward pass when evaluating on the test split.
+    pub eval_batch: usize,
+    /// Where checkpoints go (after each epoch and at the end), if anywhere.
+    pub checkpoint: Option<PathBuf>,
+}
+
+impl Default for TrainOptions {
+    fn default() -> TrainOptions {
+        TrainOptions {
+            batch_size: 1000,
+            stop: StopRule {
+                epochs: Some(1),
+                time_limit: None,
+            },
+            seed: 0,
+            max_consecutive_failures: 5,
+            eval_batch: 1000,
+            checkpoint: None,
+        }
+    }
+}
+
+/// What the driver tells its observer (a progress bar, a log file).
+#[derive(Debug)]
+pub enum TrainEvent<'a> {
+    /// A step or an evaluation was recorded.
+    Recorded(&'a Record),
+    /// A step was rejected because something was not finite; the parameters did not change.
+    NonFinite { iteration: u64, what: &'a str },
+    /// A checkpoint was written.
+    Checkpoint(&'a Path),
+}
+
+/// Where a run stands: everything a checkpoint holds besides the parameters and optimizer.
+#[derive(Clone, Debug, PartialEq)]
+struct Progress {
+    epoch: u64,
+    position: usize,
+    iteration: u64,
+    /// Seconds trained before this process started (from a checkpoint).
+    elapsed_before: f64,
+}
+
+/// Trains a compiled model on a dataset with one optimizer.
+pub struct Trainer<'a> {
+    model: &'a CompiledModel,
+    dataset: &'a Dataset,
+    optimizer: Box<dyn Optimizer>,
+    options: TrainOptions,
+    layout: ParamLayout,
+    theta: Vec<f64>,
+    progress: Progress,
+    history: Vec<Record>,
+    input_name: String,
+    target_name: String,
+    dtype: DType,
+}
+
+impl<'a> Trainer<'a> {
+    /// A trainer starting from `params` (named as in the model).
+    pub fn new(
+        model: &'a CompiledModel,
+        dataset: &'a Dataset,
+        params: &TensorMap,
+        optimizer: Box<dyn Optimizer>,
+        options: TrainOptions,
+    ) -> Result<Trainer<'a>> {
+        let forward = &model.graphs.forward;
+        let single = |role: ArgRole| -> Result<(String, DType)> {
+            let args: Vec<_> = forward.args().iter().filter(|a| a.role == role).collect();
+            match args.as_slice() {
+                [a] => Ok((a.name.clone(), a.ty.dtype)),
+                _ => Err(Error::Eval(format!(
+                    "training needs a model with exactly one {} (the dataset's {}), found {}",
+                    role.name(),
+                    if role == ArgRole::Input {
+                        "features"
+                    } else {
+                        "targets"
+                    },
+                    args.len()
+                ))),
+            }
+        };
+        let (input_name, dtype) = single(ArgRole::Input)?;
+        let (target_name, _) = single(ArgRole::Target)?;
+        check_width(
+            forward,
+            &input_name,
+            dataset.train.features.ncols(),
+            "features",
+        )?;
+        check_width(
+            forward,
+            &target_name,
+            dataset.train.targets.ncols(),
+            "targets",
+        )?;
+        if options.batch_size == 0 || options.batch_size > dataset.train.len() {
+            return Err(Error::Eval(format!(
+                "batch size {} does not fit the {} training examples of {}",
+                options.batch_size,
+                dataset.train.len(),
+                dataset.name
+            )));
+        }
+        let layout = ParamLayout::new(model.param_names(), params)?;
+        let theta = layout.flatten(params)?;
+        Ok(Trainer {
+            model,
+            dataset,
+            optimizer,
+            options,
+            layout,
+            theta,
+            progress: Progress {
+                epoch: 0,
+                position: 0,
+                iteration: 0,
+                elapsed_before: 0.0,
+            },
+            history: Vec::new(),
+            input_name,
+            target_name,
+            dtype,
+        })
+    }
+
+    /// The current parameters.
+    pub fn params(&self) -> TensorMap {
+        self.layout.unflatten(&self.theta)
+    }
+
+    /// Every record so far (including those of the runs this one resumed).
+    pub fn history(&self) -> &[Record] {
+        &self.history
+    }
+
+    fn batch_options(&self) -> BatchOptions {
+        BatchOptions::new(self.options.batch_size, self.options.seed)
+    }
+
+    fn fractional_epoch(&self) -> f64 {
+        let per_epoch = self
+            .batch_options()
+            .batches_per_epoch(self.dataset.train.len());
+        self.progress.epoch as f64 + self.progress.position as f64 / per_epoch as f64
+    }
+
+    /// Trains until the stop rule holds. Checkpoints (if configured) are written after every
+    /// epoch and at the end; on an error the last checkpoint is left as it was.
+    pub fn run(&mut self, observer: &mut dyn FnMut(TrainEvent)) -> Result<()> {
+        let start = Instant::now();
+        let elapsed = |p: &Progress| p.elapsed_before + start.elapsed().as_secs_f64();
+        let time_up = |p: &Progress, limit: Option<Duration>| {
+            limit.is_some_and(|l| elapsed(p) >= l.as_secs_f64())
+        };
+        let mut failures = 0;
+        let mut out_of_time = false;
+        let mut epoch_losses: Vec<f64> = Vec::new();
+        // True when steps ran since the last evaluation (so a stop mid-epoch evaluates once more).
+        let mut unevaluated_steps = false;
+        loop {
+            // The time limit is checked after each step, so every run makes at least one.
+            if self
+                .options
+                .stop
+                .epochs
+                .is_some_and(|e| self.progress.epoch >= e)
+                || out_of_time
+            {
+                break;
+            }
+            let batches = Batches::resume(
+                &self.dataset.train,
+                self.batch_options(),
+                self.progress.epoch,
+                self.progress.position,
+            )?;
+            for (features, targets) in batches {
+                let batch = self.batch(features, targets);
+                let mut objective = ModelObjective::new(self.model, &self.layout, batch);
+                let report = self.optimizer.step(&mut self.theta, &mut objective)?;
+                self.layout.round_to_dtypes(&mut self.theta);
+                self.progress.position += 1;
+                self.progress.iteration += 1;
+                unevaluated_steps = true;
+                if let Some(what) = &report.non_finite {
+                    failures += 1;
+                    observer(TrainEvent::NonFinite {
+                        iteration: self.progress.iteration,
+                        what,
+                    });
+                    if failures >= self.options.max_consecutive_failures {
+                        return Err(Error::Eval(format!(
+                            "training stopped after {failures} consecutive steps with a {what} \
+                             (iteration {}); the parameters and the last checkpoint are the last good ones",
+                            self.progress.iteration
+                        )));
+                    }
+                } else {
+                    failures = 0;
+                    epoch_losses.push(report.loss);
+                }
+                let record = Record {
+                    kind: RecordKind::Step,
+                    epoch: self.fractional_epoch(),
+                    iteration: self.progress.iteration,
+                    wall_time: elapsed(&self.progress),
+                    train_loss: report.loss.is_finite().then_some(report.loss),
+                    test_loss: None,
+                    test_accuracy: None,
+                    rho: report.rho,
+                    cg_iters: report.rho.map(|_| report.cg_iters),
+                    step_size: Some(report.step_size),
+                };
+                observer(TrainEvent::Recorded(&record));
+                self.history.push(record);
+                if time_up(&self.progress, self.options.stop.time_limit) {
+                    out_of_time = true;
+                    break;
+                }
+            }
+            if self.progress.position
+                == self
+                    .batch_options()
+                    .batches_per_epoch(self.dataset.train.len())
+            {
+                self.progress.epoch += 1;
+                self.progress.position = 0;
+                self.evaluate(&mut epoch_losses, elapsed(&self.progress), observer)?;
+                unevaluated_steps = false;
+                self.save_checkpoint(elapsed(&self.progress), observer)?;
+            }
+        }
+        if unevaluated_steps {
+            self.evaluate(&mut epoch_losses, elapsed(&self.progress), observer)?;
+            self.save_checkpoint(elapsed(&self.progress), observer)?;
+        }
+        Ok(())
+    }
+
+    fn batch(&self, features: ndarray::Array2<f32>, targets: ndarray::Array2<f32>) -> TensorMap {
+        let mut batch = TensorMap::new();
+        batch.insert(
+            self.input_name.clone(),
+            Tensor::F32(features.into_dyn()).cast(self.dtype),
+        );
+        batch.insert(
+            self.target_name.clone(),
+            Tensor::F32(targets.into_dyn()).cast(self.dtype),
+        );
+        batch
+    }
+
+    /// Test loss and accuracy of the current parameters; records them.
+    fn evaluate(
+        &mut self,
+        epoch_losses: &mut Vec<f64>,
+        wall_time: f64,
+        observer: &mut dyn FnMut(TrainEvent),
+    ) -> Result<()> {
+        let (test_loss, test_accuracy) = self.test_metrics(&self.dataset.test)?;
+        let train_loss = (!epoch_losses.is_empty())
+            .then(|| epoch_losses.iter().sum::<f64>() / epoch_losses.len() as f64);
+        epoch_losses.clear();
+        let record = Record {
+            kind: RecordKind::Eval,
+            epoch: self.fractional_epoch(),
+            iteration: self.progress.iteration,
+            wall_time,
+            train_loss,
+            test_loss: Some(test_loss),
+            test_accuracy,
+            rho: None,
+            cg_iters: None,
+            step_size: None,
+        };
+        observer(TrainEvent::Recorded(&record));
+        self.history.push(record);
+        Ok(())
+    }
+
+    /// Mean loss over a split (the losses are means over their batch, so chunks are weighted by
+    /// size) and, for classification, the fraction of examples whose largest output is the label.
+    pub fn test_metrics(&self, split: &Split) -> Result<(f64, Option<f64>)> {
+        let params = self.params();
+        let labels = self.dataset.num_classes.map(|_| split.class_labels());
+        let (mut loss_sum, mut correct) = (0.0, 0usize);
+        let n = split.len();
+        let mut start = 0;
+        while start < n {
+            let end = (start + self.options.eval_batch).min(n);
+            let rows = ndarray::s![start..end, ..];
+            let batch = self.batch(
+                split.features.slice(rows).to_owned(),
+                split.targets.slice(rows).to_owned(),
+            );
+            let (z, loss) = self.model.forward(&params, &batch)?;
+            loss_sum += loss * (end - start) as f64;
+            if let Some(labels) = &labels {
+                let z = z.to_f64();
+                let classes = z.shape()[1];
+                let flat = z.as_slice().expect("outputs are contiguous");
+                for (row, label) in flat.chunks(classes).zip(&labels[start..end]) {
+                    let predicted = row
+                        .iter()
+                        .enumerate()
+                        .fold((0, f64::NEG_INFINITY), |best, (i, &v)| {
+                            if v > best.1 { (i, v) } else { best }
+                        })
+                        .0;
+                    correct += usize::from(predicted == *label);
+                }
+            }
+            start = end;
+        }
+        let accuracy = labels.map(|_| correct as f64 / n as f64);
+        Ok((loss_sum / n as f64, accuracy))
+    }
+
+    fn save_checkpoint(&self, wall_time: f64, observer: &mut dyn FnMut(TrainEvent)) -> Result<()> {
+        let Some(path) = &self.options.checkpoint else {
+            return Ok(());
+        };
+        let checkpoint = Checkpoint {
+            params: self.params(),
+            optimizer_name: self.optimizer.name().to_string(),
+            optimizer: self.optimizer.state(),
+            progress: Progress {
+                elapsed_before: wall_time,
+                ..self.progress.clone()
+            },
+            history: self.history.clone(),
+            dataset: self.dataset.name.clone(),
+            batch_size: self.options.batch_size,
+            seed: self.options.seed,
+        };
+        checkpoint.save(path)?;
+        observer(TrainEvent::Checkpoint(path));
+        Ok(())
+    }
+
+    /// Continues from a checkpoint written by a run with the same model, optimizer, dataset, batch
+    /// size and seed (anything else is an error that says what differs).
+    pub fn resume(&mut self, path: &Path) -> Result<()> {
+        let c = Checkpoint::load(path)?;
+        let mismatch = |what: &str, saved: String, now: String| {
+            Error::Tensor(format!(
+                "{}: the checkpoint was written with {what} {saved}, this run uses {now}",
+                path.display()
+            ))
+        };
+        if c.optimizer_name != self.optimizer.name() {
+            return Err(mismatch(
+                "optimizer",
+                c.optimizer_name,
+                self.optimizer.name().to_string(),
+            ));
+        }
+        if c.dataset != self.dataset.name {
+            return Err(mismatch("dataset", c.dataset, self.dataset.name.clone()));
+        }
+        if c.batch_size != self.options.batch_size {
+            return Err(mismatch(
+                "batch size",
+                c.batch_size.to_string(),
+                self.options.batch_size.to_string(),
+            ));
+        }
+        if c.seed != self.options.seed {
+            return Err(mismatch(
+                "seed",
+                c.seed.to_string(),
+                self.options.seed.to_string(),
+            ));
+        }
+        self.theta = self
+            .layout
+            .flatten(&c.params)
+            .map_err(|e| Error::Tensor(format!("{}: {e}", path.display())))?;
+        self.optimizer.restore(&c.optimizer)?;
+        self.progress = c.progress;
+        self.history = c.history;
+        Ok(())
+    }
+}
+
+fn check_width(graph: &crate::ir::Graph, name: &str, width: usize, what: &str) -> Result<()> {
+    let ty = &graph.arg(name).expect("the argument exists").ty;
+    let last = ty.shape.dims().last().and_then(|d| d.as_fixed());
+    if ty.shape.rank() != 2 || last != Some(width as u64) {
+        return Err(Error::Eval(format!(
+            "the dataset's {what} have {width} columns but the model declares '{name}' as {ty}"
+        )));
+    }
+    Ok(())
+}
+
+/// Everything needed to continue a run, stored as one safetensors file: the parameters under
+/// their DSL names (so the file also works as `--params`), `optimizer.<entry>` and
+/// `history.<field>` as f64 tensors, and the rest as metadata.
+struct Checkpoint {
+    params: TensorMap,
+    optimizer_name: String,
+    optimizer: OptimizerState,
+    progress: Progress,
+    history: Vec<Record>,
+    dataset: String,
+    batch_size: usize,
+    seed: u64,
+}
+
+const CHECKPOINT_FORMAT: &str = "sgn-checkpoint-1";
+
+impl Checkpoint {
+    fn save(&self, path: &Path) -> Result<()> {
+        let mut map = self.params.clone();
+        for (name, values) in &self.optimizer {
+            map.insert(format!("optimizer.{name}"), vector(values.clone()));
+        }
+        for (i, field) in RECORD_FIELDS.iter().enumerate() {
+            let column = self.history.iter().map(|r| history_row(r)[i]).collect();
+            map.insert(format!("history.{field}"), vector(column));
+        }
+        let metadata = BTreeMap::from([
+            ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
+            ("optimizer".to_string(), self.optimizer_name.clone()),
+            ("dataset".to_string(), self.dataset.clone()),
+            ("batch_size".to_string(), self.batch_size.to_string()),
+            ("seed".to_string(), self.seed.to_string()),
+            ("epoch".to_string(), self.progress.epoch.to_string()),
+            ("position".to_string(), self.progress.position.to_string()),
+            ("iteration".to_string(), self.progress.iteration.to_string()),
+            // Bits, so the accumulated time resumes exactly.
+            (
+                "elapsed_bits".to_string(),
+                self.progress.elapsed_before.to_bits().to_string(),
+            ),
+        ]);
+        map.save(path, &metadata)
+    }
+
+    fn load(path: &Path) -> Result<Checkpoint> {
+        let (mut map, metadata) = TensorMap::load_with_metadata(path)?;
+        let corrupt = |what: String| {
+            Error::Tensor(format!("{}: not an sgn checkpoint: {what}", path.display()))
+        };
+        let meta = |key: &str| -> Result<&String> {
+            metadata
+                .get(key)
+                .ok_or_else(|| corrupt(format!("no '{key}' in its metadata")))
+        };
+        if meta("format")? != CHECKPOINT_FORMAT {
+            return Err(corrupt(format!(
+                "format '{}', expected '{CHECKPOINT_FORMAT}'",
+                meta("format")?
+            )));
+        }
+        let number = |key: &str| -> Result<u64> {
+            meta(key)?
+                .parse()
+                .map_err(|_| corrupt(format!("metadata '{key}' is not a number")))
+        };
+        let mut history_columns = Vec::with_capacity(RECORD_FIELDS.len());
+        for field in RECORD_FIELDS {
+            let t = map
+                .remove(&format!("history.{field}"))
+                .ok_or_else(|| corrupt(format!("no tensor 'history.{field}'")))?;
+            history_columns.push(t.to_f64_vec());
+        }
+        let rows = history_columns[0].len();
+        if history_columns.iter().any(|c| c.len() != rows) {
+            return Err(corrupt("history columns of different lengths".to_string()));
+        }
+        let history = (0..rows)
+            .map(|r| record_from_row(&history_columns.iter().map(|c| c[r]).collect::<Vec<_>>()))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| corrupt("a history row of unknown kind".to_string()))?;
+        let optimizer_keys: Vec<String> = map
+            .names()
+            .filter(|n| n.starts_with("optimizer."))
+            .map(str::to_string)
+            .collect();
+        let mut optimizer = OptimizerState::new();
+        for key in optimizer_keys {
+            let t = map.remove(&key).expect("listed above");
+            optimizer.insert(key["optimizer.".len()..].to_string(), t.to_f64_vec());
+        }
+        Ok(Checkpoint {
+            params: map,
+            optimizer_name: meta("optimizer")?.clone(),
+            optimizer,
+            progress: Progress {
+                epoch: number("epoch")?,
+                position: number("position")? as usize,
+                iteration: number("iteration")?,
+                elapsed_before: f64::from_bits(number("elapsed_bits")?),
+            },
+            history,
+            dataset: meta("dataset")?.clone(),
+            batch_size: number("batch_size")? as usize,
+            seed: number("seed")?,
+        })
+    }
+}
+
+fn vector(values: Vec<f64>) -> Tensor {
+    let n = values.len();
+    Tensor::from_f64(DType::F64, &[n], values).expect("a vector")
+}
+
+/// A record as numbers, NaN for `None`, in [`RECORD_FIELDS`] order.
+fn history_row(r: &Record) -> [f64; 10] {
+    let opt = |v: Option<f64>| v.unwrap_or(f64::NAN);
+    [
+        match r.kind {
+            RecordKind::Step => 0.0,
+            RecordKind::Eval => 1.0,
+        },
+        r.epoch,
+        r.iteration as f64,
+        r.wall_time,
+        opt(r.train_loss),
+        opt(r.test_loss),
+        opt(r.test_accuracy),
+        opt(r.rho),
+        opt(r.cg_iters.map(|c| c as f64)),
+        opt(r.step_size),
+    ]
+}
+
+fn record_from_row(row: &[f64]) -> Option<Record> {
+    let opt = |v: f64| (!v.is_nan()).then_some(v);
+    Some(Record {
+        kind: match row[0] {
+            0.0 => RecordKind::Step,
+            1.0 => RecordKind::Eval,
+            _ => return None,
+        },
+        epoch: row[1],
+        iteration: row[2] as u64,
+        wall_time: row[3],
+        train_loss: opt(row[4]),
+        test_loss: opt(row[5]),
+        test_accuracy: opt(row[6]),
+        rho: opt(row[7]),
+        cg_iters: opt(row[8]).map(|c| c as usize),
+        step_size: opt(row[9]),
+    })
+}

@@ -1,0 +1,149 @@
+//! Exact conversions between graphs and e-graphs.
+//!
+//! A graph goes in node by node (arguments become [`Prim::Arg`] leaves by index, every output is
+//! a root); a graph comes back out from one chosen e-node per e-class, with the source graph's
+//! arguments and outputs — names, roles, types and order — unchanged.
+
+use super::analysis::{EGraph, TensorAnalysis, facts, ir_op};
+use super::lang::Prim;
+use crate::ir::{Graph, NodeId, Op, Span};
+use egg::Id;
+use std::collections::{HashMap, HashSet};
+
+/// A graph loaded into an e-graph.
+pub struct Loaded {
+    pub egraph: EGraph,
+    /// The class of each graph output, in output order.
+    pub roots: Vec<Id>,
+    /// A source position for classes that hold a node that had one.
+    spans: HashMap<Id, Span>,
+}
+
+impl Loaded {
+    /// Loads every node `graph`'s outputs need; rules that compare costs bind symbolic
+    /// dimensions to `batch`.
+    pub fn new(graph: &Graph, batch: u64) -> Loaded {
+        let graph = graph.pruned();
+        let analysis = TensorAnalysis {
+            arg_types: graph.args().iter().map(|a| a.ty.clone()).collect(),
+            batch,
+        };
+        let mut egraph = EGraph::new(analysis);
+        let mut class_of: Vec<Id> = Vec::with_capacity(graph.nodes().len());
+        let mut spans = HashMap::new();
+        for id in graph.ids() {
+            let node = graph.node(id);
+            let dtype = node.ty.dtype;
+            let class = match &node.op {
+                Op::Arg(i) => egraph.add(Prim::Arg(*i)),
+                Op::Const(c) => egraph.add(Prim::Const(*c, dtype)),
+                Op::DimSize(d) => egraph.add(Prim::DimSize(d.clone(), dtype)),
+                op => {
+                    let operands: Vec<Id> =
+                        node.inputs.iter().map(|x| class_of[x.index()]).collect();
+                    super::analysis::add_op(&mut egraph, op.clone(), &operands)
+                        .expect("a graph's nodes type-check")
+                }
+            };
+            if let Some(span) = graph.origin(id) {
+                spans.entry(class).or_insert(span);
+            }
+            class_of.push(class);
+        }
+        egraph.rebuild();
+        let roots = graph
+            .outputs()
+            .iter()
+            .map(|o| class_of[o.node.index()])
+            .collect();
+        Loaded {
+            egraph,
+            roots,
+            spans,
+        }
+    }
+
+    /// The roots as canonical classes (after rewriting has merged some).
+    pub fn canonical_roots(&self) -> Vec<Id> {
+        self.roots.iter().map(|&r| self.egraph.find(r)).collect()
+    }
+
+    /// Rebuilds a graph with `source`'s signature (arguments and outputs) from one e-node per
+    /// class: `choice(class)`, which must be defined and acyclic on every class the roots reach.
+    pub fn to_graph<'a>(&'a self, source: &Graph, choice: impl Fn(Id) -> &'a Prim) -> Graph {
+        let outputs: Vec<(String, Id)> = source
+            .outputs()
+            .iter()
+            .zip(self.canonical_roots())
+            .map(|(o, root)| (o.name.clone(), root))
+            .collect();
+        self.build(source, &outputs, choice)
+    }
+
+    /// A graph with `source`'s arguments computing the classes `outputs`, from one e-node per
+    /// class: `choice(class)`, defined and acyclic on every class the outputs reach.
+    pub fn build<'a>(
+        &'a self,
+        source: &Graph,
+        outputs: &[(String, Id)],
+        choice: impl Fn(Id) -> &'a Prim,
+    ) -> Graph {
+        let mut out = Graph::new(source.name.clone());
+        let args: Vec<NodeId> = source
+            .args()
+            .iter()
+            .map(|a| {
+                out.set_span(source.origin(a.node));
+                out.add_arg(a.name.clone(), a.role, a.ty.clone())
+            })
+            .collect();
+        let spans: HashMap<Id, Span> = self
+            .spans
+            .iter()
+            .map(|(&class, &span)| (self.egraph.find(class), span))
+            .collect();
+        let mut built: HashMap<Id, NodeId> = HashMap::new();
+        let mut visiting: HashSet<Id> = HashSet::new();
+        let roots: Vec<Id> = outputs.iter().map(|(_, r)| self.egraph.find(*r)).collect();
+        // Post-order without recursion: a class is built once its operands are.
+        let mut stack: Vec<(Id, bool)> = roots.iter().rev().map(|&r| (r, false)).collect();
+        while let Some((class, operands_done)) = stack.pop() {
+            if built.contains_key(&class) {
+                continue;
+            }
+            let node = choice(class);
+            let (op, operands) = ir_op(&self.egraph, node).expect("tensor classes are chosen");
+            let operands: Vec<Id> = operands.iter().map(|&x| self.egraph.find(x)).collect();
+            if !operands_done {
+                assert!(visiting.insert(class), "the chosen e-nodes form a cycle");
+                stack.push((class, true));
+                stack.extend(
+                    operands
+                        .iter()
+                        .filter(|x| !built.contains_key(x))
+                        .map(|&x| (x, false)),
+                );
+                continue;
+            }
+            out.set_span(spans.get(&class).copied());
+            let dtype = facts(&self.egraph, class).ty.dtype;
+            let id = match op {
+                Op::Arg(i) => args[i],
+                Op::Const(c) => out.constant(c.get(), dtype),
+                Op::DimSize(d) => out.dim_size(&d, dtype),
+                op => {
+                    let inputs: Vec<NodeId> = operands.iter().map(|x| built[x]).collect();
+                    out.apply(op, &inputs)
+                        .expect("the e-graph types every chosen node")
+                }
+            };
+            debug_assert_eq!(out.ty(id), &facts(&self.egraph, class).ty);
+            built.insert(class, id);
+        }
+        out.set_span(None);
+        for ((name, _), root) in outputs.iter().zip(&roots) {
+            out.add_output(name.clone(), built[root]);
+        }
+        out
+    }
+}

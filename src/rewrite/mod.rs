@@ -1,0 +1,250 @@
+//! E-graph optimization of IR graphs with `egg`: phased equality saturation, then extraction of
+//! the cheapest equivalent graph under a shape-aware cost model.
+//!
+//! A graph is loaded into an e-graph ([`lang`]: one e-node per IR primitive, op parameters as
+//! leaf children; [`analysis`]: type, constant value and sign of every class, constants folded
+//! as they appear), rewritten in named phases — each its own `Runner` with iteration, node and
+//! time limits and a backoff scheduler — and extracted back into a graph with the same arguments
+//! and outputs ([`extract`]: FLOPs plus bytes moved, each shared node counted once).
+//!
+//! Phases, in order (rules in [`rules`]):
+//! 1. `canonicalize`: identities (x+0, x·1, x·0, −(−x)), structural folds (transpose∘transpose,
+//!    reshape∘reshape, broadcast∘broadcast, sum∘broadcast → scale), elementwise ops moved inside
+//!    broadcasts, transposes folded into matmul flags;
+//! 2. `stabilize`: log∘exp, log∘softmax → log-softmax, log(1+exp x) → softplus, …;
+//! 3. `simplify-derivatives`: derivative factors from values the forward pass computed;
+//! 4. `factor`: a·b + a·c → a·(b+c) (one multiply fewer, always), and x@A + x@B → x@(A+B),
+//!    matmul chains reassociated, scalar factors moved onto the smaller operand, each only where
+//!    the cost model says it is cheaper.
+//!
+//! Every phase after the first also runs the canonicalizing rules, so that what it creates is
+//! simplified too. Common subexpressions and dead code need no rules: the e-graph is hash-consed,
+//! and extraction keeps only what the outputs need.
+
+pub mod analysis;
+pub mod convert;
+pub mod cost;
+pub mod extract;
+pub mod lang;
+pub mod report;
+pub mod rules;
+pub mod table;
+
+pub use cost::{GraphStats, graph_stats};
+pub use report::{PhaseStats, RewriteReport, stats_json, stats_text};
+pub use table::{MlpBounds, optimization_table};
+
+use crate::autodiff::DerivedGraphs;
+use crate::autodiff::derive::split_gv;
+use crate::ir::Graph;
+use crate::{Error, Result};
+pub use convert::Loaded;
+use egg::{BackoffScheduler, Runner, StopReason};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+/// Limits for one rewriting phase: its `Runner` stops at whichever is reached first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhaseLimits {
+    /// Rewriting iterations (search all rules, apply, rebuild).
+    pub iterations: usize,
+    /// E-graph size, in e-nodes.
+    pub nodes: usize,
+    /// Wall-clock time.
+    pub time: Duration,
+}
+
+/// Options for [`optimize`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RewriteOptions {
+    /// Limits applied to each phase.
+    pub limits: PhaseLimits,
+    /// Time budget of the DAG-aware improvement of the extracted graph.
+    pub extraction_time: Duration,
+    /// The size symbolic dimensions (the batch) stand for in the cost model.
+    pub batch: usize,
+}
+
+impl Default for RewriteOptions {
+    /// Every phase of every model in `ir/` saturates within these iteration and node limits
+    /// (optimizing all of a model's graphs takes ~10 ms in a release build, see
+    /// `benches/rewrite.rs`). The time limits are only a safety net, generous on purpose: a
+    /// result that depended on the machine's load would make runs irreproducible.
+    fn default() -> RewriteOptions {
+        RewriteOptions {
+            limits: PhaseLimits {
+                iterations: 12,
+                nodes: 40_000,
+                time: Duration::from_secs(2),
+            },
+            extraction_time: Duration::from_secs(1),
+            batch: 1000,
+        }
+    }
+}
+
+/// The rewriting phases, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Canonicalize,
+    Stabilize,
+    SimplifyDerivatives,
+    Factor,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 4] = [
+        Phase::Canonicalize,
+        Phase::Stabilize,
+        Phase::SimplifyDerivatives,
+        Phase::Factor,
+    ];
+
+    /// The name shown in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Canonicalize => "canonicalize",
+            Phase::Stabilize => "stabilize",
+            Phase::SimplifyDerivatives => "simplify-derivatives",
+            Phase::Factor => "factor",
+        }
+    }
+
+    /// The phase's own rules (without the canonicalizing ones that later phases also run).
+    pub fn rules(self) -> &'static [rules::Rewrite] {
+        static CANONICALIZE: LazyLock<Vec<rules::Rewrite>> = LazyLock::new(rules::canonicalize);
+        static STABILIZE: LazyLock<Vec<rules::Rewrite>> = LazyLock::new(rules::stabilize);
+        static DERIVATIVES: LazyLock<Vec<rules::Rewrite>> = LazyLock::new(rules::derivatives);
+        static FACTOR: LazyLock<Vec<rules::Rewrite>> = LazyLock::new(rules::factor);
+        match self {
+            Phase::Canonicalize => &CANONICALIZE,
+            Phase::Stabilize => &STABILIZE,
+            Phase::SimplifyDerivatives => &DERIVATIVES,
+            Phase::Factor => &FACTOR,
+        }
+    }
+}
+
+/// Optimizes every derived graph of a model. `gv-prepare` and `gv-apply` are cut from the
+/// optimized one-shot `gv`, so that the two stages stay exactly the one-shot product split at
+/// its residuals. Returns the graphs and each optimized graph's report.
+pub fn optimize_derived(
+    graphs: &DerivedGraphs,
+    options: &RewriteOptions,
+) -> Result<(DerivedGraphs, Vec<(&'static str, RewriteReport)>)> {
+    let mut reports = Vec::with_capacity(5);
+    let mut run = |name: &'static str, graph: &Graph| -> Result<Graph> {
+        let (optimized, report) = optimize(graph, options)?;
+        reports.push((name, report));
+        Ok(optimized)
+    };
+    let forward = run("forward", &graphs.forward)?;
+    let grad = run("grad", &graphs.grad)?;
+    let jvp = run("jvp", &graphs.jvp)?;
+    let vjp = run("vjp", &graphs.vjp)?;
+    let gv = run("gv", &graphs.gv)?;
+    let (gv_prepare, gv_apply) = split_gv(&gv);
+    let optimized = DerivedGraphs {
+        forward,
+        grad,
+        jvp,
+        vjp,
+        gv,
+        gv_prepare,
+        gv_apply,
+    };
+    Ok((optimized, reports))
+}
+
+/// Optimizes `graph`: the result computes the same outputs from the same arguments (names,
+/// order and types unchanged), with fewer or cheaper nodes.
+///
+/// ```
+/// use sgn::ir::{ArgRole, BinaryOp, DType, Graph, Shape, TensorType, UnaryOp};
+/// use sgn::rewrite::{optimize, RewriteOptions};
+///
+/// // neg(neg(x)) · 1  →  x
+/// let mut g = Graph::new("demo");
+/// let x = g.add_arg("x", ArgRole::Input, TensorType::new(DType::F64, Shape::fixed(&[3])));
+/// let nn = g.unary(UnaryOp::Neg, x)?;
+/// let nn = g.unary(UnaryOp::Neg, nn)?;
+/// let one = g.full(1.0, &TensorType::new(DType::F64, Shape::fixed(&[3])))?;
+/// let y = g.binary(BinaryOp::Mul, nn, one)?;
+/// g.add_output("y", y);
+/// let (optimized, report) = optimize(&g, &RewriteOptions::default())?;
+/// assert_eq!(optimized.output("y"), Some(x));
+/// assert_eq!(optimized.nodes().len(), 1);
+/// assert_eq!(report.phases.len(), 5); // four rewriting phases and extraction
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Eval`] if the optimized graph's outputs do not have the types of the original
+/// ones, which would be a bug in a rule: the caller can keep the unoptimized graph.
+pub fn optimize(graph: &Graph, options: &RewriteOptions) -> Result<(Graph, RewriteReport)> {
+    let batch = options.batch as u64;
+    let mut loaded = Loaded::new(graph, batch);
+    let mut phases = Vec::with_capacity(Phase::ALL.len() + 1);
+    for phase in Phase::ALL {
+        let canonical = match phase {
+            Phase::Canonicalize => &[][..],
+            _ => Phase::Canonicalize.rules(),
+        };
+        let start = Instant::now();
+        let runner = Runner::default()
+            .with_egraph(std::mem::take(&mut loaded.egraph))
+            .with_iter_limit(options.limits.iterations)
+            .with_node_limit(options.limits.nodes)
+            .with_time_limit(options.limits.time)
+            .with_scheduler(BackoffScheduler::default())
+            .run(phase.rules().iter().chain(canonical));
+        loaded.egraph = runner.egraph;
+        phases.push(PhaseStats {
+            name: phase.name().to_string(),
+            iterations: runner.iterations.len(),
+            egraph_nodes: loaded.egraph.total_number_of_nodes(),
+            stop_reason: stop_reason(runner.stop_reason.as_ref()),
+            ms: start.elapsed().as_secs_f64() * 1e3,
+        });
+    }
+    let start = Instant::now();
+    let extraction = extract::extract(
+        &loaded.egraph,
+        &loaded.roots,
+        batch,
+        options.extraction_time,
+    );
+    let optimized = loaded.to_graph(graph, |class| &extraction.choice[&class]);
+    phases.push(PhaseStats {
+        name: "extract".to_string(),
+        iterations: extraction.passes,
+        egraph_nodes: loaded.egraph.total_number_of_nodes(),
+        stop_reason: if extraction.converged {
+            "converged".to_string()
+        } else {
+            "time limit".to_string()
+        },
+        ms: start.elapsed().as_secs_f64() * 1e3,
+    });
+    for (before, after) in graph.outputs().iter().zip(optimized.outputs()) {
+        let (was, is) = (graph.ty(before.node), optimized.ty(after.node));
+        if was != is {
+            return Err(Error::Eval(format!(
+                "optimizing graph '{}' changed output '{}' from {was} to {is} (a bug in a rewrite rule)",
+                graph.name, before.name
+            )));
+        }
+    }
+    Ok((optimized, RewriteReport { phases }))
+}
+
+fn stop_reason(reason: Option<&StopReason>) -> String {
+    match reason {
+        Some(StopReason::Saturated) => "saturated".to_string(),
+        Some(StopReason::IterationLimit(_)) => "iteration limit".to_string(),
+        Some(StopReason::NodeLimit(_)) => "node limit".to_string(),
+        Some(StopReason::TimeLimit(_)) => "time limit".to_string(),
+        Some(StopReason::Other(why)) => why.clone(),
+        None => "not run".to_string(),
+    }
+}

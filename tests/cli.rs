@@ -1,0 +1,435 @@
+//! The `sgn` binary end to end: check, eval (safetensors in and out), inspect, and errors.
+
+mod common;
+
+use common::{batch_for, direction_like, ir_models};
+use sgn::ir::DType;
+use sgn::ir::store::{TensorMap, init_params};
+use sgn::ir::text::parse_graph;
+use sgn::{CompileOptions, Model};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn sgn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sgn"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the sgn binary runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn check_summarizes_every_shipped_model() {
+    for (name, model) in ir_models() {
+        let out = sgn(&["check", &format!("ir/{name}.sgn")]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains(&format!("model {name}")), "{text}");
+        let total: u64 = model
+            .params
+            .iter()
+            .map(|p| p.ty.shape.numel().as_fixed().unwrap())
+            .sum();
+        assert!(
+            text.contains(&format!("total: {total} parameters")),
+            "{text}"
+        );
+        assert!(text.contains("loss loss: f32[]"), "{text}");
+    }
+}
+
+#[test]
+fn check_reports_a_malformed_model_at_its_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.sgn");
+    std::fs::write(
+        &path,
+        "model bad\ninput x: f32[B, 3]\ntarget y: f32[B, 2]\nparam w: f32[4, 2]\noutput z = x @ w\nloss mse(z, y)\n",
+    )
+    .unwrap();
+    let out = sgn(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("bad.sgn:5:"), "{err}");
+    assert!(err.contains("[B, 3]") && err.contains("[4, 2]"), "{err}");
+    assert!(err.contains('^'), "{err}");
+}
+
+fn save(map: &TensorMap, path: &Path) {
+    map.save(path, &BTreeMap::new()).unwrap();
+}
+
+#[test]
+fn eval_writes_loss_output_gradient_and_gauss_newton_products() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::from_file("ir/mnist_mlp.sgn").unwrap();
+    let params = init_params(&model.params, 7).unwrap();
+    let batch = batch_for(&model, DType::F32, 5, 1);
+    let v = direction_like(&params, 2);
+    let mut v_file = TensorMap::new();
+    v_file.extend_prefixed("v.", v.clone());
+    let (p, b, vf, o) = (
+        dir.path().join("p.safetensors"),
+        dir.path().join("b.safetensors"),
+        dir.path().join("v.safetensors"),
+        dir.path().join("o.safetensors"),
+    );
+    save(&params, &p);
+    save(&batch, &b);
+    save(&v_file, &vf);
+    let args = [
+        "eval",
+        "ir/mnist_mlp.sgn",
+        "--params",
+        p.to_str().unwrap(),
+        "--inputs",
+        b.to_str().unwrap(),
+    ];
+    let out = sgn(&[
+        &args[..],
+        &[
+            "--vector",
+            vf.to_str().unwrap(),
+            "--out",
+            o.to_str().unwrap(),
+        ],
+    ]
+    .concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let written = TensorMap::load(&o).unwrap();
+    let compiled = model.compile(&CompileOptions::default()).unwrap();
+    let (z, loss) = compiled.forward(&params, &batch).unwrap();
+    assert_eq!(written.get("loss").unwrap().shape(), &[] as &[usize]);
+    assert_eq!(
+        written.get("loss").unwrap().scalar_value().unwrap() as f32,
+        loss as f32
+    );
+    assert_eq!(written.get("z").unwrap(), &z);
+    let (_, grad) = compiled.loss_and_grad(&params, &batch).unwrap();
+    let (_, jv) = compiled.jvp(&params, &batch, &v).unwrap();
+    let gv = compiled.gv(&params, &batch, &v).unwrap();
+    assert_eq!(written.get("jv").unwrap(), &jv);
+    for p in &model.params {
+        assert_eq!(
+            written.get(&format!("grad.{}", p.name)).unwrap(),
+            grad.get(&p.name).unwrap()
+        );
+        assert_eq!(
+            written.get(&format!("gv.{}", p.name)).unwrap(),
+            gv.get(&p.name).unwrap()
+        );
+    }
+
+    // Without --params the seed initializes: the same seed gives the same file.
+    let seeded = |seed: &str, out: &Path| {
+        let r = sgn(&[
+            "eval",
+            "ir/mnist_mlp.sgn",
+            "--seed",
+            seed,
+            "--inputs",
+            b.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        TensorMap::load(out).unwrap()
+    };
+    let seven = seeded("7", &dir.path().join("s7.safetensors"));
+    assert_eq!(seven.get("z"), written.get("z"));
+    assert_ne!(
+        seeded("8", &dir.path().join("s8.safetensors")).get("z"),
+        written.get("z")
+    );
+}
+
+#[test]
+fn eval_names_a_missing_or_misshapen_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::from_file("ir/sine_mlp.sgn").unwrap();
+    let mut batch = batch_for(&model, DType::F32, 4, 0);
+    batch.remove("y");
+    let b = dir.path().join("b.safetensors");
+    save(&batch, &b);
+    let o = dir.path().join("o.safetensors");
+    let out = sgn(&[
+        "eval",
+        "ir/sine_mlp.sgn",
+        "--inputs",
+        b.to_str().unwrap(),
+        "--out",
+        o.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no tensor 'y'"), "{}", stderr(&out));
+    assert!(!o.exists(), "no output on failure");
+
+    let wrong = batch_for(
+        &Model::from_file("ir/boston_mlp.sgn").unwrap(),
+        DType::F32,
+        4,
+        0,
+    );
+    save(&wrong, &b);
+    let out = sgn(&[
+        "eval",
+        "ir/sine_mlp.sgn",
+        "--inputs",
+        b.to_str().unwrap(),
+        "--out",
+        o.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("'x'") && err.contains("[B, 1]"), "{err}");
+
+    let out = sgn(&[
+        "eval",
+        "ir/sine_mlp.sgn",
+        "--inputs",
+        "no/such/file.safetensors",
+        "--out",
+        o.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no/such/file.safetensors"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn inspect_prints_every_graph_as_readable_text_and_dot() {
+    for graph in [
+        "forward",
+        "grad",
+        "jvp",
+        "vjp",
+        "gv",
+        "gv-prepare",
+        "gv-apply",
+    ] {
+        let out = sgn(&["inspect", "ir/mnist_mlp.sgn", "--graph", graph]);
+        assert!(out.status.success(), "{graph}: {}", stderr(&out));
+        let parsed = parse_graph(&stdout(&out)).unwrap_or_else(|e| panic!("{graph}: {e}"));
+        assert!(!parsed.outputs().is_empty());
+        let dot = sgn(&[
+            "inspect",
+            "ir/mnist_mlp.sgn",
+            "--graph",
+            graph,
+            "--format",
+            "dot",
+        ]);
+        assert!(dot.status.success());
+        assert!(stdout(&dot).starts_with("digraph"), "{}", stdout(&dot));
+    }
+    let out = sgn(&["inspect", "ir/mnist_mlp.sgn", "--graph", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("gv-apply"), "{}", stderr(&out));
+}
+
+#[test]
+fn train_logs_plots_checkpoints_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let common = [
+        "train",
+        "ir/sine_mlp.sgn",
+        "--dataset",
+        "sine",
+        "--batch",
+        "500",
+        "--seed",
+        "3",
+        "--cg-iters",
+        "4",
+    ];
+    let first = sgn(&[
+        &common[..],
+        &[
+            "--epochs",
+            "1",
+            "--log",
+            &path("run.csv"),
+            "--save",
+            &path("ck.safetensors"),
+        ],
+    ]
+    .concat());
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(stdout(&first).contains("epoch 1.00"), "{}", stdout(&first));
+    let resumed = sgn(&[
+        &common[..],
+        &[
+            "--epochs",
+            "2",
+            "--log",
+            &path("run.csv"),
+            "--resume",
+            &path("ck.safetensors"),
+            "--plot",
+            &path("curves.png"),
+        ],
+    ]
+    .concat());
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let log = sgn::optim::report::read_log(path("run.csv")).unwrap();
+    // 7000 examples / 500 = 14 steps an epoch, one evaluation after each of the two epochs.
+    assert_eq!(log.len(), 2 * 14 + 2);
+    assert_eq!(log.last().unwrap().iteration, 28);
+    assert!(
+        std::fs::read(path("curves.png"))
+            .unwrap()
+            .starts_with(b"\x89PNG")
+    );
+
+    let wrong = sgn(&[
+        &common[..],
+        &[
+            "--epochs",
+            "2",
+            "--optimizer",
+            "adam",
+            "--resume",
+            &path("ck.safetensors"),
+        ],
+    ]
+    .concat());
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        stderr(&wrong).contains("optimizer sgn"),
+        "{}",
+        stderr(&wrong)
+    );
+    let unknown = sgn(&[
+        "train",
+        "ir/sine_mlp.sgn",
+        "--dataset",
+        "cifar",
+        "--batch",
+        "10",
+        "--epochs",
+        "1",
+    ]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("mnist"), "{}", stderr(&unknown));
+}
+
+#[test]
+fn inspect_shows_the_optimized_graph_and_what_simplification_did() {
+    let out = sgn(&[
+        "inspect",
+        "ir/mnist_mlp.sgn",
+        "--graph",
+        "gv-prepare",
+        "--opt",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let optimized = parse_graph(&stdout(&out)).unwrap();
+    let plain = parse_graph(&stdout(&sgn(&[
+        "inspect",
+        "ir/mnist_mlp.sgn",
+        "--graph",
+        "gv-prepare",
+    ])))
+    .unwrap();
+    assert!(optimized.pruned().nodes().len() < plain.pruned().nodes().len());
+
+    let out = sgn(&[
+        "inspect",
+        "ir/mnist_mlp.sgn",
+        "--graph",
+        "grad",
+        "--stats",
+        "--format",
+        "json",
+        "--batch",
+        "10",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["graph"], "grad");
+    for side in ["before", "after"] {
+        for key in ["nodes", "matmul_flops", "elementwise_flops", "bytes"] {
+            assert!(json[side][key].is_u64(), "{side}.{key} in {json}");
+        }
+    }
+    // Batch 10: the first layer's forward matmul alone is 2·10·784·20 FLOPs.
+    assert!(json["after"]["matmul_flops"].as_u64().unwrap() > 2 * 10 * 784 * 20);
+    let phases = json["phases"].as_array().unwrap();
+    let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "canonicalize",
+            "stabilize",
+            "simplify-derivatives",
+            "factor",
+            "extract"
+        ]
+    );
+    for p in phases {
+        for key in ["iterations", "egraph_nodes", "stop_reason", "ms"] {
+            assert!(!p[key].is_null(), "{key} in {p}");
+        }
+    }
+    let text = stdout(&sgn(&[
+        "inspect",
+        "ir/mnist_mlp.sgn",
+        "--graph",
+        "grad",
+        "--stats",
+    ]));
+    assert!(
+        text.contains("matmul FLOPs") && text.contains("canonicalize"),
+        "{text}"
+    );
+    let json_without_stats = sgn(&["inspect", "ir/mnist_mlp.sgn", "--format", "json"]);
+    assert_eq!(json_without_stats.status.code(), Some(1));
+}
+
+#[test]
+fn bench_reports_every_graph_against_its_roofline_and_the_interpreter() {
+    let out = sgn(&[
+        "bench",
+        "ir/sine_mlp.sgn",
+        "--batch",
+        "64",
+        "--threads",
+        "1",
+        "--repeats",
+        "2",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["model"], "sine_mlp");
+    assert_eq!(json["batch"], 64);
+    assert_eq!(json["threads"], 1);
+    assert!(json["compile_ms"].as_f64().unwrap() > 0.0);
+    let graphs = json["graphs"].as_array().unwrap();
+    let names: Vec<&str> = graphs.iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["forward", "grad", "gv-prepare", "gv-apply", "sgn-step"]
+    );
+    for g in graphs {
+        for key in ["ms", "gflops", "roofline_ms", "efficiency", "interp_ms"] {
+            let value = g[key].as_f64().unwrap_or_else(|| panic!("{key} in {g}"));
+            assert!(value.is_finite() && value > 0.0, "{key} = {value} in {g}");
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! The training driver: SGN, SGD and Adam make progress, resuming equals an uninterrupted run,
+//! non-finite steps are survived (and, repeated, stop training with the checkpoint intact),
+//! and bad checkpoints are clear errors.
+
+mod common;
+
+use ndarray::Array2;
+use sgn::data::{Dataset, Split};
+use sgn::ir::store::{TensorMap, init_params};
+use sgn::optim::{
+    Adam, AdamOptions, Optimizer, Record, RecordKind, Sgd, SgdOptions, Sgn, SgnOptions, StopRule,
+    TrainEvent, TrainOptions, Trainer,
+};
+use sgn::{CompileOptions, CompiledModel, Model};
+use std::time::Duration;
+
+const MODEL: &str = "model tiny\ninput x: f32[B, 2]\ntarget y: f32[B, 3]\n\
+    param w1: f32[2, 8] = glorot_uniform\nparam b1: f32[8] = zeros\n\
+    param w2: f32[8, 3] = glorot_uniform\nparam b2: f32[3] = zeros\n\
+    h = tanh(x @ w1 + b1)\noutput z = h @ w2 + b2\nloss softmax_cross_entropy(z, y)\n";
+
+/// Three Gaussian-ish blobs in the plane, one class each (deterministic).
+fn blobs(n: usize, offset: usize) -> Split {
+    let mut features = Array2::zeros((n, 2));
+    let mut targets = Array2::zeros((n, 3));
+    for i in 0..n {
+        let class = (i + offset) % 3;
+        let angle = class as f32 * 2.094;
+        let jitter = ((i * 7919 + offset) % 97) as f32 / 97.0 - 0.5;
+        features[[i, 0]] = angle.cos() * 2.0 + jitter;
+        features[[i, 1]] = angle.sin() * 2.0 - jitter * 0.5;
+        targets[[i, class]] = 1.0;
+    }
+    Split { features, targets }
+}
+
+fn dataset() -> Dataset {
+    Dataset {
+        name: "blobs".to_string(),
+        train: blobs(300, 0),
+        test: blobs(90, 1),
+        num_classes: Some(3),
+        target_scale: 1.0,
+    }
+}
+
+fn setup() -> (Model, CompiledModel, TensorMap) {
+    let model = Model::parse(MODEL).unwrap();
+    let compiled = model.compile(&CompileOptions::default()).unwrap();
+    let params = init_params(&model.params, 3).unwrap();
+    (model, compiled, params)
+}
+
+fn options(epochs: u64) -> TrainOptions {
+    TrainOptions {
+        batch_size: 50,
+        stop: StopRule {
+            epochs: Some(epochs),
+            time_limit: None,
+        },
+        seed: 11,
+        ..TrainOptions::default()
+    }
+}
+
+fn sgn() -> Box<dyn Optimizer> {
+    Box::new(Sgn::new(SgnOptions::default()))
+}
+
+fn evals(history: &[Record]) -> Vec<&Record> {
+    history
+        .iter()
+        .filter(|r| r.kind == RecordKind::Eval)
+        .collect()
+}
+
+#[test]
+fn every_optimizer_learns_the_blobs() {
+    let (_, compiled, params) = setup();
+    let data = dataset();
+    let optimizers: Vec<Box<dyn Optimizer>> = vec![
+        sgn(),
+        Box::new(Sgd::new(SgdOptions {
+            lr: 0.5,
+            ..SgdOptions::default()
+        })),
+        Box::new(Adam::new(AdamOptions {
+            lr: 0.05,
+            ..AdamOptions::default()
+        })),
+    ];
+    for optimizer in optimizers {
+        let name = optimizer.name();
+        let mut trainer = Trainer::new(&compiled, &data, &params, optimizer, options(5)).unwrap();
+        let (initial_loss, _) = trainer.test_metrics(&data.test).unwrap();
+        trainer.run(&mut |_| {}).unwrap();
+        let history = trainer.history();
+        let last = evals(history).pop().unwrap();
+        assert_eq!(evals(history).len(), 5, "{name}: one evaluation per epoch");
+        assert_eq!(last.iteration, 30, "{name}: 6 batches × 5 epochs");
+        assert!(
+            last.test_loss.unwrap() < 0.5 * initial_loss,
+            "{name}: {initial_loss} → {:?}",
+            last.test_loss
+        );
+        assert!(
+            last.test_accuracy.unwrap() > 0.95,
+            "{name}: accuracy {:?}",
+            last.test_accuracy
+        );
+    }
+}
+
+fn without_wall_time(history: &[Record]) -> Vec<Record> {
+    history
+        .iter()
+        .map(|r| Record {
+            wall_time: 0.0,
+            ..r.clone()
+        })
+        .collect()
+}
+
+#[test]
+fn resuming_from_a_checkpoint_equals_an_uninterrupted_run() {
+    let (_, compiled, params) = setup();
+    let data = dataset();
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("run.safetensors");
+
+    let mut straight = Trainer::new(&compiled, &data, &params, sgn(), options(3)).unwrap();
+    straight.run(&mut |_| {}).unwrap();
+
+    // Stopped after one epoch, then resumed in a fresh trainer for the remaining two.
+    let mut first = Trainer::new(
+        &compiled,
+        &data,
+        &params,
+        sgn(),
+        TrainOptions {
+            checkpoint: Some(ckpt.clone()),
+            ..options(1)
+        },
+    )
+    .unwrap();
+    first.run(&mut |_| {}).unwrap();
+    let mut second = Trainer::new(&compiled, &data, &params, sgn(), options(3)).unwrap();
+    second.resume(&ckpt).unwrap();
+    second.run(&mut |_| {}).unwrap();
+
+    assert_eq!(second.params(), straight.params(), "parameters bit for bit");
+    assert_eq!(
+        without_wall_time(second.history()),
+        without_wall_time(straight.history())
+    );
+
+    // The checkpoint doubles as a parameter file.
+    let saved = TensorMap::load(&ckpt).unwrap();
+    assert_eq!(saved.get("w1"), first.params().get("w1"));
+}
+
+#[test]
+fn resuming_mid_epoch_after_a_time_limit_continues_exactly() {
+    let (_, compiled, params) = setup();
+    let data = dataset();
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("run.safetensors");
+    let mut straight = Trainer::new(&compiled, &data, &params, sgn(), options(2)).unwrap();
+    straight.run(&mut |_| {}).unwrap();
+
+    // A zero time limit stops after the first step, mid-epoch, with a checkpoint.
+    let limited = TrainOptions {
+        stop: StopRule {
+            epochs: Some(2),
+            time_limit: Some(Duration::ZERO),
+        },
+        checkpoint: Some(ckpt.clone()),
+        ..options(2)
+    };
+    let mut first = Trainer::new(&compiled, &data, &params, sgn(), limited).unwrap();
+    first.run(&mut |_| {}).unwrap();
+    assert_eq!(
+        first
+            .history()
+            .iter()
+            .filter(|r| r.kind == RecordKind::Step)
+            .count(),
+        1
+    );
+    let mut second = Trainer::new(&compiled, &data, &params, sgn(), options(2)).unwrap();
+    second.resume(&ckpt).unwrap();
+    second.run(&mut |_| {}).unwrap();
+    assert_eq!(second.params(), straight.params());
+    let steps = |h: &[Record]| -> Vec<Record> {
+        without_wall_time(h)
+            .into_iter()
+            .filter(|r| r.kind == RecordKind::Step)
+            .collect()
+    };
+    assert_eq!(steps(second.history()), steps(straight.history()));
+}
+
+fn poisoned(rows: std::ops::Range<usize>) -> Dataset {
+    let mut data = dataset();
+    for i in rows {
+        data.train.features[[i, 0]] = f32::NAN;
+    }
+    data
+}
+
+#[test]
+fn non_finite_batches_are_rejected_and_training_goes_on() {
+    let (_, compiled, params) = setup();
+    // One poisoned example: each epoch one batch has a NaN loss.
+    let data = poisoned(0..1);
+    let mut rejected = 0;
+    let mut trainer = Trainer::new(&compiled, &data, &params, sgn(), options(3)).unwrap();
+    trainer
+        .run(&mut |e| {
+            if let TrainEvent::NonFinite { .. } = e {
+                rejected += 1;
+            }
+        })
+        .unwrap();
+    assert_eq!(rejected, 3);
+    let params = trainer.params();
+    assert!(
+        params
+            .iter()
+            .all(|(_, t)| t.to_f64_vec().iter().all(|v| v.is_finite()))
+    );
+    assert!(
+        evals(trainer.history())
+            .last()
+            .unwrap()
+            .test_accuracy
+            .unwrap()
+            > 0.9
+    );
+}
+
+#[test]
+fn repeated_non_finite_steps_stop_training_and_keep_the_last_checkpoint() {
+    let (_, compiled, params) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("run.safetensors");
+    let clean = dataset();
+    let mut first = Trainer::new(
+        &compiled,
+        &clean,
+        &params,
+        sgn(),
+        TrainOptions {
+            checkpoint: Some(ckpt.clone()),
+            ..options(1)
+        },
+    )
+    .unwrap();
+    first.run(&mut |_| {}).unwrap();
+    let before = std::fs::read(&ckpt).unwrap();
+
+    let mut all_bad = poisoned(0..300);
+    all_bad.name = clean.name.clone();
+    let mut second = Trainer::new(
+        &compiled,
+        &all_bad,
+        &params,
+        sgn(),
+        TrainOptions {
+            checkpoint: Some(ckpt.clone()),
+            ..options(3)
+        },
+    )
+    .unwrap();
+    second.resume(&ckpt).unwrap();
+    let err = second.run(&mut |_| {}).unwrap_err().to_string();
+    assert!(
+        err.contains("5 consecutive") && err.contains("non-finite loss"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&ckpt).unwrap(),
+        before,
+        "the last good checkpoint is untouched"
+    );
+    assert_eq!(
+        second.params(),
+        first.params(),
+        "no non-finite step reached the parameters"
+    );
+}
+
+#[test]
+fn bad_checkpoints_and_mismatches_are_clear_errors() {
+    let (_, compiled, params) = setup();
+    let data = dataset();
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("run.safetensors");
+    let mut first = Trainer::new(
+        &compiled,
+        &data,
+        &params,
+        sgn(),
+        TrainOptions {
+            checkpoint: Some(ckpt.clone()),
+            ..options(1)
+        },
+    )
+    .unwrap();
+    first.run(&mut |_| {}).unwrap();
+
+    let mut adam = Trainer::new(
+        &compiled,
+        &data,
+        &params,
+        Box::new(Adam::new(AdamOptions::default())),
+        options(2),
+    )
+    .unwrap();
+    let err = adam.resume(&ckpt).unwrap_err().to_string();
+    assert!(
+        err.contains("optimizer sgn") && err.contains("adam"),
+        "{err}"
+    );
+
+    let mut other_batch = Trainer::new(
+        &compiled,
+        &data,
+        &params,
+        sgn(),
+        TrainOptions {
+            batch_size: 30,
+            ..options(2)
+        },
+    )
+    .unwrap();
+    let err = other_batch.resume(&ckpt).unwrap_err().to_string();
+    assert!(err.contains("batch size 50"), "{err}");
+
+    let bytes = std::fs::read(&ckpt).unwrap();
+    let truncated = dir.path().join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let mut trainer = Trainer::new(&compiled, &data, &params, sgn(), options(2)).unwrap();
+    let err = trainer.resume(&truncated).unwrap_err().to_string();
+    assert!(err.contains("truncated.safetensors"), "{err}");
+
+    let plain = dir.path().join("params.safetensors");
+    params.save(&plain, &Default::default()).unwrap();
+    let err = trainer.resume(&plain).unwrap_err().to_string();
+    assert!(err.contains("not an sgn checkpoint"), "{err}");
+}
+
+#[test]
+fn a_dataset_that_does_not_fit_the_model_is_a_clear_error() {
+    let (_, compiled, params) = setup();
+    let mut data = dataset();
+    data.train.features = Array2::zeros((300, 5));
+    let err = Trainer::new(&compiled, &data, &params, sgn(), options(1))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("5 columns") && err.contains("f32[B, 2]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sgn_trains_the_papers_mnist_net_on_real_mnist() {
+    let model = Model::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/ir/mnist_mlp.sgn")).unwrap();
+    let compiled = model.compile(&CompileOptions::default()).unwrap();
+    let dir = common::test_data_dir();
+    let data = sgn::data::load(
+        sgn::data::DatasetName::Mnist,
+        &Default::default(),
+        &dir,
+        |reason| {
+            eprintln!("fetching mnist into {} ({reason})", dir.display());
+        },
+    )
+    .unwrap();
+    let params = init_params(&model.params, 0).unwrap();
+    let sgn = Sgn::new(SgnOptions {
+        cg: sgn::optim::CgOptions {
+            max_iters: 3,
+            ..Default::default()
+        },
+        ..SgnOptions::default()
+    });
+    let options = TrainOptions {
+        batch_size: 1000,
+        stop: StopRule {
+            epochs: Some(2),
+            time_limit: None,
+        },
+        ..TrainOptions::default()
+    };
+    let mut trainer = Trainer::new(&compiled, &data, &params, Box::new(sgn), options).unwrap();
+    trainer.run(&mut |_| {}).unwrap();
+    let accuracy = evals(trainer.history())
+        .last()
+        .unwrap()
+        .test_accuracy
+        .unwrap();
+    assert!(accuracy > 0.85, "two SGN epochs reach {accuracy}");
+}
