@@ -1,23 +1,29 @@
-//! The JIT against the interpreter on every graph of every `ir/` model, in f64 and f32, at
-//! batch sizes that exercise the SIMD tails; results independent of the thread count.
+//! The JIT against the interpreter on every graph of every `ir/` model, simplified or not, in f64
+//! and f32, at batch sizes that exercise the SIMD tails; results independent of the thread count.
 
 mod common;
 
 use common::{batch_for, ir_models, wavy};
-use sgn::codegen::{JitOptions, compile_graph};
+use sgn::codegen::{BackendKind, JitOptions, compile_graph};
 use sgn::ir::store::{TensorMap, init_params};
 use sgn::ir::{ArgRole, DType, Graph, Tensor, interp};
 use sgn::{CompileOptions, CompiledModel, Model};
 
-// `CompileOptions` is growing (backend choice), hence the struct update.
-#[allow(clippy::needless_update)]
-fn compile(model: &Model, dtype: DType) -> CompiledModel {
+/// The model's derived graphs in `dtype`, simplified or not; each test here compiles the graphs
+/// it runs itself, so the model keeps the interpreter.
+fn compile_with(model: &Model, dtype: DType, optimize: bool) -> CompiledModel {
     model
         .compile(&CompileOptions {
             dtype: Some(dtype),
+            optimize,
+            backend: BackendKind::Interpreter,
             ..CompileOptions::default()
         })
         .unwrap()
+}
+
+fn compile(model: &Model, dtype: DType) -> CompiledModel {
+    compile_with(model, dtype, true)
 }
 
 /// Arguments for `graph`: the batch and parameters by name, wavy directions and cotangents,
@@ -78,8 +84,13 @@ fn tolerance(dtype: DType) -> f64 {
 fn jit_equals_the_interpreter_on_every_graph_of_every_model() {
     let options = JitOptions { threads: 1 };
     for (name, model) in ir_models() {
-        for dtype in [DType::F64, DType::F32] {
-            let compiled = compile(&model, dtype);
+        for (dtype, optimize) in [
+            (DType::F64, true),
+            (DType::F32, true),
+            (DType::F64, false),
+            (DType::F32, false),
+        ] {
+            let compiled = compile_with(&model, dtype, optimize);
             let params = params_for(&model, dtype);
             for (graph_name, graph) in compiled.graphs.named() {
                 let jit = compile_graph(graph, &options)
@@ -95,7 +106,7 @@ fn jit_equals_the_interpreter_on_every_graph_of_every_model() {
                         let diff = g.max_rel_diff(e);
                         assert!(
                             diff <= tolerance(dtype),
-                            "{name}/{graph_name} {dtype} B={rows} output '{}': rel diff {diff:e}",
+                            "{name}/{graph_name} {dtype} (optimized: {optimize}) B={rows} output '{}': rel diff {diff:e}",
                             graph.outputs()[k].name
                         );
                     }
