@@ -1,13 +1,14 @@
 //! The JIT backend: graphs compiled to native code with Cranelift.
 //!
 //! [`compile_graph`] turns any valid [`Graph`] into a [`JitGraph`], in four stages:
-//! 1. [`schedule`](self::schedule): elementwise ops, broadcasts and reductions are fused into loop
-//!    nests (one pass over memory per group), matmuls become GEMM calls on strided operands (so
-//!    transposes cost nothing) whose epilogues (bias, activation, derivative products) run in the
-//!    fused loop that follows;
+//! 1. `schedule`: elementwise ops, broadcasts and reductions are fused into loop nests (one
+//!    pass over memory per group), matmuls become GEMM calls on strided operands (so transposes
+//!    cost nothing) whose epilogues (bias, activation, derivative products) run in the fused loop
+//!    that follows; GEMMs go through one `extern "C"` shim to matrixmultiply, or for narrow
+//!    right-hand sides (≤ 32 columns) to AVX-512 kernels of this crate (`narrow`);
 //! 2. code generation (`clif`): one native function per graph, with SIMD loops, scalar tails,
 //!    register accumulators and polynomial `exp`/`log`/`tanh`/`sigmoid`/`softplus`
-//!    ([`math`](self::math));
+//!    (`math`);
 //! 3. a memory plan per binding of the symbolic dimensions (`plan`): temporaries share one arena
 //!    by lifetime, planned once per distinct batch size and reused;
 //! 4. threads (`runtime`): every thread runs the function on its own share of each step, so
@@ -39,7 +40,7 @@
 //! ```
 
 mod clif;
-pub mod math;
+mod math;
 mod narrow;
 mod plan;
 mod roofline;
