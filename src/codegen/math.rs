@@ -64,14 +64,6 @@ impl Lanes {
         }
     }
 
-    /// The same lanes as scalars.
-    pub fn scalar(self) -> Lanes {
-        Lanes {
-            vector: false,
-            ..self
-        }
-    }
-
     /// Mantissa bits of the element type.
     fn mantissa_bits(self) -> i64 {
         match self.dtype {
