@@ -29,6 +29,9 @@ pub enum Error {
         file: String,
         error: crate::autodiff::AdError,
     },
+    /// Native code generation failed (a host Cranelift cannot target, or a bug in lowering).
+    #[error("{0}")]
+    Jit(String),
     /// A graph that cannot be evaluated as asked (unbound dimension, inconsistent arguments).
     #[error("{0}")]
     Eval(String),

@@ -19,19 +19,19 @@ use crate::model::Model;
 /// parameters: direction `v.<p>`, gradient `grad.<p>`, products `vjp.<p>` and `gv.<p>`.
 #[derive(Clone, Debug)]
 pub struct DerivedGraphs {
-    /// (inputs, targets, params) → (z, loss).
+    /// `(inputs, targets, params) → (z, loss)`.
     pub forward: Graph,
-    /// (inputs, targets, params) → (loss, grad.<p>…).
+    /// `(inputs, targets, params) → (loss, grad.<p>…)`.
     pub grad: Graph,
-    /// (inputs, params, v.<p>…) → (z, jv).
+    /// `(inputs, params, v.<p>…) → (z, jv)`.
     pub jvp: Graph,
-    /// (inputs, params, ct.<z>) → vjp.<p>…: `Jᵀ w` for a cotangent `w` shaped like `z`.
+    /// `(inputs, params, ct.<z>) → vjp.<p>…`: `Jᵀ w` for a cotangent `w` shaped like `z`.
     pub vjp: Graph,
-    /// (inputs, targets, params, v.<p>…) → gv.<p>…: the one-shot product.
+    /// `(inputs, targets, params, v.<p>…) → gv.<p>…`: the one-shot product.
     pub gv: Graph,
     /// (inputs, targets, params) → residuals: the v-independent part of `G v`.
     pub gv_prepare: Graph,
-    /// (residuals, v.<p>…) → gv.<p>…: linear in `v`, no nonlinear primal op.
+    /// `(residuals, v.<p>…) → gv.<p>…`: linear in `v`, no nonlinear primal op.
     pub gv_apply: Graph,
 }
 

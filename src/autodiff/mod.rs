@@ -1,8 +1,8 @@
 //! Symbolic differentiation as graph-to-graph transformations.
 //!
-//! One rule set gives both modes, as in JAX: [`jvp`] pushes tangents forward (a rule per
-//! primitive), [`transpose`] turns a linear graph around (rules for the linear primitives only),
-//! and a VJP is the transpose of a JVP. [`derive`] builds from a model every graph the optimizers
+//! One rule set gives both modes, as in JAX: [`jvp`](mod@jvp) pushes tangents forward (a rule per
+//! primitive), [`transpose`](mod@transpose) turns a linear graph around (rules for the linear primitives only),
+//! and a VJP is the transpose of a JVP. [`derive`](mod@derive) builds from a model every graph the optimizers
 //! need — loss and gradient, `J v`, `Jᵀ w`, and the Gauss-Newton product `G v = Jᵀ H_L J v` in
 //! two stages (a v-independent *prepare* graph and a linear *apply* graph) — and [`split`] does
 //! the slicing of one combined graph into those stages.

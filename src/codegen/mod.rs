@@ -239,7 +239,7 @@ pub fn compile_graph(graph: &Graph, options: &JitOptions) -> Result<JitGraph> {
         )));
     }
     let program = schedule::schedule(graph);
-    let code = clif::compile(&program, &graph.name).map_err(Error::Eval)?;
+    let code = clif::compile(&program, &graph.name).map_err(Error::Jit)?;
     let threads = options.thread_count();
     Ok(JitGraph {
         graph: graph.clone(),

@@ -71,7 +71,7 @@ struct Row {
 
 /// The markdown document `docs/OPTIMIZATION.md`: for every `*.sgn` model in `dir` (sorted by
 /// file name) and each of its derived graphs in the declared element types, node count, matmul
-/// FLOPs, elementwise FLOPs and bytes before and after [`optimize`], with symbolic dimensions
+/// FLOPs, elementwise FLOPs and bytes before and after [`optimize_derived`], with symbolic dimensions
 /// bound to `options.batch`; then the FLOP bounds of the dense MLPs. Times are left out so that
 /// the document only changes when the graphs do.
 ///
