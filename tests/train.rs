@@ -67,6 +67,22 @@ fn sgn() -> Box<dyn Optimizer> {
     Box::new(Sgn::new(SgnOptions::default()))
 }
 
+/// One SGN epoch from `params` that leaves a checkpoint at `ckpt`.
+fn first_epoch<'a>(
+    compiled: &'a CompiledModel,
+    data: &'a Dataset,
+    params: &TensorMap,
+    ckpt: &std::path::Path,
+) -> Trainer<'a> {
+    let options = TrainOptions {
+        checkpoint: Some(ckpt.to_path_buf()),
+        ..options(1)
+    };
+    let mut trainer = Trainer::new(compiled, data, params, sgn(), options).unwrap();
+    trainer.run(&mut |_| {}).unwrap();
+    trainer
+}
+
 fn evals(history: &[Record]) -> Vec<&Record> {
     history
         .iter()
@@ -132,18 +148,7 @@ fn resuming_from_a_checkpoint_equals_an_uninterrupted_run() {
     straight.run(&mut |_| {}).unwrap();
 
     // Stopped after one epoch, then resumed in a fresh trainer for the remaining two.
-    let mut first = Trainer::new(
-        &compiled,
-        &data,
-        &params,
-        sgn(),
-        TrainOptions {
-            checkpoint: Some(ckpt.clone()),
-            ..options(1)
-        },
-    )
-    .unwrap();
-    first.run(&mut |_| {}).unwrap();
+    let first = first_epoch(&compiled, &data, &params, &ckpt);
     let mut second = Trainer::new(&compiled, &data, &params, sgn(), options(3)).unwrap();
     second.resume(&ckpt).unwrap();
     second.run(&mut |_| {}).unwrap();
@@ -245,18 +250,7 @@ fn repeated_non_finite_steps_stop_training_and_keep_the_last_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("run.safetensors");
     let clean = dataset();
-    let mut first = Trainer::new(
-        &compiled,
-        &clean,
-        &params,
-        sgn(),
-        TrainOptions {
-            checkpoint: Some(ckpt.clone()),
-            ..options(1)
-        },
-    )
-    .unwrap();
-    first.run(&mut |_| {}).unwrap();
+    let first = first_epoch(&compiled, &clean, &params, &ckpt);
     let before = std::fs::read(&ckpt).unwrap();
 
     let mut all_bad = poisoned(0..300);
@@ -296,18 +290,7 @@ fn bad_checkpoints_and_mismatches_are_clear_errors() {
     let data = dataset();
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("run.safetensors");
-    let mut first = Trainer::new(
-        &compiled,
-        &data,
-        &params,
-        sgn(),
-        TrainOptions {
-            checkpoint: Some(ckpt.clone()),
-            ..options(1)
-        },
-    )
-    .unwrap();
-    first.run(&mut |_| {}).unwrap();
+    first_epoch(&compiled, &data, &params, &ckpt);
 
     let mut adam = Trainer::new(
         &compiled,
