@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{axpy, batch_for, direction_like, dot, ir_models, rel_err};
+use common::{
+    assert_close_to_explicit, axpy, batch_for, direction_like, dot, explicit_gv, flatten,
+    ir_models, rel_err, small_net,
+};
 use sgn::autodiff::descendants;
 use sgn::codegen::BackendKind;
 use sgn::ir::store::{TensorMap, init_params};
@@ -66,60 +69,6 @@ fn jvp_and_gradient_match_finite_differences_on_every_model() {
     }
 }
 
-/// The analytic loss Hessian at z, as a dense matrix over z's elements (row-major).
-fn analytic_hessian(loss: &str, z: &Tensor) -> Vec<Vec<f64>> {
-    let (rows, cols) = (z.shape()[0], z.shape()[1]);
-    let n = rows * cols;
-    let zv = z.to_f64_vec();
-    let mut h = vec![vec![0.0; n]; n];
-    match loss {
-        "softmax_cross_entropy" => {
-            for r in 0..rows {
-                let row = &zv[r * cols..(r + 1) * cols];
-                let m = row.iter().cloned().fold(f64::MIN, f64::max);
-                let e: Vec<f64> = row.iter().map(|x| (x - m).exp()).collect();
-                let s: f64 = e.iter().sum();
-                let p: Vec<f64> = e.iter().map(|x| x / s).collect();
-                for i in 0..cols {
-                    for j in 0..cols {
-                        let diag = if i == j { p[i] } else { 0.0 };
-                        h[r * cols + i][r * cols + j] = (diag - p[i] * p[j]) / rows as f64;
-                    }
-                }
-            }
-        }
-        "mse" => (0..n).for_each(|i| h[i][i] = 2.0 / n as f64),
-        "sigmoid_cross_entropy" => (0..n).for_each(|i| {
-            let s = 1.0 / (1.0 + (-zv[i]).exp());
-            h[i][i] = s * (1.0 - s) / n as f64;
-        }),
-        other => panic!("no analytic Hessian for {other}"),
-    }
-    h
-}
-
-/// A unit direction: 1 at flat index `k` of the concatenated parameters.
-fn unit(params: &TensorMap, k: usize) -> TensorMap {
-    let mut offset = 0;
-    let mut v = TensorMap::new();
-    for (name, t) in params.iter() {
-        let mut values = vec![0.0; t.len()];
-        if (offset..offset + t.len()).contains(&k) {
-            values[k - offset] = 1.0;
-        }
-        offset += t.len();
-        v.insert(
-            name.to_string(),
-            Tensor::from_f64(F, t.shape(), values).unwrap(),
-        );
-    }
-    v
-}
-
-fn flatten(map: &TensorMap) -> Vec<f64> {
-    map.iter().flat_map(|(_, t)| t.to_f64_vec()).collect()
-}
-
 #[test]
 fn gv_equals_explicit_jt_h_j_on_small_nets() {
     for (loss, act, out) in [
@@ -127,49 +76,14 @@ fn gv_equals_explicit_jt_h_j_on_small_nets() {
         ("mse", "sigmoid", 2),
         ("sigmoid_cross_entropy", "relu", 2),
     ] {
-        let src = format!(
-            "model small\ninput x: f64[B, 3]\ntarget y: f64[B, {out}]\n\
-             param w1: f64[3, 4] = glorot_uniform\nparam b1: f64[4] = normal(0.5)\n\
-             param w2: f64[4, {out}] = glorot_uniform\nparam b2: f64[{out}] = normal(0.5)\n\
-             h = {act}(x @ w1 + b1)\noutput z = h @ w2 + b2\nloss {loss}(z, y)\n"
-        );
-        let model = Model::parse(&src).unwrap();
+        let model = small_net(act, loss, out);
         let compiled = compile_f64(&model);
         let params = params_f64(&model, 4);
         let batch = batch_for(&model, F, 4, 2);
-        let n: usize = params.iter().map(|(_, t)| t.len()).sum();
-        // J column by column: J e_k.
-        let columns: Vec<Vec<f64>> = (0..n)
-            .map(|k| {
-                compiled
-                    .jvp(&params, &batch, &unit(&params, k))
-                    .unwrap()
-                    .1
-                    .to_f64_vec()
-            })
-            .collect();
-        let (z, _) = compiled.forward(&params, &batch).unwrap();
-        let h = analytic_hessian(loss, &z);
-        let m = h.len();
         let v = direction_like(&params, 8);
-        let vf = flatten(&v);
-        let jv: Vec<f64> = (0..m)
-            .map(|i| (0..n).map(|k| columns[k][i] * vf[k]).sum())
-            .collect();
-        let hjv: Vec<f64> = (0..m)
-            .map(|i| (0..m).map(|j| h[i][j] * jv[j]).sum())
-            .collect();
-        let expected: Vec<f64> = (0..n)
-            .map(|k| (0..m).map(|i| columns[k][i] * hjv[i]).sum())
-            .collect();
+        let expected = explicit_gv(&compiled, loss, &params, &batch, &v);
         let got = flatten(&compiled.gv(&params, &batch, &v).unwrap());
-        let scale = expected.iter().fold(0.0f64, |a, x| a.max(x.abs()));
-        for (k, (g, e)) in got.iter().zip(&expected).enumerate() {
-            assert!(
-                (g - e).abs() <= 1e-9 * scale,
-                "{loss}/{act}: Gv[{k}] = {g} but JᵀHJv = {e}"
-            );
-        }
+        assert_close_to_explicit(&format!("{loss}/{act}"), &got, &expected);
     }
 }
 

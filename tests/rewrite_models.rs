@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{axpy, batch_for, direction_like, ir_models, wavy};
+use common::{
+    assert_close_to_explicit, axpy, batch_for, direction_like, explicit_gv, flatten, ir_models,
+    small_net, wavy,
+};
 use sgn::autodiff::{DerivedGraphs, derive};
 use sgn::ir::store::{TensorMap, init_params};
 use sgn::ir::{DType, Graph, Tensor};
@@ -135,91 +138,26 @@ fn optimized_graphs_evaluate_like_the_originals_on_every_model() {
     }
 }
 
-/// `(diag(p) − p pᵀ) / rows` per row of softmax probabilities `p` of `z`, applied to `u`.
-fn softmax_ce_hessian_times(z: &Tensor, u: &[f64]) -> Vec<f64> {
-    let (rows, cols) = (z.shape()[0], z.shape()[1]);
-    let zv = z.to_f64_vec();
-    let mut out = vec![0.0; rows * cols];
-    for r in 0..rows {
-        let row = &zv[r * cols..(r + 1) * cols];
-        let m = row.iter().cloned().fold(f64::MIN, f64::max);
-        let e: Vec<f64> = row.iter().map(|x| (x - m).exp()).collect();
-        let s: f64 = e.iter().sum();
-        let p: Vec<f64> = e.iter().map(|x| x / s).collect();
-        let pu: f64 = (0..cols).map(|j| p[j] * u[r * cols + j]).sum();
-        for i in 0..cols {
-            out[r * cols + i] = p[i] * (u[r * cols + i] - pu) / rows as f64;
-        }
-    }
-    out
-}
-
 #[test]
 fn optimized_prepare_and_apply_equal_the_explicit_jt_h_j_product() {
     for (loss, act) in [("softmax_cross_entropy", "tanh"), ("mse", "relu")] {
-        let src = format!(
-            "model small\ninput x: f64[B, 3]\ntarget y: f64[B, 3]\n\
-             param w1: f64[3, 4] = glorot_uniform\nparam b1: f64[4] = normal(0.5)\n\
-             param w2: f64[4, 3] = glorot_uniform\nparam b2: f64[3] = normal(0.5)\n\
-             h = {act}(x @ w1 + b1)\noutput z = h @ w2 + b2\nloss {loss}(z, y)\n"
-        );
-        let model = Model::parse(&src).unwrap();
+        let model = small_net(act, loss, 3);
         let (_, optimized) = reference_and_optimized(&model);
         let params = params_for(&model, 4);
         let batch = batch_for(&model, F, 4, 2);
-        let names: Vec<String> = params.names().map(str::to_string).collect();
-        let sizes: Vec<usize> = params.iter().map(|(_, t)| t.len()).collect();
-        let n: usize = sizes.iter().sum();
-        let unit = |k: usize| -> TensorMap {
-            let mut offset = 0;
-            names
-                .iter()
-                .zip(&sizes)
-                .map(|(name, &len)| {
-                    let mut values = vec![0.0; len];
-                    if (offset..offset + len).contains(&k) {
-                        values[k - offset] = 1.0;
-                    }
-                    offset += len;
-                    let shape = params.get(name).unwrap().shape().to_vec();
-                    (name.clone(), Tensor::from_f64(F, &shape, values).unwrap())
-                })
-                .collect()
-        };
-        // J column by column, from the optimized jvp graph.
-        let columns: Vec<Vec<f64>> = (0..n)
-            .map(|k| {
-                let (_, jv) = optimized.jvp(&params, &batch, &unit(k)).unwrap();
-                jv.to_f64_vec()
-            })
-            .collect();
-        let (z, _) = optimized.forward(&params, &batch).unwrap();
         let v = direction_like(&params, 8);
-        let vf: Vec<f64> = v.iter().flat_map(|(_, t)| t.to_f64_vec()).collect();
-        let m = z.len();
-        let jv: Vec<f64> = (0..m)
-            .map(|i| (0..n).map(|k| columns[k][i] * vf[k]).sum())
-            .collect();
-        let hjv = match loss {
-            "mse" => jv.iter().map(|x| 2.0 * x / m as f64).collect(),
-            _ => softmax_ce_hessian_times(&z, &jv),
-        };
-        let expected: Vec<f64> = (0..n)
-            .map(|k| (0..m).map(|i| columns[k][i] * hjv[i]).sum())
-            .collect();
+        // J from the optimized jvp graph, G v from the optimized two stages.
+        let expected = explicit_gv(&optimized, loss, &params, &batch, &v);
         let staged = optimized
             .gv_operator(&params, &batch)
             .unwrap()
             .apply(&v)
             .unwrap();
-        let got: Vec<f64> = staged.iter().flat_map(|(_, t)| t.to_f64_vec()).collect();
-        let scale = expected.iter().fold(0.0f64, |a, x| a.max(x.abs()));
-        for (k, (g, e)) in got.iter().zip(&expected).enumerate() {
-            assert!(
-                (g - e).abs() <= 1e-9 * scale,
-                "{loss}/{act}: optimized Gv[{k}] = {g} but JᵀHJv = {e}"
-            );
-        }
+        assert_close_to_explicit(
+            &format!("{loss}/{act} optimized"),
+            &flatten(&staged),
+            &expected,
+        );
     }
 }
 

@@ -1,9 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use sgn::Model;
 use sgn::ir::store::TensorMap;
 use sgn::ir::{DType, Tensor};
+use sgn::{CompiledModel, Model};
 use std::path::{Path, PathBuf};
 
 /// The models shipped in `ir/`, by file name.
@@ -131,5 +131,118 @@ pub fn test_data_dir() -> PathBuf {
     match std::env::var_os(sgn::data::DATA_DIR_ENV) {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => Path::new(env!("CARGO_TARGET_TMPDIR")).join("data"),
+    }
+}
+
+// ------------------------------------------------ G v against an explicitly built Jᵀ H J
+
+/// The analytic loss Hessian at z, as a dense matrix over z's elements (row-major).
+pub fn analytic_hessian(loss: &str, z: &Tensor) -> Vec<Vec<f64>> {
+    let (rows, cols) = (z.shape()[0], z.shape()[1]);
+    let n = rows * cols;
+    let zv = z.to_f64_vec();
+    let mut h = vec![vec![0.0; n]; n];
+    match loss {
+        "softmax_cross_entropy" => {
+            for r in 0..rows {
+                let row = &zv[r * cols..(r + 1) * cols];
+                let m = row.iter().cloned().fold(f64::MIN, f64::max);
+                let e: Vec<f64> = row.iter().map(|x| (x - m).exp()).collect();
+                let s: f64 = e.iter().sum();
+                let p: Vec<f64> = e.iter().map(|x| x / s).collect();
+                for i in 0..cols {
+                    for j in 0..cols {
+                        let diag = if i == j { p[i] } else { 0.0 };
+                        h[r * cols + i][r * cols + j] = (diag - p[i] * p[j]) / rows as f64;
+                    }
+                }
+            }
+        }
+        "mse" => (0..n).for_each(|i| h[i][i] = 2.0 / n as f64),
+        "sigmoid_cross_entropy" => (0..n).for_each(|i| {
+            let s = 1.0 / (1.0 + (-zv[i]).exp());
+            h[i][i] = s * (1.0 - s) / n as f64;
+        }),
+        other => panic!("no analytic Hessian for {other}"),
+    }
+    h
+}
+
+/// A unit direction: 1 at flat index `k` of the concatenated parameters.
+pub fn unit(params: &TensorMap, k: usize) -> TensorMap {
+    let mut offset = 0;
+    let mut v = TensorMap::new();
+    for (name, t) in params.iter() {
+        let mut values = vec![0.0; t.len()];
+        if (offset..offset + t.len()).contains(&k) {
+            values[k - offset] = 1.0;
+        }
+        offset += t.len();
+        v.insert(
+            name.to_string(),
+            Tensor::from_f64(DType::F64, t.shape(), values).unwrap(),
+        );
+    }
+    v
+}
+
+pub fn flatten(map: &TensorMap) -> Vec<f64> {
+    map.iter().flat_map(|(_, t)| t.to_f64_vec()).collect()
+}
+
+/// A 3-4-`out` net with activation `act` and loss `loss`, in f64, for explicit-G checks.
+pub fn small_net(act: &str, loss: &str, out: usize) -> Model {
+    let src = format!(
+        "model small\ninput x: f64[B, 3]\ntarget y: f64[B, {out}]\n\
+         param w1: f64[3, 4] = glorot_uniform\nparam b1: f64[4] = normal(0.5)\n\
+         param w2: f64[4, {out}] = glorot_uniform\nparam b2: f64[{out}] = normal(0.5)\n\
+         h = {act}(x @ w1 + b1)\noutput z = h @ w2 + b2\nloss {loss}(z, y)\n"
+    );
+    Model::parse(&src).expect("a valid model")
+}
+
+/// `Jᵀ H J v` built explicitly: `J` column by column from `model.jvp` along unit directions,
+/// `H` from [`analytic_hessian`] at the model's output.
+pub fn explicit_gv(
+    model: &CompiledModel,
+    loss: &str,
+    params: &TensorMap,
+    batch: &TensorMap,
+    v: &TensorMap,
+) -> Vec<f64> {
+    let n: usize = params.iter().map(|(_, t)| t.len()).sum();
+    let columns: Vec<Vec<f64>> = (0..n)
+        .map(|k| {
+            model
+                .jvp(params, batch, &unit(params, k))
+                .unwrap()
+                .1
+                .to_f64_vec()
+        })
+        .collect();
+    let (z, _) = model.forward(params, batch).unwrap();
+    let h = analytic_hessian(loss, &z);
+    let m = h.len();
+    let vf = flatten(v);
+    let jv: Vec<f64> = (0..m)
+        .map(|i| (0..n).map(|k| columns[k][i] * vf[k]).sum())
+        .collect();
+    let hjv: Vec<f64> = (0..m)
+        .map(|i| (0..m).map(|j| h[i][j] * jv[j]).sum())
+        .collect();
+    (0..n)
+        .map(|k| (0..m).map(|i| columns[k][i] * hjv[i]).sum())
+        .collect()
+}
+
+/// Every entry of `got` within 1e-9 of the largest entry of `expected`.
+pub fn assert_close_to_explicit(label: &str, got: &[f64], expected: &[f64]) {
+    assert_eq!(got.len(), expected.len(), "{label}: lengths");
+    let scale = expected.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+    for (k, (g, e)) in got.iter().zip(expected).enumerate() {
+        assert!(
+            (g - e).abs() <= 1e-9 * scale,
+            "{label}: Gv[{k}] = {g} but JᵀHJv = {e}"
+        );
     }
 }
