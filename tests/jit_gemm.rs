@@ -1,6 +1,7 @@
 //! Matrix products through the JIT's GEMM shim against the interpreter: every transpose
 //! combination, widths around the narrow kernels' vector sizes (and past their limit, where
-//! matrixmultiply takes over), odd row counts that leave partial tiles, one and two threads.
+//! the `gemm` crate takes over, up to sizes where it packs panels), odd row counts that leave
+//! partial tiles, one and two threads.
 
 use sgn::codegen::{JitOptions, compile_graph};
 use sgn::ir::{ArgRole, DType, Graph, Op, Shape, Tensor, TensorType, interp};
@@ -17,9 +18,9 @@ fn values(dtype: DType, shape: &[usize], seed: usize) -> Tensor {
 fn products_of_every_shape_and_layout_match_the_interpreter() {
     for dtype in [DType::F32, DType::F64] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            for m in [1usize, 7, 17, 40] {
-                for k in [1usize, 5, 64] {
-                    for n in [1usize, 3, 8, 15, 16, 17, 20, 31, 32, 33] {
+            for m in [1usize, 7, 17, 40, 203] {
+                for k in [1usize, 5, 64, 300] {
+                    for n in [1usize, 3, 8, 15, 16, 17, 20, 31, 32, 33, 129] {
                         let a_shape = if ta { [k, m] } else { [m, k] };
                         let b_shape = if tb { [n, k] } else { [k, n] };
                         let mut g = Graph::new("product");

@@ -2,7 +2,7 @@
 //! run, next to their GEMM roofline and the reference interpreter, all measured in this run.
 
 use crate::autodiff::GraphName;
-use crate::codegen::{BackendKind, JitOptions, roofline_ms};
+use crate::codegen::{BackendKind, JitOptions, Roofline};
 use crate::ir::interp::bind_dims;
 use crate::ir::store::{TensorMap, init_params};
 use crate::ir::{ArgRole, Tensor};
@@ -23,8 +23,8 @@ pub struct BenchArgs {
     /// JIT threads per call; 0 = one per core.
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Timed runs per graph (the median is reported).
-    #[arg(long, default_value_t = 10)]
+    /// Timed runs per graph (the median is reported); the interpreter gets a third as many.
+    #[arg(long, default_value_t = 20)]
     repeats: usize,
     /// text or json.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -101,10 +101,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let values = jit.arguments(name, &sources)?;
         let graph = jit.graphs.get(name);
         let stats = graph_stats(graph, args.batch);
-        let ms = median_ms(args.repeats, || run_graph(&jit, name, &values))?;
-        let interp_ms = median_ms(interp_repeats, || run_graph(&interp, name, &values))?;
         let bindings = bind_dims(graph, &values)?;
-        let roofline = roofline_ms(graph, &bindings, &jit_options, args.repeats)?;
+        let mut roofline = Roofline::new(graph, &bindings, &jit_options)?;
+        // Interleaved, so that the graph and its roofline see the same machine load.
+        let [ms, roofline, interp_ms] = interleaved_medians(
+            [args.repeats, args.repeats, interp_repeats],
+            [
+                &mut || run_graph(&jit, name, &values),
+                &mut || roofline.run(),
+                &mut || run_graph(&interp, name, &values),
+            ],
+        )?;
         graphs.push(timing(
             name.name(),
             ms,
@@ -174,8 +181,10 @@ fn sgn_step(
             .step(&mut theta, &mut objective)
             .map(drop)
     };
-    let ms = median_ms(args.repeats, || step(jit))?;
-    let interp_ms = median_ms(args.repeats.div_ceil(3).max(2), || step(interp))?;
+    let [ms, interp_ms] = interleaved_medians(
+        [args.repeats, args.repeats.div_ceil(3).max(2)],
+        [&mut || step(jit), &mut || step(interp)],
+    )?;
     let of = |name: &str| graphs.iter().find(|t| t.name == name).expect("timed above");
     let iters = STEP_CG_ITERS as f64;
     let flops_of = |name: &str| of(name).gflops * of(name).ms * 1e6;
@@ -190,16 +199,29 @@ fn sgn_step(
     Ok(timing("sgn-step", ms, flops, roofline, interp_ms))
 }
 
-fn median_ms(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    f()?; // warm-up: plans, caches, pages
-    let mut times = Vec::with_capacity(repeats.max(1));
-    for _ in 0..repeats.max(1) {
-        let start = Instant::now();
-        f()?;
-        times.push(ms_since(start));
+/// Median milliseconds of each of `runs`, timed round-robin (one run of each in turn, the
+/// `i`-th dropping out after `repeats[i]` runs) after one warm-up run of each.
+fn interleaved_medians<const N: usize>(
+    repeats: [usize; N],
+    mut runs: [&mut dyn FnMut() -> Result<()>; N],
+) -> Result<[f64; N]> {
+    for run in runs.iter_mut() {
+        run()?; // warm-up: plans, caches, pages
     }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    let mut times: [Vec<f64>; N] = std::array::from_fn(|_| Vec::new());
+    for round in 0..repeats.iter().copied().max().unwrap_or(0).max(1) {
+        for (i, run) in runs.iter_mut().enumerate() {
+            if round < repeats[i].max(1) {
+                let start = Instant::now();
+                run()?;
+                times[i].push(ms_since(start));
+            }
+        }
+    }
+    Ok(times.map(|mut t| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    }))
 }
 
 fn ms_since(start: Instant) -> f64 {

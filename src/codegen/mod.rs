@@ -4,7 +4,7 @@
 //! 1. `schedule`: elementwise ops, broadcasts and reductions are fused into loop nests (one
 //!    pass over memory per group), matmuls become GEMM calls on strided operands (so transposes
 //!    cost nothing) whose epilogues (bias, activation, derivative products) run in the fused loop
-//!    that follows; GEMMs go through one `extern "C"` shim to matrixmultiply, or for narrow
+//!    that follows; GEMMs go through one `extern "C"` shim to the `gemm` crate, or for narrow
 //!    right-hand sides (≤ 32 columns) to AVX-512 kernels of this crate (`narrow`);
 //! 2. code generation (`clif`): one native function per graph, with SIMD loops, scalar tails,
 //!    register accumulators and polynomial `exp`/`log`/`tanh`/`sigmoid`/`softplus`
@@ -49,7 +49,7 @@ mod schedule;
 mod sizes;
 
 pub use clif::host_has_fma;
-pub use roofline::{roofline_graph, roofline_ms};
+pub use roofline::{Roofline, roofline_graph};
 
 use crate::error::{Error, Result};
 use crate::ir::{Bindings, DType, Graph, Tensor, interp};

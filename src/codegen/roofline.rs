@@ -2,11 +2,10 @@
 //! operand layouts, run through the same GEMM and threads. `efficiency = roofline / graph time`
 //! says how much of a graph's time goes to anything but its matmuls.
 
-use super::{JitOptions, compile_graph};
+use super::{JitGraph, JitOptions, compile_graph};
 use crate::error::{Error, Result};
 use crate::ir::{ArgRole, Bindings, Graph, NodeId, Op, Tensor};
 use std::collections::HashMap;
-use std::time::Instant;
 
 /// A graph of the live matmuls of `graph`: each operand becomes an argument typed like the
 /// non-view node it reads (through broadcasts, reshapes, transposes and slices, which are
@@ -72,41 +71,47 @@ fn copy_view_chain(
     })
 }
 
-/// Median milliseconds of the matmuls of `graph` alone ([`roofline_graph`]) under `bindings`,
-/// over `repeats` timed runs after one warm-up, with `options`' threads.
-pub fn roofline_ms(
-    graph: &Graph,
-    bindings: &Bindings,
-    options: &JitOptions,
-    repeats: usize,
-) -> Result<f64> {
-    let matmuls = roofline_graph(graph);
-    if matmuls.outputs().is_empty() {
-        return Ok(0.0);
+/// The matmuls of a graph ([`roofline_graph`]) compiled with the same options, on ordinary
+/// values (no denormals, no zeros a GEMM could skip), ready to be timed run by run, so that a
+/// benchmark can interleave them with the graph itself.
+pub struct Roofline {
+    /// None when the graph has no matmuls: its roofline is 0.
+    compiled: Option<(JitGraph, Vec<Tensor>, Vec<Tensor>)>,
+}
+
+impl Roofline {
+    /// The roofline of `graph` under `bindings` of its symbolic dimensions.
+    pub fn new(graph: &Graph, bindings: &Bindings, options: &JitOptions) -> Result<Roofline> {
+        let matmuls = roofline_graph(graph);
+        if matmuls.outputs().is_empty() {
+            return Ok(Roofline { compiled: None });
+        }
+        let jit = compile_graph(&matmuls, options)?;
+        let mut args = Vec::with_capacity(matmuls.args().len());
+        for arg in matmuls.args() {
+            let shape = arg.ty.shape.eval(bindings).map_err(|symbol| {
+                Error::Eval(format!(
+                    "roofline of graph '{}': symbol {symbol} of {} is not bound",
+                    graph.name, arg.ty
+                ))
+            })?;
+            let n: usize = shape.iter().product();
+            let values = (0..n).map(|i| 0.5 + (i % 7) as f64 * 0.1).collect();
+            args.push(
+                Tensor::from_f64(arg.ty.dtype, &shape, values).expect("length matches the shape"),
+            );
+        }
+        let outputs = jit.run(&args)?;
+        Ok(Roofline {
+            compiled: Some((jit, args, outputs)),
+        })
     }
-    let jit = compile_graph(&matmuls, options)?;
-    let mut args = Vec::with_capacity(matmuls.args().len());
-    for arg in matmuls.args() {
-        let shape = arg.ty.shape.eval(bindings).map_err(|symbol| {
-            Error::Eval(format!(
-                "roofline of graph '{}': symbol {symbol} of {} is not bound",
-                graph.name, arg.ty
-            ))
-        })?;
-        let n: usize = shape.iter().product();
-        // Ordinary values (no denormals, no zeros the GEMM could skip).
-        let values = (0..n).map(|i| 0.5 + (i % 7) as f64 * 0.1).collect();
-        args.push(
-            Tensor::from_f64(arg.ty.dtype, &shape, values).expect("length matches the shape"),
-        );
+
+    /// Runs the matmuls once.
+    pub fn run(&mut self) -> Result<()> {
+        match &mut self.compiled {
+            Some((jit, args, outputs)) => jit.run_into(args, outputs),
+            None => Ok(()),
+        }
     }
-    let mut outputs = jit.run(&args)?;
-    let mut times = Vec::with_capacity(repeats.max(1));
-    for _ in 0..repeats.max(1) {
-        let start = Instant::now();
-        jit.run_into(&args, &mut outputs)?;
-        times.push(start.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
 }

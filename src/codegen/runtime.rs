@@ -19,7 +19,7 @@ const GEMM_PART_ALIGN: i64 = 16;
 
 /// `c = a @ b` for the part of `c` that belongs to `thread` of `threads`: whole rows if `m ≥ n`
 /// or `b` is narrow, else whole columns. Strides are in elements; `is_f64` selects the element
-/// type. Narrow `b`s (see [`narrow`]) go to this crate's kernels, the rest to matrixmultiply.
+/// type. Narrow `b`s (see [`narrow`]) go to this crate's kernels, the rest to the `gemm` crate.
 ///
 /// # Safety
 /// The pointers and strides must describe valid, non-overlapping (for `c`) matrices of the given
@@ -84,40 +84,82 @@ pub unsafe extern "C" fn sgn_gemm(
                 narrow::gemm::<f32>(m, k, n, a.cast(), rsa, csa, b.cast(), rsb, c.cast(), rsc);
             }
         } else if is_f64 != 0 {
-            matrixmultiply::dgemm(
+            wide_gemm::<f64>(
                 m,
                 k,
                 n,
-                1.0,
                 a.cast(),
                 rsa,
                 csa,
                 b.cast(),
                 rsb,
                 csb,
-                0.0,
                 c.cast(),
                 rsc,
                 csc,
             );
         } else {
-            matrixmultiply::sgemm(
+            wide_gemm::<f32>(
                 m,
                 k,
                 n,
-                1.0,
                 a.cast(),
                 rsa,
                 csa,
                 b.cast(),
                 rsb,
                 csb,
-                0.0,
                 c.cast(),
                 rsc,
                 csc,
             );
         }
+    }
+}
+
+/// `c = a @ b` through the `gemm` crate on this thread alone (the shim splits the work).
+///
+/// # Safety
+/// As for [`sgn_gemm`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn wide_gemm<T: num_traits::Float + 'static>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const T,
+    rsa: isize,
+    csa: isize,
+    b: *const T,
+    rsb: isize,
+    csb: isize,
+    c: *mut T,
+    rsc: isize,
+    csc: isize,
+) {
+    // SAFETY: forwarded from the caller. `gemm` computes dst = alpha·dst + beta·lhs·rhs and
+    // takes column strides first; with read_dst false, alpha is ignored.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c,
+            csc,
+            rsc,
+            false,
+            a,
+            csa,
+            rsa,
+            b,
+            csb,
+            rsb,
+            T::zero(),
+            T::one(),
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
     }
 }
 
