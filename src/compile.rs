@@ -3,7 +3,7 @@
 use crate::autodiff::{DerivedGraphs, GraphName, derive};
 use crate::codegen::{Backend, BackendKind, JitOptions, compile_backend};
 use crate::ir::store::{TensorMap, check_args};
-use crate::ir::{Arg, ArgRole, DType, Tensor};
+use crate::ir::{Arg, ArgRole, Bindings, DType, Tensor};
 use crate::rewrite::{RewriteOptions, RewriteReport, optimize_derived};
 use crate::{Error, Model, Result};
 use std::cell::RefCell;
@@ -242,16 +242,30 @@ impl CompiledModel {
                 .iter()
                 .all(|a| a.role == ArgRole::Residual)
         );
-        // Placeholders until the first `apply` fills the direction slots.
-        args.extend(
-            apply.args()[residual_count..]
-                .iter()
-                .map(|a| Tensor::zeros(a.ty.dtype, &[])),
-        );
+        // Zero directions until an `apply` fills the slots: parameter-shaped, so fixed.
+        for arg in &apply.args()[residual_count..] {
+            let shape = arg.ty.shape.eval(&Bindings::new()).map_err(|symbol| {
+                Error::Eval(format!("direction {} has symbolic size {symbol}", arg.name))
+            })?;
+            args.push(Tensor::zeros(arg.ty.dtype, &shape));
+        }
+        let direction_slots = self
+            .param_names
+            .iter()
+            .map(|name| {
+                let slot = apply
+                    .args()
+                    .iter()
+                    .position(|a| a.name == format!("v.{name}"));
+                slot.ok_or_else(|| Error::Eval(format!("gv-apply has no direction for {name}")))
+            })
+            .collect::<Result<Vec<usize>>>()?;
         Ok(GvOperator {
             model: self,
             args: RefCell::new(args),
             residual_count,
+            direction_slots,
+            outputs: RefCell::new(Vec::new()),
         })
     }
 
@@ -337,6 +351,10 @@ pub struct GvOperator<'a> {
     /// slot per direction, refilled by each `apply`.
     args: RefCell<Vec<Tensor>>,
     residual_count: usize,
+    /// The slot in `args` of each parameter's direction, in parameter order.
+    direction_slots: Vec<usize>,
+    /// gv-apply's outputs, reused by [`GvOperator::apply_flat`] (empty before its first call).
+    outputs: RefCell<Vec<Tensor>>,
 }
 
 impl GvOperator<'_> {
@@ -351,6 +369,42 @@ impl GvOperator<'_> {
         let out = self.model.executable(GraphName::GvApply).run(&args)?;
         Ok(self.model.per_param(out.into_iter()))
     }
+
+    /// `G v` on flat vectors: `v` and the result hold the parameters in
+    /// [`CompiledModel::param_names`] order, each row-major (the layout of
+    /// [`ParamLayout`](crate::optim::ParamLayout)). The direction and output tensors are
+    /// reused, so a CG iteration allocates only the result.
+    pub fn apply_flat(&self, v: &[f64]) -> Result<Vec<f64>> {
+        let mut args = self.args.borrow_mut();
+        let mut offset = 0;
+        for &slot in &self.direction_slots {
+            let n = args[slot].len();
+            let part = v
+                .get(offset..offset + n)
+                .ok_or_else(|| flat_length_error(v.len()))?;
+            args[slot].assign_f64(part);
+            offset += n;
+        }
+        if offset != v.len() {
+            return Err(flat_length_error(v.len()));
+        }
+        let executable = self.model.executable(GraphName::GvApply);
+        let mut outputs = self.outputs.borrow_mut();
+        if outputs.is_empty() {
+            *outputs = executable.run(&args)?;
+        } else {
+            executable.run_into(&args, &mut outputs)?;
+        }
+        let mut gv = Vec::with_capacity(v.len());
+        outputs.iter().for_each(|t| t.extend_f64(&mut gv));
+        Ok(gv)
+    }
+}
+
+fn flat_length_error(len: usize) -> Error {
+    Error::Tensor(format!(
+        "a flat direction of {len} values does not match the parameters"
+    ))
 }
 
 /// The tensor of direction `v` for argument `v.<param>`, checked against its type.

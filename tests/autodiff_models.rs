@@ -12,6 +12,7 @@ use sgn::autodiff::descendants;
 use sgn::codegen::BackendKind;
 use sgn::ir::store::{TensorMap, init_params};
 use sgn::ir::{ArgRole, BinaryOp, DType, Op, Tensor, UnaryOp};
+use sgn::optim::ParamLayout;
 use sgn::{CompileOptions, CompiledModel, Model};
 
 const F: DType = DType::F64;
@@ -161,6 +162,35 @@ fn one_shot_gv_equals_prepare_then_apply_bit_for_bit() {
             assert_eq!(
                 one_shot, staged,
                 "{name} {dtype}: one-shot and staged Gv differ"
+            );
+        }
+    }
+}
+
+/// The flat entry point the optimizers use (directions written in place, outputs reused) gives
+/// the named one's values, call after call, and rejects a vector of the wrong length.
+#[test]
+fn flat_gv_apply_equals_the_named_one_on_every_call() {
+    for (name, model) in ir_models() {
+        for backend in [BackendKind::Interpreter, BackendKind::Jit] {
+            let compiled = model
+                .compile(&CompileOptions::default().with_backend(backend))
+                .unwrap();
+            let params = init_params(&model.params, 5).unwrap();
+            let batch = batch_for(&model, DType::F32, 6, 5);
+            let layout = ParamLayout::new(compiled.param_names(), &params).unwrap();
+            let op = compiled.gv_operator(&params, &batch).unwrap();
+            for seed in [1, 2, 3] {
+                let v = direction_like(&params, seed);
+                let named = layout.flatten(&op.apply(&v).unwrap()).unwrap();
+                let flat = op.apply_flat(&layout.flatten(&v).unwrap()).unwrap();
+                assert_eq!(flat, named, "{name} {backend:?} direction {seed}");
+            }
+            let short = vec![0.0; layout.len() - 1];
+            let err = op.apply_flat(&short).unwrap_err().to_string();
+            assert!(
+                err.contains("does not match the parameters"),
+                "{name}: {err}"
             );
         }
     }

@@ -20,7 +20,7 @@ fn products_of_every_shape_and_layout_match_the_interpreter() {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             for m in [1usize, 7, 17, 40, 203] {
                 for k in [1usize, 5, 64, 300] {
-                    for n in [1usize, 3, 8, 15, 16, 17, 20, 31, 32, 33, 129] {
+                    for n in [1usize, 3, 8, 10, 15, 16, 17, 20, 23, 31, 32, 33, 129] {
                         let a_shape = if ta { [k, m] } else { [m, k] };
                         let b_shape = if tb { [n, k] } else { [k, n] };
                         let mut g = Graph::new("product");

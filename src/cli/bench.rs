@@ -169,7 +169,6 @@ fn sgn_step(
         cg: CgOptions {
             max_iters: STEP_CG_ITERS,
             tolerance: 0.0,
-            keep_best: true,
         },
         line_search: false,
         ..SgnOptions::default()

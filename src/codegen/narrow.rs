@@ -149,6 +149,9 @@ mod avx512 {
                 let a_rows = unsafe { a.add(i) };
                 let b_cols = unsafe { b.add(j) };
                 for p in 0..k as isize {
+                    // `a`'s rows are far apart (a column of a row-major matrix): without a
+                    // prefetch each is a cache miss waited for (measured 1.1-1.2× faster).
+                    unsafe { _mm_prefetch::<_MM_HINT_T0>(a_rows.offset((p + 16) * csa).cast()) };
                     let av = unsafe { $load(lanes, a_rows.offset(p * csa)) };
                     let b_row = unsafe { b_cols.offset(p * rsb) };
                     for (w, acc) in acc.iter_mut().enumerate() {
@@ -165,8 +168,9 @@ mod avx512 {
                 }
             }
 
-            /// Column kernels over all rows, in vectors of rows and chunks of 16, 8, 4, 2, 1
-            /// columns.
+            /// Column kernels over all rows, in vectors of rows and chunks of 24, 20, 16, 12, 10, 8,
+            /// 4, 2, 1 columns: few passes over `a` (one for 10 or 20 columns), each with at most
+            /// 24 accumulators.
             #[target_feature(enable = "avx512f")]
             #[allow(clippy::too_many_arguments)]
             unsafe fn $transposed(
@@ -185,31 +189,31 @@ mod avx512 {
                     let live = (rows - i).min($lanes);
                     let mut j = 0;
                     while j < n {
-                        // SAFETY: forwarded from the caller.
-                        let width = unsafe {
-                            match n - j {
-                                16.. => {
-                                    $columns::<16>(i, live, j, k, a, csa, b, rsb, c, rsc);
-                                    16
-                                }
-                                8..=15 => {
-                                    $columns::<8>(i, live, j, k, a, csa, b, rsb, c, rsc);
-                                    8
-                                }
-                                4..=7 => {
-                                    $columns::<4>(i, live, j, k, a, csa, b, rsb, c, rsc);
-                                    4
-                                }
-                                2..=3 => {
-                                    $columns::<2>(i, live, j, k, a, csa, b, rsb, c, rsc);
-                                    2
-                                }
-                                _ => {
-                                    $columns::<1>(i, live, j, k, a, csa, b, rsb, c, rsc);
-                                    1
-                                }
-                            }
+                        type Columns = unsafe fn(
+                            usize,
+                            usize,
+                            usize,
+                            usize,
+                            *const $elem,
+                            isize,
+                            *const $elem,
+                            isize,
+                            *mut $elem,
+                            isize,
+                        );
+                        let (width, columns): (usize, Columns) = match n - j {
+                            24.. => (24, $columns::<24>),
+                            20..=23 => (20, $columns::<20>),
+                            16..=19 => (16, $columns::<16>),
+                            12..=15 => (12, $columns::<12>),
+                            10..=11 => (10, $columns::<10>),
+                            8..=9 => (8, $columns::<8>),
+                            4..=7 => (4, $columns::<4>),
+                            2..=3 => (2, $columns::<2>),
+                            _ => (1, $columns::<1>),
                         };
+                        // SAFETY: forwarded from the caller.
+                        unsafe { columns(i, live, j, k, a, csa, b, rsb, c, rsc) };
                         j += width;
                     }
                     i += $lanes;

@@ -76,6 +76,41 @@ impl Tensor {
         self.to_f64().iter().copied().collect()
     }
 
+    /// Overwrites the values, in row-major order, with `values` converted to the element type
+    /// (f64 → f32 rounds to nearest).
+    ///
+    /// # Panics
+    /// If `values` does not hold exactly [`Tensor::len`] values.
+    pub fn assign_f64(&mut self, values: &[f64]) {
+        assert_eq!(values.len(), self.len(), "one value per element");
+        // Tensors are built in standard layout, so the slice paths are the ones taken; they are
+        // several times faster than ndarray's element iterators on parameter-sized tensors.
+        match self {
+            Tensor::F32(a) => match a.as_slice_mut() {
+                Some(a) => a.iter_mut().zip(values).for_each(|(a, &v)| *a = v as f32),
+                None => a.iter_mut().zip(values).for_each(|(a, &v)| *a = v as f32),
+            },
+            Tensor::F64(a) => match a.as_slice_mut() {
+                Some(a) => a.copy_from_slice(values),
+                None => a.iter_mut().zip(values).for_each(|(a, &v)| *a = v),
+            },
+        }
+    }
+
+    /// Appends the values, in row-major order, as f64 to `out`.
+    pub fn extend_f64(&self, out: &mut Vec<f64>) {
+        match self {
+            Tensor::F32(a) => match a.as_slice() {
+                Some(a) => out.extend(a.iter().map(|&v| f64::from(v))),
+                None => out.extend(a.iter().map(|&v| f64::from(v))),
+            },
+            Tensor::F64(a) => match a.as_slice() {
+                Some(a) => out.extend_from_slice(a),
+                None => out.extend(a.iter().copied()),
+            },
+        }
+    }
+
     /// The value of a one-element tensor.
     pub fn scalar_value(&self) -> Option<f64> {
         (self.len() == 1).then(|| self.to_f64_vec()[0])

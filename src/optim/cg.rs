@@ -4,16 +4,16 @@ use super::vector::{axpy, dot};
 use crate::Result;
 
 /// Options of [`solve`]. Defaults: at most 10 iterations, relative residual tolerance 1e-10
-/// (in practice the iteration cap ends the solve), no preconditioner, keep the best iterate.
+/// (in practice the iteration cap ends the solve).
+///
+/// There is no "keep the best iterate" option: every CG step lowers the quadratic model by
+/// `½·α·rᵀy > 0`, so the last iterate is always the best by the model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CgOptions {
     /// Maximum number of iterations (products with `G`).
     pub max_iters: usize,
     /// Stop when ‖r‖ ≤ tolerance · ‖b‖.
     pub tolerance: f64,
-    /// Return the iterate with the lowest quadratic model rather than the last one
-    /// (Martens 2010's "CG backtracking", here by the model itself).
-    pub keep_best: bool,
 }
 
 impl Default for CgOptions {
@@ -21,7 +21,6 @@ impl Default for CgOptions {
         CgOptions {
             max_iters: 10,
             tolerance: 1e-10,
-            keep_best: true,
         }
     }
 }
@@ -73,17 +72,17 @@ pub fn solve(
     // With A x = b − r, the model is q(x) = ½xᵀAx − bᵀx = −½(bᵀx + rᵀx); afterwards each step
     // lowers it by ½·α·rᵀy, so it is tracked without further products.
     let mut model = -0.5 * (dot(b, &x) + dot(&r, &x));
-    let mut best = (model, x.clone(), r.clone());
     let b_norm = dot(b, b).sqrt();
     let preconditioned = |r: &[f64]| -> Option<Vec<f64>> {
         precondition.map(|m| r.iter().zip(m).map(|(r, m)| r / m).collect())
     };
     let mut y = preconditioned(&r);
     let mut p = y.clone().unwrap_or_else(|| r.clone());
-    let mut ry = dot(&r, y.as_deref().unwrap_or(&r));
+    let mut rr = dot(&r, &r);
+    let mut ry = y.as_deref().map_or(rr, |y| dot(&r, y));
     let mut stop = CgStop::MaxIterations;
     while iterations < options.max_iters {
-        if dot(&r, &r).sqrt() <= options.tolerance * b_norm {
+        if rr.sqrt() <= options.tolerance * b_norm {
             stop = CgStop::Converged;
             break;
         }
@@ -98,26 +97,23 @@ pub fn solve(
         axpy(&mut x, alpha, &p);
         axpy(&mut r, -alpha, &ap);
         model -= 0.5 * alpha * ry;
-        if !options.keep_best || model <= best.0 {
-            best = (model, x.clone(), r.clone());
-        }
+        rr = dot(&r, &r);
         y = preconditioned(&r);
-        let ry_next = dot(&r, y.as_deref().unwrap_or(&r));
+        let ry_next = y.as_deref().map_or(rr, |y| dot(&r, y));
         let beta = ry_next / ry;
         ry = ry_next;
         for (p, y) in p.iter_mut().zip(y.as_deref().unwrap_or(&r)) {
             *p = y + beta * *p;
         }
     }
-    if stop == CgStop::MaxIterations && dot(&r, &r).sqrt() <= options.tolerance * b_norm {
+    if stop == CgStop::MaxIterations && rr.sqrt() <= options.tolerance * b_norm {
         stop = CgStop::Converged;
     }
-    let (model_value, x, r) = best;
     // xᵀAx = xᵀ(b − r).
     let curvature = dot(&x, b) - dot(&x, &r);
     Ok(CgResult {
         x,
-        model_value,
+        model_value: model,
         curvature,
         iterations,
         stop,
@@ -151,7 +147,6 @@ mod tests {
             let options = CgOptions {
                 max_iters: 10 * n,
                 tolerance: 1e-12,
-                keep_best: false,
             };
             let out = solve(|v| Ok(matvec(&a, v)), &b, vec![0.0; n], None, &options).unwrap();
             let residual: Vec<f64> = matvec(&a, &out.x)
@@ -203,7 +198,6 @@ mod tests {
             &CgOptions {
                 max_iters: 60,
                 tolerance: 1e-14,
-                keep_best: false,
             },
         )
         .unwrap();

@@ -136,7 +136,6 @@ pub(crate) mod tests {
             let options = CgOptions {
                 max_iters: 100,
                 tolerance: 1e-15,
-                keep_best: false,
             };
             cg::solve(
                 |v| Ok(self.a_times(v)),

@@ -45,6 +45,11 @@ impl ParamLayout {
         })
     }
 
+    /// The parameters' names, in layout order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.name.as_str())
+    }
+
     /// Total number of parameters.
     pub fn len(&self) -> usize {
         self.len
@@ -130,11 +135,20 @@ pub struct ModelObjective<'m> {
 }
 
 impl<'m> ModelObjective<'m> {
+    /// # Panics
+    /// If `layout` does not list `model`'s parameters in the model's order (build it with
+    /// `ParamLayout::new(model.param_names(), …)`).
     pub fn new(
         model: &'m CompiledModel,
         layout: &'m ParamLayout,
         batch: TensorMap,
     ) -> ModelObjective<'m> {
+        assert!(
+            layout
+                .names()
+                .eq(model.param_names().iter().map(String::as_str)),
+            "the layout of the model's parameters, in the model's order"
+        );
         ModelObjective {
             model,
             layout,
@@ -170,6 +184,6 @@ impl Objective for ModelObjective<'_> {
 
     fn gv(&mut self, v: &[f64]) -> Result<Vec<f64>> {
         let op = self.gv.as_ref().expect("prepare_gv runs before gv");
-        self.layout.flatten(&op.apply(&self.layout.unflatten(v))?)
+        op.apply_flat(v)
     }
 }

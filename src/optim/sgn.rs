@@ -245,7 +245,6 @@ mod tests {
             cg: CgOptions {
                 max_iters: 50,
                 tolerance: 1e-14,
-                keep_best: false,
             },
             ..SgnOptions::default()
         }
