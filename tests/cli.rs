@@ -402,34 +402,44 @@ fn inspect_shows_the_optimized_graph_and_what_simplification_did() {
 
 #[test]
 fn bench_reports_every_graph_against_its_roofline_and_the_interpreter() {
-    let out = sgn(&[
-        "bench",
-        "ir/sine_mlp.sgn",
-        "--batch",
-        "64",
-        "--threads",
-        "1",
-        "--repeats",
-        "2",
-        "--format",
-        "json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(json["model"], "sine_mlp");
-    assert_eq!(json["batch"], 64);
-    assert_eq!(json["threads"], 1);
-    assert!(json["compile_ms"].as_f64().unwrap() > 0.0);
-    let graphs = json["graphs"].as_array().unwrap();
-    let names: Vec<&str> = graphs.iter().map(|g| g["name"].as_str().unwrap()).collect();
-    assert_eq!(
-        names,
-        ["forward", "grad", "gv-prepare", "gv-apply", "sgn-step"]
-    );
-    for g in graphs {
-        for key in ["ms", "gflops", "roofline_ms", "efficiency", "interp_ms"] {
-            let value = g[key].as_f64().unwrap_or_else(|| panic!("{key} in {g}"));
-            assert!(value.is_finite() && value > 0.0, "{key} = {value} in {g}");
+    for threads in [1, 2] {
+        let threads_arg = threads.to_string();
+        let out = sgn(&[
+            "bench",
+            "ir/sine_mlp.sgn",
+            "--batch",
+            "64",
+            "--threads",
+            &threads_arg,
+            "--repeats",
+            "2",
+            "--format",
+            "json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(json["model"], "sine_mlp");
+        assert_eq!(json["batch"], 64);
+        assert_eq!(json["threads"], threads);
+        assert!(json["compile_ms"].as_f64().unwrap() > 0.0);
+        let graphs = json["graphs"].as_array().unwrap();
+        let names: Vec<&str> = graphs.iter().map(|g| g["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            ["forward", "grad", "gv-prepare", "gv-apply", "sgn-step"]
+        );
+        for g in graphs {
+            for key in ["ms", "gflops", "roofline_ms", "efficiency", "interp_ms"] {
+                let value = g[key].as_f64().unwrap_or_else(|| panic!("{key} in {g}"));
+                assert!(value.is_finite() && value > 0.0, "{key} = {value} in {g}");
+            }
+            // Several threads are timed against one thread in the same rounds.
+            let one_thread = g.get("one_thread_ms").and_then(|v| v.as_f64());
+            assert_eq!(one_thread.is_some(), threads > 1, "{g}");
+            assert!(
+                one_thread.is_none_or(|ms| ms.is_finite() && ms > 0.0),
+                "{g}"
+            );
         }
     }
 }

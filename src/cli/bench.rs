@@ -50,6 +50,10 @@ struct Timing {
     efficiency: f64,
     /// Median milliseconds with the reference interpreter.
     interp_ms: f64,
+    /// With more than one thread: median milliseconds of the same graph compiled for one
+    /// thread, timed in the same rounds (so `one_thread_ms / ms` is the threads' speedup).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    one_thread_ms: Option<f64>,
 }
 
 #[derive(Serialize, Debug)]
@@ -83,6 +87,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let jit_options = JitOptions {
         threads: args.threads,
     };
+    let one_thread = if jit_options.thread_count() > 1 {
+        Some(model.compile(&CompileOptions {
+            threads: 1,
+            ..options.clone()
+        })?)
+    } else {
+        None
+    };
 
     let params = init_params(&model.params, 0)?;
     let batch = synthetic_batch(&model, args.batch);
@@ -103,24 +115,33 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let stats = graph_stats(graph, args.batch);
         let bindings = bind_dims(graph, &values)?;
         let mut roofline = Roofline::new(graph, &bindings, &jit_options)?;
-        // Interleaved, so that the graph and its roofline see the same machine load.
-        let [ms, roofline, interp_ms] = interleaved_medians(
-            [args.repeats, args.repeats, interp_repeats],
-            [
-                &mut || run_graph(&jit, name, &values),
-                &mut || roofline.run(),
-                &mut || run_graph(&interp, name, &values),
-            ],
-        )?;
-        graphs.push(timing(
-            name.name(),
-            ms,
-            (stats.matmul_flops + stats.elementwise_flops) as f64,
-            roofline,
-            interp_ms,
-        ));
+        // Interleaved, so that the graph and its references see the same machine load.
+        let values = &values;
+        let mut runs: Vec<Run> = vec![
+            (args.repeats, Box::new(|| run_graph(&jit, name, values))),
+            (args.repeats, Box::new(|| roofline.run())),
+            (
+                interp_repeats,
+                Box::new(|| run_graph(&interp, name, values)),
+            ),
+        ];
+        if let Some(one) = &one_thread {
+            runs.push((args.repeats, Box::new(move || run_graph(one, name, values))));
+        }
+        let medians = interleaved_medians(runs)?;
+        graphs.push(Timing {
+            one_thread_ms: medians.get(3).copied(),
+            ..timing(
+                name.name(),
+                medians[0],
+                (stats.matmul_flops + stats.elementwise_flops) as f64,
+                medians[1],
+                medians[2],
+            )
+        });
     }
-    graphs.push(sgn_step(&jit, &interp, &params, &batch, args, &graphs)?);
+    let models = [Some(&jit), Some(&interp), one_thread.as_ref()];
+    graphs.push(sgn_step(models, &params, &batch, args, &graphs)?);
     let report = Report {
         model: model.name.clone(),
         batch: args.batch,
@@ -150,19 +171,23 @@ fn timing(name: &'static str, ms: f64, flops: f64, roofline_ms: f64, interp_ms: 
         roofline_ms,
         efficiency: roofline_ms / ms,
         interp_ms,
+        one_thread_ms: None,
     }
 }
 
 /// One SGN step — gradient, gv-prepare, 10 CG iterations of gv-apply, the update (no line
 /// search) — through the optimizer as training runs it. Its roofline is the sum of its graphs'.
 fn sgn_step(
-    jit: &CompiledModel,
-    interp: &CompiledModel,
+    [jit, interp, one_thread]: [Option<&CompiledModel>; 3],
     params: &TensorMap,
     batch: &TensorMap,
     args: &BenchArgs,
     graphs: &[Timing],
 ) -> Result<Timing> {
+    let (jit, interp) = (
+        jit.expect("the JIT model"),
+        interp.expect("the interpreter"),
+    );
     let layout = ParamLayout::new(jit.param_names(), params)?;
     let theta0 = layout.flatten(params)?;
     let options = SgnOptions {
@@ -180,10 +205,16 @@ fn sgn_step(
             .step(&mut theta, &mut objective)
             .map(drop)
     };
-    let [ms, interp_ms] = interleaved_medians(
-        [args.repeats, args.repeats.div_ceil(3).max(2)],
-        [&mut || step(jit), &mut || step(interp)],
-    )?;
+    let step = &step;
+    let mut runs: Vec<Run> = vec![
+        (args.repeats, Box::new(|| step(jit))),
+        (args.repeats.div_ceil(3).max(2), Box::new(|| step(interp))),
+    ];
+    if let Some(one) = one_thread {
+        runs.push((args.repeats, Box::new(move || step(one))));
+    }
+    let medians = interleaved_medians(runs)?;
+    let (ms, interp_ms) = (medians[0], medians[1]);
     let of = |name: &str| graphs.iter().find(|t| t.name == name).expect("timed above");
     let iters = STEP_CG_ITERS as f64;
     let flops_of = |name: &str| of(name).gflops * of(name).ms * 1e6;
@@ -195,32 +226,39 @@ fn sgn_step(
         + of("gv-prepare").roofline_ms
         + iters * of("gv-apply").roofline_ms
         + of("forward").roofline_ms;
-    Ok(timing("sgn-step", ms, flops, roofline, interp_ms))
+    Ok(Timing {
+        one_thread_ms: medians.get(2).copied(),
+        ..timing("sgn-step", ms, flops, roofline, interp_ms)
+    })
 }
 
-/// Median milliseconds of each of `runs`, timed round-robin (one run of each in turn, the
-/// `i`-th dropping out after `repeats[i]` runs) after one warm-up run of each.
-fn interleaved_medians<const N: usize>(
-    repeats: [usize; N],
-    mut runs: [&mut dyn FnMut() -> Result<()>; N],
-) -> Result<[f64; N]> {
-    for run in runs.iter_mut() {
+/// A benchmark run: how many timed repetitions, and what to run.
+type Run<'a> = (usize, Box<dyn FnMut() -> Result<()> + 'a>);
+
+/// Median milliseconds of each run, timed round-robin (one repetition of each in turn, a run
+/// dropping out after its repetitions) after one warm-up repetition of each.
+fn interleaved_medians(mut runs: Vec<Run>) -> Result<Vec<f64>> {
+    for (_, run) in runs.iter_mut() {
         run()?; // warm-up: plans, caches, pages
     }
-    let mut times: [Vec<f64>; N] = std::array::from_fn(|_| Vec::new());
-    for round in 0..repeats.iter().copied().max().unwrap_or(0).max(1) {
-        for (i, run) in runs.iter_mut().enumerate() {
-            if round < repeats[i].max(1) {
+    let rounds = runs.iter().map(|(n, _)| (*n).max(1)).max().unwrap_or(1);
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+    for round in 0..rounds {
+        for ((repeats, run), times) in runs.iter_mut().zip(&mut times) {
+            if round < (*repeats).max(1) {
                 let start = Instant::now();
                 run()?;
-                times[i].push(ms_since(start));
+                times.push(ms_since(start));
             }
         }
     }
-    Ok(times.map(|mut t| {
-        t.sort_by(f64::total_cmp);
-        t[t.len() / 2]
-    }))
+    Ok(times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect())
 }
 
 fn ms_since(start: Instant) -> f64 {
@@ -267,12 +305,17 @@ fn print_text(r: &Report) {
         "model {}, batch {}, {} thread(s), compile {:.0} ms",
         r.model, r.batch, r.threads, r.compile_ms
     );
-    println!(
+    let scaling = r.graphs.iter().any(|t| t.one_thread_ms.is_some());
+    print!(
         "{:<12}{:>10}{:>10}{:>13}{:>12}{:>12}{:>10}",
         "graph", "ms", "GFLOP/s", "roofline ms", "efficiency", "interp ms", "speedup"
     );
+    if scaling {
+        print!("{:>13}{:>9}", "1-thread ms", "scaling");
+    }
+    println!();
     for t in &r.graphs {
-        println!(
+        print!(
             "{:<12}{:>10.3}{:>10.1}{:>13.3}{:>12.2}{:>12.3}{:>9.1}×",
             t.name,
             t.ms,
@@ -282,5 +325,9 @@ fn print_text(r: &Report) {
             t.interp_ms,
             t.interp_ms / t.ms
         );
+        if let Some(one) = t.one_thread_ms {
+            print!("{:>13.3}{:>8.2}×", one, one / t.ms);
+        }
+        println!();
     }
 }
