@@ -372,9 +372,10 @@ impl GvOperator<'_> {
 
     /// `G v` on flat vectors: `v` and the result hold the parameters in
     /// [`CompiledModel::param_names`] order, each row-major (the layout of
-    /// [`ParamLayout`](crate::optim::ParamLayout)). The direction and output tensors are
-    /// reused, so a CG iteration allocates only the result.
-    pub fn apply_flat(&self, v: &[f64]) -> Result<Vec<f64>> {
+    /// [`ParamLayout`](crate::optim::ParamLayout)); the result replaces the contents of `gv`.
+    /// The direction and output tensors, and `gv`'s capacity, are reused, so repeated calls
+    /// (CG iterations) allocate nothing.
+    pub fn apply_flat(&self, v: &[f64], gv: &mut Vec<f64>) -> Result<()> {
         let mut args = self.args.borrow_mut();
         let mut offset = 0;
         for &slot in &self.direction_slots {
@@ -395,9 +396,9 @@ impl GvOperator<'_> {
         } else {
             executable.run_into(&args, &mut outputs)?;
         }
-        let mut gv = Vec::with_capacity(v.len());
-        outputs.iter().for_each(|t| t.extend_f64(&mut gv));
-        Ok(gv)
+        gv.clear();
+        outputs.iter().for_each(|t| t.extend_f64(gv));
+        Ok(())
     }
 }
 

@@ -180,14 +180,17 @@ fn flat_gv_apply_equals_the_named_one_on_every_call() {
             let batch = batch_for(&model, DType::F32, 6, 5);
             let layout = ParamLayout::new(compiled.param_names(), &params).unwrap();
             let op = compiled.gv_operator(&params, &batch).unwrap();
+            // Stale contents of the reused buffer must not survive a call.
+            let mut flat = vec![f64::NAN; 3];
             for seed in [1, 2, 3] {
                 let v = direction_like(&params, seed);
                 let named = layout.flatten(&op.apply(&v).unwrap()).unwrap();
-                let flat = op.apply_flat(&layout.flatten(&v).unwrap()).unwrap();
+                op.apply_flat(&layout.flatten(&v).unwrap(), &mut flat)
+                    .unwrap();
                 assert_eq!(flat, named, "{name} {backend:?} direction {seed}");
             }
             let short = vec![0.0; layout.len() - 1];
-            let err = op.apply_flat(&short).unwrap_err().to_string();
+            let err = op.apply_flat(&short, &mut flat).unwrap_err().to_string();
             assert!(
                 err.contains("does not match the parameters"),
                 "{name}: {err}"

@@ -1,6 +1,6 @@
 //! Truncated, optionally preconditioned conjugate gradient on `(G + ρI) d = −g`.
 
-use super::vector::{axpy, dot};
+use super::vector::{cg_update, dot, shift_dot};
 use crate::Result;
 
 /// Options of [`solve`]. Defaults: at most 10 iterations, relative residual tolerance 1e-10
@@ -49,11 +49,14 @@ pub enum CgStop {
     NegativeCurvature,
 }
 
-/// Solves `A x = b` approximately, starting from `x0`, where `apply(v)` returns `A v` and
-/// `precondition` (if any) holds the diagonal of the preconditioner `M` (CG then works on
-/// `M⁻¹`-scaled residuals).
+/// Solves `(A + shift·I) x = b` approximately, starting from `x0`, where `apply(v, out)` writes
+/// `A v` into `out` (resizing it; the same buffer comes back every iteration, so a large solve
+/// allocates nothing per iteration) and `precondition` (if any) holds the diagonal of the
+/// preconditioner `M` (CG then works on `M⁻¹`-scaled residuals). The shift (SGN's damping ρ) is
+/// added in the pass that computes the curvature, rather than in a pass of its own.
 pub fn solve(
-    mut apply: impl FnMut(&[f64]) -> Result<Vec<f64>>,
+    mut apply: impl FnMut(&[f64], &mut Vec<f64>) -> Result<()>,
+    shift: f64,
     b: &[f64],
     x0: Vec<f64>,
     precondition: Option<&[f64]>,
@@ -61,22 +64,32 @@ pub fn solve(
 ) -> Result<CgResult> {
     let mut x = x0;
     let mut iterations = 0;
+    let mut ap = Vec::new();
     // r = b − A x0 (one product, unless x0 = 0).
     let mut r: Vec<f64> = if x.iter().all(|&v| v == 0.0) {
         b.to_vec()
     } else {
         iterations += 1;
-        let ax = apply(&x)?;
-        b.iter().zip(&ax).map(|(b, a)| b - a).collect()
+        apply(&x, &mut ap)?;
+        shift_dot(&mut ap, shift, &x);
+        b.iter().zip(&ap).map(|(b, a)| b - a).collect()
     };
     // With A x = b − r, the model is q(x) = ½xᵀAx − bᵀx = −½(bᵀx + rᵀx); afterwards each step
     // lowers it by ½·α·rᵀy, so it is tracked without further products.
     let mut model = -0.5 * (dot(b, &x) + dot(&r, &x));
     let b_norm = dot(b, b).sqrt();
-    let preconditioned = |r: &[f64]| -> Option<Vec<f64>> {
-        precondition.map(|m| r.iter().zip(m).map(|(r, m)| r / m).collect())
+    // y = M⁻¹ r, kept in one buffer (None without a preconditioner: y = r).
+    let precondition_into = |r: &[f64], y: &mut [f64], m: &[f64]| {
+        y.iter_mut()
+            .zip(r)
+            .zip(m)
+            .for_each(|((y, r), m)| *y = r / m);
     };
-    let mut y = preconditioned(&r);
+    let mut y = precondition.map(|m| {
+        let mut y = vec![0.0; r.len()];
+        precondition_into(&r, &mut y, m);
+        y
+    });
     let mut p = y.clone().unwrap_or_else(|| r.clone());
     let mut rr = dot(&r, &r);
     let mut ry = y.as_deref().map_or(rr, |y| dot(&r, y));
@@ -86,19 +99,19 @@ pub fn solve(
             stop = CgStop::Converged;
             break;
         }
-        let ap = apply(&p)?;
+        apply(&p, &mut ap)?;
         iterations += 1;
-        let curvature = dot(&p, &ap);
+        let curvature = shift_dot(&mut ap, shift, &p);
         if curvature <= 0.0 || !curvature.is_finite() {
             stop = CgStop::NegativeCurvature;
             break;
         }
         let alpha = ry / curvature;
-        axpy(&mut x, alpha, &p);
-        axpy(&mut r, -alpha, &ap);
+        rr = cg_update(&mut x, &mut r, alpha, &p, &ap);
         model -= 0.5 * alpha * ry;
-        rr = dot(&r, &r);
-        y = preconditioned(&r);
+        if let (Some(y), Some(m)) = (y.as_deref_mut(), precondition) {
+            precondition_into(&r, y, m);
+        }
         let ry_next = y.as_deref().map_or(rr, |y| dot(&r, y));
         let beta = ry_next / ry;
         ry = ry_next;
@@ -148,7 +161,18 @@ mod tests {
                 max_iters: 10 * n,
                 tolerance: 1e-12,
             };
-            let out = solve(|v| Ok(matvec(&a, v)), &b, vec![0.0; n], None, &options).unwrap();
+            let out = solve(
+                |v, out| {
+                    *out = matvec(&a, v);
+                    Ok(())
+                },
+                0.0,
+                &b,
+                vec![0.0; n],
+                None,
+                &options,
+            )
+            .unwrap();
             let residual: Vec<f64> = matvec(&a, &out.x)
                 .iter()
                 .zip(&b)
@@ -174,7 +198,11 @@ mod tests {
             ..CgOptions::default()
         };
         let out = solve(
-            |v| Ok(matvec(&a, v)),
+            |v, out| {
+                *out = matvec(&a, v);
+                Ok(())
+            },
+            0.0,
             &b,
             vec![0.0; 4],
             Some(&diag),
@@ -191,7 +219,11 @@ mod tests {
         let a = lehmer(6, 0.5);
         let b: Vec<f64> = (0..6).map(|i| i as f64 - 2.0).collect();
         let exact = solve(
-            |v| Ok(matvec(&a, v)),
+            |v, out| {
+                *out = matvec(&a, v);
+                Ok(())
+            },
+            0.0,
             &b,
             vec![0.0; 6],
             None,
@@ -202,7 +234,11 @@ mod tests {
         )
         .unwrap();
         let warm = solve(
-            |v| Ok(matvec(&a, v)),
+            |v, out| {
+                *out = matvec(&a, v);
+                Ok(())
+            },
+            0.0,
             &b,
             exact.x.clone(),
             None,
@@ -217,7 +253,11 @@ mod tests {
     fn negative_curvature_stops_the_solve() {
         let a = vec![vec![1.0, 0.0], vec![0.0, -1.0]];
         let out = solve(
-            |v| Ok(matvec(&a, v)),
+            |v, out| {
+                *out = matvec(&a, v);
+                Ok(())
+            },
+            0.0,
             &[0.0, 1.0],
             vec![0.0; 2],
             None,
@@ -238,7 +278,18 @@ mod tests {
                 max_iters: k,
                 ..CgOptions::default()
             };
-            let out = solve(|v| Ok(matvec(&a, v)), &b, vec![0.0; 30], None, &options).unwrap();
+            let out = solve(
+                |v, out| {
+                    *out = matvec(&a, v);
+                    Ok(())
+                },
+                0.0,
+                &b,
+                vec![0.0; 30],
+                None,
+                &options,
+            )
+            .unwrap();
             assert!(
                 out.model_value < last,
                 "k = {k}: {} !< {last}",

@@ -36,8 +36,9 @@ pub trait Objective {
     fn loss_and_grad(&mut self, theta: &[f64]) -> Result<(f64, Vec<f64>)>;
     /// Prepares Gauss-Newton products at `θ`: the v-independent work, once per step.
     fn prepare_gv(&mut self, theta: &[f64]) -> Result<()>;
-    /// `G v` at the `θ` last prepared.
-    fn gv(&mut self, v: &[f64]) -> Result<Vec<f64>>;
+    /// `G v` at the `θ` last prepared, written into `out` (resized to [`Objective::dim`]; CG
+    /// passes the same buffer every iteration).
+    fn gv(&mut self, v: &[f64], out: &mut Vec<f64>) -> Result<()>;
 }
 
 /// What one optimizer step did.
@@ -138,7 +139,11 @@ pub(crate) mod tests {
                 tolerance: 1e-15,
             };
             cg::solve(
-                |v| Ok(self.a_times(v)),
+                |v, out| {
+                    *out = self.a_times(v);
+                    Ok(())
+                },
+                0.0,
                 &self.b,
                 vec![0.0; self.b.len()],
                 None,
@@ -171,8 +176,9 @@ pub(crate) mod tests {
         fn prepare_gv(&mut self, _theta: &[f64]) -> Result<()> {
             Ok(())
         }
-        fn gv(&mut self, v: &[f64]) -> Result<Vec<f64>> {
-            Ok(self.a_times(v).iter().map(|x| x * self.gv_scale).collect())
+        fn gv(&mut self, v: &[f64], out: &mut Vec<f64>) -> Result<()> {
+            *out = self.a_times(v).iter().map(|x| x * self.gv_scale).collect();
+            Ok(())
         }
     }
 }

@@ -182,8 +182,8 @@ impl Objective for ModelObjective<'_> {
         Ok(())
     }
 
-    fn gv(&mut self, v: &[f64]) -> Result<Vec<f64>> {
+    fn gv(&mut self, v: &[f64], out: &mut Vec<f64>) -> Result<()> {
         let op = self.gv.as_ref().expect("prepare_gv runs before gv");
-        op.apply_flat(v)
+        op.apply_flat(v, out)
     }
 }

@@ -152,14 +152,14 @@ impl Optimizer for Sgn {
                 .map(|s| (s + rho).powf(alpha))
                 .collect::<Vec<f64>>()
         });
-        let damped = |v: &[f64]| -> Result<Vec<f64>> {
-            let mut gv = objective.gv(v)?;
-            for (gv, v) in gv.iter_mut().zip(v) {
-                *gv += rho * v;
-            }
-            Ok(gv)
-        };
-        let solved = cg::solve(damped, &b, x0, preconditioner.as_deref(), &self.options.cg)?;
+        let solved = cg::solve(
+            |v, gv| objective.gv(v, gv),
+            rho,
+            &b,
+            x0,
+            preconditioner.as_deref(),
+            &self.options.cg,
+        )?;
         let d = solved.x;
         let slope = dot(&grad, &d);
         if !all_finite(&d) || !slope.is_finite() || !solved.curvature.is_finite() {
