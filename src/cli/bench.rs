@@ -140,8 +140,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             )
         });
     }
-    let models = [Some(&jit), Some(&interp), one_thread.as_ref()];
-    graphs.push(sgn_step(models, &params, &batch, args, &graphs)?);
+    graphs.push(sgn_step(
+        &jit,
+        &interp,
+        one_thread.as_ref(),
+        &params,
+        &batch,
+        args,
+        &graphs,
+    )?);
     let report = Report {
         model: model.name.clone(),
         batch: args.batch,
@@ -178,16 +185,14 @@ fn timing(name: &'static str, ms: f64, flops: f64, roofline_ms: f64, interp_ms: 
 /// One SGN step — gradient, gv-prepare, 10 CG iterations of gv-apply, the update (no line
 /// search) — through the optimizer as training runs it. Its roofline is the sum of its graphs'.
 fn sgn_step(
-    [jit, interp, one_thread]: [Option<&CompiledModel>; 3],
+    jit: &CompiledModel,
+    interp: &CompiledModel,
+    one_thread: Option<&CompiledModel>,
     params: &TensorMap,
     batch: &TensorMap,
     args: &BenchArgs,
     graphs: &[Timing],
 ) -> Result<Timing> {
-    let (jit, interp) = (
-        jit.expect("the JIT model"),
-        interp.expect("the interpreter"),
-    );
     let layout = ParamLayout::new(jit.param_names(), params)?;
     let theta0 = layout.flatten(params)?;
     let options = SgnOptions {

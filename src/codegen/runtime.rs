@@ -72,94 +72,96 @@ pub unsafe extern "C" fn sgn_gemm(
     } else if thread != 0 {
         return;
     }
-    let (m, k, n) = (m as usize, k as usize, n as usize);
-    let (rsa, csa, rsb, csb) = (rsa as isize, csa as isize, rsb as isize, csb as isize);
-    let (rsc, csc) = (rsc as isize, csc as isize);
+    let product = Product {
+        m: m as usize,
+        k: k as usize,
+        n: n as usize,
+        a,
+        rsa: rsa as isize,
+        csa: csa as isize,
+        b,
+        rsb: rsb as isize,
+        csb: csb as isize,
+        c,
+        rsc: rsc as isize,
+        csc: csc as isize,
+    };
     // SAFETY: as documented above.
     unsafe {
-        if narrow {
-            if is_f64 != 0 {
-                narrow::gemm::<f64>(m, k, n, a.cast(), rsa, csa, b.cast(), rsb, c.cast(), rsc);
-            } else {
-                narrow::gemm::<f32>(m, k, n, a.cast(), rsa, csa, b.cast(), rsb, c.cast(), rsc);
-            }
-        } else if is_f64 != 0 {
-            wide_gemm::<f64>(
-                m,
-                k,
-                n,
-                a.cast(),
-                rsa,
-                csa,
-                b.cast(),
-                rsb,
-                csb,
-                c.cast(),
-                rsc,
-                csc,
-            );
+        if is_f64 != 0 {
+            product.run::<f64>(narrow)
         } else {
-            wide_gemm::<f32>(
-                m,
-                k,
-                n,
-                a.cast(),
-                rsa,
-                csa,
-                b.cast(),
-                rsb,
-                csb,
-                c.cast(),
-                rsc,
-                csc,
-            );
+            product.run::<f32>(narrow)
         }
     }
 }
 
-/// `c = a @ b` through the `gemm` crate on this thread alone (the shim splits the work).
-///
-/// # Safety
-/// As for [`sgn_gemm`].
-#[allow(clippy::too_many_arguments)]
-unsafe fn wide_gemm<T: num_traits::Float + 'static>(
+/// One thread's part of a GEMM: sizes, untyped pointers and strides in elements.
+struct Product {
     m: usize,
     k: usize,
     n: usize,
-    a: *const T,
+    a: *const u8,
     rsa: isize,
     csa: isize,
-    b: *const T,
+    b: *const u8,
     rsb: isize,
     csb: isize,
-    c: *mut T,
+    c: *mut u8,
     rsc: isize,
     csc: isize,
-) {
-    // SAFETY: forwarded from the caller. `gemm` computes dst = alpha·dst + beta·lhs·rhs and
-    // takes column strides first; with read_dst false, alpha is ignored.
-    unsafe {
-        gemm::gemm(
+}
+
+impl Product {
+    /// `c = a @ b` in elements of `T` on this thread alone: through the [`narrow`] kernels when
+    /// `narrow`, else through the `gemm` crate.
+    ///
+    /// # Safety
+    /// As for [`sgn_gemm`]; `narrow` only if [`narrow::available`] and `b`'s and `c`'s columns
+    /// are contiguous.
+    unsafe fn run<T: narrow::Element + num_traits::Float + 'static>(&self, narrow: bool) {
+        let Product {
             m,
-            n,
             k,
-            c,
-            csc,
-            rsc,
-            false,
-            a,
-            csa,
+            n,
             rsa,
-            b,
-            csb,
+            csa,
             rsb,
-            T::zero(),
-            T::one(),
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
+            csb,
+            rsc,
+            csc,
+            ..
+        } = *self;
+        let (a, b, c) = (self.a.cast::<T>(), self.b.cast::<T>(), self.c.cast::<T>());
+        // SAFETY: forwarded from the caller. `gemm` computes dst = alpha·dst + beta·lhs·rhs
+        // and takes column strides first; with read_dst false, alpha is ignored.
+        unsafe {
+            if narrow {
+                narrow::gemm(m, k, n, a, rsa, csa, b, rsb, c, rsc);
+            } else {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    c,
+                    csc,
+                    rsc,
+                    false,
+                    a,
+                    csa,
+                    rsa,
+                    b,
+                    csb,
+                    rsb,
+                    T::zero(),
+                    T::one(),
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
     }
 }
 
