@@ -73,7 +73,9 @@ impl Tensor {
 
     /// All values in row-major order, as f64.
     pub fn to_f64_vec(&self) -> Vec<f64> {
-        self.to_f64().iter().copied().collect()
+        let mut values = Vec::with_capacity(self.len());
+        self.extend_f64(&mut values);
+        values
     }
 
     /// Overwrites the values, in row-major order, with `values` converted to the element type

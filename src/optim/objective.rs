@@ -74,16 +74,7 @@ impl ParamLayout {
                     e.shape
                 )));
             }
-            match t {
-                Tensor::F32(a) => match a.as_slice() {
-                    Some(values) => flat.extend(values.iter().map(|&v| f64::from(v))),
-                    None => flat.extend(a.iter().map(|&v| f64::from(v))),
-                },
-                Tensor::F64(a) => match a.as_slice() {
-                    Some(values) => flat.extend_from_slice(values),
-                    None => flat.extend(a.iter().copied()),
-                },
-            }
+            t.extend_f64(&mut flat);
         }
         Ok(flat)
     }
