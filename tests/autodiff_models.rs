@@ -8,10 +8,10 @@ use common::{
     assert_close_to_explicit, axpy, batch_for, direction_like, dot, explicit_gv, flatten,
     ir_models, rel_err, small_net,
 };
-use sgn::autodiff::descendants;
 use sgn::codegen::BackendKind;
 use sgn::ir::store::{TensorMap, init_params};
 use sgn::ir::{ArgRole, BinaryOp, DType, Op, Tensor, UnaryOp};
+use sgn::ir::{Elementwise, Reduce, ReduceKind};
 use sgn::optim::ParamLayout;
 use sgn::{CompileOptions, CompiledModel, Model};
 
@@ -218,11 +218,11 @@ fn gv_apply_is_linear_in_v_with_no_nonlinear_primal_op() {
                 .all(|a| matches!(a.role, ArgRole::Direction | ArgRole::Residual)),
             "{name}"
         );
-        let on_v = descendants(apply, &v, apply.nodes().len());
+        let on_v = apply.descendants(&v, apply.nodes().len());
         for (i, node) in apply.nodes().iter().enumerate() {
             let nonlinear = matches!(
                 node.op,
-                Op::Unary(
+                Op::Elementwise(Elementwise::Unary(
                     UnaryOp::Exp
                         | UnaryOp::Log
                         | UnaryOp::Tanh
@@ -234,9 +234,12 @@ fn gv_apply_is_linear_in_v_with_no_nonlinear_primal_op() {
                         | UnaryOp::Sign
                         | UnaryOp::Step
                         | UnaryOp::Recip
-                ) | Op::Pow(_)
-                    | Op::ReduceMax { .. }
-                    | Op::Binary(BinaryOp::Max | BinaryOp::Min)
+                )) | Op::Elementwise(Elementwise::Pow(_))
+                    | Op::Reduce(Reduce {
+                        kind: ReduceKind::Max,
+                        ..
+                    })
+                    | Op::Elementwise(Elementwise::Binary(BinaryOp::Max | BinaryOp::Min))
             );
             assert!(
                 !nonlinear,
@@ -246,11 +249,13 @@ fn gv_apply_is_linear_in_v_with_no_nonlinear_primal_op() {
             if on_v[i] {
                 let operands_on_v = node.inputs.iter().filter(|x| on_v[x.index()]).count();
                 match node.op {
-                    Op::Binary(BinaryOp::Mul) | Op::MatMul { .. } => assert_eq!(
-                        operands_on_v, 1,
-                        "{name}: node {i} multiplies two v-dependent values"
-                    ),
-                    Op::Binary(BinaryOp::Div) => assert!(
+                    Op::Elementwise(Elementwise::Binary(BinaryOp::Mul)) | Op::MatMul(_) => {
+                        assert_eq!(
+                            operands_on_v, 1,
+                            "{name}: node {i} multiplies two v-dependent values"
+                        )
+                    }
+                    Op::Elementwise(Elementwise::Binary(BinaryOp::Div)) => assert!(
                         !on_v[node.inputs[1].index()],
                         "{name}: node {i} divides by a v-dependent value"
                     ),

@@ -5,7 +5,6 @@ mod common;
 
 use common::{rel_err, wavy};
 use sgn::autodiff::{jvp, transpose};
-use sgn::ir::op::F64Bits;
 use sgn::ir::{
     ArgRole, BinaryOp, DType, Dim, Graph, NodeId, Op, Shape, Tensor, TensorType, UnaryOp, interp,
 };
@@ -208,7 +207,7 @@ fn every_unary_op() {
 fn pow_with_several_exponents() {
     for c in [2.0, 3.0, 0.5, -1.5, 1.0, 0.0] {
         check(&format!("pow {c}"), &[&[4]], &[POSITIVE], |g, xs| {
-            g.apply(Op::Pow(F64Bits::new(c)), &[xs[0]]).unwrap()
+            g.apply(Op::pow(c), &[xs[0]]).unwrap()
         });
     }
 }
@@ -242,16 +241,7 @@ fn matmul_with_every_transpose_flag() {
             &format!("matmul {ta} {tb}"),
             &[a, b],
             &[ANY, ANY],
-            |g, xs| {
-                g.apply(
-                    Op::MatMul {
-                        transpose_a: ta,
-                        transpose_b: tb,
-                    },
-                    xs,
-                )
-                .unwrap()
-            },
+            |g, xs| g.apply(Op::matmul(ta, tb), xs).unwrap(),
         );
     }
 }
@@ -268,11 +258,10 @@ fn reductions() {
         g.sum(xs[0], &[0, 1]).unwrap()
     });
     check("reduce_max [1]", &[&[3, 5]], &[ANY], |g, xs| {
-        g.apply(Op::ReduceMax { axes: vec![1] }, &[xs[0]]).unwrap()
+        g.apply(Op::reduce_max(vec![1]), &[xs[0]]).unwrap()
     });
     check("reduce_max all", &[&[2, 3]], &[ANY], |g, xs| {
-        g.apply(Op::ReduceMax { axes: vec![0, 1] }, &[xs[0]])
-            .unwrap()
+        g.apply(Op::reduce_max(vec![0, 1]), &[xs[0]]).unwrap()
     });
 }
 
@@ -297,29 +286,15 @@ fn structural_ops() {
         "concat",
         &[&[2, 1], &[2, 3], &[2, 2]],
         &[ANY, ANY, ANY],
-        |g, xs| g.apply(Op::Concat { axis: 1 }, xs).unwrap(),
+        |g, xs| g.apply(Op::concat(1), xs).unwrap(),
     );
     check("slice middle", &[&[2, 5]], &[ANY], |g, xs| {
-        g.apply(
-            Op::Slice {
-                axis: 1,
-                start: Dim::fixed(1),
-                end: Dim::fixed(3),
-            },
-            &[xs[0]],
-        )
-        .unwrap()
+        g.apply(Op::slice(1, Dim::fixed(1), Dim::fixed(3)), &[xs[0]])
+            .unwrap()
     });
     check("slice head", &[&[4, 2]], &[ANY], |g, xs| {
-        g.apply(
-            Op::Slice {
-                axis: 0,
-                start: Dim::fixed(0),
-                end: Dim::fixed(2),
-            },
-            &[xs[0]],
-        )
-        .unwrap()
+        g.apply(Op::slice(0, Dim::fixed(0), Dim::fixed(2)), &[xs[0]])
+            .unwrap()
     });
 }
 
@@ -329,7 +304,7 @@ fn stop_gradient_has_no_tangent_by_definition() {
     let ty = TensorType::new(F, Shape::fixed(&[3]));
     let x = g.add_arg("x", ArgRole::Param, ty.clone());
     let v = g.add_arg("v", ArgRole::Direction, ty);
-    let stopped = g.apply(Op::StopGradient, &[x]).unwrap();
+    let stopped = g.apply(Op::stop_gradient(), &[x]).unwrap();
     let y = g.binary(BinaryOp::Mul, stopped, x).unwrap();
     let tangents = jvp(&mut g, &[(x, v)], &[y]).unwrap();
     assert_eq!(tangents[stopped.index()], None);

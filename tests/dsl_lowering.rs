@@ -4,8 +4,8 @@
 
 use sgn::Model;
 use sgn::ir::init::Init;
-use sgn::ir::op::F64Bits;
 use sgn::ir::{ArgRole, BinaryOp, DType, Dim, Graph, NodeId, Op, UnaryOp};
+use sgn::ir::{Layout, Leaf};
 use std::path::Path;
 
 fn parse(source: &str) -> Model {
@@ -177,15 +177,18 @@ fn shipped_models_lower_with_the_right_types() {
 fn mnist_mlp_lowers_to_the_expected_primitives() {
     let model = Model::from_file("ir/mnist_mlp.sgn").unwrap_or_else(|e| panic!("{e}"));
     let g = &model.graph;
-    assert_eq!(count(g, |op| matches!(op, Op::MatMul { .. })), 4);
-    assert_eq!(count(g, |op| *op == Op::Unary(UnaryOp::Sigmoid)), 3);
+    assert_eq!(count(g, |op| matches!(op, Op::MatMul(_))), 4);
+    assert_eq!(count(g, |op| *op == Op::unary(UnaryOp::Sigmoid)), 3);
     // Each bias is broadcast from [n] to [B, n] before the add; the softmax shift is broadcast too.
-    assert_eq!(count(g, |op| matches!(op, Op::Broadcast { .. })), 6);
-    assert_eq!(count(g, |op| *op == Op::StopGradient), 1);
+    assert_eq!(
+        count(g, |op| matches!(op, Op::Layout(Layout::Broadcast { .. }))),
+        6
+    );
+    assert_eq!(count(g, |op| *op == Op::stop_gradient()), 1);
     // The cross-entropy averages over the symbolic batch by dividing by its runtime size.
-    let batch = find(g, |op| *op == Op::DimSize(Dim::sym("B"))).expect("a DimSize(B) node");
+    let batch = find(g, |op| *op == Op::dim_size(Dim::sym("B"))).expect("a DimSize(B) node");
     let loss = g.output("loss").expect("the loss output");
-    assert_eq!(g.node(loss).op, Op::Binary(BinaryOp::Div));
+    assert_eq!(g.node(loss).op, Op::binary(BinaryOp::Div));
     assert_eq!(g.node(loss).inputs[1], batch);
     // The graph is pruned: every node is an argument or feeds an output.
     let mut used = vec![false; g.nodes().len()];
@@ -199,7 +202,7 @@ fn mnist_mlp_lowers_to_the_expected_primitives() {
     }
     for id in g.ids() {
         assert!(
-            used[id.index()] || matches!(g.node(id).op, Op::Arg(_)),
+            used[id.index()] || matches!(g.node(id).op, Op::Leaf(Leaf::Arg(_))),
             "dead node {id}"
         );
     }
@@ -217,7 +220,7 @@ fn nodes_carry_their_source_positions() {
     let origin = g.origin(w1).expect("arguments have origins");
     assert_eq!((origin.line, origin.col), (7, 7));
     // The first sigmoid is the call on line 18; the add inside it comes from the fn body (line 16).
-    let sigmoid = find(g, |op| *op == Op::Unary(UnaryOp::Sigmoid)).expect("a sigmoid");
+    let sigmoid = find(g, |op| *op == Op::unary(UnaryOp::Sigmoid)).expect("a sigmoid");
     assert_eq!(g.origin(sigmoid).map(|s| s.line), Some(18));
     assert_eq!(
         g.origin(g.node(sigmoid).inputs[0]).map(|s| s.line),
@@ -261,13 +264,11 @@ fn elementwise_ops_broadcast_like_numpy() {
 fn broadcasting_is_explicit() {
     let model = lower_expr(STANDARD, "c + r");
     let g = &model.graph;
-    let add = find(g, |op| *op == Op::Binary(BinaryOp::Add)).expect("an add");
+    let add = find(g, |op| *op == Op::binary(BinaryOp::Add)).expect("an add");
     for &operand in &g.node(add).inputs {
         assert_eq!(
             g.node(operand).op,
-            Op::Broadcast {
-                shape: sgn::ir::Shape::fixed(&[3, 4])
-            }
+            Op::broadcast(sgn::ir::Shape::fixed(&[3, 4]))
         );
         assert_eq!(g.ty(operand).to_string(), "f32[3, 4]");
     }
@@ -279,15 +280,15 @@ fn literals_take_the_tensors_type_and_fold() {
         "model t\ninput d: f64[B, 4]\nparam q: f64[]\noutput z = d * (2 * 3) + q\nloss sum(z)\n",
     )
     .graph;
-    let six = find(&g, |op| *op == Op::Const(F64Bits::new(6.0))).expect("the folded 6");
+    let six = find(&g, |op| *op == Op::constant(6.0)).expect("the folded 6");
     assert_eq!(g.ty(six).dtype, DType::F64);
     assert_eq!(
-        count(&g, |op| matches!(op, Op::Const(_))),
+        count(&g, |op| matches!(op, Op::Leaf(Leaf::Const(_)))),
         1,
         "2 and 3 are folded away"
     );
     let g = lower_expr(STANDARD, "v - -exp(0) * square(3)").graph;
-    assert!(find(&g, |op| *op == Op::Const(F64Bits::new(-9.0))).is_some());
+    assert!(find(&g, |op| *op == Op::constant(-9.0)).is_some());
 }
 
 #[test]
@@ -298,7 +299,7 @@ fn unary_ops_keep_the_shape() {
         let model = lower_expr(STANDARD, &format!("{op}(x)"));
         assert_eq!(output_type(&model), "f32[B, 3, 4]", "{op}");
         let unary = UnaryOp::from_name(op).expect("a unary op");
-        assert_eq!(count(&model.graph, |o| *o == Op::Unary(unary)), 1, "{op}");
+        assert_eq!(count(&model.graph, |o| *o == Op::unary(unary)), 1, "{op}");
     }
     assert_eq!(type_of("-x"), "f32[B, 3, 4]");
 }
@@ -306,11 +307,11 @@ fn unary_ops_keep_the_shape() {
 #[test]
 fn square_and_pow() {
     let g = lower_expr(STANDARD, "square(x)").graph;
-    let mul = find(&g, |op| *op == Op::Binary(BinaryOp::Mul)).expect("square is a mul");
+    let mul = find(&g, |op| *op == Op::binary(BinaryOp::Mul)).expect("square is a mul");
     let x = g.arg("x").expect("x").node;
     assert_eq!(g.node(mul).inputs, [x, x]);
     let g = lower_expr(STANDARD, "pow(x, -1/2)").graph;
-    assert!(find(&g, |op| *op == Op::Pow(F64Bits::new(-0.5))).is_some());
+    assert!(find(&g, |op| *op == Op::pow(-0.5)).is_some());
     assert_eq!(type_of("pow(m, c=3)"), "f32[3, 4]");
 }
 
@@ -328,32 +329,30 @@ fn reductions() {
     assert_eq!(type_of("mean(x, axis=0)"), "f32[3, 4]");
     assert_eq!(type_of("mean(m, keepdims=true)"), "f32[1, 1]");
     let g = lower_expr(STANDARD, "max(x, axis=[1, 2])").graph;
-    assert!(find(&g, |op| *op == Op::ReduceMax { axes: vec![1, 2] }).is_some());
+    assert!(find(&g, |op| *op == Op::reduce_max(vec![1, 2])).is_some());
     let g = lower_expr(STANDARD, "sum(x, axis=[2, 0])").graph;
-    assert!(find(&g, |op| *op == Op::Sum { axes: vec![0, 2] }).is_some());
+    assert!(find(&g, |op| *op == Op::sum(vec![0, 2])).is_some());
 }
 
 #[test]
 fn mean_over_fixed_axes_multiplies_by_the_reciprocal() {
     let g = lower_expr(STANDARD, "mean(x, axis=[1, 2])").graph;
-    assert!(find(&g, |op| *op == Op::Const(F64Bits::new(1.0 / 12.0))).is_some());
-    assert_eq!(count(&g, |op| matches!(op, Op::DimSize(_))), 0);
+    assert!(find(&g, |op| *op == Op::constant(1.0 / 12.0)).is_some());
+    assert_eq!(count(&g, |op| matches!(op, Op::Leaf(Leaf::DimSize(_)))), 0);
 }
 
 #[test]
 fn mean_over_a_symbolic_axis_divides_by_its_size() {
     let g = lower_expr(STANDARD, "mean(x, axis=[0, 1])").graph;
     let size = find(&g, |op| {
-        *op == Op::DimSize(Dim::sym("B").mul(&Dim::fixed(3)))
+        *op == Op::dim_size(Dim::sym("B").mul(&Dim::fixed(3)))
     })
     .expect("DimSize(3*B)");
-    let div = find(&g, |op| *op == Op::Binary(BinaryOp::Div)).expect("a div");
+    let div = find(&g, |op| *op == Op::binary(BinaryOp::Div)).expect("a div");
     let divisor = g.node(div).inputs[1];
     assert_eq!(
         g.node(divisor).op,
-        Op::Broadcast {
-            shape: sgn::ir::Shape::fixed(&[4])
-        }
+        Op::broadcast(sgn::ir::Shape::fixed(&[4]))
     );
     assert_eq!(g.node(divisor).inputs, [size]);
 }
@@ -364,12 +363,12 @@ fn matmul_of_rank_2_and_rank_n() {
     let model = lower_expr(STANDARD, "x @ w");
     assert_eq!(output_type(&model), "f32[B, 3, 5]");
     let g = &model.graph;
-    let matmul = find(g, |op| matches!(op, Op::MatMul { .. })).expect("a matmul");
+    let matmul = find(g, |op| matches!(op, Op::MatMul(_))).expect("a matmul");
     assert_eq!(g.ty(matmul).to_string(), "f32[3*B, 5]");
     assert_eq!(g.ty(g.node(matmul).inputs[0]).to_string(), "f32[3*B, 4]");
     assert!(matches!(
         g.node(g.node(matmul).inputs[0]).op,
-        Op::Reshape { .. }
+        Op::Layout(Layout::Reshape { .. })
     ));
     assert_eq!(type_of("sigmoid(x @ w) @ transpose(w)"), "f32[B, 3, 4]");
 }
@@ -384,7 +383,7 @@ fn reshape_with_inferred_and_symbolic_dims() {
     assert_eq!(type_of("reshape(m, [2, 2, 3])"), "f32[2, 2, 3]");
     let g = lower_expr(STANDARD, "reshape(x, [B, 3, 4])").graph;
     assert_eq!(
-        count(&g, |op| matches!(op, Op::Reshape { .. })),
+        count(&g, |op| matches!(op, Op::Layout(Layout::Reshape { .. }))),
         0,
         "a reshape to the same shape is x"
     );
@@ -399,7 +398,7 @@ fn transpose_and_concat() {
     assert_eq!(type_of("concat([m, m, m])"), "f32[9, 4]");
     assert_eq!(type_of("concat([x, x], axis=0)"), "f32[2*B, 3, 4]");
     let g = lower_expr(STANDARD, "concat([m, r], axis=0)").graph;
-    assert!(find(&g, |op| *op == Op::Concat { axis: 0 }).is_some());
+    assert!(find(&g, |op| *op == Op::concat(0)).is_some());
 }
 
 #[test]
@@ -414,15 +413,15 @@ fn softmax_family_is_stable() {
     for expr in ["softmax(x)", "log_softmax(x)", "logsumexp(x)"] {
         let g = lower_expr(STANDARD, expr).graph;
         // The shift is the max over the axis, with no gradient.
-        let max = find(&g, |op| *op == Op::ReduceMax { axes: vec![2] }).expect("a max");
-        let stop = find(&g, |op| *op == Op::StopGradient).expect("a stop_gradient");
+        let max = find(&g, |op| *op == Op::reduce_max(vec![2])).expect("a max");
+        let stop = find(&g, |op| *op == Op::stop_gradient()).expect("a stop_gradient");
         assert_eq!(g.node(stop).inputs, [max], "{expr}");
-        assert_eq!(count(&g, |op| *op == Op::Unary(UnaryOp::Exp)), 1, "{expr}");
+        assert_eq!(count(&g, |op| *op == Op::unary(UnaryOp::Exp)), 1, "{expr}");
     }
     let g = lower_expr(STANDARD, "softmax(x)").graph;
-    assert_eq!(count(&g, |op| *op == Op::Unary(UnaryOp::Log)), 0);
+    assert_eq!(count(&g, |op| *op == Op::unary(UnaryOp::Log)), 0);
     let g = lower_expr(STANDARD, "log_softmax(x)").graph;
-    assert_eq!(count(&g, |op| *op == Op::Unary(UnaryOp::Log)), 1);
+    assert_eq!(count(&g, |op| *op == Op::unary(UnaryOp::Log)), 1);
 }
 
 #[test]
@@ -431,12 +430,12 @@ fn losses_are_scalars() {
     for (loss, divisor) in [
         (
             "softmax_cross_entropy",
-            Op::DimSize(Dim::sym("B").mul(&Dim::fixed(3))),
+            Op::dim_size(Dim::sym("B").mul(&Dim::fixed(3))),
         ),
-        ("mse", Op::DimSize(Dim::sym("B").mul(&Dim::fixed(12)))),
+        ("mse", Op::dim_size(Dim::sym("B").mul(&Dim::fixed(12)))),
         (
             "sigmoid_cross_entropy",
-            Op::DimSize(Dim::sym("B").mul(&Dim::fixed(12))),
+            Op::dim_size(Dim::sym("B").mul(&Dim::fixed(12))),
         ),
     ] {
         let model = parse(&format!(
@@ -445,14 +444,14 @@ fn losses_are_scalars() {
         let g = &model.graph;
         let node = g.output("loss").expect("the loss");
         assert_eq!(g.ty(node).to_string(), "f32[]", "{loss}");
-        assert_eq!(g.node(node).op, Op::Binary(BinaryOp::Div), "{loss}");
+        assert_eq!(g.node(node).op, Op::binary(BinaryOp::Div), "{loss}");
         assert_eq!(g.node(g.node(node).inputs[1]).op, divisor, "{loss}");
     }
     let model = parse(&format!(
         "model t\n{decls}\noutput z = x * p\nloss sigmoid_cross_entropy(z, y)\n"
     ));
     assert_eq!(
-        count(&model.graph, |op| *op == Op::Unary(UnaryOp::Softplus)),
+        count(&model.graph, |op| *op == Op::unary(UnaryOp::Softplus)),
         1
     );
     let model = parse(
@@ -460,11 +459,8 @@ fn losses_are_scalars() {
     );
     let g = &model.graph;
     let loss = g.output("loss").expect("the loss");
-    assert_eq!(g.node(loss).op, Op::Binary(BinaryOp::Mul));
-    assert_eq!(
-        g.node(g.node(loss).inputs[1]).op,
-        Op::Const(F64Bits::new(0.1))
-    );
+    assert_eq!(g.node(loss).op, Op::binary(BinaryOp::Mul));
+    assert_eq!(g.node(g.node(loss).inputs[1]).op, Op::constant(0.1));
 }
 
 #[test]
@@ -547,8 +543,8 @@ fn fn_parameters_shadow_top_level_names() {
          fn f(w) = w * k\noutput z = f(x) * w\nloss sum(z)\n",
     );
     let g = &model.graph;
-    assert!(find(g, |op| *op == Op::Const(F64Bits::new(3.0))).is_some());
-    assert_eq!(count(g, |op| *op == Op::Binary(BinaryOp::Mul)), 2);
+    assert!(find(g, |op| *op == Op::constant(3.0)).is_some());
+    assert_eq!(count(g, |op| *op == Op::binary(BinaryOp::Mul)), 2);
 }
 
 #[test]
@@ -563,7 +559,7 @@ fn repeated_inlining_is_shared_not_exponential() {
     source.push_str("output z = f40(x)\nloss mse(z, y)\n");
     let model = parse(&source);
     assert_eq!(
-        count(&model.graph, |op| *op == Op::Binary(BinaryOp::Add)),
+        count(&model.graph, |op| *op == Op::binary(BinaryOp::Add)),
         40
     );
 }
@@ -572,16 +568,16 @@ fn repeated_inlining_is_shared_not_exponential() {
 fn equal_expressions_share_nodes() {
     let model = lower_expr(STANDARD, "sigmoid(x @ w) + sigmoid(x @ w)");
     let g = &model.graph;
-    assert_eq!(count(g, |op| matches!(op, Op::MatMul { .. })), 1);
-    assert_eq!(count(g, |op| *op == Op::Unary(UnaryOp::Sigmoid)), 1);
-    let add = find(g, |op| *op == Op::Binary(BinaryOp::Add)).expect("an add");
+    assert_eq!(count(g, |op| matches!(op, Op::MatMul(_))), 1);
+    assert_eq!(count(g, |op| *op == Op::unary(UnaryOp::Sigmoid)), 1);
+    let add = find(g, |op| *op == Op::binary(BinaryOp::Add)).expect("an add");
     assert_eq!(g.node(add).inputs[0], g.node(add).inputs[1]);
     let named = lower_expr(
         &format!("{STANDARD}\ns1 = tanh(m)\ns2 = tanh(m)"),
         "s1 * s2",
     )
     .graph;
-    assert_eq!(count(&named, |op| *op == Op::Unary(UnaryOp::Tanh)), 1);
+    assert_eq!(count(&named, |op| *op == Op::unary(UnaryOp::Tanh)), 1);
 }
 
 #[test]
@@ -592,7 +588,7 @@ fn names_may_hold_numbers_and_declarations_come_in_any_order() {
     );
     let roles: Vec<ArgRole> = model.graph.args().iter().map(|a| a.role).collect();
     assert_eq!(roles, [ArgRole::Input, ArgRole::Param, ArgRole::Target]);
-    assert!(find(&model.graph, |op| *op == Op::Const(F64Bits::new(0.5))).is_some());
+    assert!(find(&model.graph, |op| *op == Op::constant(0.5)).is_some());
 }
 
 #[test]

@@ -8,6 +8,7 @@ use sgn::ir::dsl::Diagnostic;
 use sgn::ir::op::F64Bits;
 use sgn::ir::text::{parse_graph, print_dot, print_graph};
 use sgn::ir::{ArgRole, BinaryOp, DType, Dim, Graph, NodeId, Op, Shape, Span, TensorType, UnaryOp};
+use sgn::ir::{Elementwise, Leaf, Reduce, ReduceKind};
 
 fn b() -> Dim {
     Dim::sym("B")
@@ -70,52 +71,26 @@ fn every_op_graph(dtype: DType) -> Graph {
         ((false, true), x, y),
         ((true, true), w, x),
     ] {
-        let op = Op::MatMul {
-            transpose_a: flags.0,
-            transpose_b: flags.1,
-        };
+        let op = Op::matmul(flags.0, flags.1);
         outputs.push(g.apply(op, &[a, bb]).expect("matmul shapes fit"));
     }
-    let concat = g
-        .apply(Op::Concat { axis: 0 }, &[x, y])
-        .expect("concat rows");
+    let concat = g.apply(Op::concat(0), &[x, y]).expect("concat rows");
     let ops: Vec<(Op, Vec<NodeId>)> = vec![
-        (Op::Pow(F64Bits::new(2.5)), vec![x]),
-        (Op::Sum { axes: vec![0] }, vec![x]),
-        (Op::Sum { axes: vec![0, 1] }, vec![x]),
-        (Op::Sum { axes: vec![] }, vec![x]),
-        (Op::ReduceMax { axes: vec![1] }, vec![x]),
+        (Op::pow(2.5), vec![x]),
+        (Op::sum(vec![0]), vec![x]),
+        (Op::sum(vec![0, 1]), vec![x]),
+        (Op::sum(vec![]), vec![x]),
+        (Op::reduce_max(vec![1]), vec![x]),
         (
-            Op::Broadcast {
-                shape: Shape(vec![Dim::fixed(2), b(), Dim::fixed(3)]),
-            },
+            Op::broadcast(Shape(vec![Dim::fixed(2), b(), Dim::fixed(3)])),
             vec![x],
         ),
-        (
-            Op::Reshape {
-                shape: Shape(vec![Dim::fixed(3).mul(&b())]),
-            },
-            vec![x],
-        ),
-        (Op::Transpose { perm: vec![1, 0] }, vec![x]),
-        (Op::Concat { axis: 1 }, vec![x, y, x]),
-        (
-            Op::Slice {
-                axis: 1,
-                start: Dim::fixed(1),
-                end: Dim::fixed(3),
-            },
-            vec![x],
-        ),
-        (
-            Op::Slice {
-                axis: 0,
-                start: b(),
-                end: Dim::fixed(2).mul(&b()),
-            },
-            vec![concat],
-        ),
-        (Op::StopGradient, vec![x]),
+        (Op::reshape(Shape(vec![Dim::fixed(3).mul(&b())])), vec![x]),
+        (Op::transpose_axes(vec![1, 0]), vec![x]),
+        (Op::concat(1), vec![x, y, x]),
+        (Op::slice(1, Dim::fixed(1), Dim::fixed(3)), vec![x]),
+        (Op::slice(0, b(), Dim::fixed(2).mul(&b())), vec![concat]),
+        (Op::stop_gradient(), vec![x]),
     ];
     for (k, (op, inputs)) in ops.into_iter().enumerate() {
         g.set_span(Some(Span {
@@ -127,9 +102,7 @@ fn every_op_graph(dtype: DType) -> Graph {
     g.set_span(None);
     for value in SPECIAL_FLOATS {
         let c = g.constant(value, dtype);
-        let p = g
-            .apply(Op::Pow(F64Bits::new(value)), &[x])
-            .expect("elementwise");
+        let p = g.apply(Op::pow(value), &[x]).expect("elementwise");
         outputs.extend([c, p]);
     }
     let batch = g.dim_size(&b(), dtype);
@@ -173,7 +146,15 @@ fn every_op_round_trips_in_both_dtypes() {
         let sum_nodes = g
             .nodes()
             .iter()
-            .filter(|n| matches!(n.op, Op::Sum { .. }))
+            .filter(|n| {
+                matches!(
+                    n.op,
+                    Op::Reduce(Reduce {
+                        kind: ReduceKind::Sum,
+                        ..
+                    })
+                )
+            })
             .count();
         assert_eq!(sum_nodes, 3);
     }
@@ -187,7 +168,9 @@ fn constants_read_back_bit_exactly() {
         g.nodes()
             .iter()
             .filter_map(|n| match n.op {
-                Op::Const(c) | Op::Pow(c) => Some(c.get().to_bits()),
+                Op::Leaf(Leaf::Const(c)) | Op::Elementwise(Elementwise::Pow(c)) => {
+                    Some(c.get().to_bits())
+                }
                 _ => None,
             })
             .collect()
@@ -292,7 +275,7 @@ fn reader_accepts_sparse_ids_comments_and_hand_spacing() {
     assert_eq!(g.nodes().len(), 3);
     assert_eq!(g.output("y"), Some(NodeId(1)));
     assert_eq!(g.origin(NodeId(2)), Some(Span { line: 1, col: 2 }));
-    assert_eq!(g.node(NodeId(2)).op, Op::Const(F64Bits::new(-1e-3)));
+    assert_eq!(g.node(NodeId(2)).op, Op::constant(-1e-3));
     assert_eq!(g.arg("x").map(|a| a.node), Some(NodeId(0)));
 }
 
@@ -789,36 +772,30 @@ fn apply_step(g: &mut Graph, step: &Step, late_args: &mut usize) {
             g.dim_size(&dim, x.dtype);
             return g.set_span(None);
         }
-        2 => (Op::Unary(UnaryOp::ALL[k % UnaryOp::ALL.len()]), vec![a]),
-        3 => (Op::Pow(F64Bits::new(step.value)), vec![a]),
+        2 => (Op::unary(UnaryOp::ALL[k % UnaryOp::ALL.len()]), vec![a]),
+        3 => (Op::pow(step.value), vec![a]),
         4 => (
-            Op::Binary(BinaryOp::ALL[k % BinaryOp::ALL.len()]),
+            Op::binary(BinaryOp::ALL[k % BinaryOp::ALL.len()]),
             vec![a, other],
         ),
-        5 => (
-            Op::MatMul {
-                transpose_a: k & 1 != 0,
-                transpose_b: k & 2 != 0,
-            },
-            vec![a, other],
-        ),
-        6 => (Op::Sum { axes }, vec![a]),
-        7 => (Op::ReduceMax { axes }, vec![a]),
+        5 => (Op::matmul(k & 1 != 0, k & 2 != 0), vec![a, other]),
+        6 => (Op::sum(axes), vec![a]),
+        7 => (Op::reduce_max(axes), vec![a]),
         8 => {
             let lead = [b(), Dim::fixed(2), Dim::fixed(1)][k % 3].clone();
             let dims = std::iter::once(lead)
                 .chain(x.shape.dims().iter().cloned())
                 .collect();
-            (Op::Broadcast { shape: Shape(dims) }, vec![a])
+            (Op::broadcast(Shape(dims)), vec![a])
         }
         9 => {
             let flat = [x.shape.numel(), Dim::fixed(1)];
             let shape = Shape(flat[..1 + k % 2].to_vec());
-            (Op::Reshape { shape }, vec![a])
+            (Op::reshape(shape), vec![a])
         }
         10 => {
             let perm = (0..rank).map(|i| (i + k) % rank.max(1)).collect();
-            (Op::Transpose { perm }, vec![a])
+            (Op::transpose_axes(perm), vec![a])
         }
         11 => {
             let operands = if k & 4 != 0 {
@@ -826,12 +803,7 @@ fn apply_step(g: &mut Graph, step: &Step, late_args: &mut usize) {
             } else {
                 vec![a, other]
             };
-            (
-                Op::Concat {
-                    axis: k % rank.max(1),
-                },
-                operands,
-            )
+            (Op::concat(k % rank.max(1)), operands)
         }
         12 => {
             let axis = k % rank.max(1);
@@ -841,14 +813,7 @@ fn apply_step(g: &mut Graph, step: &Step, late_args: &mut usize) {
             } else {
                 Dim::fixed(0)
             };
-            (
-                Op::Slice {
-                    axis,
-                    start,
-                    end: size,
-                },
-                vec![a],
-            )
+            (Op::slice(axis, start, size), vec![a])
         }
         13 => {
             *late_args += 1;
@@ -856,7 +821,7 @@ fn apply_step(g: &mut Graph, step: &Step, late_args: &mut usize) {
             g.add_arg(format!("late#{late_args}"), role, x);
             return g.set_span(None);
         }
-        _ => (Op::StopGradient, vec![a]),
+        _ => (Op::stop_gradient(), vec![a]),
     };
     // Shape-rule failures are part of the search: such a step just adds nothing.
     let _ = g.apply(op, &inputs);

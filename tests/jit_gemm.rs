@@ -29,10 +29,7 @@ fn products_of_every_shape_and_layout_match_the_interpreter() {
                         };
                         let a = g.add_arg("a", ArgRole::Input, ty(a_shape));
                         let b = g.add_arg("b", ArgRole::Input, ty(b_shape));
-                        let op = Op::MatMul {
-                            transpose_a: ta,
-                            transpose_b: tb,
-                        };
+                        let op = Op::matmul(ta, tb);
                         let c = g.apply(op, &[a, b]).unwrap();
                         g.add_output("c", c);
                         let args = vec![values(dtype, &a_shape, 1), values(dtype, &b_shape, 2)];

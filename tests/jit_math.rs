@@ -4,7 +4,6 @@
 //! `--nocapture` to see the measured maxima.
 
 use sgn::codegen::{JitOptions, compile_graph};
-use sgn::ir::op::F64Bits;
 use sgn::ir::{ArgRole, DType, Dim, Graph, Op, Shape, Tensor, TensorType, UnaryOp};
 
 const OPS: [UnaryOp; 5] = [
@@ -28,7 +27,7 @@ fn graph(dtype: DType) -> Graph {
         g.add_output(op.name(), y);
     }
     for c in POWERS {
-        let y = g.apply(Op::Pow(F64Bits::new(c)), &[x]).unwrap();
+        let y = g.apply(Op::pow(c), &[x]).unwrap();
         g.add_output(format!("pow {c}"), y);
     }
     g

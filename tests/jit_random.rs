@@ -7,7 +7,6 @@ use proptest::prelude::*;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sgn::codegen::{JitOptions, compile_graph};
-use sgn::ir::op::F64Bits;
 use sgn::ir::{
     ArgRole, BinaryOp, DType, Dim, Graph, NodeId, Op, Shape, Tensor, TensorType, UnaryOp, interp,
 };
@@ -98,7 +97,7 @@ impl Builder {
             }
             2 => {
                 let c = [2.0, 3.0, -1.0, 0.5, 1.5, -2.0][self.rng.random_range(0..6)];
-                self.graph.apply(Op::Pow(F64Bits::new(c)), &[x]).ok()
+                self.graph.apply(Op::pow(c), &[x]).ok()
             }
             3..=5 => {
                 let op = BinaryOp::ALL[self.rng.random_range(0..BinaryOp::ALL.len())];
@@ -132,7 +131,7 @@ impl Builder {
                 } else if axes.is_empty() {
                     None
                 } else {
-                    self.graph.apply(Op::ReduceMax { axes }, &[x]).ok()
+                    self.graph.apply(Op::reduce_max(axes), &[x]).ok()
                 }
             }
             8 if rank > 1 => {
@@ -161,21 +160,14 @@ impl Builder {
                 let start = self.rng.random_range(0..len);
                 let end = self.rng.random_range(start + 1..=len);
                 self.graph
-                    .apply(
-                        Op::Slice {
-                            axis,
-                            start: Dim::fixed(start),
-                            end: Dim::fixed(end),
-                        },
-                        &[x],
-                    )
+                    .apply(Op::slice(axis, Dim::fixed(start), Dim::fixed(end)), &[x])
                     .ok()
             }
             11 if rank > 0 => {
                 let axis = self.rng.random_range(0..rank);
                 let y = self.pick();
                 let y = if self.shape(y) == shape { y } else { x };
-                self.graph.apply(Op::Concat { axis }, &[x, y]).ok()
+                self.graph.apply(Op::concat(axis), &[x, y]).ok()
             }
             12 if rank == 2 => {
                 // x as op(a) with a random transpose flag, times a new argument.
@@ -191,16 +183,10 @@ impl Builder {
                 let b_shape = if transpose_b { vec![n, k] } else { vec![k, n] };
                 let b = self.arg(Shape(b_shape));
                 self.graph
-                    .apply(
-                        Op::MatMul {
-                            transpose_a,
-                            transpose_b,
-                        },
-                        &[a, b],
-                    )
+                    .apply(Op::matmul(transpose_a, transpose_b), &[a, b])
                     .ok()
             }
-            _ => self.graph.apply(Op::StopGradient, &[x]).ok(),
+            _ => self.graph.apply(Op::stop_gradient(), &[x]).ok(),
         }
     }
 }

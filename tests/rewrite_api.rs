@@ -24,7 +24,7 @@ fn fixed(d: &[u64]) -> Vec<Dim> {
 fn count_matmuls(g: &Graph) -> usize {
     g.nodes()
         .iter()
-        .filter(|n| matches!(n.op, Op::MatMul { .. }))
+        .filter(|n| matches!(n.op, Op::MatMul(_)))
         .count()
 }
 
@@ -80,15 +80,7 @@ fn stats_count_matmul_flops_elementwise_flops_bytes_and_nodes() {
     let mut g = Graph::new("transposed");
     let a = g.add_arg("a", ArgRole::Input, ty(fixed(&[7, 2])));
     let b = g.add_arg("b", ArgRole::Input, ty(fixed(&[7, 5])));
-    let ab = g
-        .apply(
-            Op::MatMul {
-                transpose_a: true,
-                transpose_b: false,
-            },
-            &[a, b],
-        )
-        .unwrap();
+    let ab = g.apply(Op::matmul(true, false), &[a, b]).unwrap();
     g.add_output("ab", ab);
     assert_eq!(graph_stats(&g, 1).matmul_flops, 2 * 2 * 7 * 5);
 }
@@ -244,7 +236,7 @@ fn log_of_softmax_becomes_log_softmax_and_stays_finite() {
         !optimized
             .nodes()
             .iter()
-            .any(|n| matches!(n.op, Op::Binary(BinaryOp::Div)) && n.ty.shape.rank() > 0),
+            .any(|n| n.op == Op::binary(BinaryOp::Div) && n.ty.shape.rank() > 0),
         "no probabilities e / Σe are formed (only the mean's scalar division is left):\n{}",
         sgn::ir::text::print_graph(&optimized)
     );

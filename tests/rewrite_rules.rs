@@ -11,13 +11,14 @@ mod common;
 
 use common::wavy;
 use egg::{Id, Runner};
+use sgn::ir::Leaf;
 use sgn::ir::interp::run;
 use sgn::ir::{
     ArgRole, BinaryOp, DType, Dim, Graph, NodeId, Op, Shape, Tensor, TensorType, UnaryOp,
 };
 use sgn::rewrite::analysis::{Data, facts, ir_op};
 use sgn::rewrite::extract::extract;
-use sgn::rewrite::lang::Prim;
+use sgn::rewrite::lang::ENode;
 use sgn::rewrite::rules::Rewrite;
 use sgn::rewrite::{Loaded, Phase};
 use std::collections::HashMap;
@@ -73,11 +74,11 @@ impl Seed {
     }
 
     fn un(&mut self, op: UnaryOp, x: NodeId) -> NodeId {
-        self.op(Op::Unary(op), &[x])
+        self.op(Op::unary(op), &[x])
     }
 
     fn bin(&mut self, op: BinaryOp, a: NodeId, b: NodeId) -> NodeId {
-        self.op(Op::Binary(op), &[a, b])
+        self.op(Op::binary(op), &[a, b])
     }
 
     fn full(&mut self, value: f64, like: NodeId) -> NodeId {
@@ -86,49 +87,23 @@ impl Seed {
     }
 
     fn bcast(&mut self, x: NodeId, shape: Vec<Dim>) -> NodeId {
-        self.op(
-            Op::Broadcast {
-                shape: dims(&shape),
-            },
-            &[x],
-        )
+        self.op(Op::broadcast(dims(&shape)), &[x])
     }
 
     fn reshape(&mut self, x: NodeId, shape: Vec<Dim>) -> NodeId {
-        self.op(
-            Op::Reshape {
-                shape: dims(&shape),
-            },
-            &[x],
-        )
+        self.op(Op::reshape(dims(&shape)), &[x])
     }
 
     fn transpose(&mut self, x: NodeId, perm: &[usize]) -> NodeId {
-        self.op(
-            Op::Transpose {
-                perm: perm.to_vec(),
-            },
-            &[x],
-        )
+        self.op(Op::transpose_axes(perm.to_vec()), &[x])
     }
 
     fn sum(&mut self, x: NodeId, axes: &[usize]) -> NodeId {
-        self.op(
-            Op::Sum {
-                axes: axes.to_vec(),
-            },
-            &[x],
-        )
+        self.op(Op::sum(axes.to_vec()), &[x])
     }
 
     fn matmul(&mut self, ta: bool, tb: bool, a: NodeId, b: NodeId) -> NodeId {
-        self.op(
-            Op::MatMul {
-                transpose_a: ta,
-                transpose_b: tb,
-            },
-            &[a, b],
-        )
+        self.op(Op::matmul(ta, tb), &[a, b])
     }
 
     fn done(self) -> Graph {
@@ -256,7 +231,7 @@ fn structure() -> Graph {
     // Elementwise ops of broadcasts, on values of both signs and on positive ones.
     let positive = s.un(UnaryOp::Exp, v);
     let positive34 = s.bcast(positive, fixed(&[3, 4]));
-    let r = s.op(Op::Pow(sgn::ir::op::F64Bits::new(3.0)), &[v34]);
+    let r = s.op(Op::pow(3.0), &[v34]);
     s.out(r);
     for op in UnaryOp::ALL {
         let r = s.un(op, v34);
@@ -397,7 +372,7 @@ fn functions() -> Graph {
     let r = s.un(Step, rx);
     s.out(r);
     for e in [2.0, 3.0] {
-        let r = s.op(Op::Pow(sgn::ir::op::F64Bits::new(e)), &[x]);
+        let r = s.op(Op::pow(e), &[x]);
         s.out(r);
     }
     let xy = s.bin(Mul, x, y);
@@ -448,16 +423,16 @@ fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
 /// The value of one e-node from the values of its operand classes.
 fn eval_node(
     loaded: &Loaded,
-    node: &Prim,
+    node: &ENode,
     values: &HashMap<Id, Tensor>,
     args: &[Tensor],
 ) -> Tensor {
     let egraph = &loaded.egraph;
     let (op, operands) = ir_op(egraph, node).expect("a tensor node");
     match op {
-        Op::Arg(i) => return args[i].clone(),
-        Op::Const(c) => return Tensor::scalar(F, c.get()),
-        Op::DimSize(d) => return Tensor::scalar(F, eval(&d) as f64),
+        Op::Leaf(Leaf::Arg(i)) => return args[i].clone(),
+        Op::Leaf(Leaf::Const(c)) => return Tensor::scalar(F, c.get()),
+        Op::Leaf(Leaf::DimSize(d)) => return Tensor::scalar(F, eval(&d) as f64),
         _ => {}
     }
     // A one-node graph over the operand values; the first argument only binds B.

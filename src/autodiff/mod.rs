@@ -59,34 +59,3 @@ impl fmt::Display for AdError {
         write!(f, "cannot differentiate `{}`: {}", self.op, self.reason)
     }
 }
-
-/// `result[i]` is true when node `i` is one of `roots` or an operand, transitively, of one.
-pub fn ancestors(g: &Graph, roots: &[NodeId]) -> Vec<bool> {
-    let mut marked = vec![false; g.nodes().len()];
-    for r in roots {
-        marked[r.index()] = true;
-    }
-    for i in (0..marked.len()).rev() {
-        if marked[i] {
-            for x in &g.nodes()[i].inputs {
-                marked[x.index()] = true;
-            }
-        }
-    }
-    marked
-}
-
-/// `result[i]` (for the first `len` nodes) is true when node `i` is one of `roots` or depends on
-/// one.
-pub fn descendants(g: &Graph, roots: &[NodeId], len: usize) -> Vec<bool> {
-    let mut marked = vec![false; len];
-    for r in roots {
-        marked[r.index()] = true;
-    }
-    for (i, node) in g.nodes().iter().enumerate().take(len) {
-        if !marked[i] && node.inputs.iter().any(|x| marked[x.index()]) {
-            marked[i] = true;
-        }
-    }
-    marked
-}

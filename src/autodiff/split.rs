@@ -1,8 +1,7 @@
 //! Cutting graphs out of a larger one: extraction by arguments and outputs, and the split of a
 //! Gauss-Newton product into a v-independent prepare stage and a linear apply stage.
 
-use super::{ancestors, descendants};
-use crate::ir::{Arg, ArgRole, Graph, NodeId, Op};
+use crate::ir::{Arg, ArgRole, Graph, Leaf, NodeId, Op};
 use std::collections::HashMap;
 
 /// An argument of an extracted graph: the node of the source graph it stands for.
@@ -40,14 +39,14 @@ pub fn extract(g: &Graph, name: &str, args: &[Cut], outputs: &[(String, NodeId)]
         map.insert(cut.node, id);
     }
     let roots: Vec<NodeId> = outputs.iter().map(|(_, n)| *n).collect();
-    let needed = cut_ancestors(g, &roots, &map);
+    let needed = g.ancestors(roots, |id| map.contains_key(&id));
     for id in g.ids() {
         if !needed[id.index()] || map.contains_key(&id) {
             continue;
         }
         let node = g.node(id);
         assert!(
-            !matches!(node.op, Op::Arg(_)),
+            !matches!(node.op, Op::Leaf(Leaf::Arg(_))),
             "graph '{name}' needs argument '{}' that was not given",
             g.args()
                 .iter()
@@ -66,32 +65,16 @@ pub fn extract(g: &Graph, name: &str, args: &[Cut], outputs: &[(String, NodeId)]
     out
 }
 
-/// Like [`ancestors`], but the walk stops at cut nodes.
-fn cut_ancestors(g: &Graph, roots: &[NodeId], cuts: &HashMap<NodeId, NodeId>) -> Vec<bool> {
-    let mut marked = vec![false; g.nodes().len()];
-    for r in roots {
-        marked[r.index()] = true;
-    }
-    for i in (0..marked.len()).rev() {
-        if marked[i] && !cuts.contains_key(&NodeId(i as u32)) {
-            for x in &g.nodes()[i].inputs {
-                marked[x.index()] = true;
-            }
-        }
-    }
-    marked
-}
-
 /// The residuals of a graph that is linear in the arguments `linear_args`: the values that do not
 /// depend on them but are read by nodes that do. Values computed from constants alone are not
 /// residuals (the linear stage recomputes them for free). In node order.
 pub fn residuals(g: &Graph, linear_args: &[NodeId]) -> Vec<NodeId> {
     let len = g.nodes().len();
-    let linear = descendants(g, linear_args, len);
+    let linear = g.descendants(linear_args, len);
     let all_args: Vec<NodeId> = g.args().iter().map(|a| a.node).collect();
-    let from_args = descendants(g, &all_args, len);
+    let from_args = g.descendants(&all_args, len);
     let roots: Vec<NodeId> = g.outputs().iter().map(|o| o.node).collect();
-    let live = ancestors(g, &roots);
+    let live = g.ancestors(roots, |_| false);
     let mut is_residual = vec![false; len];
     for (i, node) in g.nodes().iter().enumerate() {
         if live[i] && linear[i] {

@@ -1,6 +1,6 @@
 //! `sgn check MODEL`: parse, type-check and summarize a model.
 
-use crate::ir::{ArgRole, Op};
+use crate::ir::{ArgRole, Leaf, Op};
 use crate::{Model, Result};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -34,7 +34,7 @@ fn summary(model: &Model) -> String {
     let mut ops: BTreeMap<&str, usize> = BTreeMap::new();
     let live = g.pruned();
     for n in live.nodes() {
-        if !matches!(n.op, Op::Arg(_)) {
+        if !matches!(n.op, Op::Leaf(Leaf::Arg(_))) {
             *ops.entry(n.op.name()).or_default() += 1;
         }
     }

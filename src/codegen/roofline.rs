@@ -11,22 +11,12 @@ use std::collections::HashMap;
 /// non-view node it reads (through broadcasts, reshapes, transposes and slices, which are
 /// re-applied), and each product an output.
 pub fn roofline_graph(graph: &Graph) -> Graph {
-    let mut live = vec![false; graph.nodes().len()];
-    for o in graph.outputs() {
-        live[o.node.index()] = true;
-    }
-    for i in (0..graph.nodes().len()).rev() {
-        if live[i] {
-            for x in &graph.nodes()[i].inputs {
-                live[x.index()] = true;
-            }
-        }
-    }
+    let live = graph.ancestors(graph.outputs().iter().map(|o| o.node), |_| false);
     let mut out = Graph::new(format!("{}-matmuls", graph.name));
     let mut bases: HashMap<NodeId, NodeId> = HashMap::new();
     for id in graph.ids() {
         let node = graph.node(id);
-        if !live[id.index()] || !matches!(node.op, Op::MatMul { .. }) {
+        if !live[id.index()] || !matches!(node.op, Op::MatMul(_)) {
             continue;
         }
         let operands: Vec<NodeId> = node
@@ -51,15 +41,7 @@ fn copy_view_chain(
     bases: &mut HashMap<NodeId, NodeId>,
 ) -> NodeId {
     let node = graph.node(x);
-    let is_view = matches!(
-        node.op,
-        Op::Broadcast { .. }
-            | Op::Reshape { .. }
-            | Op::Transpose { .. }
-            | Op::Slice { .. }
-            | Op::StopGradient
-    );
-    if is_view {
+    if super::schedule::is_view(&node.op) {
         let inner = copy_view_chain(graph, node.inputs[0], out, bases);
         return out
             .apply(node.op.clone(), &[inner])

@@ -17,7 +17,10 @@
 //! most kernels become one or two loops.
 
 use super::sizes::Size;
-use crate::ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, Shape, UnaryOp};
+pub use crate::ir::ReduceKind;
+use crate::ir::{
+    BinaryOp, DType, Dim, Elementwise, Graph, Layout, Leaf, NodeId, Op, Reduce, Shape, UnaryOp,
+};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -197,13 +200,6 @@ pub enum Expr {
     Unary(UnaryOp, ExprId),
     Pow(f64, ExprId),
     Binary(BinaryOp, ExprId, ExprId),
-}
-
-/// How a reduction combines.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReduceKind {
-    Sum,
-    Max,
 }
 
 /// An accumulation of `value` over the axes marked in `reduced` into `out`, whose strides are
@@ -552,7 +548,7 @@ pub fn schedule(graph: &Graph) -> Program {
         materialized: HashMap::new(),
         nonempty: Vec::new(),
     };
-    let live = live_nodes(graph);
+    let live = graph.ancestors(graph.outputs().iter().map(|o| o.node), |_| false);
     for id in graph.ids() {
         if live[id.index()] {
             let val = s.lower(id);
@@ -581,22 +577,6 @@ pub fn schedule(graph: &Graph) -> Program {
         steps,
         nonempty: s.nonempty,
     }
-}
-
-/// Nodes the outputs depend on.
-fn live_nodes(graph: &Graph) -> Vec<bool> {
-    let mut live = vec![false; graph.nodes().len()];
-    for o in graph.outputs() {
-        live[o.node.index()] = true;
-    }
-    for i in (0..graph.nodes().len()).rev() {
-        if live[i] {
-            for x in &graph.nodes()[i].inputs {
-                live[x.index()] = true;
-            }
-        }
-    }
-    live
 }
 
 impl Scheduler<'_> {
@@ -693,36 +673,48 @@ impl Scheduler<'_> {
         }
         let node = self.graph.node(id);
         let expr = match &node.op {
-            Op::Const(c) => Expr::Const(c.get()),
-            Op::DimSize(d) => Expr::DimSize(Size::dim(d)),
-            Op::Unary(op) => Expr::Unary(*op, self.uniform_expr(step, node.inputs[0])),
-            Op::Pow(c) => Expr::Pow(c.get(), self.uniform_expr(step, node.inputs[0])),
-            Op::Binary(op) => {
-                let a = self.uniform_expr(step, node.inputs[0]);
-                let b = self.uniform_expr(step, node.inputs[1]);
-                Expr::Binary(*op, a, b)
+            Op::Leaf(Leaf::Const(c)) => Expr::Const(c.get()),
+            Op::Leaf(Leaf::DimSize(d)) => Expr::DimSize(Size::dim(d)),
+            Op::Leaf(Leaf::Arg(_)) | Op::MatMul(_) => unreachable!("never uniform"),
+            Op::Elementwise(e) => {
+                let operands: Vec<ExprId> = node
+                    .inputs
+                    .iter()
+                    .map(|&x| self.uniform_expr(step, x))
+                    .collect();
+                match elementwise_expr(e, &operands) {
+                    Some(expr) => expr,
+                    None => return self.alias_expr(step, id, operands[0]),
+                }
             }
-            Op::Sum { axes } => {
+            Op::Reduce(Reduce {
+                kind: ReduceKind::Sum,
+                axes,
+            }) => {
                 let x = node.inputs[0];
                 let count = reduced_count(self.shape(x), axes);
                 let value = self.uniform_expr(step, x);
                 let count = self.push_expr(step, Expr::DimSize(count));
                 Expr::Binary(BinaryOp::Mul, value, count)
             }
-            Op::ReduceMax { .. }
-            | Op::Broadcast { .. }
-            | Op::Reshape { .. }
-            | Op::Transpose { .. }
-            | Op::Slice { .. }
-            | Op::StopGradient
-            | Op::Concat { .. } => {
+            Op::Layout(Layout::Concat { .. }) => unreachable!("a concat is lowered to a buffer"),
+            // A uniform value keeps its value through a maximum or a view.
+            Op::Reduce(Reduce {
+                kind: ReduceKind::Max,
+                ..
+            })
+            | Op::Layout(_) => {
                 let e = self.uniform_expr(step, node.inputs[0]);
-                self.kernel(step).exprs_of.insert(id, e);
-                return e;
+                return self.alias_expr(step, id, e);
             }
-            Op::Arg(_) | Op::MatMul { .. } => unreachable!("never uniform"),
         };
         let e = self.push_expr(step, expr);
+        self.kernel(step).exprs_of.insert(id, e);
+        e
+    }
+
+    /// Records that node `id` has the value of expression `e` in kernel `step`.
+    fn alias_expr(&mut self, step: usize, id: NodeId, e: ExprId) -> ExprId {
         self.kernel(step).exprs_of.insert(id, e);
         e
     }
@@ -768,49 +760,38 @@ impl Scheduler<'_> {
         let x = inputs.first().copied();
         let operand_val = |s: &Self| s.val(x.expect("the op has an operand")).clone();
         match &node.op {
-            Op::Arg(index) => {
+            Op::Leaf(Leaf::Arg(index)) => {
                 let b = self.new_buffer(BufferKind::Arg(*index), Size::product(&shape));
                 Val::Stored(View::contiguous(b, &shape))
             }
-            Op::Const(_) | Op::DimSize(_) => Val::Uniform,
-            Op::StopGradient => operand_val(self),
-            Op::Unary(_) | Op::Pow(_) | Op::Binary(_) => self.lower_elementwise(id),
-            Op::Sum { axes } | Op::ReduceMax { axes } => {
-                let kind = match node.op {
-                    Op::Sum { .. } => ReduceKind::Sum,
-                    _ => ReduceKind::Max,
-                };
-                self.lower_reduction(id, kind, axes.clone())
+            Op::Leaf(Leaf::Const(_) | Leaf::DimSize(_)) => Val::Uniform,
+            Op::Elementwise(Elementwise::StopGradient) => operand_val(self),
+            Op::Elementwise(_) => self.lower_elementwise(id),
+            Op::Reduce(r) => self.lower_reduction(id, r.kind, r.axes.clone()),
+            Op::MatMul(m) => {
+                self.lower_matmul(id, inputs[0], inputs[1], m.transpose_a, m.transpose_b)
             }
-            Op::MatMul {
-                transpose_a,
-                transpose_b,
-            } => {
-                let (ta, tb) = (*transpose_a, *transpose_b);
-                self.lower_matmul(id, inputs[0], inputs[1], ta, tb)
-            }
-            Op::Broadcast { .. } | Op::Reshape { .. } | Op::Transpose { .. } | Op::Slice { .. } => {
+            Op::Layout(Layout::Concat { axis }) => self.lower_concat(&inputs, *axis, &shape),
+            Op::Layout(layout) => {
                 let x = x.expect("views have an operand");
                 if matches!(self.val(x), Val::Uniform) {
                     return Val::Uniform;
                 }
                 let view = self.as_view(x);
-                let op = node.op.clone();
-                Val::Stored(match op {
-                    Op::Broadcast { .. } => view.broadcast(&shape),
-                    Op::Transpose { perm } => view.transpose(&perm),
-                    Op::Slice { axis, start, .. } => view.slice(axis, &start, &shape[axis]),
-                    Op::Reshape { .. } => match view.reshape(&shape) {
+                Val::Stored(match layout {
+                    Layout::Broadcast { .. } => view.broadcast(&shape),
+                    Layout::Transpose { perm } => view.transpose(perm),
+                    Layout::Slice { axis, start, .. } => view.slice(*axis, start, &shape[*axis]),
+                    Layout::Reshape { .. } => match view.reshape(&shape) {
                         Some(v) => v,
                         None => self
                             .copy_of(&view)
                             .reshape(&shape)
                             .expect("a row-major array reshapes without copying"),
                     },
-                    _ => unreachable!("matched above"),
+                    Layout::Concat { .. } => unreachable!("lowered above"),
                 })
             }
-            Op::Concat { axis } => self.lower_concat(&inputs, *axis, &shape),
         }
     }
 
@@ -837,12 +818,10 @@ impl Scheduler<'_> {
             }
         };
         let operands: Vec<ExprId> = inputs.iter().map(|&x| self.operand_expr(step, x)).collect();
-        let expr = match op {
-            Op::Unary(u) => Expr::Unary(u, operands[0]),
-            Op::Pow(c) => Expr::Pow(c.get(), operands[0]),
-            Op::Binary(b) => Expr::Binary(b, operands[0], operands[1]),
-            _ => unreachable!("elementwise ops only"),
+        let Op::Elementwise(e) = &op else {
+            unreachable!("elementwise ops only")
         };
+        let expr = elementwise_expr(e, &operands).expect("stop_gradient is lowered as its operand");
         let expr = self.push_expr(step, expr);
         self.kernel(step).exprs_of.insert(id, expr);
         Val::Fused { step, expr }
@@ -993,6 +972,26 @@ impl View {
     fn numel(&self) -> Size {
         Size::product(&self.shape)
     }
+}
+
+/// True for ops the JIT lowers to strides over their operand's memory, without a kernel.
+pub(super) fn is_view(op: &Op) -> bool {
+    match op {
+        Op::Elementwise(e) => *e == Elementwise::StopGradient,
+        Op::Layout(layout) => layout.is_view(),
+        Op::Leaf(_) | Op::MatMul(_) | Op::Reduce(_) => false,
+    }
+}
+
+/// The kernel expression of an elementwise op on its operands' expressions; `None` for
+/// `stop_gradient`, which is its operand.
+fn elementwise_expr(op: &Elementwise, operands: &[ExprId]) -> Option<Expr> {
+    Some(match op {
+        Elementwise::Unary(u) => Expr::Unary(*u, operands[0]),
+        Elementwise::Pow(c) => Expr::Pow(c.get(), operands[0]),
+        Elementwise::Binary(b) => Expr::Binary(*b, operands[0], operands[1]),
+        Elementwise::StopGradient => return None,
+    })
 }
 
 /// The number of elements a reduction over `axes` of `shape` combines.

@@ -4,7 +4,7 @@
 //! always have smaller ids. Creating a node that already exists (same op, same operands) returns
 //! the existing id (hash-consing), so common subexpressions are shared from the start.
 
-use super::op::{BinaryOp, F64Bits, Op, ShapeError, UnaryOp};
+use super::op::{BinaryOp, Leaf, Op, ShapeError, UnaryOp};
 use super::shape::{DType, Dim, Shape, TensorType};
 use std::collections::HashMap;
 use std::fmt;
@@ -185,7 +185,7 @@ impl Graph {
     /// Adds an argument and the node that reads it. Names must be distinct.
     pub fn add_arg(&mut self, name: impl Into<String>, role: ArgRole, ty: TensorType) -> NodeId {
         let index = self.args.len();
-        let node = self.push(Op::Arg(index), Vec::new(), ty.clone());
+        let node = self.push(Op::arg(index), Vec::new(), ty.clone());
         self.args.push(Arg {
             name: name.into(),
             role,
@@ -206,7 +206,7 @@ impl Graph {
     /// A scalar constant.
     pub fn constant(&mut self, value: f64, dtype: DType) -> NodeId {
         self.intern(
-            Op::Const(F64Bits::new(value)),
+            Op::constant(value),
             Vec::new(),
             TensorType::new(dtype, Shape::scalar()),
         )
@@ -217,7 +217,7 @@ impl Graph {
         match dim.as_fixed() {
             Some(n) => self.constant(n as f64, dtype),
             None => self.intern(
-                Op::DimSize(dim.clone()),
+                Op::dim_size(dim.clone()),
                 Vec::new(),
                 TensorType::new(dtype, Shape::scalar()),
             ),
@@ -238,22 +238,16 @@ impl Graph {
     }
 
     pub fn unary(&mut self, op: UnaryOp, x: NodeId) -> Result<NodeId, ShapeError> {
-        self.apply(Op::Unary(op), &[x])
+        self.apply(Op::unary(op), &[x])
     }
 
     pub fn binary(&mut self, op: BinaryOp, a: NodeId, b: NodeId) -> Result<NodeId, ShapeError> {
-        self.apply(Op::Binary(op), &[a, b])
+        self.apply(Op::binary(op), &[a, b])
     }
 
     /// `a @ b` for rank-2 operands.
     pub fn matmul(&mut self, a: NodeId, b: NodeId) -> Result<NodeId, ShapeError> {
-        self.apply(
-            Op::MatMul {
-                transpose_a: false,
-                transpose_b: false,
-            },
-            &[a, b],
-        )
+        self.apply(Op::matmul(false, false), &[a, b])
     }
 
     /// Sum over `axes` (any order; duplicates rejected). No axes: `x` itself.
@@ -263,7 +257,7 @@ impl Graph {
         }
         let mut axes = axes.to_vec();
         axes.sort_unstable();
-        self.apply(Op::Sum { axes }, &[x])
+        self.apply(Op::sum(axes), &[x])
     }
 
     /// numpy `broadcast_to`; a no-op when the shape already matches.
@@ -271,12 +265,7 @@ impl Graph {
         if &self.ty(x).shape == shape {
             return Ok(x);
         }
-        self.apply(
-            Op::Broadcast {
-                shape: shape.clone(),
-            },
-            &[x],
-        )
+        self.apply(Op::broadcast(shape.clone()), &[x])
     }
 
     /// Reshape; a no-op when the shape already matches.
@@ -284,12 +273,7 @@ impl Graph {
         if &self.ty(x).shape == shape {
             return Ok(x);
         }
-        self.apply(
-            Op::Reshape {
-                shape: shape.clone(),
-            },
-            &[x],
-        )
+        self.apply(Op::reshape(shape.clone()), &[x])
     }
 
     /// Axis permutation; a no-op for the identity permutation.
@@ -297,31 +281,14 @@ impl Graph {
         if perm.iter().enumerate().all(|(i, &p)| i == p) && perm.len() == self.ty(x).shape.rank() {
             return Ok(x);
         }
-        self.apply(
-            Op::Transpose {
-                perm: perm.to_vec(),
-            },
-            &[x],
-        )
+        self.apply(Op::transpose_axes(perm.to_vec()), &[x])
     }
 
     /// Keeps only the nodes the outputs need, renumbered in the same order. Arguments are kept
     /// (a graph's signature does not change when it ignores an argument).
     pub fn pruned(&self) -> Graph {
-        let mut live = vec![false; self.nodes.len()];
-        for a in &self.args {
-            live[a.node.index()] = true;
-        }
-        for o in &self.outputs {
-            live[o.node.index()] = true;
-        }
-        for i in (0..self.nodes.len()).rev() {
-            if live[i] {
-                for &x in &self.nodes[i].inputs {
-                    live[x.index()] = true;
-                }
-            }
-        }
+        let roots = self.args.iter().map(|a| a.node);
+        let live = self.ancestors(roots.chain(self.outputs.iter().map(|o| o.node)), |_| false);
         let mut out = Graph::new(self.name.clone());
         let mut map: Vec<Option<NodeId>> = vec![None; self.nodes.len()];
         for (i, node) in self.nodes.iter().enumerate() {
@@ -356,10 +323,47 @@ impl Graph {
         out
     }
 
+    /// `marked[i]` is true when node `i` is one of `roots` or, transitively, an operand of one;
+    /// the walk does not go past nodes where `stop` holds (they are marked, their operands are
+    /// not unless reached otherwise). One backward sweep over the arena.
+    pub fn ancestors(
+        &self,
+        roots: impl IntoIterator<Item = NodeId>,
+        stop: impl Fn(NodeId) -> bool,
+    ) -> Vec<bool> {
+        let mut marked = vec![false; self.nodes.len()];
+        for r in roots {
+            marked[r.index()] = true;
+        }
+        for i in (0..marked.len()).rev() {
+            if marked[i] && !stop(NodeId(i as u32)) {
+                for x in &self.nodes[i].inputs {
+                    marked[x.index()] = true;
+                }
+            }
+        }
+        marked
+    }
+
+    /// `marked[i]` (for the first `len` nodes) is true when node `i` is one of `roots` or
+    /// depends on one. One forward sweep over the arena.
+    pub fn descendants(&self, roots: &[NodeId], len: usize) -> Vec<bool> {
+        let mut marked = vec![false; len];
+        for r in roots {
+            marked[r.index()] = true;
+        }
+        for (i, node) in self.nodes.iter().enumerate().take(len) {
+            if !marked[i] && node.inputs.iter().any(|x| marked[x.index()]) {
+                marked[i] = true;
+            }
+        }
+        marked
+    }
+
     /// Adds a node with a type computed elsewhere, unless an equal node exists.
     /// Used by readers that have already checked the type (the IR text parser, graph copies).
     pub fn intern(&mut self, op: Op, inputs: Vec<NodeId>, ty: TensorType) -> NodeId {
-        if let Op::Arg(_) = op {
+        if let Op::Leaf(Leaf::Arg(_)) = op {
             return self.push(op, inputs, ty);
         }
         let key = (op, inputs, ty.dtype);
@@ -397,7 +401,7 @@ impl Graph {
             .nodes
             .iter()
             .enumerate()
-            .filter(|(_, n)| !matches!(n.op, Op::Arg(_)))
+            .filter(|(_, n)| !matches!(n.op, Op::Leaf(Leaf::Arg(_))))
             .map(|(i, n)| ((n.op.clone(), n.inputs.clone(), dtype), NodeId(i as u32)))
             .collect();
         g

@@ -6,77 +6,22 @@
 //! single `mapv`/`Zip` passes with the op chosen once per node, and intermediate values are freed
 //! after their last use.
 //!
-//! Evaluation is generic over the element type (one kernel set for `f32` and `f64`);
-//! each node is dispatched once on its dtype. Every value the interpreter produces is in standard
-//! (row-major, contiguous) layout, whatever the layout of the arguments.
-//!
-//! Numerical conventions, where numpy leaves a choice: `softplus` and `sigmoid` are evaluated
-//! without overflow for any |x|; `step(x)` is 1 for x > 0 and 0 otherwise (including NaN);
-//! `sign(0)` is 0; `sign`, `relu`, `max`, `min` and `reduce_max` propagate NaN.
+//! The kernels are the op families' own ([`Op::eval`], generic over the element type: one
+//! definition for `f32` and `f64`, the same that constant folding evaluates); this module binds
+//! the symbolic dimensions, walks the graph and dispatches each node once on its dtype. Every
+//! value the interpreter produces is in standard (row-major, contiguous) layout, whatever the
+//! layout of the arguments. The numerical conventions are the families' (see
+//! [`crate::ir::op`]).
 
 use super::graph::{Graph, Node, NodeId};
-use super::op::{BinaryOp, Op, UnaryOp};
-use super::shape::{Bindings, DType, Dim, Shape};
-use super::tensor::Tensor;
+use super::op::{Leaf, Op};
+use super::shape::{Bindings, DType};
+use super::tensor::{Element, Tensor};
 use crate::error::{Error, Result};
-use ndarray::{ArrayD, ArrayView2, Axis, Ix2, IxDyn, LinalgScalar, Order, Slice, Zip};
-use num_traits::Float;
+use ndarray::ArrayD;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// An element type the interpreter computes in: one generic kernel set serves `f32` and `f64`.
-trait Element: Float + LinalgScalar {
-    /// The dtype of tensors of this element type.
-    const DTYPE: DType;
-
-    /// The array inside `tensor`, if it holds this element type.
-    fn array(tensor: &Tensor) -> Option<&ArrayD<Self>>;
-
-    /// A tensor holding `array`.
-    fn into_tensor(array: ArrayD<Self>) -> Tensor;
-
-    /// `x` rounded to this type (to nearest for `f32`).
-    fn from_f64(x: f64) -> Self;
-}
-
-impl Element for f32 {
-    const DTYPE: DType = DType::F32;
-
-    fn array(tensor: &Tensor) -> Option<&ArrayD<f32>> {
-        match tensor {
-            Tensor::F32(a) => Some(a),
-            Tensor::F64(_) => None,
-        }
-    }
-
-    fn into_tensor(array: ArrayD<f32>) -> Tensor {
-        Tensor::F32(array)
-    }
-
-    fn from_f64(x: f64) -> f32 {
-        x as f32
-    }
-}
-
-impl Element for f64 {
-    const DTYPE: DType = DType::F64;
-
-    fn array(tensor: &Tensor) -> Option<&ArrayD<f64>> {
-        match tensor {
-            Tensor::F64(a) => Some(a),
-            Tensor::F32(_) => None,
-        }
-    }
-
-    fn into_tensor(array: ArrayD<f64>) -> Tensor {
-        Tensor::F64(array)
-    }
-
-    fn from_f64(x: f64) -> f64 {
-        x
-    }
-}
 
 /// Checks `args` against the graph's declared arguments and fixes its symbolic dimensions.
 ///
@@ -211,7 +156,7 @@ pub fn run(graph: &Graph, args: &[Tensor]) -> Result<Vec<Tensor>> {
         }
         let node = graph.node(id);
         let value = match node.op {
-            Op::Arg(index) => Cow::Borrowed(args.get(index).ok_or_else(|| {
+            Op::Leaf(Leaf::Arg(index)) => Cow::Borrowed(args.get(index).ok_or_else(|| {
                 node_error(id, node, format!("the graph has no argument {index}"))
             })?),
             _ => {
@@ -305,278 +250,8 @@ fn eval_node<T: Element>(
             })
         })
         .collect::<std::result::Result<Vec<&ArrayD<T>>, String>>()?;
-    let result = match &node.op {
-        Op::Arg(_) => unreachable!("arguments are read by `run`"),
-        Op::Const(c) => ArrayD::from_elem(IxDyn(&[]), T::from_f64(c.get())),
-        Op::DimSize(dim) => {
-            ArrayD::from_elem(IxDyn(&[]), T::from_f64(eval_dim(dim, bindings)? as f64))
-        }
-        Op::Unary(op) => {
-            let [x] = operands(&xs)?;
-            unary(*op, x)
-        }
-        Op::Pow(c) => {
-            let [x] = operands(&xs)?;
-            let c = T::from_f64(c.get());
-            x.mapv(|v| v.powf(c))
-        }
-        Op::Binary(op) => {
-            let [a, b] = operands(&xs)?;
-            binary(*op, a, b)?
-        }
-        Op::MatMul {
-            transpose_a,
-            transpose_b,
-        } => {
-            let [a, b] = operands(&xs)?;
-            matmul(a, b, *transpose_a, *transpose_b)?
-        }
-        Op::Sum { axes } => {
-            let [x] = operands(&xs)?;
-            sum(x, axes)?
-        }
-        Op::ReduceMax { axes } => {
-            let [x] = operands(&xs)?;
-            reduce_max(x, axes)?
-        }
-        Op::Broadcast { shape } => {
-            let [x] = operands(&xs)?;
-            let target = eval_shape(shape, bindings)?;
-            x.broadcast(IxDyn(&target))
-                .ok_or_else(|| format!("cannot broadcast shape {:?} to {target:?}", x.shape()))?
-                .to_owned()
-        }
-        Op::Reshape { shape } => {
-            let [x] = operands(&xs)?;
-            let target = eval_shape(shape, bindings)?;
-            x.to_shape((IxDyn(&target), Order::RowMajor))
-                .map_err(|e| format!("cannot reshape {:?} to {target:?}: {e}", x.shape()))?
-                .into_owned()
-        }
-        Op::Transpose { perm } => {
-            let [x] = operands(&xs)?;
-            transpose(x, perm)?
-        }
-        Op::Concat { axis } => concat(&xs, *axis)?,
-        Op::Slice { axis, start, end } => {
-            let [x] = operands(&xs)?;
-            let (start, end) = (eval_dim(start, bindings)?, eval_dim(end, bindings)?);
-            let len = check_axis(x, *axis)?;
-            if start > end || end > len {
-                return Err(format!(
-                    "slice {start}..{end} does not fit axis {axis} of {:?}",
-                    x.shape()
-                ));
-            }
-            x.slice_axis(Axis(*axis), Slice::from(start..end))
-                .to_owned()
-        }
-        Op::StopGradient => {
-            let [x] = operands(&xs)?;
-            x.clone()
-        }
-    };
+    let result = node.op.eval(&xs, bindings)?;
     Ok(T::into_tensor(standard_layout_array(result)))
-}
-
-/// The operands as an array of the arity the op takes.
-fn operands<'a, T, const N: usize>(
-    xs: &[&'a ArrayD<T>],
-) -> std::result::Result<[&'a ArrayD<T>; N], String> {
-    xs.try_into()
-        .map_err(|_| format!("expects {N} operand(s) but has {}", xs.len()))
-}
-
-fn eval_dim(dim: &Dim, bindings: &Bindings) -> std::result::Result<usize, String> {
-    dim.eval(bindings).map_err(|symbol| {
-        format!("symbol {symbol} in {dim} is not bound (no argument has an axis declared {symbol})")
-    })
-}
-
-fn eval_shape(shape: &Shape, bindings: &Bindings) -> std::result::Result<Vec<usize>, String> {
-    shape.dims().iter().map(|d| eval_dim(d, bindings)).collect()
-}
-
-/// The length of `axis` of `x`, or an error when `x` has no such axis.
-fn check_axis<T>(x: &ArrayD<T>, axis: usize) -> std::result::Result<usize, String> {
-    if axis < x.ndim() {
-        Ok(x.len_of(Axis(axis)))
-    } else {
-        Err(format!(
-            "axis {axis} is out of range for shape {:?}",
-            x.shape()
-        ))
-    }
-}
-
-fn unary<T: Element>(op: UnaryOp, x: &ArrayD<T>) -> ArrayD<T> {
-    let zero = T::zero();
-    let one = T::one();
-    // One `mapv` per op, so the op is chosen once per node rather than once per element.
-    match op {
-        UnaryOp::Neg => x.mapv(|v| -v),
-        UnaryOp::Exp => x.mapv(T::exp),
-        UnaryOp::Log => x.mapv(T::ln),
-        UnaryOp::Tanh => x.mapv(T::tanh),
-        UnaryOp::Sigmoid => x.mapv(|v| {
-            // exp of a non-positive number never overflows.
-            if v >= zero {
-                one / (one + (-v).exp())
-            } else {
-                let e = v.exp();
-                e / (one + e)
-            }
-        }),
-        UnaryOp::Relu => x.mapv(|v| if v < zero { zero } else { v }),
-        UnaryOp::Softplus => x.mapv(|v| {
-            let positive_part = if v > zero { v } else { zero };
-            positive_part + (-v.abs()).exp().ln_1p()
-        }),
-        UnaryOp::Sqrt => x.mapv(T::sqrt),
-        UnaryOp::Abs => x.mapv(T::abs),
-        UnaryOp::Sign => x.mapv(|v| {
-            if v > zero {
-                one
-            } else if v < zero {
-                -one
-            } else if v == zero {
-                zero
-            } else {
-                v
-            }
-        }),
-        UnaryOp::Step => x.mapv(|v| if v > zero { one } else { zero }),
-        UnaryOp::Recip => x.mapv(T::recip),
-    }
-}
-
-/// numpy's `maximum`: NaN if either operand is NaN.
-fn nan_max<T: Float>(a: T, b: T) -> T {
-    if a.is_nan() || a > b { a } else { b }
-}
-
-/// numpy's `minimum`: NaN if either operand is NaN.
-fn nan_min<T: Float>(a: T, b: T) -> T {
-    if a.is_nan() || a < b { a } else { b }
-}
-
-fn binary<T: Element>(
-    op: BinaryOp,
-    a: &ArrayD<T>,
-    b: &ArrayD<T>,
-) -> std::result::Result<ArrayD<T>, String> {
-    if a.shape() != b.shape() {
-        return Err(format!(
-            "operands have shapes {:?} and {:?}",
-            a.shape(),
-            b.shape()
-        ));
-    }
-    let zip = Zip::from(a).and(b);
-    Ok(match op {
-        BinaryOp::Add => zip.map_collect(|&x, &y| x + y),
-        BinaryOp::Sub => zip.map_collect(|&x, &y| x - y),
-        BinaryOp::Mul => zip.map_collect(|&x, &y| x * y),
-        BinaryOp::Div => zip.map_collect(|&x, &y| x / y),
-        BinaryOp::Max => zip.map_collect(|&x, &y| nan_max(x, y)),
-        BinaryOp::Min => zip.map_collect(|&x, &y| nan_min(x, y)),
-    })
-}
-
-fn matmul<T: Element>(
-    a: &ArrayD<T>,
-    b: &ArrayD<T>,
-    transpose_a: bool,
-    transpose_b: bool,
-) -> std::result::Result<ArrayD<T>, String> {
-    let (a, b) = (as_matrix(a, transpose_a)?, as_matrix(b, transpose_b)?);
-    if a.ncols() != b.nrows() {
-        return Err(format!(
-            "inner dimensions differ: {:?} @ {:?}",
-            a.shape(),
-            b.shape()
-        ));
-    }
-    Ok(a.dot(&b).into_dyn())
-}
-
-/// `x` as a matrix view, transposed if asked.
-fn as_matrix<T>(x: &ArrayD<T>, transpose: bool) -> std::result::Result<ArrayView2<'_, T>, String> {
-    let m = x
-        .view()
-        .into_dimensionality::<Ix2>()
-        .map_err(|_| format!("operand of shape {:?} is not a matrix", x.shape()))?;
-    Ok(if transpose { m.reversed_axes() } else { m })
-}
-
-fn sum<T: Element>(x: &ArrayD<T>, axes: &[usize]) -> std::result::Result<ArrayD<T>, String> {
-    reduce(x, axes, |acc, axis| Ok(acc.sum_axis(axis)))
-}
-
-fn reduce_max<T: Element>(x: &ArrayD<T>, axes: &[usize]) -> std::result::Result<ArrayD<T>, String> {
-    reduce(x, axes, |acc, axis| {
-        if acc.len_of(axis) == 0 {
-            return Err(format!(
-                "axis {} is empty, so it has no maximum",
-                axis.index()
-            ));
-        }
-        Ok(acc.map_axis(axis, |lane| {
-            let first = lane[0];
-            lane.fold(first, |m, &v| nan_max(m, v))
-        }))
-    })
-}
-
-/// Applies `reduce_axis` to each of `axes` (sorted and distinct, as the op requires), removing
-/// it; last axis first, so that the indices of the axes still to reduce stay valid.
-fn reduce<T: Element>(
-    x: &ArrayD<T>,
-    axes: &[usize],
-    reduce_axis: impl Fn(&ArrayD<T>, Axis) -> std::result::Result<ArrayD<T>, String>,
-) -> std::result::Result<ArrayD<T>, String> {
-    let mut acc = Cow::Borrowed(x);
-    for &axis in axes.iter().rev() {
-        check_axis(&acc, axis)?;
-        acc = Cow::Owned(reduce_axis(&acc, Axis(axis))?);
-    }
-    Ok(acc.into_owned())
-}
-
-fn transpose<T: Element>(x: &ArrayD<T>, perm: &[usize]) -> std::result::Result<ArrayD<T>, String> {
-    let mut seen = vec![false; x.ndim()];
-    let is_permutation = perm.len() == x.ndim()
-        && perm
-            .iter()
-            .all(|&p| p < x.ndim() && !std::mem::replace(&mut seen[p], true));
-    if !is_permutation {
-        return Err(format!(
-            "{perm:?} is not a permutation of the axes of shape {:?}",
-            x.shape()
-        ));
-    }
-    Ok(x.view()
-        .permuted_axes(IxDyn(perm))
-        .as_standard_layout()
-        .into_owned())
-}
-
-fn concat<T: Element>(xs: &[&ArrayD<T>], axis: usize) -> std::result::Result<ArrayD<T>, String> {
-    let shapes = || xs.iter().map(|x| x.shape()).collect::<Vec<_>>();
-    let Some(first) = xs.first() else {
-        return Err("has no operands".to_string());
-    };
-    check_axis(first, axis)?;
-    if xs.iter().any(|x| x.ndim() != first.ndim()) {
-        return Err(format!("operands of shapes {:?} differ in rank", shapes()));
-    }
-    let views: Vec<_> = xs.iter().map(|x| x.view()).collect();
-    ndarray::concatenate(Axis(axis), &views).map_err(|e| {
-        format!(
-            "cannot concatenate shapes {:?} along axis {axis}: {e}",
-            shapes()
-        )
-    })
 }
 
 /// `a` in standard layout, copied only if it is not already.

@@ -1,7 +1,7 @@
 //! The front of the pipeline: the graph IR, its DSL, its text form and its reference interpreter.
 //!
 //! - [`shape`]: element types, symbolic dimensions, shapes;
-//! - [`op`]: the primitive ops and their shape rules;
+//! - [`op`]: the primitive ops, by family, with every rule each op has;
 //! - [`graph`]: the SSA graph (arena, hash-consing, builder);
 //! - [`dsl`]: the model language (lexer, parser, lowering to a graph);
 //! - [`text`]: the graph's text form (printer and reader);
@@ -19,6 +19,9 @@ pub mod tensor;
 pub mod text;
 
 pub use graph::{Arg, ArgRole, Graph, Node, NodeId, Output, Span};
-pub use op::{BinaryOp, Op, ShapeError, UnaryOp};
+pub use op::{
+    BinaryOp, Elementwise, Family, Layout, Leaf, MatMul, Op, Reduce, ReduceKind, ShapeError,
+    UnaryOp,
+};
 pub use shape::{Bindings, DType, Dim, Shape, TensorType};
-pub use tensor::Tensor;
+pub use tensor::{Element, Tensor};

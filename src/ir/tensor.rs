@@ -1,7 +1,62 @@
 //! Host tensors: an `ndarray` array of either element type.
 
 use super::shape::DType;
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{ArrayD, IxDyn, LinalgScalar};
+use num_traits::Float;
+
+/// An element type tensors hold: the ops' kernels are written once, generic over it, and serve
+/// f32 and f64 alike.
+pub trait Element: Float + LinalgScalar + Send + Sync + std::fmt::Debug {
+    /// The dtype of tensors of this element type.
+    const DTYPE: DType;
+
+    /// The array inside `tensor`, if it holds this element type.
+    fn array(tensor: &Tensor) -> Option<&ArrayD<Self>>;
+
+    /// A tensor holding `array`.
+    fn into_tensor(array: ArrayD<Self>) -> Tensor;
+
+    /// `x` rounded to this type (to nearest for `f32`).
+    fn from_f64(x: f64) -> Self;
+}
+
+impl Element for f32 {
+    const DTYPE: DType = DType::F32;
+
+    fn array(tensor: &Tensor) -> Option<&ArrayD<f32>> {
+        match tensor {
+            Tensor::F32(a) => Some(a),
+            Tensor::F64(_) => None,
+        }
+    }
+
+    fn into_tensor(array: ArrayD<f32>) -> Tensor {
+        Tensor::F32(array)
+    }
+
+    fn from_f64(x: f64) -> f32 {
+        x as f32
+    }
+}
+
+impl Element for f64 {
+    const DTYPE: DType = DType::F64;
+
+    fn array(tensor: &Tensor) -> Option<&ArrayD<f64>> {
+        match tensor {
+            Tensor::F64(a) => Some(a),
+            Tensor::F32(_) => None,
+        }
+    }
+
+    fn into_tensor(array: ArrayD<f64>) -> Tensor {
+        Tensor::F64(array)
+    }
+
+    fn from_f64(x: f64) -> f64 {
+        x
+    }
+}
 
 /// A dense, row-major host tensor of f32 or f64.
 #[derive(Clone, Debug, PartialEq)]

@@ -31,23 +31,24 @@
 //! - Floats are printed shortest-round-trip (`0.1`, `1e-300`, `-2.5`), or `inf`, `-inf`, `NaN`;
 //!   a NaN whose bits differ from `f64::NAN` is printed with its bits, `NaN(0x7ff8000000000001)`,
 //!   so that constants read back bit-exactly.
-//! - The ops, parameters in brackets after the name:
+//! - The ops, parameters in brackets after the name (each family reads and writes its own
+//!   parameters; see [`crate::ir::op`]):
 //!
 //! | text                                   | op                                           |
 //! |----------------------------------------|----------------------------------------------|
-//! | `arg x`                                | [`Op::Arg`]: reads argument `x` (no operands) |
-//! | `const 0.5`                            | [`Op::Const`] (no operands; the type is a scalar) |
-//! | `dim_size 2*B`                         | [`Op::DimSize`] (no operands; a scalar)      |
-//! | `exp %0`, `neg %0`, … (every [`UnaryOp`]) | [`Op::Unary`]                             |
-//! | `pow[2.0] %0`                          | [`Op::Pow`]                                  |
-//! | `add %0, %1`, `sub`, … (every [`BinaryOp`]) | [`Op::Binary`]                          |
-//! | `matmul %0, %1`, `matmul[ta]`, `matmul[tb]`, `matmul[ta, tb]` | [`Op::MatMul`], operands transposed |
-//! | `sum[0, 2] %0`, `reduce_max[1] %0`     | [`Op::Sum`], [`Op::ReduceMax`] over the axes |
-//! | `broadcast[B, 20] %0`, `reshape[784*B] %0` | [`Op::Broadcast`], [`Op::Reshape`] to the shape |
-//! | `transpose[1, 0] %0`                   | [`Op::Transpose`] by the permutation         |
-//! | `concat[1] %0, %1, %2`                 | [`Op::Concat`] along the axis                |
-//! | `slice[1, 0..2*B] %0`                  | [`Op::Slice`]: axis, then `start..end`       |
-//! | `stop_gradient %0`                     | [`Op::StopGradient`]                         |
+//! | `arg x`                                | [`Leaf::Arg`]: reads argument `x` (no operands) |
+//! | `const 0.5`                            | [`Leaf::Const`] (no operands; the type is a scalar) |
+//! | `dim_size 2*B`                         | [`Leaf::DimSize`] (no operands; a scalar)    |
+//! | `exp %0`, `neg %0`, … (every [`UnaryOp`]) | [`Elementwise::Unary`]                    |
+//! | `pow[2.0] %0`                          | [`Elementwise::Pow`]                         |
+//! | `add %0, %1`, `sub`, … (every [`BinaryOp`]) | [`Elementwise::Binary`]                 |
+//! | `matmul %0, %1`, `matmul[ta]`, `matmul[tb]`, `matmul[ta, tb]` | [`MatMul`], operands transposed |
+//! | `sum[0, 2] %0`, `reduce_max[1] %0`     | [`Reduce`] (sum, max) over the axes |
+//! | `broadcast[B, 20] %0`, `reshape[784*B] %0` | [`Layout::Broadcast`], [`Layout::Reshape`] to the shape |
+//! | `transpose[1, 0] %0`                   | [`Layout::Transpose`] by the permutation     |
+//! | `concat[1] %0, %1, %2`                 | [`Layout::Concat`] along the axis            |
+//! | `slice[1, 0..2*B] %0`                  | [`Layout::Slice`]: axis, then `start..end`   |
+//! | `stop_gradient %0`                     | [`Elementwise::StopGradient`]                |
 //!
 //! # What the reader checks
 //!
@@ -61,7 +62,9 @@
 use crate::error::{Error, Result};
 use crate::ir::dsl::Diagnostic;
 use crate::ir::graph::{Arg, ArgRole, Graph, NodeId, Span};
-use crate::ir::op::{BinaryOp, F64Bits, Op, UnaryOp};
+use crate::ir::op::{Elementwise, Leaf, Op, ParamReader};
+#[cfg(doc)]
+use crate::ir::op::{Layout, MatMul, Reduce};
 use crate::ir::shape::{DType, Dim, Shape, TensorType};
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
@@ -170,7 +173,7 @@ impl fmt::Display for Name<'_> {
 }
 
 /// A dimension with its symbols written as [`Name`]s.
-struct DimText<'a>(&'a Dim);
+pub(crate) struct DimText<'a>(pub(crate) &'a Dim);
 
 impl fmt::Display for DimText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -189,7 +192,7 @@ impl fmt::Display for DimText<'_> {
 }
 
 /// `[d0, d1, …]`.
-struct ShapeText<'a>(&'a Shape);
+pub(crate) struct ShapeText<'a>(pub(crate) &'a Shape);
 
 impl fmt::Display for ShapeText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -223,7 +226,7 @@ fn write_list<T>(
 }
 
 /// A float that reads back bit-exactly.
-struct Float(f64);
+pub(crate) struct Float(pub(crate) f64);
 
 impl fmt::Display for Float {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -245,46 +248,14 @@ struct OpText<'a> {
 
 impl fmt::Display for OpText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = self.op.name();
-        let write_index = |f: &mut fmt::Formatter<'_>, i: &usize| write!(f, "{i}");
-        match self.op {
-            Op::Arg(i) => match self.graph.args().get(*i) {
-                Some(arg) => write!(f, "arg {}", Name(&arg.name)),
-                // A node for an argument that was never registered: printed so that the reader
-                // rejects it (it expects a name) rather than silently inventing one.
-                None => write!(f, "arg {i}"),
-            },
-            Op::Const(c) => write!(f, "const {}", Float(c.get())),
-            Op::DimSize(d) => write!(f, "dim_size {}", DimText(d)),
-            Op::Pow(c) => write!(f, "pow[{}]", Float(c.get())),
-            Op::MatMul {
-                transpose_a,
-                transpose_b,
-            } => {
-                let flags: Vec<&str> = [(*transpose_a, "ta"), (*transpose_b, "tb")]
-                    .into_iter()
-                    .filter_map(|(on, flag)| on.then_some(flag))
-                    .collect();
-                f.write_str(name)?;
-                if flags.is_empty() {
-                    Ok(())
-                } else {
-                    write_list(f, &flags, |f, flag| f.write_str(flag))
-                }
-            }
-            Op::Sum { axes } | Op::ReduceMax { axes } | Op::Transpose { perm: axes } => {
-                f.write_str(name)?;
-                write_list(f, axes, write_index)
-            }
-            Op::Broadcast { shape } | Op::Reshape { shape } => {
-                write!(f, "{name}{}", ShapeText(shape))
-            }
-            Op::Concat { axis } => write!(f, "{name}[{axis}]"),
-            Op::Slice { axis, start, end } => {
-                write!(f, "{name}[{axis}, {}..{}]", DimText(start), DimText(end))
-            }
-            Op::Unary(_) | Op::Binary(_) | Op::StopGradient => f.write_str(name),
-        }
+        f.write_str(self.op.name())?;
+        let arg_name = |i: usize| match self.graph.args().get(i) {
+            Some(arg) => Name(&arg.name).to_string(),
+            // A node for an argument that was never registered: printed so that the reader
+            // rejects it (it expects a name) rather than silently inventing one.
+            None => i.to_string(),
+        };
+        self.op.write_params(f, &arg_name)
     }
 }
 
@@ -326,7 +297,7 @@ fn write_dot(g: &Graph, out: &mut String) -> fmt::Result {
             op: &node.op,
         };
         let arg = match node.op {
-            Op::Arg(i) => g.args().get(i),
+            Op::Leaf(Leaf::Arg(i)) => g.args().get(i),
             _ => None,
         };
         match arg {
@@ -358,10 +329,7 @@ fn write_dot(g: &Graph, out: &mut String) -> fmt::Result {
             }
         }
         let order_matters = node.inputs.len() > 1
-            && !matches!(
-                node.op,
-                Op::Binary(BinaryOp::Add | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min)
-            );
+            && !matches!(node.op, Op::Elementwise(Elementwise::Binary(b)) if b.is_commutative());
         for (k, operand) in node.inputs.iter().enumerate() {
             if order_matters {
                 writeln!(out, "  n{} -> n{} [label=\"{k}\"];", operand.0, id.0)?;
@@ -664,33 +632,6 @@ struct Reader<'s> {
     output_lines: HashMap<String, u32>,
 }
 
-/// Every op name, for "unknown op" errors.
-fn op_names() -> String {
-    let fixed = [
-        "arg",
-        "const",
-        "dim_size",
-        "pow",
-        "matmul",
-        "sum",
-        "reduce_max",
-        "broadcast",
-        "reshape",
-        "transpose",
-        "concat",
-        "slice",
-        "stop_gradient",
-    ];
-    let unary = UnaryOp::ALL.iter().map(|u| u.name());
-    let binary = BinaryOp::ALL.iter().map(|b| b.name());
-    fixed
-        .into_iter()
-        .chain(unary)
-        .chain(binary)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 impl<'s> Reader<'s> {
     fn new(source: &'s str, tokens: Vec<Token>) -> Reader<'s> {
         let mut definition_lines = HashMap::new();
@@ -854,7 +795,7 @@ impl<'s> Reader<'s> {
             return Err(self.error(op_token.span, message));
         };
         let op = self.op(op_name, op_token.span)?;
-        let inputs = if matches!(op, Op::Arg(_) | Op::Const(_) | Op::DimSize(_)) {
+        let inputs = if matches!(op, Op::Leaf(_)) {
             Vec::new()
         } else {
             self.operands()?
@@ -873,7 +814,7 @@ impl<'s> Reader<'s> {
         self.end_of_line("after the node's type (and optional `@line:col`)")?;
         self.check_type(&op, &inputs, &ty, op_token.span, type_span)?;
         let arg_index = match op {
-            Op::Arg(i) => Some(i),
+            Op::Leaf(Leaf::Arg(i)) => Some(i),
             _ => None,
         };
         self.graph.set_span(origin);
@@ -889,68 +830,13 @@ impl<'s> Reader<'s> {
 
     /// The op named `name` with its parameters.
     fn op(&mut self, name: &str, span: Span) -> Result<Op> {
-        let op = match name {
-            "arg" => Op::Arg(self.read_arg()?),
-            "const" => Op::Const(F64Bits::new(self.float()?)),
-            "dim_size" => Op::DimSize(self.dim()?),
-            "pow" => {
-                self.expect('[', "before the exponent of `pow`")?;
-                let exponent = self.float()?;
-                self.expect(']', "after the exponent of `pow`")?;
-                Op::Pow(F64Bits::new(exponent))
-            }
-            "matmul" => self.matmul()?,
-            "sum" => Op::Sum {
-                axes: self.list("the axes of `sum`", |r| r.integer("an axis"))?,
-            },
-            "reduce_max" => Op::ReduceMax {
-                axes: self.list("the axes of `reduce_max`", |r| r.integer("an axis"))?,
-            },
-            "broadcast" => Op::Broadcast {
-                shape: self.shape()?,
-            },
-            "reshape" => Op::Reshape {
-                shape: self.shape()?,
-            },
-            "transpose" => Op::Transpose {
-                perm: self.list("the permutation of `transpose`", |r| r.integer("an axis"))?,
-            },
-            "concat" => {
-                self.expect('[', "before the axis of `concat`")?;
-                let axis = self.integer("an axis")?;
-                self.expect(']', "after the axis of `concat`")?;
-                Op::Concat { axis }
-            }
-            "slice" => {
-                self.expect('[', "before the axis of `slice`")?;
-                let axis = self.integer("an axis")?;
-                self.expect(',', "between the axis and the range of `slice`")?;
-                let start = self.dim()?;
-                let t = self.next();
-                if t.tok != Tok::DotDot {
-                    let message = format!(
-                        "expected `..` between the start and end of the slice, found {}",
-                        describe(&t.tok)
-                    );
-                    return Err(self.error(t.span, message));
-                }
-                let end = self.dim()?;
-                self.expect(']', "after the range of `slice`")?;
-                Op::Slice { axis, start, end }
-            }
-            "stop_gradient" => Op::StopGradient,
-            other => {
-                if let Some(u) = UnaryOp::from_name(other) {
-                    Op::Unary(u)
-                } else if let Some(b) = BinaryOp::from_name(other) {
-                    Op::Binary(b)
-                } else {
-                    let message = format!("unknown op `{other}`; expected one of {}", op_names());
-                    return Err(self.error(span, message));
-                }
-            }
-        };
-        Ok(op)
+        Op::parse(name, self).unwrap_or_else(|| {
+            let message = format!(
+                "unknown op `{name}`; expected one of {}",
+                Op::names().join(", ")
+            );
+            Err(self.error(span, message))
+        })
     }
 
     /// The argument named after `arg`, which no node may have read yet; its index.
@@ -973,40 +859,6 @@ impl<'s> Reader<'s> {
             return Err(self.error(span, message));
         }
         Ok(index)
-    }
-
-    /// `matmul`'s optional flags `[ta]`, `[tb]`, `[ta, tb]`.
-    fn matmul(&mut self) -> Result<Op> {
-        let (mut transpose_a, mut transpose_b) = (false, false);
-        if self.peek().tok == Tok::Punct('[') {
-            let flags = self.list("the flags of `matmul`", |r| {
-                let t = r.next();
-                match &t.tok {
-                    Tok::Ident(f) if f == "ta" || f == "tb" => Ok((f.clone(), t.span)),
-                    other => Err(r.error(
-                        t.span,
-                        format!(
-                            "expected a matmul flag `ta` or `tb`, found {}",
-                            describe(other)
-                        ),
-                    )),
-                }
-            })?;
-            for (flag, span) in flags {
-                let slot = if flag == "ta" {
-                    &mut transpose_a
-                } else {
-                    &mut transpose_b
-                };
-                if std::mem::replace(slot, true) {
-                    return Err(self.error(span, format!("matmul flag `{flag}` is given twice")));
-                }
-            }
-        }
-        Ok(Op::MatMul {
-            transpose_a,
-            transpose_b,
-        })
     }
 
     /// `%a, %b, …` (possibly none).
@@ -1055,7 +907,7 @@ impl<'s> Reader<'s> {
         type_span: Span,
     ) -> Result<()> {
         let mismatch = match op {
-            Op::Arg(i) => {
+            Op::Leaf(Leaf::Arg(i)) => {
                 let arg = &self.args[*i];
                 (arg.ty != *ty).then(|| {
                     format!(
@@ -1066,7 +918,7 @@ impl<'s> Reader<'s> {
                     )
                 })
             }
-            Op::Const(_) | Op::DimSize(_) => (ty.shape.rank() != 0).then(|| {
+            Op::Leaf(Leaf::Const(_) | Leaf::DimSize(_)) => (ty.shape.rank() != 0).then(|| {
                 format!(
                     "`{}` makes a scalar, but this node declares {}; expected {}[]",
                     op.name(),
@@ -1076,16 +928,6 @@ impl<'s> Reader<'s> {
             }),
             _ => {
                 let types: Vec<&TensorType> = inputs.iter().map(|&x| self.graph.ty(x)).collect();
-                if let Op::Concat { axis } = op {
-                    // The shape rule adds the sizes along the axis; keep that sum in range.
-                    let total = types.iter().try_fold(0u64, |sum, t| {
-                        sum.checked_add(t.shape.dims().get(*axis).map_or(0, Dim::coeff))
-                    });
-                    if total.is_none() {
-                        let message = "concat: the sizes along the axis add up to more than 2^64";
-                        return Err(self.error(op_span, message));
-                    }
-                }
                 let inferred = op.infer_type(&types).map_err(|e| {
                     self.error(op_span, format!("shape rule of `{}`: {e}", op.name()))
                 })?;
@@ -1326,5 +1168,78 @@ impl<'s> Reader<'s> {
 
     fn error(&self, span: Span, message: impl Into<String>) -> Error {
         diagnostic(self.source, span, message)
+    }
+}
+
+/// The reader lends its token-level parsers to the op families, which read their own parameters.
+impl ParamReader for Reader<'_> {
+    fn expect(&mut self, punct: char, context: &str) -> Result<()> {
+        Reader::expect(self, punct, context)
+    }
+
+    fn expect_range(&mut self, context: &str) -> Result<()> {
+        let t = self.next();
+        if t.tok == Tok::DotDot {
+            return Ok(());
+        }
+        let message = format!("expected `..` {context}, found {}", describe(&t.tok));
+        Err(self.error(t.span, message))
+    }
+
+    fn integer(&mut self, what: &str) -> Result<usize> {
+        Reader::integer(self, what)
+    }
+
+    fn integers(&mut self, what: &str) -> Result<Vec<usize>> {
+        self.list(what, |r| r.integer("an axis"))
+    }
+
+    fn float(&mut self) -> Result<f64> {
+        Reader::float(self)
+    }
+
+    fn dim(&mut self) -> Result<Dim> {
+        Reader::dim(self)
+    }
+
+    fn shape(&mut self) -> Result<Shape> {
+        Reader::shape(self)
+    }
+
+    fn flags(&mut self, op: &str, allowed: &[&'static str]) -> Result<Vec<&'static str>> {
+        if self.peek().tok != Tok::Punct('[') {
+            return Ok(Vec::new());
+        }
+        let choices = allowed.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>();
+        let read = self.list(&format!("the flags of `{op}`"), |r| {
+            let t = r.next();
+            let flag = match &t.tok {
+                Tok::Ident(w) => allowed.iter().find(|a| **a == w.as_str()),
+                _ => None,
+            };
+            match flag {
+                Some(flag) => Ok((*flag, t.span)),
+                None => Err(r.error(
+                    t.span,
+                    format!(
+                        "expected a {op} flag {}, found {}",
+                        choices.join(" or "),
+                        describe(&t.tok)
+                    ),
+                )),
+            }
+        })?;
+        let mut flags = Vec::with_capacity(read.len());
+        for (flag, span) in read {
+            if flags.contains(&flag) {
+                return Err(self.error(span, format!("{op} flag `{flag}` is given twice")));
+            }
+            flags.push(flag);
+        }
+        Ok(flags)
+    }
+
+    fn arg(&mut self) -> Result<usize> {
+        self.read_arg()
     }
 }

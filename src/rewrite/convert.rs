@@ -1,12 +1,12 @@
 //! Exact conversions between graphs and e-graphs.
 //!
-//! A graph goes in node by node (arguments become [`Prim::Arg`] leaves by index, every output is
-//! a root); a graph comes back out from one chosen e-node per e-class, with the source graph's
+//! A graph goes in node by node (leaves become [`ENode::Leaf`]s, every other node goes through
+//! [`add_op`], every output is a root); a graph comes back out from one chosen e-node per e-class, with the source graph's
 //! arguments and outputs — names, roles, types and order — unchanged.
 
-use super::analysis::{EGraph, TensorAnalysis, facts, ir_op};
-use super::lang::Prim;
-use crate::ir::{Graph, NodeId, Op, Span};
+use super::analysis::{EGraph, TensorAnalysis, add_op, facts, ir_op};
+use super::lang::ENode;
+use crate::ir::{Graph, Leaf, NodeId, Op, Span};
 use egg::Id;
 use std::collections::{HashMap, HashSet};
 
@@ -35,14 +35,11 @@ impl Loaded {
             let node = graph.node(id);
             let dtype = node.ty.dtype;
             let class = match &node.op {
-                Op::Arg(i) => egraph.add(Prim::Arg(*i)),
-                Op::Const(c) => egraph.add(Prim::Const(*c, dtype)),
-                Op::DimSize(d) => egraph.add(Prim::DimSize(d.clone(), dtype)),
+                Op::Leaf(leaf) => egraph.add(ENode::Leaf(leaf.clone(), dtype)),
                 op => {
                     let operands: Vec<Id> =
                         node.inputs.iter().map(|x| class_of[x.index()]).collect();
-                    super::analysis::add_op(&mut egraph, op.clone(), &operands)
-                        .expect("a graph's nodes type-check")
+                    add_op(&mut egraph, op.clone(), &operands).expect("a graph's nodes type-check")
                 }
             };
             if let Some(span) = graph.origin(id) {
@@ -70,7 +67,7 @@ impl Loaded {
 
     /// Rebuilds a graph with `source`'s signature (arguments and outputs) from one e-node per
     /// class: `choice(class)`, which must be defined and acyclic on every class the roots reach.
-    pub fn to_graph<'a>(&'a self, source: &Graph, choice: impl Fn(Id) -> &'a Prim) -> Graph {
+    pub fn to_graph<'a>(&'a self, source: &Graph, choice: impl Fn(Id) -> &'a ENode) -> Graph {
         let outputs: Vec<(String, Id)> = source
             .outputs()
             .iter()
@@ -86,7 +83,7 @@ impl Loaded {
         &'a self,
         source: &Graph,
         outputs: &[(String, Id)],
-        choice: impl Fn(Id) -> &'a Prim,
+        choice: impl Fn(Id) -> &'a ENode,
     ) -> Graph {
         let mut out = Graph::new(source.name.clone());
         let args: Vec<NodeId> = source
@@ -128,9 +125,9 @@ impl Loaded {
             out.set_span(spans.get(&class).copied());
             let dtype = facts(&self.egraph, class).ty.dtype;
             let id = match op {
-                Op::Arg(i) => args[i],
-                Op::Const(c) => out.constant(c.get(), dtype),
-                Op::DimSize(d) => out.dim_size(&d, dtype),
+                Op::Leaf(Leaf::Arg(i)) => args[i],
+                Op::Leaf(Leaf::Const(c)) => out.constant(c.get(), dtype),
+                Op::Leaf(Leaf::DimSize(d)) => out.dim_size(&d, dtype),
                 op => {
                     let inputs: Vec<NodeId> = operands.iter().map(|x| built[x]).collect();
                     out.apply(op, &inputs)

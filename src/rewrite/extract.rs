@@ -10,9 +10,8 @@
 //! nothing or the time budget is spent.
 
 use super::analysis::{EGraph, facts, ir_op};
-use super::cost::op_work;
-use super::lang::Prim;
-use crate::ir::TensorType;
+use super::lang::ENode;
+use crate::ir::{Leaf, TensorType};
 use egg::{Id, Language};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
@@ -20,7 +19,7 @@ use std::time::{Duration, Instant};
 
 /// An e-node as the extractor sees it.
 struct Candidate {
-    node: Prim,
+    node: ENode,
     /// Class indices of the children, distinct.
     children: Vec<usize>,
     cost: f64,
@@ -29,7 +28,7 @@ struct Candidate {
 /// The result of an extraction.
 pub struct Extraction {
     /// The chosen e-node of every class the roots reach.
-    pub choice: HashMap<Id, Prim>,
+    pub choice: HashMap<Id, ENode>,
     /// The DAG cost of the tree-cost seed and of the final choice.
     pub seed_cost: f64,
     pub cost: f64,
@@ -269,14 +268,14 @@ impl Dag {
 
 /// The extraction cost of one e-node: FLOPs plus bytes, plus one so that of two equally costly
 /// graphs the one with fewer nodes wins. Arguments and parameters are free: they are there anyway.
-fn node_cost(egraph: &EGraph, class: Id, node: &Prim, batch: u64) -> f64 {
+fn node_cost(egraph: &EGraph, class: Id, node: &ENode, batch: u64) -> f64 {
     let Some((op, operands)) = ir_op(egraph, node) else {
         return 0.0;
     };
-    if matches!(node, Prim::Arg(_)) {
+    if matches!(node, ENode::Leaf(Leaf::Arg(_), _)) {
         return 0.0;
     }
     let inputs: Vec<&TensorType> = operands.iter().map(|&x| &facts(egraph, x).ty).collect();
     let output = &facts(egraph, class).ty;
-    op_work(&op, &inputs, output, batch).total() + 1.0
+    op.work(&inputs, output, batch).total() + 1.0
 }

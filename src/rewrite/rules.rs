@@ -11,16 +11,18 @@
 //! `analysis::fold`), like every other constant expression.
 
 use super::analysis::{
-    EGraph, TensorAnalysis, add_broadcast, add_const, add_dim_size, add_op, add_splat, facts, param,
+    EGraph, TensorAnalysis, add_broadcast, add_const, add_dim_size, add_op, add_splat, facts,
+    params,
 };
-use super::cost::{dim_size, op_work};
-use super::lang::{Param, Prim, matmul_name};
-use crate::ir::op::F64Bits;
-use crate::ir::{BinaryOp, Dim, Op, Shape, TensorType, UnaryOp};
+use super::lang::ENode;
+use crate::ir::op::{F64Bits, dim_size};
+use crate::ir::{
+    BinaryOp, Dim, Elementwise, Layout, MatMul, Op, Reduce, Shape, TensorType, UnaryOp,
+};
 use egg::{Applier, Id, Pattern, PatternAst, Subst, Symbol, Var};
 
 /// A rule over the IR language.
-pub type Rewrite = egg::Rewrite<Prim, TensorAnalysis>;
+pub type Rewrite = egg::Rewrite<ENode, TensorAnalysis>;
 
 /// The classes a match bound, by pattern variable name (`"?x"`).
 pub struct Bound<'a> {
@@ -49,7 +51,7 @@ type Build = Box<dyn Fn(&mut EGraph, &Bound) -> Option<Id> + Send + Sync>;
 /// What a rule does with a match.
 enum Action {
     /// Instantiate a pattern if the guard holds.
-    Pattern(Guard, Pattern<Prim>),
+    Pattern(Guard, Pattern<ENode>),
     /// Compute the equal class, or `None` to leave the match alone.
     Build(Build),
 }
@@ -59,13 +61,13 @@ struct Rhs {
     action: Action,
 }
 
-impl Applier<Prim, TensorAnalysis> for Rhs {
+impl Applier<ENode, TensorAnalysis> for Rhs {
     fn apply_one(
         &self,
         egraph: &mut EGraph,
         eclass: Id,
         subst: &Subst,
-        searcher_ast: Option<&PatternAst<Prim>>,
+        searcher_ast: Option<&PatternAst<ENode>>,
         rule_name: Symbol,
     ) -> Vec<Id> {
         let bound = Bound {
@@ -88,7 +90,7 @@ impl Applier<Prim, TensorAnalysis> for Rhs {
     }
 }
 
-fn pattern(text: &str) -> Pattern<Prim> {
+fn pattern(text: &str) -> Pattern<ENode> {
     text.parse()
         .unwrap_or_else(|e| panic!("rule pattern {text}: {e}"))
 }
@@ -150,22 +152,37 @@ fn positive(names: &'static [&'static str]) -> impl Fn(&EGraph, &Bound) -> bool 
 }
 
 fn perm(egraph: &EGraph, id: Id) -> Option<&[usize]> {
-    match param(egraph, id) {
-        Param::Perm(p) => Some(p),
+    match params(egraph, id) {
+        Op::Layout(Layout::Transpose { perm }) => Some(perm),
         _ => None,
     }
 }
 
 fn shape_param(egraph: &EGraph, id: Id) -> Option<Shape> {
-    match param(egraph, id) {
-        Param::Shape(s) => Some(s.clone()),
+    match params(egraph, id) {
+        Op::Layout(Layout::Broadcast { shape } | Layout::Reshape { shape }) => Some(shape.clone()),
         _ => None,
     }
 }
 
 fn axes_param(egraph: &EGraph, id: Id) -> Option<Vec<usize>> {
-    match param(egraph, id) {
-        Param::Axes(a) => Some(a.clone()),
+    match params(egraph, id) {
+        Op::Reduce(Reduce { axes, .. }) => Some(axes.clone()),
+        _ => None,
+    }
+}
+
+fn exponent(egraph: &EGraph, id: Id) -> Option<F64Bits> {
+    match params(egraph, id) {
+        Op::Elementwise(Elementwise::Pow(e)) => Some(*e),
+        _ => None,
+    }
+}
+
+/// A matmul's transpose flags.
+fn flags(egraph: &EGraph, id: Id) -> Option<MatMul> {
+    match params(egraph, id) {
+        Op::MatMul(m) => Some(*m),
         _ => None,
     }
 }
@@ -176,18 +193,11 @@ fn is_swap(egraph: &EGraph, id: Id) -> bool {
 }
 
 fn binary(egraph: &mut EGraph, op: BinaryOp, a: Id, b: Id) -> Option<Id> {
-    add_op(egraph, Op::Binary(op), &[a, b])
+    add_op(egraph, Op::binary(op), &[a, b])
 }
 
 fn matmul(egraph: &mut EGraph, transpose_a: bool, transpose_b: bool, a: Id, b: Id) -> Option<Id> {
-    add_op(
-        egraph,
-        Op::MatMul {
-            transpose_a,
-            transpose_b,
-        },
-        &[a, b],
-    )
+    add_op(egraph, Op::matmul(transpose_a, transpose_b), &[a, b])
 }
 
 /// `x` scaled by the scalar class `c`.
@@ -195,12 +205,6 @@ fn scale(egraph: &mut EGraph, x: Id, c: Id) -> Option<Id> {
     let target = shape(egraph, x).clone();
     let c = add_broadcast(egraph, c, &target)?;
     binary(egraph, BinaryOp::Mul, x, c)
-}
-
-/// Every matmul operator with its transpose flags.
-fn matmuls() -> [(&'static str, bool, bool); 4] {
-    [(false, false), (true, false), (false, true), (true, true)]
-        .map(|(a, b)| (matmul_name(a, b), a, b))
 }
 
 /// Phase 1: algebraic identities, structural simplification and canonical forms.
@@ -232,7 +236,7 @@ pub fn canonicalize() -> Vec<Rewrite> {
         }),
         rule_with(
             "scale-scale",
-            "(mul (mul ?x (broadcast ?c ?s)) (broadcast ?d ?s))",
+            "(mul (mul ?x (broadcast ?s ?c)) (broadcast ?s ?d))",
             |egraph, m| {
                 let (c, d) = (m.get("?c"), m.get("?d"));
                 (is_scalar(egraph, c) && is_scalar(egraph, d)).then_some(())?;
@@ -242,11 +246,11 @@ pub fn canonicalize() -> Vec<Rewrite> {
         ),
         rule_with(
             "neg-scaled",
-            "(neg (mul ?x (broadcast ?c ?s)))",
+            "(neg (mul ?x (broadcast ?s ?c)))",
             |egraph, m| {
                 let c = m.get("?c");
                 is_scalar(egraph, c).then_some(())?;
-                let minus_c = add_op(egraph, Op::Unary(UnaryOp::Neg), &[c])?;
+                let minus_c = add_op(egraph, Op::unary(UnaryOp::Neg), &[c])?;
                 scale(egraph, m.get("?x"), minus_c)
             },
         ),
@@ -256,10 +260,10 @@ pub fn canonicalize() -> Vec<Rewrite> {
         rule("neg-sub", "(neg (sub ?a ?b))", "(sub ?b ?a)"),
         rule("mul-neg", "(mul ?x (neg ?y))", "(neg (mul ?x ?y))"),
         rule("div-neg", "(div (neg ?x) ?y)", "(neg (div ?x ?y))"),
-        rule("sum-neg", "(sum (neg ?x) ?axes)", "(neg (sum ?x ?axes))"),
+        rule("sum-neg", "(sum ?axes (neg ?x))", "(neg (sum ?axes ?x))"),
         rule_with(
             "transpose-transpose",
-            "(transpose (transpose ?x ?p) ?q)",
+            "(transpose ?q (transpose ?p ?x))",
             |egraph, m| {
                 let p = perm(egraph, m.get("?p"))?;
                 let q = perm(egraph, m.get("?q"))?;
@@ -269,7 +273,7 @@ pub fn canonicalize() -> Vec<Rewrite> {
         ),
         rule_with(
             "reshape-reshape",
-            "(reshape (reshape ?x ?s) ?t)",
+            "(reshape ?t (reshape ?s ?x))",
             |egraph, m| {
                 let target = shape_param(egraph, m.get("?t"))?;
                 add_reshape(egraph, m.get("?x"), target)
@@ -277,7 +281,7 @@ pub fn canonicalize() -> Vec<Rewrite> {
         ),
         rule_with(
             "broadcast-of-reshape",
-            "(broadcast (reshape ?x ?s) ?t)",
+            "(broadcast ?t (reshape ?s ?x))",
             |egraph, m| {
                 let x = m.get("?x");
                 let inserted = shape_param(egraph, m.get("?s"))?;
@@ -291,7 +295,7 @@ pub fn canonicalize() -> Vec<Rewrite> {
         ),
         rule_with(
             "broadcast-broadcast",
-            "(broadcast (broadcast ?x ?s) ?t)",
+            "(broadcast ?t (broadcast ?s ?x))",
             |egraph, m| {
                 let target = shape_param(egraph, m.get("?t"))?;
                 add_broadcast(egraph, m.get("?x"), &target)
@@ -299,14 +303,14 @@ pub fn canonicalize() -> Vec<Rewrite> {
         ),
         rule_with(
             "sum-broadcast",
-            "(sum (broadcast ?x ?s) ?axes)",
+            "(sum ?axes (broadcast ?s ?x))",
             |egraph, m| {
                 let target = shape_param(egraph, m.get("?s"))?;
                 let axes = axes_param(egraph, m.get("?axes"))?;
                 sum_of_broadcast(egraph, m.get("?x"), &target, &axes)
             },
         ),
-        rule_with("sum-sum", "(sum (sum ?x ?a) ?b)", |egraph, m| {
+        rule_with("sum-sum", "(sum ?b (sum ?a ?x))", |egraph, m| {
             let first = axes_param(egraph, m.get("?a"))?;
             let then = axes_param(egraph, m.get("?b"))?;
             let x = m.get("?x");
@@ -319,29 +323,27 @@ pub fn canonicalize() -> Vec<Rewrite> {
                 .chain(then.iter().map(|&j| remaining[j]))
                 .collect();
             axes.sort_unstable();
-            add_op(egraph, Op::Sum { axes }, &[x])
+            add_op(egraph, Op::sum(axes), &[x])
         }),
         rule_with(
             "sum-scaled",
-            "(sum (mul ?x (broadcast ?c ?s)) ?axes)",
+            "(sum ?axes (mul ?x (broadcast ?s ?c)))",
             |egraph, m| {
                 let c = m.get("?c");
                 if !is_scalar(egraph, c) {
                     return None;
                 }
                 let axes = axes_param(egraph, m.get("?axes"))?;
-                let total = add_op(egraph, Op::Sum { axes }, &[m.get("?x")])?;
+                let total = add_op(egraph, Op::sum(axes), &[m.get("?x")])?;
                 scale(egraph, total, c)
             },
         ),
         rule_with(
             "pow-broadcast",
-            "(pow (broadcast ?x ?s) ?e)",
+            "(pow ?e (broadcast ?s ?x))",
             |egraph, m| {
-                let Param::Exponent(e) = param(egraph, m.get("?e")) else {
-                    return None;
-                };
-                let inner = add_op(egraph, Op::Pow(*e), &[m.get("?x")])?;
+                let e = exponent(egraph, m.get("?e"))?;
+                let inner = add_op(egraph, Op::pow(e.get()), &[m.get("?x")])?;
                 let target = shape_param(egraph, m.get("?s"))?;
                 add_broadcast(egraph, inner, &target)
             },
@@ -350,9 +352,9 @@ pub fn canonicalize() -> Vec<Rewrite> {
     for op in UnaryOp::ALL {
         rules.push(rule_with(
             &format!("{}-broadcast", op.name()),
-            &format!("({} (broadcast ?x ?s))", op.name()),
+            &format!("({} (broadcast ?s ?x))", op.name()),
             move |egraph, m| {
-                let inner = add_op(egraph, Op::Unary(op), &[m.get("?x")])?;
+                let inner = add_op(egraph, Op::unary(op), &[m.get("?x")])?;
                 let target = shape_param(egraph, m.get("?s"))?;
                 add_broadcast(egraph, inner, &target)
             },
@@ -361,7 +363,7 @@ pub fn canonicalize() -> Vec<Rewrite> {
     for op in BinaryOp::ALL {
         rules.push(rule_with(
             &format!("{}-broadcasts", op.name()),
-            &format!("({} (broadcast ?x ?s) (broadcast ?y ?s))", op.name()),
+            &format!("({} (broadcast ?s ?x) (broadcast ?s ?y))", op.name()),
             move |egraph, m| {
                 let (x, y) = (m.get("?x"), m.get("?y"));
                 let target = shape_param(egraph, m.get("?s"))?;
@@ -376,42 +378,63 @@ pub fn canonicalize() -> Vec<Rewrite> {
             },
         ));
     }
-    for (name, ta, tb) in matmuls() {
-        rules.push(rule_with(
-            &format!("{name}-of-transposed-a"),
-            &format!("({name} (transpose ?a ?p) ?b)"),
-            move |egraph, m| {
+    rules.extend([
+        rule_with(
+            "matmul-of-transposed-a",
+            "(matmul ?f (transpose ?p ?a) ?b)",
+            |egraph, m| {
                 is_swap(egraph, m.get("?p")).then_some(())?;
-                matmul(egraph, !ta, tb, m.get("?a"), m.get("?b"))
+                let f = flags(egraph, m.get("?f"))?;
+                matmul(
+                    egraph,
+                    !f.transpose_a,
+                    f.transpose_b,
+                    m.get("?a"),
+                    m.get("?b"),
+                )
             },
-        ));
-        rules.push(rule_with(
-            &format!("{name}-of-transposed-b"),
-            &format!("({name} ?a (transpose ?b ?p))"),
-            move |egraph, m| {
+        ),
+        rule_with(
+            "matmul-of-transposed-b",
+            "(matmul ?f ?a (transpose ?p ?b))",
+            |egraph, m| {
                 is_swap(egraph, m.get("?p")).then_some(())?;
-                matmul(egraph, ta, !tb, m.get("?a"), m.get("?b"))
+                let f = flags(egraph, m.get("?f"))?;
+                matmul(
+                    egraph,
+                    f.transpose_a,
+                    !f.transpose_b,
+                    m.get("?a"),
+                    m.get("?b"),
+                )
             },
-        ));
-        rules.push(rule_with(
-            &format!("transposed-{name}"),
-            &format!("(transpose ({name} ?a ?b) ?p)"),
-            move |egraph, m| {
+        ),
+        rule_with(
+            "transposed-matmul",
+            "(transpose ?p (matmul ?f ?a ?b))",
+            |egraph, m| {
                 is_swap(egraph, m.get("?p")).then_some(())?;
-                matmul(egraph, !tb, !ta, m.get("?b"), m.get("?a"))
+                let f = flags(egraph, m.get("?f"))?;
+                matmul(
+                    egraph,
+                    !f.transpose_b,
+                    !f.transpose_a,
+                    m.get("?b"),
+                    m.get("?a"),
+                )
             },
-        ));
-        rules.push(rule(
-            &format!("{name}-of-neg-a"),
-            &format!("({name} (neg ?a) ?b)"),
-            &format!("(neg ({name} ?a ?b))"),
-        ));
-        rules.push(rule(
-            &format!("{name}-of-neg-b"),
-            &format!("({name} ?a (neg ?b))"),
-            &format!("(neg ({name} ?a ?b))"),
-        ));
-    }
+        ),
+        rule(
+            "matmul-of-neg-a",
+            "(matmul ?f (neg ?a) ?b)",
+            "(neg (matmul ?f ?a ?b))",
+        ),
+        rule(
+            "matmul-of-neg-b",
+            "(matmul ?f ?a (neg ?b))",
+            "(neg (matmul ?f ?a ?b))",
+        ),
+    ]);
     rules
 }
 
@@ -451,7 +474,7 @@ pub fn derivatives() -> Vec<Rewrite> {
     vec![
         // σ(−a) = 1 − σ(a): reuse σ(a) instead of a second sigmoid.
         rule_with("sigmoid-complement", "(sigmoid (neg ?a))", |egraph, m| {
-            let s = add_op(egraph, Op::Unary(UnaryOp::Sigmoid), &[m.get("?a")])?;
+            let s = add_op(egraph, Op::unary(UnaryOp::Sigmoid), &[m.get("?a")])?;
             let one = add_splat(egraph, 1.0, &ty(egraph, s).clone());
             binary(egraph, BinaryOp::Sub, one, s)
         }),
@@ -471,9 +494,9 @@ pub fn derivatives() -> Vec<Rewrite> {
         // relu′(a) = step(a): the sign is known from relu's input, not from its output.
         rule("step-of-relu", "(step (relu ?a))", "(step ?a)"),
         // x² as a product (tanh′ = 1 − t² written with a power): one multiply, no `powf`.
-        rule_with("square", "(pow ?x ?e)", |egraph, m| {
+        rule_with("square", "(pow ?e ?x)", |egraph, m| {
             let x = m.get("?x");
-            (param(egraph, m.get("?e")) == &Param::Exponent(F64Bits::new(2.0))).then_some(())?;
+            (exponent(egraph, m.get("?e")) == Some(F64Bits::new(2.0))).then_some(())?;
             binary(egraph, BinaryOp::Mul, x, x)
         }),
     ]
@@ -503,85 +526,82 @@ pub fn factor() -> Vec<Rewrite> {
             "(div (sub ?a ?b) ?c)",
         ),
     ];
-    for (name, ta, tb) in matmuls() {
-        for (op, sum) in [("add", BinaryOp::Add), ("sub", BinaryOp::Sub)] {
-            rules.push(rule_with(
-                &format!("factor-{name}-{op}-left"),
-                &format!("({op} ({name} ?x ?a) ({name} ?x ?b))"),
-                move |egraph, m| {
-                    let (x, a, b) = (m.get("?x"), m.get("?a"), m.get("?b"));
-                    factoring_pays(egraph, ta, tb, [x, a], [x, b], sum).then_some(())?;
-                    let summed = binary(egraph, sum, a, b)?;
-                    matmul(egraph, ta, tb, x, summed)
-                },
-            ));
-            rules.push(rule_with(
-                &format!("factor-{name}-{op}-right"),
-                &format!("({op} ({name} ?a ?x) ({name} ?b ?x))"),
-                move |egraph, m| {
-                    let (x, a, b) = (m.get("?x"), m.get("?a"), m.get("?b"));
-                    factoring_pays(egraph, ta, tb, [a, x], [b, x], sum).then_some(())?;
-                    let summed = binary(egraph, sum, a, b)?;
-                    matmul(egraph, ta, tb, summed, x)
-                },
-            ));
-        }
+    for (op, sum) in [("add", BinaryOp::Add), ("sub", BinaryOp::Sub)] {
         rules.push(rule_with(
-            &format!("scale-into-{name}"),
-            &format!("(mul ({name} ?a ?b) (broadcast ?c ?s))"),
+            &format!("factor-matmul-{op}-left"),
+            &format!("({op} (matmul ?f ?x ?a) (matmul ?f ?x ?b))"),
             move |egraph, m| {
-                let (a, b, c) = (m.get("?a"), m.get("?b"), m.get("?c"));
-                if !is_scalar(egraph, c) {
-                    return None;
-                }
-                // Scale the smaller operand.
-                if numel(egraph, a) <= numel(egraph, b) {
-                    let a = scale(egraph, a, c)?;
-                    matmul(egraph, ta, tb, a, b)
-                } else {
-                    let b = scale(egraph, b, c)?;
-                    matmul(egraph, ta, tb, a, b)
-                }
+                let (x, a, b) = (m.get("?x"), m.get("?a"), m.get("?b"));
+                let f = flags(egraph, m.get("?f"))?;
+                factoring_pays(egraph, f, [x, a], [x, b], sum).then_some(())?;
+                let summed = binary(egraph, sum, a, b)?;
+                matmul(egraph, f.transpose_a, f.transpose_b, x, summed)
             },
         ));
-        for (outer, ua, ub) in matmuls() {
-            // (op(p) op(q)) op(r) → op(p) (op(q) op(r)), when the outer product does not
-            // transpose the inner one.
-            if !ua {
-                rules.push(rule_with(
-                    &format!("reassociate-{outer}-of-{name}-left"),
-                    &format!("({outer} ({name} ?p ?q) ?r)"),
-                    move |egraph, m| {
-                        let (p, q, r) = (m.get("?p"), m.get("?q"), m.get("?r"));
-                        let [mm, k] = rows_cols(egraph, p, ta);
-                        let [_, n] = rows_cols(egraph, q, tb);
-                        let [_, l] = rows_cols(egraph, r, ub);
-                        (2 * k * n * l + 2 * mm * k * l < 2 * mm * k * n + 2 * mm * n * l)
-                            .then_some(())?;
-                        let inner = matmul(egraph, tb, ub, q, r)?;
-                        matmul(egraph, ta, false, p, inner)
-                    },
-                ));
-            }
-            // op(p) (op(q) op(r)) → (op(p) op(q)) op(r), likewise.
-            if !ub {
-                rules.push(rule_with(
-                    &format!("reassociate-{outer}-of-{name}-right"),
-                    &format!("({outer} ?p ({name} ?q ?r))"),
-                    move |egraph, m| {
-                        let (p, q, r) = (m.get("?p"), m.get("?q"), m.get("?r"));
-                        let [mm, k] = rows_cols(egraph, p, ua);
-                        let [_, n] = rows_cols(egraph, q, ta);
-                        let [_, l] = rows_cols(egraph, r, tb);
-                        (2 * mm * k * n + 2 * mm * n * l < 2 * k * n * l + 2 * mm * k * l)
-                            .then_some(())?;
-                        let inner = matmul(egraph, ua, ta, p, q)?;
-                        matmul(egraph, false, tb, inner, r)
-                    },
-                ));
-            }
-        }
+        rules.push(rule_with(
+            &format!("factor-matmul-{op}-right"),
+            &format!("({op} (matmul ?f ?a ?x) (matmul ?f ?b ?x))"),
+            move |egraph, m| {
+                let (x, a, b) = (m.get("?x"), m.get("?a"), m.get("?b"));
+                let f = flags(egraph, m.get("?f"))?;
+                factoring_pays(egraph, f, [a, x], [b, x], sum).then_some(())?;
+                let summed = binary(egraph, sum, a, b)?;
+                matmul(egraph, f.transpose_a, f.transpose_b, summed, x)
+            },
+        ));
     }
+    rules.push(rule_with(
+        "scale-into-matmul",
+        "(mul (matmul ?f ?a ?b) (broadcast ?s ?c))",
+        |egraph, m| {
+            let (a, b, c) = (m.get("?a"), m.get("?b"), m.get("?c"));
+            if !is_scalar(egraph, c) {
+                return None;
+            }
+            let f = flags(egraph, m.get("?f"))?;
+            // Scale the smaller operand.
+            if numel(egraph, a) <= numel(egraph, b) {
+                let a = scale(egraph, a, c)?;
+                matmul(egraph, f.transpose_a, f.transpose_b, a, b)
+            } else {
+                let b = scale(egraph, b, c)?;
+                matmul(egraph, f.transpose_a, f.transpose_b, a, b)
+            }
+        },
+    ));
+    // (op(p) op(q)) op(r) → op(p) (op(q) op(r)), when the outer product does not transpose the
+    // inner one.
+    rules.push(rule_with(
+        "reassociate-matmul-left",
+        "(matmul ?g (matmul ?f ?p ?q) ?r)",
+        |egraph, m| {
+            let (p, q, r) = (m.get("?p"), m.get("?q"), m.get("?r"));
+            let (inner, outer) = (flags(egraph, m.get("?f"))?, flags(egraph, m.get("?g"))?);
+            (!outer.transpose_a).then_some(())?;
+            let [mm, k] = rows_cols(egraph, p, inner.transpose_a);
+            let [_, n] = rows_cols(egraph, q, inner.transpose_b);
+            let [_, l] = rows_cols(egraph, r, outer.transpose_b);
+            (2 * k * n * l + 2 * mm * k * l < 2 * mm * k * n + 2 * mm * n * l).then_some(())?;
+            let product = matmul(egraph, inner.transpose_b, outer.transpose_b, q, r)?;
+            matmul(egraph, inner.transpose_a, false, p, product)
+        },
+    ));
+    // op(p) (op(q) op(r)) → (op(p) op(q)) op(r), likewise.
+    rules.push(rule_with(
+        "reassociate-matmul-right",
+        "(matmul ?g ?p (matmul ?f ?q ?r))",
+        |egraph, m| {
+            let (p, q, r) = (m.get("?p"), m.get("?q"), m.get("?r"));
+            let (inner, outer) = (flags(egraph, m.get("?f"))?, flags(egraph, m.get("?g"))?);
+            (!outer.transpose_b).then_some(())?;
+            let [mm, k] = rows_cols(egraph, p, outer.transpose_a);
+            let [_, n] = rows_cols(egraph, q, inner.transpose_a);
+            let [_, l] = rows_cols(egraph, r, inner.transpose_b);
+            (2 * mm * k * n + 2 * mm * n * l < 2 * k * n * l + 2 * mm * k * l).then_some(())?;
+            let product = matmul(egraph, outer.transpose_a, inner.transpose_a, p, q)?;
+            matmul(egraph, false, inner.transpose_b, product, r)
+        },
+    ));
     rules
 }
 
@@ -595,7 +615,7 @@ fn rows_cols(egraph: &EGraph, x: Id, transposed: bool) -> [u64; 2] {
 }
 
 fn numel(egraph: &EGraph, id: Id) -> u64 {
-    super::cost::numel(shape(egraph, id), egraph.analysis.batch)
+    crate::ir::op::numel(shape(egraph, id), egraph.analysis.batch)
 }
 
 /// The axes of `shape` after its leading size-1 axes.
@@ -610,7 +630,7 @@ fn add_transpose(egraph: &mut EGraph, x: Id, perm: Vec<usize>) -> Option<Id> {
     if perm.iter().enumerate().all(|(i, &p)| i == p) {
         return Some(x);
     }
-    add_op(egraph, Op::Transpose { perm }, &[x])
+    add_op(egraph, Op::transpose_axes(perm), &[x])
 }
 
 /// `x` reshaped to `target` (`x` itself when it has that shape).
@@ -618,7 +638,7 @@ fn add_reshape(egraph: &mut EGraph, x: Id, target: Shape) -> Option<Id> {
     if shape(egraph, x) == &target {
         return Some(x);
     }
-    add_op(egraph, Op::Reshape { shape: target }, &[x])
+    add_op(egraph, Op::reshape(target), &[x])
 }
 
 /// `sum(broadcast(x, target), axes)` without materializing the broadcast: sum `x` over the
@@ -648,7 +668,7 @@ fn sum_of_broadcast(egraph: &mut EGraph, x: Id, target: &Shape, axes: &[usize]) 
     );
     let summed = match x_axes.is_empty() {
         true => x,
-        false => add_op(egraph, Op::Sum { axes: x_axes }, &[x])?,
+        false => add_op(egraph, Op::sum(x_axes), &[x])?,
     };
     let spread = add_broadcast(egraph, summed, &result)?;
     if copies.is_one() {
@@ -662,20 +682,16 @@ fn sum_of_broadcast(egraph: &mut EGraph, x: Id, target: &Shape, axes: &[usize]) 
 /// product of the shared operand and the summed other ones.
 fn factoring_pays(
     egraph: &EGraph,
-    transpose_a: bool,
-    transpose_b: bool,
+    flags: MatMul,
     first: [Id; 2],
     second: [Id; 2],
     sum: BinaryOp,
 ) -> bool {
     let batch = egraph.analysis.batch;
-    let product = Op::MatMul {
-        transpose_a,
-        transpose_b,
-    };
+    let product = Op::MatMul(flags);
     let work = |op: &Op, operands: &[&TensorType]| -> Option<f64> {
         let output = op.infer_type(operands).ok()?;
-        Some(op_work(op, operands, &output, batch).total())
+        Some(op.work(operands, &output, batch).total())
     };
     let types = |[a, b]: [Id; 2]| [ty(egraph, a), ty(egraph, b)];
     let (t1, t2) = (types(first), types(second));
@@ -683,10 +699,10 @@ fn factoring_pays(
         let p1 = work(&product, &t1)?;
         let p2 = work(&product, &t2)?;
         let out = product.infer_type(&t1).ok()?;
-        let separate = p1 + p2 + work(&Op::Binary(sum), &[&out, &out])?;
+        let separate = p1 + p2 + work(&Op::binary(sum), &[&out, &out])?;
         // The summed operands are the ones that differ.
         let differing = if first[0] == second[0] { 1 } else { 0 };
-        let summed = work(&Op::Binary(sum), &[t1[differing], t2[differing]])?;
+        let summed = work(&Op::binary(sum), &[t1[differing], t2[differing]])?;
         Some((separate, summed + p1))
     };
     cost().is_some_and(|(separate, factored)| factored < separate)

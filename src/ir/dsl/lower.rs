@@ -13,7 +13,7 @@ use super::Diagnostic;
 use super::parser::{BinOp, Expr, ExprKind, Ident, MAX_DEPTH, Statement, StatementKind, closest};
 use crate::ir::graph::{ArgRole, Graph, NodeId, Span};
 use crate::ir::init::Init;
-use crate::ir::op::{BinaryOp, F64Bits, Op, ShapeError, UnaryOp};
+use crate::ir::op::{BinaryOp, Op, ShapeError, UnaryOp};
 use crate::ir::shape::{Dim, Shape, TensorType};
 use crate::model::{Model, ParamSpec};
 use std::collections::HashMap;
@@ -501,7 +501,7 @@ impl<'p> Lowerer<'p> {
 
     /// The output depends on a param and on no target.
     fn check_output(&self, name: &Ident, node: NodeId) -> Result<(), Diagnostic> {
-        let reached = reachable(&self.graph, node, None);
+        let reached = self.graph.ancestors([node], |_| false);
         let reached_arg = |role| {
             self.graph
                 .args()
@@ -544,7 +544,7 @@ impl<'p> Lowerer<'p> {
                 format!("the loss must be a scalar, found {ty}; reduce it with sum(…) or mean(…)"),
             ));
         }
-        let reached = reachable(&self.graph, loss, Some(output_node));
+        let reached = self.graph.ancestors([loss], |id| id == output_node);
         if reached.get(output_node.index()) != Some(&true) {
             return Err(self.error(
                 span,
@@ -907,11 +907,9 @@ impl<'p> Lowerer<'p> {
                 };
                 match values[0] {
                     Value::Number(x) => self.folded(span, x.powf(c)),
-                    Value::Tensor(x) => {
-                        Ok(Value::Tensor(self.build(span, |g| {
-                            g.apply(Op::Pow(F64Bits::new(c)), &[x])
-                        })?))
-                    }
+                    Value::Tensor(x) => Ok(Value::Tensor(
+                        self.build(span, |g| g.apply(Op::pow(c), &[x]))?,
+                    )),
                 }
             }
             OpKind::Elementwise(op) => {
@@ -1149,9 +1147,7 @@ impl<'p> Lowerer<'p> {
         let reduced = match reduction {
             Reduction::Sum => self.build(span, |g| g.sum(x, &axes))?,
             Reduction::Max if axes.is_empty() => x,
-            Reduction::Max => self.build(span, |g| {
-                g.apply(Op::ReduceMax { axes: axes.clone() }, &[x])
-            })?,
+            Reduction::Max => self.build(span, |g| g.apply(Op::reduce_max(axes.clone()), &[x]))?,
             Reduction::Mean => {
                 let sum = self.build(span, |g| g.sum(x, &axes))?;
                 let count = axes
@@ -1215,8 +1211,8 @@ impl<'p> Lowerer<'p> {
         span: Span,
     ) -> Result<ShiftedExp, Diagnostic> {
         let shape = self.ty(x).shape;
-        let max = self.build(span, |g| g.apply(Op::ReduceMax { axes: vec![axis] }, &[x]))?;
-        let shift = self.build(span, |g| g.apply(Op::StopGradient, &[max]))?;
+        let max = self.build(span, |g| g.apply(Op::reduce_max(vec![axis]), &[x]))?;
+        let shift = self.build(span, |g| g.apply(Op::stop_gradient(), &[max]))?;
         let spread = self.spread(shift, &shape, axis, span)?;
         let centered = self.binary(BinaryOp::Sub, x, spread, span)?;
         let exp = self.build(span, |g| g.unary(UnaryOp::Exp, centered))?;
@@ -1451,7 +1447,7 @@ impl<'p> Lowerer<'p> {
                 format!("concat along axis {axis} is too large (more than 2^48 elements)"),
             ));
         }
-        let node = self.build(span, |g| g.apply(Op::Concat { axis }, nodes))?;
+        let node = self.build(span, |g| g.apply(Op::concat(axis), nodes))?;
         self.check_size(span, &self.ty(node).shape)?;
         Ok(Value::Tensor(node))
     }
@@ -1699,21 +1695,6 @@ struct ShiftedExp {
     exp: NodeId,
     /// `sum(exp, axis)`, axis removed.
     sum: NodeId,
-}
-
-/// Which nodes `from` depends on (including itself), not looking through `stop`. Node ids are
-/// topological, so one backward sweep suffices.
-fn reachable(graph: &Graph, from: NodeId, stop: Option<NodeId>) -> Vec<bool> {
-    let mut seen = vec![false; from.index() + 1];
-    seen[from.index()] = true;
-    for i in (0..=from.index()).rev() {
-        if seen[i] && stop.is_none_or(|s| s.index() != i) {
-            for input in &graph.nodes()[i].inputs {
-                seen[input.index()] = true;
-            }
-        }
-    }
-    seen
 }
 
 /// " (did you mean 'x'?)" for a near miss, else " (known …: a, b, c)".
