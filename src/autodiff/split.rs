@@ -56,6 +56,9 @@ pub fn extract(g: &Graph, name: &str, args: &[Cut], outputs: &[(String, NodeId)]
         let inputs = node.inputs.iter().map(|x| map[x]).collect();
         out.set_span(g.origin(id));
         let copied = out.intern(node.op.clone(), inputs, node.ty.clone());
+        if let Some(label) = g.label(id) {
+            out.set_label(copied, label);
+        }
         map.insert(id, copied);
     }
     out.set_span(None);

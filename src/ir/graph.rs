@@ -8,6 +8,7 @@ use super::op::{BinaryOp, Leaf, Op, ShapeError, UnaryOp};
 use super::shape::{DType, Dim, Shape, TensorType};
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// Index of a node in its graph's arena.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -112,6 +113,9 @@ pub struct Graph {
     outputs: Vec<Output>,
     /// Where in the model source each node came from, when it came from source.
     origins: Vec<Option<Span>>,
+    /// A name a reader can follow (the DSL value a node computes, or what was derived from
+    /// one), where there is one.
+    labels: Vec<Option<Arc<str>>>,
     /// Hash-consing table; the dtype is part of the key only to keep f32 and f64 constants apart.
     interned: HashMap<(Op, Vec<NodeId>, DType), NodeId>,
     /// Span given to nodes created from now on.
@@ -160,6 +164,16 @@ impl Graph {
     /// Where `id` came from in the model source, if it did.
     pub fn origin(&self, id: NodeId) -> Option<Span> {
         self.origins[id.index()]
+    }
+
+    /// The name `id` goes by (`h1`, `h1'`, `softmax(z)`), if it has one.
+    pub fn label(&self, id: NodeId) -> Option<&str> {
+        self.labels[id.index()].as_deref()
+    }
+
+    /// Names `id`, unless it already has a name (a value keeps the first name it was given).
+    pub fn set_label(&mut self, id: NodeId, label: &str) {
+        self.labels[id.index()].get_or_insert_with(|| Arc::from(label));
     }
 
     /// The argument with this name.
@@ -301,7 +315,11 @@ impl Graph {
                 .map(|x| map[x.index()].expect("operand is live"))
                 .collect();
             out.current_span = self.origins[i];
-            map[i] = Some(out.intern(node.op.clone(), inputs, node.ty.clone()));
+            let copied = out.intern(node.op.clone(), inputs, node.ty.clone());
+            if let Some(label) = self.label(NodeId(i as u32)) {
+                out.set_label(copied, label);
+            }
+            map[i] = Some(copied);
         }
         out.current_span = None;
         out.args = self
@@ -380,6 +398,7 @@ impl Graph {
         let id = NodeId(self.nodes.len() as u32);
         self.nodes.push(Node { op, inputs, ty });
         self.origins.push(self.current_span);
+        self.labels.push(None);
         id
     }
 

@@ -9,14 +9,22 @@ use super::lang::ENode;
 use crate::ir::{Graph, Leaf, NodeId, Op, Span};
 use egg::Id;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// A graph loaded into an e-graph.
 pub struct Loaded {
     pub egraph: EGraph,
     /// The class of each graph output, in output order.
     pub roots: Vec<Id>,
-    /// A source position for classes that hold a node that had one.
-    spans: HashMap<Id, Span>,
+    /// A source position and a name for classes that hold a node that had them.
+    origins: HashMap<Id, Origin>,
+}
+
+/// Where a class's value came from: for error messages and for names a reader can follow.
+#[derive(Clone, Default)]
+struct Origin {
+    span: Option<Span>,
+    label: Option<Arc<str>>,
 }
 
 impl Loaded {
@@ -30,7 +38,7 @@ impl Loaded {
         };
         let mut egraph = EGraph::new(analysis);
         let mut class_of: Vec<Id> = Vec::with_capacity(graph.nodes().len());
-        let mut spans = HashMap::new();
+        let mut origins: HashMap<Id, Origin> = HashMap::new();
         for id in graph.ids() {
             let node = graph.node(id);
             let dtype = node.ty.dtype;
@@ -42,8 +50,10 @@ impl Loaded {
                     add_op(&mut egraph, op.clone(), &operands).expect("a graph's nodes type-check")
                 }
             };
-            if let Some(span) = graph.origin(id) {
-                spans.entry(class).or_insert(span);
+            let origin = origins.entry(class).or_default();
+            origin.span = origin.span.or(graph.origin(id));
+            if origin.label.is_none() {
+                origin.label = graph.label(id).map(Arc::from);
             }
             class_of.push(class);
         }
@@ -56,7 +66,7 @@ impl Loaded {
         Loaded {
             egraph,
             roots,
-            spans,
+            origins,
         }
     }
 
@@ -94,11 +104,18 @@ impl Loaded {
                 out.add_arg(a.name.clone(), a.role, a.ty.clone())
             })
             .collect();
-        let spans: HashMap<Id, Span> = self
-            .spans
-            .iter()
-            .map(|(&class, &span)| (self.egraph.find(class), span))
-            .collect();
+        // In class order (the order the graph's nodes were loaded in), so that of the origins of
+        // merged classes the earliest node's wins, run after run.
+        let mut loaded: Vec<(&Id, &Origin)> = self.origins.iter().collect();
+        loaded.sort_by_key(|(class, _)| **class);
+        let mut origins: HashMap<Id, Origin> = HashMap::new();
+        for (&class, origin) in loaded {
+            let merged = origins.entry(self.egraph.find(class)).or_default();
+            merged.span = merged.span.or(origin.span);
+            if merged.label.is_none() {
+                merged.label.clone_from(&origin.label);
+            }
+        }
         let mut built: HashMap<Id, NodeId> = HashMap::new();
         let mut visiting: HashSet<Id> = HashSet::new();
         let roots: Vec<Id> = outputs.iter().map(|(_, r)| self.egraph.find(*r)).collect();
@@ -122,7 +139,8 @@ impl Loaded {
                 );
                 continue;
             }
-            out.set_span(spans.get(&class).copied());
+            let origin = origins.get(&class).cloned().unwrap_or_default();
+            out.set_span(origin.span);
             let dtype = facts(&self.egraph, class).ty.dtype;
             let id = match op {
                 Op::Leaf(Leaf::Arg(i)) => args[i],
@@ -135,6 +153,9 @@ impl Loaded {
                 }
             };
             debug_assert_eq!(out.ty(id), &facts(&self.egraph, class).ty);
+            if let Some(label) = &origin.label {
+                out.set_label(id, label);
+            }
             built.insert(class, id);
         }
         out.set_span(None);
