@@ -3,7 +3,6 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use sgn::Model;
-use sgn::autodiff::derive;
 use sgn::rewrite::{RewriteOptions, optimize};
 use std::hint::black_box;
 use std::path::Path;
@@ -24,7 +23,7 @@ fn optimize_every_graph(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
     for file in files {
         let model = Model::from_file(&file).expect("the shipped models parse");
-        let graphs = derive(&model).expect("the shipped models differentiate");
+        let graphs = model.derive().expect("the shipped models differentiate");
         group.bench_function(&model.name, |b| {
             b.iter(|| {
                 for (_, graph) in graphs.named() {

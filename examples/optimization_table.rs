@@ -4,11 +4,12 @@
 //! cargo run --release --example optimization_table > docs/OPTIMIZATION.md
 //! ```
 
-use sgn::rewrite::{RewriteOptions, optimization_table};
+use sgn::compile::optimization_doc;
+use sgn::rewrite::RewriteOptions;
 use std::path::Path;
 
 fn main() -> sgn::Result<()> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("ir");
-    print!("{}", optimization_table(&dir, &RewriteOptions::default())?);
+    print!("{}", optimization_doc(&dir, &RewriteOptions::default())?);
     Ok(())
 }

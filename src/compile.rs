@@ -1,13 +1,16 @@
 //! A compiled model: its derived graphs behind a small, named-tensor API.
 
-use crate::autodiff::{DerivedGraphs, GraphName, derive};
+use crate::autodiff::{Derivatives, DerivedGraphs, GraphName, Signature, Slot, derive};
 use crate::codegen::{Backend, BackendKind, JitOptions, compile_backend};
 use crate::ir::store::{TensorMap, check_args};
-use crate::ir::{Arg, ArgRole, Bindings, DType, Tensor};
-use crate::rewrite::{RewriteOptions, RewriteReport, optimize_derived};
+use crate::ir::{Arg, Bindings, DType, Tensor};
+use crate::rewrite::{
+    RewriteOptions, RewriteReport, TableModel, optimization_table, optimize_derived,
+};
 use crate::{Error, Model, Result};
 use std::cell::RefCell;
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 
 /// Options for [`Model::compile`].
@@ -92,15 +95,17 @@ pub struct CompiledModel {
     pub rewrite_reports: Vec<(&'static str, RewriteReport)>,
     /// One executable per graph, in [`GraphName::ALL`] order.
     executables: Vec<Arc<dyn Backend>>,
-    output: String,
-    param_names: Vec<String>,
+    /// What each argument of each graph stands for, in [`GraphName::ALL`] order.
+    slots: Vec<Vec<Slot>>,
+    /// The parameters as one flat vector.
+    layout: ParamLayout,
 }
 
 impl fmt::Debug for CompiledModel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CompiledModel")
-            .field("output", &self.output)
-            .field("params", &self.param_names)
+            .field("output", &self.graphs.signature.output)
+            .field("params", &self.graphs.signature.params)
             .field("backend", &self.executables.first().map(|e| e.name()))
             .finish_non_exhaustive()
     }
@@ -133,6 +138,14 @@ impl<'a> Sources<'a> {
 }
 
 impl Model {
+    /// The model's derivatives, before any rewriting (see [`derive`]).
+    pub fn derive(&self) -> Result<Derivatives> {
+        derive(&self.graph, &self.output).map_err(|error| Error::Differentiate {
+            file: self.file.clone(),
+            error,
+        })
+    }
+
     /// Differentiates the model into every graph training needs (see [`CompiledModel`]).
     pub fn compile(&self, options: &CompileOptions) -> Result<CompiledModel> {
         let mut model = self.clone();
@@ -142,15 +155,13 @@ impl Model {
                 p.ty.dtype = dtype;
             }
         }
-        let derived = derive(&model).map_err(|error| Error::Differentiate {
-            file: self.file.clone(),
-            error,
-        })?;
-        let (graphs, rewrite_reports) = if options.optimize {
+        let derived = model.derive()?;
+        let (derived, rewrite_reports) = if options.optimize {
             optimize_derived(&derived, &options.rewrite)?
         } else {
             (derived, Vec::new())
         };
+        let graphs = derived.split();
         let jit = JitOptions {
             threads: options.threads,
         };
@@ -158,12 +169,16 @@ impl Model {
             .iter()
             .map(|&name| compile_backend(graphs.get(name), options.backend, &jit).map(Arc::from))
             .collect::<Result<Vec<_>>>()?;
+        let slots = GraphName::ALL
+            .iter()
+            .map(|&name| graphs.signature.arg_slots(graphs.get(name)))
+            .collect();
         Ok(CompiledModel {
+            layout: ParamLayout::new(&graphs.signature)?,
             graphs,
             rewrite_reports,
             executables,
-            output: self.output.clone(),
-            param_names: self.params.iter().map(|p| p.name.clone()).collect(),
+            slots,
         })
     }
 }
@@ -234,66 +249,74 @@ impl CompiledModel {
     /// Prepares `G` at (params, batch): runs everything that does not depend on `v` once, so that
     /// [`GvOperator::apply`] runs only the linear part.
     pub fn gv_operator(&self, params: &TensorMap, batch: &TensorMap) -> Result<GvOperator<'_>> {
-        let mut args = self.run(GraphName::GvPrepare, &Sources::batch(params, batch))?;
-        let residual_count = args.len();
+        let residuals = self.run(GraphName::GvPrepare, &Sources::batch(params, batch))?;
         let apply = self.graphs.get(GraphName::GvApply);
-        debug_assert!(
-            apply.args()[..residual_count]
-                .iter()
-                .all(|a| a.role == ArgRole::Residual)
-        );
-        // Zero directions until an `apply` fills the slots: parameter-shaped, so fixed.
-        for arg in &apply.args()[residual_count..] {
-            let shape = arg.ty.shape.eval(&Bindings::new()).map_err(|symbol| {
-                Error::Eval(format!("direction {} has symbolic size {symbol}", arg.name))
-            })?;
-            args.push(Tensor::zeros(arg.ty.dtype, &shape));
-        }
-        let direction_slots = self
-            .param_names
+        let mut residuals = residuals.into_iter();
+        let mut direction_slots = vec![0; self.signature().params.len()];
+        let mut args = Vec::with_capacity(apply.args().len());
+        for (k, (arg, slot)) in apply
+            .args()
             .iter()
-            .map(|name| {
-                let slot = apply
-                    .args()
-                    .iter()
-                    .position(|a| a.name == format!("v.{name}"));
-                slot.ok_or_else(|| Error::Eval(format!("gv-apply has no direction for {name}")))
-            })
-            .collect::<Result<Vec<usize>>>()?;
+            .zip(self.slots(GraphName::GvApply))
+            .enumerate()
+        {
+            args.push(match *slot {
+                Slot::Residual(_) => residuals.next().ok_or_else(|| {
+                    Error::Eval(format!("gv-prepare gives no residual for '{}'", arg.name))
+                })?,
+                // Zero directions until an `apply` fills the slots: parameter-shaped, so fixed.
+                Slot::Direction(p) => {
+                    direction_slots[p] = k;
+                    let shape = arg.ty.shape.eval(&Bindings::new()).map_err(|symbol| {
+                        Error::Eval(format!("direction {} has symbolic size {symbol}", arg.name))
+                    })?;
+                    Tensor::zeros(arg.ty.dtype, &shape)
+                }
+                Slot::Data | Slot::Param(_) | Slot::Cotangent => {
+                    unreachable!("gv-apply reads residuals and directions only")
+                }
+            });
+        }
         Ok(GvOperator {
             model: self,
             args: RefCell::new(args),
-            residual_count,
             direction_slots,
             outputs: RefCell::new(Vec::new()),
         })
     }
 
-    /// The parameters' names, in declaration order.
-    pub fn param_names(&self) -> &[String] {
-        &self.param_names
+    /// The model's parameters and output, as the graphs refer to them.
+    pub fn signature(&self) -> &Signature {
+        &self.graphs.signature
+    }
+
+    /// Where each parameter lives in the flat vectors of the optimizers and of
+    /// [`GvOperator::apply_flat`].
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
     }
 
     /// The name of the network output (as in the DSL).
     pub fn output_name(&self) -> &str {
-        &self.output
+        &self.signature().output
     }
 
+    /// Per-parameter results (in parameter order) named after the parameters.
     fn per_param(&self, values: impl Iterator<Item = Tensor>) -> TensorMap {
         let mut map = TensorMap::new();
-        for (name, value) in self.param_names.iter().zip(values) {
-            map.insert(name.clone(), value);
+        for (param, value) in self.signature().params.iter().zip(values) {
+            map.insert(param.name.clone(), value);
         }
         map
     }
 
+    fn slots(&self, which: GraphName) -> &[Slot] {
+        &self.slots[which.index()]
+    }
+
     /// The executable of one graph (to time it, or to run it on arguments in graph order).
     pub fn executable(&self, which: GraphName) -> &dyn Backend {
-        self.executables[GraphName::ALL
-            .iter()
-            .position(|&g| g == which)
-            .expect("every graph")]
-        .as_ref()
+        self.executables[which.index()].as_ref()
     }
 
     fn run(&self, which: GraphName, sources: &Sources) -> Result<Vec<Tensor>> {
@@ -305,9 +328,10 @@ impl CompiledModel {
     /// against their declared types (for running an [`executable`](Self::executable) directly).
     pub fn arguments(&self, which: GraphName, sources: &Sources) -> Result<Vec<Tensor>> {
         let graph = self.graphs.get(which);
+        let params = &self.signature().params;
         let mut values = Vec::with_capacity(graph.args().len());
         let mut residuals = sources.residuals.unwrap_or(&[]).iter();
-        for arg in graph.args() {
+        for (arg, slot) in graph.args().iter().zip(self.slots(which)) {
             let missing = || {
                 Error::Eval(format!(
                     "graph '{}' needs argument '{}' ({})",
@@ -316,30 +340,143 @@ impl CompiledModel {
                     arg.role.name()
                 ))
             };
-            match arg.role {
-                ArgRole::Param => values.extend(check_args(
-                    sources.params.ok_or_else(missing)?,
-                    &[arg],
-                    "parameters",
-                )?),
-                ArgRole::Input | ArgRole::Target => values.extend(check_args(
-                    sources.batch.ok_or_else(missing)?,
-                    &[arg],
-                    "batch",
-                )?),
-                ArgRole::Direction => {
-                    values.push(direction(sources.directions.ok_or_else(missing)?, arg)?)
-                }
-                ArgRole::Cotangent => {
-                    let w = sources.cotangent.ok_or_else(missing)?;
+            let source = |map: Option<&TensorMap>, name: &str, what: &str| {
+                let map = map.ok_or_else(missing)?;
+                named_tensor(map, arg, name, what)
+            };
+            values.push(match *slot {
+                Slot::Param(p) => source(sources.params, &params[p].name, "parameters")?,
+                Slot::Data => source(sources.batch, &arg.name, "batch")?,
+                Slot::Direction(p) => source(sources.directions, &params[p].name, "direction")?,
+                Slot::Cotangent => {
                     let mut map = TensorMap::new();
-                    map.insert(arg.name.clone(), w.clone());
-                    values.extend(check_args(&map, &[arg], "cotangent")?);
+                    map.insert(
+                        arg.name.clone(),
+                        sources.cotangent.ok_or_else(missing)?.clone(),
+                    );
+                    named_tensor(&map, arg, &arg.name, "cotangent")?
                 }
-                ArgRole::Residual => values.push(residuals.next().ok_or_else(missing)?.clone()),
-            }
+                Slot::Residual(_) => residuals.next().ok_or_else(missing)?.clone(),
+            });
         }
         Ok(values)
+    }
+}
+
+/// Where each parameter lives in the flat vector: the model's declaration order, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamLayout {
+    entries: Vec<LayoutEntry>,
+    len: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct LayoutEntry {
+    name: String,
+    shape: Vec<usize>,
+    dtype: DType,
+    offset: usize,
+}
+
+impl ParamLayout {
+    /// The layout of the parameters of `signature`, in its order.
+    ///
+    /// # Errors
+    /// A parameter whose shape is not fixed (the DSL only declares fixed ones).
+    pub fn new(signature: &Signature) -> Result<ParamLayout> {
+        let mut entries = Vec::with_capacity(signature.params.len());
+        let mut offset = 0;
+        for p in &signature.params {
+            let shape = p.ty.shape.eval(&Bindings::new()).map_err(|symbol| {
+                Error::Tensor(format!(
+                    "parameter '{}' has symbolic size {symbol}: parameters have fixed shapes",
+                    p.name
+                ))
+            })?;
+            let len: usize = shape.iter().product();
+            entries.push(LayoutEntry {
+                name: p.name.clone(),
+                shape,
+                dtype: p.ty.dtype,
+                offset,
+            });
+            offset += len;
+        }
+        Ok(ParamLayout {
+            entries,
+            len: offset,
+        })
+    }
+
+    /// The parameters' names, in layout order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.name.as_str())
+    }
+
+    /// Total number of parameters.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The tensors as one vector.
+    pub fn flatten(&self, params: &TensorMap) -> Result<Vec<f64>> {
+        let mut flat = Vec::with_capacity(self.len);
+        for e in &self.entries {
+            let t = params
+                .get(&e.name)
+                .ok_or_else(|| Error::Tensor(format!("no tensor '{}'", e.name)))?;
+            if t.shape() != e.shape.as_slice() {
+                return Err(Error::Tensor(format!(
+                    "tensor '{}' has shape {:?}, expected {:?}",
+                    e.name,
+                    t.shape(),
+                    e.shape
+                )));
+            }
+            t.extend_f64(&mut flat);
+        }
+        Ok(flat)
+    }
+
+    /// Rounds every entry to its parameter's element type (f32 parameters hold f32 values), so
+    /// that the parameters saved in a checkpoint are exactly the ones trained with.
+    pub fn round_to_dtypes(&self, flat: &mut [f64]) {
+        for e in self.entries.iter().filter(|e| e.dtype == DType::F32) {
+            let n: usize = e.shape.iter().product();
+            for x in &mut flat[e.offset..e.offset + n] {
+                *x = f64::from(*x as f32);
+            }
+        }
+    }
+
+    /// The vector as named tensors of the parameters' shapes and element types.
+    pub fn unflatten(&self, flat: &[f64]) -> TensorMap {
+        assert_eq!(flat.len(), self.len, "a flat vector of this layout");
+        let mut map = TensorMap::new();
+        for e in &self.entries {
+            let n: usize = e.shape.iter().product();
+            let values = &flat[e.offset..e.offset + n];
+            let shape = ndarray::IxDyn(&e.shape);
+            let t = match e.dtype {
+                DType::F32 => Tensor::F32(
+                    ndarray::ArrayD::from_shape_vec(
+                        shape,
+                        values.iter().map(|&v| v as f32).collect(),
+                    )
+                    .expect("length matches the shape"),
+                ),
+                DType::F64 => Tensor::F64(
+                    ndarray::ArrayD::from_shape_vec(shape, values.to_vec())
+                        .expect("length matches the shape"),
+                ),
+            };
+            map.insert(e.name.clone(), t);
+        }
+        map
     }
 }
 
@@ -347,10 +484,9 @@ impl CompiledModel {
 #[derive(Debug)]
 pub struct GvOperator<'a> {
     model: &'a CompiledModel,
-    /// gv-apply's arguments: the residuals (kept from prepare, never copied again), then one
+    /// gv-apply's arguments: the residuals (kept from prepare, never copied again) and one
     /// slot per direction, refilled by each `apply`.
     args: RefCell<Vec<Tensor>>,
-    residual_count: usize,
     /// The slot in `args` of each parameter's direction, in parameter order.
     direction_slots: Vec<usize>,
     /// gv-apply's outputs, reused by [`GvOperator::apply_flat`] (empty before its first call).
@@ -362,17 +498,21 @@ impl GvOperator<'_> {
     pub fn apply(&self, v: &TensorMap) -> Result<TensorMap> {
         let graph = self.model.graphs.get(GraphName::GvApply);
         let mut args = self.args.borrow_mut();
-        let directions = &graph.args()[self.residual_count..];
-        for (slot, arg) in args[self.residual_count..].iter_mut().zip(directions) {
-            *slot = direction(v, arg)?;
+        for (param, &slot) in self
+            .model
+            .signature()
+            .params
+            .iter()
+            .zip(&self.direction_slots)
+        {
+            args[slot] = named_tensor(v, &graph.args()[slot], &param.name, "direction")?;
         }
         let out = self.model.executable(GraphName::GvApply).run(&args)?;
         Ok(self.model.per_param(out.into_iter()))
     }
 
-    /// `G v` on flat vectors: `v` and the result hold the parameters in
-    /// [`CompiledModel::param_names`] order, each row-major (the layout of
-    /// [`ParamLayout`](crate::optim::ParamLayout)); the result replaces the contents of `gv`.
+    /// `G v` on flat vectors in the model's [`ParamLayout`]; the result replaces the contents
+    /// of `gv`.
     /// The direction and output tensors, and `gv`'s capacity, are reused, so repeated calls
     /// (CG iterations) allocate nothing.
     pub fn apply_flat(&self, v: &[f64], gv: &mut Vec<f64>) -> Result<()> {
@@ -408,12 +548,45 @@ fn flat_length_error(len: usize) -> Error {
     ))
 }
 
-/// The tensor of direction `v` for argument `v.<param>`, checked against its type.
-fn direction(v: &TensorMap, arg: &Arg) -> Result<Tensor> {
+/// The tensor `name` of `map`, checked against the type of argument `arg` (`what` names the map
+/// in errors).
+fn named_tensor(map: &TensorMap, arg: &Arg, name: &str, what: &str) -> Result<Tensor> {
     let mut renamed = arg.clone();
-    renamed.name = arg.name.strip_prefix("v.").unwrap_or(&arg.name).to_string();
-    let mut checked = check_args(v, &[&renamed], "direction")?;
+    renamed.name = name.to_string();
+    let mut checked = check_args(map, &[&renamed], what)?;
     Ok(checked.pop().expect("one argument checked"))
+}
+
+/// The document `docs/OPTIMIZATION.md` (see [`optimization_table`]) for every `*.sgn` model in
+/// `dir`, sorted by file name.
+///
+/// # Errors
+/// A directory or model that cannot be read, a model that does not differentiate, or a failed
+/// optimization.
+pub fn optimization_doc(dir: &Path, options: &RewriteOptions) -> Result<String> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .map(|entry| entry.map(|e| e.path()).map_err(|e| Error::io(dir, e)))
+        .collect::<Result<_>>()?;
+    files.retain(|p| p.extension().is_some_and(|e| e == "sgn"));
+    files.sort();
+    let models = files
+        .iter()
+        .map(|file| {
+            let model = Model::from_file(file)?;
+            let graphs = model.derive()?;
+            let file = file.file_name().map_or_else(
+                || file.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            Ok(TableModel {
+                name: model.name,
+                file,
+                graphs,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    optimization_table(&models, options)
 }
 
 fn scalar(t: &Tensor) -> f64 {

@@ -12,7 +12,6 @@ use sgn::codegen::BackendKind;
 use sgn::ir::store::{TensorMap, init_params};
 use sgn::ir::{ArgRole, BinaryOp, DType, Op, Tensor, UnaryOp};
 use sgn::ir::{Elementwise, Reduce, ReduceKind};
-use sgn::optim::ParamLayout;
 use sgn::{CompileOptions, CompiledModel, Model};
 
 const F: DType = DType::F64;
@@ -178,7 +177,7 @@ fn flat_gv_apply_equals_the_named_one_on_every_call() {
                 .unwrap();
             let params = init_params(&model.params, 5).unwrap();
             let batch = batch_for(&model, DType::F32, 6, 5);
-            let layout = ParamLayout::new(compiled.param_names(), &params).unwrap();
+            let layout = compiled.layout();
             let op = compiled.gv_operator(&params, &batch).unwrap();
             // Stale contents of the reused buffer must not survive a call.
             let mut flat = vec![f64::NAN; 3];

@@ -230,7 +230,7 @@ fn log_of_softmax_becomes_log_softmax_and_stays_finite() {
                param w: f64[3, 4] = glorot_uniform\noutput z = x @ w\n\
                loss -mean(sum(y * log(softmax(z)), axis=1))\n";
     let model = sgn::Model::parse(src).unwrap();
-    let forward = &sgn::autodiff::derive(&model).unwrap().forward;
+    let forward = &model.derive().unwrap().forward;
     let (optimized, _) = optimize(forward, &RewriteOptions::default()).unwrap();
     assert!(
         !optimized

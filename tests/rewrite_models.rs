@@ -9,12 +9,11 @@ use common::{
     assert_close_to_explicit, axpy, batch_for, direction_like, explicit_gv, flatten, ir_models,
     small_net, wavy,
 };
-use sgn::autodiff::{DerivedGraphs, derive};
+use sgn::autodiff::DerivedGraphs;
+use sgn::compile::optimization_doc;
 use sgn::ir::store::{TensorMap, init_params};
 use sgn::ir::{DType, Graph, Tensor};
-use sgn::rewrite::{
-    MlpBounds, RewriteOptions, RewriteReport, graph_stats, optimization_table, optimize,
-};
+use sgn::rewrite::{MlpBounds, RewriteOptions, RewriteReport, graph_stats, optimize};
 use sgn::{CompileOptions, CompiledModel, Model};
 use std::path::Path;
 
@@ -39,6 +38,7 @@ fn optimize_all(graphs: &DerivedGraphs) -> (DerivedGraphs, Vec<(&'static str, Re
         optimized
     };
     let optimized = DerivedGraphs {
+        signature: graphs.signature.clone(),
         forward: run("forward", &graphs.forward),
         grad: run("grad", &graphs.grad),
         jvp: run("jvp", &graphs.jvp),
@@ -59,7 +59,10 @@ fn reference_and_optimized(model: &Model) -> (CompiledModel, CompiledModel) {
         dtype: Some(F),
         ..CompileOptions::default()
     };
-    let derived = derive(&in_f64(model)).expect("the model differentiates");
+    let derived = in_f64(model)
+        .derive()
+        .expect("the model differentiates")
+        .split();
     let mut reference = model.compile(&options).unwrap();
     let mut optimized = model.compile(&options).unwrap();
     optimized.graphs = optimize_all(&derived).0;
@@ -164,7 +167,7 @@ fn optimized_prepare_and_apply_equal_the_explicit_jt_h_j_product() {
 #[test]
 fn optimization_keeps_every_signature_and_saturates_every_phase() {
     for (name, model) in ir_models() {
-        let graphs = derive(&model).unwrap();
+        let graphs = model.derive().unwrap().split();
         let (optimized, reports) = optimize_all(&graphs);
         for ((graph, before), (after, (_, report))) in graphs
             .named()
@@ -204,8 +207,8 @@ fn dense_mlps_meet_the_matmul_flop_bounds() {
     const BATCH: usize = 1000;
     let mut checked = 0;
     for (name, model) in ir_models() {
-        let bounds =
-            MlpBounds::of(&model, BATCH).unwrap_or_else(|| panic!("{name} is a dense MLP"));
+        let bounds = MlpBounds::of(&model.derive().unwrap().signature, BATCH)
+            .unwrap_or_else(|| panic!("{name} is a dense MLP"));
         let n = &bounds.widths;
         let b = BATCH as u64;
         let layer = |l: usize| n[l - 1] * n[l];
@@ -216,7 +219,7 @@ fn dense_mlps_meet_the_matmul_flop_bounds() {
             4 * b * (layer(1) + hidden) + 2 * b * hidden,
             "{name}"
         );
-        let graphs = derive(&model).unwrap();
+        let graphs = model.derive().unwrap().split();
         for (graph, bound) in [
             (&graphs.gv_apply, bounds.gv_apply),
             (&graphs.grad, bounds.grad),
@@ -240,7 +243,7 @@ fn dense_mlps_meet_the_matmul_flop_bounds() {
 #[test]
 fn docs_optimization_table_is_current() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let generated = optimization_table(&root.join("ir"), &RewriteOptions::default()).unwrap();
+    let generated = optimization_doc(&root.join("ir"), &RewriteOptions::default()).unwrap();
     let committed = std::fs::read_to_string(root.join("docs/OPTIMIZATION.md")).unwrap();
     assert!(
         generated == committed,

@@ -7,18 +7,120 @@
 //! - `∇_z L`: linearize the loss in `z` and transpose it with seed 1;
 //! - `H_L u`: push `u` forward through `∇_z L` (forward over reverse: any loss expression works);
 //! - `Jᵀ w`: transpose the linear map `v ↦ J v`;
-//! - `G v = Jᵀ H_L J v`, then split into `gv-prepare` (everything not depending on `v`, run once
-//!   per step) and `gv-apply` (linear in `v`, run once per CG iteration).
+//! - `G v = Jᵀ H_L J v`, which [`Derivatives::split`] cuts (after rewriting, when the model is
+//!   optimized) into `gv-prepare` (everything not depending on `v`, run once per step) and
+//!   `gv-apply` (linear in `v`, run once per CG iteration).
 
 use super::split::{Cut, extract, residuals};
 use super::{AdError, jvp, transpose};
 use crate::ir::{ArgRole, Graph, NodeId, TensorType};
-use crate::model::Model;
 
-/// The graphs derived from a model. Parameters, directions and results are named after the DSL
-/// parameters: direction `v.<p>`, gradient `grad.<p>`, products `vjp.<p>` and `gv.<p>`.
+/// One parameter of a model: its name in the model and its type.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamSlot {
+    pub name: String,
+    pub ty: TensorType,
+}
+
+/// What an argument of a derived graph stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// An `input` or `target`: a batch tensor, by the argument's name.
+    Data,
+    /// Parameter number `.0` of the [`Signature`].
+    Param(usize),
+    /// The direction `v` of parameter number `.0`.
+    Direction(usize),
+    /// The cotangent `w` of `Jᵀ w`, shaped like the output.
+    Cotangent,
+    /// Output number `.0` of `gv-prepare`.
+    Residual(usize),
+}
+
+/// The parameters of a model's derived graphs: the one place their identity is defined.
+///
+/// Every derived graph lists its parameter arguments, and its direction arguments, in this
+/// order; the gradient outputs of `grad` (after the loss) and the outputs of `vjp`, `gv` and
+/// `gv-apply` are per parameter, in this order too. Names such as `v.<p>` and `grad.<p>` are
+/// only for people and files.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Signature {
+    /// The network output's name (`z` in `output z = …`).
+    pub output: String,
+    /// The parameters, in declaration order.
+    pub params: Vec<ParamSlot>,
+}
+
+impl Signature {
+    /// What each argument of `graph`, one of the derived graphs, stands for.
+    pub fn arg_slots(&self, graph: &Graph) -> Vec<Slot> {
+        let mut seen = [0usize; 3];
+        let mut next = |kind: usize| {
+            seen[kind] += 1;
+            seen[kind] - 1
+        };
+        graph
+            .args()
+            .iter()
+            .map(|a| match a.role {
+                ArgRole::Input | ArgRole::Target => Slot::Data,
+                ArgRole::Param => Slot::Param(next(0)),
+                ArgRole::Direction => Slot::Direction(next(1)),
+                ArgRole::Cotangent => Slot::Cotangent,
+                ArgRole::Residual => Slot::Residual(next(2)),
+            })
+            .collect()
+    }
+}
+
+/// The graphs differentiation gives, before the Gauss-Newton product is split.
+#[derive(Clone, Debug)]
+pub struct Derivatives {
+    pub signature: Signature,
+    /// `(inputs, targets, params) → (z, loss)`.
+    pub forward: Graph,
+    /// `(inputs, targets, params) → (loss, grad.<p>…)`.
+    pub grad: Graph,
+    /// `(inputs, params, v.<p>…) → (z, jv)`.
+    pub jvp: Graph,
+    /// `(inputs, params, ct.<z>) → vjp.<p>…`: `Jᵀ w` for a cotangent `w` shaped like `z`.
+    pub vjp: Graph,
+    /// `(inputs, targets, params, v.<p>…) → gv.<p>…`: the one-shot product.
+    pub gv: Graph,
+}
+
+impl Derivatives {
+    /// The graphs with `gv` split at its residuals into `gv-prepare` and `gv-apply`.
+    pub fn split(self) -> DerivedGraphs {
+        let (gv_prepare, gv_apply) = split_gv(&self.gv);
+        DerivedGraphs {
+            signature: self.signature,
+            forward: self.forward,
+            grad: self.grad,
+            jvp: self.jvp,
+            vjp: self.vjp,
+            gv: self.gv,
+            gv_prepare,
+            gv_apply,
+        }
+    }
+
+    /// The graphs by their CLI names, in pipeline order.
+    pub fn named(&self) -> [(&'static str, &Graph); 5] {
+        [
+            ("forward", &self.forward),
+            ("grad", &self.grad),
+            ("jvp", &self.jvp),
+            ("vjp", &self.vjp),
+            ("gv", &self.gv),
+        ]
+    }
+}
+
+/// Every graph training needs (see [`Signature`] for how they name the parameters).
 #[derive(Clone, Debug)]
 pub struct DerivedGraphs {
+    pub signature: Signature,
     /// `(inputs, targets, params) → (z, loss)`.
     pub forward: Graph,
     /// `(inputs, targets, params) → (loss, grad.<p>…)`.
@@ -58,6 +160,11 @@ impl GraphName {
         GraphName::GvApply,
     ];
 
+    /// The position in [`GraphName::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The CLI spelling (`gv-apply`, …).
     pub fn name(self) -> &'static str {
         match self {
@@ -96,10 +203,14 @@ impl DerivedGraphs {
     }
 }
 
-/// Derives every graph of [`DerivedGraphs`] from `model`.
-pub fn derive(model: &Model) -> Result<DerivedGraphs, AdError> {
-    let mut g = model.graph.clone();
-    let z = g.output(&model.output).expect("a model has its output");
+/// Differentiates `forward`, a model's graph whose outputs are the network output named
+/// `output` and the scalar `loss`, with respect to its `param` arguments.
+///
+/// # Panics
+/// If `forward` lacks either output: a model always has both.
+pub fn derive(forward: &Graph, output: &str) -> Result<Derivatives, AdError> {
+    let mut g = forward.clone();
+    let z = g.output(output).expect("a model has its output");
     let loss = g.output("loss").expect("a model has a loss");
     let model_args: Vec<Cut> = g.args().iter().map(Cut::of_arg).collect();
     let params: Vec<(String, NodeId, TensorType)> = g
@@ -108,6 +219,16 @@ pub fn derive(model: &Model) -> Result<DerivedGraphs, AdError> {
         .filter(|a| a.role == ArgRole::Param)
         .map(|a| (a.name.clone(), a.node, a.ty.clone()))
         .collect();
+    let signature = Signature {
+        output: output.to_string(),
+        params: params
+            .iter()
+            .map(|(name, _, ty)| ParamSlot {
+                name: name.clone(),
+                ty: ty.clone(),
+            })
+            .collect(),
+    };
     let directions: Vec<Cut> = params
         .iter()
         .map(|(name, _, ty)| Cut {
@@ -149,11 +270,7 @@ pub fn derive(model: &Model) -> Result<DerivedGraphs, AdError> {
 
     // Jᵀ (H_L J v), and Jᵀ w for a given cotangent.
     let gv = transpose(&mut g, &v, &[(jv, hu)])?;
-    let ct = g.add_arg(
-        format!("ct.{}", model.output),
-        ArgRole::Cotangent,
-        z_ty.clone(),
-    );
+    let ct = g.add_arg(format!("ct.{output}"), ArgRole::Cotangent, z_ty.clone());
     let vjp = transpose(&mut g, &v, &[(jv, ct)])?;
 
     let mut per_param =
@@ -181,7 +298,7 @@ pub fn derive(model: &Model) -> Result<DerivedGraphs, AdError> {
         |base: &[Cut], extra: &[Cut]| -> Vec<Cut> { base.iter().chain(extra).cloned().collect() };
     let ct_cut = Cut {
         node: ct,
-        name: format!("ct.{}", model.output),
+        name: format!("ct.{output}"),
         role: ArgRole::Cotangent,
     };
 
@@ -189,7 +306,7 @@ pub fn derive(model: &Model) -> Result<DerivedGraphs, AdError> {
         &g,
         "forward",
         &model_args,
-        &[(model.output.clone(), z), ("loss".to_string(), loss)],
+        &[(output.to_string(), z), ("loss".to_string(), loss)],
     );
     let mut grad_graph_outputs = vec![("loss".to_string(), loss)];
     grad_graph_outputs.extend(grad_outputs);
@@ -198,37 +315,50 @@ pub fn derive(model: &Model) -> Result<DerivedGraphs, AdError> {
         &g,
         "jvp",
         &with(&non_targets, &directions),
-        &[(model.output.clone(), z), ("jv".to_string(), jv)],
+        &[(output.to_string(), z), ("jv".to_string(), jv)],
     );
     let vjp_graph = extract(&g, "vjp", &with(&non_targets, &[ct_cut]), &vjp_outputs);
     let gv_graph = extract(&g, "gv", &with(&model_args, &directions), &gv_outputs);
-    let (gv_prepare, gv_apply) = split_gv(&gv_graph);
-    Ok(DerivedGraphs {
+    Ok(Derivatives {
+        signature,
         forward,
         grad,
         jvp: jvp_graph,
         vjp: vjp_graph,
         gv: gv_graph,
-        gv_prepare,
-        gv_apply,
     })
 }
 
-/// Splits a one-shot `gv` graph at its residuals into prepare and apply stages.
-pub fn split_gv(gv: &Graph) -> (Graph, Graph) {
+/// Splits a one-shot `gv` graph at its residuals into prepare and apply stages. A residual is
+/// named after the value it holds: the argument (`x`, `w2`), the value's name (`h1`, `h1'`,
+/// `softmax(z)`), else `r<k>`; a name taken by an earlier residual gets a `#<k>` suffix.
+fn split_gv(gv: &Graph) -> (Graph, Graph) {
     let (directions, model_args): (Vec<Cut>, Vec<Cut>) = gv
         .args()
         .iter()
         .map(Cut::of_arg)
         .partition(|c| c.role == ArgRole::Direction);
     let v: Vec<NodeId> = directions.iter().map(|c| c.node).collect();
+    let mut taken = std::collections::HashSet::new();
     let residual_cuts: Vec<Cut> = residuals(gv, &v)
         .into_iter()
         .enumerate()
-        .map(|(i, node)| Cut {
-            node,
-            name: format!("r{i}"),
-            role: ArgRole::Residual,
+        .map(|(k, node)| {
+            let argument = gv.args().iter().find(|a| a.node == node);
+            let mut name = match (argument, gv.label(node)) {
+                (Some(arg), _) => arg.name.clone(),
+                (None, Some(label)) => label.to_string(),
+                (None, None) => format!("r{k}"),
+            };
+            if !taken.insert(name.clone()) {
+                name = format!("{name}#{k}");
+                taken.insert(name.clone());
+            }
+            Cut {
+                node,
+                name,
+                role: ArgRole::Residual,
+            }
         })
         .collect();
     let residual_outputs: Vec<(String, NodeId)> = residual_cuts

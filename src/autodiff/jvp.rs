@@ -3,7 +3,9 @@
 //!
 //! Tangent nodes are added to the same graph as the primal nodes they read, so a tangent can use
 //! any primal value (activations, outputs) directly. A missing tangent (`None`) is a symbolic
-//! zero: it is never materialized, and rules skip the terms it would contribute.
+//! zero: it is never materialized, and rules skip the terms it would contribute. The primal
+//! factors a rule builds (σ'(a) = y(1 − y), say) are named after the value they differentiate:
+//! `h1'` for `h1` — they are what a Gauss-Newton product keeps as residuals.
 
 use super::AdError;
 use crate::ir::{Graph, NodeId};
@@ -20,9 +22,12 @@ pub fn jvp(
     let needed = g.ancestors(targets.iter().copied(), |_| false);
     let mut tangent: Vec<Option<NodeId>> = vec![None; primal_len];
     let mut seeded = vec![false; primal_len];
+    // The seeds' tangents and the nodes this call adds that depend on them.
+    let mut on_tangent = vec![false; primal_len];
     for &(node, t) in seeds {
         tangent[node.index()] = Some(t);
         seeded[node.index()] = true;
+        on_tangent[t.index()] = true;
     }
     let first = seeds
         .iter()
@@ -41,10 +46,20 @@ pub fn jvp(
             continue;
         }
         g.set_span(g.origin(id));
+        let added_from = g.nodes().len();
         tangent[i] = node
             .op
             .jvp(g, id, &node.inputs, &operand_tangents)
             .map_err(|e| AdError::from_shape(g, id, e))?;
+        let derivative_label = g.label(id).map(|label| format!("{label}'"));
+        on_tangent.resize(g.nodes().len(), false);
+        for added in added_from..g.nodes().len() {
+            let added = NodeId(added as u32);
+            on_tangent[added.index()] = g.node(added).inputs.iter().any(|x| on_tangent[x.index()]);
+            if let (false, Some(label)) = (on_tangent[added.index()], &derivative_label) {
+                g.set_label(added, label);
+            }
+        }
     }
     g.set_span(None);
     Ok(tangent)

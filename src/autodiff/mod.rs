@@ -12,7 +12,7 @@ pub mod jvp;
 pub mod split;
 pub mod transpose;
 
-pub use derive::{DerivedGraphs, GraphName, derive};
+pub use derive::{Derivatives, DerivedGraphs, GraphName, ParamSlot, Signature, Slot, derive};
 pub use jvp::jvp;
 pub use transpose::transpose;
 

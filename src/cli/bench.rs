@@ -6,7 +6,7 @@ use crate::codegen::{BackendKind, JitOptions, Roofline};
 use crate::ir::interp::bind_dims;
 use crate::ir::store::{TensorMap, init_params};
 use crate::ir::{ArgRole, Tensor};
-use crate::optim::{CgOptions, ModelObjective, Optimizer, ParamLayout, Sgn, SgnOptions};
+use crate::optim::{CgOptions, ModelObjective, Optimizer, Sgn, SgnOptions};
 use crate::rewrite::graph_stats;
 use crate::{CompileOptions, CompiledModel, Model, Result, Sources};
 use serde::Serialize;
@@ -193,8 +193,7 @@ fn sgn_step(
     args: &BenchArgs,
     graphs: &[Timing],
 ) -> Result<Timing> {
-    let layout = ParamLayout::new(jit.param_names(), params)?;
-    let theta0 = layout.flatten(params)?;
+    let theta0 = jit.layout().flatten(params)?;
     let options = SgnOptions {
         cg: CgOptions {
             max_iters: STEP_CG_ITERS,
@@ -204,7 +203,7 @@ fn sgn_step(
         ..SgnOptions::default()
     };
     let step = |model: &CompiledModel| -> Result<()> {
-        let mut objective = ModelObjective::new(model, &layout, batch.clone());
+        let mut objective = ModelObjective::new(model, batch.clone());
         let mut theta = theta0.clone();
         Sgn::new(options.clone())
             .step(&mut theta, &mut objective)

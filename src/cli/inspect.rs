@@ -1,9 +1,10 @@
 //! `sgn inspect MODEL --graph NAME [--opt] [--stats] [--format text|dot|json] [--batch N]`:
 //! print one of a model's graphs, before or after simplification, or what simplification did.
 
+use crate::autodiff::GraphName;
 use crate::ir::text::{print_dot, print_graph};
 use crate::rewrite::{RewriteOptions, graph_stats, optimize_derived, stats_json, stats_text};
-use crate::{CompileOptions, Error, Model, Result};
+use crate::{Error, Model, Result};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -37,25 +38,20 @@ enum Format {
 
 pub fn run(args: &InspectArgs) -> Result<()> {
     let model = Model::from_file(&args.model)?;
-    let derived = model
-        .compile(&CompileOptions::default().with_optimize(false))?
-        .graphs;
-    let index = derived
-        .named()
-        .iter()
-        .position(|(name, _)| *name == args.graph)
-        .ok_or_else(|| {
-            let known: Vec<&str> = derived.named().iter().map(|(n, _)| *n).collect();
-            Error::Eval(format!(
-                "unknown graph '{}' (known: {})",
-                args.graph,
-                known.join(", ")
-            ))
-        })?;
+    let which = GraphName::from_name(&args.graph).ok_or_else(|| {
+        let known: Vec<&str> = GraphName::ALL.iter().map(|g| g.name()).collect();
+        Error::Eval(format!(
+            "unknown graph '{}' (known: {})",
+            args.graph,
+            known.join(", ")
+        ))
+    })?;
     if args.format == Format::Json && !args.stats {
         return Err(Error::Eval("--format json goes with --stats".to_string()));
     }
-    let before = derived.named()[index].1;
+    let derivatives = model.derive()?;
+    let unoptimized = derivatives.clone().split();
+    let before = unoptimized.get(which);
     if !(args.opt || args.stats) {
         print_as(args.format, before);
         return Ok(());
@@ -64,18 +60,18 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         batch: args.batch,
         ..RewriteOptions::default()
     };
-    let (optimized, reports) = optimize_derived(&derived, &options)?;
-    let after = optimized.named()[index].1;
+    let (optimized, reports) = optimize_derived(&derivatives, &options)?;
+    let optimized = optimized.split();
+    let after = optimized.get(which);
     if args.stats {
         // The two stages are cut from the optimized one-shot product: its phases are theirs.
-        let phases_of = if args.graph.starts_with("gv-") {
-            "gv"
-        } else {
-            args.graph.as_str()
+        let phases_of = match which {
+            GraphName::GvPrepare | GraphName::GvApply => GraphName::Gv,
+            other => other,
         };
         let report = &reports
             .iter()
-            .find(|(name, _)| *name == phases_of)
+            .find(|(name, _)| *name == phases_of.name())
             .expect("every graph has a report")
             .1;
         let (was, is) = (

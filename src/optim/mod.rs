@@ -15,9 +15,10 @@ pub mod sgn;
 pub mod train;
 pub mod vector;
 
+pub use crate::compile::ParamLayout;
 pub use adam::{Adam, AdamOptions};
 pub use cg::{CgOptions, CgResult, CgStop};
-pub use objective::{ModelObjective, ParamLayout};
+pub use objective::ModelObjective;
 pub use record::{Record, RecordKind};
 pub use sgd::{Sgd, SgdOptions};
 pub use sgn::{Damping, Sgn, SgnOptions};

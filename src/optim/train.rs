@@ -5,7 +5,7 @@
 //! position); parameters are kept rounded to the model's element type, so the checkpoint holds
 //! them exactly; and optimizer state is saved in f64.
 
-use super::objective::{ModelObjective, ParamLayout};
+use super::objective::ModelObjective;
 use super::record::{RECORD_FIELDS, Record, RecordKind};
 use super::{Optimizer, OptimizerState};
 use crate::compile::CompiledModel;
@@ -82,7 +82,6 @@ pub struct Trainer<'a> {
     dataset: &'a Dataset,
     optimizer: Box<dyn Optimizer>,
     options: TrainOptions,
-    layout: ParamLayout,
     theta: Vec<f64>,
     progress: Progress,
     history: Vec<Record>,
@@ -139,14 +138,12 @@ impl<'a> Trainer<'a> {
                 dataset.name
             )));
         }
-        let layout = ParamLayout::new(model.param_names(), params)?;
-        let theta = layout.flatten(params)?;
+        let theta = model.layout().flatten(params)?;
         Ok(Trainer {
             model,
             dataset,
             optimizer,
             options,
-            layout,
             theta,
             progress: Progress {
                 epoch: 0,
@@ -163,7 +160,7 @@ impl<'a> Trainer<'a> {
 
     /// The current parameters.
     pub fn params(&self) -> TensorMap {
-        self.layout.unflatten(&self.theta)
+        self.model.layout().unflatten(&self.theta)
     }
 
     /// Every record so far (including those of the runs this one resumed).
@@ -214,9 +211,9 @@ impl<'a> Trainer<'a> {
             )?;
             for (features, targets) in batches {
                 let batch = self.batch(features, targets);
-                let mut objective = ModelObjective::new(self.model, &self.layout, batch);
+                let mut objective = ModelObjective::new(self.model, batch);
                 let report = self.optimizer.step(&mut self.theta, &mut objective)?;
-                self.layout.round_to_dtypes(&mut self.theta);
+                self.model.layout().round_to_dtypes(&mut self.theta);
                 self.progress.position += 1;
                 self.progress.iteration += 1;
                 unevaluated_steps = true;
@@ -411,7 +408,8 @@ impl<'a> Trainer<'a> {
             ));
         }
         self.theta = self
-            .layout
+            .model
+            .layout()
             .flatten(&c.params)
             .map_err(|e| Error::Tensor(format!("{}: {e}", path.display())))?;
         self.optimizer.restore(&c.optimizer)?;

@@ -32,10 +32,9 @@ pub mod table;
 
 pub use cost::{GraphStats, graph_stats};
 pub use report::{PhaseStats, RewriteReport, stats_json, stats_text};
-pub use table::{MlpBounds, optimization_table};
+pub use table::{MlpBounds, TableModel, optimization_table};
 
-use crate::autodiff::DerivedGraphs;
-use crate::autodiff::derive::split_gv;
+use crate::autodiff::Derivatives;
 use crate::ir::Graph;
 use crate::{Error, Result};
 pub use convert::Loaded;
@@ -125,33 +124,27 @@ impl Phase {
     }
 }
 
-/// Optimizes every derived graph of a model. `gv-prepare` and `gv-apply` are cut from the
-/// optimized one-shot `gv`, so that the two stages stay exactly the one-shot product split at
-/// its residuals. Returns the graphs and each optimized graph's report.
+/// Optimizes every graph differentiation gave. Split the result afterwards
+/// ([`Derivatives::split`]): `gv-prepare` and `gv-apply` are then cut from the optimized one-shot
+/// `gv`, so that the two stages stay exactly the one-shot product split at its residuals.
+/// Returns the graphs and each graph's report.
 pub fn optimize_derived(
-    graphs: &DerivedGraphs,
+    graphs: &Derivatives,
     options: &RewriteOptions,
-) -> Result<(DerivedGraphs, Vec<(&'static str, RewriteReport)>)> {
+) -> Result<(Derivatives, Vec<(&'static str, RewriteReport)>)> {
     let mut reports = Vec::with_capacity(5);
     let mut run = |name: &'static str, graph: &Graph| -> Result<Graph> {
         let (optimized, report) = optimize(graph, options)?;
         reports.push((name, report));
         Ok(optimized)
     };
-    let forward = run("forward", &graphs.forward)?;
-    let grad = run("grad", &graphs.grad)?;
-    let jvp = run("jvp", &graphs.jvp)?;
-    let vjp = run("vjp", &graphs.vjp)?;
-    let gv = run("gv", &graphs.gv)?;
-    let (gv_prepare, gv_apply) = split_gv(&gv);
-    let optimized = DerivedGraphs {
-        forward,
-        grad,
-        jvp,
-        vjp,
-        gv,
-        gv_prepare,
-        gv_apply,
+    let optimized = Derivatives {
+        signature: graphs.signature.clone(),
+        forward: run("forward", &graphs.forward)?,
+        grad: run("grad", &graphs.grad)?,
+        jvp: run("jvp", &graphs.jvp)?,
+        vjp: run("vjp", &graphs.vjp)?,
+        gv: run("gv", &graphs.gv)?,
     };
     Ok((optimized, reports))
 }

@@ -4,11 +4,10 @@
 use super::cost::{GraphStats, graph_stats};
 use super::report::change;
 use super::{RewriteOptions, optimize_derived};
-use crate::autodiff::derive;
+use crate::Result;
+use crate::autodiff::{Derivatives, Signature};
 use crate::ir::{ArgRole, Graph};
-use crate::{Error, Model, Result};
 use std::fmt::Write;
-use std::path::Path;
 
 /// Layer widths `n₀…n_L` and batch `B` of a dense MLP, with the matmul-FLOP bounds its optimized
 /// graphs must meet.
@@ -25,12 +24,12 @@ pub struct MlpBounds {
 }
 
 impl MlpBounds {
-    /// The bounds of `model` at `batch` if it is a dense MLP: its matrix parameters, in
-    /// declaration order, chain (`[n₀, n₁]`, `[n₁, n₂]`, …) with fixed sizes, and every other
-    /// parameter is a vector (a bias).
-    pub fn of(model: &Model, batch: usize) -> Option<MlpBounds> {
+    /// The bounds of a model with these parameters at `batch` if it is a dense MLP: its matrix
+    /// parameters, in declaration order, chain (`[n₀, n₁]`, `[n₁, n₂]`, …) with fixed sizes,
+    /// and every other parameter is a vector (a bias).
+    pub fn of(signature: &Signature, batch: usize) -> Option<MlpBounds> {
         let mut widths: Vec<u64> = Vec::new();
-        for p in &model.params {
+        for p in &signature.params {
             let dims: Option<Vec<u64>> = p.ty.shape.dims().iter().map(|d| d.as_fixed()).collect();
             match dims?.as_slice() {
                 [_] => {}
@@ -69,22 +68,22 @@ struct Row {
     after: GraphStats,
 }
 
-/// The markdown document `docs/OPTIMIZATION.md`: for every `*.sgn` model in `dir` (sorted by
-/// file name) and each of its derived graphs in the declared element types, node count, matmul
-/// FLOPs, elementwise FLOPs and bytes before and after [`optimize_derived`], with symbolic dimensions
-/// bound to `options.batch`; then the FLOP bounds of the dense MLPs. Times are left out so that
-/// the document only changes when the graphs do.
+/// One model of the table: its name, the file it came from, and its derivatives.
+pub struct TableModel {
+    pub name: String,
+    pub file: String,
+    pub graphs: Derivatives,
+}
+
+/// The markdown document `docs/OPTIMIZATION.md` for `models`: each of their graphs in the
+/// declared element types, node count, matmul FLOPs, elementwise FLOPs and bytes before and
+/// after [`optimize_derived`], with symbolic dimensions bound to `options.batch`; then the FLOP
+/// bounds of the dense MLPs. Times are left out so that the document only changes when the
+/// graphs do.
 ///
 /// # Errors
-/// A directory or model that cannot be read, a model that does not differentiate, or a failed
-/// optimization.
-pub fn optimization_table(dir: &Path, options: &RewriteOptions) -> Result<String> {
-    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .map(|entry| entry.map(|e| e.path()).map_err(|e| Error::io(dir, e)))
-        .collect::<Result<_>>()?;
-    files.retain(|p| p.extension().is_some_and(|e| e == "sgn"));
-    files.sort();
+/// A failed optimization.
+pub fn optimization_table(models: &[TableModel], options: &RewriteOptions) -> Result<String> {
     let batch = options.batch;
     let mut doc = String::new();
     let w = &mut doc;
@@ -102,29 +101,22 @@ pub fn optimization_table(dir: &Path, options: &RewriteOptions) -> Result<String
     )
     .expect(line);
     let mut bounds = Vec::new();
-    for file in &files {
-        let model = Model::from_file(file)?;
-        let graphs = derive(&model).map_err(|error| Error::Differentiate {
-            file: model.file.clone(),
-            error,
-        })?;
-        let (optimized, _) = optimize_derived(&graphs, options)?;
-        let rows: Vec<Row> = graphs
+    for model in models {
+        let (optimized, _) = optimize_derived(&model.graphs, options)?;
+        let before = model.graphs.clone().split();
+        let after = optimized.split();
+        let rows: Vec<Row> = before
             .named()
             .into_iter()
-            .zip(optimized.named())
+            .zip(after.named())
             .map(|((name, before), (_, after))| Row {
                 graph: name,
                 before: graph_stats(before, batch),
                 after: graph_stats(after, batch),
             })
             .collect();
-        let file_name = file.file_name().map_or_else(
-            || file.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        write_model(w, &model.name, &file_name, &graphs.forward, &rows);
-        if let Some(b) = MlpBounds::of(&model, batch) {
+        write_model(w, &model.name, &model.file, &before.forward, &rows);
+        if let Some(b) = MlpBounds::of(&model.graphs.signature, batch) {
             let find = |name: &str| rows.iter().find(|r| r.graph == name).map(|r| r.after);
             let (gv_apply, grad) = (find("gv-apply"), find("grad"));
             if let (Some(gv_apply), Some(grad)) = (gv_apply, grad) {
