@@ -219,16 +219,6 @@ pub fn derive(forward: &Graph, output: &str) -> Result<Derivatives, AdError> {
         .filter(|a| a.role == ArgRole::Param)
         .map(|a| (a.name.clone(), a.node, a.ty.clone()))
         .collect();
-    let signature = Signature {
-        output: output.to_string(),
-        params: params
-            .iter()
-            .map(|(name, _, ty)| ParamSlot {
-                name: name.clone(),
-                ty: ty.clone(),
-            })
-            .collect(),
-    };
     let directions: Vec<Cut> = params
         .iter()
         .map(|(name, _, ty)| Cut {
@@ -237,14 +227,99 @@ pub fn derive(forward: &Graph, output: &str) -> Result<Derivatives, AdError> {
             role: ArgRole::Direction,
         })
         .collect();
-    let v: Vec<NodeId> = directions.iter().map(|c| c.node).collect();
-    let seeds: Vec<(NodeId, NodeId)> = params.iter().zip(&v).map(|(p, &v)| (p.1, v)).collect();
+    let ct = Cut {
+        node: g.add_arg(format!("ct.{output}"), ArgRole::Cotangent, g.ty(z).clone()),
+        name: format!("ct.{output}"),
+        role: ArgRole::Cotangent,
+    };
+    let seeds: Vec<(NodeId, NodeId)> = params
+        .iter()
+        .zip(&directions)
+        .map(|(p, v)| (p.1, v.node))
+        .collect();
+    let d = differentiate(g, z, loss, &seeds, ct.node)?;
+
+    let named = |prefix: &str, nodes: &[NodeId]| -> Vec<(String, NodeId)> {
+        params
+            .iter()
+            .zip(nodes)
+            .map(|((name, ..), &node)| (format!("{prefix}.{name}"), node))
+            .collect()
+    };
+    let non_targets: Vec<Cut> = model_args
+        .iter()
+        .filter(|c| c.role != ArgRole::Target)
+        .cloned()
+        .collect();
+    let with =
+        |base: &[Cut], extra: &[Cut]| -> Vec<Cut> { base.iter().chain(extra).cloned().collect() };
+    let mut grad_outputs = vec![("loss".to_string(), loss)];
+    grad_outputs.extend(named("grad", &d.grad));
+    Ok(Derivatives {
+        signature: Signature {
+            output: output.to_string(),
+            params: params
+                .iter()
+                .map(|(name, _, ty)| ParamSlot {
+                    name: name.clone(),
+                    ty: ty.clone(),
+                })
+                .collect(),
+        },
+        forward: extract(
+            &d.g,
+            "forward",
+            &model_args,
+            &[(output.to_string(), z), ("loss".to_string(), loss)],
+        ),
+        grad: extract(&d.g, "grad", &model_args, &grad_outputs),
+        jvp: extract(
+            &d.g,
+            "jvp",
+            &with(&non_targets, &directions),
+            &[(output.to_string(), z), ("jv".to_string(), d.jv)],
+        ),
+        vjp: extract(
+            &d.g,
+            "vjp",
+            &with(&non_targets, &[ct]),
+            &named("vjp", &d.vjp),
+        ),
+        gv: extract(
+            &d.g,
+            "gv",
+            &with(&model_args, &directions),
+            &named("gv", &d.gv),
+        ),
+    })
+}
+
+/// The combined graph with every derivative in it: `J v`, and per parameter the gradient, `G v`
+/// and `Jᵀ w` (zeros where a parameter does not reach the output).
+struct Combined {
+    g: Graph,
+    jv: NodeId,
+    grad: Vec<NodeId>,
+    gv: Vec<NodeId>,
+    vjp: Vec<NodeId>,
+}
+
+/// Builds every derivative into `g`: `seeds` pairs each parameter with its direction `v`, `ct`
+/// is the cotangent argument `w`.
+fn differentiate(
+    mut g: Graph,
+    z: NodeId,
+    loss: NodeId,
+    seeds: &[(NodeId, NodeId)],
+    ct: NodeId,
+) -> Result<Combined, AdError> {
+    let v: Vec<NodeId> = seeds.iter().map(|&(_, v)| v).collect();
     let z_ty = g.ty(z).clone();
     let loss_ty = g.ty(loss).clone();
     let shape = |g: &Graph, e| AdError::from_shape(g, z, e);
 
     // J v, and the loss tangent along v (for the gradient).
-    let tangents = jvp(&mut g, &seeds, &[z, loss])?;
+    let tangents = jvp(&mut g, seeds, &[z, loss])?;
     let jv = or_zeros(&mut g, tangents[z.index()], &z_ty).map_err(|e| shape(&g, e))?;
     let dloss = tangents[loss.index()];
 
@@ -268,64 +343,27 @@ pub fn derive(forward: &Graph, output: &str) -> Result<Derivatives, AdError> {
     let hu = jvp(&mut g, &[(z, jv)], &[grad_z])?[grad_z.index()];
     let hu = or_zeros(&mut g, hu, &z_ty).map_err(|e| shape(&g, e))?;
 
-    // Jᵀ (H_L J v), and Jᵀ w for a given cotangent.
+    // Jᵀ (H_L J v), and Jᵀ w for the cotangent w.
     let gv = transpose(&mut g, &v, &[(jv, hu)])?;
-    let ct = g.add_arg(format!("ct.{output}"), ArgRole::Cotangent, z_ty.clone());
     let vjp = transpose(&mut g, &v, &[(jv, ct)])?;
 
-    let mut per_param =
-        |prefix: &str, values: Vec<Option<NodeId>>| -> Result<Vec<(String, NodeId)>, AdError> {
-            params
-                .iter()
-                .zip(values)
-                .map(|((name, _, ty), value)| {
-                    let node =
-                        or_zeros(&mut g, value, ty).map_err(|e| AdError::from_shape(&g, z, e))?;
-                    Ok((format!("{prefix}.{name}"), node))
-                })
-                .collect()
-        };
-    let grad_outputs = per_param("grad", grad)?;
-    let gv_outputs = per_param("gv", gv)?;
-    let vjp_outputs = per_param("vjp", vjp)?;
-
-    let non_targets: Vec<Cut> = model_args
-        .iter()
-        .filter(|c| c.role != ArgRole::Target)
-        .cloned()
-        .collect();
-    let with =
-        |base: &[Cut], extra: &[Cut]| -> Vec<Cut> { base.iter().chain(extra).cloned().collect() };
-    let ct_cut = Cut {
-        node: ct,
-        name: format!("ct.{output}"),
-        role: ArgRole::Cotangent,
+    let mut per_param = |values: Vec<Option<NodeId>>| -> Result<Vec<NodeId>, AdError> {
+        seeds
+            .iter()
+            .zip(values)
+            .map(|(&(param, _), value)| {
+                let ty = g.ty(param).clone();
+                or_zeros(&mut g, value, &ty).map_err(|e| shape(&g, e))
+            })
+            .collect()
     };
-
-    let forward = extract(
-        &g,
-        "forward",
-        &model_args,
-        &[(output.to_string(), z), ("loss".to_string(), loss)],
-    );
-    let mut grad_graph_outputs = vec![("loss".to_string(), loss)];
-    grad_graph_outputs.extend(grad_outputs);
-    let grad = extract(&g, "grad", &model_args, &grad_graph_outputs);
-    let jvp_graph = extract(
-        &g,
-        "jvp",
-        &with(&non_targets, &directions),
-        &[(output.to_string(), z), ("jv".to_string(), jv)],
-    );
-    let vjp_graph = extract(&g, "vjp", &with(&non_targets, &[ct_cut]), &vjp_outputs);
-    let gv_graph = extract(&g, "gv", &with(&model_args, &directions), &gv_outputs);
-    Ok(Derivatives {
-        signature,
-        forward,
+    let (grad, gv, vjp) = (per_param(grad)?, per_param(gv)?, per_param(vjp)?);
+    Ok(Combined {
+        g,
+        jv,
         grad,
-        jvp: jvp_graph,
-        vjp: vjp_graph,
-        gv: gv_graph,
+        gv,
+        vjp,
     })
 }
 
