@@ -1,7 +1,8 @@
 //! A parsed model: its forward graph (output and loss) and its parameter declarations.
 
 use crate::error::{Error, Result};
-use crate::ir::dsl::{Diagnostic, lower, parser};
+use crate::dsl::{lower, parser};
+use crate::ir::Diagnostic;
 use crate::ir::graph::{Graph, Span};
 use crate::ir::init::Init;
 use crate::ir::shape::TensorType;

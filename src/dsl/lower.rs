@@ -9,7 +9,7 @@
 //! The model's structure is checked too: one `model`, `output` and `loss`, at least one param,
 //! no duplicate names, a scalar loss that depends on the params only through the output.
 
-use super::Diagnostic;
+use crate::ir::Diagnostic;
 use super::parser::{BinOp, Expr, ExprKind, Ident, MAX_DEPTH, Statement, StatementKind, closest};
 use crate::ir::graph::{ArgRole, Graph, NodeId, Span};
 use crate::ir::init::Init;

@@ -21,7 +21,7 @@
 //!
 //! Parsing never recurses without bound: nesting deeper than [`MAX_DEPTH`] levels is an error.
 
-use super::Diagnostic;
+use crate::ir::Diagnostic;
 use super::lexer::{Token, TokenKind, tokenize};
 use crate::ir::graph::{ArgRole, Span};
 use crate::ir::shape::DType;

@@ -1,12 +1,10 @@
-//! The model language: `*.sgn` files (see docs/DSL.md).
+//! The model language: `*.sgn` files (see docs/DSL.md), the front end above the IR.
 //!
 //! Source text is split into tokens ([`lexer`]), parsed into statements ([`parser`]) and lowered
 //! into a [`Graph`](crate::ir::Graph) of primitive ops ([`lower`]), with every error reported as
-//! a [`Diagnostic`] at file:line:col.
+//! a [`Diagnostic`](crate::ir::Diagnostic) at file:line:col. This module builds on [`crate::ir`]
+//! alone; [`crate::model`] sits on top of it.
 
-pub mod diagnostic;
 pub mod lexer;
 pub mod lower;
 pub mod parser;
-
-pub use diagnostic::Diagnostic;
