@@ -1,4 +1,4 @@
-//! Lowering: parsed statements → a [`Graph`] of primitive ops and a [`Model`].
+//! Lowering: parsed statements → a [`Graph`] of primitive ops and the declared parameters.
 //!
 //! Every DSL operation becomes primitives here (see docs/DSL.md for each lowering): numpy
 //! broadcasting becomes explicit [`Op::Broadcast`] nodes, `mean` becomes a sum scaled by the
@@ -9,25 +9,36 @@
 //! The model's structure is checked too: one `model`, `output` and `loss`, at least one param,
 //! no duplicate names, a scalar loss that depends on the params only through the output.
 
-use crate::ir::Diagnostic;
 use super::parser::{BinOp, Expr, ExprKind, Ident, MAX_DEPTH, Statement, StatementKind, closest};
+use crate::ir::Diagnostic;
 use crate::ir::graph::{ArgRole, Graph, NodeId, Span};
-use crate::ir::init::Init;
+use crate::ir::init::{Init, ParamSpec};
 use crate::ir::op::{BinaryOp, Op, ShapeError, UnaryOp};
 use crate::ir::shape::{Dim, Shape, TensorType};
-use crate::model::{Model, ParamSpec};
 use std::collections::HashMap;
 
 /// The largest element count (fixed factors only) a tensor may have; larger shapes are errors,
 /// which also keeps all dimension arithmetic far from `u64` overflow.
 pub const MAX_ELEMENTS: u64 = 1 << 48;
 
-/// Lowers parsed `statements` of `source` (named `file` in errors) into a model.
+/// A lowered model: its graph and parameter declarations, from which `Model` is built.
+#[derive(Clone, Debug)]
+pub struct Lowered {
+    /// The name in the `model` statement.
+    pub name: String,
+    /// The declarations as arguments, in source order; outputs: the network output, then `loss`.
+    pub graph: Graph,
+    /// The name of the network output (`z` in `output z = …`).
+    pub output: String,
+    pub params: Vec<ParamSpec>,
+}
+
+/// Lowers parsed `statements` of `source` (named `file` in errors).
 pub fn lower<'p>(
     statements: &'p [Statement],
     file: &'p str,
     source: &'p str,
-) -> Result<Model, Diagnostic> {
+) -> Result<Lowered, Diagnostic> {
     let mut lowerer = Lowerer {
         file,
         source,
@@ -97,10 +108,8 @@ pub fn lower<'p>(
     graph.set_span(None);
     graph.add_output(output_name.name.clone(), output_node);
     graph.add_output("loss", loss_node);
-    Ok(Model {
+    Ok(Lowered {
         name: model.name.clone(),
-        file: file.to_string(),
-        source: source.to_string(),
         graph: graph.pruned(),
         output: output_name.name.clone(),
         params,
