@@ -1,6 +1,7 @@
 //! Composites: builtins that become several primitives. Reductions (`mean` is a sum scaled by
 //! the element count, `keepdims` a reshape), the stable softmax family (softmax, log_softmax,
-//! logsumexp, all shifted by a `stop_gradient` max) and the losses.
+//! logsumexp, all shifted by a `stop_gradient` max) and the losses. Their key values are
+//! labelled (`softmax(z)`, `log_softmax(z)`, …) so that a reader can follow them.
 
 use super::builtins::Call;
 use super::{Lowerer, Value};
@@ -119,6 +120,15 @@ impl<'p> Lowerer<'p> {
         let centered = self.binary(BinaryOp::Sub, x, spread, span)?;
         let exp = self.build(span, |g| g.unary(UnaryOp::Exp, centered))?;
         let sum = self.build(span, |g| g.sum(exp, &[axis]))?;
+        let x_label = self.graph.label(x).unwrap_or("…");
+        let labels = [
+            (shift, format!("max({x_label})")),
+            (exp, format!("exp({x_label} - max({x_label}))")),
+            (sum, format!("sum(exp({x_label} - max({x_label})))")),
+        ];
+        for (node, label) in labels {
+            self.graph.set_label(node, &label);
+        }
         Ok(ShiftedExp { shift, exp, sum })
     }
 
@@ -145,6 +155,7 @@ impl<'p> Lowerer<'p> {
         let parts = self.shifted_exp(x, axis, span)?;
         let log_sum = self.build(span, |g| g.unary(UnaryOp::Log, parts.sum))?;
         let lse = self.binary(BinaryOp::Add, parts.shift, log_sum, span)?;
+        self.label_applied(lse, "logsumexp", x);
         if keepdims {
             let shape = self.ty(x).shape;
             return self.keep_dims(lse, &shape, &[axis], span);
@@ -157,7 +168,9 @@ impl<'p> Lowerer<'p> {
         let lse = self.logsumexp(x, axis, false, span)?;
         let shape = self.ty(x).shape;
         let lse = self.spread(lse, &shape, axis, span)?;
-        self.binary(BinaryOp::Sub, x, lse, span)
+        let log_p = self.binary(BinaryOp::Sub, x, lse, span)?;
+        self.label_applied(log_p, "log_softmax", x);
+        Ok(log_p)
     }
 
     /// `exp(x − m) / Σ exp(x − m)` over `axis`, for the shift `m`.
@@ -165,7 +178,9 @@ impl<'p> Lowerer<'p> {
         let parts = self.shifted_exp(x, axis, span)?;
         let shape = self.ty(x).shape;
         let total = self.spread(parts.sum, &shape, axis, span)?;
-        self.binary(BinaryOp::Div, parts.exp, total, span)
+        let p = self.binary(BinaryOp::Div, parts.exp, total, span)?;
+        self.label_applied(p, "softmax", x);
+        Ok(p)
     }
 
     /// The operand of a softmax-family call and its `axis` (the last when absent).
@@ -208,6 +223,12 @@ impl<'p> Lowerer<'p> {
         let all_axes: Vec<usize> = (0..shape.rank()).collect();
         let total = self.build(span, |g| g.sum(x, &all_axes))?;
         self.divide_by_count(total, &shape.numel(), span)
+    }
+
+    /// Labels `node` as `f(x)` with `x`'s label in the parentheses (`…` when it has none).
+    fn label_applied(&mut self, node: NodeId, f: &str, x: NodeId) {
+        let label = format!("{f}({})", self.graph.label(x).unwrap_or("…"));
+        self.graph.set_label(node, &label);
     }
 }
 
@@ -280,6 +301,7 @@ pub(super) fn sigmoid_cross_entropy(
     let span = call.span;
     // softplus(z) − y·z is log(1 + e^z) − y·z: the logistic loss without overflow.
     let soft = lowerer.build(span, |g| g.unary(UnaryOp::Softplus, z))?;
+    lowerer.label_applied(soft, "softplus", z);
     let yz = lowerer.binary(BinaryOp::Mul, y, z, span)?;
     let logistic = lowerer.binary(BinaryOp::Sub, soft, yz, span)?;
     lowerer.mean_of_all(logistic, span).map(Value::Tensor)

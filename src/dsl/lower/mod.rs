@@ -6,6 +6,10 @@
 //! count is symbolic), softmax and the losses become their numerically stable forms, and `fn`s
 //! are inlined. Numeric literals are folded and take the element type of the tensor they meet.
 //!
+//! Nodes are labelled with the names a reader knows them by: each declaration, `NAME = expr` and
+//! `output NAME = expr` with NAME (a node keeps the first label it gets), the loss with `loss`,
+//! and the key values of composites as `softmax(z)`, `log_softmax(z)`, `logsumexp(z)`, …
+//!
 //! The model's structure is checked too: one `model`, `output` and `loss`, at least one param,
 //! no duplicate names, a scalar loss that depends on the params only through the output.
 //!
@@ -94,6 +98,9 @@ pub fn lower<'p>(
             }
             StatementKind::Let { name, value } => {
                 let value = lowerer.expr(value, &top)?;
+                if let Value::Tensor(node) = value {
+                    lowerer.graph.set_label(node, &name.name);
+                }
                 lowerer.defs.insert(&name.name, (Def::Value(value), index));
             }
             StatementKind::Output { name, value } => {
@@ -104,6 +111,7 @@ pub fn lower<'p>(
                     ));
                 };
                 lowerer.check_output(name, node)?;
+                lowerer.graph.set_label(node, &name.name);
                 lowerer
                     .defs
                     .insert(&name.name, (Def::Value(Value::Tensor(node)), index));
@@ -116,6 +124,7 @@ pub fn lower<'p>(
                         "the loss is a constant; it must be computed from the output",
                     ));
                 };
+                lowerer.graph.set_label(node, "loss");
                 loss = Some((statement.span, node));
             }
         }
@@ -391,6 +400,7 @@ impl<'p> Lowerer<'p> {
             let node = self
                 .graph
                 .add_arg(name.name.clone(), *role, tensor_type.clone());
+            self.graph.set_label(node, &name.name);
             self.defs.insert(&name.name, (Def::Arg(node), index));
             if *role == ArgRole::Param {
                 let init = match init {
