@@ -15,13 +15,13 @@
 //!
 //! This file holds the entry point, the lowerer's state and the statement-level checks; the
 //! rest is by concern:
-//! - [`scope`]: names, scopes, calls, `fn` inlining, argument binding, suggestions;
-//! - [`expr`]: expressions, folding of numbers, elementwise arithmetic with broadcasting, `@`;
-//! - [`builtins`]: the table of builtin operations and the dispatch to their lowerings;
-//! - [`composites`]: reductions (`mean`, keepdims), softmax, log_softmax, logsumexp, the losses;
-//! - [`layout`]: reshape, transpose, concat;
-//! - [`args`]: literal arguments (dimensions, integers, axes, flags) and the size limit;
-//! - [`init`]: initializer syntax (`= normal(0.01)`).
+//! - `scope.rs`: names, scopes, calls, `fn` inlining, argument binding, suggestions;
+//! - `expr.rs`: expressions, folding of numbers, elementwise arithmetic with broadcasting, `@`;
+//! - `builtins.rs`: the table of builtin operations and the dispatch to their lowerings;
+//! - `composites.rs`: reductions (`mean`, keepdims), softmax, log_softmax, logsumexp, the losses;
+//! - `layout.rs`: reshape, transpose, concat;
+//! - `args.rs`: literal arguments (dimensions, integers, axes, flags) and the size limit;
+//! - `init.rs`: initializer syntax (`= normal(0.01)`).
 
 mod args;
 mod builtins;
@@ -57,6 +57,40 @@ pub struct Lowered {
 }
 
 /// Lowers parsed `statements` of `source` (named `file` in errors).
+///
+/// ```
+/// use sgn::dsl::{lower::lower, parser::parse};
+///
+/// let source = "\
+///     model m
+///     input x: f32[B, 3]
+///     target y: f32[B, 2]
+///     param w: f32[3, 2]
+///     h = x @ w
+///     output z = softmax(h)
+///     loss mse(z, y)
+/// ";
+/// let statements = parse("m.sgn", source)?;
+/// let lowered = lower(&statements, "m.sgn", source)?;
+/// assert_eq!((lowered.name.as_str(), lowered.output.as_str()), ("m", "z"));
+/// let graph = &lowered.graph;
+/// let z = graph.output("z").expect("the network output");
+/// assert_eq!(graph.ty(z).to_string(), "f32[B, 2]");
+/// // The node keeps the first label it was given: the composite's, then `z`.
+/// assert_eq!(graph.label(z), Some("softmax(h)"));
+/// assert_eq!(graph.label(graph.node(z).inputs[0]), Some("exp(h - max(h))"));
+///
+/// let bad = source.replace("softmax(h)", "softmax(h, axis=2)");
+/// let err = lower(&parse("m.sgn", &bad)?, "m.sgn", &bad).unwrap_err();
+/// assert_eq!(
+///     err.to_string().lines().next(),
+///     Some(
+///         "m.sgn:6:32: error: axis 2 is out of range for shape [B, 2]; \
+///          expected an axis from -2 to 1"
+///     )
+/// );
+/// # Ok::<(), sgn::ir::Diagnostic>(())
+/// ```
 pub fn lower<'p>(
     statements: &'p [Statement],
     file: &'p str,
