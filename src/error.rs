@@ -1,6 +1,6 @@
 //! The crate's error type.
 
-use crate::ir::dsl::Diagnostic;
+use crate::ir::Diagnostic;
 use std::path::PathBuf;
 
 /// Everything that can go wrong in sgn, each saying what and where.

@@ -1,14 +1,16 @@
 //! sgn: train neural networks with the stochastic generalized Gauss-Newton method through a
 //! symbolic computation-graph compiler.
 //!
-//! The pipeline, one module per stage: [`ir`] (the model DSL, the graph IR, the reference
-//! interpreter), then differentiation, rewriting, code generation and optimizers in later
-//! modules. [`Model`] is the entry point of the library API.
+//! The pipeline, one module per stage: [`ir`] (the graph IR, the reference interpreter), [`dsl`]
+//! (the model language, lowered into the IR) and [`model`] on top of it, then differentiation,
+//! rewriting, code generation and optimizers in later modules. [`Model`] is the entry point of
+//! the library API.
 
 pub mod autodiff;
 pub mod codegen;
 pub mod compile;
 pub mod data;
+pub mod dsl;
 pub mod error;
 pub mod ir;
 pub mod model;

@@ -1,19 +1,11 @@
 //! A parsed model: its forward graph (output and loss) and its parameter declarations.
 
+use crate::dsl::{lower, parser};
 use crate::error::{Error, Result};
-use crate::ir::dsl::{Diagnostic, lower, parser};
+use crate::ir::Diagnostic;
 use crate::ir::graph::{Graph, Span};
-use crate::ir::init::Init;
-use crate::ir::shape::TensorType;
+use crate::ir::init::ParamSpec;
 use std::path::Path;
-
-/// A declared parameter: name, type (fixed shape) and initializer.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ParamSpec {
-    pub name: String,
-    pub ty: TensorType,
-    pub init: Init,
-}
 
 /// A model read from the DSL.
 ///
@@ -76,7 +68,15 @@ impl Model {
     /// Parses and type-checks model source; `file` names it in errors (`file:line:col`).
     pub fn parse_named(file: &str, source: &str) -> Result<Model> {
         let statements = parser::parse(file, source)?;
-        Ok(lower::lower(&statements, file, source)?)
+        let lowered = lower::lower(&statements, file, source)?;
+        Ok(Model {
+            name: lowered.name,
+            file: file.to_string(),
+            source: source.to_string(),
+            graph: lowered.graph,
+            output: lowered.output,
+            params: lowered.params,
+        })
     }
 
     /// Reads, parses and type-checks a model file. A file that is not UTF-8 text is an error

@@ -228,6 +228,69 @@ fn nodes_carry_their_source_positions() {
     );
 }
 
+/// The node labelled `label`, which must be the only one.
+fn labelled(graph: &Graph, label: &str) -> NodeId {
+    let found: Vec<NodeId> = graph
+        .ids()
+        .filter(|&id| graph.label(id) == Some(label))
+        .collect();
+    assert_eq!(found.len(), 1, "nodes labelled {label:?}: {found:?}");
+    found[0]
+}
+
+#[test]
+fn nodes_are_labelled_with_the_names_they_have_in_the_source() {
+    let model = parse(
+        "model t\ninput x: f32[B, 3]\ntarget y: f32[B, 2]\nparam w: f32[3, 2]\nparam b: f32[2]\n\
+         h = x @ w + b\na = tanh(h)\nc = tanh(h)\np = softmax(h)\noutput z = a + c * p\n\
+         loss softmax_cross_entropy(z, y)\n",
+    );
+    let g = &model.graph;
+    for arg in g.args() {
+        assert_eq!(g.label(arg.node), Some(arg.name.as_str()));
+    }
+    assert_eq!(g.node(labelled(g, "h")).op, Op::binary(BinaryOp::Add));
+    // `c` is the same node as `a` (hash-consing): the first name wins.
+    assert_eq!(g.node(labelled(g, "a")).op, Op::unary(UnaryOp::Tanh));
+    assert!(g.ids().all(|id| g.label(id) != Some("c")));
+    // A composite's result keeps the composite's label: it is given first.
+    let p = labelled(g, "softmax(h)");
+    assert_eq!(g.node(p).op, Op::binary(BinaryOp::Div));
+    assert!(g.ids().all(|id| g.label(id) != Some("p")));
+    assert_eq!(labelled(g, "z"), g.output("z").expect("the output"));
+    assert_eq!(labelled(g, "loss"), g.output("loss").expect("the loss"));
+    // The loss's softmax pieces over z, shared by log_softmax and logsumexp.
+    let log_p = labelled(g, "log_softmax(z)");
+    assert_eq!(g.node(log_p).op, Op::binary(BinaryOp::Sub));
+    assert_eq!(g.node(log_p).inputs[0], labelled(g, "z"));
+    let lse = labelled(g, "logsumexp(z)");
+    assert_eq!(g.node(lse).op, Op::binary(BinaryOp::Add));
+    assert_eq!(g.node(labelled(g, "max(z)")).op, Op::stop_gradient());
+    let exp = labelled(g, "exp(z - max(z))");
+    assert_eq!(g.node(exp).op, Op::unary(UnaryOp::Exp));
+    let sum = labelled(g, "sum(exp(z - max(z)))");
+    assert_eq!(g.node(sum).inputs, [exp]);
+    assert_eq!(
+        g.node(labelled(g, "exp(h - max(h))")).op,
+        Op::unary(UnaryOp::Exp)
+    );
+
+    // An argument without a name is shown as `…`; the logistic loss labels its softplus.
+    let model = parse(
+        "model t\ninput x: f32[B, 3]\ntarget y: f32[B, 2]\nparam w: f32[3, 2]\n\
+         output z = x @ w\nloss sum(logsumexp(2 * z)) + sigmoid_cross_entropy(z, y)\n",
+    );
+    let g = &model.graph;
+    assert_eq!(
+        g.node(labelled(g, "logsumexp(…)")).op,
+        Op::binary(BinaryOp::Add)
+    );
+    assert_eq!(
+        g.node(labelled(g, "softplus(z)")).op,
+        Op::unary(UnaryOp::Softplus)
+    );
+}
+
 // ----- every op's type -----
 
 /// A model with the declarations `decls` whose output is `expr` (times a scalar param, so that

@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use proptest::sample::Index;
 use sgn::Error;
-use sgn::ir::dsl::Diagnostic;
+use sgn::ir::Diagnostic;
 use sgn::ir::op::F64Bits;
 use sgn::ir::text::{parse_graph, print_dot, print_graph};
 use sgn::ir::{ArgRole, BinaryOp, DType, Dim, Graph, NodeId, Op, Shape, Span, TensorType, UnaryOp};

@@ -1,6 +1,16 @@
-//! Parameter initializers, as named in the DSL (`param w: f32[784, 20] = glorot_uniform`).
+//! Parameter declarations and their initializers, as written in the DSL
+//! (`param w: f32[784, 20] = glorot_uniform`).
 
+use crate::ir::shape::TensorType;
 use std::fmt;
+
+/// A declared parameter: name, type (fixed shape) and initializer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamSpec {
+    pub name: String,
+    pub ty: TensorType,
+    pub init: Init,
+}
 
 /// How a parameter's initial values are drawn. Sampling lives in [`crate::ir::store`].
 #[derive(Clone, Copy, Debug, PartialEq)]

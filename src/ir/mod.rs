@@ -1,14 +1,17 @@
-//! The front of the pipeline: the graph IR, its DSL, its text form and its reference interpreter.
+//! The graph IR: its ops, its text form and its reference interpreter.
 //!
 //! - [`shape`]: element types, symbolic dimensions, shapes;
 //! - [`op`]: the primitive ops, by family, with every rule each op has;
 //! - [`graph`]: the SSA graph (arena, hash-consing, builder);
-//! - [`dsl`]: the model language (lexer, parser, lowering to a graph);
 //! - [`text`]: the graph's text form (printer and reader);
 //! - [`interp`]: the reference interpreter on `ndarray`, the oracle for every later stage;
-//! - [`tensor`], [`init`], [`store`]: host tensors, parameter initializers, named tensor files.
+//! - [`diagnostic`]: errors at file:line:col in source text (model files, IR text);
+//! - [`tensor`], [`init`], [`store`]: host tensors, parameter declarations and initializers,
+//!   named tensor files.
+//!
+//! Nothing here depends on the model language (the `dsl` module) that lowers into it.
 
-pub mod dsl;
+pub mod diagnostic;
 pub mod graph;
 pub mod init;
 pub mod interp;
@@ -18,6 +21,7 @@ pub mod store;
 pub mod tensor;
 pub mod text;
 
+pub use diagnostic::Diagnostic;
 pub use graph::{Arg, ArgRole, Graph, Node, NodeId, Output, Span};
 pub use op::{
     BinaryOp, Elementwise, Family, Layout, Leaf, MatMul, Op, Reduce, ReduceKind, ShapeError,

@@ -10,10 +10,9 @@
 
 use crate::error::{Error, Result};
 use crate::ir::graph::Arg;
-use crate::ir::init::{Init, fans};
+use crate::ir::init::{Init, ParamSpec, fans};
 use crate::ir::shape::{DType, TensorType};
 use crate::ir::tensor::Tensor;
-use crate::model::ParamSpec;
 use ndarray::{ArrayD, IxDyn};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;

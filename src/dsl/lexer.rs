@@ -3,7 +3,7 @@
 //! Newlines are tokens: a model has one statement per line. `#` starts a comment that runs to
 //! the end of the line.
 
-use super::Diagnostic;
+use crate::ir::Diagnostic;
 use crate::ir::graph::Span;
 use std::fmt;
 

@@ -1,9 +1,10 @@
-//! Errors in model source, reported as `file:line:col` with the offending line and a caret.
+//! Errors in source text (model files, the IR's text form), reported as `file:line:col` with the
+//! offending line and a caret.
 
 use crate::ir::graph::Span;
 use std::fmt;
 
-/// An error at a position in a model file.
+/// An error at a position in a source file.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub struct Diagnostic {
     /// The file name as the user gave it (or `<input>` for source given as a string).

@@ -21,8 +21,8 @@
 //!
 //! Parsing never recurses without bound: nesting deeper than [`MAX_DEPTH`] levels is an error.
 
-use super::Diagnostic;
 use super::lexer::{Token, TokenKind, tokenize};
+use crate::ir::Diagnostic;
 use crate::ir::graph::{ArgRole, Span};
 use crate::ir::shape::DType;
 

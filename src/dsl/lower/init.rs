@@ -1,0 +1,119 @@
+//! Initializer syntax: `param w: f32[784, 20] = normal(0.01)` and the constant arithmetic its
+//! arguments may use.
+
+use super::scope::suggestion;
+use super::{Lowerer, describe};
+use crate::dsl::parser::{BinOp, Expr, ExprKind, Ident};
+use crate::ir::Diagnostic;
+use crate::ir::init::Init;
+use crate::ir::op::BinaryOp;
+
+/// The initializers: name and argument names.
+const INITS: [(&str, &[&str]); 9] = [
+    ("zeros", &[]),
+    ("ones", &[]),
+    ("constant", &["c"]),
+    ("normal", &["std"]),
+    ("uniform", &["lo", "hi"]),
+    ("glorot_uniform", &[]),
+    ("glorot_normal", &[]),
+    ("he_uniform", &[]),
+    ("he_normal", &[]),
+];
+
+impl<'p> Lowerer<'p> {
+    /// A constant number written with literals and arithmetic (initializer arguments).
+    fn number(&self, expr: &Expr) -> Result<f64, Diagnostic> {
+        let value = match &expr.kind {
+            ExprKind::Int(n) => *n as f64,
+            ExprKind::Float(x) => *x,
+            ExprKind::Neg(x) => -self.number(x)?,
+            ExprKind::Binary { op, lhs, rhs } if *op != BinOp::MatMul => {
+                let (a, b) = (self.number(lhs)?, self.number(rhs)?);
+                let op = match op {
+                    BinOp::Add => BinaryOp::Add,
+                    BinOp::Sub => BinaryOp::Sub,
+                    BinOp::Mul => BinaryOp::Mul,
+                    _ => BinaryOp::Div,
+                };
+                BinaryOp::eval(op, a, b)
+            }
+            _ => {
+                return Err(self.error(
+                    expr.span,
+                    format!("expected a constant number, found {}", describe(expr)),
+                ));
+            }
+        };
+        self.finite(expr.span, value)
+    }
+
+    /// A param's initializer.
+    pub(super) fn init(&self, expr: &Expr) -> Result<Init, Diagnostic> {
+        let empty: (&[Expr], &[(Ident, Expr)]) = (&[], &[]);
+        let (name, span, (args, kwargs)) = match &expr.kind {
+            ExprKind::Name(name) => (name.as_str(), expr.span, empty),
+            ExprKind::Call {
+                callee,
+                args,
+                kwargs,
+            } => (
+                callee.name.as_str(),
+                callee.span,
+                (args.as_slice(), kwargs.as_slice()),
+            ),
+            _ => {
+                return Err(self.error(
+                    expr.span,
+                    format!(
+                        "expected an initializer such as glorot_uniform or normal(0.01), found {}",
+                        describe(expr)
+                    ),
+                ));
+            }
+        };
+        let Some(&(_, params)) = INITS.iter().find(|(n, _)| *n == name) else {
+            let known: Vec<&str> = INITS.iter().map(|(n, _)| *n).collect();
+            return Err(self.error(
+                span,
+                format!(
+                    "unknown initializer '{name}'{}",
+                    suggestion(name, &known, "known initializers")
+                ),
+            ));
+        };
+        let callee = Ident {
+            name: name.to_string(),
+            span,
+        };
+        let bound = self.bind(&callee, params, params.len(), args, kwargs)?;
+        let mut values = Vec::with_capacity(bound.len());
+        for arg in bound {
+            values.push(self.number(arg.expect("every initializer argument is required"))?);
+        }
+        let init = match (name, values.as_slice()) {
+            ("zeros", []) => Init::Zeros,
+            ("ones", []) => Init::Ones,
+            ("constant", [c]) => Init::Constant(*c),
+            ("normal", [std]) if *std < 0.0 => {
+                return Err(
+                    self.error(expr.span, format!("normal(std) needs std ≥ 0, found {std}"))
+                );
+            }
+            ("normal", [std]) => Init::Normal(*std),
+            ("uniform", [lo, hi]) if lo > hi => {
+                return Err(self.error(
+                    expr.span,
+                    format!("uniform(lo, hi) needs lo ≤ hi, found {lo} > {hi}"),
+                ));
+            }
+            ("uniform", [lo, hi]) => Init::Uniform(*lo, *hi),
+            ("glorot_uniform", []) => Init::GlorotUniform,
+            ("glorot_normal", []) => Init::GlorotNormal,
+            ("he_uniform", []) => Init::HeUniform,
+            ("he_normal", []) => Init::HeNormal,
+            _ => unreachable!("INITS and this match list the same initializers"),
+        };
+        Ok(init)
+    }
+}
