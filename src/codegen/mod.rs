@@ -7,8 +7,7 @@
 //!    that follows; GEMMs go through one `extern "C"` shim to the `gemm` crate, or for narrow
 //!    right-hand sides (≤ 32 columns) to AVX-512 kernels of this crate (`narrow`);
 //! 2. code generation (`clif`): one native function per graph, with SIMD loops, scalar tails,
-//!    register accumulators and polynomial `exp`/`log`/`tanh`/`sigmoid`/`softplus`
-//!    (`math`);
+//!    register accumulators and the polynomial math kernels of `math` (`exp`, `log`, …);
 //! 3. a memory plan per binding of the symbolic dimensions (`plan`): temporaries share one arena
 //!    by lifetime, planned once per distinct batch size and reused;
 //! 4. threads (`runtime`): every thread runs the function on its own share of each step, so
