@@ -357,7 +357,7 @@ fn literals_take_the_tensors_type_and_fold() {
 #[test]
 fn unary_ops_keep_the_shape() {
     for op in [
-        "neg", "exp", "log", "tanh", "sigmoid", "relu", "softplus", "sqrt", "abs",
+        "neg", "exp", "log", "tanh", "sigmoid", "relu", "softplus", "sqrt", "abs", "erf",
     ] {
         let model = lower_expr(STANDARD, &format!("{op}(x)"));
         assert_eq!(output_type(&model), "f32[B, 3, 4]", "{op}");

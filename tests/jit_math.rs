@@ -196,3 +196,58 @@ fn transcendentals_are_accurate_to_a_few_ulps_everywhere() {
         }
     }
 }
+
+/// `erf` against correctly rounded f32 values (libm's f64 erf, rounded) and libm's f64 erf, over
+/// the spread inputs plus a dense sweep of [−6, 6]: in SIMD lanes, and in scalar code by reading
+/// the input transposed (a strided access, which is not vectorized).
+#[test]
+fn erf_is_accurate_to_two_ulps_in_simd_and_scalar_code() {
+    for dtype in [DType::F32, DType::F64] {
+        let mut xs = inputs(dtype, 1 << 20);
+        xs.extend((0..1_200_001).map(|i| (i as f64 - 600_000.0) * 1e-5));
+        xs.truncate(xs.len() / 2 * 2);
+        let xs: Vec<f64> = xs
+            .into_iter()
+            .map(|x| match dtype {
+                DType::F32 => x as f32 as f64,
+                DType::F64 => x,
+            })
+            .collect();
+        let rows = xs.len() / 2;
+        let mut g = Graph::new("erf");
+        let ty = TensorType::new(dtype, Shape(vec![Dim::sym("N"), Dim::fixed(2)]));
+        let x = g.add_arg("x", ArgRole::Input, ty);
+        let simd = g.unary(UnaryOp::Erf, x).unwrap();
+        g.add_output("simd", simd);
+        let xt = g.transpose(x, &[1, 0]).unwrap();
+        let scalar = g.unary(UnaryOp::Erf, xt).unwrap();
+        g.add_output("scalar", scalar);
+        let jit = compile_graph(&g, &JitOptions { threads: 1 }).unwrap();
+        let arg = Tensor::from_f64(dtype, &[rows, 2], xs.clone()).unwrap();
+        let outputs = jit.run(&[arg]).unwrap();
+        let simd = outputs[0].to_f64_vec();
+        let transposed = outputs[1].to_f64_vec();
+        let scalar: Vec<f64> = (0..xs.len())
+            .map(|i| transposed[(i % 2) * rows + i / 2])
+            .collect();
+        for (code, got) in [("SIMD", &simd), ("scalar", &scalar)] {
+            let (mut worst, mut worst_x) = (0.0f64, 0.0);
+            for (&x, &y) in xs.iter().zip(got) {
+                let expected = match dtype {
+                    DType::F32 => libm::erf(x) as f32 as f64,
+                    DType::F64 => libm::erf(x),
+                };
+                let e = ulps(y, expected, dtype);
+                if e > worst {
+                    worst = e;
+                    worst_x = x;
+                }
+            }
+            println!("{dtype} erf ({code}) max error {worst} ulp (at x = {worst_x:e})");
+            assert!(
+                worst <= 2.0,
+                "{dtype} erf ({code}): {worst} ulp at x = {worst_x:e}"
+            );
+        }
+    }
+}

@@ -92,7 +92,7 @@ const ALONG_AXIS: Signature = signature(&["x", "axis"], 1, Operands::Leading(1))
 const LOSS: Signature = signature(&["z", "y"], 2, Operands::Leading(2));
 
 /// Every builtin. A name here cannot be the name of a `fn`.
-pub(super) const OPS: [OpSpec; 25] = [
+pub(super) const OPS: [OpSpec; 26] = [
     op("neg", X, OpKind::Unary(UnaryOp::Neg)),
     op("exp", X, OpKind::Unary(UnaryOp::Exp)),
     op("log", X, OpKind::Unary(UnaryOp::Log)),
@@ -102,6 +102,7 @@ pub(super) const OPS: [OpSpec; 25] = [
     op("softplus", X, OpKind::Unary(UnaryOp::Softplus)),
     op("sqrt", X, OpKind::Unary(UnaryOp::Sqrt)),
     op("abs", X, OpKind::Unary(UnaryOp::Abs)),
+    op("erf", X, OpKind::Unary(UnaryOp::Erf)),
     op("square", X, OpKind::Composite(expr::square)),
     op(
         "pow",

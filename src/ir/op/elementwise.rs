@@ -5,7 +5,7 @@
 //! constant folding applies it to f64s. Numerical conventions, where numpy leaves a choice:
 //! `softplus` and `sigmoid` are evaluated without overflow for any |x|; `step(x)` is 1 for
 //! x > 0 and 0 otherwise (including NaN); `sign(±0)` is 0; `sign`, `relu`, `max` and `min`
-//! propagate NaN.
+//! propagate NaN; `erf` is libm's, computed in f64 for f32 too and rounded once.
 
 use super::{
     Built, F64Bits, Facts, Family, ParamReader, ShapeError, Work, add_optional, check_arity,
@@ -38,11 +38,13 @@ pub enum UnaryOp {
     Step,
     /// `1 / x`.
     Recip,
+    /// The error function `2/√π ∫₀ˣ e^(−t²) dt` (exact GELU is `x·(1 + erf(x/√2))/2`).
+    Erf,
 }
 
 impl UnaryOp {
     /// Every unary op, for tests and tables.
-    pub const ALL: [UnaryOp; 12] = [
+    pub const ALL: [UnaryOp; 13] = [
         UnaryOp::Neg,
         UnaryOp::Exp,
         UnaryOp::Log,
@@ -55,6 +57,7 @@ impl UnaryOp {
         UnaryOp::Sign,
         UnaryOp::Step,
         UnaryOp::Recip,
+        UnaryOp::Erf,
     ];
 
     /// The IR spelling.
@@ -72,6 +75,7 @@ impl UnaryOp {
             UnaryOp::Sign => "sign",
             UnaryOp::Step => "step",
             UnaryOp::Recip => "recip",
+            UnaryOp::Erf => "erf",
         }
     }
 
@@ -115,6 +119,10 @@ impl UnaryOp {
             },
             UnaryOp::Step => |v: T| if v > T::zero() { T::one() } else { T::zero() },
             UnaryOp::Recip => T::recip,
+            UnaryOp::Erf => |v: T| {
+                let wide = v.to_f64().expect("f32 and f64 widen to f64 exactly");
+                T::from_f64(libm::erf(wide))
+            },
         }
     }
 
@@ -155,6 +163,14 @@ impl UnaryOp {
                 let scaled = g.binary(BinaryOp::Mul, t, yy)?;
                 return g.unary(UnaryOp::Neg, scaled).map(Some);
             }
+            UnaryOp::Erf => {
+                // erf′(x) = 2/√π · e^(−x²)
+                let xx = g.binary(BinaryOp::Mul, x, x)?;
+                let minus_xx = g.unary(UnaryOp::Neg, xx)?;
+                let gauss = g.unary(UnaryOp::Exp, minus_xx)?;
+                let scale = g.full(std::f64::consts::FRAC_2_SQRT_PI, &ty)?;
+                g.binary(BinaryOp::Mul, gauss, scale)?
+            }
         };
         g.binary(BinaryOp::Mul, t, factor).map(Some)
     }
@@ -168,6 +184,7 @@ impl UnaryOp {
             | UnaryOp::Abs
             | UnaryOp::Relu
             | UnaryOp::Tanh
+            | UnaryOp::Erf
             | UnaryOp::Step
             | UnaryOp::Sign => x_positive,
             UnaryOp::Neg | UnaryOp::Log => false,
