@@ -105,6 +105,18 @@ fn shipped() -> Vec<Shipped> {
                 ("b3", "f32[10]", zeros),
             ],
         ),
+        (
+            "mlp_gelu_silu.sgn",
+            "f32[B, 10]",
+            vec![
+                ("w1", "f32[784, 64]", Init::HeNormal),
+                ("b1", "f32[64]", zeros),
+                ("w2", "f32[64, 64]", Init::HeNormal),
+                ("b2", "f32[64]", zeros),
+                ("w3", "f32[64, 10]", glorot),
+                ("b3", "f32[10]", zeros),
+            ],
+        ),
     ]
 }
 
@@ -365,6 +377,36 @@ fn unary_ops_keep_the_shape() {
         assert_eq!(count(&model.graph, |o| *o == Op::unary(unary)), 1, "{op}");
     }
     assert_eq!(type_of("-x"), "f32[B, 3, 4]");
+}
+
+#[test]
+fn gelu_and_silu_are_composites_of_erf_and_sigmoid() {
+    let g = lower_expr(STANDARD, "gelu(x)").graph;
+    assert_eq!(count(&g, |op| *op == Op::unary(UnaryOp::Erf)), 1);
+    let g = lower_expr(STANDARD, "silu(x)").graph;
+    assert_eq!(count(&g, |op| *op == Op::unary(UnaryOp::Sigmoid)), 1);
+    assert_eq!(type_of("gelu(x)"), "f32[B, 3, 4]");
+    assert_eq!(type_of("silu(m)"), "f32[3, 4]");
+    // Numbers fold: gelu(1) = Φ(1) = 0.841344746…, silu(2) = 2σ(2).
+    let g = lower_expr(STANDARD, "v + (gelu(1) + silu(2))").graph;
+    let folded =
+        0.5 * (1.0 + erf_series(std::f64::consts::FRAC_1_SQRT_2)) + 2.0 / (1.0 + (-2.0f64).exp());
+    let constant = find(
+        &g,
+        |op| matches!(op, Op::Leaf(Leaf::Const(c)) if (c.get() - folded).abs() < 1e-15),
+    );
+    assert!(constant.is_some(), "{g}");
+}
+
+/// erf by its series (fine for |x| ≤ 1), independent of the implementation under test.
+fn erf_series(x: f64) -> f64 {
+    let mut term = x;
+    let mut sum = x;
+    for n in 1..40 {
+        term *= -x * x / n as f64;
+        sum += term / (2 * n + 1) as f64;
+    }
+    sum * 2.0 / std::f64::consts::PI.sqrt()
 }
 
 #[test]

@@ -237,7 +237,7 @@ fn dense_mlps_meet_the_matmul_flop_bounds() {
             assert_eq!(bounds.widths, [784, 20, 20, 20, 10]);
         }
     }
-    assert_eq!(checked, 5);
+    assert_eq!(checked, 6);
 }
 
 #[test]

@@ -92,7 +92,7 @@ const ALONG_AXIS: Signature = signature(&["x", "axis"], 1, Operands::Leading(1))
 const LOSS: Signature = signature(&["z", "y"], 2, Operands::Leading(2));
 
 /// Every builtin. A name here cannot be the name of a `fn`.
-pub(super) const OPS: [OpSpec; 26] = [
+pub(super) const OPS: [OpSpec; 28] = [
     op("neg", X, OpKind::Unary(UnaryOp::Neg)),
     op("exp", X, OpKind::Unary(UnaryOp::Exp)),
     op("log", X, OpKind::Unary(UnaryOp::Log)),
@@ -103,6 +103,8 @@ pub(super) const OPS: [OpSpec; 26] = [
     op("sqrt", X, OpKind::Unary(UnaryOp::Sqrt)),
     op("abs", X, OpKind::Unary(UnaryOp::Abs)),
     op("erf", X, OpKind::Unary(UnaryOp::Erf)),
+    op("gelu", X, OpKind::Composite(composites::gelu)),
+    op("silu", X, OpKind::Composite(composites::silu)),
     op("square", X, OpKind::Composite(expr::square)),
     op(
         "pow",

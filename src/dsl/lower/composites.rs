@@ -1,6 +1,7 @@
 //! Composites: builtins that become several primitives. Reductions (`mean` is a sum scaled by
 //! the element count, `keepdims` a reshape), the stable softmax family (softmax, log_softmax,
-//! logsumexp, all shifted by a `stop_gradient` max) and the losses. Their key values are
+//! logsumexp, all shifted by a `stop_gradient` max), the activations GELU and SiLU, and the
+//! losses. Their key values are
 //! labelled (`softmax(z)`, `log_softmax(z)`, …) so that a reader can follow them.
 
 use super::builtins::Call;
@@ -10,6 +11,7 @@ use crate::ir::Diagnostic;
 use crate::ir::graph::{NodeId, Span};
 use crate::ir::op::{BinaryOp, Op, UnaryOp};
 use crate::ir::shape::{Dim, Shape};
+use std::f64::consts::FRAC_1_SQRT_2;
 
 /// The reductions of the builtin table (`sum`, `mean`, `max`).
 #[derive(Clone, Copy, Debug)]
@@ -230,6 +232,14 @@ impl<'p> Lowerer<'p> {
         let label = format!("{f}({})", self.graph.label(x).unwrap_or("…"));
         self.graph.set_label(node, &label);
     }
+
+    /// `y`, labelled `f(x)` when both are tensors.
+    fn labelled(&mut self, y: Value, f: &str, x: Value) -> Value {
+        if let (Value::Tensor(y), Value::Tensor(x)) = (y, x) {
+            self.label_applied(y, f, x);
+        }
+        y
+    }
 }
 
 /// `softmax(x, axis=-1)`.
@@ -251,6 +261,27 @@ pub(super) fn logsumexp(lowerer: &mut Lowerer<'_>, call: &Call<'_>) -> Result<Va
     lowerer
         .logsumexp(x, axis, keepdims, call.span)
         .map(Value::Tensor)
+}
+
+/// `gelu(x)`: the exact GELU, `x·Φ(x) = x/2·(1 + erf(x/√2))` (PyTorch's default, not the tanh
+/// approximation).
+pub(super) fn gelu(lowerer: &mut Lowerer<'_>, call: &Call<'_>) -> Result<Value, Diagnostic> {
+    let (x, span) = (call.values[0], call.span);
+    let number = Value::Number;
+    let scaled = lowerer.elementwise(BinaryOp::Mul, "*", x, number(FRAC_1_SQRT_2), span)?;
+    let erf = lowerer.unary(UnaryOp::Erf, scaled, span)?;
+    let cdf = lowerer.elementwise(BinaryOp::Add, "+", number(1.0), erf, span)?;
+    let half = lowerer.elementwise(BinaryOp::Mul, "*", number(0.5), x, span)?;
+    let y = lowerer.elementwise(BinaryOp::Mul, "*", half, cdf, span)?;
+    Ok(lowerer.labelled(y, "gelu", x))
+}
+
+/// `silu(x)`: `x·σ(x)` (also called swish).
+pub(super) fn silu(lowerer: &mut Lowerer<'_>, call: &Call<'_>) -> Result<Value, Diagnostic> {
+    let (x, span) = (call.values[0], call.span);
+    let sigmoid = lowerer.unary(UnaryOp::Sigmoid, x, span)?;
+    let y = lowerer.elementwise(BinaryOp::Mul, "*", x, sigmoid, span)?;
+    Ok(lowerer.labelled(y, "silu", x))
 }
 
 /// `softmax_cross_entropy(z, y)`: −Σ y·log_softmax(z) over the class axis (the last), averaged
