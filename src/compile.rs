@@ -244,8 +244,8 @@ impl CompiledModel {
         );
         // Zero directions until an `apply` fills the slots: parameter-shaped, so fixed.
         for arg in &apply.args()[residual_count..] {
-            let shape = arg.ty.shape.eval(&Bindings::new()).map_err(|symbol| {
-                Error::Eval(format!("direction {} has symbolic size {symbol}", arg.name))
+            let shape = arg.ty.shape.eval(&Bindings::new()).map_err(|e| {
+                Error::Eval(format!("direction {} of type {}: {e}", arg.name, arg.ty))
             })?;
             args.push(Tensor::zeros(arg.ty.dtype, &shape));
         }

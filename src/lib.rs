@@ -11,6 +11,7 @@ pub mod compile;
 pub mod data;
 pub mod error;
 pub mod ir;
+pub mod memory;
 pub mod model;
 pub mod optim;
 pub mod rewrite;

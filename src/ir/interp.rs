@@ -16,9 +16,10 @@
 
 use super::graph::{Graph, Node, NodeId};
 use super::op::{BinaryOp, Op, UnaryOp};
-use super::shape::{Bindings, DType, Dim, Shape};
+use super::shape::{Bindings, DType, Dim, DimError, Shape};
 use super::tensor::Tensor;
 use crate::error::{Error, Result};
+use crate::memory;
 use ndarray::{ArrayD, ArrayView2, Axis, Ix2, IxDyn, LinalgScalar, Order, Slice, Zip};
 use num_traits::Float;
 use std::borrow::Cow;
@@ -149,12 +150,18 @@ pub fn bind_dims(graph: &Graph, args: &[Tensor]) -> Result<Bindings> {
     for (decl, value) in declared.iter().zip(args) {
         let ty = &decl.ty;
         for (axis, (dim, &size)) in ty.shape.dims().iter().zip(value.shape()).enumerate() {
-            let expected = dim.eval(&bindings).map_err(|symbol| {
-                Error::Eval(format!(
+            let expected = dim.eval(&bindings).map_err(|e| match e {
+                DimError::Unbound(symbol) => Error::Eval(format!(
                     "argument '{}' is declared {ty}, but no argument fixes symbol {symbol} \
                      (an axis declared exactly {symbol} binds it)",
                     decl.name
-                ))
+                )),
+                DimError::Overflow => Error::Memory(format!(
+                    "argument '{}' is declared {ty}: with {} axis {axis} ({dim}) does not fit \
+                     in 64 bits",
+                    decl.name,
+                    show_bindings(&bindings)
+                )),
             })?;
             if expected != size {
                 let wanted = if dim.as_fixed().is_some() {
@@ -202,6 +209,7 @@ pub fn bind_dims(graph: &Graph, args: &[Tensor]) -> Result<Bindings> {
 pub fn run(graph: &Graph, args: &[Tensor]) -> Result<Vec<Tensor>> {
     let bindings = bind_dims(graph, args)?;
     let last_use = last_uses(graph);
+    ensure_run_fits(graph, &bindings, peak_bytes(graph, &bindings, &last_use))?;
 
     let mut values: Vec<Option<Cow<'_, Tensor>>> = vec![None; graph.nodes().len()];
     for id in graph.ids() {
@@ -253,6 +261,92 @@ pub fn run(graph: &Graph, args: &[Tensor]) -> Result<Vec<Tensor>> {
         results.push(standard_layout(value.into_owned()));
     }
     Ok(results)
+}
+
+/// The most bytes the values of one [`run`] hold at once: each value from its evaluation to its
+/// last use (arguments are borrowed, not counted); `None` if a value's shape is too large for
+/// any array.
+fn peak_bytes(graph: &Graph, bindings: &Bindings, last_use: &[Option<LastUse>]) -> Option<u64> {
+    let mut held: u64 = 0;
+    let mut peak: u64 = 0;
+    for (i, node) in graph.nodes().iter().enumerate() {
+        if last_use[i].is_none() || matches!(node.op, Op::Arg(_)) {
+            continue;
+        }
+        held = held.checked_add(value_bytes(graph, NodeId(i as u32), bindings)?)?;
+        peak = peak.max(held);
+        for (k, x) in node.inputs.iter().enumerate() {
+            let owned = !matches!(graph.node(*x).op, Op::Arg(_));
+            let first_mention = !node.inputs[..k].contains(x);
+            if owned && first_mention && last_use[x.index()] == Some(LastUse::Node(i)) {
+                held -= value_bytes(graph, *x, bindings)?;
+            }
+        }
+    }
+    Some(peak)
+}
+
+/// Bytes of node `id`'s value under `bindings`: `None` if no array can have its shape (see
+/// [`memory::tensor_bytes`]), 0 if a symbol is unbound (evaluation reports that).
+fn value_bytes(graph: &Graph, id: NodeId, bindings: &Bindings) -> Option<u64> {
+    let ty = graph.ty(id);
+    match ty.shape.eval(bindings) {
+        Ok(shape) => memory::tensor_bytes(ty.dtype, &shape),
+        Err(DimError::Unbound(_)) => Some(0),
+        Err(DimError::Overflow) => None,
+    }
+}
+
+/// Checks that a run of `graph` under `bindings` that allocates `bytes` (`None`: more than
+/// memory can address) fits in memory. The error names the bindings and the graph's largest value, with
+/// its type, shape and size.
+pub(crate) fn ensure_run_fits(
+    graph: &Graph,
+    bindings: &Bindings,
+    bytes: Option<u64>,
+) -> Result<()> {
+    memory::ensure_available(bytes, || {
+        let largest = graph
+            .ids()
+            .max_by_key(|&id| value_bytes(graph, id, bindings).unwrap_or(u64::MAX))
+            .map_or(String::new(), |id| {
+                format!(
+                    " (its largest value {})",
+                    describe_value(graph, id, bindings)
+                )
+            });
+        format!(
+            "running graph '{}' with {}{largest}",
+            graph.name,
+            show_bindings(bindings)
+        )
+    })
+}
+
+/// `output 'z': f32[B, 1] = [1099511627776, 1], 4096.0 GiB` (an argument by its name, another
+/// node as `%7 = sum`).
+fn describe_value(graph: &Graph, id: NodeId, bindings: &Bindings) -> String {
+    let node = graph.node(id);
+    let name = match (graph.outputs().iter().find(|o| o.node == id), &node.op) {
+        (Some(output), _) => format!("output '{}'", output.name),
+        (None, Op::Arg(index)) => format!("argument '{}'", graph.args()[*index].name),
+        (None, op) => format!("{id} = {}", op.name()),
+    };
+    let shape = match node.ty.shape.eval(bindings) {
+        Ok(shape) => format!("{shape:?}"),
+        Err(e) => e.to_string(),
+    };
+    let size = value_bytes(graph, id, bindings).map_or("past 2^63 bytes".to_string(), memory::gib);
+    format!("{name}: {} = {shape}, {size}", node.ty)
+}
+
+/// `B = 32, T = 7`, for messages.
+fn show_bindings(bindings: &Bindings) -> String {
+    if bindings.is_empty() {
+        return "no symbolic dimensions".to_string();
+    }
+    let each: Vec<String> = bindings.iter().map(|(s, n)| format!("{s} = {n}")).collect();
+    each.join(", ")
 }
 
 /// When a live node's value can be dropped.
@@ -388,8 +482,11 @@ fn operands<'a, T, const N: usize>(
 }
 
 fn eval_dim(dim: &Dim, bindings: &Bindings) -> std::result::Result<usize, String> {
-    dim.eval(bindings).map_err(|symbol| {
-        format!("symbol {symbol} in {dim} is not bound (no argument has an axis declared {symbol})")
+    dim.eval(bindings).map_err(|e| match e {
+        DimError::Unbound(symbol) => format!(
+            "symbol {symbol} in {dim} is not bound (no argument has an axis declared {symbol})"
+        ),
+        DimError::Overflow => format!("{dim} does not fit in 64 bits"),
     })
 }
 

@@ -20,5 +20,5 @@ pub mod text;
 
 pub use graph::{Arg, ArgRole, Graph, Node, NodeId, Output, Span};
 pub use op::{BinaryOp, Op, ShapeError, UnaryOp};
-pub use shape::{Bindings, DType, Dim, Shape, TensorType};
+pub use shape::{Bindings, DType, Dim, DimError, Shape, TensorType};
 pub use tensor::Tensor;
