@@ -79,6 +79,15 @@ impl ParamLayout {
         Ok(flat)
     }
 
+    /// The name of the first parameter whose part of `flat` holds a NaN or an infinity.
+    pub fn first_non_finite(&self, flat: &[f64]) -> Option<&str> {
+        self.entries.iter().find_map(|e| {
+            let n: usize = e.shape.iter().product();
+            let part = flat.get(e.offset..e.offset + n)?;
+            (!part.iter().all(|x| x.is_finite())).then_some(e.name.as_str())
+        })
+    }
+
     /// Rounds every entry to its parameter's element type (f32 parameters hold f32 values), so
     /// that the parameters saved in a checkpoint are exactly the ones trained with.
     pub fn round_to_dtypes(&self, flat: &mut [f64]) {
