@@ -117,10 +117,13 @@ fn a_batch_that_binds_a_huge_dimension_is_refused_before_any_allocation() {
             assert_memory_error(compiled.forward(&params, &batch), rows);
             assert_memory_error(compiled.loss_and_grad(&params, &batch), rows);
         }
-        // A small batch of the same model still runs.
-        let (z, loss) = compiled.forward(&params, &empty_batch(3)).unwrap();
-        assert_eq!(z.shape(), &[3, 0]);
-        assert!(loss.is_nan(), "the mean of no elements");
+        // A small batch of the same model still runs, and so does one whose values pass the
+        // size from which memory is checked (64 MiB per [B, 1] value).
+        for rows in [3, 1 << 24] {
+            let (z, loss) = compiled.forward(&params, &empty_batch(rows)).unwrap();
+            assert_eq!(z.shape(), &[rows, 0]);
+            assert!(loss.is_nan(), "the mean of no elements");
+        }
     }
 }
 

@@ -39,11 +39,16 @@ pub(super) fn check_outputs(inputs: &[Named], outputs: &[Named]) -> Result<()> {
 /// of the file system itself (permissions, read-only mounts, a missing directory).
 fn probe(dir: &Path) -> std::io::Result<()> {
     let probe = dir.join(format!(".sgn-write-check-{}", std::process::id()));
-    std::fs::OpenOptions::new()
+    match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(&probe)?;
-    std::fs::remove_file(&probe)
+        .open(&probe)
+    {
+        Ok(_) => std::fs::remove_file(&probe),
+        // Left by an earlier process of the same id: the directory did accept it.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// True if `a` and `b` are one file: the same device and inode when both exist (through links),

@@ -33,7 +33,7 @@ pub struct TrainArgs {
     /// Stop after this much training time, longer than 0 (e.g. 25s, 2m).
     #[arg(long, value_parser = options::duration)]
     time_limit: Option<Duration>,
-    /// Seeds the parameter initialization and the mini-batch order.
+    /// Seeds the parameter initialization and the mini-batch order (a whole number >= 0).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     seed: u64,
     /// SGN: conjugate-gradient iterations per step (at least 1).

@@ -267,19 +267,24 @@ pub fn run(graph: &Graph, args: &[Tensor]) -> Result<Vec<Tensor>> {
 /// last use (arguments are borrowed, not counted); `None` if a value's shape is too large for
 /// any array.
 fn peak_bytes(graph: &Graph, bindings: &Bindings, last_use: &[Option<LastUse>]) -> Option<u64> {
-    let mut held: u64 = 0;
-    let mut peak: u64 = 0;
+    let owned = |i: usize| last_use[i].is_some() && !matches!(graph.nodes()[i].op, Op::Arg(_));
+    let bytes = (0..graph.nodes().len())
+        .map(|i| match owned(i) {
+            true => value_bytes(graph, NodeId(i as u32), bindings),
+            false => Some(0),
+        })
+        .collect::<Option<Vec<u64>>>()?;
+    let (mut held, mut peak) = (0u64, 0u64);
     for (i, node) in graph.nodes().iter().enumerate() {
-        if last_use[i].is_none() || matches!(node.op, Op::Arg(_)) {
+        if !owned(i) {
             continue;
         }
-        held = held.checked_add(value_bytes(graph, NodeId(i as u32), bindings)?)?;
+        held = held.checked_add(bytes[i])?;
         peak = peak.max(held);
         for (k, x) in node.inputs.iter().enumerate() {
-            let owned = !matches!(graph.node(*x).op, Op::Arg(_));
             let first_mention = !node.inputs[..k].contains(x);
-            if owned && first_mention && last_use[x.index()] == Some(LastUse::Node(i)) {
-                held -= value_bytes(graph, *x, bindings)?;
+            if first_mention && last_use[x.index()] == Some(LastUse::Node(i)) {
+                held -= bytes[x.index()];
             }
         }
     }
