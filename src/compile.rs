@@ -387,20 +387,28 @@ impl ParamLayout {
         let mut entries = Vec::with_capacity(signature.params.len());
         let mut offset = 0;
         for p in &signature.params {
-            let shape = p.ty.shape.eval(&Bindings::new()).map_err(|symbol| {
+            let shape = p.ty.shape.eval(&Bindings::new()).map_err(|e| {
                 Error::Tensor(format!(
-                    "parameter '{}' has symbolic size {symbol}: parameters have fixed shapes",
-                    p.name
+                    "parameter '{}' of type {}: {e} (parameters have fixed shapes)",
+                    p.name, p.ty
                 ))
             })?;
-            let len: usize = shape.iter().product();
+            let too_many = || {
+                Error::Memory(format!(
+                    "the parameters up to '{}' have more than 2^64 elements",
+                    p.name
+                ))
+            };
+            let len = (shape.iter())
+                .try_fold(1usize, |n, &d| n.checked_mul(d))
+                .ok_or_else(too_many)?;
             entries.push(LayoutEntry {
                 name: p.name.clone(),
                 shape,
                 dtype: p.ty.dtype,
                 offset,
             });
-            offset += len;
+            offset = offset.checked_add(len).ok_or_else(too_many)?;
         }
         Ok(ParamLayout {
             entries,
@@ -440,6 +448,15 @@ impl ParamLayout {
             t.extend_f64(&mut flat);
         }
         Ok(flat)
+    }
+
+    /// The name of the first parameter whose part of `flat` holds a NaN or an infinity.
+    pub fn first_non_finite(&self, flat: &[f64]) -> Option<&str> {
+        self.entries.iter().find_map(|e| {
+            let n: usize = e.shape.iter().product();
+            let part = flat.get(e.offset..e.offset + n)?;
+            (!part.iter().all(|x| x.is_finite())).then_some(e.name.as_str())
+        })
     }
 
     /// Rounds every entry to its parameter's element type (f32 parameters hold f32 values), so

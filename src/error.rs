@@ -35,6 +35,14 @@ pub enum Error {
     /// A graph that cannot be evaluated as asked (unbound dimension, inconsistent arguments).
     #[error("{0}")]
     Eval(String),
+    /// Training stopped on non-finite values (a loss or gradient that overflowed, usually from a
+    /// step size too large for the model).
+    #[error("{0}")]
+    NonFinite(String),
+    /// More memory than the machine has, or a size that overflows: says what needed it (the
+    /// tensor, its shape) and how many GiB (see [`crate::ir::memory`]).
+    #[error("{0}")]
+    Memory(String),
 }
 
 impl From<Diagnostic> for Error {

@@ -2,30 +2,13 @@
 
 mod common;
 
-use common::{batch_for, direction_like, ir_models};
+use common::{batch_for, direction_like, ir_models, sgn, stderr, stdout};
 use sgn::ir::DType;
 use sgn::ir::store::{TensorMap, init_params};
 use sgn::ir::text::parse_graph;
 use sgn::{CompileOptions, Model};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn sgn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sgn"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the sgn binary runs")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 #[test]
 fn check_summarizes_every_shipped_model() {

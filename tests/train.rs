@@ -4,8 +4,9 @@
 
 mod common;
 
+use common::{TINY_MODEL, blobs_dataset};
 use ndarray::Array2;
-use sgn::data::{Dataset, Split};
+use sgn::data::Dataset;
 use sgn::ir::store::{TensorMap, init_params};
 use sgn::optim::{
     Adam, AdamOptions, Optimizer, Record, RecordKind, Sgd, SgdOptions, Sgn, SgnOptions, StopRule,
@@ -14,38 +15,8 @@ use sgn::optim::{
 use sgn::{CompileOptions, CompiledModel, Model};
 use std::time::Duration;
 
-const MODEL: &str = "model tiny\ninput x: f32[B, 2]\ntarget y: f32[B, 3]\n\
-    param w1: f32[2, 8] = glorot_uniform\nparam b1: f32[8] = zeros\n\
-    param w2: f32[8, 3] = glorot_uniform\nparam b2: f32[3] = zeros\n\
-    h = tanh(x @ w1 + b1)\noutput z = h @ w2 + b2\nloss softmax_cross_entropy(z, y)\n";
-
-/// Three Gaussian-ish blobs in the plane, one class each (deterministic).
-fn blobs(n: usize, offset: usize) -> Split {
-    let mut features = Array2::zeros((n, 2));
-    let mut targets = Array2::zeros((n, 3));
-    for i in 0..n {
-        let class = (i + offset) % 3;
-        let angle = class as f32 * 2.094;
-        let jitter = ((i * 7919 + offset) % 97) as f32 / 97.0 - 0.5;
-        features[[i, 0]] = angle.cos() * 2.0 + jitter;
-        features[[i, 1]] = angle.sin() * 2.0 - jitter * 0.5;
-        targets[[i, class]] = 1.0;
-    }
-    Split { features, targets }
-}
-
-fn dataset() -> Dataset {
-    Dataset {
-        name: "blobs".to_string(),
-        train: blobs(300, 0),
-        test: blobs(90, 1),
-        num_classes: Some(3),
-        target_scale: 1.0,
-    }
-}
-
 fn setup() -> (Model, CompiledModel, TensorMap) {
-    let model = Model::parse(MODEL).unwrap();
+    let model = Model::parse(TINY_MODEL).unwrap();
     let compiled = model.compile(&CompileOptions::default()).unwrap();
     let params = init_params(&model.params, 3).unwrap();
     (model, compiled, params)
@@ -93,7 +64,7 @@ fn evals(history: &[Record]) -> Vec<&Record> {
 #[test]
 fn every_optimizer_learns_the_blobs() {
     let (_, compiled, params) = setup();
-    let data = dataset();
+    let data = blobs_dataset();
     let optimizers: Vec<Box<dyn Optimizer>> = vec![
         sgn(),
         Box::new(Sgd::new(SgdOptions {
@@ -140,7 +111,7 @@ fn without_wall_time(history: &[Record]) -> Vec<Record> {
 #[test]
 fn resuming_from_a_checkpoint_equals_an_uninterrupted_run() {
     let (_, compiled, params) = setup();
-    let data = dataset();
+    let data = blobs_dataset();
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("run.safetensors");
 
@@ -167,7 +138,7 @@ fn resuming_from_a_checkpoint_equals_an_uninterrupted_run() {
 #[test]
 fn resuming_mid_epoch_after_a_time_limit_continues_exactly() {
     let (_, compiled, params) = setup();
-    let data = dataset();
+    let data = blobs_dataset();
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("run.safetensors");
     let mut straight = Trainer::new(&compiled, &data, &params, sgn(), options(2)).unwrap();
@@ -206,7 +177,7 @@ fn resuming_mid_epoch_after_a_time_limit_continues_exactly() {
 }
 
 fn poisoned(rows: std::ops::Range<usize>) -> Dataset {
-    let mut data = dataset();
+    let mut data = blobs_dataset();
     for i in rows {
         data.train.features[[i, 0]] = f32::NAN;
     }
@@ -249,7 +220,7 @@ fn repeated_non_finite_steps_stop_training_and_keep_the_last_checkpoint() {
     let (_, compiled, params) = setup();
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("run.safetensors");
-    let clean = dataset();
+    let clean = blobs_dataset();
     let first = first_epoch(&compiled, &clean, &params, &ckpt);
     let before = std::fs::read(&ckpt).unwrap();
 
@@ -287,7 +258,7 @@ fn repeated_non_finite_steps_stop_training_and_keep_the_last_checkpoint() {
 #[test]
 fn bad_checkpoints_and_mismatches_are_clear_errors() {
     let (_, compiled, params) = setup();
-    let data = dataset();
+    let data = blobs_dataset();
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("run.safetensors");
     first_epoch(&compiled, &data, &params, &ckpt);
@@ -336,7 +307,7 @@ fn bad_checkpoints_and_mismatches_are_clear_errors() {
 #[test]
 fn a_dataset_that_does_not_fit_the_model_is_a_clear_error() {
     let (_, compiled, params) = setup();
-    let mut data = dataset();
+    let mut data = blobs_dataset();
     data.train.features = Array2::zeros((300, 5));
     let err = Trainer::new(&compiled, &data, &params, sgn(), options(1))
         .err()

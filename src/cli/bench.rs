@@ -4,8 +4,9 @@
 use crate::autodiff::GraphName;
 use crate::codegen::{BackendKind, JitOptions, Roofline};
 use crate::ir::interp::bind_dims;
+use crate::ir::memory;
 use crate::ir::store::{TensorMap, init_params};
-use crate::ir::{ArgRole, Tensor};
+use crate::ir::{Arg, ArgRole, Tensor};
 use crate::optim::{CgOptions, ModelObjective, Optimizer, Sgn, SgnOptions};
 use crate::rewrite::graph_stats;
 use crate::{CompileOptions, CompiledModel, Model, Result, Sources};
@@ -17,14 +18,15 @@ use std::time::Instant;
 pub struct BenchArgs {
     /// The model file (`*.sgn`).
     model: PathBuf,
-    /// The batch size the symbolic batch dimension is bound to.
-    #[arg(long, default_value_t = 1000)]
+    /// The batch size the symbolic batch dimension is bound to (at least 1).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1000, value_parser = super::options::at_least_one::<usize>)]
     batch: usize,
-    /// JIT threads per call; 0 = one per core.
-    #[arg(long, default_value_t = 0)]
+    /// JIT threads per call, 0 to 256; 0 = one per core.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0, value_parser = super::options::threads)]
     threads: usize,
-    /// Timed runs per graph (the median is reported); the interpreter gets a third as many.
-    #[arg(long, default_value_t = 20)]
+    /// Timed runs per graph, at least 1 (the median is reported); the interpreter gets a third
+    /// as many.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 20, value_parser = super::options::at_least_one::<usize>)]
     repeats: usize,
     /// text or json.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -97,7 +99,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
 
     let params = init_params(&model.params, 0)?;
-    let batch = synthetic_batch(&model, args.batch);
+    let batch = synthetic_batch(&model, args.batch)?;
     let residuals = jit
         .executable(GraphName::GvPrepare)
         .run(&jit.arguments(GraphName::GvPrepare, &Sources::batch(&params, &batch))?)?;
@@ -270,22 +272,36 @@ fn ms_since(start: Instant) -> f64 {
 }
 
 /// Inputs with values in [0, 1) and one-hot rows for multi-column targets; symbolic dimensions
-/// bound to `rows`.
-fn synthetic_batch(model: &Model, rows: usize) -> TensorMap {
-    let mut batch = TensorMap::new();
-    for arg in model
+/// bound to `rows`. Errors ([`crate::Error::Memory`]) if they do not fit in memory.
+fn synthetic_batch(model: &Model, rows: usize) -> Result<TensorMap> {
+    let args: Vec<(&Arg, Vec<usize>)> = model
         .graph
         .args()
         .iter()
         .filter(|a| matches!(a.role, ArgRole::Input | ArgRole::Target))
-    {
-        let shape: Vec<usize> = arg
-            .ty
-            .shape
-            .dims()
+        .map(|arg| {
+            let shape = arg
+                .ty
+                .shape
+                .dims()
+                .iter()
+                .map(|d| d.as_fixed().map_or(rows, |n| n as usize))
+                .collect();
+            (arg, shape)
+        })
+        .collect();
+    let bytes = args.iter().try_fold(0u64, |n, (arg, shape)| {
+        n.checked_add(memory::tensor_bytes(arg.ty.dtype, shape)?)
+    });
+    memory::ensure_available(bytes, || {
+        let shapes: Vec<String> = args
             .iter()
-            .map(|d| d.as_fixed().map_or(rows, |n| n as usize))
+            .map(|(arg, shape)| format!("'{}': {} = {shape:?}", arg.name, arg.ty))
             .collect();
+        format!("a batch of {rows} ({})", shapes.join(", "))
+    })?;
+    let mut batch = TensorMap::new();
+    for (arg, shape) in args {
         let n: usize = shape.iter().product();
         let width = *shape.last().unwrap_or(&1);
         let values = (0..n)
@@ -301,7 +317,7 @@ fn synthetic_batch(model: &Model, rows: usize) -> TensorMap {
             Tensor::from_f64(arg.ty.dtype, &shape, values).expect("length matches the shape"),
         );
     }
-    batch
+    Ok(batch)
 }
 
 fn print_text(r: &Report) {

@@ -24,10 +24,11 @@ fn summary(model: &Model) -> String {
         }
     }
     let _ = writeln!(out, "params:");
-    let mut total = 0u64;
+    // Each parameter has at most 2^48 elements (the DSL's limit), their sum may have more.
+    let mut total = 0u128;
     for p in &model.params {
         let count = p.ty.shape.numel().as_fixed().unwrap_or(0);
-        total += count;
+        total += u128::from(count);
         let _ = writeln!(out, "  {}: {} = {} ({count})", p.name, p.ty, p.init);
     }
     let _ = writeln!(out, "  total: {total} parameters");

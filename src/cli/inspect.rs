@@ -24,8 +24,9 @@ pub struct InspectArgs {
     /// text (the IR's readable form), dot (Graphviz: `| dot -Tsvg > g.svg`), or json (--stats).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-    /// The size the symbolic batch dimension stands for in the statistics and the cost model.
-    #[arg(long, default_value_t = 1000)]
+    /// The size the symbolic batch dimension stands for in the statistics and the cost model
+    /// (at least 1).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1000, value_parser = super::options::at_least_one::<usize>)]
     batch: usize,
 }
 

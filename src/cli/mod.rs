@@ -3,7 +3,9 @@
 mod bench;
 mod check;
 mod eval;
+mod files;
 mod inspect;
+mod options;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -51,8 +53,8 @@ struct BackendArgs {
     /// jit (Cranelift native code, the default) or interp (the reference interpreter).
     #[arg(long, default_value = "jit", value_parser = parse_backend)]
     backend: crate::codegen::BackendKind,
-    /// Threads per graph call (the batch is split across them); 0 = one per core.
-    #[arg(long, default_value_t = 0)]
+    /// Threads per graph call (the batch is split across them), 0 to 256; 0 = one per core.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0, value_parser = options::threads)]
     threads: usize,
 }
 
@@ -64,6 +66,32 @@ impl BackendArgs {
             ..crate::CompileOptions::default()
         }
     }
+}
+
+/// The model's declared arguments of `roles`, in declaration order.
+fn declared<'m>(model: &'m crate::Model, roles: &[crate::ir::ArgRole]) -> Vec<&'m crate::ir::Arg> {
+    model
+        .graph
+        .args()
+        .iter()
+        .filter(|a| roles.contains(&a.role))
+        .collect()
+}
+
+/// The model's parameters: read from `path` (a parameter file or a checkpoint) and checked to
+/// be exactly the model's (errors name the file), or else initialized from `seed`.
+fn params(
+    model: &crate::Model,
+    path: Option<&std::path::Path>,
+    seed: u64,
+) -> crate::Result<crate::ir::store::TensorMap> {
+    let Some(path) = path else {
+        return crate::ir::store::init_params(&model.params, seed);
+    };
+    let params = crate::optim::train::load_params(path)?;
+    let declared = declared(model, &[crate::ir::ArgRole::Param]);
+    crate::ir::store::check_tensors(&params, &declared, &path.display().to_string())?;
+    Ok(params)
 }
 
 fn parse_backend(name: &str) -> Result<crate::codegen::BackendKind, String> {

@@ -1,8 +1,10 @@
 //! `sgn train MODEL --dataset NAME --optimizer sgn|sgd|adam …`: train end to end.
 
+use super::files::{self, Named};
+use super::options;
 use crate::data::{self, DatasetName, LoadOptions, SineOptions};
-use crate::ir::store::{TensorMap, init_params};
 use crate::optim::report::{LogWriter, plot, plot_comparison, read_log};
+use crate::optim::train::is_checkpoint;
 use crate::optim::{
     Adam, AdamOptions, CgOptions, Damping, Optimizer, Record, RecordKind, Sgd, SgdOptions, Sgn,
     SgnOptions, StopRule, TrainEvent, TrainOptions, Trainer,
@@ -22,23 +24,23 @@ pub struct TrainArgs {
     /// The optimizer.
     #[arg(long, value_enum, default_value_t = OptimizerName::Sgn)]
     optimizer: OptimizerName,
-    /// Examples per mini-batch.
-    #[arg(long)]
+    /// Examples per mini-batch: at least 1, at most the training examples.
+    #[arg(long, allow_negative_numbers = true, value_parser = options::at_least_one::<usize>)]
     batch: usize,
-    /// Stop after this many epochs.
-    #[arg(long, required_unless_present = "time_limit")]
+    /// Stop after this many epochs (at least 1).
+    #[arg(long, allow_negative_numbers = true, required_unless_present = "time_limit", value_parser = options::at_least_one::<u64>)]
     epochs: Option<u64>,
-    /// Stop after this much training time (e.g. 25s, 2m).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    /// Stop after this much training time, longer than 0 (e.g. 25s, 2m).
+    #[arg(long, value_parser = options::duration)]
     time_limit: Option<Duration>,
-    /// Seeds the parameter initialization and the mini-batch order.
-    #[arg(long, default_value_t = 0)]
+    /// Seeds the parameter initialization and the mini-batch order (a whole number >= 0).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     seed: u64,
-    /// SGN: conjugate-gradient iterations per step.
-    #[arg(long, default_value_t = 10)]
+    /// SGN: conjugate-gradient iterations per step (at least 1).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 10, value_parser = options::at_least_one::<usize>)]
     cg_iters: usize,
-    /// SGN: the initial damping ρ₀.
-    #[arg(long, default_value_t = 1e-4)]
+    /// SGN: the initial damping ρ₀, a finite number > 0.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1e-4, value_parser = options::positive)]
     rho0: f64,
     /// SGN: keep ρ fixed instead of the Levenberg-Marquardt update.
     #[arg(long)]
@@ -46,33 +48,37 @@ pub struct TrainArgs {
     /// SGN: take the full CG step without Armijo backtracking.
     #[arg(long)]
     no_line_search: bool,
-    /// SGN: warm-start CG from this multiple of the previous step (Martens: 0.95).
-    #[arg(long)]
+    /// SGN: warm-start CG from this multiple of the previous step, in [0, 1] (Martens: 0.95).
+    #[arg(long, allow_negative_numbers = true, value_parser = options::unit_interval)]
     warm_start: Option<f64>,
-    /// SGN: diagonal preconditioner with this exponent (Martens: 0.75).
-    #[arg(long)]
+    /// SGN: diagonal preconditioner with this exponent, in [0, 1] (Martens: 0.75).
+    #[arg(long, allow_negative_numbers = true, value_parser = options::unit_interval)]
     precondition: Option<f64>,
-    /// SGD/Adam: the learning rate (defaults: SGD 0.1, Adam 1e-3).
-    #[arg(long)]
+    /// SGD/Adam: the learning rate, a finite number > 0 (defaults: SGD 0.1, Adam 1e-3).
+    #[arg(long, allow_negative_numbers = true, value_parser = options::positive)]
     lr: Option<f64>,
-    /// SGD: momentum.
-    #[arg(long, default_value_t = 0.0)]
+    /// SGD: momentum, in [0, 1).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0, value_parser = options::below_one)]
     momentum: f64,
     /// SGD: Nesterov momentum.
     #[arg(long)]
     nesterov: bool,
-    /// sine: the frequency f of y = sin(f·x) (the paper uses 10 and 100).
-    #[arg(long, default_value_t = 10.0)]
+    /// sine: the frequency f of y = sin(f·x), a finite number > 0 (the paper uses 10 and 100).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 10.0, value_parser = options::positive)]
     frequency: f64,
     /// Write a log of every step and evaluation (.csv, or .jsonl for JSON lines).
-    #[arg(long)]
+    #[arg(long, value_parser = options::log_path)]
     log: Option<PathBuf>,
     /// Plot loss and accuracy against epochs and wall time (.svg or .png).
-    #[arg(long)]
+    #[arg(long, value_parser = options::figure_path)]
     plot: Option<PathBuf>,
-    /// Write a checkpoint here after every epoch and at the end (safetensors).
+    /// Write a checkpoint here after every epoch and at the end (safetensors). It may be the
+    /// --resume checkpoint; a file that is not an sgn checkpoint is replaced only with --force.
     #[arg(long)]
     save: Option<PathBuf>,
+    /// Let --save replace an existing file that is not an sgn checkpoint.
+    #[arg(long)]
+    force: bool,
     /// Continue from a checkpoint.
     #[arg(long)]
     resume: Option<PathBuf>,
@@ -112,18 +118,86 @@ fn optimizer(args: &TrainArgs) -> Box<dyn Optimizer> {
             ..SgnOptions::default()
         })),
         OptimizerName::Sgd => Box::new(Sgd::new(SgdOptions {
-            lr: args.lr.unwrap_or(SgdOptions::default().lr),
+            lr: learning_rate(args),
             momentum: args.momentum,
             nesterov: args.nesterov,
         })),
         OptimizerName::Adam => Box::new(Adam::new(AdamOptions {
-            lr: args.lr.unwrap_or(AdamOptions::default().lr),
+            lr: learning_rate(args),
             ..AdamOptions::default()
         })),
     }
 }
 
+/// SGD's or Adam's learning rate: --lr, else the optimizer's default.
+fn learning_rate(args: &TrainArgs) -> f64 {
+    args.lr.unwrap_or(match args.optimizer {
+        OptimizerName::Adam => AdamOptions::default().lr,
+        OptimizerName::Sgd | OptimizerName::Sgn => SgdOptions::default().lr,
+    })
+}
+
+/// The files the run reads and writes, checked before any work: outputs that would replace an
+/// input, a directory or an unwritable place, and a --save over a file that is not a checkpoint
+/// (unless --force).
+fn check_files(args: &TrainArgs) -> Result<()> {
+    let mut inputs: Vec<Named> = vec![("MODEL", &args.model)];
+    if let Some(path) = &args.params {
+        inputs.push(("--params", path));
+    }
+    // Saving over the checkpoint the run resumes from continues it in place (writes are atomic).
+    if let Some(path) = &args.resume
+        && !args
+            .save
+            .as_ref()
+            .is_some_and(|save| files::same_file(save, path))
+    {
+        inputs.push(("--resume", path));
+    }
+    let outputs: Vec<Named> = [
+        ("--log", &args.log),
+        ("--plot", &args.plot),
+        ("--save", &args.save),
+    ]
+    .into_iter()
+    .filter_map(|(option, path)| Some((option, path.as_deref()?)))
+    .collect();
+    files::check_outputs(&inputs, &outputs)?;
+    if let Some(save) = &args.save
+        && save.exists()
+        && !args.force
+        && !is_checkpoint(save)
+    {
+        return Err(Error::Eval(format!(
+            "--save {}: this file exists and is not an sgn checkpoint; saving would replace it \
+             (choose another path, or pass --force to replace it)",
+            save.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A stop on non-finite values, with the option most likely behind it.
+fn name_the_option(error: Error, args: &TrainArgs) -> Error {
+    let Error::NonFinite(message) = error else {
+        return error;
+    };
+    let hint = match args.optimizer {
+        OptimizerName::Sgn => format!(
+            "The model overflows at these parameters even with damping: a larger --rho0 (now \
+             {}) takes shorter first steps; else check the model and the data.",
+            args.rho0
+        ),
+        OptimizerName::Sgd | OptimizerName::Adam => format!(
+            "The learning rate --lr {} is probably too large for this model: try a smaller one.",
+            learning_rate(args)
+        ),
+    };
+    Error::NonFinite(format!("{message}. {hint}"))
+}
+
 pub fn run(args: &TrainArgs) -> Result<()> {
+    check_files(args)?;
     let model = Model::from_file(&args.model)?;
     let compiled = model.compile(&args.backend.options())?;
     let data_dir = data::resolve_data_dir(args.data_dir.as_deref());
@@ -140,10 +214,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             data_dir.display()
         );
     })?;
-    let params = match &args.params {
-        Some(path) => TensorMap::load(path)?,
-        None => init_params(&model.params, args.seed)?,
-    };
+    let params = super::params(&model, args.params.as_deref(), args.seed)?;
     let train_options = TrainOptions {
         batch_size: args.batch,
         stop: StopRule {
@@ -193,7 +264,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         TrainEvent::Checkpoint(_) => {}
     });
     bar.finish_and_clear();
-    result?;
+    result.map_err(|e| name_the_option(e, args))?;
     if let Some(e) = log_error {
         return Err(e);
     }
@@ -330,11 +401,13 @@ pub struct PlotArgs {
     #[arg(long, default_value = "training curves")]
     title: String,
     /// Where to write the figure (.svg or .png).
-    #[arg(long)]
+    #[arg(long, value_parser = options::figure_path)]
     out: PathBuf,
 }
 
 pub fn plot_logs(args: &PlotArgs) -> Result<()> {
+    let logs: Vec<Named> = args.logs.iter().map(|p| ("LOG", p.as_path())).collect();
+    files::check_outputs(&logs, &[("--out", &args.out)])?;
     if !args.labels.is_empty() && args.labels.len() != args.logs.len() {
         return Err(Error::Data(format!(
             "{} labels for {} logs",

@@ -51,6 +51,7 @@ pub use clif::host_has_fma;
 pub use roofline::{Roofline, roofline_graph};
 
 use crate::error::{Error, Result};
+use crate::ir::memory;
 use crate::ir::{Bindings, DType, Graph, Tensor, interp};
 use plan::Plan;
 use runtime::{Pool, SpinBarrier};
@@ -61,15 +62,20 @@ use std::sync::{Arc, Mutex};
 /// Options for [`compile_graph`].
 #[derive(Clone, Debug, Default)]
 pub struct JitOptions {
-    /// Threads that run each call; 0 means one per available core.
+    /// Threads that run each call, at most [`MAX_THREADS`]; 0 means one per available core.
     pub threads: usize,
 }
 
+/// The most threads one compiled graph may run on. Each graph has its own threads (a model has
+/// seven graphs), so this keeps a model's threads within what an OS gives a process.
+pub const MAX_THREADS: usize = 256;
+
 impl JitOptions {
-    /// The thread count these options give on this machine.
+    /// The thread count these options give on this machine (one per core for 0, at most
+    /// [`MAX_THREADS`] then).
     pub fn thread_count(&self) -> usize {
         match self.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS)),
             n => n,
         }
     }
@@ -237,13 +243,25 @@ pub fn compile_graph(graph: &Graph, options: &JitOptions) -> Result<JitGraph> {
             graph.name
         )));
     }
+    let threads = options.thread_count();
+    if threads > MAX_THREADS {
+        return Err(Error::Jit(format!(
+            "{threads} threads asked for graph '{}'; the most is {MAX_THREADS}",
+            graph.name
+        )));
+    }
+    let pool = Pool::new(threads).map_err(|e| {
+        Error::Jit(format!(
+            "cannot start {threads} threads for graph '{}': {e}; ask for fewer threads",
+            graph.name
+        ))
+    })?;
     let program = schedule::schedule(graph);
     let code = clif::compile(&program, &graph.name).map_err(Error::Jit)?;
-    let threads = options.thread_count();
     Ok(JitGraph {
         graph: graph.clone(),
         program,
-        pool: Pool::new(threads),
+        pool,
         code,
         barrier: SpinBarrier::new(threads),
         solo_barrier: SpinBarrier::new(1),
@@ -293,9 +311,9 @@ fn check_outputs(graph: &Graph, bindings: &Bindings, outputs: &[Tensor]) -> Resu
 }
 
 fn output_shape(graph: &Graph, node: crate::ir::NodeId, bindings: &Bindings) -> Result<Vec<usize>> {
-    graph.ty(node).shape.eval(bindings).map_err(|symbol| {
+    graph.ty(node).shape.eval(bindings).map_err(|e| {
         Error::Eval(format!(
-            "graph '{}': symbol {symbol} of output type {} is not bound by any argument",
+            "graph '{}': output type {}: {e}",
             graph.name,
             graph.ty(node)
         ))
@@ -343,6 +361,11 @@ impl JitGraph {
     /// Evaluates the graph: outputs in the order of `graph.outputs()`, like [`interp::run`].
     pub fn run(&self, args: &[Tensor]) -> Result<Vec<Tensor>> {
         let bindings = interp::bind_dims(&self.graph, args)?;
+        // Planned first: a run too large for memory is refused before its outputs exist.
+        {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            self.plan_for(&mut state, &bindings)?;
+        }
         let mut outputs = self.output_tensors(&bindings)?;
         self.run_bound(args, &bindings, &mut outputs)?;
         Ok(outputs)
@@ -381,6 +404,12 @@ impl JitGraph {
         }
         let plan = plan::plan(&self.program, &self.code.slots, bindings)
             .map_err(|msg| Error::Eval(format!("graph '{}': {msg}", self.graph.name)))?;
+        let outputs = self.graph.outputs().iter().try_fold(0u64, |total, o| {
+            let shape = output_shape(&self.graph, o.node, bindings).ok()?;
+            total.checked_add(memory::tensor_bytes(self.graph.ty(o.node).dtype, &shape)?)
+        });
+        let needed = outputs.and_then(|o| o.checked_add(plan.arena_bytes as u64));
+        interp::ensure_run_fits(&self.graph, bindings, needed)?;
         let plan = Arc::new(plan);
         state.plans.insert(key, plan.clone());
         state.last = Some((bindings.clone(), plan.clone()));

@@ -41,10 +41,13 @@ pub fn plan(program: &Program, slots: &SizeSlots, bindings: &Bindings) -> Result
         let Some((first, last)) = lifetimes[id] else {
             continue;
         };
-        let bytes = (buffer.numel.eval(bindings)? as usize)
-            .checked_mul(esize)
+        // Sizes saturate: an arena of usize::MAX bytes is refused by the memory check that
+        // comes before any allocation (`JitGraph::plan_for`), with the graph's largest value.
+        let bytes = usize::try_from(buffer.numel.eval(bindings)?)
+            .ok()
+            .and_then(|n| n.checked_mul(esize))
             .and_then(|b| b.checked_next_multiple_of(ALIGN))
-            .ok_or_else(|| format!("temporary of {} elements is too large", buffer.numel))?;
+            .unwrap_or(usize::MAX);
         temps.push((first, last, bytes, id));
     }
     // Earliest first; at equal start, largest first (packs tighter).
@@ -56,16 +59,17 @@ pub fn plan(program: &Program, slots: &SizeSlots, bindings: &Bindings) -> Result
     for (first, last, bytes, id) in temps {
         active.retain(|&(_, _, until)| until >= first);
         active.sort_unstable();
-        let mut offset = 0;
+        let mut offset: usize = 0;
         for &(start, end, _) in &active {
-            if offset + bytes <= start {
+            if offset.saturating_add(bytes) <= start {
                 break;
             }
             offset = offset.max(end);
         }
         offsets[id] = offset;
-        active.push((offset, offset + bytes, last));
-        arena_bytes = arena_bytes.max(offset + bytes);
+        let end = offset.saturating_add(bytes);
+        active.push((offset, end, last));
+        arena_bytes = arena_bytes.max(end);
     }
     let eval = |s: &super::sizes::Size| s.eval(bindings).unwrap_or(0);
     Ok(Plan {

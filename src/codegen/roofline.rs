@@ -4,6 +4,7 @@
 
 use super::{JitGraph, JitOptions, compile_graph};
 use crate::error::{Error, Result};
+use crate::ir::memory;
 use crate::ir::{ArgRole, Bindings, Graph, NodeId, Op, Tensor};
 use std::collections::HashMap;
 
@@ -69,14 +70,30 @@ impl Roofline {
             return Ok(Roofline { compiled: None });
         }
         let jit = compile_graph(&matmuls, options)?;
-        let mut args = Vec::with_capacity(matmuls.args().len());
-        for arg in matmuls.args() {
-            let shape = arg.ty.shape.eval(bindings).map_err(|symbol| {
-                Error::Eval(format!(
-                    "roofline of graph '{}': symbol {symbol} of {} is not bound",
-                    graph.name, arg.ty
-                ))
-            })?;
+        let shapes = matmuls
+            .args()
+            .iter()
+            .map(|arg| {
+                arg.ty.shape.eval(bindings).map_err(|e| {
+                    Error::Eval(format!(
+                        "roofline of graph '{}': {} with {bindings:?}: {e}",
+                        graph.name, arg.ty
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bytes = matmuls
+            .args()
+            .iter()
+            .zip(&shapes)
+            .try_fold(0u64, |n, (arg, shape)| {
+                n.checked_add(memory::tensor_bytes(arg.ty.dtype, shape)?)
+            });
+        memory::ensure_available(bytes, || {
+            format!("the operands of graph '{}''s matmuls alone", graph.name)
+        })?;
+        let mut args = Vec::with_capacity(shapes.len());
+        for (arg, shape) in matmuls.args().iter().zip(shapes) {
             let n: usize = shape.iter().product();
             let values = (0..n).map(|i| 0.5 + (i % 7) as f64 * 0.1).collect();
             args.push(

@@ -254,7 +254,9 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// A pool of `threads` threads in all: the caller and `threads − 1` workers.
-    pub fn new(threads: usize) -> Pool {
+    ///
+    /// Errors: the OS refused to start a worker (the ones already started are stopped).
+    pub fn new(threads: usize) -> std::io::Result<Pool> {
         let shared = Arc::new(Shared {
             state: Mutex::new(PoolState {
                 job: None,
@@ -265,16 +267,19 @@ impl Pool {
             generation: AtomicU64::new(0),
             remaining: AtomicUsize::new(0),
         });
-        let workers = (1..threads.max(1))
-            .map(|index| {
-                let shared = shared.clone();
-                std::thread::Builder::new()
-                    .name(format!("sgn-jit-{index}"))
-                    .spawn(move || worker(&shared, index))
-                    .expect("the OS can start a thread")
-            })
-            .collect();
-        Pool { shared, workers }
+        let mut pool = Pool {
+            shared,
+            workers: Vec::with_capacity(threads.saturating_sub(1)),
+        };
+        for index in 1..threads.max(1) {
+            let shared = pool.shared.clone();
+            // On error, dropping `pool` stops and joins the workers started so far.
+            let handle = std::thread::Builder::new()
+                .name(format!("sgn-jit-{index}"))
+                .spawn(move || worker(&shared, index))?;
+            pool.workers.push(handle);
+        }
+        Ok(pool)
     }
 
     pub fn threads(&self) -> usize {

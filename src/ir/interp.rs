@@ -14,8 +14,9 @@
 //! [`crate::ir::op`]).
 
 use super::graph::{Graph, Node, NodeId};
+use super::memory;
 use super::op::{Leaf, Op};
-use super::shape::{Bindings, DType};
+use super::shape::{Bindings, DType, DimError};
 use super::tensor::{Element, Tensor};
 use crate::error::{Error, Result};
 use ndarray::ArrayD;
@@ -94,12 +95,18 @@ pub fn bind_dims(graph: &Graph, args: &[Tensor]) -> Result<Bindings> {
     for (decl, value) in declared.iter().zip(args) {
         let ty = &decl.ty;
         for (axis, (dim, &size)) in ty.shape.dims().iter().zip(value.shape()).enumerate() {
-            let expected = dim.eval(&bindings).map_err(|symbol| {
-                Error::Eval(format!(
+            let expected = dim.eval(&bindings).map_err(|e| match e {
+                DimError::Unbound(symbol) => Error::Eval(format!(
                     "argument '{}' is declared {ty}, but no argument fixes symbol {symbol} \
                      (an axis declared exactly {symbol} binds it)",
                     decl.name
-                ))
+                )),
+                DimError::Overflow => Error::Memory(format!(
+                    "argument '{}' is declared {ty}: with {} axis {axis} ({dim}) does not fit \
+                     in 64 bits",
+                    decl.name,
+                    show_bindings(&bindings)
+                )),
             })?;
             if expected != size {
                 let wanted = if dim.as_fixed().is_some() {
@@ -147,6 +154,7 @@ pub fn bind_dims(graph: &Graph, args: &[Tensor]) -> Result<Bindings> {
 pub fn run(graph: &Graph, args: &[Tensor]) -> Result<Vec<Tensor>> {
     let bindings = bind_dims(graph, args)?;
     let last_use = last_uses(graph);
+    ensure_run_fits(graph, &bindings, peak_bytes(graph, &bindings, &last_use))?;
 
     let mut values: Vec<Option<Cow<'_, Tensor>>> = vec![None; graph.nodes().len()];
     for id in graph.ids() {
@@ -198,6 +206,98 @@ pub fn run(graph: &Graph, args: &[Tensor]) -> Result<Vec<Tensor>> {
         results.push(standard_layout(value.into_owned()));
     }
     Ok(results)
+}
+
+/// The most bytes the values of one [`run`] hold at once: each value from its evaluation to its
+/// last use (arguments are borrowed, not counted); `None` if a value's shape is too large for
+/// any array.
+fn peak_bytes(graph: &Graph, bindings: &Bindings, last_use: &[Option<LastUse>]) -> Option<u64> {
+    let owned =
+        |i: usize| last_use[i].is_some() && !matches!(graph.nodes()[i].op, Op::Leaf(Leaf::Arg(_)));
+    let bytes = (0..graph.nodes().len())
+        .map(|i| match owned(i) {
+            true => value_bytes(graph, NodeId(i as u32), bindings),
+            false => Some(0),
+        })
+        .collect::<Option<Vec<u64>>>()?;
+    let (mut held, mut peak) = (0u64, 0u64);
+    for (i, node) in graph.nodes().iter().enumerate() {
+        if !owned(i) {
+            continue;
+        }
+        held = held.checked_add(bytes[i])?;
+        peak = peak.max(held);
+        for (k, x) in node.inputs.iter().enumerate() {
+            let first_mention = !node.inputs[..k].contains(x);
+            if first_mention && last_use[x.index()] == Some(LastUse::Node(i)) {
+                held -= bytes[x.index()];
+            }
+        }
+    }
+    Some(peak)
+}
+
+/// Bytes of node `id`'s value under `bindings`: `None` if no array can have its shape (see
+/// [`memory::tensor_bytes`]), 0 if a symbol is unbound (evaluation reports that).
+fn value_bytes(graph: &Graph, id: NodeId, bindings: &Bindings) -> Option<u64> {
+    let ty = graph.ty(id);
+    match ty.shape.eval(bindings) {
+        Ok(shape) => memory::tensor_bytes(ty.dtype, &shape),
+        Err(DimError::Unbound(_)) => Some(0),
+        Err(DimError::Overflow) => None,
+    }
+}
+
+/// Checks that a run of `graph` under `bindings` that allocates `bytes` (`None`: more than
+/// memory can address) fits in memory. The error names the bindings and the graph's largest value, with
+/// its type, shape and size.
+pub(crate) fn ensure_run_fits(
+    graph: &Graph,
+    bindings: &Bindings,
+    bytes: Option<u64>,
+) -> Result<()> {
+    memory::ensure_available(bytes, || {
+        let largest = graph
+            .ids()
+            .max_by_key(|&id| value_bytes(graph, id, bindings).unwrap_or(u64::MAX))
+            .map_or(String::new(), |id| {
+                format!(
+                    " (its largest value {})",
+                    describe_value(graph, id, bindings)
+                )
+            });
+        format!(
+            "running graph '{}' with {}{largest}",
+            graph.name,
+            show_bindings(bindings)
+        )
+    })
+}
+
+/// `output 'z': f32[B, 1] = [1099511627776, 1], 4096.0 GiB` (an argument by its name, another
+/// node as `%7 = sum`).
+fn describe_value(graph: &Graph, id: NodeId, bindings: &Bindings) -> String {
+    let node = graph.node(id);
+    let name = match (graph.outputs().iter().find(|o| o.node == id), &node.op) {
+        (Some(output), _) => format!("output '{}'", output.name),
+        (None, Op::Leaf(Leaf::Arg(index))) => format!("argument '{}'", graph.args()[*index].name),
+        (None, op) => format!("{id} = {}", op.name()),
+    };
+    let shape = match node.ty.shape.eval(bindings) {
+        Ok(shape) => format!("{shape:?}"),
+        Err(e) => e.to_string(),
+    };
+    let size = value_bytes(graph, id, bindings).map_or("past 2^63 bytes".to_string(), memory::gib);
+    format!("{name}: {} = {shape}, {size}", node.ty)
+}
+
+/// `B = 32, T = 7`, for messages.
+fn show_bindings(bindings: &Bindings) -> String {
+    if bindings.is_empty() {
+        return "no symbolic dimensions".to_string();
+    }
+    let each: Vec<String> = bindings.iter().map(|(s, n)| format!("{s} = {n}")).collect();
+    each.join(", ")
 }
 
 /// When a live node's value can be dropped.

@@ -15,6 +15,7 @@ pub mod diagnostic;
 pub mod graph;
 pub mod init;
 pub mod interp;
+pub mod memory;
 pub mod op;
 pub mod shape;
 pub mod store;
@@ -27,5 +28,5 @@ pub use op::{
     BinaryOp, Elementwise, Family, Layout, Leaf, MatMul, Op, Reduce, ReduceKind, ShapeError,
     UnaryOp,
 };
-pub use shape::{Bindings, DType, Dim, Shape, TensorType};
+pub use shape::{Bindings, DType, Dim, DimError, Shape, TensorType};
 pub use tensor::{Element, Tensor};

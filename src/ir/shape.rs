@@ -122,13 +122,46 @@ impl Dim {
         })
     }
 
-    /// The concrete size under `bindings`; `Err(name)` names the first unbound symbol.
-    pub fn eval(&self, bindings: &Bindings) -> Result<usize, Arc<str>> {
-        let mut n = self.coeff as usize;
+    /// The concrete size under `bindings`, computed with checked arithmetic: an unbound symbol
+    /// or a product that does not fit in `usize` is an error, never a wrapped-around size.
+    pub fn eval(&self, bindings: &Bindings) -> Result<usize, DimError> {
+        let size = |s: &Arc<str>| {
+            bindings
+                .get(s)
+                .copied()
+                .ok_or_else(|| DimError::Unbound(s.clone()))
+        };
+        let mut has_zero = self.coeff == 0;
         for s in &self.syms {
-            n *= *bindings.get(s).ok_or_else(|| s.clone())?;
+            has_zero |= size(s)? == 0;
+        }
+        // A zero factor makes the product 0, however large the other factors are.
+        if has_zero {
+            return Ok(0);
+        }
+        let mut n = usize::try_from(self.coeff).map_err(|_| DimError::Overflow)?;
+        for s in &self.syms {
+            n = n.checked_mul(size(s)?).ok_or(DimError::Overflow)?;
         }
         Ok(n)
+    }
+}
+
+/// Why a [`Dim`] has no concrete size under some bindings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DimError {
+    /// This symbol is not bound.
+    Unbound(Arc<str>),
+    /// The product of the sizes does not fit in `usize`.
+    Overflow,
+}
+
+impl fmt::Display for DimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DimError::Unbound(symbol) => write!(f, "symbol {symbol} is not bound"),
+            DimError::Overflow => f.write_str("the size does not fit in 64 bits"),
+        }
     }
 }
 
@@ -184,7 +217,7 @@ impl Shape {
     }
 
     /// Concrete sizes under `bindings`.
-    pub fn eval(&self, bindings: &Bindings) -> Result<Vec<usize>, Arc<str>> {
+    pub fn eval(&self, bindings: &Bindings) -> Result<Vec<usize>, DimError> {
         self.0.iter().map(|d| d.eval(bindings)).collect()
     }
 
@@ -284,7 +317,16 @@ mod tests {
         let mut env = Bindings::new();
         env.insert(Arc::from("B"), 5);
         assert_eq!(d.eval(&env), Ok(3920));
-        assert_eq!(Dim::sym("T").eval(&env), Err(Arc::from("T")));
+        assert_eq!(
+            Dim::sym("T").eval(&env),
+            Err(DimError::Unbound(Arc::from("T")))
+        );
+        env.insert(Arc::from("B"), usize::MAX / 700);
+        assert_eq!(d.eval(&env), Err(DimError::Overflow));
+        let area = Dim::sym("B").mul(&Dim::sym("K"));
+        env.insert(Arc::from("B"), usize::MAX);
+        env.insert(Arc::from("K"), 0);
+        assert_eq!(area.eval(&env), Ok(0));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 use crate::error::{Error, Result};
 use crate::ir::graph::Arg;
 use crate::ir::init::{Init, ParamSpec, fans};
+use crate::ir::memory::{ensure_available, gib, tensor_bytes};
 use crate::ir::shape::{DType, TensorType};
 use crate::ir::tensor::Tensor;
 use ndarray::{ArrayD, IxDyn};
@@ -107,7 +108,8 @@ impl TensorMap {
     /// Reads a safetensors file.
     ///
     /// Errors: [`Error::Io`] if the file cannot be read; [`Error::Tensor`], naming the file, if it
-    /// is not a valid safetensors file or holds a tensor of a dtype other than F32 and F64.
+    /// is not a valid safetensors file or holds a tensor of a dtype other than F32 and F64;
+    /// [`Error::Memory`] if the file is larger than the memory available to decode it.
     pub fn load(path: &Path) -> Result<TensorMap> {
         Ok(TensorMap::load_with_metadata(path)?.0)
     }
@@ -115,6 +117,11 @@ impl TensorMap {
     /// Reads a safetensors file and its free-form string metadata (`__metadata__`; empty if the
     /// file has none). Errors as [`TensorMap::load`].
     pub fn load_with_metadata(path: &Path) -> Result<(TensorMap, BTreeMap<String, String>)> {
+        let length = fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+        // The file's bytes and the decoded tensors are held at once.
+        ensure_available(length.checked_mul(2), || {
+            format!("reading {}", path.display())
+        })?;
         let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
         TensorMap::from_bytes(&bytes, &path.display().to_string())
     }
@@ -189,6 +196,12 @@ impl<S: Into<String>> FromIterator<(S, Tensor)> for TensorMap {
             tensors: iter.into_iter().map(|(n, t)| (n.into(), t)).collect(),
         }
     }
+}
+
+/// The sha256 of a tensor's data as a safetensors file stores it (row-major, little-endian), as
+/// 64 lowercase hex digits.
+pub fn sha256_of(tensor: &Tensor) -> String {
+    crate::data::sha256_hex(&LittleEndian(tensor).data())
 }
 
 /// A tensor as safetensors sees it: row-major little-endian bytes, whatever the host order and
@@ -319,17 +332,77 @@ fn sync_parent_dir(path: &Path) {
 /// its constant factor (whether the symbols agree across arguments is the interpreter's check).
 ///
 /// Errors ([`Error::Tensor`]): a missing name (listing the names the file has), a wrong dtype, a
-/// wrong rank, a wrong fixed size.
+/// wrong rank, a wrong fixed size; [`Error::Memory`] if the copies do not fit in memory.
 pub fn check_args(map: &TensorMap, args: &[&Arg], file: &str) -> Result<Vec<Tensor>> {
+    let copied = args.iter().try_fold(0u64, |n, arg| {
+        let bytes = map
+            .get(&arg.name)
+            .map_or(Some(0), |t| tensor_bytes(t.dtype(), t.shape()));
+        n.checked_add(bytes?)
+    });
+    ensure_available(copied, || format!("a copy of the tensors of '{file}'"))?;
     args.iter()
-        .map(|arg| {
-            let tensor = map
-                .get(&arg.name)
-                .ok_or_else(|| missing_tensor(map, &arg.name, file))?;
-            check_type(tensor, &arg.name, &arg.ty, file)?;
-            Ok(tensor.clone())
-        })
+        .map(|arg| checked(map, arg, file).cloned())
         .collect()
+}
+
+/// Checks that `map` (read from `file`, which names it in errors) holds exactly the tensors
+/// `args` declare: each one under its name with its declared dtype and shape (as
+/// [`check_args`]), and no other — a name the model does not declare is usually a typo, which
+/// would otherwise go unnoticed.
+///
+/// Errors ([`Error::Tensor`]): as [`check_args`], and a tensor of another name (listing the
+/// expected names).
+///
+/// ```
+/// use sgn::Model;
+/// use sgn::ir::store::{check_tensors, init_params};
+///
+/// let model = Model::parse(
+///     "model m\ninput x: f32[B, 2]\ntarget y: f32[B, 1]\nparam w: f32[2, 1]\n\
+///      output z = x @ w\nloss mse(z, y)\n",
+/// )?;
+/// let params: Vec<_> = model.graph.args().iter().filter(|a| a.name == "w").collect();
+/// let mut file = init_params(&model.params, 0)?;
+/// check_tensors(&file, &params, "p.safetensors")?;
+/// file.insert("w2", file.get("w").unwrap().clone());
+/// let err = check_tensors(&file, &params, "p.safetensors").unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "'p.safetensors' has a tensor 'w2' that the model does not declare (expected: w)"
+/// );
+/// # Ok::<(), sgn::Error>(())
+/// ```
+pub fn check_tensors(map: &TensorMap, args: &[&Arg], file: &str) -> Result<()> {
+    for arg in args {
+        checked(map, arg, file)?;
+    }
+    if let Some(unknown) = map.names().find(|n| !args.iter().any(|a| a.name == *n)) {
+        let expected: Vec<&str> = args.iter().map(|a| a.name.as_str()).collect();
+        return Err(Error::Tensor(format!(
+            "'{file}' has a tensor '{unknown}' that the model does not declare (expected: {})",
+            listed(&expected)
+        )));
+    }
+    Ok(())
+}
+
+/// The tensor for `arg` in `map`, checked against its declared type.
+fn checked<'m>(map: &'m TensorMap, arg: &Arg, file: &str) -> Result<&'m Tensor> {
+    let tensor = map
+        .get(&arg.name)
+        .ok_or_else(|| missing_tensor(map, &arg.name, file))?;
+    check_type(tensor, &arg.name, &arg.ty, file)?;
+    Ok(tensor)
+}
+
+/// `a, b, c` — or the first [`NAMES_SHOWN`] and how many more.
+pub(crate) fn listed(names: &[&str]) -> String {
+    let shown = names[..names.len().min(NAMES_SHOWN)].join(", ");
+    match names.len().saturating_sub(NAMES_SHOWN) {
+        0 => shown,
+        more => format!("{shown}, and {more} more"),
+    }
 }
 
 /// How many names an error lists before it says how many more there are.
@@ -339,14 +412,7 @@ fn missing_tensor(map: &TensorMap, name: &str, file: &str) -> Error {
     let available = if map.is_empty() {
         "it has none".to_string()
     } else {
-        let shown: Vec<&str> = map.names().take(NAMES_SHOWN).collect();
-        let more = map.len().saturating_sub(NAMES_SHOWN);
-        let tail = if more > 0 {
-            format!(", and {more} more")
-        } else {
-            String::new()
-        };
-        format!("it has: {}{tail}", shown.join(", "))
+        format!("it has: {}", listed(&map.names().collect::<Vec<_>>()))
     };
     Error::Tensor(format!("'{file}' has no tensor '{name}' ({available})"))
 }
@@ -392,11 +458,29 @@ fn check_type(tensor: &Tensor, name: &str, declared: &TensorType, file: &str) ->
 ///
 /// Errors ([`Error::Tensor`]): a parameter with a symbolic dimension, a parameter declared twice,
 /// `normal(std)` with a negative or non-finite `std`, `uniform(lo, hi)` with `lo > hi` or a
-/// non-finite bound.
+/// non-finite bound; [`Error::Memory`] when the parameters need more memory than is available
+/// (naming the largest), checked before any is drawn.
 pub fn init_params(specs: &[ParamSpec], seed: u64) -> Result<TensorMap> {
+    let shapes = specs.iter().map(fixed_sizes).collect::<Result<Vec<_>>>()?;
+    let bytes = |(spec, shape): (&ParamSpec, &Vec<usize>)| tensor_bytes(spec.ty.dtype, shape);
+    let total = specs
+        .iter()
+        .zip(&shapes)
+        .try_fold(0u64, |n, p| n.checked_add(bytes(p)?));
+    ensure_available(total, || {
+        let largest = specs
+            .iter()
+            .zip(&shapes)
+            .max_by_key(|&p| bytes(p).unwrap_or(u64::MAX))
+            .map_or(String::new(), |p| {
+                let size = bytes(p).map_or("past 2^63 bytes".to_string(), gib);
+                format!(" (the largest, '{}': {}, {size})", p.0.name, p.0.ty)
+            });
+        format!("initializing {} parameter(s){largest}", specs.len())
+    })?;
     let mut map = TensorMap::new();
-    for spec in specs {
-        let tensor = init_param(spec, seed)?;
+    for (spec, shape) in specs.iter().zip(shapes) {
+        let tensor = init_param(spec, shape, seed)?;
         if map.insert(spec.name.clone(), tensor).is_some() {
             return Err(Error::Tensor(format!(
                 "parameter '{}' is declared twice",
@@ -459,8 +543,7 @@ impl Draw {
     }
 }
 
-fn init_param(spec: &ParamSpec, seed: u64) -> Result<Tensor> {
-    let shape = fixed_sizes(spec)?;
+fn init_param(spec: &ParamSpec, shape: Vec<usize>, seed: u64) -> Result<Tensor> {
     let numel = shape
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))

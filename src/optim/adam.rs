@@ -1,7 +1,7 @@
 //! Adam (Kingma and Ba, 2015) with bias correction.
 
 use super::sgd::{accepted_report, non_finite_report};
-use super::{Objective, Optimizer, OptimizerState, StepReport, state_entry};
+use super::{Objective, Optimizer, OptimizerState, StateReader, StepReport, Values};
 use crate::Result;
 
 /// Adam's options. Defaults are the paper's: lr 1e-3, β₁ 0.9, β₂ 0.999, ε 1e-8.
@@ -89,10 +89,25 @@ impl Optimizer for Adam {
         ])
     }
 
-    fn restore(&mut self, state: &OptimizerState) -> Result<()> {
-        self.first_moment = state_entry(state, "first_moment", None)?.to_vec();
-        self.second_moment = state_entry(state, "second_moment", None)?.to_vec();
-        self.steps = state_entry(state, "steps", Some(1))?[0] as u64;
+    fn restore(&mut self, state: &OptimizerState, dim: usize) -> Result<()> {
+        let mut reader = StateReader::new(state, dim);
+        let first_moment = reader.vector("first_moment", Values::Finite)?;
+        let second_moment = reader.vector("second_moment", Values::NonNegative)?;
+        let steps = reader.scalar("steps", Values::Count)? as u64;
+        reader.finish()?;
+        // The moments are made together by the first step, which also counts it.
+        let counted = dim == 0 || first_moment.is_empty() == (steps == 0);
+        if first_moment.len() != second_moment.len() || !counted {
+            return Err(crate::Error::Tensor(format!(
+                "optimizer state is inconsistent: 'optimizer.first_moment' has {} values, \
+                 'optimizer.second_moment' {}, after {steps} step(s)",
+                first_moment.len(),
+                second_moment.len()
+            )));
+        }
+        self.first_moment = first_moment.to_vec();
+        self.second_moment = second_moment.to_vec();
+        self.steps = steps;
         Ok(())
     }
 }
@@ -128,7 +143,7 @@ mod tests {
             adam.step(&mut theta, &mut q).unwrap();
         }
         let mut resumed = Adam::new(adam.options.clone());
-        resumed.restore(&adam.state()).unwrap();
+        resumed.restore(&adam.state(), theta.len()).unwrap();
         let mut theta2 = theta.clone();
         for _ in 0..3000 {
             adam.step(&mut theta, &mut q).unwrap();

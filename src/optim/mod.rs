@@ -59,7 +59,8 @@ pub struct StepReport {
     pub non_finite: Option<String>,
 }
 
-/// Named flat vectors (scalars are one-element vectors): an optimizer's state for checkpoints.
+/// Named flat vectors (scalars are one-element vectors): an optimizer's state for checkpoints,
+/// which store entry `rho` as the tensor `optimizer.rho`.
 pub type OptimizerState = BTreeMap<String, Vec<f64>>;
 
 /// A training algorithm.
@@ -70,25 +71,114 @@ pub trait Optimizer {
     fn step(&mut self, theta: &mut [f64], objective: &mut dyn Objective) -> Result<StepReport>;
     /// The state a resumed run needs to continue exactly.
     fn state(&self) -> OptimizerState;
-    /// Restores a state saved by [`Optimizer::state`].
-    fn restore(&mut self, state: &OptimizerState) -> Result<()>;
+    /// Restores a state saved by [`Optimizer::state`] for `dim` parameters, checking it first:
+    /// every entry present with a valid length (per-parameter vectors have `dim` values, or
+    /// none before the first step that makes them), every value finite and in its range, no
+    /// unknown entry. On error (naming the entry) the optimizer is unchanged.
+    fn restore(&mut self, state: &OptimizerState, dim: usize) -> Result<()>;
 }
 
-/// Reads one entry of a saved state, checking its length when one is required.
-pub(crate) fn state_entry<'a>(
+/// What values a saved state entry may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Values {
+    Finite,
+    NonNegative,
+    Positive,
+    /// A whole number ≥ 0 (a step count), exact in f64.
+    Count,
+}
+
+impl Values {
+    fn admits(self, x: f64) -> bool {
+        x.is_finite()
+            && match self {
+                Values::Finite => true,
+                Values::NonNegative => x >= 0.0,
+                Values::Positive => x > 0.0,
+                Values::Count => x >= 0.0 && x.fract() == 0.0 && x <= (1u64 << 53) as f64,
+            }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Values::Finite => "finite",
+            Values::NonNegative => "finite and >= 0",
+            Values::Positive => "finite and > 0",
+            Values::Count => "a whole number >= 0",
+        }
+    }
+}
+
+/// Reads the entries of a saved [`OptimizerState`], checking each, so that a damaged
+/// checkpoint is an error naming the entry (`optimizer.rho`) instead of a run that resumes from
+/// wrong state.
+pub(crate) struct StateReader<'a> {
     state: &'a OptimizerState,
-    name: &str,
-    len: Option<usize>,
-) -> Result<&'a [f64]> {
-    let value = state
-        .get(name)
-        .ok_or_else(|| crate::Error::Tensor(format!("optimizer state has no entry '{name}'")))?;
-    match len {
-        Some(len) if value.len() != len => Err(crate::Error::Tensor(format!(
-            "optimizer state entry '{name}' has {} values, expected {len}",
-            value.len()
-        ))),
-        _ => Ok(value),
+    dim: usize,
+    read: Vec<&'static str>,
+}
+
+impl<'a> StateReader<'a> {
+    /// A reader of `state` for an optimizer of `dim` parameters.
+    pub fn new(state: &'a OptimizerState, dim: usize) -> StateReader<'a> {
+        StateReader {
+            state,
+            dim,
+            read: Vec::new(),
+        }
+    }
+
+    /// A one-value entry.
+    pub fn scalar(&mut self, name: &'static str, values: Values) -> Result<f64> {
+        Ok(self.entry(name, values, &[1])?[0])
+    }
+
+    /// A per-parameter entry: one value per parameter, or none (not made yet).
+    pub fn vector(&mut self, name: &'static str, values: Values) -> Result<&'a [f64]> {
+        self.entry(name, values, &[0, self.dim])
+    }
+
+    fn entry(
+        &mut self,
+        name: &'static str,
+        values: Values,
+        lengths: &[usize],
+    ) -> Result<&'a [f64]> {
+        self.read.push(name);
+        let invalid =
+            |why: String| crate::Error::Tensor(format!("optimizer state 'optimizer.{name}' {why}"));
+        let value = self
+            .state
+            .get(name)
+            .ok_or_else(|| invalid("is missing".to_string()))?;
+        if !lengths.contains(&value.len()) {
+            let expected: Vec<String> = lengths.iter().map(usize::to_string).collect();
+            return Err(invalid(format!(
+                "has {} values, expected {}",
+                value.len(),
+                expected.join(" or ")
+            )));
+        }
+        if let Some((i, x)) = value.iter().enumerate().find(|(_, x)| !values.admits(**x)) {
+            return Err(invalid(format!(
+                "holds {x} at index {i}; its values must be {}",
+                values.describe()
+            )));
+        }
+        Ok(value)
+    }
+
+    /// Errors if the state has an entry that was not read (a state of another optimizer or
+    /// version).
+    pub fn finish(self) -> Result<()> {
+        match self.state.keys().find(|k| !self.read.contains(&k.as_str())) {
+            Some(unknown) => Err(crate::Error::Tensor(format!(
+                "optimizer state 'optimizer.{unknown}' is not part of this optimizer's state \
+                 (expected: {})",
+                self.read.join(", ")
+            ))),
+            None => Ok(()),
+        }
     }
 }
 

@@ -45,6 +45,25 @@ impl LogFormat {
     }
 }
 
+/// Checks that `path` names a log format [`LogWriter`] writes (`.csv`, `.jsonl` or `.json`).
+pub fn check_log_path(path: &Path) -> Result<()> {
+    LogFormat::of(path).map(drop)
+}
+
+/// Checks that `path` names a figure format [`plot`] draws (`.svg` or `.png`).
+pub fn check_figure_path(path: &Path) -> Result<()> {
+    is_svg(path).map(drop)
+}
+
+/// Whether a figure at `path` is SVG (else PNG), by its extension.
+fn is_svg(path: &Path) -> Result<bool> {
+    match extension(path).as_deref() {
+        Some("svg") => Ok(true),
+        Some("png") => Ok(false),
+        _ => Err(unsupported(path, "plot format: use .svg or .png")),
+    }
+}
+
 fn extension(path: &Path) -> Option<String> {
     path.extension()
         .and_then(|e| e.to_str())
@@ -645,11 +664,7 @@ fn draw_figure(
     title: &str,
     path: &Path,
 ) -> Result<()> {
-    let svg = match extension(path).as_deref() {
-        Some("svg") => true,
-        Some("png") => false,
-        _ => return Err(unsupported(path, "plot format: use .svg or .png")),
-    };
+    let svg = is_svg(path)?;
     register_embedded_font();
     let panels = panels(runs, colouring);
     write_atomically(path, |temporary| {

@@ -1,7 +1,7 @@
 //! Stochastic gradient descent with optional (Nesterov) momentum, as in PyTorch.
 
 use super::vector::all_finite;
-use super::{Objective, Optimizer, OptimizerState, StepReport, state_entry};
+use super::{Objective, Optimizer, OptimizerState, StateReader, StepReport, Values};
 use crate::Result;
 
 /// SGD's options. Defaults: learning rate 0.1, no momentum.
@@ -80,8 +80,11 @@ impl Optimizer for Sgd {
         OptimizerState::from([("momentum_buffer".to_string(), self.buffer.clone())])
     }
 
-    fn restore(&mut self, state: &OptimizerState) -> Result<()> {
-        self.buffer = state_entry(state, "momentum_buffer", None)?.to_vec();
+    fn restore(&mut self, state: &OptimizerState, dim: usize) -> Result<()> {
+        let mut reader = StateReader::new(state, dim);
+        let buffer = reader.vector("momentum_buffer", Values::Finite)?;
+        reader.finish()?;
+        self.buffer = buffer.to_vec();
         Ok(())
     }
 }

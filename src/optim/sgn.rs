@@ -6,7 +6,7 @@
 
 use super::cg::{self, CgOptions};
 use super::vector::{added, all_finite, dot};
-use super::{Objective, Optimizer, OptimizerState, StepReport, state_entry};
+use super::{Objective, Optimizer, OptimizerState, StateReader, StepReport, Values};
 use crate::Result;
 
 /// How the damping ρ evolves.
@@ -226,10 +226,15 @@ impl Optimizer for Sgn {
         ])
     }
 
-    fn restore(&mut self, state: &OptimizerState) -> Result<()> {
-        self.rho = state_entry(state, "rho", Some(1))?[0];
-        self.previous_step = state_entry(state, "previous_step", None)?.to_vec();
-        self.squared_grad = state_entry(state, "squared_grad", None)?.to_vec();
+    fn restore(&mut self, state: &OptimizerState, dim: usize) -> Result<()> {
+        let mut reader = StateReader::new(state, dim);
+        let rho = reader.scalar("rho", Values::Positive)?;
+        let previous_step = reader.vector("previous_step", Values::Finite)?;
+        let squared_grad = reader.vector("squared_grad", Values::NonNegative)?;
+        reader.finish()?;
+        self.rho = rho;
+        self.previous_step = previous_step.to_vec();
+        self.squared_grad = squared_grad.to_vec();
         Ok(())
     }
 }
@@ -355,7 +360,7 @@ mod tests {
         let mut theta = vec![0.0; 3];
         sgn.step(&mut theta, &mut q).unwrap();
         let mut copy = Sgn::new(sgn.options.clone());
-        copy.restore(&sgn.state()).unwrap();
+        copy.restore(&sgn.state(), theta.len()).unwrap();
         let (mut a, mut b) = (theta.clone(), theta.clone());
         sgn.step(&mut a, &mut q).unwrap();
         copy.step(&mut b, &mut q).unwrap();

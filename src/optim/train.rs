@@ -10,12 +10,17 @@ use super::record::{RECORD_FIELDS, Record, RecordKind};
 use super::{Optimizer, OptimizerState};
 use crate::compile::CompiledModel;
 use crate::data::{BatchOptions, Batches, Dataset, Split};
-use crate::ir::store::TensorMap;
+use crate::ir::store::{TensorMap, listed, sha256_of};
 use crate::ir::{ArgRole, DType, Tensor};
 use crate::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// How many f64 vectors of the parameters' length a step holds at once, at most (SGN: θ, the
+/// gradient, CG's five, the trial point, the previous step, the squared gradients, the
+/// preconditioner, and the conversions to and from tensors).
+const OPTIMIZER_VECTORS: u64 = 16;
 
 /// When training stops (whichever comes first).
 #[derive(Clone, Debug, PartialEq)]
@@ -138,7 +143,15 @@ impl<'a> Trainer<'a> {
                 dataset.name
             )));
         }
-        let theta = model.layout().flatten(params)?;
+        let layout = model.layout();
+        let vectors = (layout.len() as u64).checked_mul(OPTIMIZER_VECTORS * 8);
+        crate::ir::memory::ensure_available(vectors, || {
+            format!(
+                "training {} parameters ({OPTIMIZER_VECTORS} f64 vectors of them at a time)",
+                layout.len()
+            )
+        })?;
+        let theta = layout.flatten(params)?;
         Ok(Trainer {
             model,
             dataset,
@@ -224,7 +237,7 @@ impl<'a> Trainer<'a> {
                         what,
                     });
                     if failures >= self.options.max_consecutive_failures {
-                        return Err(Error::Eval(format!(
+                        return Err(Error::NonFinite(format!(
                             "training stopped after {failures} consecutive steps with a {what} \
                              (iteration {}); the parameters and the last checkpoint are the last good ones",
                             self.progress.iteration
@@ -407,12 +420,56 @@ impl<'a> Trainer<'a> {
                 self.options.seed.to_string(),
             ));
         }
-        self.theta = self
-            .model
-            .layout()
-            .flatten(&c.params)
-            .map_err(|e| Error::Tensor(format!("{}: {e}", path.display())))?;
-        self.optimizer.restore(&c.optimizer)?;
+        let in_file = |e: Error| Error::Tensor(format!("{}: {e}", path.display()));
+        let per_epoch = self
+            .batch_options()
+            .batches_per_epoch(self.dataset.train.len());
+        let p = &c.progress;
+        if p.position > per_epoch
+            || p.iteration != p.epoch.saturating_mul(per_epoch as u64) + p.position as u64
+        {
+            return Err(in_file(Error::Tensor(format!(
+                "not a consistent position: epoch {}, batch {} and iteration {} (an epoch has \
+                 {per_epoch} batches of {})",
+                p.epoch, p.position, p.iteration, self.options.batch_size
+            ))));
+        }
+        if let Some(epochs) = self.options.stop.epochs
+            && p.epoch >= epochs
+        {
+            return Err(in_file(Error::Eval(format!(
+                "the checkpoint is at epoch {}, past the end of this run ({epochs} epoch(s)); \
+                 nothing is left to train (ask for more epochs)",
+                p.epoch
+            ))));
+        }
+        if !(p.elapsed_before.is_finite() && p.elapsed_before >= 0.0) {
+            return Err(in_file(Error::Tensor(format!(
+                "metadata 'elapsed_bits' is {} seconds, not a time",
+                p.elapsed_before
+            ))));
+        }
+        if let Some(unknown) = c
+            .params
+            .names()
+            .find(|n| !self.model.layout().names().any(|p| p == *n))
+        {
+            let expected: Vec<&str> = self.model.layout().names().collect();
+            return Err(in_file(Error::Tensor(format!(
+                "tensor '{unknown}' is not a parameter of the model (expected: {})",
+                listed(&expected)
+            ))));
+        }
+        let theta = self.model.layout().flatten(&c.params).map_err(in_file)?;
+        if let Some(name) = self.model.layout().first_non_finite(&theta) {
+            return Err(in_file(Error::Tensor(format!(
+                "parameter '{name}' holds a non-finite value"
+            ))));
+        }
+        self.optimizer
+            .restore(&c.optimizer, self.model.layout().len())
+            .map_err(in_file)?;
+        self.theta = theta;
         self.progress = c.progress;
         self.history = c.history;
         Ok(())
@@ -444,7 +501,48 @@ struct Checkpoint {
     seed: u64,
 }
 
-const CHECKPOINT_FORMAT: &str = "sgn-checkpoint-1";
+/// The format this version writes: v1 plus a sha256 of every tensor in the metadata.
+const CHECKPOINT_FORMAT: &str = "sgn-checkpoint-2";
+/// The format before checksums; still read (there is nothing to verify).
+const CHECKPOINT_FORMAT_V1: &str = "sgn-checkpoint-1";
+/// The metadata key of a tensor's checksum: `sha256.<tensor name>`.
+const CHECKSUM_PREFIX: &str = "sha256.";
+
+/// True if `path` holds a checkpoint written by [`Trainer`] (of any format version), judged from
+/// the file's header alone; false for anything else, including a file that cannot be read.
+pub fn is_checkpoint(path: &Path) -> bool {
+    checkpoint_format(path).is_some()
+}
+
+/// The `format` metadata of the safetensors file at `path` if it names an sgn checkpoint.
+fn checkpoint_format(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut length = [0u8; 8];
+    file.read_exact(&mut length).ok()?;
+    // safetensors caps headers at 100 MB; a checkpoint's is far smaller.
+    let length = u64::from_le_bytes(length).min(100_000_000);
+    let mut header = Vec::new();
+    file.take(length).read_to_end(&mut header).ok()?;
+    let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    let format = header.get("__metadata__")?.get("format")?.as_str()?;
+    [CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_V1]
+        .contains(&format)
+        .then(|| format.to_string())
+}
+
+/// Parameters from `path`: a safetensors file of parameters, or a checkpoint (whose checksums
+/// are verified and whose optimizer state and history are left out).
+///
+/// Errors: as [`TensorMap::load`]; for a checkpoint, a damaged tensor (checksum mismatch) or
+/// metadata, naming the file and the tensor.
+pub fn load_params(path: &Path) -> Result<TensorMap> {
+    if is_checkpoint(path) {
+        Ok(Checkpoint::load(path)?.params)
+    } else {
+        TensorMap::load(path)
+    }
+}
 
 impl Checkpoint {
     fn save(&self, path: &Path) -> Result<()> {
@@ -456,7 +554,7 @@ impl Checkpoint {
             let column = self.history.iter().map(|r| history_row(r)[i]).collect();
             map.insert(format!("history.{field}"), vector(column));
         }
-        let metadata = BTreeMap::from([
+        let mut metadata = BTreeMap::from([
             ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
             ("optimizer".to_string(), self.optimizer_name.clone()),
             ("dataset".to_string(), self.dataset.clone()),
@@ -471,6 +569,9 @@ impl Checkpoint {
                 self.progress.elapsed_before.to_bits().to_string(),
             ),
         ]);
+        for (name, tensor) in map.iter() {
+            metadata.insert(format!("{CHECKSUM_PREFIX}{name}"), sha256_of(tensor));
+        }
         map.save(path, &metadata)
     }
 
@@ -484,11 +585,14 @@ impl Checkpoint {
                 .get(key)
                 .ok_or_else(|| corrupt(format!("no '{key}' in its metadata")))
         };
-        if meta("format")? != CHECKPOINT_FORMAT {
-            return Err(corrupt(format!(
-                "format '{}', expected '{CHECKPOINT_FORMAT}'",
-                meta("format")?
-            )));
+        match meta("format")?.as_str() {
+            CHECKPOINT_FORMAT => verify_checksums(&map, &metadata, path)?,
+            CHECKPOINT_FORMAT_V1 => {}
+            other => {
+                return Err(corrupt(format!(
+                    "format '{other}', expected '{CHECKPOINT_FORMAT}'"
+                )));
+            }
         }
         let number = |key: &str| -> Result<u64> {
             meta(key)?
@@ -536,6 +640,36 @@ impl Checkpoint {
             seed: number("seed")?,
         })
     }
+}
+
+/// Checks every tensor of a checkpoint against the sha256 its metadata holds for it (and that
+/// no checksum names a tensor the file lacks): a flipped bit is an error naming the tensor.
+fn verify_checksums(
+    map: &TensorMap,
+    metadata: &BTreeMap<String, String>,
+    path: &Path,
+) -> Result<()> {
+    let damaged =
+        |what: String| Error::Tensor(format!("{}: damaged checkpoint: {what}", path.display()));
+    for (name, tensor) in map.iter() {
+        let saved = metadata
+            .get(&format!("{CHECKSUM_PREFIX}{name}"))
+            .ok_or_else(|| damaged(format!("tensor '{name}' has no checksum in the metadata")))?;
+        if *saved != sha256_of(tensor) {
+            return Err(damaged(format!(
+                "tensor '{name}' does not match its sha256 (its values changed after it was saved)"
+            )));
+        }
+    }
+    if let Some(key) = metadata.keys().find(|k| {
+        k.strip_prefix(CHECKSUM_PREFIX)
+            .is_some_and(|n| map.get(n).is_none())
+    }) {
+        return Err(damaged(format!(
+            "metadata '{key}' names a tensor the file does not have"
+        )));
+    }
+    Ok(())
 }
 
 fn vector(values: Vec<f64>) -> Tensor {

@@ -1,10 +1,13 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test binary uses a different subset
 
+use ndarray::Array2;
+use sgn::data::{Dataset, Split};
 use sgn::ir::store::TensorMap;
 use sgn::ir::{DType, Tensor};
 use sgn::{CompiledModel, Model};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 /// The models shipped in `ir/`, by file name.
 pub fn ir_models() -> Vec<(String, Model)> {
@@ -245,4 +248,53 @@ pub fn assert_close_to_explicit(label: &str, got: &[f64], expected: &[f64]) {
             "{label}: Gv[{k}] = {g} but JᵀHJv = {e}"
         );
     }
+}
+
+/// A small classifier (2 features, 3 classes, 51 parameters) for training tests.
+pub const TINY_MODEL: &str = "model tiny\ninput x: f32[B, 2]\ntarget y: f32[B, 3]\n\
+    param w1: f32[2, 8] = glorot_uniform\nparam b1: f32[8] = zeros\n\
+    param w2: f32[8, 3] = glorot_uniform\nparam b2: f32[3] = zeros\n\
+    h = tanh(x @ w1 + b1)\noutput z = h @ w2 + b2\nloss softmax_cross_entropy(z, y)\n";
+
+/// Three Gaussian-ish blobs in the plane, one class each (deterministic).
+pub fn blobs(n: usize, offset: usize) -> Split {
+    let mut features = Array2::zeros((n, 2));
+    let mut targets = Array2::zeros((n, 3));
+    for i in 0..n {
+        let class = (i + offset) % 3;
+        let angle = class as f32 * 2.094;
+        let jitter = ((i * 7919 + offset) % 97) as f32 / 97.0 - 0.5;
+        features[[i, 0]] = angle.cos() * 2.0 + jitter;
+        features[[i, 1]] = angle.sin() * 2.0 - jitter * 0.5;
+        targets[[i, class]] = 1.0;
+    }
+    Split { features, targets }
+}
+
+/// [`TINY_MODEL`]'s dataset: 300 training and 90 test examples of [`blobs`].
+pub fn blobs_dataset() -> Dataset {
+    Dataset {
+        name: "blobs".to_string(),
+        train: blobs(300, 0),
+        test: blobs(90, 1),
+        num_classes: Some(3),
+        target_scale: 1.0,
+    }
+}
+
+/// Runs the `sgn` binary in the crate's directory.
+pub fn sgn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sgn"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the sgn binary runs")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

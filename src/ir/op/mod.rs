@@ -36,7 +36,7 @@ pub use matmul::MatMul;
 pub use reduce::{Reduce, ReduceKind};
 
 use super::graph::{Graph, NodeId};
-use super::shape::{Bindings, Dim, Shape, TensorType};
+use super::shape::{Bindings, Dim, DimError, Shape, TensorType};
 use super::tensor::Element;
 use crate::error::Result;
 use ndarray::ArrayD;
@@ -514,8 +514,11 @@ pub(crate) fn operands<'a, T, const N: usize>(xs: &[&'a T]) -> Result<[&'a T; N]
 
 /// The size of a dimension under `bindings`, or an error naming the unbound symbol.
 pub(crate) fn eval_dim(dim: &Dim, bindings: &Bindings) -> Result<usize, String> {
-    dim.eval(bindings).map_err(|symbol| {
-        format!("symbol {symbol} in {dim} is not bound (no argument has an axis declared {symbol})")
+    dim.eval(bindings).map_err(|e| match e {
+        DimError::Unbound(symbol) => format!(
+            "symbol {symbol} in {dim} is not bound (no argument has an axis declared {symbol})"
+        ),
+        DimError::Overflow => format!("{dim} does not fit in 64 bits"),
     })
 }
 

@@ -1,0 +1,523 @@
+//! Hostile command lines: huge sizes, thread counts and numbers out of range, outputs that would
+//! replace inputs, files with unknown names. Each must end with a clear error (exit code 2 for
+//! a usage error, 1 for the rest) that names the option, the file and the tensor — never a
+//! panic, an abort, or an input replaced.
+
+mod common;
+
+use common::{batch_for, direction_like, sgn, stderr, stdout};
+use sgn::Model;
+use sgn::codegen::MAX_THREADS;
+use sgn::ir::DType;
+use sgn::ir::Tensor;
+use sgn::ir::store::{TensorMap, init_params};
+use sgn::optim::train::is_checkpoint;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// The command failed with `code` and a message that contains every one of `needles`.
+#[track_caller]
+fn assert_fails(out: &Output, code: i32, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "'{needle}' is not in: {err}");
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `sgn eval MODEL --inputs I --out O`, then `extra` options.
+fn eval(model: &Path, inputs: &Path, out: &Path, extra: &[&str]) -> Output {
+    let args = [
+        "eval",
+        path(model),
+        "--inputs",
+        path(inputs),
+        "--out",
+        path(out),
+    ];
+    sgn(&[&args[..], extra].concat())
+}
+
+fn save(map: &TensorMap, p: &Path) {
+    map.save(p, &BTreeMap::new()).unwrap();
+}
+
+// ----- 1. sizes -----
+
+#[test]
+fn sizes_too_large_for_memory_are_errors_not_aborts() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.sgn");
+    std::fs::write(
+        &big,
+        "model big\ninput x: f32[B, 2]\ntarget y: f32[B, 1]\n\
+         param w: f32[2, 1099511627776] = zeros\nparam v: f32[1099511627776, 1] = zeros\n\
+         output z = x @ w @ v\nloss mse(z, y)\n",
+    )
+    .unwrap();
+    let small = batch_for(
+        &Model::from_file("ir/sine_mlp.sgn").unwrap(),
+        DType::F32,
+        4,
+        0,
+    );
+    let inputs = dir.path().join("in.safetensors");
+    save(&small, &inputs);
+    let out = dir.path().join("out.safetensors");
+    let run = eval(&big, &inputs, &out, &[]);
+    assert_fails(
+        &run,
+        1,
+        &["'w': f32[2, 1099511627776], 8192.0 GiB", "needs"],
+    );
+
+    // Zero bytes of input that bind B = 2^40: the model's [B, 1] temporaries would be 4 TiB.
+    let wide = dir.path().join("wide.sgn");
+    std::fs::write(
+        &wide,
+        "model wide\ninput x: f32[B, K]\ntarget y: f32[B, K]\nparam w: f32[1] = ones\n\
+         output z = x + tanh(sum(x, axis=1, keepdims=true)) * w\nloss mse(z, y)\n",
+    )
+    .unwrap();
+    for rows in [1usize << 40, 1 << 62] {
+        let empty = Tensor::zeros(DType::F32, &[rows, 0]);
+        save(
+            &TensorMap::from_iter([("x", empty.clone()), ("y", empty)]),
+            &inputs,
+        );
+        for backend in ["jit", "interp"] {
+            let run = eval(&wide, &inputs, &out, &["--backend", backend]);
+            assert_fails(&run, 1, &[&format!("B = {rows}"), "f32[B, 1]", "needs"]);
+        }
+    }
+    assert!(!out.exists(), "nothing written");
+
+    // bench: a batch the machine cannot hold, and one whose batch × width overflowed before.
+    for (model, batch) in [
+        ("ir/sine_mlp.sgn", "1000000000000"),
+        ("ir/mnist_mlp.sgn", "16777216"),
+    ] {
+        let run = sgn(&["bench", model, "--batch", batch, "--repeats", "1"]);
+        assert_fails(
+            &run,
+            1,
+            &[&format!("a batch of {batch}"), "'x': f32[B, ", "GiB"],
+        );
+    }
+}
+
+// ----- 2. threads -----
+
+#[test]
+fn thread_counts_outside_their_range_are_usage_errors() {
+    let range = format!("from 0 to {MAX_THREADS}");
+    let over = (MAX_THREADS + 1).to_string();
+    for threads in ["10000", over.as_str(), "-1"] {
+        for command in [
+            &["eval", "ir/sine_mlp.sgn", "--inputs", "x", "--out", "y"][..],
+            &[
+                "train",
+                "ir/sine_mlp.sgn",
+                "--dataset",
+                "sine",
+                "--batch",
+                "10",
+                "--epochs",
+                "1",
+            ],
+            &["bench", "ir/sine_mlp.sgn"],
+        ] {
+            let run = sgn(&[command, &[&format!("--threads={threads}")]].concat());
+            assert_fails(&run, 2, &["--threads", &range]);
+        }
+    }
+    for command in ["eval", "train", "bench"] {
+        let help = stdout(&sgn(&[command, "--help"]));
+        assert!(
+            help.contains(&format!("0 to {MAX_THREADS}")),
+            "{command}: {help}"
+        );
+    }
+}
+
+// ----- 3. outputs that would destroy inputs -----
+
+/// A model, a batch, parameters and a direction in a fresh directory.
+struct Files {
+    dir: tempfile::TempDir,
+    model: PathBuf,
+    inputs: PathBuf,
+    params: PathBuf,
+    vector: PathBuf,
+}
+
+fn files() -> Files {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.sgn");
+    std::fs::copy("ir/sine_mlp.sgn", &model).unwrap();
+    let parsed = Model::from_file(&model).unwrap();
+    let params = init_params(&parsed.params, 1).unwrap();
+    let mut v = TensorMap::new();
+    v.extend_prefixed("v.", direction_like(&params, 3));
+    let f = Files {
+        inputs: dir.path().join("in.safetensors"),
+        params: dir.path().join("p.safetensors"),
+        vector: dir.path().join("v.safetensors"),
+        model,
+        dir,
+    };
+    save(&batch_for(&parsed, DType::F32, 8, 2), &f.inputs);
+    save(&params, &f.params);
+    save(&v, &f.vector);
+    f
+}
+
+impl Files {
+    fn eval(&self, out: &Path, extra: &[&str]) -> Output {
+        let files = [
+            "--params",
+            path(&self.params),
+            "--vector",
+            path(&self.vector),
+        ];
+        eval(
+            &self.model,
+            &self.inputs,
+            out,
+            &[&files[..], extra].concat(),
+        )
+    }
+
+    fn contents(&self) -> Vec<Vec<u8>> {
+        [&self.model, &self.inputs, &self.params, &self.vector]
+            .iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .collect()
+    }
+
+    fn train(&self, extra: &[&str]) -> Output {
+        let args = [
+            "train",
+            path(&self.model),
+            "--dataset",
+            "sine",
+            "--batch",
+            "1000",
+            "--seed",
+            "1",
+            "--cg-iters",
+            "2",
+        ];
+        sgn(&[&args[..], extra].concat())
+    }
+}
+
+#[test]
+fn eval_never_writes_over_one_of_its_inputs() {
+    let f = files();
+    let before = f.contents();
+    let dotted = |p: &Path| f.dir.path().join(".").join(p.file_name().unwrap());
+    let hard_link = f.dir.path().join("linked.safetensors");
+    std::fs::hard_link(&f.params, &hard_link).unwrap();
+    let symlink = f.dir.path().join("symlink.safetensors");
+    std::os::unix::fs::symlink(&f.vector, &symlink).unwrap();
+    for (out, input) in [
+        (f.inputs.clone(), "--inputs"),
+        (f.params.clone(), "--params"),
+        (f.vector.clone(), "--vector"),
+        (f.model.clone(), "MODEL"),
+        (dotted(&f.inputs), "--inputs"),
+        (hard_link, "--params"),
+        (symlink, "--vector"),
+    ] {
+        let run = f.eval(&out, &[]);
+        assert_fails(&run, 1, &["--out", &format!("the {input} file")]);
+    }
+    assert_eq!(f.contents(), before, "every input unchanged");
+    let out = f.dir.path().join("out.safetensors");
+    let run = f.eval(&out, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+}
+
+#[test]
+fn train_never_writes_over_its_model_parameters_or_a_foreign_file() {
+    let f = files();
+    let before = f.contents();
+    let run = f.train(&["--epochs", "1", "--save", path(&f.model)]);
+    assert_fails(&run, 1, &["--save", "the MODEL file"]);
+    let run = f.train(&[
+        "--epochs",
+        "1",
+        "--params",
+        path(&f.params),
+        "--save",
+        path(&f.params),
+    ]);
+    assert_fails(&run, 1, &["--save", "the --params file"]);
+    let shared = f.dir.path().join("run.csv");
+    let run = f.train(&[
+        "--epochs",
+        "1",
+        "--log",
+        path(&shared),
+        "--save",
+        path(&shared),
+    ]);
+    assert_fails(&run, 1, &["--save", "--log writes this file too"]);
+    assert_eq!(f.contents(), before);
+
+    // A file that is not a checkpoint is replaced only with --force.
+    let notes = f.dir.path().join("notes.safetensors");
+    std::fs::write(&notes, "my notes").unwrap();
+    let run = f.train(&["--epochs", "1", "--save", path(&notes)]);
+    assert_fails(&run, 1, &["--save", "not an sgn checkpoint", "--force"]);
+    assert_eq!(std::fs::read(&notes).unwrap(), b"my notes");
+    let run = f.train(&["--epochs", "1", "--save", path(&notes), "--force"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(is_checkpoint(&notes));
+    // A checkpoint may be continued in place, and written over by another run.
+    let run = f.train(&[
+        "--epochs",
+        "2",
+        "--resume",
+        path(&notes),
+        "--save",
+        path(&notes),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let run = f.train(&["--epochs", "1", "--save", path(&notes)]);
+    assert!(run.status.success(), "{}", stderr(&run));
+}
+
+#[test]
+fn plot_never_writes_over_a_log() {
+    let f = files();
+    let log = f.dir.path().join("run.csv");
+    let run = f.train(&["--epochs", "1", "--log", path(&log)]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let figure = f.dir.path().join("run.svg");
+    std::fs::hard_link(&log, &figure).unwrap();
+    let before = std::fs::read(&log).unwrap();
+    let run = sgn(&["plot", path(&log), "--out", path(&figure)]);
+    assert_fails(&run, 1, &["--out", "the LOG file"]);
+    assert_eq!(std::fs::read(&log).unwrap(), before);
+}
+
+// ----- 4. options that make no sense -----
+
+#[test]
+fn numbers_out_of_range_are_usage_errors_that_state_the_range() {
+    let train = ["train", "ir/sine_mlp.sgn", "--dataset", "sine"];
+    let cases: &[(&[&str], &str)] = &[
+        (&["--epochs", "0"], "a whole number >= 1"),
+        (&["--cg-iters", "0"], "a whole number >= 1"),
+        (&["--batch", "0"], "a whole number >= 1"),
+        (&["--lr", "-1"], "a finite number > 0"),
+        (&["--lr", "0"], "a finite number > 0"),
+        (&["--lr", "NaN"], "a finite number > 0"),
+        (&["--lr", "inf"], "a finite number > 0"),
+        (&["--rho0", "NaN"], "a finite number > 0"),
+        (&["--rho0", "-1"], "a finite number > 0"),
+        (&["--momentum", "-1"], "a number in [0, 1)"),
+        (&["--momentum", "1"], "a number in [0, 1)"),
+        (&["--precondition", "-3"], "a number in [0, 1]"),
+        (&["--warm-start", "2"], "a number in [0, 1]"),
+        (&["--frequency", "0"], "a finite number > 0"),
+        (&["--time-limit", "0s"], "longer than 0"),
+        (&["--seed", "-1"], "--seed"),
+    ];
+    for (extra, range) in cases {
+        let mut args = [&train[..], extra].concat();
+        for (option, value) in [("--batch", "10"), ("--epochs", "1")] {
+            if extra[0] != option {
+                args.extend([option, value]);
+            }
+        }
+        let run = sgn(&args);
+        assert_fails(&run, 2, &[extra[0], range]);
+    }
+    let help = stdout(&sgn(&["train", "--help"]));
+    for range in [
+        "a finite number > 0",
+        "in [0, 1)",
+        "in [0, 1]",
+        "at least 1",
+        "longer than 0",
+    ] {
+        assert!(help.contains(range), "'{range}' in: {help}");
+    }
+    for (command, option) in [
+        ("bench", "--batch"),
+        ("bench", "--repeats"),
+        ("inspect", "--batch"),
+    ] {
+        let run = sgn(&[command, "ir/sine_mlp.sgn", option, "0"]);
+        assert_fails(&run, 2, &[option, "a whole number >= 1"]);
+    }
+}
+
+#[test]
+fn output_paths_are_checked_before_training_starts() {
+    let f = files();
+    let run = f.train(&["--epochs", "1", "--plot", "curves.pdf"]);
+    assert_fails(&run, 2, &["--plot", ".svg or .png"]);
+    let run = f.train(&["--epochs", "1", "--log", "run.txt"]);
+    assert_fails(&run, 2, &["--log", ".csv"]);
+    let directory = f.dir.path().join("logs.csv");
+    std::fs::create_dir(&directory).unwrap();
+    let missing = f.dir.path().join("no/such/dir/ck.safetensors");
+    for (option, target, why) in [
+        ("--log", &directory, "is a directory"),
+        ("--save", &f.dir.path().to_path_buf(), "is a directory"),
+        ("--save", &missing, "cannot create files in"),
+        (
+            "--plot",
+            &f.dir.path().join("no/curves.svg"),
+            "cannot create files in",
+        ),
+    ] {
+        let run = f.train(&["--epochs", "1", option, path(target)]);
+        assert_fails(&run, 1, &[option, why]);
+        assert!(
+            !stdout(&run).contains("training"),
+            "refused before training"
+        );
+    }
+}
+
+// ----- 5. errors that name the cause -----
+
+#[test]
+fn errors_name_the_option_the_file_and_the_tensor() {
+    let f = files();
+    // A learning rate that makes every step overflow names --lr.
+    let run = f.train(&["--epochs", "2", "--optimizer", "sgd", "--lr", "1e30"]);
+    assert_fails(
+        &run,
+        1,
+        &["non-finite", "--lr 1000000000000000000000000000000"],
+    );
+
+    // A direction without v.b1: the file and the prefixed name.
+    let mut v = TensorMap::load(&f.vector).unwrap();
+    v.remove("v.b1");
+    save(&v, &f.vector);
+    let out = f.dir.path().join("out.safetensors");
+    let run = f.eval(&out, &[]);
+    assert_fails(&run, 1, &[path(&f.vector), "no tensor 'v.b1'"]);
+
+    // A parameter of the wrong dtype: the parameter file, not 'parameters'.
+    let mut params = TensorMap::load(&f.params).unwrap();
+    let w1 = params.get("w1").unwrap().clone().cast(DType::F64);
+    params.insert("w1", w1);
+    let wrong = f.dir.path().join("f64.safetensors");
+    save(&params, &wrong);
+    let run = eval(&f.model, &f.inputs, &out, &["--params", path(&wrong)]);
+    assert_fails(&run, 1, &[path(&wrong), "'w1'", "is f64"]);
+
+    // A batch of no examples would give a NaN loss.
+    let batch = TensorMap::from_iter([
+        ("x", Tensor::zeros(DType::F32, &[0, 1])),
+        ("y", Tensor::zeros(DType::F32, &[0, 1])),
+    ]);
+    save(&batch, &f.inputs);
+    let run = eval(&f.model, &f.inputs, &out, &[]);
+    assert_fails(&run, 1, &[path(&f.inputs), "'x'", "at least one"]);
+    assert!(!out.exists());
+
+    // A resume past the end of the run names the checkpoint.
+    let ck = f.dir.path().join("ck.safetensors");
+    let run = f.train(&["--epochs", "2", "--save", path(&ck)]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let run = f.train(&["--epochs", "1", "--resume", path(&ck)]);
+    assert_fails(&run, 1, &[path(&ck), "past the end"]);
+}
+
+// ----- 6. checkpoints (see tests/hardening.rs for the library's checks) -----
+
+#[test]
+fn a_damaged_checkpoint_is_refused_by_train_and_eval() {
+    let f = files();
+    let ck = f.dir.path().join("ck.safetensors");
+    let run = f.train(&["--epochs", "1", "--optimizer", "adam", "--save", path(&ck)]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let out = f.dir.path().join("out.safetensors");
+    let with_params = |params: &Path| eval(&f.model, &f.inputs, &out, &["--params", path(params)]);
+    let run = with_params(&ck);
+    assert!(
+        run.status.success(),
+        "a checkpoint works as --params: {}",
+        stderr(&run)
+    );
+
+    // One exponent bit of w2 flipped, written back with the original metadata.
+    let (mut map, metadata) = TensorMap::load_with_metadata(&ck).unwrap();
+    let mut w2 = map.get("w2").unwrap().to_f64_vec();
+    w2[5] = f64::from(f32::from_bits((w2[5] as f32).to_bits() ^ (1 << 29)));
+    map.insert("w2", Tensor::from_f64(DType::F32, &[20, 20], w2).unwrap());
+    map.save(&ck, &metadata).unwrap();
+    let run = f.train(&[
+        "--epochs",
+        "2",
+        "--optimizer",
+        "adam",
+        "--resume",
+        path(&ck),
+    ]);
+    assert_fails(&run, 1, &[path(&ck), "'w2'", "sha256"]);
+    let run = with_params(&ck);
+    assert_fails(&run, 1, &[path(&ck), "'w2'", "sha256"]);
+}
+
+// ----- 7. unknown names -----
+
+#[test]
+fn a_tensor_the_model_does_not_declare_is_an_error_listing_the_expected_names() {
+    let f = files();
+    let out = f.dir.path().join("out.safetensors");
+    let expect_refused = |file: &Path, extra: &str, expected: &str| {
+        let mut map = TensorMap::load(file).unwrap();
+        let original = map.clone();
+        map.insert(extra, Tensor::zeros(DType::F32, &[1]));
+        save(&map, file);
+        let run = f.eval(&out, &[]);
+        assert_fails(&run, 1, &[path(file), &format!("'{extra}'"), expected]);
+        save(&original, file);
+    };
+    expect_refused(&f.inputs, "xx", "(expected: x, y)");
+    expect_refused(
+        &f.params,
+        "w9",
+        "(expected: w1, b1, w2, b2, w3, b3, w4, b4)",
+    );
+    expect_refused(&f.vector, "v.w9", "(expected: v.w1, v.b1, v.w2");
+    expect_refused(&f.vector, "w1", "(expected: v.w1, v.b1, v.w2");
+    let run = f.eval(&out, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    // A model with many parameters lists the first twelve and counts the rest.
+    let names: Vec<String> = (0..20).map(|i| format!("p{i}")).collect();
+    let source = format!(
+        "model many\ninput x: f32[B, 1]\ntarget y: f32[B, 1]\n{}output z = x * (p0{})\nloss mse(z, y)\n",
+        names
+            .iter()
+            .map(|n| format!("param {n}: f32[1] = ones\n"))
+            .collect::<String>(),
+        names[1..]
+            .iter()
+            .map(|n| format!(" + {n}"))
+            .collect::<String>()
+    );
+    std::fs::write(&f.model, source).unwrap();
+    let model = Model::from_file(&f.model).unwrap();
+    let mut params = init_params(&model.params, 0).unwrap();
+    params.insert("q", Tensor::zeros(DType::F32, &[1]));
+    save(&params, &f.params);
+    let run = eval(&f.model, &f.inputs, &out, &["--params", path(&f.params)]);
+    assert_fails(&run, 1, &["'q'", "p0, p1", "and 8 more"]);
+}
