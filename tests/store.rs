@@ -284,7 +284,13 @@ fn a_path_without_a_file_name_is_an_error() {
     let err = sample_map()
         .save(Path::new("/"), &no_metadata())
         .unwrap_err();
-    assert!(tensor_message(err).contains("not a file path"));
+    match err {
+        Error::Io { path, source } => {
+            assert_eq!(path, Path::new("/"));
+            assert!(source.to_string().contains("not a file path"), "{source}");
+        }
+        other => panic!("expected Error::Io, got {other:?}"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

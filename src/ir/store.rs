@@ -22,9 +22,8 @@ use safetensors::{Dtype, SafeTensors, View};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Named tensors, ordered by name: a parameter set, a batch of inputs, a set of results.
 ///
@@ -167,7 +166,7 @@ impl TensorMap {
         let bytes = self
             .encode(metadata)
             .map_err(|why| Error::Tensor(format!("{}: {why}", path.display())))?;
-        write_atomically(path, &bytes)
+        write_atomically(path, |file, _| file.write_all(&bytes))
     }
 
     fn encode(&self, metadata: &BTreeMap<String, String>) -> Result<Vec<u8>, String> {
@@ -269,42 +268,51 @@ fn decode(name: &str, dtype: Dtype, shape: &[usize], raw: &[u8], source: &str) -
     }
 }
 
-/// Distinguishes the temporary files of concurrent saves within one process.
-static SAVE_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `bytes` to `path` through a synced sibling temporary file and a rename, so that readers
-/// see either the old file or the new one, never a partial write.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `path` through a temporary file beside it and a rename, so that readers see either
+/// the old file or the new one, never a partial write. `write` fills the temporary file, given
+/// both as an open file and by its path (whose extension is `path`'s: some encoders go by it); it
+/// is synced before the rename and removed if anything fails.
+pub(crate) fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut File, &Path) -> std::io::Result<()>,
+) -> Result<()> {
     let file_name = path.file_name().ok_or_else(|| {
-        Error::Tensor(format!(
-            "{}: not a file path (it has no file name)",
-            path.display()
-        ))
+        Error::io(
+            path,
+            std::io::Error::new(
+                ErrorKind::InvalidInput,
+                "not a file path: it has no file name",
+            ),
+        )
     })?;
-    let mut temp_name = file_name.to_os_string();
-    temp_name.push(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        SAVE_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let temp = path.with_file_name(temp_name);
-    // Errors name the target: the temporary file is an implementation detail, removed anyway.
-    let written = write_and_sync(&temp, bytes)
-        .and_then(|()| fs::rename(&temp, path))
-        .map_err(|e| Error::io(path, e));
-    if written.is_err() {
-        // The temporary file may not exist (creation failed); either way it must not stay.
-        let _ = fs::remove_file(&temp);
-        return written;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        let message = format!("directory {} does not exist", dir.display());
+        return Err(Error::io(
+            path,
+            std::io::Error::new(ErrorKind::NotFound, message),
+        ));
     }
+    let suffix = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    // Errors name the target: the temporary file is an implementation detail, removed anyway.
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", file_name.to_string_lossy()))
+        .suffix(&suffix)
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(path, e))?;
+    let temp_path = temp.path().to_path_buf();
+    write(temp.as_file_mut(), &temp_path)
+        .and_then(|()| temp.as_file().sync_all())
+        .map_err(|e| Error::io(path, e))?;
+    temp.persist(path).map_err(|e| Error::io(path, e.error))?;
     sync_parent_dir(path);
     Ok(())
-}
-
-fn write_and_sync(temp: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = File::create(temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 /// Makes the rename itself durable. Best effort: some file systems cannot sync a directory, and
