@@ -62,7 +62,7 @@ fn error_of(result: sgn::Result<Vec<Tensor>>) -> String {
 
 #[test]
 fn wrong_arguments_are_clear_errors() {
-    let jit = compile_graph(&dense(), &JitOptions { threads: 2 }).unwrap();
+    let jit = compile_graph(&dense(), &JitOptions::default().with_threads(2)).unwrap();
     let mut args = dense_args(4);
     args.pop();
     assert!(error_of(jit.run(&args)).contains("takes 3 argument(s)"));
@@ -150,7 +150,7 @@ fn every_backend_agrees_and_non_standard_arguments_are_accepted() {
 
 #[test]
 fn an_empty_batch_gives_empty_and_zero_results() {
-    let jit = compile_graph(&dense(), &JitOptions { threads: 2 }).unwrap();
+    let jit = compile_graph(&dense(), &JitOptions::default().with_threads(2)).unwrap();
     let out = jit.run(&dense_args(0)).unwrap();
     assert_eq!(out[0].shape(), &[0, 2]);
     assert_eq!(out[1].to_f64_vec(), vec![0.0, 0.0]);

@@ -38,7 +38,9 @@ fn products_of_every_shape_and_layout_match_the_interpreter() {
                         let args = vec![values(dtype, &a_shape, 1), values(dtype, &b_shape, 2)];
                         let expected = interp::run(&g, &args).unwrap();
                         for threads in [1, 2] {
-                            let jit = compile_graph(&g, &JitOptions { threads }).unwrap();
+                            let jit =
+                                compile_graph(&g, &JitOptions::default().with_threads(threads))
+                                    .unwrap();
                             let got = jit.run(&args).unwrap();
                             let tolerance = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
                             let diff = got[0].max_rel_diff(&expected[0]);

@@ -135,7 +135,7 @@ fn inputs(dtype: DType, count: u64) -> Vec<f64> {
 
 fn measure(dtype: DType) -> Vec<(String, f64, f64)> {
     let g = graph(dtype);
-    let jit = compile_graph(&g, &JitOptions { threads: 1 }).unwrap();
+    let jit = compile_graph(&g, &JitOptions::default().with_threads(1)).unwrap();
     let xs = inputs(dtype, 1 << 20);
     let n = xs.len();
     let arg = Tensor::from_f64(dtype, &[n], xs.clone()).unwrap();

@@ -82,7 +82,7 @@ fn tolerance(dtype: DType) -> f64 {
 
 #[test]
 fn jit_equals_the_interpreter_on_every_graph_of_every_model() {
-    let options = JitOptions { threads: 1 };
+    let options = JitOptions::default().with_threads(1);
     for (name, model) in ir_models() {
         for (dtype, optimize) in [
             (DType::F64, true),
@@ -128,9 +128,9 @@ fn results_do_not_depend_on_the_thread_count() {
     let batch = batch_for(model, DType::F32, 67, 1);
     for (graph_name, graph) in compiled.graphs.named() {
         let args = args_for(graph, &compiled, &batch, &params, 67);
-        let one = compile_graph(graph, &JitOptions { threads: 1 }).unwrap();
-        let two = compile_graph(graph, &JitOptions { threads: 2 }).unwrap();
-        let three = compile_graph(graph, &JitOptions { threads: 3 }).unwrap();
+        let one = compile_graph(graph, &JitOptions::default().with_threads(1)).unwrap();
+        let two = compile_graph(graph, &JitOptions::default().with_threads(2)).unwrap();
+        let three = compile_graph(graph, &JitOptions::default().with_threads(3)).unwrap();
         let reference = one.run(&args).unwrap();
         // Repeated runs would expose a missing barrier as an occasional difference.
         for _ in 0..5 {
@@ -152,7 +152,7 @@ fn run_into_reuses_outputs_across_batch_sizes() {
     let compiled = compile(model, DType::F64);
     let params = params_for(model, DType::F64);
     let graph = &compiled.graphs.grad;
-    let jit = compile_graph(graph, &JitOptions { threads: 2 }).unwrap();
+    let jit = compile_graph(graph, &JitOptions::default().with_threads(2)).unwrap();
     for rows in [5, 300, 5] {
         let batch = batch_for(model, DType::F64, rows, 2);
         let args = args_for(graph, &compiled, &batch, &params, rows);

@@ -260,7 +260,7 @@ fn check(seed: u64) -> Result<(), TestCaseError> {
     let (graph, args) = random_case(seed);
     let expected = interp::run(&graph, &args).unwrap();
     let threads = 1 + (seed % 3) as usize;
-    let jit = compile_graph(&graph, &JitOptions { threads })
+    let jit = compile_graph(&graph, &JitOptions::default().with_threads(threads))
         .map_err(|e| TestCaseError::fail(format!("{e}\n{}", sgn::ir::text::print_graph(&graph))))?;
     let got = jit.run(&args).unwrap();
     let dtype = args[0].dtype();

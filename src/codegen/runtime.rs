@@ -10,20 +10,20 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-/// Below this many multiply-adds a GEMM runs on one thread (splitting costs more than it saves).
-const GEMM_PARALLEL_MIN: i64 = 1 << 16;
-
 /// Rows (or columns) of a GEMM part are a multiple of this, a multiple of every microkernel's
 /// tile size, so that splitting does not create ragged tiles.
 const GEMM_PART_ALIGN: i64 = 16;
 
 /// `c = a @ b` for the part of `c` that belongs to `thread` of `threads`: whole rows if `m ≥ n`
-/// or `b` is narrow, else whole columns. Strides are in elements; `is_f64` selects the element
-/// type. Narrow `b`s (see [`narrow`]) go to this crate's kernels, the rest to the `gemm` crate.
+/// or `b` is narrow, else whole columns; products of fewer than `parallel_min` multiply-adds run
+/// on thread 0 alone. Strides are in elements; `is_f64` selects the element type. Narrow `b`s
+/// (see [`narrow`]) go to this crate's kernels if `allow_narrow` is nonzero, the rest to the
+/// `gemm` crate.
 ///
 /// # Safety
 /// The pointers and strides must describe valid, non-overlapping (for `c`) matrices of the given
 /// sizes; the generated code derives them from buffers validated and planned before the call.
+/// `allow_narrow` must be zero unless [`narrow::available`].
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn sgn_gemm(
     is_f64: i64,
@@ -41,12 +41,14 @@ pub unsafe extern "C" fn sgn_gemm(
     csc: i64,
     thread: i64,
     threads: i64,
+    parallel_min: i64,
+    allow_narrow: i64,
 ) {
     let work = m.saturating_mul(n).saturating_mul(k.max(1));
-    let narrow = n as usize <= narrow::MAX_COLUMNS && csb == 1 && csc == 1 && narrow::available();
+    let narrow = allow_narrow != 0 && n as usize <= narrow::MAX_COLUMNS && csb == 1 && csc == 1;
     let (mut m, mut n) = (m, n);
     let (mut a, mut b, mut c) = (a, b, c);
-    if threads > 1 && work >= GEMM_PARALLEL_MIN {
+    if threads > 1 && work >= parallel_min {
         let split_rows = narrow || m >= n;
         let total = if split_rows { m } else { n };
         let per = (total + threads - 1) / threads;
