@@ -110,7 +110,8 @@ pub struct ParallelMin {
     pub call_flops: f64,
     /// Points of a fused loop nest.
     pub kernel_points: i64,
-    /// Multiply-adds of one matrix product.
+    /// Multiply-adds of one matrix product: smaller products run whole on one thread, larger
+    /// ones in parts fixed by their shape (so that results do not depend on the thread count).
     pub gemm_multiply_adds: i64,
 }
 
