@@ -1,6 +1,9 @@
 //! The reference interpreter against hand-computed values, op by op (f64), plus its argument
 //! checks and a full-size MNIST net.
 
+mod common;
+
+use common::{RELATIVE_FLOOR, assert_close};
 use ndarray::{ArrayD, IxDyn};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -722,7 +725,6 @@ fn f32_matches_f64_on_a_random_mlp() {
     let out32 = run(&g32, &args32).unwrap();
     for (a, b) in out64.iter().zip(&out32) {
         assert_eq!(b.dtype(), DType::F32);
-        let diff = a.max_rel_diff(b);
-        assert!(diff < 1e-6, "f32 and f64 differ by {diff}");
+        assert_close("f32 against f64", b, a, RELATIVE_FLOOR, 1e-6);
     }
 }
