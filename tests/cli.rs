@@ -3,11 +3,11 @@
 mod common;
 
 use common::{assert_close, batch_for, direction_like, ir_models};
-use sgn::ir::tensor::Floor;
 use sgn::codegen::BackendKind;
 use sgn::data::{DatasetName, LoadOptions, SineOptions};
 use sgn::ir::DType;
 use sgn::ir::store::{TensorMap, init_params};
+use sgn::ir::tensor::Floor;
 use sgn::ir::text::parse_graph;
 use sgn::optim::report::read_log;
 use sgn::optim::{
@@ -494,9 +494,8 @@ fn bench_reports_every_graph_against_its_roofline_and_the_interpreter() {
         }
         // The rates are the graphs' FLOPs (as `inspect --stats` counts them) over their times,
         // and one SGN step is grad, gv-prepare, forward and 10 gv-applies (bench's CG iterations).
-        let flops = |g: &serde_json::Value| {
-            g["gflops"].as_f64().unwrap() * g["ms"].as_f64().unwrap() * 1e6
-        };
+        let flops =
+            |g: &serde_json::Value| g["gflops"].as_f64().unwrap() * g["ms"].as_f64().unwrap() * 1e6;
         for g in &graphs[..4] {
             let name = g["name"].as_str().unwrap();
             let stats = sgn(&[
@@ -728,7 +727,15 @@ fn close(a: f64, b: f64) -> bool {
 #[test]
 fn data_fetch_verifies_and_lists_the_cached_files() {
     let dir = common::test_data_dir();
-    let fetch = || sgn(&["data", "fetch", "mnist", "--data-dir", dir.to_str().unwrap()]);
+    let fetch = || {
+        sgn(&[
+            "data",
+            "fetch",
+            "mnist",
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ])
+    };
     let first = fetch();
     assert!(first.status.success(), "{}", stderr(&first));
     let again = fetch();

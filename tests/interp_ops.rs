@@ -4,13 +4,13 @@
 mod common;
 
 use common::{RELATIVE_FLOOR, assert_close};
-use sgn::ir::tensor::Floor;
 use ndarray::{ArrayD, IxDyn};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sgn::Error;
 use sgn::ir::interp::{bind_dims, run};
 use sgn::ir::op::F64Bits;
+use sgn::ir::tensor::Floor;
 use sgn::ir::{
     ArgRole, BinaryOp, DType, Dim, Graph, NodeId, Op, Shape, ShapeError, Tensor, TensorType,
     UnaryOp,

@@ -654,7 +654,11 @@ fn the_plot_command_overlays_the_logs_it_is_given() {
     let done = sgn(&[
         "plot", &fast, &slow, "--labels", "SGN,SGD", "--title", "two runs", "--out", out,
     ]);
-    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
     let svg = fs::read_to_string(&out_path).unwrap();
     for text in ["two runs", "SGN: train loss (per step)", "SGD: test loss"] {
         assert!(svg.contains(text), "the SVG lacks '{text}'");

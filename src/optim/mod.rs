@@ -154,10 +154,12 @@ pub(crate) mod tests {
                     .max_by(|&i, &j| m[i][col].abs().total_cmp(&m[j][col].abs()))
                     .unwrap();
                 m.swap(col, pivot);
-                for row in col + 1..n {
-                    let factor = m[row][col] / m[col][col];
-                    for k in col..=n {
-                        m[row][k] -= factor * m[col][k];
+                let (upper, lower) = m.split_at_mut(col + 1);
+                let pivot_row = &upper[col];
+                for row in lower {
+                    let factor = row[col] / pivot_row[col];
+                    for (x, p) in row[col..].iter_mut().zip(&pivot_row[col..]) {
+                        *x -= factor * p;
                     }
                 }
             }

@@ -268,7 +268,11 @@ mod tests {
         };
         let damped = q.damped_solve(1e-4);
         assert!(max_diff(&theta, &damped) < 1e-12, "{theta:?} vs {damped:?}");
-        assert!(max_diff(&theta, &q.minimizer()) < 1e-3, "{theta:?} vs {:?}", q.minimizer());
+        assert!(
+            max_diff(&theta, &q.minimizer()) < 1e-3,
+            "{theta:?} vs {:?}",
+            q.minimizer()
+        );
         // Ratio ≈ 1 > ¾: ρ shrinks by ⅔.
         assert!((sgn.rho() - 1e-4 * 2.0 / 3.0).abs() < 1e-15);
     }
