@@ -71,7 +71,9 @@ fn bench_model(c: &mut Criterion, name: &str) {
     group.bench_function("compile-all-graphs", |b| {
         b.iter(|| {
             for (_, g) in compiled.graphs.named() {
-                black_box(compile_graph(g, &JitOptions { threads: 1 }).expect("compiles"));
+                black_box(
+                    compile_graph(g, &JitOptions::default().with_threads(1)).expect("compiles"),
+                );
             }
         })
     });
@@ -100,7 +102,7 @@ fn bench_model(c: &mut Criterion, name: &str) {
             })
             .collect();
         for threads in [1, 2] {
-            let options = JitOptions { threads };
+            let options = JitOptions::default().with_threads(threads);
             let jit = compile_graph(graph, &options).expect("compiles");
             let mut outputs = jit.run(&args).expect("runs");
             group.bench_function(format!("{graph_name}/jit/{threads}t"), |b| {

@@ -24,8 +24,9 @@ pub struct CompileOptions {
     pub rewrite: RewriteOptions,
     /// What runs the graphs: the Cranelift JIT (default) or the reference interpreter.
     pub backend: BackendKind,
-    /// Threads per JIT call (the batch is split across them); 0 means one per core.
-    pub threads: usize,
+    /// How the JIT compiles: threads per call (0, the default, means one per core), when to
+    /// split work across them, which GEMM kernels, FMA.
+    pub jit: JitOptions,
 }
 
 impl Default for CompileOptions {
@@ -35,7 +36,7 @@ impl Default for CompileOptions {
             optimize: true,
             rewrite: RewriteOptions::default(),
             backend: BackendKind::Jit,
-            threads: 0,
+            jit: JitOptions::default(),
         }
     }
 }
@@ -50,6 +51,12 @@ impl CompileOptions {
     /// These options with another backend.
     pub fn with_backend(mut self, backend: BackendKind) -> CompileOptions {
         self.backend = backend;
+        self
+    }
+
+    /// These options with `threads` JIT threads per call (0: one per core).
+    pub fn with_threads(mut self, threads: usize) -> CompileOptions {
+        self.jit.threads = threads;
         self
     }
 
@@ -162,12 +169,11 @@ impl Model {
             (derived, Vec::new())
         };
         let graphs = derived.split();
-        let jit = JitOptions {
-            threads: options.threads,
-        };
         let executables = GraphName::ALL
             .iter()
-            .map(|&name| compile_backend(graphs.get(name), options.backend, &jit).map(Arc::from))
+            .map(|&name| {
+                compile_backend(graphs.get(name), options.backend, &options.jit).map(Arc::from)
+            })
             .collect::<Result<Vec<_>>>()?;
         let slots = GraphName::ALL
             .iter()

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    assert_close_to_explicit, axpy, batch_for, direction_like, dot, explicit_gv, flatten,
-    ir_models, rel_err, small_net,
+    RELATIVE_FLOOR, assert_close, assert_close_to_explicit, axpy, batch_for, direction_like, dot,
+    explicit_gv, flatten, ir_models, rel_err, small_net,
 };
 use sgn::codegen::BackendKind;
 use sgn::ir::store::{TensorMap, init_params};
@@ -55,8 +55,13 @@ fn jvp_and_gradient_match_finite_differences_on_every_model() {
             .map(|(a, b)| (a - b) / (2.0 * h))
             .collect();
         let fd = Tensor::from_f64(F, jv.shape(), fd).unwrap();
-        let err = jv.max_rel_diff(&fd);
-        assert!(err <= 1e-6, "{name}: J v vs finite differences: {err:e}");
+        assert_close(
+            &format!("{name}: J v vs finite differences"),
+            &jv,
+            &fd,
+            RELATIVE_FLOOR,
+            1e-6,
+        );
 
         let (_, grad) = compiled.loss_and_grad(&params, &batch).unwrap();
         let directional = dot(&grad, &v);
@@ -131,8 +136,8 @@ fn linear_least_squares_has_gv_equal_to_two_over_n_xt_x_v() {
     let n = (6 * 3) as f64;
     let expected = x.t().dot(&x).dot(&vw) * (2.0 / n);
     let got = Tensor::F64(gv.get("w").unwrap().to_f64());
-    let err = got.max_rel_diff(&Tensor::F64(expected.into_dyn()));
-    assert!(err <= 1e-12, "Gv vs (2/N) XᵀX v: {err:e}");
+    let expected = Tensor::F64(expected.into_dyn());
+    assert_close("Gv vs (2/N) XᵀX v", &got, &expected, RELATIVE_FLOOR, 1e-12);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{rel_err, wavy};
+use common::{RELATIVE_FLOOR, assert_close, rel_err, wavy};
 use sgn::autodiff::{jvp, transpose};
 use sgn::ir::{
     ArgRole, BinaryOp, DType, Dim, Graph, NodeId, Op, Shape, Tensor, TensorType, UnaryOp, interp,
@@ -167,10 +167,12 @@ fn check(
         return;
     }
     let jv = &out[1];
-    let err = jv.max_rel_diff(&fd);
-    assert!(
-        err <= 1e-6,
-        "{name}: JVP vs finite differences, relative error {err:e}\njv = {jv:?}\nfd = {fd:?}"
+    assert_close(
+        &format!("{name}: JVP vs finite differences"),
+        jv,
+        &fd,
+        RELATIVE_FLOOR,
+        1e-6,
     );
     let w_jv = inner(&w_val, jv);
     let ct_v: f64 = out[2..]

@@ -2,10 +2,18 @@
 
 mod common;
 
-use common::{batch_for, direction_like, ir_models, sgn, stderr, stdout};
+use common::{assert_close, batch_for, direction_like, ir_models, sgn, stderr, stdout};
+use sgn::codegen::BackendKind;
+use sgn::data::{DatasetName, LoadOptions, SineOptions};
 use sgn::ir::DType;
 use sgn::ir::store::{TensorMap, init_params};
+use sgn::ir::tensor::Floor;
 use sgn::ir::text::parse_graph;
+use sgn::optim::report::read_log;
+use sgn::optim::{
+    CgOptions, Damping, Optimizer, Record, Sgd, SgdOptions, Sgn, SgnOptions, StopRule,
+    TrainOptions, Trainer,
+};
 use sgn::{CompileOptions, Model};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -111,6 +119,46 @@ fn eval_writes_loss_output_gradient_and_gauss_newton_products() {
             written.get(&format!("gv.{}", p.name)).unwrap(),
             gv.get(&p.name).unwrap()
         );
+    }
+
+    // --backend interp writes what the interpreter computes, and the JIT's file holds the
+    // same values up to f32 rounding (sums in another order): the values themselves are checked
+    // against the reference, not only against the library's JIT path.
+    let interp_out = dir.path().join("interp.safetensors");
+    let out = sgn(&[
+        &args[..],
+        &[
+            "--vector",
+            vf.to_str().unwrap(),
+            "--out",
+            interp_out.to_str().unwrap(),
+            "--backend",
+            "interp",
+        ],
+    ]
+    .concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let by_interpreter = TensorMap::load(&interp_out).unwrap();
+    let interp = model
+        .compile(&CompileOptions::default().with_backend(BackendKind::Interpreter))
+        .unwrap();
+    assert_eq!(
+        by_interpreter.get("z").unwrap(),
+        &interp.forward(&params, &batch).unwrap().0
+    );
+    assert_eq!(
+        by_interpreter.get("jv").unwrap(),
+        &interp.jvp(&params, &batch, &v).unwrap().1
+    );
+    let interp_gv = interp.gv(&params, &batch, &v).unwrap();
+    for p in &model.params {
+        let name = format!("gv.{}", p.name);
+        assert_eq!(by_interpreter.get(&name), interp_gv.get(&p.name), "{name}");
+    }
+    assert_eq!(by_interpreter.len(), written.len());
+    for (name, reference) in by_interpreter.iter() {
+        let jit = written.get(name).unwrap();
+        assert_close(name, jit, reference, Floor::OfLargest(1.0), 1e-5);
     }
 
     // Without --params the seed initializes: the same seed gives the same file.
@@ -223,22 +271,23 @@ fn inspect_prints_every_graph_as_readable_text_and_dot() {
     assert!(stderr(&out).contains("gv-apply"), "{}", stderr(&out));
 }
 
+/// sine_mlp on sine in mini-batches of 500 (14 steps an epoch), seed 3.
+const SINE_TRAINING: [&str; 8] = [
+    "train",
+    "ir/sine_mlp.sgn",
+    "--dataset",
+    "sine",
+    "--batch",
+    "500",
+    "--seed",
+    "3",
+];
+
 #[test]
 fn train_logs_plots_checkpoints_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
-    let common = [
-        "train",
-        "ir/sine_mlp.sgn",
-        "--dataset",
-        "sine",
-        "--batch",
-        "500",
-        "--seed",
-        "3",
-        "--cg-iters",
-        "4",
-    ];
+    let common = [&SINE_TRAINING[..], &["--cg-iters", "4"]].concat();
     let first = sgn(&[
         &common[..],
         &[
@@ -423,6 +472,260 @@ fn bench_reports_every_graph_against_its_roofline_and_the_interpreter() {
                 one_thread.is_none_or(|ms| ms.is_finite() && ms > 0.0),
                 "{g}"
             );
+            let value = |key: &str| g[key].as_f64().unwrap();
+            let efficiency = value("roofline_ms") / value("ms");
+            assert!(close(value("efficiency"), efficiency), "{g}");
+        }
+        // The rates are the graphs' FLOPs (as `inspect --stats` counts them) over their times,
+        // and one SGN step is grad, gv-prepare, forward and 10 gv-applies (bench's CG iterations).
+        let flops =
+            |g: &serde_json::Value| g["gflops"].as_f64().unwrap() * g["ms"].as_f64().unwrap() * 1e6;
+        for g in &graphs[..4] {
+            let name = g["name"].as_str().unwrap();
+            let stats = sgn(&[
+                "inspect",
+                "ir/sine_mlp.sgn",
+                "--graph",
+                name,
+                "--stats",
+                "--format",
+                "json",
+                "--batch",
+                "64",
+            ]);
+            let stats: serde_json::Value = serde_json::from_str(&stdout(&stats)).unwrap();
+            let counted = stats["after"]["matmul_flops"].as_u64().unwrap()
+                + stats["after"]["elementwise_flops"].as_u64().unwrap();
+            assert!(close(flops(g), counted as f64), "{name}: {counted} in {g}");
+        }
+        let step = &graphs[4];
+        let of = |name: &str| graphs.iter().find(|g| g["name"] == name).unwrap();
+        let parts = |f: &dyn Fn(&serde_json::Value) -> f64| {
+            f(of("grad")) + f(of("gv-prepare")) + f(of("forward")) + 10.0 * f(of("gv-apply"))
+        };
+        assert!(close(flops(step), parts(&flops)), "{step}");
+        let roofline = |g: &serde_json::Value| g["roofline_ms"].as_f64().unwrap();
+        assert!(close(roofline(step), parts(&roofline)), "{step}");
+    }
+}
+
+/// A training log without its wall times, which differ from run to run.
+fn without_wall_time(mut log: Vec<Record>) -> Vec<Record> {
+    for record in &mut log {
+        record.wall_time = 0.0;
+    }
+    log
+}
+
+/// What `sgn train` with one set of options should do, done through the library.
+struct LibraryRun {
+    optimizer: Box<dyn Optimizer>,
+    frequency: f64,
+    params: Option<TensorMap>,
+    backend: BackendKind,
+}
+
+/// SGN as the CLI configures it by default (`--cg-iters 10`).
+fn cli_sgn(options: SgnOptions) -> Box<dyn Optimizer> {
+    Box::new(Sgn::new(SgnOptions {
+        cg: CgOptions {
+            max_iters: 10,
+            ..CgOptions::default()
+        },
+        ..options
+    }))
+}
+
+impl LibraryRun {
+    fn sgn(options: SgnOptions) -> LibraryRun {
+        LibraryRun {
+            optimizer: cli_sgn(options),
+            frequency: SineOptions::default().frequency,
+            params: None,
+            backend: BackendKind::Jit,
         }
     }
+
+    fn log(self) -> Vec<Record> {
+        let model = Model::from_file("ir/sine_mlp.sgn").unwrap();
+        let compiled = model
+            .compile(&CompileOptions::default().with_backend(self.backend))
+            .unwrap();
+        let options = LoadOptions {
+            sine: SineOptions {
+                frequency: self.frequency,
+                ..SineOptions::default()
+            },
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let dataset = sgn::data::load(DatasetName::Sine, &options, dir.path(), |_| {}).unwrap();
+        let params = self
+            .params
+            .unwrap_or_else(|| init_params(&model.params, 3).unwrap());
+        let train_options = TrainOptions {
+            batch_size: 500,
+            stop: StopRule {
+                epochs: Some(1),
+                time_limit: None,
+            },
+            seed: 3,
+            ..TrainOptions::default()
+        };
+        let mut trainer =
+            Trainer::new(&compiled, &dataset, &params, self.optimizer, train_options).unwrap();
+        trainer.run(&mut |_| {}).unwrap();
+        without_wall_time(trainer.history().to_vec())
+    }
+}
+
+#[test]
+fn train_options_do_what_the_library_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli_log = |name: &str, extra: &[&str]| {
+        let log = dir.path().join(format!("{name}.csv"));
+        let log_arg = ["--epochs", "1", "--log", log.to_str().unwrap()];
+        let out = sgn(&[&SINE_TRAINING[..], extra, &log_arg].concat());
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        without_wall_time(read_log(&log).unwrap())
+    };
+    let baseline = cli_log("baseline", &[]);
+    assert_eq!(baseline, LibraryRun::sgn(SgnOptions::default()).log());
+
+    let start = init_params(&Model::from_file("ir/sine_mlp.sgn").unwrap().params, 11).unwrap();
+    let params_file = dir.path().join("start.safetensors");
+    save(&start, &params_file);
+    let sgd = |momentum| -> Box<dyn Optimizer> {
+        Box::new(Sgd::new(SgdOptions {
+            momentum,
+            ..SgdOptions::default()
+        }))
+    };
+    let cases: Vec<(&str, Vec<&str>, LibraryRun)> = vec![
+        (
+            "fixed-rho",
+            vec!["--fixed-rho"],
+            LibraryRun::sgn(SgnOptions {
+                damping: Damping::Fixed,
+                ..SgnOptions::default()
+            }),
+        ),
+        (
+            "no-line-search",
+            vec!["--no-line-search"],
+            LibraryRun::sgn(SgnOptions {
+                line_search: false,
+                ..SgnOptions::default()
+            }),
+        ),
+        (
+            "warm-start",
+            vec!["--warm-start", "0.95"],
+            LibraryRun::sgn(SgnOptions {
+                warm_start: Some(0.95),
+                ..SgnOptions::default()
+            }),
+        ),
+        (
+            "precondition",
+            vec!["--precondition", "0.75"],
+            LibraryRun::sgn(SgnOptions {
+                preconditioner: Some(0.75),
+                ..SgnOptions::default()
+            }),
+        ),
+        (
+            "frequency",
+            vec!["--frequency", "100"],
+            LibraryRun {
+                frequency: 100.0,
+                ..LibraryRun::sgn(SgnOptions::default())
+            },
+        ),
+        (
+            "params",
+            vec!["--params", params_file.to_str().unwrap()],
+            LibraryRun {
+                params: Some(start.clone()),
+                ..LibraryRun::sgn(SgnOptions::default())
+            },
+        ),
+        (
+            "interpreter",
+            vec!["--backend", "interp"],
+            LibraryRun {
+                backend: BackendKind::Interpreter,
+                ..LibraryRun::sgn(SgnOptions::default())
+            },
+        ),
+        (
+            "sgd",
+            vec!["--optimizer", "sgd"],
+            LibraryRun {
+                optimizer: sgd(0.0),
+                ..LibraryRun::sgn(SgnOptions::default())
+            },
+        ),
+        (
+            "momentum",
+            vec!["--optimizer", "sgd", "--momentum", "0.9"],
+            LibraryRun {
+                optimizer: sgd(0.9),
+                ..LibraryRun::sgn(SgnOptions::default())
+            },
+        ),
+    ];
+    let mut logs = vec![("baseline", baseline)];
+    for (name, args, library) in cases {
+        let log = cli_log(name, &args);
+        assert_eq!(log, library.log(), "{name}: the CLI against the library");
+        // Each option changes the run (so that neither side can ignore it unnoticed).
+        for (other, other_log) in &logs {
+            assert_ne!(&log, other_log, "{name} trains like {other}");
+        }
+        logs.push((name, log));
+    }
+}
+
+/// Equal up to the rounding of a few arithmetic operations.
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+}
+
+/// `sgn data fetch` on the cache the tests share (the MNIST training test fetches into it
+/// too; nothing is downloaded when it is complete): the files are verified and listed, a second
+/// fetch only verifies, and a generated dataset is a clear error.
+#[test]
+fn data_fetch_verifies_and_lists_the_cached_files() {
+    let dir = common::test_data_dir();
+    let fetch = || {
+        sgn(&[
+            "data",
+            "fetch",
+            "mnist",
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ])
+    };
+    let first = fetch();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let again = fetch();
+    assert!(again.status.success(), "{}", stderr(&again));
+    let text = stdout(&again);
+    assert!(
+        text.starts_with("mnist: already cached, verified\n"),
+        "{text}"
+    );
+    let files: Vec<&str> = text.lines().skip(1).map(str::trim).collect();
+    assert_eq!(files.len(), 4, "{text}");
+    for file in files {
+        assert!(Path::new(file).is_file(), "{file} is listed but absent");
+    }
+
+    let generated = sgn(&["data", "fetch", "sine", "--data-dir", dir.to_str().unwrap()]);
+    assert_eq!(generated.status.code(), Some(1));
+    assert!(
+        stderr(&generated).contains("sine is generated, there is nothing to fetch"),
+        "{}",
+        stderr(&generated)
+    );
 }

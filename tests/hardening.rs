@@ -194,23 +194,15 @@ fn an_argument_whose_monomial_axis_overflows_is_an_error() {
 fn more_threads_than_the_cap_is_an_error_value() {
     let model = Model::parse(EMPTY_WIDTH_MODEL).unwrap();
     let graph = &model.graph;
-    let err = compile_graph(
-        graph,
-        &JitOptions {
-            threads: MAX_THREADS + 1,
-        },
-    )
-    .unwrap_err();
+    let err =
+        compile_graph(graph, &JitOptions::default().with_threads(MAX_THREADS + 1)).unwrap_err();
     assert!(
         matches!(&err, Error::Jit(m) if m.contains(&format!("the most is {MAX_THREADS}"))),
         "{err:?}"
     );
-    let options = CompileOptions {
-        threads: 10_000,
-        ..CompileOptions::default()
-    };
+    let options = CompileOptions::default().with_threads(10_000);
     assert!(matches!(model.compile(&options), Err(Error::Jit(_))));
-    assert!(JitOptions { threads: 0 }.thread_count() <= MAX_THREADS);
+    assert!(JitOptions::default().with_threads(0).thread_count() <= MAX_THREADS);
 }
 
 // ----- 6. checkpoints -----

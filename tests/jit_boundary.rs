@@ -2,7 +2,11 @@
 //! and the corner cases of sizes (empty batches, empty reductions, broadcasting scalars and
 //! size-1 axes) behave like the interpreter.
 
+mod common;
+
+use common::{RELATIVE_FLOOR, assert_close};
 use sgn::codegen::{BackendKind, JitOptions, compile_backend, compile_graph};
+use sgn::ir::tensor::Floor;
 use sgn::ir::{
     ArgRole, BinaryOp, DType, Dim, Graph, Op, Shape, Tensor, TensorType, UnaryOp, interp,
 };
@@ -62,7 +66,7 @@ fn error_of(result: sgn::Result<Vec<Tensor>>) -> String {
 
 #[test]
 fn wrong_arguments_are_clear_errors() {
-    let jit = compile_graph(&dense(), &JitOptions { threads: 2 }).unwrap();
+    let jit = compile_graph(&dense(), &JitOptions::default().with_threads(2)).unwrap();
     let mut args = dense_args(4);
     args.pop();
     assert!(error_of(jit.run(&args)).contains("takes 3 argument(s)"));
@@ -137,7 +141,7 @@ fn every_backend_agrees_and_non_standard_arguments_are_accepted() {
         let backend = compile_backend(&g, kind, &JitOptions::default()).unwrap();
         let got = backend.run(&args).unwrap();
         for (a, b) in got.iter().zip(&expected) {
-            assert!(a.max_rel_diff(b) <= 1e-6, "{}", backend.name());
+            assert_close(backend.name(), a, b, Floor::Absolute(0.0), 1e-6);
         }
         let mut outputs = vec![
             Tensor::zeros(DType::F32, &[9, 2]),
@@ -150,7 +154,7 @@ fn every_backend_agrees_and_non_standard_arguments_are_accepted() {
 
 #[test]
 fn an_empty_batch_gives_empty_and_zero_results() {
-    let jit = compile_graph(&dense(), &JitOptions { threads: 2 }).unwrap();
+    let jit = compile_graph(&dense(), &JitOptions::default().with_threads(2)).unwrap();
     let out = jit.run(&dense_args(0)).unwrap();
     assert_eq!(out[0].shape(), &[0, 2]);
     assert_eq!(out[1].to_f64_vec(), vec![0.0, 0.0]);
@@ -217,9 +221,12 @@ fn broadcasting_corner_cases_match_the_interpreter() {
                 let got = jit.run(&args).unwrap();
                 for (a, b) in got.iter().zip(&expected) {
                     let tolerance = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
-                    assert!(
-                        a.max_rel_diff(b) <= tolerance,
-                        "{from:?} → {to:?}, B = {batch}"
+                    assert_close(
+                        &format!("{from:?} → {to:?}, B = {batch}"),
+                        a,
+                        b,
+                        RELATIVE_FLOOR,
+                        tolerance,
                     );
                 }
             }

@@ -1,9 +1,14 @@
-//! Matrix products through the JIT's GEMM shim against the interpreter: every transpose
-//! combination, widths around the narrow kernels' vector sizes (and past their limit, where
-//! the `gemm` crate takes over, up to sizes where it packs panels), odd row counts that leave
-//! partial tiles, one and two threads.
+//! Matrix products through the JIT's GEMM shim against a plain triple loop in f64, element by
+//! element within the textbook rounding bound: every transpose combination, widths around the
+//! narrow kernels' vector sizes (and past their limit, up to sizes where the `gemm` crate packs
+//! panels), odd row counts that leave partial tiles; on every GEMM path the host supports (the
+//! narrow AVX-512 kernels are forced where the host has them, the `gemm` crate on narrow shapes
+//! too) and on 1, 2 and 3 threads with products split at every size, bit-identical.
 
-use sgn::codegen::{JitOptions, compile_graph};
+mod common;
+
+use common::bits;
+use sgn::codegen::{GemmKernels, JitOptions, ParallelMin, compile_graph, host_has_narrow_kernels};
 use sgn::ir::{ArgRole, DType, Graph, Op, Shape, Tensor, TensorType, interp};
 
 fn values(dtype: DType, shape: &[usize], seed: usize) -> Tensor {
@@ -14,34 +19,127 @@ fn values(dtype: DType, shape: &[usize], seed: usize) -> Tensor {
     Tensor::from_f64(dtype, shape, v).unwrap()
 }
 
+/// `op(a) @ op(b)` in f64 by the definition, and `|op(a)| @ |op(b)|`, the scale of its rounding.
+fn reference(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> (Vec<f64>, Vec<f64>) {
+    let (av, bv) = (a.to_f64_vec(), b.to_f64_vec());
+    let (a_cols, b_cols) = (a.shape()[1], b.shape()[1]);
+    let (m, k) = if ta {
+        (a_cols, a.shape()[0])
+    } else {
+        (a.shape()[0], a_cols)
+    };
+    let n = if tb { b.shape()[0] } else { b_cols };
+    let at = |i: usize, p: usize| {
+        if ta {
+            av[p * a_cols + i]
+        } else {
+            av[i * a_cols + p]
+        }
+    };
+    let bt = |p: usize, j: usize| {
+        if tb {
+            bv[j * b_cols + p]
+        } else {
+            bv[p * b_cols + j]
+        }
+    };
+    let (mut product, mut scale) = (vec![0.0; m * n], vec![0.0; m * n]);
+    for i in 0..m {
+        for j in 0..n {
+            for p in 0..k {
+                product[i * n + j] += at(i, p) * bt(p, j);
+                scale[i * n + j] += (at(i, p) * bt(p, j)).abs();
+            }
+        }
+    }
+    (product, scale)
+}
+
+/// Asserts |got − exact| ≤ 2·γₖ·(|a||b|) element by element, γₖ = k·u/(1 − k·u) for the unit
+/// roundoff u of `dtype`: the bound of any summation order, with or without FMA, doubled to
+/// cover the f64 reference's own rounding.
+fn assert_within_rounding(what: &str, got: &Tensor, exact: &[f64], scale: &[f64], k: usize) {
+    let u = match got.dtype() {
+        DType::F32 => f64::from(f32::EPSILON) / 2.0,
+        DType::F64 => f64::EPSILON / 2.0,
+    };
+    let gamma = k as f64 * u / (1.0 - k as f64 * u);
+    for (i, ((g, e), s)) in got.to_f64_vec().iter().zip(exact).zip(scale).enumerate() {
+        assert!(
+            (g - e).abs() <= 2.0 * gamma * s,
+            "{what}: element {i} is {g:e}, exact {e:e}, bound {:e}",
+            2.0 * gamma * s
+        );
+    }
+}
+
 #[test]
-fn products_of_every_shape_and_layout_match_the_interpreter() {
+fn products_of_every_shape_and_layout_are_within_rounding_of_the_exact_product() {
+    // The narrow kernels, forced, exist only on hosts with AVX-512.
+    let mut kernels = vec![GemmKernels::General];
+    let narrow = JitOptions {
+        gemm: GemmKernels::Narrow,
+        ..JitOptions::default()
+    };
+    if host_has_narrow_kernels() {
+        kernels.push(GemmKernels::Narrow);
+    } else {
+        let error = compile_graph(&Graph::new("empty"), &narrow)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("AVX-512"), "{error}");
+        println!("narrow GEMM kernels: not run, this host has no AVX-512 ({error})");
+    }
+    const WIDTHS: [usize; 13] = [1, 3, 8, 10, 15, 16, 17, 20, 23, 31, 32, 33, 129];
     for dtype in [DType::F32, DType::F64] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             for m in [1usize, 7, 17, 40, 203] {
                 for k in [1usize, 5, 64, 300] {
-                    for n in [1usize, 3, 8, 10, 15, 16, 17, 20, 23, 31, 32, 33, 129] {
-                        let a_shape = if ta { [k, m] } else { [m, k] };
-                        let b_shape = if tb { [n, k] } else { [k, n] };
-                        let mut g = Graph::new("product");
-                        let ty = |s: [usize; 2]| {
-                            TensorType::new(dtype, Shape::fixed(&[s[0] as u64, s[1] as u64]))
-                        };
-                        let a = g.add_arg("a", ArgRole::Input, ty(a_shape));
-                        let b = g.add_arg("b", ArgRole::Input, ty(b_shape));
+                    // One graph for every width n: one `a`, one `b` and one product per width.
+                    let a_shape = if ta { [k, m] } else { [m, k] };
+                    let b_shape = |n: usize| if tb { [n, k] } else { [k, n] };
+                    let mut g = Graph::new("products");
+                    let ty = |s: [usize; 2]| {
+                        TensorType::new(dtype, Shape::fixed(&[s[0] as u64, s[1] as u64]))
+                    };
+                    let a = g.add_arg("a", ArgRole::Input, ty(a_shape));
+                    let mut args = vec![values(dtype, &a_shape, 1)];
+                    for n in WIDTHS {
+                        let b = g.add_arg(format!("b{n}"), ArgRole::Input, ty(b_shape(n)));
                         let op = Op::matmul(ta, tb);
                         let c = g.apply(op, &[a, b]).unwrap();
-                        g.add_output("c", c);
-                        let args = vec![values(dtype, &a_shape, 1), values(dtype, &b_shape, 2)];
-                        let expected = interp::run(&g, &args).unwrap();
-                        for threads in [1, 2] {
-                            let jit = compile_graph(&g, &JitOptions { threads }).unwrap();
-                            let got = jit.run(&args).unwrap();
-                            let tolerance = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
-                            let diff = got[0].max_rel_diff(&expected[0]);
+                        g.add_output(format!("c{n}"), c);
+                        args.push(values(dtype, &b_shape(n), 2));
+                    }
+                    let references: Vec<(Vec<f64>, Vec<f64>)> = args[1..]
+                        .iter()
+                        .map(|b| reference(&args[0], b, ta, tb))
+                        .collect();
+                    let check = |what: &str, outputs: &[Tensor]| {
+                        for ((n, got), (exact, scale)) in
+                            WIDTHS.iter().zip(outputs).zip(&references)
+                        {
+                            let what = format!("{dtype} {m}x{k}x{n} ta={ta} tb={tb} {what}");
+                            assert_within_rounding(&what, got, exact, scale, k);
+                        }
+                    };
+                    check("interpreter", &interp::run(&g, &args).unwrap());
+                    for &gemm in &kernels {
+                        let mut one_thread = None;
+                        for threads in [1, 2, 3] {
+                            let options = JitOptions {
+                                gemm,
+                                parallel_min: ParallelMin::NONE,
+                                ..JitOptions::default().with_threads(threads)
+                            };
+                            let got = compile_graph(&g, &options).unwrap().run(&args).unwrap();
+                            let what = format!("{gemm:?} on {threads} threads");
+                            check(&what, &got);
+                            let got: Vec<Vec<u64>> = got.iter().map(bits).collect();
+                            let first = one_thread.get_or_insert_with(|| got.clone());
                             assert!(
-                                diff <= tolerance,
-                                "{dtype} {m}x{k}x{n} ta={ta} tb={tb} on {threads} threads: {diff:e}"
+                                *first == got,
+                                "{dtype} {m}x{k} ta={ta} tb={tb} {what}: differs from one thread"
                             );
                         }
                     }

@@ -1,15 +1,23 @@
 //! The JIT against the interpreter on randomly generated graphs of the primitive ops: random
 //! shapes (size 1, odd sizes that leave SIMD tails, a symbolic batch), broadcasting corner cases
 //! (new leading axes, stretched size-1 axes, scalars), views (transpose, reshape, slice,
-//! concat), reductions over random axes, and matmuls with transpose flags.
+//! concat), reductions over random axes, and matmuls with transpose flags. Every case runs on 1,
+//! 2 and 3 threads with every split threshold at zero (bit-identical results required); f64
+//! cases are judged against the interpreter, f32 cases against the f32 and the f64 interpreter
+//! (see [`Verdict`]), and the sweep counts how many cases each judgement decided.
 
+mod common;
+
+use common::bits;
 use proptest::prelude::*;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sgn::codegen::{JitOptions, compile_graph};
+use sgn::codegen::{JitOptions, ParallelMin, compile_graph};
+use sgn::ir::tensor::{Floor, relative_error};
 use sgn::ir::{
     ArgRole, BinaryOp, DType, Dim, Graph, NodeId, Op, Shape, Tensor, TensorType, UnaryOp, interp,
 };
+use std::collections::BTreeMap;
 
 /// Sizes of fixed axes: 1 (broadcastable), odd sizes below and above the vector widths.
 const SIZES: [u64; 7] = [1, 2, 3, 4, 5, 7, 9];
@@ -238,52 +246,175 @@ fn random_case(seed: u64) -> (Graph, Vec<Tensor>) {
     (b.graph, args)
 }
 
-/// f64 graphs: the JIT within 1e-12 (relative to each output's largest magnitude) of the
-/// interpreter. f32 graphs: within 1e-5 of it, or — where the graph amplifies rounding (a sum
-/// that cancels, then its reciprocal) so that summation order alone moves the result — no
-/// further from the f64 interpreter's result than ten times the f32 interpreter is.
-fn check(seed: u64) -> Result<(), TestCaseError> {
+/// How the outputs of one case were judged; see [`check`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Verdict {
+    /// An f64 graph: every output within [`F64_TOLERANCE`] of the interpreter.
+    F64Interpreter,
+    /// An f32 graph: every element within [`F32_TOLERANCE`] of the f32 interpreter.
+    F32Interpreter,
+    /// An f32 graph with an element that is not, but that is within [`F32_TOLERANCE`] of the
+    /// f64 interpreter's result: the JIT rounded better than the f32 interpreter.
+    Exact,
+    /// An f32 graph with an element that is within [`F32_TOLERANCE`] of the f64 result only
+    /// relative to the output's largest value: rounding of a sum that cancels, which is relative
+    /// to the terms summed, not to the result.
+    ExactAtScale,
+    /// An f32 graph with an element where both f32 results are far from the f64 result (the
+    /// graph amplifies rounding, e.g. a sum that cancels, then its reciprocal): there the JIT
+    /// must be no further from the f64 result than [`ILL_CONDITIONED_FACTOR`] times the f32
+    /// interpreter.
+    IllConditioned,
+}
+
+const F64_TOLERANCE: f64 = 1e-12;
+const F32_TOLERANCE: f64 = 1e-5;
+const ILL_CONDITIONED_FACTOR: f64 = 10.0;
+/// Relative errors are measured against at least this fraction of an output's largest value,
+/// so that a value which cancels to nearly zero is not judged by its own magnitude. Measured
+/// over 20 000 seeds: the largest f64 error was 1.3e-13 with this floor (4.9e-13 with none),
+/// and no f32 case needed more than the judgements of [`Verdict`].
+const F64_FLOOR: Floor = Floor::OfLargest(1e-6);
+const F32_FLOOR: Floor = Floor::OfLargest(1e-3);
+
+/// The distance of `x` from the f64 result `exact`: 0 for the same non-finite value, infinite
+/// for a non-finite value against another or a finite one.
+fn distance(x: f64, exact: f64) -> f64 {
+    if x.is_finite() && exact.is_finite() {
+        (x - exact).abs()
+    } else if x == exact || (x.is_nan() && exact.is_nan()) {
+        0.0
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// Judges one f32 output element by element: `jit` and `interp` computed in f32, `exact` by the
+/// interpreter in f64. The verdict is the loosest judgement any element needed.
+fn judge_f32(jit: &Tensor, interp: &Tensor, exact: &Tensor) -> Result<Verdict, String> {
+    let against_interp = jit.compare(interp, F32_FLOOR);
+    if against_interp.within(F32_TOLERANCE) {
+        return Ok(Verdict::F32Interpreter);
+    }
+    let against_exact = jit.compare(exact, F32_FLOOR);
+    let at_scale = jit.compare(exact, Floor::OfLargest(1.0));
+    let (j, i, e) = (jit.to_f64_vec(), interp.to_f64_vec(), exact.to_f64_vec());
+    let mut verdict = Verdict::F32Interpreter;
+    for (k, ((&j, &i), &e)) in j.iter().zip(&i).zip(&e).enumerate() {
+        // The f64 result as f32 would hold it (an overflow becomes the infinity f32 gives).
+        let rounded = e as f32 as f64;
+        let element_verdict = if relative_error(j, i, against_interp.floor) <= F32_TOLERANCE {
+            Verdict::F32Interpreter
+        } else if relative_error(j, rounded, against_exact.floor) <= F32_TOLERANCE {
+            Verdict::Exact
+        } else if relative_error(j, rounded, at_scale.floor) <= F32_TOLERANCE {
+            Verdict::ExactAtScale
+        } else if distance(j, e) <= ILL_CONDITIONED_FACTOR * distance(i, e) {
+            Verdict::IllConditioned
+        } else {
+            return Err(format!(
+                "element {k}: jit {j:e}, f32 interpreter {i:e}, f64 interpreter {e:e}\n\
+                 against the f32 interpreter: {against_interp}\n\
+                 against the f64 interpreter: {against_exact}"
+            ));
+        };
+        verdict = verdict.max(element_verdict);
+    }
+    Ok(verdict)
+}
+
+/// Runs case `seed`: the JIT on 1, 2 and 3 threads with every split threshold at zero gives
+/// bit-identical results, which are then judged against the interpreter (the worst verdict of
+/// the outputs is returned).
+fn check(seed: u64) -> Result<Verdict, String> {
     let (graph, args) = random_case(seed);
+    let context = |what: &str| {
+        format!(
+            "seed {seed}: {what}\n{}",
+            sgn::ir::text::print_graph(&graph)
+        )
+    };
     let expected = interp::run(&graph, &args).unwrap();
-    let threads = 1 + (seed % 3) as usize;
-    let jit = compile_graph(&graph, &JitOptions { threads })
-        .map_err(|e| TestCaseError::fail(format!("{e}\n{}", sgn::ir::text::print_graph(&graph))))?;
-    let got = jit.run(&args).unwrap();
-    let dtype = args[0].dtype();
-    let exact = match dtype {
+    let mut results = Vec::new();
+    for threads in [1, 2, 3] {
+        let options = JitOptions {
+            parallel_min: ParallelMin::NONE,
+            ..JitOptions::default().with_threads(threads)
+        };
+        let jit = compile_graph(&graph, &options).map_err(|e| context(&e.to_string()))?;
+        results.push((jit.run(&args).unwrap(), jit.schedule_text()));
+    }
+    let (got, schedule) = &results[0];
+    for (threads, (other, _)) in [2, 3].iter().zip(&results[1..]) {
+        for (k, (a, b)) in got.iter().zip(other).enumerate() {
+            if bits(a) != bits(b) {
+                return Err(context(&format!(
+                    "output {k} differs between 1 and {threads} threads: {}\n{schedule}",
+                    b.compare(a, Floor::Absolute(0.0))
+                )));
+            }
+        }
+    }
+    let exact = match args[0].dtype() {
         DType::F64 => None,
         DType::F32 => {
             let args64: Vec<Tensor> = args.iter().map(|a| a.clone().cast(DType::F64)).collect();
             Some(interp::run(&graph.with_dtype(DType::F64), &args64).unwrap())
         }
     };
+    let mut verdict = Verdict::F64Interpreter;
     for (k, (g, e)) in got.iter().zip(&expected).enumerate() {
-        prop_assert_eq!(g.shape(), e.shape());
-        let diff = g.max_rel_diff(e);
-        let ok = match &exact {
-            None => diff <= 1e-12,
-            Some(exact) => {
-                let reference = exact[k].clone().cast(DType::F32);
-                diff <= 1e-5 || g.max_rel_diff(&reference) <= 10.0 * e.max_rel_diff(&reference)
+        let judged = match &exact {
+            None => {
+                let comparison = g.compare(e, F64_FLOOR);
+                match comparison.within(F64_TOLERANCE) {
+                    true => Ok(Verdict::F64Interpreter),
+                    false => Err(comparison.to_string()),
+                }
             }
+            Some(exact) => judge_f32(g, e, &exact[k]),
         };
-        prop_assert!(
-            ok,
-            "seed {seed} output {k}: rel diff {diff:e}\n{}\n{}\njit {:?}\ninterp {:?}",
-            sgn::ir::text::print_graph(&graph),
-            jit.schedule_text(),
-            g.to_f64_vec(),
-            e.to_f64_vec()
-        );
+        let judged = judged.map_err(|why| context(&format!("output {k}: {why}\n{schedule}")))?;
+        verdict = verdict.max(judged);
     }
-    Ok(())
+    Ok(verdict)
+}
+
+/// Cases of the fixed sweep.
+const SWEEP: u64 = 500;
+
+#[test]
+fn jit_equals_the_interpreter_on_a_sweep_of_random_graphs() {
+    let mut counts: BTreeMap<Verdict, usize> = BTreeMap::new();
+    for seed in 0..SWEEP {
+        let verdict = check(seed).unwrap_or_else(|e| panic!("{e}"));
+        *counts.entry(verdict).or_default() += 1;
+    }
+    println!("verdicts over {SWEEP} random graphs: {counts:?}");
+    let count = |v: Verdict| counts.get(&v).copied().unwrap_or(0);
+    // About half the cases are f64, and most f32 cases match the f32 interpreter outright; the
+    // looser judgements must stay the exception, or the sweep would test little.
+    assert!(
+        count(Verdict::F64Interpreter) >= SWEEP as usize / 3,
+        "{counts:?}"
+    );
+    assert!(
+        count(Verdict::F32Interpreter) >= SWEEP as usize / 3,
+        "{counts:?}"
+    );
+    assert!(
+        count(Verdict::Exact) + count(Verdict::ExactAtScale) + count(Verdict::IllConditioned)
+            <= SWEEP as usize / 20,
+        "{counts:?}"
+    );
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
+    /// Fresh seeds on every run (failures are kept in `jit_random.proptest-regressions`).
     #[test]
     fn jit_equals_the_interpreter_on_random_graphs(seed in any::<u64>()) {
-        check(seed)?;
+        check(seed).map_err(TestCaseError::fail)?;
     }
 }

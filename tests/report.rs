@@ -547,8 +547,48 @@ fn plots_survive_empty_and_non_finite_data() {
             record.epoch = value;
             record.wall_time = value;
         }
-        plot(&records, name, &dir.path().join(name)).unwrap();
+        let path = dir.path().join(name);
+        plot(&records, name, &path).unwrap();
+        // The figure is drawn: titled, with every line inside it (no NaN or overflowed
+        // coordinates from scaling extreme values).
+        let svg = fs::read_to_string(&path).unwrap();
+        assert!(svg.contains(name), "{name}: no title");
+        let (width, height) = svg_size(&svg);
+        let points = polyline_points(&svg);
+        assert!(points.len() >= 6, "{name}: {} points drawn", points.len());
+        for (x, y) in points {
+            assert!(
+                (0.0..=width).contains(&x) && (0.0..=height).contains(&y),
+                "{name}: point ({x}, {y}) outside the {width}x{height} figure"
+            );
+        }
     }
+}
+
+/// The width and height an SVG declares.
+fn svg_size(svg: &str) -> (f64, f64) {
+    let attribute = |name: &str| -> f64 {
+        let start = svg.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        let end = start + svg[start..].find('"').unwrap();
+        svg[start..end].parse().unwrap()
+    };
+    (attribute("width"), attribute("height"))
+}
+
+/// The coordinates of every polyline an SVG draws.
+fn polyline_points(svg: &str) -> Vec<(f64, f64)> {
+    svg.split("points=\"")
+        .skip(1)
+        .flat_map(|rest| {
+            let list = &rest[..rest.find('"').unwrap()];
+            list.split_whitespace()
+                .map(|pair| {
+                    let (x, y) = pair.split_once(',').unwrap();
+                    (x.parse().unwrap(), y.parse().unwrap())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 #[test]
@@ -586,4 +626,61 @@ fn a_plot_replaces_an_existing_file() {
             .contains("replacement figure")
     );
     assert_eq!(file_names(dir.path()), ["curves.svg"]);
+}
+
+/// `sgn plot`: the logs' runs in one figure, labelled by --labels or by file name, and clear
+/// errors for a wrong label count or a missing log.
+#[test]
+fn the_plot_command_overlays_the_logs_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, records: &[Record]| {
+        let path = dir.path().join(name);
+        let mut log = LogWriter::create(&path).unwrap();
+        for r in records {
+            log.write(r).unwrap();
+        }
+        path.to_str().unwrap().to_string()
+    };
+    let fast = write("fast.csv", &run(3, 10, 2.3, 0.1, true));
+    let slow = write("slow.jsonl", &run(3, 10, 2.3, 0.9, true));
+    let out_path = dir.path().join("both.svg");
+    let out = out_path.to_str().unwrap();
+    let sgn = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sgn"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let done = sgn(&[
+        "plot", &fast, &slow, "--labels", "SGN,SGD", "--title", "two runs", "--out", out,
+    ]);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let svg = fs::read_to_string(&out_path).unwrap();
+    for text in ["two runs", "SGN: train loss (per step)", "SGD: test loss"] {
+        assert!(svg.contains(text), "the SVG lacks '{text}'");
+    }
+    // The same figure as the library draws.
+    let reference = dir.path().join("reference.svg");
+    let (a, b) = (read_log(&fast).unwrap(), read_log(&slow).unwrap());
+    plot_comparison(&[("SGN", &a), ("SGD", &b)], "two runs", &reference).unwrap();
+    assert_eq!(svg, fs::read_to_string(&reference).unwrap());
+
+    let done = sgn(&["plot", &fast, &slow, "--out", out]);
+    assert!(done.status.success());
+    let svg = fs::read_to_string(&out_path).unwrap();
+    assert!(svg.contains("fast: test loss") && svg.contains("slow: test loss"));
+
+    let failed = sgn(&["plot", &fast, &slow, "--labels", "one", "--out", out]);
+    assert_eq!(failed.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&failed.stderr).into_owned();
+    assert!(message.contains("1 labels for 2 logs"), "{message}");
+    let missing = dir.path().join("missing.csv");
+    let failed = sgn(&["plot", missing.to_str().unwrap(), "--out", out]);
+    assert_eq!(failed.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&failed.stderr).into_owned();
+    assert!(message.contains("missing.csv"), "{message}");
 }

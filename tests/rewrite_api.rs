@@ -1,6 +1,9 @@
 //! The optimizer's public pieces on hand-built graphs: the cost model's counts, DAG-aware
 //! extraction against tree extraction, limits, and the `--stats` text and JSON.
 
+mod common;
+
+use common::{RELATIVE_FLOOR, assert_close};
 use egg::Runner;
 use sgn::ir::interp::run;
 use sgn::ir::{ArgRole, BinaryOp, DType, Dim, Graph, Op, Shape, Tensor, TensorType};
@@ -51,7 +54,7 @@ fn values(g: &Graph, seed: u64) -> Vec<Tensor> {
 fn assert_same_values(a: &Graph, b: &Graph) {
     let args = values(a, 3);
     for (x, y) in run(a, &args).unwrap().iter().zip(run(b, &args).unwrap()) {
-        assert!(x.max_rel_diff(&y) <= 1e-12, "values differ");
+        assert_close("values", x, &y, RELATIVE_FLOOR, 1e-12);
     }
 }
 

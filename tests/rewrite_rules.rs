@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::wavy;
+use common::{RELATIVE_FLOOR, wavy};
 use egg::{Id, Runner};
 use sgn::ir::Leaf;
 use sgn::ir::interp::run;
@@ -411,13 +411,7 @@ fn eval(d: &Dim) -> usize {
 
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
     assert_eq!(got.shape(), want.shape(), "{what}: shape");
-    let diff = got.max_rel_diff(want);
-    assert!(
-        diff <= TOLERANCE,
-        "{what}: differs by {diff:e}\n got {:?}\nwant {:?}",
-        got.to_f64_vec(),
-        want.to_f64_vec()
-    );
+    common::assert_close(what, got, want, RELATIVE_FLOOR, TOLERANCE);
 }
 
 /// The value of one e-node from the values of its operand classes.

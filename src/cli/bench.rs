@@ -2,7 +2,7 @@
 //! run, next to their GEMM roofline and the reference interpreter, all measured in this run.
 
 use crate::autodiff::GraphName;
-use crate::codegen::{BackendKind, JitOptions, Roofline};
+use crate::codegen::{BackendKind, Roofline};
 use crate::ir::interp::bind_dims;
 use crate::ir::memory;
 use crate::ir::store::{TensorMap, init_params};
@@ -79,21 +79,13 @@ const STEP_CG_ITERS: usize = 10;
 pub fn run(args: &BenchArgs) -> Result<()> {
     let started = Instant::now();
     let model = Model::from_file(&args.model)?;
-    let options = CompileOptions {
-        threads: args.threads,
-        ..CompileOptions::default()
-    };
+    let options = CompileOptions::default().with_threads(args.threads);
     let jit = model.compile(&options)?;
     let compile_ms = ms_since(started);
     let interp = model.compile(&options.clone().with_backend(BackendKind::Interpreter))?;
-    let jit_options = JitOptions {
-        threads: args.threads,
-    };
+    let jit_options = &options.jit;
     let one_thread = if jit_options.thread_count() > 1 {
-        Some(model.compile(&CompileOptions {
-            threads: 1,
-            ..options.clone()
-        })?)
+        Some(model.compile(&options.clone().with_threads(1))?)
     } else {
         None
     };
@@ -116,7 +108,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let graph = jit.graphs.get(name);
         let stats = graph_stats(graph, args.batch);
         let bindings = bind_dims(graph, &values)?;
-        let mut roofline = Roofline::new(graph, &bindings, &jit_options)?;
+        let mut roofline = Roofline::new(graph, &bindings, jit_options)?;
         // Interleaved, so that the graph and its references see the same machine load.
         let values = &values;
         let mut runs: Vec<Run> = vec![

@@ -60,11 +60,9 @@ struct BackendArgs {
 
 impl BackendArgs {
     fn options(&self) -> crate::CompileOptions {
-        crate::CompileOptions {
-            backend: self.backend,
-            threads: self.threads,
-            ..crate::CompileOptions::default()
-        }
+        crate::CompileOptions::default()
+            .with_backend(self.backend)
+            .with_threads(self.threads)
     }
 }
 

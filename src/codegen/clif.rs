@@ -14,6 +14,7 @@
 //! registers; others accumulate in the output, which each thread first fills with the identity
 //! over its own part.
 
+use super::ParallelMin;
 use super::math::Lanes;
 use super::runtime::{SpinBarrier, sgn_barrier, sgn_gemm};
 use super::schedule::{Access, Expr, ExprId, Gemm, Kernel, PARTS, Program, ReduceKind, Step};
@@ -33,9 +34,6 @@ use std::sync::Mutex;
 
 /// The generated function: buffer pointers, size slots, thread index, thread count, barrier.
 pub type EntryFn = unsafe extern "C" fn(*const *mut u8, *const i64, i64, i64, *const SpinBarrier);
-
-/// Kernels with fewer points than this run on one thread.
-const KERNEL_PARALLEL_MIN: i64 = 1 << 12;
 
 /// Vector iterations per unrolled step of a reduced inner loop (one accumulator each).
 const REDUCTION_UNROLL: usize = 4;
@@ -100,8 +98,18 @@ fn host_isa() -> Result<OwnedTargetIsa, String> {
         .map_err(|e| format!("cannot configure the host ISA: {e}"))
 }
 
+/// What [`compile`] is told beyond the program (see [`super::JitOptions`]).
+pub struct Settings {
+    /// Emit fused multiply-adds (the host must have them).
+    pub fma: bool,
+    /// Run GEMMs that fit the narrow kernels in them (the host must have AVX-512).
+    pub narrow_gemm: bool,
+    /// Sizes below which kernels and GEMMs run on one thread.
+    pub parallel_min: ParallelMin,
+}
+
 /// Compiles `program` to native code.
-pub fn compile(program: &Program, name: &str) -> Result<Compiled, String> {
+pub fn compile(program: &Program, name: &str, settings: &Settings) -> Result<Compiled, String> {
     let isa = host_isa()?;
     let ptr = isa.pointer_type();
     let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
@@ -124,8 +132,10 @@ pub fn compile(program: &Program, name: &str) -> Result<Compiled, String> {
         gemm_sig.params.push(AbiParam::new(types::I64));
         gemm_sig.params.push(AbiParam::new(types::I64));
     }
-    gemm_sig.params.push(AbiParam::new(types::I64));
-    gemm_sig.params.push(AbiParam::new(types::I64));
+    // thread, threads, parallel_min, allow_narrow
+    for _ in 0..4 {
+        gemm_sig.params.push(AbiParam::new(types::I64));
+    }
     let mut barrier_sig = module.make_signature();
     barrier_sig.params.push(AbiParam::new(ptr));
 
@@ -156,7 +166,9 @@ pub fn compile(program: &Program, name: &str) -> Result<Compiled, String> {
         let mut e = Emitter {
             b,
             dtype: program.dtype,
-            fma: host_has_fma(),
+            fma: settings.fma,
+            narrow_gemm: settings.narrow_gemm,
+            parallel_min: settings.parallel_min,
             esize: program.dtype.size_bytes() as i64,
             buffers: params[0],
             sizes: params[1],
@@ -207,6 +219,8 @@ struct Emitter<'f, 's> {
     b: FunctionBuilder<'f>,
     dtype: DType,
     fma: bool,
+    narrow_gemm: bool,
+    parallel_min: ParallelMin,
     esize: i64,
     buffers: Value,
     sizes: Value,
@@ -338,6 +352,9 @@ impl Emitter<'_, '_> {
         }
         args.push(self.thread);
         args.push(self.threads);
+        let parallel_min = self.parallel_min.gemm_multiply_adds;
+        args.push(self.b.ins().iconst(types::I64, parallel_min));
+        args.push(self.b.ins().iconst(types::I64, i64::from(self.narrow_gemm)));
         self.b.ins().call(self.gemm, &args);
     }
 
@@ -378,10 +395,11 @@ impl Emitter<'_, '_> {
         for &e in extents {
             points = self.b.ins().imul(points, e);
         }
-        let small = self
-            .b
-            .ins()
-            .icmp_imm_s(IntCC::SignedLessThan, points, KERNEL_PARALLEL_MIN);
+        let small = self.b.ins().icmp_imm_s(
+            IntCC::SignedLessThan,
+            points,
+            self.parallel_min.kernel_points,
+        );
         let parts = PARTS as i64;
         let first = self.b.ins().imul_imm_s(self.thread, parts);
         let first = self.b.ins().sdiv(first, self.threads);
@@ -543,10 +561,8 @@ impl Emitter<'_, '_> {
                 for &e in extents {
                     points = self.b.ins().imul(points, e);
                 }
-                let small =
-                    self.b
-                        .ins()
-                        .icmp_imm_s(IntCC::SignedLessThan, points, KERNEL_PARALLEL_MIN);
+                let min = self.parallel_min.kernel_points;
+                let small = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, points, min);
                 let extent = extents[axis];
                 // per = ceil(extent / threads), a whole number of vectors on the inner axis.
                 let t_minus_1 = self.b.ins().iadd_imm_s(self.threads, -1);

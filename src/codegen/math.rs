@@ -406,6 +406,8 @@ impl Lanes {
         let g = self.poly(b, z, coeffs);
         let xz = b.ins().fmul(x, z);
         let small = self.mul_add(b, xz, g, x);
+        // x's sign, also for −0: there x³·g(x²) is +0 (g(0) = −⅓) and −0 + +0 = +0.
+        let small = self.copysign(b, small, x);
         let threshold = self.constant(b, TANH_SMALL_LIMIT);
         let abs_x = b.ins().fabs(x);
         self.select(b, FloatCC::LessThan, abs_x, threshold, small, large)
@@ -495,8 +497,11 @@ impl Lanes {
             return self.select(b, FloatCC::Equal, abs_p, inf, inv_pow, recip);
         }
         if c == 0.5 {
-            // sqrt(−∞) is NaN but pow(−∞, ½) is +∞.
+            // sqrt(−∞) is NaN but pow(−∞, ½) is +∞; sqrt(−0) is −0 but pow(−0, ½) is +0, which
+            // adding +0 gives (and changes nothing else).
             let s = b.ins().sqrt(x);
+            let zero = self.constant(b, 0.0);
+            let s = b.ins().fadd(s, zero);
             let neg_inf = self.constant(b, f64::NEG_INFINITY);
             let inf = self.constant(b, f64::INFINITY);
             return self.select(b, FloatCC::Equal, x, neg_inf, inf, s);

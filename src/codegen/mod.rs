@@ -60,10 +60,29 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Options for [`compile_graph`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct JitOptions {
     /// Threads that run each call, at most [`MAX_THREADS`]; 0 means one per available core.
     pub threads: usize,
+    /// Sizes below which work stays on one thread.
+    pub parallel_min: ParallelMin,
+    /// Which kernels run the matrix products.
+    pub gemm: GemmKernels,
+    /// Fused multiply-add in the generated loops and approximations (by default where the host
+    /// has it; compiling with it on a host without it is an error). The GEMM kernels choose
+    /// their own instructions.
+    pub fma: bool,
+}
+
+impl Default for JitOptions {
+    fn default() -> JitOptions {
+        JitOptions {
+            threads: 0,
+            parallel_min: ParallelMin::default(),
+            gemm: GemmKernels::Auto,
+            fma: host_has_fma(),
+        }
+    }
 }
 
 /// The most threads one compiled graph may run on. Each graph has its own threads (a model has
@@ -79,11 +98,81 @@ impl JitOptions {
             n => n,
         }
     }
+
+    /// These options with `threads` threads per call.
+    pub fn with_threads(mut self, threads: usize) -> JitOptions {
+        self.threads = threads;
+        self
+    }
 }
 
-/// Calls with fewer floating-point operations than this run on the calling thread alone: waking
-/// the other threads would cost more than they save.
-const PARALLEL_MIN_FLOPS: f64 = 2.0e5;
+/// The sizes below which work runs on one thread, because waking the others would cost more
+/// than they save. [`ParallelMin::NONE`] splits everything, so that tests take the split paths
+/// (and check that results do not depend on the thread count) on small inputs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ParallelMin {
+    /// Floating-point operations of a whole call (see [`JitGraph::flops`]).
+    pub call_flops: f64,
+    /// Points of a fused loop nest.
+    pub kernel_points: i64,
+    /// Multiply-adds of one matrix product: smaller products run whole on one thread, larger
+    /// ones in parts fixed by their shape (so that results do not depend on the thread count).
+    pub gemm_multiply_adds: i64,
+}
+
+impl ParallelMin {
+    /// Every call, kernel and product split across the threads.
+    pub const NONE: ParallelMin = ParallelMin {
+        call_flops: 0.0,
+        kernel_points: 0,
+        gemm_multiply_adds: 0,
+    };
+}
+
+impl Default for ParallelMin {
+    fn default() -> ParallelMin {
+        ParallelMin {
+            call_flops: 2.0e5,
+            kernel_points: 1 << 12,
+            gemm_multiply_adds: 1 << 16,
+        }
+    }
+}
+
+/// Which kernels run the matrix products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum GemmKernels {
+    /// The narrow kernels where they apply (a right-hand side of at most 32 contiguous columns)
+    /// and the host has AVX-512, the `gemm` crate for the rest.
+    #[default]
+    Auto,
+    /// The narrow kernels wherever they apply; compiling fails on a host without AVX-512.
+    Narrow,
+    /// The `gemm` crate for every product.
+    General,
+}
+
+impl GemmKernels {
+    /// Whether products that fit the narrow kernels run in them on this host; an error for
+    /// [`GemmKernels::Narrow`] on a host that cannot run them.
+    fn use_narrow(self) -> Result<bool> {
+        match self {
+            GemmKernels::Auto => Ok(narrow::available()),
+            GemmKernels::General => Ok(false),
+            GemmKernels::Narrow if narrow::available() => Ok(true),
+            GemmKernels::Narrow => Err(Error::Jit(
+                "GemmKernels::Narrow: the narrow GEMM kernels need AVX-512F, which this host \
+                 does not have"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// True if this host can run the narrow GEMM kernels ([`GemmKernels::Narrow`]).
+pub fn host_has_narrow_kernels() -> bool {
+    narrow::available()
+}
 
 /// Something that evaluates a graph: the reference interpreter or the JIT.
 pub trait Backend: Send + Sync + std::fmt::Debug {
@@ -199,6 +288,8 @@ impl Backend for Interpreter {
 pub struct JitGraph {
     graph: Graph,
     program: Program,
+    /// Calls with fewer floating-point operations run on the calling thread alone.
+    parallel_min_flops: f64,
     /// Declared before `code`: the workers stop before the code they run is freed.
     pool: Pool,
     code: clif::Compiled,
@@ -243,6 +334,17 @@ pub fn compile_graph(graph: &Graph, options: &JitOptions) -> Result<JitGraph> {
             graph.name
         )));
     }
+    if options.fma && !host_has_fma() {
+        return Err(Error::Jit(
+            "JitOptions::fma: fused multiply-add was asked for, but this host does not have it"
+                .into(),
+        ));
+    }
+    let settings = clif::Settings {
+        fma: options.fma,
+        narrow_gemm: options.gemm.use_narrow()?,
+        parallel_min: options.parallel_min,
+    };
     let threads = options.thread_count();
     if threads > MAX_THREADS {
         return Err(Error::Jit(format!(
@@ -257,10 +359,11 @@ pub fn compile_graph(graph: &Graph, options: &JitOptions) -> Result<JitGraph> {
         ))
     })?;
     let program = schedule::schedule(graph);
-    let code = clif::compile(&program, &graph.name).map_err(Error::Jit)?;
+    let code = clif::compile(&program, &graph.name, &settings).map_err(Error::Jit)?;
     Ok(JitGraph {
         graph: graph.clone(),
         program,
+        parallel_min_flops: options.parallel_min.call_flops,
         pool,
         code,
         barrier: SpinBarrier::new(threads),
@@ -462,7 +565,7 @@ impl JitGraph {
         let call = |thread: usize, threads: usize, barrier: &SpinBarrier| unsafe {
             entry(buffers, sizes, thread as i64, threads as i64, barrier)
         };
-        if self.pool.threads() == 1 || plan.flops < PARALLEL_MIN_FLOPS {
+        if self.pool.threads() == 1 || plan.flops < self.parallel_min_flops {
             call(0, 1, &self.solo_barrier);
         } else {
             let threads = self.pool.threads();

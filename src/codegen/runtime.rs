@@ -10,20 +10,27 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-/// Below this many multiply-adds a GEMM runs on one thread (splitting costs more than it saves).
-const GEMM_PARALLEL_MIN: i64 = 1 << 16;
-
 /// Rows (or columns) of a GEMM part are a multiple of this, a multiple of every microkernel's
 /// tile size, so that splitting does not create ragged tiles.
 const GEMM_PART_ALIGN: i64 = 16;
 
-/// `c = a @ b` for the part of `c` that belongs to `thread` of `threads`: whole rows if `m ≥ n`
-/// or `b` is narrow, else whole columns. Strides are in elements; `is_f64` selects the element
-/// type. Narrow `b`s (see [`narrow`]) go to this crate's kernels, the rest to the `gemm` crate.
+/// Products of at least `parallel_min` multiply-adds are cut into at most this many parts, row
+/// or column blocks fixed by the shape alone, and threads share out whole parts. The `gemm` crate
+/// picks its kernel and blocking by the shape of each call (a horizontal kernel when m·n ≤ 256,
+/// GEMV when m or n is 1, other k-blocks when m and n are ≤ 64), so blocks cut by the thread
+/// count would give results that depend on the thread count.
+const GEMM_PARTS: i64 = 8;
+
+/// `c = a @ b` for the parts of `c` that belong to `thread` of `threads`: blocks of whole rows if
+/// `m ≥ n` or `b` is narrow, else of whole columns (see [`GEMM_PARTS`]); products of fewer than
+/// `parallel_min` multiply-adds run whole, on thread 0. Strides are in elements; `is_f64`
+/// selects the element type. Narrow `b`s (see [`narrow`]) go to this crate's kernels if
+/// `allow_narrow` is nonzero, the rest to the `gemm` crate.
 ///
 /// # Safety
 /// The pointers and strides must describe valid, non-overlapping (for `c`) matrices of the given
 /// sizes; the generated code derives them from buffers validated and planned before the call.
+/// `allow_narrow` must be zero unless [`narrow::available`].
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn sgn_gemm(
     is_f64: i64,
@@ -41,37 +48,11 @@ pub unsafe extern "C" fn sgn_gemm(
     csc: i64,
     thread: i64,
     threads: i64,
+    parallel_min: i64,
+    allow_narrow: i64,
 ) {
     let work = m.saturating_mul(n).saturating_mul(k.max(1));
-    let narrow = n as usize <= narrow::MAX_COLUMNS && csb == 1 && csc == 1 && narrow::available();
-    let (mut m, mut n) = (m, n);
-    let (mut a, mut b, mut c) = (a, b, c);
-    if threads > 1 && work >= GEMM_PARALLEL_MIN {
-        let split_rows = narrow || m >= n;
-        let total = if split_rows { m } else { n };
-        let per = (total + threads - 1) / threads;
-        let per = (per + GEMM_PART_ALIGN - 1) / GEMM_PART_ALIGN * GEMM_PART_ALIGN;
-        let lo = (thread * per).min(total);
-        let hi = (lo + per).min(total);
-        if lo == hi {
-            return;
-        }
-        let esize = if is_f64 != 0 { 8 } else { 4 };
-        // SAFETY: lo < total, so the offsets stay inside the matrices.
-        unsafe {
-            if split_rows {
-                a = a.offset((lo * rsa * esize) as isize);
-                c = c.offset((lo * rsc * esize) as isize);
-                m = hi - lo;
-            } else {
-                b = b.offset((lo * csb * esize) as isize);
-                c = c.offset((lo * csc * esize) as isize);
-                n = hi - lo;
-            }
-        }
-    } else if thread != 0 {
-        return;
-    }
+    let narrow = allow_narrow != 0 && n as usize <= narrow::MAX_COLUMNS && csb == 1 && csc == 1;
     let product = Product {
         m: m as usize,
         k: k as usize,
@@ -86,17 +67,55 @@ pub unsafe extern "C" fn sgn_gemm(
         rsc: rsc as isize,
         csc: csc as isize,
     };
-    // SAFETY: as documented above.
-    unsafe {
-        if is_f64 != 0 {
-            product.run::<f64>(narrow)
-        } else {
-            product.run::<f32>(narrow)
+    let run = |part: &Product| {
+        // SAFETY: as documented above; a part is a block of the product.
+        unsafe {
+            if is_f64 != 0 {
+                part.run::<f64>(narrow)
+            } else {
+                part.run::<f32>(narrow)
+            }
         }
+    };
+    if work < parallel_min {
+        if thread == 0 {
+            run(&product);
+        }
+        return;
+    }
+    let split_rows = narrow || m >= n;
+    let total = if split_rows { m } else { n };
+    let per = (total + GEMM_PARTS - 1) / GEMM_PARTS;
+    let per = ((per + GEMM_PART_ALIGN - 1) / GEMM_PART_ALIGN * GEMM_PART_ALIGN).max(1);
+    let parts = (total + per - 1) / per;
+    let esize = if is_f64 != 0 { 8 } else { 4 };
+    for part in thread * parts / threads..(thread + 1) * parts / threads {
+        let lo = part * per;
+        let len = per.min(total - lo) as usize;
+        // SAFETY: lo < total, so the offsets stay inside the matrices.
+        let block = unsafe {
+            if split_rows {
+                Product {
+                    m: len,
+                    a: a.offset((lo * rsa * esize) as isize),
+                    c: c.offset((lo * rsc * esize) as isize),
+                    ..product
+                }
+            } else {
+                Product {
+                    n: len,
+                    b: b.offset((lo * csb * esize) as isize),
+                    c: c.offset((lo * csc * esize) as isize),
+                    ..product
+                }
+            }
+        };
+        run(&block);
     }
 }
 
 /// One thread's part of a GEMM: sizes, untyped pointers and strides in elements.
+#[derive(Clone, Copy)]
 struct Product {
     m: usize,
     k: usize,

@@ -173,27 +173,178 @@ impl Tensor {
         (self.len() == 1).then(|| self.to_f64_vec()[0])
     }
 
-    /// Largest absolute difference between two tensors of one shape, relative to the larger of
-    /// their largest magnitudes (and 1e-300, so that two zero tensors compare as 0). NaN matches only NaN.
-    pub fn max_rel_diff(&self, other: &Tensor) -> f64 {
-        assert_eq!(
-            self.shape(),
-            other.shape(),
-            "max_rel_diff needs equal shapes"
-        );
-        let (a, b) = (self.to_f64(), other.to_f64());
-        let scale = a
-            .iter()
-            .chain(b.iter())
-            .fold(1e-300f64, |m, x| m.max(x.abs()));
-        a.iter()
-            .zip(b.iter())
-            .map(|(x, y)| match (x.is_nan(), y.is_nan()) {
-                (true, true) => 0.0,
-                (true, false) | (false, true) => f64::INFINITY,
-                _ if x == y => 0.0,
-                _ => (x - y).abs() / scale,
-            })
-            .fold(0.0, f64::max)
+    /// Compares two tensors element by element (see [`Comparison`] for what is measured).
+    ///
+    /// Non-finite values are compared exactly: NaN matches only NaN, and ±∞ only the same
+    /// infinity. A pair of finite values `a`, `b` has the relative error
+    /// `|a − b| / max(|a|, |b|, floor)` (0 when `a == b`, so +0 matches −0), where `floor` keeps
+    /// values near zero from turning rounding noise into large relative errors.
+    ///
+    /// ```
+    /// use sgn::ir::tensor::{Floor, Tensor};
+    /// use sgn::ir::DType;
+    ///
+    /// let a = Tensor::from_f64(DType::F64, &[3], vec![1.0, 1e-20, f64::INFINITY]).unwrap();
+    /// let b = Tensor::from_f64(DType::F64, &[3], vec![1.0 + 1e-13, 0.0, f64::INFINITY]).unwrap();
+    /// // Relative to each element (no floor) 1e-20 against 0 is a 100% error ...
+    /// assert_eq!(a.compare(&b, Floor::Absolute(0.0)).max_error(), 1.0);
+    /// // ... but 1e-11 against a floor of 1e-9 of the largest value.
+    /// assert!(a.compare(&b, Floor::OfLargest(1e-9)).within(1e-10));
+    /// // An infinity against a finite value is a mismatch whatever the tolerance.
+    /// let c = Tensor::from_f64(DType::F64, &[3], vec![1.0, 1e-20, 1e308]).unwrap();
+    /// let comparison = a.compare(&c, Floor::OfLargest(1.0));
+    /// assert!(!comparison.within(f64::MAX));
+    /// assert_eq!(comparison.to_string(), "non-finite mismatch at [2]: inf vs 1e308");
+    /// ```
+    pub fn compare(&self, other: &Tensor, floor: Floor) -> Comparison {
+        let mut comparison = Comparison {
+            shapes: (self.shape().to_vec(), other.shape().to_vec()),
+            floor: 0.0,
+            non_finite_mismatch: None,
+            worst: None,
+        };
+        if self.shape() != other.shape() {
+            return comparison;
+        }
+        let (a, b) = (self.to_f64_vec(), other.to_f64_vec());
+        comparison.floor = match floor {
+            Floor::Absolute(floor) => floor,
+            Floor::OfLargest(fraction) => {
+                let largest = a
+                    .iter()
+                    .chain(&b)
+                    .filter(|x| x.is_finite())
+                    .fold(0.0f64, |m, x| m.max(x.abs()));
+                fraction * largest
+            }
+        };
+        let element = |flat: usize, x: f64, y: f64, error: f64| Position {
+            index: unravel(flat, self.shape()),
+            values: (x, y),
+            error,
+        };
+        let mut worst = 0.0;
+        for (flat, (&x, &y)) in a.iter().zip(&b).enumerate() {
+            let error = relative_error(x, y, comparison.floor);
+            if error == f64::INFINITY && !(x.is_finite() && y.is_finite()) {
+                comparison.non_finite_mismatch = Some(element(flat, x, y, error));
+                return comparison;
+            }
+            if error > worst {
+                worst = error;
+                comparison.worst = Some(element(flat, x, y, error));
+            }
+        }
+        comparison
     }
+}
+
+/// The relative error of [`Tensor::compare`] for one pair: `|a − b| / max(|a|, |b|, floor)` for
+/// finite values (0 when `a == b`), 0 for two NaNs or the same infinity, infinite for any other
+/// pair with a non-finite value.
+pub fn relative_error(a: f64, b: f64, floor: f64) -> f64 {
+    if a == b || (a.is_nan() && b.is_nan()) {
+        0.0
+    } else if a.is_finite() && b.is_finite() {
+        // Scaled first, so that the difference of values near ±f64::MAX does not overflow.
+        let scale = a.abs().max(b.abs()).max(floor);
+        (a / scale - b / scale).abs()
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// The scale below which [`Tensor::compare`] measures differences absolutely: the denominator
+/// of a relative error is never smaller than the floor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Floor {
+    /// A fixed magnitude (`Absolute(0.0)`: a purely elementwise relative error).
+    Absolute(f64),
+    /// This fraction of the largest finite magnitude in either tensor. `OfLargest(1.0)` measures
+    /// every difference against that largest magnitude (a norm-relative error), the right scale
+    /// for values that are sums of terms of that size (a matmul, a reduction) or computed with
+    /// an absolute error (finite differences): near zero their rounding is not relative to the
+    /// value itself.
+    OfLargest(f64),
+}
+
+/// The outcome of [`Tensor::compare`]: where two tensors differ most, and how.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    /// The two shapes; values are compared only when they are equal.
+    pub shapes: (Vec<usize>, Vec<usize>),
+    /// The absolute floor the relative errors used.
+    pub floor: f64,
+    /// The first position (row-major) where the tensors disagree on a non-finite value: NaN
+    /// against a number, or an infinity against a finite value or the other infinity.
+    pub non_finite_mismatch: Option<Position>,
+    /// The largest relative error among positions where both values are finite (the first
+    /// such position on ties), if any pair differs.
+    pub worst: Option<Position>,
+}
+
+/// One position of a [`Comparison`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Position {
+    /// The index along each axis.
+    pub index: Vec<usize>,
+    /// The value in the tensor compared, and in the other.
+    pub values: (f64, f64),
+    /// The relative error there (infinite for a non-finite mismatch).
+    pub error: f64,
+}
+
+impl Comparison {
+    /// The largest relative error: infinite when the shapes differ or non-finite values do
+    /// not match, 0 when the tensors are equal.
+    pub fn max_error(&self) -> f64 {
+        if self.shapes.0 != self.shapes.1 || self.non_finite_mismatch.is_some() {
+            f64::INFINITY
+        } else {
+            self.worst.as_ref().map_or(0.0, |w| w.error)
+        }
+    }
+
+    /// True if the shapes and the non-finite values match and every relative error is at most
+    /// `tolerance`.
+    pub fn within(&self, tolerance: f64) -> bool {
+        self.max_error() <= tolerance
+    }
+}
+
+impl std::fmt::Display for Comparison {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.shapes.0 != self.shapes.1 {
+            return write!(
+                f,
+                "shapes differ: {:?} vs {:?}",
+                self.shapes.0, self.shapes.1
+            );
+        }
+        if let Some(m) = &self.non_finite_mismatch {
+            return write!(
+                f,
+                "non-finite mismatch at {:?}: {:e} vs {:e}",
+                m.index, m.values.0, m.values.1
+            );
+        }
+        match &self.worst {
+            None => write!(f, "equal"),
+            Some(w) => write!(
+                f,
+                "max relative error {:e} (floor {:e}) at {:?}: {:e} vs {:e}",
+                w.error, self.floor, w.index, w.values.0, w.values.1
+            ),
+        }
+    }
+}
+
+/// The index along each axis of row-major position `flat` in `shape`.
+fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+    let mut index = vec![0; shape.len()];
+    for (i, &n) in shape.iter().enumerate().rev() {
+        index[i] = flat % n;
+        flat /= n;
+    }
+    index
 }

@@ -223,25 +223,43 @@ pub(crate) mod tests {
             self.a.iter().map(|row| vector::dot(row, v)).collect()
         }
 
-        /// θ* = A⁻¹ b, by plain CG to machine precision.
+        /// θ* = A⁻¹ b.
         pub fn minimizer(&self) -> Vec<f64> {
-            let options = CgOptions {
-                max_iters: 100,
-                tolerance: 1e-15,
-            };
-            cg::solve(
-                |v, out| {
-                    *out = self.a_times(v);
-                    Ok(())
-                },
-                0.0,
-                &self.b,
-                vec![0.0; self.b.len()],
-                None,
-                &options,
-            )
-            .unwrap()
-            .x
+            self.damped_solve(0.0)
+        }
+
+        /// The solution of (A + ρI) x = b by Gaussian elimination with partial pivoting: a
+        /// direct solve, independent of the CG the optimizers use.
+        pub fn damped_solve(&self, rho: f64) -> Vec<f64> {
+            let n = self.b.len();
+            let mut m: Vec<Vec<f64>> = (0..n)
+                .map(|i| {
+                    let mut row = self.a[i].clone();
+                    row[i] += rho;
+                    row.push(self.b[i]);
+                    row
+                })
+                .collect();
+            for col in 0..n {
+                let pivot = (col..n)
+                    .max_by(|&i, &j| m[i][col].abs().total_cmp(&m[j][col].abs()))
+                    .unwrap();
+                m.swap(col, pivot);
+                let (upper, lower) = m.split_at_mut(col + 1);
+                let pivot_row = &upper[col];
+                for row in lower {
+                    let factor = row[col] / pivot_row[col];
+                    for (x, p) in row[col..].iter_mut().zip(&pivot_row[col..]) {
+                        *x -= factor * p;
+                    }
+                }
+            }
+            let mut x = vec![0.0; n];
+            for row in (0..n).rev() {
+                let tail: f64 = (row + 1..n).map(|k| m[row][k] * x[k]).sum();
+                x[row] = (m[row][n] - tail) / m[row][row];
+            }
+            x
         }
     }
 

@@ -257,19 +257,27 @@ mod tests {
 
     #[test]
     fn one_step_with_exact_cg_minimizes_a_quadratic() {
-        // L(θ) = ½ θᵀAθ − bᵀθ with G = A exactly: the damped Newton step lands next to θ*.
+        // L(θ) = ½ θᵀAθ − bᵀθ with G = A exactly: from θ = 0 the damped Newton step is the
+        // solution of (A + ρI) θ = b (solved directly here, not by CG), next to θ* = A⁻¹ b.
         let mut q = Quadratic::new(4);
         let mut sgn = Sgn::new(exact_cg());
         let mut theta = vec![0.0; 4];
         let report = sgn.step(&mut theta, &mut q).unwrap();
         assert!(report.accepted);
         assert_eq!(report.step_size, 1.0);
-        let err: f64 = theta
-            .iter()
-            .zip(q.minimizer())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
-        assert!(err < 1e-3, "{theta:?} vs {:?}", q.minimizer());
+        let max_diff = |x: &[f64], y: &[f64]| {
+            x.iter()
+                .zip(y)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max)
+        };
+        let damped = q.damped_solve(1e-4);
+        assert!(max_diff(&theta, &damped) < 1e-12, "{theta:?} vs {damped:?}");
+        assert!(
+            max_diff(&theta, &q.minimizer()) < 1e-3,
+            "{theta:?} vs {:?}",
+            q.minimizer()
+        );
         // Ratio ≈ 1 > ¾: ρ shrinks by ⅔.
         assert!((sgn.rho() - 1e-4 * 2.0 / 3.0).abs() < 1e-15);
     }

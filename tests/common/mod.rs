@@ -2,8 +2,10 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use ndarray::Array2;
+use sgn::codegen::{GemmKernels, JitOptions, ParallelMin};
 use sgn::data::{Dataset, Split};
 use sgn::ir::store::TensorMap;
+use sgn::ir::tensor::Floor;
 use sgn::ir::{DType, Tensor};
 use sgn::{CompiledModel, Model};
 use std::path::{Path, PathBuf};
@@ -297,4 +299,43 @@ pub fn stdout(out: &Output) -> String {
 
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The floor of most comparisons here: relative errors element by element, measured against at
+/// least a thousandth of the tensor's largest magnitude, so that values which cancel to nearly
+/// zero are not judged by their own size. (Where a comparison needs a larger floor, it says
+/// why.)
+pub const RELATIVE_FLOOR: Floor = Floor::OfLargest(1e-3);
+
+/// Asserts that `got` is within `tolerance` of `want` by [`Tensor::compare`] with `floor`; the
+/// failure names `what`, the worst element and both values.
+#[track_caller]
+pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, floor: Floor, tolerance: f64) {
+    let comparison = got.compare(want, floor);
+    assert!(
+        comparison.within(tolerance),
+        "{what}: {comparison} (tolerance {tolerance:e})"
+    );
+}
+
+/// JIT options that between them take every code path this host supports, by name: the
+/// defaults (the narrow GEMM kernels on a host with AVX-512, FMA where the host has it), and the
+/// `gemm` crate for every product without FMA. Both split work at every size, so that the
+/// threads' paths run on small inputs too.
+pub fn jit_variants(threads: usize) -> Vec<(&'static str, JitOptions)> {
+    let default = JitOptions {
+        parallel_min: ParallelMin::NONE,
+        ..JitOptions::default().with_threads(threads)
+    };
+    let general = JitOptions {
+        gemm: GemmKernels::General,
+        fma: false,
+        ..default.clone()
+    };
+    vec![("default", default), ("gemm crate, no FMA", general)]
+}
+
+/// Bit patterns of the values, so that NaNs compare equal to themselves.
+pub fn bits(t: &Tensor) -> Vec<u64> {
+    t.to_f64_vec().iter().map(|x| x.to_bits()).collect()
 }
