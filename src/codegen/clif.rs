@@ -16,18 +16,21 @@
 
 use super::math::Lanes;
 use super::runtime::{SpinBarrier, sgn_barrier, sgn_gemm};
-use super::schedule::{Access, Expr, ExprId, Gemm, Kernel, PARTS, Program, ReduceKind, Step};
+use super::schedule::{
+    Access, BufferId, Expr, ExprId, Gemm, Kernel, PARTS, Program, ReduceKind, Step,
+};
 use super::sizes::{Size, SizeSlots};
 use crate::ir::DType;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    AbiParam, FuncRef, InstBuilder, MemFlagsData, UserFuncName, Value, types,
+    AbiParam, FuncRef, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind,
+    UserFuncName, Value, types,
 };
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::{Context, isa::OwnedTargetIsa};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{Linkage, Module, default_libcall_names};
+use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -93,6 +96,15 @@ fn host_isa() -> Result<OwnedTargetIsa, String> {
             .map_err(|e| format!("cranelift setting {name}={value}: {e}"))
     };
     set(&mut flags, "opt_level", "speed")?;
+    // The CLIF verifier costs as much as the rest of compilation; debug builds (and the fuzz
+    // targets) keep it, release builds trust the emitter, which the test suite checks against
+    // the interpreter.
+    let verify = if cfg!(debug_assertions) {
+        "true"
+    } else {
+        "false"
+    };
+    set(&mut flags, "enable_verifier", verify)?;
     set(&mut flags, "is_pic", "false")?;
     set(&mut flags, "use_colocated_libcalls", "false")?;
     let isa = cranelift_native::builder().map_err(|e| format!("host not supported: {e}"))?;
@@ -100,7 +112,17 @@ fn host_isa() -> Result<OwnedTargetIsa, String> {
         .map_err(|e| format!("cannot configure the host ISA: {e}"))
 }
 
+/// Steps per generated function. Cranelift's time per function grows faster than the function
+/// (register allocation above all), so the step sequence is cut into functions of this many
+/// steps, which `entry` calls in order: compile time then grows linearly with the program.
+const STEPS_PER_FUNCTION: usize = 64;
+
 /// Compiles `program` to native code.
+///
+/// Every kernel becomes a function of its own, `kernel(bases, sizes, thread, threads)`, which
+/// reaches its buffers through `bases` (one pointer per buffer it touches, in order of first
+/// access), so that kernels equal up to their buffers — one per layer of a deep model — share one
+/// compiled function. The steps are emitted as calls, [`STEPS_PER_FUNCTION`] to a function.
 pub fn compile(program: &Program, name: &str) -> Result<Compiled, String> {
     let isa = host_isa()?;
     let ptr = isa.pointer_type();
@@ -113,6 +135,10 @@ pub fn compile(program: &Program, name: &str) -> Result<Compiled, String> {
     let mut entry_sig = module.make_signature();
     for ty in [ptr, ptr, types::I64, types::I64, ptr] {
         entry_sig.params.push(AbiParam::new(ty));
+    }
+    let mut kernel_sig = module.make_signature();
+    for ty in [ptr, ptr, types::I64, types::I64] {
+        kernel_sig.params.push(AbiParam::new(ty));
     }
     let mut gemm_sig = module.make_signature();
     gemm_sig.params.push(AbiParam::new(types::I64));
@@ -139,51 +165,114 @@ pub fn compile(program: &Program, name: &str) -> Result<Compiled, String> {
         .declare_function("sgn_barrier", Linkage::Import, &barrier_sig)
         .map_err(|e| err("declare", &e))?;
 
-    let mut ctx: Context = module.make_context();
-    ctx.func.signature = entry_sig;
-    ctx.func.name = UserFuncName::user(0, entry_id.as_u32());
-    let mut slots = SizeSlots::default();
-    {
-        let mut fctx = FunctionBuilderContext::new();
-        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        let gemm = module.declare_func_in_func(gemm_id, b.func);
-        let barrier = module.declare_func_in_func(barrier_id, b.func);
-        let block = b.create_block();
-        b.append_block_params_for_function_params(block);
-        b.switch_to_block(block);
-        b.seal_block(block);
-        let params = b.block_params(block).to_vec();
-        let mut e = Emitter {
-            b,
-            dtype: program.dtype,
-            fma: host_has_fma(),
-            esize: program.dtype.size_bytes() as i64,
-            buffers: params[0],
-            sizes: params[1],
-            thread: params[2],
-            threads: params[3],
-            barrier_ptr: params[4],
-            gemm,
-            barrier,
-            slots: &mut slots,
+    let mut functions = Functions {
+        module,
+        ctx: Context::new(),
+        fctx: FunctionBuilderContext::new(),
+        slots: SizeSlots::default(),
+        dtype: program.dtype,
+    };
+    let define = |functions: &mut Functions,
+                  id,
+                  sig: &Signature,
+                  body: &mut dyn FnMut(&mut Emitter, &[Value])| {
+        functions
+            .define(id, sig, body)
+            .map_err(|e| err("compile", &e))
+    };
+
+    // One function per distinct kernel.
+    let mut kernel_functions: HashMap<String, FuncId> = HashMap::new();
+    let mut calls: Vec<StepCall> = Vec::with_capacity(program.steps.len());
+    for step in &program.steps {
+        let Step::Kernel(k) = step else {
+            calls.push(StepCall::Inline);
+            continue;
         };
-        for (step, barrier_before) in program.steps.iter().zip(program.barriers()) {
-            if barrier_before {
-                let barrier_ptr = e.barrier_ptr;
-                e.b.ins().call(e.barrier, &[barrier_ptr]);
+        let (local, buffers) = with_local_buffers(k);
+        let key = format!("{local:?}");
+        let function = match kernel_functions.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = functions
+                    .module
+                    .declare_anonymous_function(&kernel_sig)
+                    .map_err(|e| err("declare", &e))?;
+                define(&mut functions, id, &kernel_sig, &mut |e, _| {
+                    e.kernel(&local)
+                })?;
+                kernel_functions.insert(key, id);
+                id
             }
-            match step {
-                Step::Kernel(k) => e.kernel(k),
-                Step::Gemm(g) => e.gemm(g),
-            }
-        }
-        e.b.ins().return_(&[]);
-        e.b.finalize(module.target_config());
+        };
+        calls.push(StepCall::Kernel { function, buffers });
     }
-    module
-        .define_function(entry_id, &mut ctx)
-        .map_err(|e| err("compile", &format!("{e:?}")))?;
-    module.clear_context(&mut ctx);
+
+    // The steps, in functions of at most STEPS_PER_FUNCTION steps.
+    let barriers = program.barriers();
+    let mut parts = Vec::new();
+    for (chunk, first) in program
+        .steps
+        .chunks(STEPS_PER_FUNCTION)
+        .zip((0..).step_by(STEPS_PER_FUNCTION))
+    {
+        let id = functions
+            .module
+            .declare_anonymous_function(&entry_sig)
+            .map_err(|e| err("declare", &e))?;
+        define(&mut functions, id, &entry_sig, &mut |e, params| {
+            let gemm = e.import(gemm_id);
+            let barrier = e.import(barrier_id);
+            let mut kernels: HashMap<FuncId, FuncRef> = HashMap::new();
+            let widest = calls[first..first + chunk.len()]
+                .iter()
+                .map(|c| match c {
+                    StepCall::Kernel { buffers, .. } => buffers.len(),
+                    StepCall::Inline => 0,
+                })
+                .max()
+                .unwrap_or(0);
+            let bases = e.b.create_sized_stack_slot(StackSlotData::new(
+                StackSlotKind::ExplicitSlot,
+                (widest * 8) as u32,
+                3,
+            ));
+            for (i, step) in chunk.iter().enumerate() {
+                if barriers[first + i] {
+                    e.b.ins().call(barrier, &[params[4]]);
+                }
+                match (step, &calls[first + i]) {
+                    (Step::Gemm(g), _) => e.gemm(g, gemm),
+                    (_, StepCall::Kernel { function, buffers }) => {
+                        let kernel = *kernels
+                            .entry(*function)
+                            .or_insert_with(|| e.import(*function));
+                        for (slot, &buffer) in buffers.iter().enumerate() {
+                            let base = e.base_pointer(buffer, &Size::default());
+                            e.b.ins().stack_store(ptr, base, bases, (slot * 8) as i32);
+                        }
+                        let table = e.b.ins().stack_addr(ptr, bases, 0);
+                        e.b.ins()
+                            .call(kernel, &[table, e.sizes, e.thread, e.threads]);
+                    }
+                    (Step::Kernel(_), StepCall::Inline) => {
+                        unreachable!("every kernel has a function")
+                    }
+                }
+            }
+        })?;
+        parts.push(id);
+    }
+    define(&mut functions, entry_id, &entry_sig, &mut |e, params| {
+        for &part in &parts {
+            let part = e.import(part);
+            e.b.ins().call(part, params);
+        }
+    })?;
+
+    let Functions {
+        mut module, slots, ..
+    } = functions;
     module.finalize_definitions().map_err(|e| err("link", &e))?;
     let code = module.get_finalized_function(entry_id);
     // SAFETY: `code` was compiled from a function with exactly this signature.
@@ -193,6 +282,83 @@ pub fn compile(program: &Program, name: &str) -> Result<Compiled, String> {
         entry,
         slots,
     })
+}
+
+/// How a step is emitted in its part of the step sequence.
+enum StepCall {
+    /// As a call of a kernel's function, with the buffers it reaches, in its order.
+    Kernel {
+        function: FuncId,
+        buffers: Vec<BufferId>,
+    },
+    /// In place (a GEMM, which is a call of the GEMM shim already).
+    Inline,
+}
+
+/// `k` with its buffers numbered in order of first access, and the buffer each number stands for.
+fn with_local_buffers(k: &Kernel) -> (Kernel, Vec<BufferId>) {
+    let mut local = k.clone();
+    let mut buffers: Vec<BufferId> = Vec::new();
+    for access in local.accesses_mut() {
+        access.buffer = match buffers.iter().position(|&b| b == access.buffer) {
+            Some(i) => i,
+            None => {
+                buffers.push(access.buffer);
+                buffers.len() - 1
+            }
+        };
+    }
+    (local, buffers)
+}
+
+/// The module being filled and the state its function definitions share.
+struct Functions {
+    module: JITModule,
+    ctx: Context,
+    fctx: FunctionBuilderContext,
+    /// Size slots, shared by every function (they all read the one `sizes` table).
+    slots: SizeSlots,
+    dtype: DType,
+}
+
+impl Functions {
+    /// Defines function `id` with `signature`: `body` emits its instructions (given the entry
+    /// block's parameters: buffer table, sizes, thread, threads, …), then it returns.
+    fn define(
+        &mut self,
+        id: FuncId,
+        signature: &Signature,
+        body: &mut dyn FnMut(&mut Emitter, &[Value]),
+    ) -> Result<(), String> {
+        self.ctx.func.signature = signature.clone();
+        self.ctx.func.name = UserFuncName::user(0, id.as_u32());
+        {
+            let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
+            let block = b.create_block();
+            b.append_block_params_for_function_params(block);
+            b.switch_to_block(block);
+            b.seal_block(block);
+            let params = b.block_params(block).to_vec();
+            let mut e = Emitter {
+                b,
+                module: &mut self.module,
+                dtype: self.dtype,
+                fma: host_has_fma(),
+                esize: self.dtype.size_bytes() as i64,
+                buffers: params[0],
+                sizes: params[1],
+                thread: params[2],
+                threads: params[3],
+                slots: &mut self.slots,
+            };
+            body(&mut e, &params);
+            e.b.ins().return_(&[]);
+            e.b.finalize(e.module.target_config());
+        }
+        let defined = self.module.define_function(id, &mut self.ctx);
+        self.module.clear_context(&mut self.ctx);
+        defined.map_err(|e| format!("{e:?}"))
+    }
 }
 
 /// A loop being emitted: `for i in start..end step` with `i` in `var`.
@@ -205,16 +371,15 @@ struct Loop {
 
 struct Emitter<'f, 's> {
     b: FunctionBuilder<'f>,
+    module: &'s mut JITModule,
     dtype: DType,
     fma: bool,
     esize: i64,
+    /// The buffer table: a base pointer per buffer (per kernel buffer, in a kernel's function).
     buffers: Value,
     sizes: Value,
     thread: Value,
     threads: Value,
-    barrier_ptr: Value,
-    gemm: FuncRef,
-    barrier: FuncRef,
     slots: &'s mut SizeSlots,
 }
 
@@ -324,7 +489,12 @@ impl Emitter<'_, '_> {
         self.b.seal_block(l.exit);
     }
 
-    fn gemm(&mut self, g: &Gemm) {
+    /// A function of the module, callable from the one being emitted.
+    fn import(&mut self, function: FuncId) -> FuncRef {
+        self.module.declare_func_in_func(function, self.b.func)
+    }
+
+    fn gemm(&mut self, g: &Gemm, shim: FuncRef) {
         let is_f64 = self
             .b
             .ins()
@@ -338,7 +508,7 @@ impl Emitter<'_, '_> {
         }
         args.push(self.thread);
         args.push(self.threads);
-        self.b.ins().call(self.gemm, &args);
+        self.b.ins().call(shim, &args);
     }
 
     fn kernel(&mut self, k: &Kernel) {

@@ -163,8 +163,31 @@ impl Language for Prim {
         self.operator()
     }
 
+    /// [`Prim::operator`] equality, compared in place: rule search calls this for every e-node
+    /// it visits, and building the operators would clone every leaf's parameters.
     fn matches(&self, other: &Prim) -> bool {
-        self.operator() == other.operator() && self.children().len() == other.children().len()
+        match (self, other) {
+            (Prim::Arg(_) | Prim::Const(..) | Prim::DimSize(..) | Prim::Param(_), _) => {
+                self == other
+            }
+            (Prim::Unary(a, _), Prim::Unary(b, _)) => a == b,
+            (Prim::Binary(a, _), Prim::Binary(b, _)) => a == b,
+            (
+                Prim::MatMul {
+                    transpose_a: a1,
+                    transpose_b: b1,
+                    ..
+                },
+                Prim::MatMul {
+                    transpose_a: a2,
+                    transpose_b: b2,
+                    ..
+                },
+            ) => (a1, b1) == (a2, b2),
+            (Prim::Concat(a), Prim::Concat(b)) => a.len() == b.len(),
+            // The other ops have no parameters in the operator and a fixed arity.
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
     }
 
     fn children(&self) -> &[Id] {
