@@ -1,10 +1,12 @@
-//! Code generation: a scheduled [`Program`] becomes one native function, emitted as CLIF and
+//! Code generation: a scheduled [`Program`] becomes native functions, emitted as CLIF and
 //! compiled by Cranelift.
 //!
-//! The function is `entry(buffers, sizes, thread, threads, barrier)`: `buffers` holds a base
+//! The program runs as `entry(buffers, sizes, thread, threads, barrier)`: `buffers` holds a base
 //! pointer per buffer, `sizes` the value of each symbolic size slot, and every thread of a call
 //! runs it with its own `thread` index (see [`super::runtime`]). Steps run in order, with a
-//! barrier between two steps where a thread could otherwise touch memory another is using.
+//! barrier between two steps where a thread could otherwise touch memory another is using; each
+//! step is a function of its own, shared by the steps equal to it up to their buffers (see
+//! [`compile`]).
 //!
 //! A kernel's loop nest walks its domain with one pointer per access, advanced per axis. The
 //! innermost axis runs as an `F32X4`/`F64X2` loop (unrolled four times with four accumulators
@@ -23,8 +25,7 @@ use super::sizes::{Size, SizeSlots};
 use crate::ir::DType;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    AbiParam, FuncRef, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind,
-    UserFuncName, Value, types,
+    AbiParam, FuncRef, InstBuilder, MemFlagsData, Signature, UserFuncName, Value, types,
 };
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::{Context, isa::OwnedTargetIsa};
@@ -53,6 +54,8 @@ pub struct Compiled {
     module: Mutex<Option<JITModule>>,
     pub entry: EntryFn,
     pub slots: SizeSlots,
+    /// What `entry` runs (it holds the table's address).
+    _steps: Box<StepTable>,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -112,23 +115,20 @@ fn host_isa() -> Result<OwnedTargetIsa, String> {
         .map_err(|e| format!("cannot configure the host ISA: {e}"))
 }
 
-/// Steps per generated function. Cranelift's time per function grows faster than the function
-/// (register allocation above all), so the step sequence is cut into functions of this many
-/// steps, which `entry` calls in order: compile time then grows linearly with the program.
-const STEPS_PER_FUNCTION: usize = 64;
-
 /// Compiles `program` to native code.
 ///
-/// Every kernel becomes a function of its own, `kernel(bases, sizes, thread, threads)`, which
-/// reaches its buffers through `bases` (one pointer per buffer it touches, in order of first
-/// access), so that kernels equal up to their buffers — one per layer of a deep model — share one
-/// compiled function. The steps are emitted as calls, [`STEPS_PER_FUNCTION`] to a function.
+/// Every step becomes a function of its own, `step(buffers, sizes, thread, threads, ids)`, which
+/// reaches its buffers as `buffers[ids[i]]` (`i` numbering the buffers it touches in order of
+/// first access), so that steps equal up to their buffers — a kernel or GEMM per layer of a deep
+/// model — share one compiled function. `entry` hands a table of the steps, each with its
+/// function, its `ids` and whether a barrier comes first, to [`sgn_run_steps`], which calls them
+/// in order. Cranelift thus compiles a few functions of bounded size, however long the program.
 pub fn compile(program: &Program, name: &str) -> Result<Compiled, String> {
     let isa = host_isa()?;
     let ptr = isa.pointer_type();
     let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
     builder.symbol("sgn_gemm", sgn_gemm as *const u8);
-    builder.symbol("sgn_barrier", sgn_barrier as *const u8);
+    builder.symbol("sgn_run_steps", sgn_run_steps as *const u8);
     let mut module = JITModule::new(builder);
     let err = |what: &str, e: &dyn std::fmt::Display| format!("JIT of graph '{name}': {what}: {e}");
 
@@ -136,10 +136,9 @@ pub fn compile(program: &Program, name: &str) -> Result<Compiled, String> {
     for ty in [ptr, ptr, types::I64, types::I64, ptr] {
         entry_sig.params.push(AbiParam::new(ty));
     }
-    let mut kernel_sig = module.make_signature();
-    for ty in [ptr, ptr, types::I64, types::I64] {
-        kernel_sig.params.push(AbiParam::new(ty));
-    }
+    let step_sig = entry_sig.clone();
+    let mut run_steps_sig = entry_sig.clone();
+    run_steps_sig.params.insert(0, AbiParam::new(ptr));
     let mut gemm_sig = module.make_signature();
     gemm_sig.params.push(AbiParam::new(types::I64));
     for ty in [types::I64, types::I64, types::I64] {
@@ -152,8 +151,6 @@ pub fn compile(program: &Program, name: &str) -> Result<Compiled, String> {
     }
     gemm_sig.params.push(AbiParam::new(types::I64));
     gemm_sig.params.push(AbiParam::new(types::I64));
-    let mut barrier_sig = module.make_signature();
-    barrier_sig.params.push(AbiParam::new(ptr));
 
     let entry_id = module
         .declare_function("entry", Linkage::Local, &entry_sig)
@@ -161,8 +158,8 @@ pub fn compile(program: &Program, name: &str) -> Result<Compiled, String> {
     let gemm_id = module
         .declare_function("sgn_gemm", Linkage::Import, &gemm_sig)
         .map_err(|e| err("declare", &e))?;
-    let barrier_id = module
-        .declare_function("sgn_barrier", Linkage::Import, &barrier_sig)
+    let run_steps_id = module
+        .declare_function("sgn_run_steps", Linkage::Import, &run_steps_sig)
         .map_err(|e| err("declare", &e))?;
 
     let mut functions = Functions {
@@ -181,99 +178,60 @@ pub fn compile(program: &Program, name: &str) -> Result<Compiled, String> {
             .map_err(|e| err("compile", &e))
     };
 
-    // One function per distinct kernel.
-    let mut kernel_functions: HashMap<String, FuncId> = HashMap::new();
-    let mut calls: Vec<StepCall> = Vec::with_capacity(program.steps.len());
+    // One function per distinct step.
+    let mut step_functions: HashMap<String, FuncId> = HashMap::new();
+    let mut planned: Vec<(FuncId, Box<[i64]>)> = Vec::with_capacity(program.steps.len());
     for step in &program.steps {
-        let Step::Kernel(k) = step else {
-            calls.push(StepCall::Inline);
-            continue;
-        };
-        let (local, buffers) = with_local_buffers(k);
+        let (local, buffers) = with_local_buffers(step);
         let key = format!("{local:?}");
-        let function = match kernel_functions.get(&key) {
+        let function = match step_functions.get(&key) {
             Some(&id) => id,
             None => {
                 let id = functions
                     .module
-                    .declare_anonymous_function(&kernel_sig)
+                    .declare_anonymous_function(&step_sig)
                     .map_err(|e| err("declare", &e))?;
-                define(&mut functions, id, &kernel_sig, &mut |e, _| {
-                    e.kernel(&local)
+                define(&mut functions, id, &step_sig, &mut |e, _| match &local {
+                    Step::Kernel(k) => e.kernel(k),
+                    Step::Gemm(g) => {
+                        let shim = e.import(gemm_id);
+                        e.gemm(g, shim);
+                    }
                 })?;
-                kernel_functions.insert(key, id);
+                step_functions.insert(key, id);
                 id
             }
         };
-        calls.push(StepCall::Kernel { function, buffers });
+        planned.push((function, buffers));
     }
 
-    // The steps, in functions of at most STEPS_PER_FUNCTION steps.
-    let barriers = program.barriers();
-    let mut parts = Vec::new();
-    for (chunk, first) in program
-        .steps
-        .chunks(STEPS_PER_FUNCTION)
-        .zip((0..).step_by(STEPS_PER_FUNCTION))
-    {
-        let id = functions
-            .module
-            .declare_anonymous_function(&entry_sig)
-            .map_err(|e| err("declare", &e))?;
-        define(&mut functions, id, &entry_sig, &mut |e, params| {
-            let gemm = e.import(gemm_id);
-            let barrier = e.import(barrier_id);
-            let mut kernels: HashMap<FuncId, FuncRef> = HashMap::new();
-            let widest = calls[first..first + chunk.len()]
-                .iter()
-                .map(|c| match c {
-                    StepCall::Kernel { buffers, .. } => buffers.len(),
-                    StepCall::Inline => 0,
-                })
-                .max()
-                .unwrap_or(0);
-            let bases = e.b.create_sized_stack_slot(StackSlotData::new(
-                StackSlotKind::ExplicitSlot,
-                (widest * 8) as u32,
-                3,
-            ));
-            for (i, step) in chunk.iter().enumerate() {
-                if barriers[first + i] {
-                    e.b.ins().call(barrier, &[params[4]]);
-                }
-                match (step, &calls[first + i]) {
-                    (Step::Gemm(g), _) => e.gemm(g, gemm),
-                    (_, StepCall::Kernel { function, buffers }) => {
-                        let kernel = *kernels
-                            .entry(*function)
-                            .or_insert_with(|| e.import(*function));
-                        for (slot, &buffer) in buffers.iter().enumerate() {
-                            let base = e.base_pointer(buffer, &Size::default());
-                            e.b.ins().stack_store(ptr, base, bases, (slot * 8) as i32);
-                        }
-                        let table = e.b.ins().stack_addr(ptr, bases, 0);
-                        e.b.ins()
-                            .call(kernel, &[table, e.sizes, e.thread, e.threads]);
-                    }
-                    (Step::Kernel(_), StepCall::Inline) => {
-                        unreachable!("every kernel has a function")
-                    }
-                }
-            }
-        })?;
-        parts.push(id);
-    }
+    // The table `entry` runs; its address is fixed before the functions it lists are.
+    let mut steps = Box::new(StepTable::default());
+    let table = std::ptr::from_ref::<StepTable>(&steps) as i64;
     define(&mut functions, entry_id, &entry_sig, &mut |e, params| {
-        for &part in &parts {
-            let part = e.import(part);
-            e.b.ins().call(part, params);
-        }
+        let run_steps = e.import(run_steps_id);
+        let mut args = vec![e.b.ins().iconst(ptr, table)];
+        args.extend_from_slice(params);
+        e.b.ins().call(run_steps, &args);
     })?;
 
     let Functions {
         mut module, slots, ..
     } = functions;
     module.finalize_definitions().map_err(|e| err("link", &e))?;
+    steps.steps = planned
+        .into_iter()
+        .zip(program.barriers())
+        .map(|((function, buffers), barrier_before)| {
+            let code = module.get_finalized_function(function);
+            CompiledStep {
+                // SAFETY: `code` was compiled from a function with exactly this signature.
+                function: unsafe { std::mem::transmute::<*const u8, StepFn>(code) },
+                buffers,
+                barrier_before,
+            }
+        })
+        .collect();
     let code = module.get_finalized_function(entry_id);
     // SAFETY: `code` was compiled from a function with exactly this signature.
     let entry = unsafe { std::mem::transmute::<*const u8, EntryFn>(code) };
@@ -281,34 +239,75 @@ pub fn compile(program: &Program, name: &str) -> Result<Compiled, String> {
         module: Mutex::new(Some(module)),
         entry,
         slots,
+        _steps: steps,
     })
 }
 
-/// How a step is emitted in its part of the step sequence.
-enum StepCall {
-    /// As a call of a kernel's function, with the buffers it reaches, in its order.
-    Kernel {
-        function: FuncId,
-        buffers: Vec<BufferId>,
-    },
-    /// In place (a GEMM, which is a call of the GEMM shim already).
-    Inline,
+/// A step's function: buffer pointers, size slots, thread index, thread count, and the indices
+/// in the buffer pointers of the buffers it touches.
+type StepFn = unsafe extern "C" fn(*const *mut u8, *const i64, i64, i64, *const i64);
+
+/// A program's steps as `entry` runs them.
+#[derive(Default)]
+struct StepTable {
+    steps: Vec<CompiledStep>,
 }
 
-/// `k` with its buffers numbered in order of first access, and the buffer each number stands for.
-fn with_local_buffers(k: &Kernel) -> (Kernel, Vec<BufferId>) {
-    let mut local = k.clone();
-    let mut buffers: Vec<BufferId> = Vec::new();
-    for access in local.accesses_mut() {
-        access.buffer = match buffers.iter().position(|&b| b == access.buffer) {
+struct CompiledStep {
+    function: StepFn,
+    /// The buffer (index in the buffer pointers) of each of the step's own buffer numbers.
+    buffers: Box<[i64]>,
+    /// Threads meet at the barrier before the step.
+    barrier_before: bool,
+}
+
+/// Runs a program's steps in order: what the generated `entry` calls.
+///
+/// # Safety
+/// `table` must point to the live [`StepTable`] of the compiled program; the other arguments are
+/// `entry`'s, and must be valid for it.
+unsafe extern "C" fn sgn_run_steps(
+    table: *const StepTable,
+    buffers: *const *mut u8,
+    sizes: *const i64,
+    thread: i64,
+    threads: i64,
+    barrier: *const SpinBarrier,
+) {
+    // SAFETY: as documented above; `Compiled` owns the table and outlives every call.
+    let table = unsafe { &*table };
+    for step in &table.steps {
+        if step.barrier_before {
+            // SAFETY: `barrier` is `entry`'s, live for the call.
+            unsafe { sgn_barrier(barrier) };
+        }
+        // SAFETY: the function was compiled for these arguments and these buffer indices.
+        unsafe { (step.function)(buffers, sizes, thread, threads, step.buffers.as_ptr()) };
+    }
+}
+
+/// `step` with its buffers numbered in order of first access, and the buffer each number stands
+/// for.
+fn with_local_buffers(step: &Step) -> (Step, Box<[i64]>) {
+    let mut local = step.clone();
+    let mut buffers: Vec<i64> = Vec::new();
+    let mut renumber = |buffer: &mut BufferId| {
+        let global = *buffer as i64;
+        *buffer = match buffers.iter().position(|&b| b == global) {
             Some(i) => i,
             None => {
-                buffers.push(access.buffer);
+                buffers.push(global);
                 buffers.len() - 1
             }
         };
+    };
+    match &mut local {
+        Step::Kernel(k) => k.accesses_mut().for_each(|a| renumber(&mut a.buffer)),
+        Step::Gemm(g) => [&mut g.a, &mut g.b, &mut g.c]
+            .into_iter()
+            .for_each(|m| renumber(&mut m.buffer)),
     }
-    (local, buffers)
+    (local, buffers.into_boxed_slice())
 }
 
 /// The module being filled and the state its function definitions share.
@@ -349,6 +348,7 @@ impl Functions {
                 sizes: params[1],
                 thread: params[2],
                 threads: params[3],
+                buffer_ids: params[4],
                 slots: &mut self.slots,
             };
             body(&mut e, &params);
@@ -375,11 +375,13 @@ struct Emitter<'f, 's> {
     dtype: DType,
     fma: bool,
     esize: i64,
-    /// The buffer table: a base pointer per buffer (per kernel buffer, in a kernel's function).
+    /// A base pointer per buffer of the program.
     buffers: Value,
     sizes: Value,
     thread: Value,
     threads: Value,
+    /// In a step's function: the index in `buffers` of each of the step's own buffer numbers.
+    buffer_ids: Value,
     slots: &'s mut SizeSlots,
 }
 
@@ -429,13 +431,16 @@ impl Emitter<'_, '_> {
         }
     }
 
-    /// `buffers[id] + offset·esize`.
+    /// `buffers[buffer_ids[buffer]] + offset·esize`, for the step's own buffer number `buffer`.
     fn base_pointer(&mut self, buffer: usize, offset: &Size) -> Value {
         let flags = MemFlagsData::trusted().with_readonly();
-        let base = self
+        let index = self
             .b
             .ins()
-            .load(types::I64, flags, self.buffers, (buffer * 8) as i32);
+            .load(types::I64, flags, self.buffer_ids, (buffer * 8) as i32);
+        let at = self.b.ins().ishl_imm_u(index, 3);
+        let at = self.b.ins().iadd(self.buffers, at);
+        let base = self.b.ins().load(types::I64, flags, at, 0);
         if offset.is_zero() {
             return base;
         }
