@@ -24,11 +24,11 @@ models = {
     "ops": "model t\ninput x: f64[B, 4]\ntarget y: f64[B, 4]\nparam p: f64[4] = normal(0.1)\n"
            "fn f(a, b) = exp(a) * b - log(1 + square(a))\n"
            "h = f(x, p) / sqrt(abs(x) + 1)\nm = mean(h, axis=1, keepdims=true)\n"
-           "s = softmax(h - m, axis=1)\noutput z = relu(s) + softplus(h) - sigmoid(h) ** 2\n"
+           "s = softmax(h - m, axis=1)\noutput z = relu(s) + softplus(h) - pow(sigmoid(h), 2) + maximum(h, x)\n"
            "loss mse(z, y)\n",
     "shapes": "model t\ninput x: f32[B, 6]\ntarget y: f32[B, 3]\nparam w: f32[6, 3] = uniform(-1, 1)\n"
               "r = reshape(x, [B, 2, 3])\nc = concat([sum(r, axis=1), x @ w], axis=1)\n"
-              "t = transpose(x)\nh = slice(c, 0, 3, axis=1) + max(x, axis=1, keepdims=true)\n"
+              "t = transpose(x)\nh = c @ w + max(x, axis=1, keepdims=true)\n"
               "output z = tanh(h)\nloss softmax_cross_entropy(z, y)\n",
     "binary": "model t\ninput x: f32[B, 1]\ntarget y: f32[B, 1]\nparam w: f32[1, 1] = constant(0.5)\n"
               "param b: f32[1]\noutput z = x @ w + b\nloss sigmoid_cross_entropy(z, y)\n",
