@@ -64,8 +64,12 @@ fn ms_since(start: f64) -> f64 {
 }
 
 fn main() -> sgn::Result<()> {
-    let depths: Vec<usize> = match std::env::args().skip(1).map(|a| a.parse()).collect() {
-        Ok(depths) if !std::env::args().nth(1).is_none() => depths,
+    let depths: Vec<usize> = match std::env::args()
+        .skip(1)
+        .map(|a| a.parse())
+        .collect::<Result<Vec<usize>, _>>()
+    {
+        Ok(depths) if !depths.is_empty() => depths,
         Ok(_) => DEFAULT_DEPTHS.to_vec(),
         Err(e) => panic!("depths must be positive integers: {e}"),
     };

@@ -7,8 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use sgn::data::{Dataset, DatasetName, LoadOptions, Split};
 use sgn::ir::store::{TensorMap, init_params};
 use sgn::optim::{
-    Adam, AdamOptions, Optimizer, Sgd, SgdOptions, Sgn, SgnOptions, StopRule, TrainOptions,
-    Trainer,
+    Adam, AdamOptions, Optimizer, Sgd, SgdOptions, Sgn, SgnOptions, StopRule, TrainOptions, Trainer,
 };
 use sgn::{CompileOptions, CompiledModel, Model};
 use std::io::Write;
@@ -26,18 +25,18 @@ struct Setup {
 }
 
 static SETUP: LazyLock<Setup> = LazyLock::new(|| {
-    let model = Model::parse_named(
-        "sine_mlp.sgn",
-        include_str!("../../ir/sine_mlp.sgn"),
-    )
-    .expect("sine_mlp parses");
+    let model = Model::parse_named("sine_mlp.sgn", include_str!("../../ir/sine_mlp.sgn"))
+        .expect("sine_mlp parses");
     let compiled = model
         .compile(&CompileOptions::default())
         .expect("sine_mlp compiles");
     let params = init_params(&model.params, SEED).expect("initial parameters");
-    let sine = sgn::data::load(DatasetName::Sine, &LoadOptions::default(), Path::new("."), |_| {
-        unreachable!("the sine dataset is generated, never fetched")
-    })
+    let sine = sgn::data::load(
+        DatasetName::Sine,
+        &LoadOptions::default(),
+        Path::new("."),
+        |_| unreachable!("the sine dataset is generated, never fetched"),
+    )
     .expect("the sine dataset");
     // Two batches per epoch, so that a resumed run takes a step or two.
     let head = |split: &Split, n: usize| Split {
