@@ -319,22 +319,26 @@ fn random_name(len: usize, seed: u64) -> String {
 #[test]
 fn suggestions_for_huge_names_take_linear_time() {
     let started = std::time::Instant::now();
+    // The error of a model whose output adds `used` to b after `definitions`; it must say `wanted`.
+    let assert_unknown = |definitions: &str, used: &str, wanted: &str| {
+        let source = variant(
+            "output z = x @ w + b",
+            &format!("{definitions}output z = {used} + b"),
+        );
+        let err = Model::parse(&source)
+            .expect_err("an unknown name")
+            .to_string();
+        assert!(err.contains(wanted), "{}", &err[..200]);
+    };
     // One 1 MiB name misspelled in its middle, next to a decoy of the same length.
     let name = random_name(1 << 20, 1);
     let mut typo = name.clone();
     typo.replace_range(1000..1002, "zz");
     let decoy = random_name(1 << 20, 2);
-    let source = variant(
-        "output z = x @ w + b",
-        &format!("{name} = x @ w\n{decoy} = x @ w\noutput z = {typo} + b"),
-    );
-    let err = Model::parse(&source)
-        .expect_err("an unknown name")
-        .to_string();
-    assert!(
-        err.contains(&format!("did you mean '{name}'?")),
-        "{}",
-        &err[..200]
+    assert_unknown(
+        &format!("{name} = x @ w\n{decoy} = x @ w\n"),
+        &typo,
+        &format!("did you mean '{name}'?"),
     );
     // 64 names of 16 KiB, all of nearly the same length as the unknown one, none close to it.
     let names: Vec<String> = (0..64)
@@ -342,17 +346,10 @@ fn suggestions_for_huge_names_take_linear_time() {
         .collect();
     let definitions: String = names.iter().map(|n| format!("{n} = x @ w\n")).collect();
     let unknown = random_name(1 << 14, 9);
-    let source = variant(
-        "output z = x @ w + b",
-        &format!("{definitions}output z = {unknown} + b"),
-    );
-    let err = Model::parse(&source)
-        .expect_err("an unknown name")
-        .to_string();
-    assert!(
-        err.contains(&format!("unknown name '{unknown}' (known names: ")),
-        "{}",
-        &err[..200]
+    assert_unknown(
+        &definitions,
+        &unknown,
+        &format!("unknown name '{unknown}' (known names: "),
     );
     let seconds = started.elapsed().as_secs_f64();
     assert!(seconds < 10.0, "the suggestion search took {seconds:.1} s");
