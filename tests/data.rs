@@ -181,6 +181,30 @@ fn idx_labels_must_be_classes() {
     assert_eq!(message, "lbls: label 10 at index 1 is not a class 0..10");
 }
 
+/// Found by the `idx` fuzz target: no images, but pixel dimensions whose product overflows, used
+/// to panic in ndarray ("arithmetic overflow") instead of being an error.
+#[test]
+fn idx_image_dimensions_that_overflow_are_an_error_even_without_images() {
+    let crash = [
+        0x00, 0x00, 0x08, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0xc2, 0xff, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x6b, 0x02,
+    ];
+    let images = parse_idx(&crash, "imgs").expect("0 images of 262338×4278190080×27394 pixels");
+    let labels = parse_idx(&idx_bytes(&[0], &[]), "lbls").expect("no labels");
+    let message = image_classification_split(&images, &labels, 10, "imgs", "lbls")
+        .expect_err("the pixel count overflows")
+        .to_string();
+    assert_eq!(
+        message,
+        "imgs: images of 262338×4278190080×27394 pixels are too large to hold"
+    );
+    // Large but representable: an empty split.
+    let images = parse_idx(&idx_bytes(&[0, 1 << 31, 1 << 31], &[]), "imgs").expect("no images");
+    let split = image_classification_split(&images, &labels, 10, "imgs", "lbls")
+        .expect("no images of 2^62 pixels");
+    assert_eq!(split.features.dim(), (0, 1 << 62));
+}
+
 // ---------------------------------------------------------------- sine
 
 fn sine(options: SineOptions) -> Dataset {

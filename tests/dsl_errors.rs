@@ -299,6 +299,62 @@ fn unknown_name_suggests_the_closest() {
     );
 }
 
+/// `len` pseudo-random lowercase letters (a fixed sequence per `seed`).
+fn random_name(len: usize, seed: u64) -> String {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            char::from(b'a' + ((state >> 33) % 26) as u8)
+        })
+        .collect()
+}
+
+/// Huge names keep the "did you mean" search linear in the source's size: a quadratic edit
+/// distance on 1 MiB names takes hours (32 KiB took 7 s), these take well under a second.
+#[test]
+fn suggestions_for_huge_names_take_linear_time() {
+    let started = std::time::Instant::now();
+    // The error of a model whose output adds `used` to b after `definitions`; it must say `wanted`.
+    let assert_unknown = |definitions: &str, used: &str, wanted: &str| {
+        let source = variant(
+            "output z = x @ w + b",
+            &format!("{definitions}output z = {used} + b"),
+        );
+        let err = Model::parse(&source)
+            .expect_err("an unknown name")
+            .to_string();
+        assert!(err.contains(wanted), "{}", &err[..200]);
+    };
+    // One 1 MiB name misspelled in its middle, next to a decoy of the same length.
+    let name = random_name(1 << 20, 1);
+    let mut typo = name.clone();
+    typo.replace_range(1000..1002, "zz");
+    let decoy = random_name(1 << 20, 2);
+    assert_unknown(
+        &format!("{name} = x @ w\n{decoy} = x @ w\n"),
+        &typo,
+        &format!("did you mean '{name}'?"),
+    );
+    // 64 names of 16 KiB, all of nearly the same length as the unknown one, none close to it.
+    let names: Vec<String> = (0..64)
+        .map(|i| random_name((1 << 14) + i % 4, 10 + i as u64))
+        .collect();
+    let definitions: String = names.iter().map(|n| format!("{n} = x @ w\n")).collect();
+    let unknown = random_name(1 << 14, 9);
+    assert_unknown(
+        &definitions,
+        &unknown,
+        &format!("unknown name '{unknown}' (known names: "),
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(seconds < 10.0, "the suggestion search took {seconds:.1} s");
+}
+
 #[test]
 fn unknown_name_lists_what_is_known() {
     check(

@@ -251,7 +251,7 @@ impl Kernel {
             .chain(self.reductions.iter().map(|r| &r.out))
     }
 
-    fn accesses_mut(&mut self) -> impl Iterator<Item = &mut Access> {
+    pub(crate) fn accesses_mut(&mut self) -> impl Iterator<Item = &mut Access> {
         self.exprs
             .iter_mut()
             .filter_map(|e| match e {

@@ -176,7 +176,19 @@ pub fn image_classification_split(
             "{labels_source}: label {label} at index {index} is not a class 0..{num_classes}"
         )));
     }
-    let pixels: usize = pixel_dims.iter().product();
+    // Checked even without images, when no data bounds it: ndarray refuses a shape whose
+    // product does not fit `isize`.
+    let pixels = pixel_dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&p| isize::try_from(p).is_ok())
+        .ok_or_else(|| {
+            let shape: Vec<String> = pixel_dims.iter().map(usize::to_string).collect();
+            data_error(format!(
+                "{images_source}: images of {} pixels are too large to hold",
+                shape.join("×")
+            ))
+        })?;
     let scaled = images.data.iter().map(|&p| f32::from(p) / 255.0).collect();
     let features = Array2::from_shape_vec((*count, pixels), scaled)
         .expect("check_filled: the data fills the dimensions");

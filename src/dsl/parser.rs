@@ -25,6 +25,7 @@ use super::lexer::{Token, TokenKind, tokenize};
 use crate::ir::Diagnostic;
 use crate::ir::graph::{ArgRole, Span};
 use crate::ir::shape::DType;
+use rapidfuzz::distance::levenshtein;
 
 /// The deepest nesting of parentheses, calls, lists and operators an expression may have
 /// (counting inlined fn bodies when lowering). Ample for models written by hand, and small
@@ -664,33 +665,26 @@ impl Parser<'_> {
     }
 }
 
-/// The candidate closest to `name` by edit distance, if it is close enough to be a likely typo.
+/// Edits a likely typo may be away from the name it misspells: a third of the name's length, at
+/// least 1 and at most this. The bound keeps each comparison linear in the names' lengths (only a
+/// band of the edit-distance table this wide is computed), whatever the file holds.
+const MAX_TYPO_EDITS: usize = 4;
+
+/// The candidate closest to `name` by edit distance (in characters), if it is close enough to be
+/// a likely typo.
 pub(crate) fn closest<'c>(
     name: &str,
     candidates: impl IntoIterator<Item = &'c str>,
 ) -> Option<&'c str> {
-    let limit = (name.chars().count() / 3).max(1);
+    let limit = (name.chars().count() / 3).clamp(1, MAX_TYPO_EDITS);
+    let within_limit = levenshtein::Args::default().score_cutoff(limit);
     candidates
         .into_iter()
-        .map(|c| (edit_distance(name, c), c))
-        .filter(|&(d, _)| d <= limit)
+        .filter_map(|c| {
+            levenshtein::distance_with_args(name.chars(), c.chars(), &within_limit).map(|d| (d, c))
+        })
         .min_by_key(|&(d, _)| d)
         .map(|(_, c)| c)
-}
-
-/// Levenshtein distance, counted in characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, &cb) in b.iter().enumerate() {
-            let substitute = previous[j] + usize::from(ca != cb);
-            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 #[cfg(test)]
@@ -798,6 +792,13 @@ mod tests {
         assert_eq!(closest("parm", KEYWORDS), Some("param"));
         assert_eq!(closest("sigmoidd", ["sigmoid", "softmax"]), Some("sigmoid"));
         assert_eq!(closest("zzz", ["sigmoid"]), None);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        // A third of the length, at most MAX_TYPO_EDITS: 3 edits in 9 characters are a typo.
+        assert_eq!(closest("abcdefxyz", ["abcdefghi"]), Some("abcdefghi"));
+        assert_eq!(closest("abcdefxyz", ["abcdeuvwx"]), None);
+        let long = "a".repeat(30);
+        let four_off = format!("{}bbbb", "a".repeat(26));
+        let five_off = format!("{}bbbbb", "a".repeat(25));
+        assert_eq!(closest(&long, [four_off.as_str()]), Some(four_off.as_str()));
+        assert_eq!(closest(&long, [five_off.as_str()]), None);
     }
 }

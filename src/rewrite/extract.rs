@@ -8,6 +8,12 @@
 //! DAG cost: each class on the chosen graph tries each of its other e-nodes, and a switch is kept
 //! when the whole graph gets cheaper (and stays acyclic). The search stops when a pass improves
 //! nothing or the time budget is spent.
+//!
+//! A trial costs only the part of the graph it changes, not the whole graph: the search counts
+//! how many chosen parents reach each class, so a switch adds the classes its new e-node makes
+//! reachable and drops those its old one alone kept. Cycles are ruled out by a topological rank of
+//! the current choice: an e-node whose children all rank below its class cannot close one, and
+//! only the others are checked, by a walk that never descends below the class's rank.
 
 use super::analysis::{EGraph, facts, ir_op};
 use super::lang::ENode;
@@ -43,7 +49,7 @@ pub fn extract(egraph: &EGraph, roots: &[Id], batch: u64, budget: Duration) -> E
     let start = Instant::now();
     let mut dag = Dag::new(egraph, batch);
     let roots: Vec<usize> = roots.iter().map(|&r| dag.index[&egraph.find(r)]).collect();
-    let (mut choice, tree_cost) = dag.tree_seed();
+    let (choice, tree_cost) = dag.tree_seed();
     assert!(
         roots.iter().all(|&r| tree_cost[r].is_finite()),
         "every root is extractable: it holds the node it was loaded from"
@@ -51,42 +57,30 @@ pub fn extract(egraph: &EGraph, roots: &[Id], batch: u64, budget: Duration) -> E
     let seed_cost = dag
         .cost(&choice, &roots)
         .expect("the tree seed is acyclic by construction");
-    let mut cost = seed_cost;
+    let mut search = LocalSearch::new(&dag, choice, &tree_cost, &roots);
     let mut passes = 0;
     let converged = loop {
         passes += 1;
         let mut improved = false;
-        for class in dag.reachable(&choice, &roots) {
-            if start.elapsed() > budget {
+        let mut out_of_time = false;
+        for class in dag.reachable(&search.choice, &roots) {
+            out_of_time = start.elapsed() > budget;
+            if out_of_time {
                 break;
             }
-            let original = choice[class];
-            for k in 0..dag.candidates[class].len() {
-                let usable = dag.candidates[class][k]
-                    .children
-                    .iter()
-                    .all(|&c| tree_cost[c].is_finite());
-                if k == original || !usable {
-                    continue;
-                }
-                let kept = choice[class];
-                choice[class] = k;
-                match dag.cost(&choice, &roots) {
-                    Some(c) if c < cost * (1.0 - 1e-12) => {
-                        cost = c;
-                        improved = true;
-                    }
-                    _ => choice[class] = kept,
-                }
-            }
+            improved |= search.improve(class);
+        }
+        if out_of_time {
+            break false;
         }
         if !improved {
             break true;
         }
-        if start.elapsed() > budget {
-            break false;
-        }
     };
+    let choice = search.choice;
+    let cost = dag
+        .cost(&choice, &roots)
+        .expect("the local search keeps the choice acyclic");
     let choice = dag
         .reachable(&choice, &roots)
         .into_iter()
@@ -212,15 +206,15 @@ impl Dag {
     }
 
     /// The classes the roots reach under `choice`, parents before children.
-    fn reachable(&mut self, choice: &[usize], roots: &[usize]) -> Vec<usize> {
-        self.stamp += 1;
+    fn reachable(&self, choice: &[usize], roots: &[usize]) -> Vec<usize> {
+        let mut entered = vec![false; self.classes.len()];
         let mut order = Vec::new();
         let mut stack: Vec<usize> = roots.to_vec();
         while let Some(class) = stack.pop() {
-            if self.entered[class] == self.stamp {
+            if entered[class] {
                 continue;
             }
-            self.entered[class] = self.stamp;
+            entered[class] = true;
             order.push(class);
             stack.extend(&self.candidates[class][choice[class]].children);
         }
@@ -263,6 +257,188 @@ impl Dag {
             }
         }
         Some(total)
+    }
+}
+
+/// The local search's state: the current choice, how many chosen parents (or roots) reach each
+/// class, and a topological rank of the choice (every chosen e-node's children rank below its
+/// class).
+struct LocalSearch<'d> {
+    dag: &'d Dag,
+    choice: Vec<usize>,
+    /// Classes that can be extracted at all (finite tree cost).
+    usable: Vec<bool>,
+    /// Chosen parents (plus one per root occurrence) of each class; 0: not on the graph.
+    references: Vec<u32>,
+    rank: Vec<usize>,
+    /// The graph's DAG cost, kept up to date switch by switch.
+    cost: f64,
+    stack: Vec<usize>,
+    /// Walk stamps of the cycle check.
+    seen: Vec<u32>,
+    stamp: u32,
+}
+
+impl<'d> LocalSearch<'d> {
+    fn new(
+        dag: &'d Dag,
+        choice: Vec<usize>,
+        tree_cost: &[f64],
+        roots: &[usize],
+    ) -> LocalSearch<'d> {
+        let n = dag.classes.len();
+        let mut search = LocalSearch {
+            dag,
+            choice,
+            usable: tree_cost.iter().map(|c| c.is_finite()).collect(),
+            references: vec![0; n],
+            rank: Vec::new(),
+            cost: 0.0,
+            stack: Vec::new(),
+            seen: vec![0; n],
+            stamp: 0,
+        };
+        search.rank_topologically();
+        for &root in roots {
+            search.cost += search.reference(root);
+        }
+        search
+    }
+
+    /// Tries every other e-node of `class` (if it is still on the graph) and keeps each that
+    /// makes the graph cheaper. True if one was kept.
+    fn improve(&mut self, class: usize) -> bool {
+        let dag = self.dag;
+        let mut improved = false;
+        for (k, candidate) in dag.candidates[class].iter().enumerate() {
+            let current = self.choice[class];
+            if self.references[class] == 0
+                || k == current
+                || !candidate.children.iter().all(|&c| self.usable[c])
+            {
+                continue;
+            }
+            let reorders = candidate
+                .children
+                .iter()
+                .any(|&c| self.rank[c] >= self.rank[class]);
+            if reorders && self.closes_cycle(class, k) {
+                continue;
+            }
+            let delta = self.switch(class, k);
+            if delta < -1e-12 * self.cost.abs() {
+                self.cost += delta;
+                improved = true;
+                if reorders {
+                    self.rank_topologically();
+                }
+            } else {
+                self.switch(class, current);
+            }
+        }
+        improved
+    }
+
+    /// Chooses e-node `k` for `class`, which is on the graph; returns the change of the DAG cost.
+    /// Classes the new e-node reaches are referenced before the old one's are released, so that
+    /// the classes both reach stay on the graph untouched.
+    fn switch(&mut self, class: usize, k: usize) -> f64 {
+        let dag = self.dag;
+        let old = &dag.candidates[class][self.choice[class]];
+        let new = &dag.candidates[class][k];
+        self.choice[class] = k;
+        let mut delta = new.cost - old.cost;
+        for &child in &new.children {
+            delta += self.reference(child);
+        }
+        for &child in &old.children {
+            delta -= self.release(child);
+        }
+        delta
+    }
+
+    /// Adds a reference to `class`; returns the cost of the classes this puts on the graph.
+    fn reference(&mut self, class: usize) -> f64 {
+        let mut added = 0.0;
+        self.stack.push(class);
+        while let Some(c) = self.stack.pop() {
+            self.references[c] += 1;
+            if self.references[c] == 1 {
+                let chosen = &self.dag.candidates[c][self.choice[c]];
+                added += chosen.cost;
+                self.stack.extend(&chosen.children);
+            }
+        }
+        added
+    }
+
+    /// Removes a reference to `class`; returns the cost of the classes this takes off the graph.
+    fn release(&mut self, class: usize) -> f64 {
+        let mut removed = 0.0;
+        self.stack.push(class);
+        while let Some(c) = self.stack.pop() {
+            self.references[c] -= 1;
+            if self.references[c] == 0 {
+                let chosen = &self.dag.candidates[c][self.choice[c]];
+                removed += chosen.cost;
+                self.stack.extend(&chosen.children);
+            }
+        }
+        removed
+    }
+
+    /// True if choosing e-node `k` for `class` would make `class` reach itself. Only classes
+    /// ranked above `class` can reach it, so the walk stops at any class ranked below.
+    fn closes_cycle(&mut self, class: usize, k: usize) -> bool {
+        self.stamp += 1;
+        let bound = self.rank[class];
+        self.stack.clear();
+        self.stack.extend(&self.dag.candidates[class][k].children);
+        while let Some(c) = self.stack.pop() {
+            if c == class {
+                self.stack.clear();
+                return true;
+            }
+            if self.rank[c] < bound || self.seen[c] == self.stamp {
+                continue;
+            }
+            self.seen[c] = self.stamp;
+            self.stack
+                .extend(&self.dag.candidates[c][self.choice[c]].children);
+        }
+        false
+    }
+
+    /// Ranks every usable class in post-order of the chosen e-nodes (children first); the
+    /// choice is acyclic on usable classes, so this is a topological order.
+    fn rank_topologically(&mut self) {
+        let n = self.dag.classes.len();
+        self.rank = vec![usize::MAX; n];
+        let mut next = 0;
+        // (class, children visited) pairs.
+        let mut stack: Vec<(usize, bool)> = Vec::new();
+        for start in 0..n {
+            if !self.usable[start] || self.rank[start] != usize::MAX {
+                continue;
+            }
+            stack.push((start, false));
+            while let Some((c, expanded)) = stack.pop() {
+                if self.rank[c] != usize::MAX {
+                    continue;
+                }
+                if expanded {
+                    self.rank[c] = next;
+                    next += 1;
+                    continue;
+                }
+                stack.push((c, true));
+                for &child in &self.dag.candidates[c][self.choice[c]].children {
+                    if self.rank[child] == usize::MAX {
+                        stack.push((child, false));
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -43,8 +43,14 @@ impl Language for ENode {
         self.operator()
     }
 
+    /// [`ENode::operator`] equality, compared in place: rule search calls this for every e-node
+    /// it visits, and building the operators would clone every op's parameters.
     fn matches(&self, other: &ENode) -> bool {
-        self.operator() == other.operator() && self.children().len() == other.children().len()
+        match (self, other) {
+            (ENode::Apply(a, xs), ENode::Apply(b, ys)) => a == b && xs.len() == ys.len(),
+            // Leaves and parameters have no children: the whole node is the operator.
+            _ => self == other,
+        }
     }
 
     fn children(&self) -> &[Id] {

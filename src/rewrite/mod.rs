@@ -47,11 +47,23 @@ use std::time::{Duration, Instant};
 pub struct PhaseLimits {
     /// Rewriting iterations (search all rules, apply, rebuild).
     pub iterations: usize,
-    /// E-graph size, in e-nodes.
+    /// E-graph size, in e-nodes; a graph that loads into more than a [`NODE_GROWTH`]th of this
+    /// may grow to [`NODE_GROWTH`] times its loaded size instead.
     pub nodes: usize,
     /// Wall-clock time.
     pub time: Duration,
 }
+
+/// How many times its loaded size an e-graph may grow to in each phase, whatever
+/// [`PhaseLimits::nodes`] says: so that a deep model gets as much room to rewrite, per node, as a
+/// small one.
+pub const NODE_GROWTH: usize = 4;
+
+/// Rule matches per iteration before egg's backoff scheduler bans a rule for a while, at least,
+/// and per loaded e-node otherwise: a rule that matches once per node of a large graph is not
+/// exploding, and banning it would only spread the same work over more iterations (so many that
+/// deep models would run out of them before saturating).
+const MATCH_LIMIT: usize = 1_000;
 
 /// Options for [`optimize`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,6 +189,9 @@ pub fn optimize_derived(
 pub fn optimize(graph: &Graph, options: &RewriteOptions) -> Result<(Graph, RewriteReport)> {
     let batch = options.batch as u64;
     let mut loaded = Loaded::new(graph, batch);
+    let loaded_nodes = loaded.egraph.total_number_of_nodes();
+    let node_limit = options.limits.nodes.max(NODE_GROWTH * loaded_nodes);
+    let match_limit = MATCH_LIMIT.max(loaded_nodes);
     let mut phases = Vec::with_capacity(Phase::ALL.len() + 1);
     for phase in Phase::ALL {
         let canonical = match phase {
@@ -187,9 +202,9 @@ pub fn optimize(graph: &Graph, options: &RewriteOptions) -> Result<(Graph, Rewri
         let runner = Runner::default()
             .with_egraph(std::mem::take(&mut loaded.egraph))
             .with_iter_limit(options.limits.iterations)
-            .with_node_limit(options.limits.nodes)
+            .with_node_limit(node_limit)
             .with_time_limit(options.limits.time)
-            .with_scheduler(BackoffScheduler::default())
+            .with_scheduler(BackoffScheduler::default().with_initial_match_limit(match_limit))
             .run(phase.rules().iter().chain(canonical));
         loaded.egraph = runner.egraph;
         phases.push(PhaseStats {
