@@ -42,6 +42,7 @@ mod clif;
 mod math;
 mod narrow;
 mod plan;
+mod program;
 mod roofline;
 mod runtime;
 mod schedule;
@@ -54,8 +55,8 @@ use crate::error::{Error, Result};
 use crate::ir::memory;
 use crate::ir::{Bindings, DType, Graph, Tensor, interp};
 use plan::Plan;
+use program::{BufferKind, Program};
 use runtime::{Pool, SpinBarrier};
-use schedule::{BufferKind, Program};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

@@ -1,7 +1,7 @@
 //! The memory plan of a program for one binding of its symbols: every temporary buffer gets an
 //! offset in one arena, and buffers whose lifetimes (in steps) do not overlap share memory.
 
-use super::schedule::{BufferKind, Program};
+use super::program::{BufferKind, Program};
 use super::sizes::SizeSlots;
 use crate::ir::Bindings;
 use std::cmp::Reverse;
