@@ -101,7 +101,7 @@ fn main() -> sgn::Result<()> {
         let executables = GraphName::ALL
             .iter()
             .map(|&name| compile_backend(graphs.get(name), BackendKind::Jit, &jit))
-            .collect::<sgn::Result<Vec<_>>>()?;
+            .collect::<sgn::codegen::Result<Vec<_>>>()?;
         let jit_ms = ms_since(stage);
         let compile_ms = ms_since(start);
         let compile_wall_ms = wall.elapsed().as_secs_f64() * 1e3;

@@ -174,7 +174,7 @@ impl Model {
             .map(|&name| {
                 compile_backend(graphs.get(name), options.backend, &options.jit).map(Arc::from)
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<crate::codegen::Result<Vec<_>>>()?;
         let slots = GraphName::ALL
             .iter()
             .map(|&name| graphs.signature.arg_slots(graphs.get(name)))
@@ -327,7 +327,7 @@ impl CompiledModel {
 
     fn run(&self, which: GraphName, sources: &Sources) -> Result<Vec<Tensor>> {
         let values = self.arguments(which, sources)?;
-        self.executable(which).run(&values)
+        Ok(self.executable(which).run(&values)?)
     }
 
     /// The arguments of graph `which`, in its order, taken from `sources` by role and checked
@@ -609,7 +609,7 @@ pub fn optimization_doc(dir: &Path, options: &RewriteOptions) -> Result<String> 
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    optimization_table(&models, options)
+    Ok(optimization_table(&models, options)?)
 }
 
 fn scalar(t: &Tensor) -> f64 {

@@ -1,6 +1,10 @@
-//! The crate's error type.
+//! The crate's error type: one variant per kind of failure, wrapping the errors each stage owns
+//! (the IR's [`ir::Error`], the front end's [`Diagnostic`], differentiation's
+//! [`AdError`](crate::autodiff::AdError), the JIT's [`codegen::Error`]) and adding the data and
+//! training failures of the layers above.
 
-use crate::ir::Diagnostic;
+use crate::codegen;
+use crate::ir::{self, Diagnostic};
 use std::path::PathBuf;
 
 /// Everything that can go wrong in sgn, each saying what and where.
@@ -48,6 +52,27 @@ pub enum Error {
 impl From<Diagnostic> for Error {
     fn from(d: Diagnostic) -> Error {
         Error::Dsl(Box::new(d))
+    }
+}
+
+impl From<ir::Error> for Error {
+    fn from(e: ir::Error) -> Error {
+        match e {
+            ir::Error::Syntax(d) => Error::Dsl(d),
+            ir::Error::Io { path, source } => Error::Io { path, source },
+            ir::Error::Tensor(m) => Error::Tensor(m),
+            ir::Error::Eval(m) => Error::Eval(m),
+            ir::Error::Memory(m) => Error::Memory(m),
+        }
+    }
+}
+
+impl From<codegen::Error> for Error {
+    fn from(e: codegen::Error) -> Error {
+        match e {
+            codegen::Error::Jit(m) => Error::Jit(m),
+            codegen::Error::Ir(e) => e.into(),
+        }
     }
 }
 

@@ -154,7 +154,7 @@ fn parameters_too_large_for_memory_are_refused_before_any_is_drawn() {
          output z = x @ w @ v\nloss mse(z, y)\n",
     )
     .unwrap();
-    let err = init_params(&model.params, 0).unwrap_err();
+    let err: Error = init_params(&model.params, 0).unwrap_err().into();
     let Error::Memory(message) = &err else {
         panic!("expected a memory error, got {err:?}");
     };
@@ -174,14 +174,18 @@ fn an_argument_whose_monomial_axis_overflows_is_an_error() {
     let total = graph.sum(x, &[0, 1]).unwrap();
     graph.add_output("total", total);
     let rows = isize::MAX as usize;
-    let err = bind_dims(&graph, &[Tensor::zeros(DType::F32, &[rows, 0])]).unwrap_err();
+    let err: Error = bind_dims(&graph, &[Tensor::zeros(DType::F32, &[rows, 0])])
+        .unwrap_err()
+        .into();
     assert!(
         matches!(&err, Error::Memory(m) if m.contains("argument 'x'")
             && m.contains(&format!("B = {rows}")) && m.contains("does not fit")),
         "{err:?}"
     );
     // With 2^62 rows 3·B fits: the error is then the size of axis 1.
-    let err = bind_dims(&graph, &[Tensor::zeros(DType::F32, &[1 << 62, 0])]).unwrap_err();
+    let err: Error = bind_dims(&graph, &[Tensor::zeros(DType::F32, &[1 << 62, 0])])
+        .unwrap_err()
+        .into();
     assert!(
         matches!(&err, Error::Tensor(m) if m.contains("axis 1 must be 3*B = 13835058055282163712")),
         "{err:?}"
@@ -194,8 +198,9 @@ fn an_argument_whose_monomial_axis_overflows_is_an_error() {
 fn more_threads_than_the_cap_is_an_error_value() {
     let model = Model::parse(EMPTY_WIDTH_MODEL).unwrap();
     let graph = &model.graph;
-    let err =
-        compile_graph(graph, &JitOptions::default().with_threads(MAX_THREADS + 1)).unwrap_err();
+    let err: Error = compile_graph(graph, &JitOptions::default().with_threads(MAX_THREADS + 1))
+        .unwrap_err()
+        .into();
     assert!(
         matches!(&err, Error::Jit(m) if m.contains(&format!("the most is {MAX_THREADS}"))),
         "{err:?}"

@@ -7,7 +7,7 @@ use common::{RELATIVE_FLOOR, assert_close};
 use ndarray::{ArrayD, IxDyn};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sgn::Error;
+use sgn::ir::Error;
 use sgn::ir::interp::{bind_dims, run};
 use sgn::ir::tensor::Floor;
 use sgn::ir::{

@@ -3,8 +3,8 @@
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use sgn::Error;
 use sgn::ir::Diagnostic;
+use sgn::ir::Error;
 use sgn::ir::op::F64Bits;
 use sgn::ir::text::{parse_graph, print_dot, print_graph};
 use sgn::ir::{ArgRole, BinaryOp, DType, Dim, Graph, NodeId, Op, Shape, Span, TensorType, UnaryOp};
@@ -282,7 +282,7 @@ fn reader_accepts_sparse_ids_comments_and_hand_spacing() {
 /// The diagnostic `parse_graph` gives for `text`.
 fn error_in(text: &str) -> Diagnostic {
     match parse_graph(text) {
-        Err(Error::Dsl(d)) => *d,
+        Err(Error::Syntax(d)) => *d,
         other => panic!("expected a diagnostic for\n{text}\ngot {other:?}"),
     }
 }

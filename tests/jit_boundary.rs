@@ -57,7 +57,7 @@ fn dense_args(rows: usize) -> Vec<Tensor> {
     ]
 }
 
-fn error_of(result: sgn::Result<Vec<Tensor>>) -> String {
+fn error_of(result: Result<Vec<Tensor>, sgn::codegen::Error>) -> String {
     match result {
         Ok(_) => panic!("expected an error"),
         Err(e) => e.to_string(),

@@ -3,7 +3,7 @@
 use ndarray::{ArrayD, IxDyn};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, serialize};
-use sgn::Error;
+use sgn::ir::Error;
 use sgn::ir::init::{Init, ParamSpec};
 use sgn::ir::store::{TensorMap, check_args, init_params};
 use sgn::ir::{ArgRole, DType, Dim, Graph, Shape, Tensor, TensorType};

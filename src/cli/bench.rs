@@ -113,7 +113,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let values = &values;
         let mut runs: Vec<Run> = vec![
             (args.repeats, Box::new(|| run_graph(&jit, name, values))),
-            (args.repeats, Box::new(|| roofline.run())),
+            (args.repeats, Box::new(|| Ok(roofline.run()?))),
             (
                 interp_repeats,
                 Box::new(|| run_graph(&interp, name, values)),
@@ -161,7 +161,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 }
 
 fn run_graph(model: &CompiledModel, name: GraphName, values: &[Tensor]) -> Result<()> {
-    model.executable(name).run(values).map(drop)
+    model.executable(name).run(values)?;
+    Ok(())
 }
 
 fn timing(name: &'static str, ms: f64, flops: f64, roofline_ms: f64, interp_ms: f64) -> Timing {

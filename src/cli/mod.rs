@@ -84,7 +84,7 @@ fn params(
     seed: u64,
 ) -> crate::Result<crate::ir::store::TensorMap> {
     let Some(path) = path else {
-        return crate::ir::store::init_params(&model.params, seed);
+        return Ok(crate::ir::store::init_params(&model.params, seed)?);
     };
     let params = crate::optim::train::load_params(path)?;
     let declared = declared(model, &[crate::ir::ArgRole::Param]);

@@ -39,6 +39,7 @@
 //! ```
 
 mod clif;
+mod error;
 mod math;
 mod narrow;
 mod plan;
@@ -51,9 +52,9 @@ mod sizes;
 pub use clif::host_has_fma;
 pub use roofline::{Roofline, roofline_graph};
 
-use crate::error::{Error, Result};
 use crate::ir::memory;
 use crate::ir::{Bindings, DType, Graph, Tensor, interp};
+pub use error::{Error, Result};
 use plan::Plan;
 use program::{BufferKind, Program};
 use runtime::{Pool, SpinBarrier};
@@ -272,7 +273,7 @@ impl Backend for Interpreter {
     }
 
     fn run(&self, args: &[Tensor]) -> Result<Vec<Tensor>> {
-        interp::run(&self.graph, args)
+        Ok(interp::run(&self.graph, args)?)
     }
 
     fn run_into(&self, args: &[Tensor], outputs: &mut [Tensor]) -> Result<()> {
@@ -330,7 +331,7 @@ struct CacheLine([u8; 64]);
 pub fn compile_graph(graph: &Graph, options: &JitOptions) -> Result<JitGraph> {
     let dtypes: Vec<DType> = graph.nodes().iter().map(|n| n.ty.dtype).collect();
     if dtypes.windows(2).any(|w| w[0] != w[1]) {
-        return Err(Error::Eval(format!(
+        return Err(Error::eval(format!(
             "graph '{}' mixes f32 and f64 values; the JIT compiles graphs of one element type",
             graph.name
         )));
@@ -377,7 +378,7 @@ pub fn compile_graph(graph: &Graph, options: &JitOptions) -> Result<JitGraph> {
 fn check_outputs(graph: &Graph, bindings: &Bindings, outputs: &[Tensor]) -> Result<()> {
     let declared = graph.outputs();
     if outputs.len() != declared.len() {
-        return Err(Error::Eval(format!(
+        return Err(Error::eval(format!(
             "graph '{}' has {} output(s) but {} output tensor(s) were given",
             graph.name,
             declared.len(),
@@ -396,7 +397,7 @@ fn check_outputs(graph: &Graph, bindings: &Bindings, outputs: &[Tensor]) -> Resu
                 .all(|(d, &n)| d.eval(bindings) == Ok(n));
         if !fits {
             let shape = output_shape(graph, o.node, bindings)?;
-            return Err(Error::Tensor(format!(
+            return Err(Error::tensor(format!(
                 "output '{}' is {ty} = {}{shape:?}, but the tensor given for it is {}{:?}",
                 o.name,
                 ty.dtype,
@@ -405,7 +406,7 @@ fn check_outputs(graph: &Graph, bindings: &Bindings, outputs: &[Tensor]) -> Resu
             )));
         }
         if !is_standard_layout(tensor) {
-            return Err(Error::Tensor(format!(
+            return Err(Error::tensor(format!(
                 "the tensor given for output '{}' is not in standard (row-major, contiguous) layout",
                 o.name
             )));
@@ -416,7 +417,7 @@ fn check_outputs(graph: &Graph, bindings: &Bindings, outputs: &[Tensor]) -> Resu
 
 fn output_shape(graph: &Graph, node: crate::ir::NodeId, bindings: &Bindings) -> Result<Vec<usize>> {
     graph.ty(node).shape.eval(bindings).map_err(|e| {
-        Error::Eval(format!(
+        Error::eval(format!(
             "graph '{}': output type {}: {e}",
             graph.name,
             graph.ty(node)
@@ -507,7 +508,7 @@ impl JitGraph {
             return Ok(p);
         }
         let plan = plan::plan(&self.program, &self.code.slots, bindings)
-            .map_err(|msg| Error::Eval(format!("graph '{}': {msg}", self.graph.name)))?;
+            .map_err(|msg| Error::eval(format!("graph '{}': {msg}", self.graph.name)))?;
         let outputs = self.graph.outputs().iter().try_fold(0u64, |total, o| {
             let shape = output_shape(&self.graph, o.node, bindings).ok()?;
             total.checked_add(memory::tensor_bytes(self.graph.ty(o.node).dtype, &shape)?)

@@ -2,8 +2,8 @@
 //! operand layouts, run through the same GEMM and threads. `efficiency = roofline / graph time`
 //! says how much of a graph's time goes to anything but its matmuls.
 
+use super::{Error, Result};
 use super::{JitGraph, JitOptions, compile_graph};
-use crate::error::{Error, Result};
 use crate::ir::memory;
 use crate::ir::{ArgRole, Bindings, Graph, NodeId, Op, Tensor};
 use std::collections::HashMap;
@@ -75,7 +75,7 @@ impl Roofline {
             .iter()
             .map(|arg| {
                 arg.ty.shape.eval(bindings).map_err(|e| {
-                    Error::Eval(format!(
+                    Error::eval(format!(
                         "roofline of graph '{}': {} with {bindings:?}: {e}",
                         graph.name, arg.ty
                     ))

@@ -6,6 +6,7 @@
 
 use super::data_error;
 use super::idx::maybe_gunzip;
+use crate::ir::store::{lower_hex as hex, sha256_hex};
 use crate::{Error, Result};
 use flate2::read::GzDecoder;
 use sha2::{Digest, Sha256};
@@ -387,11 +388,6 @@ fn run(program: &str, args: &[&str], dir: &Path) -> Result<()> {
     )))
 }
 
-/// The sha256 of `bytes` as 64 lowercase hex digits, the form `sha256sum` prints.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
 /// The sha256 of the file at `path`, read in blocks.
 fn file_sha256(path: &Path) -> Result<String> {
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -404,10 +400,6 @@ fn file_sha256(path: &Path) -> Result<String> {
         }
         hasher.update(&block[..n]);
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Makes renames into `dir` durable. Best effort: the files are complete and in place already.

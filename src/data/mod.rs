@@ -33,8 +33,9 @@ mod idx;
 mod mnist;
 mod sine;
 
+pub use crate::ir::store::sha256_hex;
 pub use batch::{BatchOptions, Batches, epoch_permutation};
-pub use cache::{FetchReason, Fetched, sha256_hex};
+pub use cache::{FetchReason, Fetched};
 pub use idx::{IdxArray, image_classification_split, parse_idx, read_idx};
 pub use sine::SineOptions;
 

@@ -18,7 +18,7 @@ use super::memory;
 use super::op::{Leaf, Op};
 use super::shape::{Bindings, DType, DimError};
 use super::tensor::{Element, Tensor};
-use crate::error::{Error, Result};
+use crate::ir::error::{Error, Result};
 use ndarray::ArrayD;
 use std::borrow::Cow;
 use std::collections::BTreeMap;

@@ -20,7 +20,7 @@
 //! ```
 
 use super::DType;
-use crate::error::{Error, Result};
+use crate::ir::error::{Error, Result};
 use std::path::Path;
 
 /// Allocations below this many bytes are not checked: reading the kernel's memory counters costs

@@ -12,6 +12,7 @@
 //! Nothing here depends on the model language (the `dsl` module) that lowers into it.
 
 pub mod diagnostic;
+pub mod error;
 pub mod graph;
 pub mod init;
 pub mod interp;
@@ -23,6 +24,7 @@ pub mod tensor;
 pub mod text;
 
 pub use diagnostic::Diagnostic;
+pub use error::Error;
 pub use graph::{Arg, ArgRole, Graph, Node, NodeId, Output, Span};
 pub use op::{
     BinaryOp, Elementwise, Family, Layout, Leaf, MatMul, Op, Reduce, ReduceKind, ShapeError,

@@ -8,7 +8,7 @@
 //! - [`init_params`]: draws a model's parameters from their [`Init`]s, deterministically from a
 //!   seed, each parameter from its own stream.
 
-use crate::error::{Error, Result};
+use crate::ir::error::{Error, Result};
 use crate::ir::graph::Arg;
 use crate::ir::init::{Init, ParamSpec, fans};
 use crate::ir::memory::{ensure_available, gib, tensor_bytes};
@@ -19,6 +19,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use safetensors::{Dtype, SafeTensors, View};
+use sha2::Digest;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -200,7 +201,17 @@ impl<S: Into<String>> FromIterator<(S, Tensor)> for TensorMap {
 /// The sha256 of a tensor's data as a safetensors file stores it (row-major, little-endian), as
 /// 64 lowercase hex digits.
 pub fn sha256_of(tensor: &Tensor) -> String {
-    crate::data::sha256_hex(&LittleEndian(tensor).data())
+    sha256_hex(&LittleEndian(tensor).data())
+}
+
+/// The sha256 of `bytes` as 64 lowercase hex digits, the form `sha256sum` prints.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    lower_hex(&sha2::Sha256::digest(bytes))
+}
+
+/// `bytes` as lowercase hex digits, two per byte.
+pub(crate) fn lower_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A tensor as safetensors sees it: row-major little-endian bytes, whatever the host order and

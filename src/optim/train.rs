@@ -540,7 +540,7 @@ pub fn load_params(path: &Path) -> Result<TensorMap> {
     if is_checkpoint(path) {
         Ok(Checkpoint::load(path)?.params)
     } else {
-        TensorMap::load(path)
+        Ok(TensorMap::load(path)?)
     }
 }
 
@@ -572,7 +572,7 @@ impl Checkpoint {
         for (name, tensor) in map.iter() {
             metadata.insert(format!("{CHECKSUM_PREFIX}{name}"), sha256_of(tensor));
         }
-        map.save(path, &metadata)
+        Ok(map.save(path, &metadata)?)
     }
 
     fn load(path: &Path) -> Result<Checkpoint> {

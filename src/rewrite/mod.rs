@@ -36,7 +36,7 @@ pub use table::{MlpBounds, TableModel, optimization_table};
 
 use crate::autodiff::Derivatives;
 use crate::ir::Graph;
-use crate::{Error, Result};
+use crate::ir::error::{Error, Result};
 pub use convert::Loaded;
 use egg::{BackoffScheduler, Runner, StopReason};
 use std::sync::LazyLock;

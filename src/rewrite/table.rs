@@ -4,8 +4,8 @@
 use super::cost::{GraphStats, graph_stats};
 use super::report::change;
 use super::{RewriteOptions, optimize_derived};
-use crate::Result;
 use crate::autodiff::{Derivatives, Signature};
+use crate::ir::error::Result;
 use crate::ir::{ArgRole, Graph};
 use std::fmt::Write;
 

@@ -6,7 +6,7 @@ use super::{
     Built, Facts, Family, ParamReader, ShapeError, Work, add_dims, check_arity, check_axis,
     common_dtype, eval_dim, eval_shape, operands, shape_err, sub_dims,
 };
-use crate::error::Result;
+use crate::ir::error::Result;
 use crate::ir::graph::{Graph, NodeId};
 use crate::ir::shape::{Bindings, Dim, Shape, TensorType};
 use crate::ir::tensor::Element;

@@ -2,7 +2,7 @@
 //! They have no operands; the graph gives them their type.
 
 use super::{Built, F64Bits, Facts, Family, ParamReader, ShapeError, Work, eval_dim, shape_err};
-use crate::error::Result;
+use crate::ir::error::Result;
 use crate::ir::graph::{Graph, NodeId};
 use crate::ir::shape::{Bindings, Dim, TensorType};
 use crate::ir::tensor::Element;

@@ -5,7 +5,7 @@ use super::{
     Built, F64Bits, Facts, Family, ParamReader, ShapeError, Work, add_optional, check_arity,
     common_dtype, numel, operands, shape_err,
 };
-use crate::error::Result;
+use crate::ir::error::Result;
 use crate::ir::graph::{Graph, NodeId};
 use crate::ir::shape::{Bindings, Dim, Shape, TensorType};
 use crate::ir::tensor::Element;

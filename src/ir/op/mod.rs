@@ -38,7 +38,7 @@ pub use reduce::{Reduce, ReduceKind};
 use super::graph::{Graph, NodeId};
 use super::shape::{Bindings, Dim, DimError, Shape, TensorType};
 use super::tensor::Element;
-use crate::error::Result;
+use crate::ir::error::Result;
 use ndarray::ArrayD;
 use serde::Serialize;
 use std::fmt;
@@ -223,8 +223,8 @@ impl ParamReader for NoParams {
     }
 }
 
-fn no_params(what: &str) -> crate::error::Error {
-    crate::error::Error::Eval(format!("{what}: the op has no parameters here"))
+fn no_params(what: &str) -> crate::ir::Error {
+    crate::ir::Error::Eval(format!("{what}: the op has no parameters here"))
 }
 
 /// The rules every op family defines for its ops. [`Op`] dispatches each pass to them.

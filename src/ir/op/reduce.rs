@@ -5,7 +5,7 @@ use super::{
     Built, Facts, Family, ParamReader, ShapeError, Work, check_arity, check_axis, numel, operands,
     shape_err,
 };
-use crate::error::Result;
+use crate::ir::error::Result;
 use crate::ir::graph::{Graph, NodeId};
 use crate::ir::shape::{Bindings, Shape, TensorType};
 use crate::ir::tensor::Element;

@@ -1,7 +1,7 @@
 //! The IR text's tokens.
 
 use super::read::diagnostic;
-use crate::error::Result;
+use crate::ir::error::Result;
 use crate::ir::graph::Span;
 
 #[derive(Clone, Debug, PartialEq)]

@@ -2,8 +2,8 @@
 
 use super::lex::{Tok, Token, describe, lex};
 use super::{Name, TypeText};
-use crate::error::{Error, Result};
 use crate::ir::Diagnostic;
+use crate::ir::error::{Error, Result};
 use crate::ir::graph::{Arg, ArgRole, Graph, NodeId, Span};
 use crate::ir::op::{Leaf, Op, ParamReader};
 use crate::ir::shape::{DType, Dim, Shape, TensorType};

@@ -282,7 +282,7 @@ fn draw_figure(
     let svg = is_svg(path)?;
     register_embedded_font();
     let panels = panels(runs, colouring);
-    write_atomically(path, |_, temporary| {
+    Ok(write_atomically(path, |_, temporary| {
         let drawn = if svg {
             draw_panels(
                 SVGBackend::new(temporary, FIGURE_SIZE).into_drawing_area(),
@@ -297,7 +297,7 @@ fn draw_figure(
             )
         };
         drawn.map_err(|message| io::Error::other(format!("could not draw the plot: {message}")))
-    })
+    })?)
 }
 
 /// The embedded DejaVu Sans, the only font the plots use.
