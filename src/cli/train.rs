@@ -3,7 +3,7 @@
 use super::files::{self, Named};
 use super::options;
 use crate::data::{self, DatasetName, LoadOptions, SineOptions};
-use crate::optim::report::{LogWriter, plot, plot_comparison, read_log};
+use crate::optim::report::{LogWriter, plot};
 use crate::optim::train::is_checkpoint;
 use crate::optim::{
     Adam, AdamOptions, CgOptions, Damping, Optimizer, Record, RecordKind, Sgd, SgdOptions, Sgn,
@@ -349,87 +349,4 @@ fn summary(history: &[Record], elapsed: Duration) {
         last.wall_time / epochs,
         last.test_loss.unwrap_or(f64::NAN),
     );
-}
-
-/// `sgn data fetch NAME`: download and verify a dataset into the cache.
-#[derive(clap::Args, Debug)]
-pub struct FetchArgs {
-    /// mnist, fashion-mnist or boston (sine is generated, nothing to fetch).
-    name: DatasetName,
-    /// Where datasets are cached (default: $SGN_DATA_DIR, else ./data).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-}
-
-pub fn fetch(args: &FetchArgs) -> Result<()> {
-    let dir = data::resolve_data_dir(args.data_dir.as_deref());
-    let fetched = data::fetch(args.name, &dir, |reason| {
-        eprintln!(
-            "fetching {} into {} ({reason}) ...",
-            args.name,
-            dir.display()
-        );
-    })?;
-    if fetched.files.is_empty() {
-        return Err(Error::Data(format!(
-            "{} is generated, there is nothing to fetch",
-            args.name
-        )));
-    }
-    let how = if fetched.downloaded {
-        "fetched and verified"
-    } else {
-        "already cached, verified"
-    };
-    println!("{}: {how}", args.name);
-    for f in &fetched.files {
-        println!("  {}", f.display());
-    }
-    Ok(())
-}
-
-/// `sgn plot LOG… --out FIG`: overlay the curves of several training logs.
-#[derive(clap::Args, Debug)]
-pub struct PlotArgs {
-    /// Training logs written by `sgn train --log` (.csv or .jsonl).
-    #[arg(required = true)]
-    logs: Vec<PathBuf>,
-    /// One legend label per log (default: the file names).
-    #[arg(long, value_delimiter = ',')]
-    labels: Vec<String>,
-    /// The figure's title.
-    #[arg(long, default_value = "training curves")]
-    title: String,
-    /// Where to write the figure (.svg or .png).
-    #[arg(long, value_parser = options::figure_path)]
-    out: PathBuf,
-}
-
-pub fn plot_logs(args: &PlotArgs) -> Result<()> {
-    let logs: Vec<Named> = args.logs.iter().map(|p| ("LOG", p.as_path())).collect();
-    files::check_outputs(&logs, &[("--out", &args.out)])?;
-    if !args.labels.is_empty() && args.labels.len() != args.logs.len() {
-        return Err(Error::Data(format!(
-            "{} labels for {} logs",
-            args.labels.len(),
-            args.logs.len()
-        )));
-    }
-    let mut runs = Vec::with_capacity(args.logs.len());
-    for (i, path) in args.logs.iter().enumerate() {
-        let label = args.labels.get(i).cloned().unwrap_or_else(|| {
-            path.file_stem().map_or_else(
-                || path.display().to_string(),
-                |s| s.to_string_lossy().into_owned(),
-            )
-        });
-        runs.push((label, read_log(path)?));
-    }
-    let borrowed: Vec<(&str, &[Record])> = runs
-        .iter()
-        .map(|(l, r)| (l.as_str(), r.as_slice()))
-        .collect();
-    plot_comparison(&borrowed, &args.title, &args.out)?;
-    println!("wrote {}", args.out.display());
-    Ok(())
 }
