@@ -268,14 +268,22 @@ fn log_of_softmax_becomes_log_softmax_and_stays_finite() {
 fn partition(egraph: &sgn::rewrite::analysis::EGraph, n: usize) -> Vec<usize> {
     let mut first_of_class = std::collections::HashMap::new();
     (0..n)
-        .map(|i| *first_of_class.entry(egraph.find(egg::Id::from(i))).or_insert(i))
+        .map(|i| {
+            *first_of_class
+                .entry(egraph.find(egg::Id::from(i)))
+                .or_insert(i)
+        })
         .collect()
 }
 
 #[test]
 fn incremental_saturation_reaches_the_fixpoint_of_a_full_search_every_iteration() {
     let mut models: Vec<(String, sgn::Model)> = common::ir_models();
-    for (act, loss) in [("sigmoid", "sigmoid_cross_entropy"), ("softplus", "mse"), ("tanh", "mse")] {
+    for (act, loss) in [
+        ("sigmoid", "sigmoid_cross_entropy"),
+        ("softplus", "mse"),
+        ("tanh", "mse"),
+    ] {
         models.push((format!("{act}/{loss}"), common::small_net(act, loss, 1)));
     }
     let limits = sgn::rewrite::saturate::Limits {
@@ -318,7 +326,11 @@ fn incremental_saturation_reaches_the_fixpoint_of_a_full_search_every_iteration(
                 assert_eq!(outcome.iterations, runner.iterations.len(), "{what}");
                 let (a, b) = (&runner.egraph, &incremental.egraph);
                 assert_eq!(a.number_of_classes(), b.number_of_classes(), "{what}");
-                assert_eq!(a.total_number_of_nodes(), b.total_number_of_nodes(), "{what}");
+                assert_eq!(
+                    a.total_number_of_nodes(),
+                    b.total_number_of_nodes(),
+                    "{what}"
+                );
                 assert_eq!(partition(a, loaded_ids), partition(b, loaded_ids), "{what}");
             }
         }

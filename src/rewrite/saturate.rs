@@ -180,11 +180,7 @@ fn search_in<'a>(
 /// The classes in `changed` and their ancestors up to `levels` levels above them: element `k`
 /// of the result holds those at most `k` levels above a change, grouped by the operators of
 /// their e-nodes (a class appears once under each operator it holds).
-fn ancestors_by_op(
-    egraph: &EGraph,
-    changed: &[Id],
-    levels: usize,
-) -> Vec<HashMap<ENode, Vec<Id>>> {
+fn ancestors_by_op(egraph: &EGraph, changed: &[Id], levels: usize) -> Vec<HashMap<ENode, Vec<Id>>> {
     let mut seen: HashSet<Id> = HashSet::new();
     let mut frontier: Vec<Id> = changed
         .iter()
