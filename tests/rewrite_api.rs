@@ -262,3 +262,77 @@ fn log_of_softmax_becomes_log_softmax_and_stays_finite() {
     let stable = loss(&optimized);
     assert!((stable - 1100.0).abs() <= 1e-9, "loss {stable}");
 }
+
+/// The equivalences an e-graph holds between the classes of its first `n` ids (the loaded
+/// graph's nodes), as each id's smallest equal id.
+fn partition(egraph: &sgn::rewrite::analysis::EGraph, n: usize) -> Vec<usize> {
+    let mut first_of_class = std::collections::HashMap::new();
+    (0..n)
+        .map(|i| {
+            *first_of_class
+                .entry(egraph.find(egg::Id::from(i)))
+                .or_insert(i)
+        })
+        .collect()
+}
+
+#[test]
+fn incremental_saturation_reaches_the_fixpoint_of_a_full_search_every_iteration() {
+    let mut models: Vec<(String, sgn::Model)> = common::ir_models();
+    for (act, loss) in [
+        ("sigmoid", "sigmoid_cross_entropy"),
+        ("softplus", "mse"),
+        ("tanh", "mse"),
+    ] {
+        models.push((format!("{act}/{loss}"), common::small_net(act, loss, 1)));
+    }
+    let limits = sgn::rewrite::saturate::Limits {
+        iterations: 100,
+        nodes: 1_000_000,
+        time: Duration::from_secs(60),
+    };
+    for (name, model) in models {
+        for (graph_name, graph) in model.derive().unwrap().named() {
+            for phase in Phase::ALL {
+                let rules = [phase.rules(), Phase::Canonicalize.rules()].concat();
+                let mut full = Loaded::new(graph, 1000);
+                let loaded_ids = full.egraph.number_of_classes();
+                let mut incremental = Loaded::new(graph, 1000);
+                let runner = Runner::default()
+                    .with_scheduler(egg::SimpleScheduler)
+                    .with_iter_limit(limits.iterations)
+                    .with_node_limit(limits.nodes)
+                    .with_egraph(std::mem::take(&mut full.egraph))
+                    .run(&rules);
+                let outcome = sgn::rewrite::saturate::saturate(
+                    &mut incremental.egraph,
+                    sgn::rewrite::saturate::RuleSet {
+                        saturated: &[],
+                        fresh: &rules,
+                    },
+                    limits,
+                );
+                let what = format!("{name} {graph_name} {}", phase.name());
+                assert!(
+                    matches!(runner.stop_reason, Some(egg::StopReason::Saturated)),
+                    "{what}: {:?}",
+                    runner.stop_reason
+                );
+                assert!(
+                    matches!(outcome.stop_reason, egg::StopReason::Saturated),
+                    "{what}: {:?}",
+                    outcome.stop_reason
+                );
+                assert_eq!(outcome.iterations, runner.iterations.len(), "{what}");
+                let (a, b) = (&runner.egraph, &incremental.egraph);
+                assert_eq!(a.number_of_classes(), b.number_of_classes(), "{what}");
+                assert_eq!(
+                    a.total_number_of_nodes(),
+                    b.total_number_of_nodes(),
+                    "{what}"
+                );
+                assert_eq!(partition(a, loaded_ids), partition(b, loaded_ids), "{what}");
+            }
+        }
+    }
+}

@@ -40,6 +40,9 @@ pub struct TensorAnalysis {
     pub arg_types: Vec<TensorType>,
     /// The size symbolic dimensions stand for when rules compare costs.
     pub batch: u64,
+    /// Classes created, merged or whose facts changed since this was last emptied (by
+    /// [`super::saturate`], which searches only around them).
+    pub changed: Vec<Id>,
 }
 
 /// The facts of tensor class `id`.
@@ -176,8 +179,10 @@ impl Analysis<ENode> for TensorAnalysis {
     }
 
     /// Constant folding: a class known to be constant gets its canonical form (a scalar, or a
-    /// broadcast scalar) and keeps only that, so rules stop matching inside constants.
+    /// broadcast scalar) and keeps only that, so rules stop matching inside constants. egg calls
+    /// this for every new class, union and change of facts: it records the class as changed.
     fn modify(egraph: &mut EGraph, id: Id) {
+        egraph.analysis.changed.push(id);
         let Data::Tensor(Facts {
             ty,
             constant: Some(c),

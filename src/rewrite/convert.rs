@@ -35,6 +35,7 @@ impl Loaded {
         let analysis = TensorAnalysis {
             arg_types: graph.args().iter().map(|a| a.ty.clone()).collect(),
             batch,
+            changed: Vec::new(),
         };
         let mut egraph = EGraph::new(analysis);
         let mut class_of: Vec<Id> = Vec::with_capacity(graph.nodes().len());

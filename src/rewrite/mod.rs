@@ -3,8 +3,9 @@
 //!
 //! A graph is loaded into an e-graph ([`lang`]: one e-node per IR primitive, op parameters as
 //! leaf children; [`analysis`]: type, constant value and sign of every class, constants folded
-//! as they appear), rewritten in named phases — each its own `Runner` with iteration, node and
-//! time limits and a backoff scheduler — and extracted back into a graph with the same arguments
+//! as they appear), rewritten in named phases — each run to saturation or to its iteration, node
+//! and time limits by [`saturate`], which after a first full search looks for matches only
+//! around what the last iteration changed — and extracted back into a graph with the same arguments
 //! and outputs ([`extract`]: FLOPs plus bytes moved, each shared node counted once).
 //!
 //! Phases, in order (rules in [`rules`]):
@@ -28,6 +29,7 @@ pub mod extract;
 pub mod lang;
 pub mod report;
 pub mod rules;
+pub mod saturate;
 pub mod table;
 
 pub use cost::{GraphStats, graph_stats};
@@ -38,11 +40,11 @@ use crate::autodiff::Derivatives;
 use crate::ir::Graph;
 use crate::ir::error::{Error, Result};
 pub use convert::Loaded;
-use egg::{BackoffScheduler, Runner, StopReason};
+use egg::StopReason;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-/// Limits for one rewriting phase: its `Runner` stops at whichever is reached first.
+/// Limits for one rewriting phase: it stops at whichever is reached first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PhaseLimits {
     /// Rewriting iterations (search all rules, apply, rebuild).
@@ -58,12 +60,6 @@ pub struct PhaseLimits {
 /// [`PhaseLimits::nodes`] says: so that a deep model gets as much room to rewrite, per node, as a
 /// small one.
 pub const NODE_GROWTH: usize = 4;
-
-/// Rule matches per iteration before egg's backoff scheduler bans a rule for a while, at least,
-/// and per loaded e-node otherwise: a rule that matches once per node of a large graph is not
-/// exploding, and banning it would only spread the same work over more iterations (so many that
-/// deep models would run out of them before saturating).
-const MATCH_LIMIT: usize = 1_000;
 
 /// Options for [`optimize`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,27 +187,39 @@ pub fn optimize(graph: &Graph, options: &RewriteOptions) -> Result<(Graph, Rewri
     let mut loaded = Loaded::new(graph, batch);
     let loaded_nodes = loaded.egraph.total_number_of_nodes();
     let node_limit = options.limits.nodes.max(NODE_GROWTH * loaded_nodes);
-    let match_limit = MATCH_LIMIT.max(loaded_nodes);
+    let limits = saturate::Limits {
+        iterations: options.limits.iterations,
+        nodes: node_limit,
+        time: options.limits.time,
+    };
     let mut phases = Vec::with_capacity(Phase::ALL.len() + 1);
+    // Whether the last run of the canonicalizing rules saturated: later phases then search them
+    // only where their own rules change the e-graph.
+    let mut canonical_saturated = false;
     for phase in Phase::ALL {
         let canonical = match phase {
             Phase::Canonicalize => &[][..],
             _ => Phase::Canonicalize.rules(),
         };
+        let (saturated, fresh) = match canonical_saturated {
+            true => (canonical, &[][..]),
+            false => (&[][..], canonical),
+        };
         let start = Instant::now();
-        let runner = Runner::default()
-            .with_egraph(std::mem::take(&mut loaded.egraph))
-            .with_iter_limit(options.limits.iterations)
-            .with_node_limit(node_limit)
-            .with_time_limit(options.limits.time)
-            .with_scheduler(BackoffScheduler::default().with_initial_match_limit(match_limit))
-            .run(phase.rules().iter().chain(canonical));
-        loaded.egraph = runner.egraph;
+        let outcome = saturate::saturate(
+            &mut loaded.egraph,
+            saturate::RuleSet {
+                saturated,
+                fresh: &[phase.rules(), fresh].concat(),
+            },
+            limits,
+        );
+        canonical_saturated = matches!(outcome.stop_reason, StopReason::Saturated);
         phases.push(PhaseStats {
             name: phase.name().to_string(),
-            iterations: runner.iterations.len(),
+            iterations: outcome.iterations,
             egraph_nodes: loaded.egraph.total_number_of_nodes(),
-            stop_reason: stop_reason(runner.stop_reason.as_ref()),
+            stop_reason: stop_reason(Some(&outcome.stop_reason)),
             ms: start.elapsed().as_secs_f64() * 1e3,
         });
     }

@@ -1,0 +1,216 @@
+//! Equality saturation that searches only where the last iteration changed the e-graph.
+//!
+//! egg's `Runner` searches every rule over the whole e-graph in every iteration, so a phase costs
+//! iterations × rules × e-graph size even when an iteration changed a handful of classes; on a
+//! deep model, that made rule search most of the compile time. A match that did not exist in the
+//! previous iteration must involve a class that changed since: one that was created, merged or
+//! whose analysis facts (constant value, sign) changed. A left-hand side of height `h` (its
+//! root at level 0, its variables at most `h` levels below) reads classes at most `h` levels
+//! below its root, so after a full first search only the changed classes and their ancestors up
+//! to `h` levels up need searching again. Matches found before were applied then; applying them
+//! again would add nothing, so the result is the one a full search in every iteration gives.
+//!
+//! The analysis records the changed classes: [`TensorAnalysis::modify`] runs for every new
+//! class, every union and every change of a class's facts.
+
+use super::analysis::EGraph;
+use super::lang::ENode;
+use super::rules::Rewrite;
+use egg::{ENodeOrVar, Id, Language, SearchMatches, StopReason};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// Rules to run, and whether the e-graph is already saturated under each group.
+pub struct RuleSet<'a> {
+    /// Rules whose every match in the e-graph as it is is already applied: searched only where
+    /// the e-graph changes.
+    pub saturated: &'a [Rewrite],
+    /// Rules searched over the whole e-graph in the first iteration.
+    pub fresh: &'a [Rewrite],
+}
+
+/// How a run ended.
+pub struct Outcome {
+    pub iterations: usize,
+    pub stop_reason: StopReason,
+}
+
+/// When a run stops: after `iterations` iterations, once the e-graph has more than `nodes`
+/// e-nodes, or after `time`.
+#[derive(Clone, Copy)]
+pub struct Limits {
+    pub iterations: usize,
+    pub nodes: usize,
+    pub time: Duration,
+}
+
+/// Rewrites `egraph` with `rules` until no rule changes it or a limit is reached. Like egg's
+/// `Runner`, every iteration applies all the matches it found (checking the node and time limits
+/// after each rule) and then rebuilds.
+pub fn saturate(egraph: &mut EGraph, rules: RuleSet, limits: Limits) -> Outcome {
+    let start = Instant::now();
+    let all: Vec<&Rewrite> = rules.fresh.iter().chain(rules.saturated).collect();
+    let heights: Vec<usize> = all.iter().map(|rule| lhs_height(rule)).collect();
+    let max_height = heights.iter().copied().max().unwrap_or(0);
+    if !egraph.clean {
+        egraph.rebuild();
+    }
+    egraph.analysis.changed.clear();
+    // Classes to search in the next iteration, by how far above a change they may be; `None`
+    // for the first iteration of the fresh rules (everything).
+    let mut dirty: Option<Vec<HashMap<ENode, Vec<Id>>>> = None;
+    let mut iterations = 0;
+    loop {
+        if let Some(reason) = over_limit(egraph, &limits, start, iterations) {
+            return Outcome {
+                iterations,
+                stop_reason: reason,
+            };
+        }
+        let matches: Vec<Vec<SearchMatches<ENode>>> = all
+            .iter()
+            .zip(&heights)
+            .enumerate()
+            .map(|(i, (rule, &height))| match &dirty {
+                None if i < rules.fresh.len() => rule.search(egraph),
+                None => Vec::new(),
+                Some(levels) => search_in(rule, egraph, &levels[height]),
+            })
+            .collect();
+        iterations += 1;
+        let mut stopped = None;
+        for (rule, found) in all.iter().zip(&matches) {
+            rule.apply(egraph, found);
+            if let Some(reason) = over_limit(egraph, &limits, start, 0) {
+                stopped = Some(reason);
+                break;
+            }
+        }
+        if egraph.analysis.changed.is_empty() {
+            // Every union was of classes already equal and every added node already there: the
+            // e-graph is as it was, and a rebuild (which visits every class) would change nothing.
+            egraph.clean = true;
+        } else {
+            egraph.rebuild();
+        }
+        let changed = std::mem::take(&mut egraph.analysis.changed);
+        if let Some(reason) = stopped {
+            return Outcome {
+                iterations,
+                stop_reason: reason,
+            };
+        }
+        if changed.is_empty() {
+            return Outcome {
+                iterations,
+                stop_reason: StopReason::Saturated,
+            };
+        }
+        dirty = Some(ancestors_by_op(egraph, &changed, max_height));
+    }
+}
+
+fn over_limit(
+    egraph: &EGraph,
+    limits: &Limits,
+    start: Instant,
+    iterations: usize,
+) -> Option<StopReason> {
+    let elapsed = start.elapsed();
+    if elapsed > limits.time {
+        return Some(StopReason::TimeLimit(elapsed.as_secs_f64()));
+    }
+    let size = egraph.total_size();
+    if size > limits.nodes {
+        return Some(StopReason::NodeLimit(size));
+    }
+    if iterations >= limits.iterations {
+        return Some(StopReason::IterationLimit(iterations));
+    }
+    None
+}
+
+/// How many levels below its root a rule's left-hand side reads: a variable counts as a level,
+/// since conditions read the facts of the class it binds.
+fn lhs_height(rule: &Rewrite) -> usize {
+    let ast = rule
+        .searcher
+        .get_pattern_ast()
+        .expect("every rule's left-hand side is a pattern");
+    let nodes = ast.as_ref();
+    let mut height = vec![0; nodes.len()];
+    for (i, node) in nodes.iter().enumerate() {
+        if let ENodeOrVar::ENode(n) = node {
+            height[i] = n
+                .children()
+                .iter()
+                .map(|&c| height[usize::from(c)] + 1)
+                .max()
+                .unwrap_or(0);
+        }
+    }
+    height.last().copied().unwrap_or(0)
+}
+
+/// The matches of `rule` rooted in `classes` (the classes holding its root's operator).
+fn search_in<'a>(
+    rule: &'a Rewrite,
+    egraph: &EGraph,
+    classes: &HashMap<ENode, Vec<Id>>,
+) -> Vec<SearchMatches<'a, ENode>> {
+    let ast = rule
+        .searcher
+        .get_pattern_ast()
+        .expect("every rule's left-hand side is a pattern");
+    let candidates: Box<dyn Iterator<Item = &Id>> = match ast.as_ref().last() {
+        Some(ENodeOrVar::ENode(root)) => match classes.get(&root.discriminant()) {
+            Some(ids) => Box::new(ids.iter()),
+            None => return Vec::new(),
+        },
+        _ => Box::new(classes.values().flatten()),
+    };
+    candidates
+        .filter_map(|&class| {
+            rule.searcher
+                .search_eclass_with_limit(egraph, class, usize::MAX)
+        })
+        .collect()
+}
+
+/// The classes in `changed` and their ancestors up to `levels` levels above them: element `k`
+/// of the result holds those at most `k` levels above a change, grouped by the operators of
+/// their e-nodes (a class appears once under each operator it holds).
+fn ancestors_by_op(egraph: &EGraph, changed: &[Id], levels: usize) -> Vec<HashMap<ENode, Vec<Id>>> {
+    let mut seen: HashSet<Id> = HashSet::new();
+    let mut frontier: Vec<Id> = changed
+        .iter()
+        .map(|&id| egraph.find(id))
+        .filter(|&id| seen.insert(id))
+        .collect();
+    let mut result: Vec<HashMap<ENode, Vec<Id>>> = Vec::with_capacity(levels + 1);
+    let mut by_op: HashMap<ENode, Vec<Id>> = HashMap::new();
+    for level in 0..=levels {
+        for &class in &frontier {
+            let mut operators: Vec<ENode> = Vec::new();
+            for node in &egraph[class].nodes {
+                if !operators.iter().any(|op| op.matches(node)) {
+                    operators.push(node.discriminant());
+                }
+            }
+            for op in operators {
+                by_op.entry(op).or_default().push(class);
+            }
+        }
+        result.push(by_op.clone());
+        if level == levels {
+            break;
+        }
+        frontier = frontier
+            .iter()
+            .flat_map(|&class| egraph[class].parents())
+            .map(|parent| egraph.find(parent))
+            .filter(|&id| seen.insert(id))
+            .collect();
+    }
+    result
+}
