@@ -1,7 +1,8 @@
 //! Convolution and pooling: the interpreter against direct loops (f64 and f32), finite-difference
 //! checks of every JVP and VJP rule of the family over a grid of strides, paddings, dilations,
-//! groups and odd sizes, the transpose identity, the DSL builtins and their errors, the IR text,
-//! and the LeNet end to end on the interpreter (the JIT refuses it by name).
+//! groups and odd sizes, the transpose identity, G v of a tiny CNN against the explicit Jᵀ H J,
+//! the DSL builtins and their errors, the IR text, and the LeNet end to end on the interpreter
+//! (the JIT refuses it by name).
 
 mod common;
 
@@ -682,4 +683,39 @@ fn the_lenet_runs_on_the_interpreter_and_the_jit_names_what_it_cannot_compile() 
     // The paper's initialization: conv1 within ±0.2 and using most of it.
     let c1 = params.get("c1").unwrap().to_f64_vec();
     assert!(c1.iter().all(|w| w.abs() <= 0.2) && c1.iter().any(|w| w.abs() > 0.18));
+}
+
+#[test]
+fn gv_on_a_tiny_cnn_equals_the_explicit_jt_h_j() {
+    let source = "model tiny\ninput x: f64[B, 2, 6, 5]\ntarget y: f64[B, 3]\n\
+                  param c: f64[4, 1, 3, 2] = glorot_uniform\nparam d: f64[4, 1, 1] = normal(0.3)\n\
+                  param w: f64[12, 3] = glorot_uniform\nparam b: f64[3] = normal(0.3)\n\
+                  h = max_pool2d(relu(conv2d(x, c, padding=[1, 0], groups=2) + d), 2, stride=[2, 3])\n\
+                  a = avg_pool2d(h, [1, 1])\n\
+                  output z = flatten(a) @ w + b\nloss softmax_cross_entropy(z, y)\n";
+    let model = Model::parse(source).unwrap();
+    let compiled = model
+        .compile(
+            &CompileOptions::default()
+                .with_dtype(F)
+                .with_backend(BackendKind::Interpreter),
+        )
+        .unwrap();
+    let params = init_params(&model.params, 4).unwrap();
+    let batch = batch_for(&model, F, 3, 2);
+    let v = direction_like(&params, 8);
+    let loss = "softmax_cross_entropy";
+    let expected = common::explicit_gv(&compiled, loss, &params, &batch, &v);
+    let got = common::flatten(&compiled.gv(&params, &batch, &v).unwrap());
+    common::assert_close_to_explicit("tiny CNN", &got, &expected);
+    let staged = compiled
+        .gv_operator(&params, &batch)
+        .unwrap()
+        .apply(&v)
+        .unwrap();
+    common::assert_close_to_explicit(
+        "tiny CNN, prepare + apply",
+        &common::flatten(&staged),
+        &expected,
+    );
 }
