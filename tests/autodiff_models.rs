@@ -5,20 +5,24 @@
 mod common;
 
 use common::{
-    RELATIVE_FLOOR, assert_close, assert_close_to_explicit, axpy, batch_for, direction_like, dot,
-    explicit_gv, flatten, ir_models, rel_err, small_net,
+    RELATIVE_FLOOR, assert_close, assert_close_to_explicit, axpy, backend_for, batch_for,
+    direction_like, dot, explicit_gv, flatten, ir_models, rel_err, small_net,
 };
 use sgn::codegen::BackendKind;
 use sgn::ir::store::{TensorMap, init_params};
 use sgn::ir::{ArgRole, BinaryOp, DType, Op, Tensor, UnaryOp};
-use sgn::ir::{Elementwise, Reduce, ReduceKind};
+use sgn::ir::{Conv, Elementwise, Reduce, ReduceKind};
 use sgn::{CompileOptions, CompiledModel, Model};
 
 const F: DType = DType::F64;
 
 fn compile_f64(model: &Model) -> CompiledModel {
     model
-        .compile(&CompileOptions::default().with_dtype(F))
+        .compile(
+            &CompileOptions::default()
+                .with_dtype(F)
+                .with_backend(backend_for(model)),
+        )
         .unwrap()
 }
 
@@ -176,7 +180,7 @@ fn one_shot_gv_equals_prepare_then_apply_bit_for_bit() {
 #[test]
 fn flat_gv_apply_equals_the_named_one_on_every_call() {
     for (name, model) in ir_models() {
-        for backend in [BackendKind::Interpreter, BackendKind::Jit] {
+        for backend in [BackendKind::Interpreter, backend_for(&model)] {
             let compiled = model
                 .compile(&CompileOptions::default().with_backend(backend))
                 .unwrap();
@@ -244,6 +248,7 @@ fn gv_apply_is_linear_in_v_with_no_nonlinear_primal_op() {
                         ..
                     })
                     | Op::Elementwise(Elementwise::Binary(BinaryOp::Max | BinaryOp::Min))
+                    | Op::Conv(Conv::MaxPool2d { .. })
             );
             assert!(
                 !nonlinear,
@@ -253,7 +258,13 @@ fn gv_apply_is_linear_in_v_with_no_nonlinear_primal_op() {
             if on_v[i] {
                 let operands_on_v = node.inputs.iter().filter(|x| on_v[x.index()]).count();
                 match node.op {
-                    Op::Elementwise(Elementwise::Binary(BinaryOp::Mul)) | Op::MatMul(_) => {
+                    Op::Elementwise(Elementwise::Binary(BinaryOp::Mul))
+                    | Op::MatMul(_)
+                    | Op::Conv(
+                        Conv::Conv2d { .. }
+                        | Conv::Conv2dTranspose { .. }
+                        | Conv::Conv2dCorrelate { .. },
+                    ) => {
                         assert_eq!(
                             operands_on_v, 1,
                             "{name}: node {i} multiplies two v-dependent values"
@@ -263,6 +274,13 @@ fn gv_apply_is_linear_in_v_with_no_nonlinear_primal_op() {
                         !on_v[node.inputs[1].index()],
                         "{name}: node {i} divides by a v-dependent value"
                     ),
+                    // Where the maxima are is read from a primal value, never from v.
+                    Op::Conv(Conv::MaxPool2dSelect { .. } | Conv::MaxPool2dScatter { .. }) => {
+                        assert!(
+                            !on_v[node.inputs[1].index()],
+                            "{name}: node {i} pools at the maxima of a v-dependent value"
+                        )
+                    }
                     _ => {}
                 }
             }

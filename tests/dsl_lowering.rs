@@ -117,7 +117,28 @@ fn shipped() -> Vec<Shipped> {
                 ("b3", "f32[10]", zeros),
             ],
         ),
+        (
+            "fashion_lenet.sgn",
+            "f32[B, 10]",
+            vec![
+                ("c1", "f32[6, 1, 5, 5]", Init::Uniform(-0.2, 0.2)),
+                ("d1", "f32[6, 1, 1]", zeros),
+                ("c2", "f32[16, 6, 5, 5]", Init::Uniform(-0.05, 0.05)),
+                ("d2", "f32[16, 1, 1]", zeros),
+                ("w3", "f32[256, 120]", uniform_within(6.0 / 266.0)),
+                ("b3", "f32[120]", zeros),
+                ("w4", "f32[120, 84]", uniform_within(6.0 / 130.0)),
+                ("b4", "f32[84]", zeros),
+                ("w5", "f32[84, 10]", uniform_within(6.0 / 94.0)),
+                ("b5", "f32[10]", zeros),
+            ],
+        ),
     ]
+}
+
+/// U(−a, a) with a = √`square`: the paper's CNN initialization, written out in the model file.
+fn uniform_within(square: f64) -> Init {
+    Init::Uniform(-square.sqrt(), square.sqrt())
 }
 
 #[test]

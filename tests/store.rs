@@ -760,17 +760,18 @@ fn normal_initializers_have_mean_zero_and_the_right_variance() {
 }
 
 #[test]
-fn fans_of_higher_rank_parameters_include_the_receptive_field() {
-    // [3, 3, 16, 32]: fan_in = 9·16, fan_out = 9·32.
-    let m = init_params(
-        &[spec("k", DType::F64, &[3, 3, 16, 32], Init::HeUniform)],
-        1,
-    )
-    .unwrap();
-    let bound = (6.0f64 / 144.0).sqrt();
-    let values = m.get("k").unwrap().to_f64_vec();
-    assert!(values.iter().all(|x| x.abs() <= bound));
-    assert!(values.iter().any(|x| x.abs() > 0.99 * bound));
+fn fans_of_conv_filters_follow_pytorch_oihw() {
+    // [O, C, kH, kW] = [32, 16, 3, 3]: fan_in = 16·9 = 144, fan_out = 32·9 = 288.
+    assert_eq!(sgn::ir::init::fans(&[32, 16, 3, 3]), (144, 288));
+    for (init, bound) in [
+        (Init::HeUniform, (6.0f64 / 144.0).sqrt()),
+        (Init::GlorotUniform, (6.0f64 / (144.0 + 288.0)).sqrt()),
+    ] {
+        let m = init_params(&[spec("k", DType::F64, &[32, 16, 3, 3], init)], 1).unwrap();
+        let values = m.get("k").unwrap().to_f64_vec();
+        assert!(values.iter().all(|x| x.abs() <= bound), "{init:?}");
+        assert!(values.iter().any(|x| x.abs() > 0.99 * bound), "{init:?}");
+    }
 }
 
 #[test]

@@ -53,7 +53,7 @@ pub use clif::host_has_fma;
 pub use roofline::{Roofline, roofline_graph};
 
 use crate::ir::memory;
-use crate::ir::{Bindings, DType, Graph, Tensor, interp};
+use crate::ir::{Bindings, DType, Graph, Op, Tensor, interp};
 pub use error::{Error, Result};
 use plan::Plan;
 use program::{BufferKind, Program};
@@ -360,6 +360,13 @@ pub fn compile_graph(graph: &Graph, options: &JitOptions) -> Result<JitGraph> {
             graph.name
         ))
     })?;
+    if let Some(node) = graph.nodes().iter().find(|n| matches!(n.op, Op::Conv(_))) {
+        return Err(Error::Jit(format!(
+            "{} (in graph '{}') is not supported by the JIT yet; use --backend interp",
+            node.op.name(),
+            graph.name
+        )));
+    }
     let program = schedule::schedule(graph);
     let code = clif::compile(&program, &graph.name, &settings).map_err(Error::Jit)?;
     Ok(JitGraph {

@@ -336,6 +336,7 @@ impl Scheduler<'_> {
             Op::Leaf(Leaf::Const(c)) => Expr::Const(c.get()),
             Op::Leaf(Leaf::DimSize(d)) => Expr::DimSize(Size::dim(d)),
             Op::Leaf(Leaf::Arg(_)) | Op::MatMul(_) => unreachable!("never uniform"),
+            Op::Conv(_) => unreachable!("compile_graph rejects convolutions"),
             Op::Elementwise(e) => {
                 let operands: Vec<ExprId> = node
                     .inputs
@@ -432,6 +433,7 @@ impl Scheduler<'_> {
                 self.lower_matmul(id, inputs[0], inputs[1], m.transpose_a, m.transpose_b)
             }
             Op::Layout(Layout::Concat { axis }) => self.lower_concat(&inputs, *axis, &shape),
+            Op::Conv(_) => unreachable!("compile_graph rejects convolutions"),
             Op::Layout(layout) => {
                 let x = x.expect("views have an operand");
                 if matches!(self.val(x), Val::Uniform) {
@@ -639,7 +641,7 @@ pub(super) fn is_view(op: &Op) -> bool {
     match op {
         Op::Elementwise(e) => *e == Elementwise::StopGradient,
         Op::Layout(layout) => layout.is_view(),
-        Op::Leaf(_) | Op::MatMul(_) | Op::Reduce(_) => false,
+        Op::Leaf(_) | Op::MatMul(_) | Op::Reduce(_) | Op::Conv(_) => false,
     }
 }
 

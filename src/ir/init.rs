@@ -60,16 +60,17 @@ impl fmt::Display for Init {
     }
 }
 
-/// `(fan_in, fan_out)` of a parameter shape, as Keras and PyTorch define them for dense weights:
-/// for `[in, out]` it is `(in, out)`; for rank > 2 the leading axes multiply the receptive field;
-/// a vector `[n]` has `(n, n)`, a scalar `(1, 1)`.
+/// `(fan_in, fan_out)` of a parameter shape: a dense weight `[in, out]` (as `x @ w` reads it)
+/// has `(in, out)`; a convolution filter `[O, C/groups, k…]` (OIHW, rank > 2) has, as PyTorch
+/// defines it, `(C/groups · field, O · field)` with `field` the product of the kernel sizes; a
+/// vector `[n]` has `(n, n)`, a scalar `(1, 1)`.
 pub fn fans(shape: &[usize]) -> (usize, usize) {
     match shape {
         [] => (1, 1),
         [n] => (*n, *n),
-        _ => {
-            let (in_, out) = (shape[shape.len() - 2], shape[shape.len() - 1]);
-            let field: usize = shape[..shape.len() - 2].iter().product();
+        [in_, out] => (*in_, *out),
+        [out, in_, kernel @ ..] => {
+            let field: usize = kernel.iter().product();
             (in_ * field, out * field)
         }
     }

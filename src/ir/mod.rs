@@ -27,8 +27,8 @@ pub use diagnostic::Diagnostic;
 pub use error::Error;
 pub use graph::{Arg, ArgRole, Graph, Node, NodeId, Output, Span};
 pub use op::{
-    BinaryOp, Elementwise, Family, Layout, Leaf, MatMul, Op, Reduce, ReduceKind, ShapeError,
-    UnaryOp,
+    BinaryOp, Conv, Elementwise, Family, Layout, Leaf, MatMul, Op, Reduce, ReduceKind, ShapeError,
+    UnaryOp, Window,
 };
 pub use shape::{Bindings, DType, Dim, DimError, Shape, TensorType};
 pub use tensor::{Element, Tensor};

@@ -5,6 +5,7 @@
 //! it is not a single elementwise primitive or a reduction.
 
 use super::composites::{self, Reduction};
+use super::conv;
 use super::{Lowerer, Scope, Value, describe, expr, layout};
 use crate::dsl::parser::{Expr, ExprKind};
 use crate::ir::Diagnostic;
@@ -92,7 +93,7 @@ const ALONG_AXIS: Signature = signature(&["x", "axis"], 1, Operands::Leading(1))
 const LOSS: Signature = signature(&["z", "y"], 2, Operands::Leading(2));
 
 /// Every builtin. A name here cannot be the name of a `fn`.
-pub(super) const OPS: [OpSpec; 28] = [
+pub(super) const OPS: [OpSpec; 32] = [
     op("neg", X, OpKind::Unary(UnaryOp::Neg)),
     op("exp", X, OpKind::Unary(UnaryOp::Exp)),
     op("log", X, OpKind::Unary(UnaryOp::Log)),
@@ -152,6 +153,34 @@ pub(super) const OPS: [OpSpec; 28] = [
         OpKind::Composite(composites::softmax_cross_entropy),
     ),
     op("mse", LOSS, OpKind::Composite(composites::mse)),
+    op(
+        "conv2d",
+        signature(
+            &["x", "w", "stride", "padding", "dilation", "groups"],
+            2,
+            Operands::Leading(2),
+        ),
+        OpKind::Composite(conv::conv2d),
+    ),
+    op(
+        "max_pool2d",
+        signature(
+            &["x", "kernel", "stride", "padding", "dilation"],
+            2,
+            Operands::Leading(1),
+        ),
+        OpKind::Composite(conv::max_pool2d),
+    ),
+    op(
+        "avg_pool2d",
+        signature(
+            &["x", "kernel", "stride", "padding"],
+            2,
+            Operands::Leading(1),
+        ),
+        OpKind::Composite(conv::avg_pool2d),
+    ),
+    op("flatten", X, OpKind::Composite(conv::flatten)),
     op(
         "sigmoid_cross_entropy",
         LOSS,

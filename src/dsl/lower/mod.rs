@@ -20,12 +20,14 @@
 //! - `builtins.rs`: the table of builtin operations and the dispatch to their lowerings;
 //! - `composites.rs`: reductions (`mean`, keepdims), softmax, log_softmax, logsumexp, the losses;
 //! - `layout.rs`: reshape, transpose, concat;
+//! - `conv.rs`: conv2d, max_pool2d, avg_pool2d, flatten;
 //! - `args.rs`: literal arguments (dimensions, integers, axes, flags) and the size limit;
 //! - `init.rs`: initializer syntax (`= normal(0.01)`).
 
 mod args;
 mod builtins;
 mod composites;
+mod conv;
 mod expr;
 mod init;
 mod layout;

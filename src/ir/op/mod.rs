@@ -23,12 +23,14 @@
 //! Broadcasting is explicit ([`Layout::Broadcast`]): elementwise binary ops take operands of one
 //! shape, so that the transpose of a broadcast is plainly a sum.
 
+mod conv;
 mod elementwise;
 mod layout;
 mod leaf;
 mod matmul;
 mod reduce;
 
+pub use conv::{Conv, Window};
 pub use elementwise::{BinaryOp, Elementwise, UnaryOp};
 pub use layout::Layout;
 pub use leaf::Leaf;
@@ -72,6 +74,8 @@ pub enum Op {
     Reduce(Reduce),
     /// Data movement without arithmetic: broadcast, reshape, transpose, concat, slice.
     Layout(Layout),
+    /// Convolution and pooling over NCHW images.
+    Conv(Conv),
 }
 
 /// `$body` with `$family` bound to the family value inside `$op`: the one dispatch every pass
@@ -84,6 +88,7 @@ macro_rules! dispatch {
             Op::MatMul($family) => $body,
             Op::Reduce($family) => $body,
             Op::Layout($family) => $body,
+            Op::Conv($family) => $body,
         }
     };
 }
@@ -300,6 +305,7 @@ impl Op {
             MatMul::names(),
             Reduce::names(),
             Layout::names(),
+            Conv::names(),
         ]
         .concat()
     }
@@ -315,6 +321,7 @@ impl Op {
             .or_else(|| wrap(MatMul::parse(name, params), Op::MatMul))
             .or_else(|| wrap(Reduce::parse(name, params), Op::Reduce))
             .or_else(|| wrap(Layout::parse(name, params), Op::Layout))
+            .or_else(|| wrap(Conv::parse(name, params), Op::Conv))
     }
 
     /// The op spelled `name` if it takes no parameters.
