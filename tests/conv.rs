@@ -1,17 +1,19 @@
 //! Convolution and pooling: the interpreter against direct loops (f64 and f32), finite-difference
 //! checks of every JVP and VJP rule of the family over a grid of strides, paddings, dilations,
 //! groups and odd sizes, the transpose identity, G v of a tiny CNN against the explicit Jᵀ H J,
-//! the DSL builtins and their errors, the IR text, and the LeNet end to end on the interpreter
-//! (the JIT refuses it by name).
+//! the DSL builtins and their errors, the IR text, the JIT's max-pooling against the interpreter,
+//! and the LeNet end to end on the interpreter (the JIT refuses its convolutions by name).
 
 mod common;
 
 use common::derivatives::{ANY, check};
 use common::{batch_for, direction_like, wavy};
-use sgn::codegen::BackendKind;
+use sgn::codegen::{BackendKind, compile_graph};
 use sgn::ir::store::init_params;
 use sgn::ir::text::{parse_graph, print_graph};
-use sgn::ir::{ArgRole, Conv, DType, Graph, NodeId, Op, Shape, Tensor, TensorType, Window, interp};
+use sgn::ir::{
+    ArgRole, Conv, DType, Dim, Graph, NodeId, Op, Shape, Tensor, TensorType, Window, interp,
+};
 use sgn::{CompileOptions, Model};
 
 const F: DType = DType::F64;
@@ -206,22 +208,38 @@ fn fixed(dims: &[usize]) -> Shape {
 
 /// Runs `op` on arguments of `values` in the interpreter, in `dtype`.
 fn run_op(op: Conv, values: &[Tensor], dtype: DType) -> Tensor {
+    let (g, values) = op_graph(op, values, dtype, false);
+    interp::run(&g, &values).unwrap().swap_remove(0)
+}
+
+/// A graph applying `op` to arguments shaped as `values` (with a batch axis `B` if
+/// `symbolic_batch`), and `values` in `dtype`.
+fn op_graph(
+    op: Conv,
+    values: &[Tensor],
+    dtype: DType,
+    symbolic_batch: bool,
+) -> (Graph, Vec<Tensor>) {
     let mut g = Graph::new("op");
     let args: Vec<NodeId> = values
         .iter()
         .enumerate()
         .map(|(i, v)| {
+            let mut shape = fixed(v.shape());
+            if symbolic_batch {
+                shape.0[0] = Dim::sym("B");
+            }
             g.add_arg(
                 format!("a{i}"),
                 ArgRole::Input,
-                TensorType::new(dtype, fixed(v.shape())),
+                TensorType::new(dtype, shape),
             )
         })
         .collect();
     let y = g.apply(Op::Conv(op), &args).unwrap();
     g.add_output("y", y);
     let values: Vec<Tensor> = values.iter().map(|v| v.clone().cast(dtype)).collect();
-    interp::run(&g, &values).unwrap().swap_remove(0)
+    (g, values)
 }
 
 fn assert_all_close(what: &str, got: &[f64], want: &[f64], tolerance: f64) {
@@ -296,6 +314,36 @@ fn the_interpreter_max_pools_as_the_definition_first_maximum_on_ties() {
     let select = op(|kernel, window| Conv::MaxPool2dSelect { kernel, window });
     let t = Tensor::from_f64(F, &[1, 1, 2, 2], vec![10.0, 20.0, 30.0, 40.0]).unwrap();
     assert_eq!(run_op(select, &[t, x], F).to_f64_vec(), [20.0]);
+}
+
+#[test]
+fn the_jit_max_pools_bit_for_bit_as_the_interpreter_on_1_2_and_3_threads() {
+    // Bit patterns, any NaN as one: the JIT's maximum yields the machine's NaN, not the input's.
+    let bits = |t: &Tensor| -> Vec<u64> {
+        let nan_as_one = |x: f64| if x.is_nan() { u64::MAX } else { x.to_bits() };
+        t.to_f64_vec().into_iter().map(nan_as_one).collect()
+    };
+    for (k, (shape, kernel, window)) in pool_cases().into_iter().enumerate() {
+        let mut values = wavy(F, &shape, k as u64, 1.0).to_f64_vec();
+        // A NaN wins its windows; repeated values tie.
+        values[3] = f64::NAN;
+        values[7] = values[8];
+        let x = Tensor::from_f64(F, &shape, values).unwrap();
+        for (dtype, symbolic_batch) in [(F, false), (DType::F32, false), (F, true)] {
+            let op = Conv::MaxPool2d { kernel, window };
+            let (g, args) = op_graph(op, std::slice::from_ref(&x), dtype, symbolic_batch);
+            let want = bits(&interp::run(&g, &args).unwrap()[0]);
+            for threads in 1..=3 {
+                for (variant, options) in common::jit_variants(threads) {
+                    let jit = compile_graph(&g, &options).unwrap();
+                    let got = bits(&jit.run(&args).unwrap()[0]);
+                    let what =
+                        format!("{shape:?} {kernel:?} {window:?} {dtype} B: {symbolic_batch}");
+                    assert_eq!(got, want, "{what}, {threads} threads, {variant}");
+                }
+            }
+        }
+    }
 }
 
 #[test]

@@ -20,6 +20,7 @@ use super::program::{
     Program, Reduction, Step,
 };
 use super::sizes::Size;
+use crate::ir::op::{Conv, Window};
 use crate::ir::{
     BinaryOp, DType, Dim, Elementwise, Graph, Layout, Leaf, NodeId, Op, Reduce, ReduceKind, Shape,
 };
@@ -433,7 +434,10 @@ impl Scheduler<'_> {
                 self.lower_matmul(id, inputs[0], inputs[1], m.transpose_a, m.transpose_b)
             }
             Op::Layout(Layout::Concat { axis }) => self.lower_concat(&inputs, *axis, &shape),
-            Op::Conv(_) => unreachable!("compile_graph rejects convolutions"),
+            Op::Conv(Conv::MaxPool2d { kernel, window }) => {
+                self.lower_max_pool(id, *kernel, *window)
+            }
+            Op::Conv(_) => unreachable!("compile_graph rejects the other convolution ops"),
             Op::Layout(layout) => {
                 let x = x.expect("views have an operand");
                 if matches!(self.val(x), Val::Uniform) {
@@ -579,6 +583,83 @@ impl Scheduler<'_> {
         }));
         self.written_by[c.buffer] = Some(self.steps.len() - 1);
         Val::Stored(c)
+    }
+
+    /// `max_pool2d` as a max-reduction over each window's taps: one kernel over
+    /// `[N, C, H', W', kH, kW]` reading the input at affine offsets. A padded window reads a
+    /// copy of the input framed by −∞, which never wins (the shape rule leaves every window a
+    /// tap inside the input).
+    fn lower_max_pool(&mut self, id: NodeId, kernel: [usize; 2], window: Window) -> Val {
+        let x = self.graph.node(id).inputs[0];
+        let mut input = self.as_view(x);
+        if window.padding != [[0, 0], [0, 0]] {
+            input = self.padded_copy(&input, window.padding, f64::NEG_INFINITY);
+        }
+        let out_shape = self.shape(id).0.clone();
+        let taps = kernel.map(|k| Dim::fixed(k as u64));
+        let mut domain = out_shape.clone();
+        domain.extend(taps);
+        let step = self.new_kernel(&domain);
+        let fixed = |n: usize| Dim::fixed(n as u64);
+        let s = &input.strides;
+        let strides = vec![
+            s[0].clone(),
+            s[1].clone(),
+            s[2].mul_dim(&fixed(window.stride[0])),
+            s[3].mul_dim(&fixed(window.stride[1])),
+            s[2].mul_dim(&fixed(window.dilation[0])),
+            s[3].mul_dim(&fixed(window.dilation[1])),
+        ];
+        let value = self.push_expr(
+            step,
+            Expr::Load(Access {
+                buffer: input.buffer,
+                offset: input.offset.clone(),
+                strides,
+            }),
+        );
+        let out = self.new_temp(&out_shape);
+        let mut out_strides = out.strides.clone();
+        out_strides.extend([Size::default(), Size::default()]);
+        self.written_by[out.buffer] = Some(step);
+        self.kernel(step).kernel.reductions.push(Reduction {
+            kind: ReduceKind::Max,
+            value,
+            out: Access {
+                buffer: out.buffer,
+                offset: Size::default(),
+                strides: out_strides,
+            },
+            reduced: vec![false, false, false, false, true, true],
+            partial: None,
+        });
+        Val::Stored(out)
+    }
+
+    /// A row-major copy of the `[N, C, H, W]` view `x` framed by `padding` (`[[top, bottom],
+    /// [left, right]]`) elements of value `frame`.
+    fn padded_copy(&mut self, x: &View, padding: [[usize; 2]; 2], frame: f64) -> View {
+        let mut shape = x.shape.clone();
+        for (axis, [before, after]) in [(2, padding[0]), (3, padding[1])] {
+            let size = shape[axis]
+                .as_fixed()
+                .expect("pooling has fixed spatial sizes");
+            shape[axis] = Dim::fixed(size + (before + after) as u64);
+        }
+        let out = self.new_temp(&shape);
+        let fill = self.new_kernel(&shape);
+        let e = self.push_expr(fill, Expr::Const(frame));
+        self.add_store(fill, e, &out);
+        let [[top, _], [left, _]] = padding;
+        let interior = out.slice(2, &Dim::fixed(top as u64), &x.shape[2]).slice(
+            3,
+            &Dim::fixed(left as u64),
+            &x.shape[3],
+        );
+        let copy = self.new_kernel(&x.shape);
+        let e = self.push_expr(copy, Expr::Load(x.access()));
+        self.add_store(copy, e, &interior);
+        out
     }
 
     /// Each operand is written into its slice of one buffer, by the kernel computing it when it
