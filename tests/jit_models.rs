@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_close, batch_for, bits, has_conv, ir_models, jit_variants, wavy};
+use common::{assert_close, batch_for, bits, ir_models, jit_variants, wavy};
 use sgn::codegen::{BackendKind, JitOptions, ParallelMin, compile_graph};
 use sgn::ir::store::{TensorMap, init_params};
 use sgn::ir::tensor::Floor;
@@ -89,11 +89,6 @@ fn floor_and_tolerance(dtype: DType) -> (Floor, f64) {
 #[test]
 fn jit_equals_the_interpreter_on_every_graph_of_every_model() {
     for (name, model) in ir_models() {
-        // The JIT does not lower convolutions yet (issue 13): tests/conv.rs checks that it says so
-        // and runs the CNNs on the interpreter.
-        if has_conv(&model) {
-            continue;
-        }
         for (dtype, optimize) in [
             (DType::F64, true),
             (DType::F32, true),
@@ -133,11 +128,6 @@ fn jit_equals_the_interpreter_on_every_graph_of_every_model() {
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
     for (name, model) in ir_models() {
-        // The JIT does not lower convolutions yet (issue 13): tests/conv.rs checks that it says so
-        // and runs the CNNs on the interpreter.
-        if has_conv(&model) {
-            continue;
-        }
         let compiled = compile(&model, DType::F32);
         let params = params_for(&model, DType::F32);
         for (graph_name, graph) in compiled.graphs.named() {

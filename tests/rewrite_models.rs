@@ -7,8 +7,8 @@
 mod common;
 
 use common::{
-    RELATIVE_FLOOR, assert_close, assert_close_to_explicit, axpy, backend_for, batch_for,
-    direction_like, explicit_gv, flatten, has_conv, ir_models, small_net, wavy,
+    RELATIVE_FLOOR, assert_close, assert_close_to_explicit, axpy, batch_for, direction_like,
+    explicit_gv, flatten, has_conv, ir_models, small_net, wavy,
 };
 use sgn::autodiff::DerivedGraphs;
 use sgn::codegen::BackendKind;
@@ -145,8 +145,7 @@ fn optimized_models_evaluate_like_the_unoptimized_ones_on_every_model() {
         };
         // The oracle: the graphs as differentiated, run by the interpreter.
         let oracle = run(false, BackendKind::Interpreter);
-        // The JIT where it compiles the model (not yet the CNNs: backend_for).
-        let native = backend_for(&model);
+        let native = BackendKind::Jit;
         let unoptimized_native = run(false, native);
         assert_results_close(
             &format!("{name} unoptimized {}", native.name()),

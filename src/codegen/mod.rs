@@ -53,8 +53,7 @@ pub use clif::host_has_fma;
 pub use roofline::{Roofline, roofline_graph};
 
 use crate::ir::memory;
-use crate::ir::op::Conv;
-use crate::ir::{Bindings, DType, Graph, Op, Tensor, interp};
+use crate::ir::{Bindings, DType, Graph, Tensor, interp};
 pub use error::{Error, Result};
 use plan::Plan;
 use program::{BufferKind, Program};
@@ -361,14 +360,6 @@ pub fn compile_graph(graph: &Graph, options: &JitOptions) -> Result<JitGraph> {
             graph.name
         ))
     })?;
-    let unsupported = |op: &Op| matches!(op, Op::Conv(c) if !matches!(c, Conv::MaxPool2d { .. }));
-    if let Some(node) = graph.nodes().iter().find(|n| unsupported(&n.op)) {
-        return Err(Error::Jit(format!(
-            "{} (in graph '{}') is not supported by the JIT yet; use --backend interp",
-            node.op.name(),
-            graph.name
-        )));
-    }
     let program = schedule::schedule(graph);
     let code = clif::compile(&program, &graph.name, &settings).map_err(Error::Jit)?;
     Ok(JitGraph {

@@ -4,6 +4,7 @@
 
 use super::sizes::Size;
 pub use crate::ir::ReduceKind;
+use crate::ir::op::{Extent, ImageKernel};
 use crate::ir::{BinaryOp, DType, UnaryOp};
 use std::fmt;
 
@@ -132,11 +133,51 @@ pub struct Gemm {
     pub c: MatAccess,
 }
 
+/// A row-major array in a buffer, from `offset` on.
+#[derive(Clone, Debug)]
+pub struct Dense {
+    pub buffer: BufferId,
+    pub offset: Size,
+}
+
+/// A convolution or pooling op run by its family's kernel ([`ImageKernel`]) on `images` whole
+/// images; each thread takes a run of images. A result that is [`Extent::Whole`] (a filter's
+/// gradient, summed over the images) is computed in [`PARTS`] parts fixed by the image count:
+/// `out` holds one partial sum per part, one after the other, which the next step adds up in
+/// part order — so results do not depend on the thread count.
+#[derive(Clone, Debug)]
+pub struct ImageStep {
+    pub kernel: ImageKernel,
+    pub images: Size,
+    pub operands: Vec<Dense>,
+    pub out: Dense,
+}
+
 /// One step of a program; steps run in order, separated by barriers when threads share them.
 #[derive(Clone, Debug)]
 pub enum Step {
     Kernel(Kernel),
     Gemm(Gemm),
+    Image(ImageStep),
+}
+
+impl Step {
+    /// Every buffer the step touches, reads and writes alike, with repeats.
+    pub(crate) fn buffers_mut(&mut self) -> Vec<&mut BufferId> {
+        match self {
+            Step::Kernel(k) => k.accesses_mut().map(|a| &mut a.buffer).collect(),
+            Step::Gemm(g) => [&mut g.a, &mut g.b, &mut g.c]
+                .into_iter()
+                .map(|m| &mut m.buffer)
+                .collect(),
+            Step::Image(s) => s
+                .operands
+                .iter_mut()
+                .chain([&mut s.out])
+                .map(|d| &mut d.buffer)
+                .collect(),
+        }
+    }
 }
 
 /// A size that must not be zero at run time, and what to say when it is.
@@ -166,13 +207,9 @@ impl Program {
             entry.0 = entry.0.min(step);
             entry.1 = entry.1.max(step);
         };
-        for (i, step) in self.steps.iter().enumerate() {
-            match step {
-                Step::Kernel(k) => k.accesses().for_each(|a| touch(a.buffer, i)),
-                Step::Gemm(g) => [&g.a, &g.b, &g.c]
-                    .into_iter()
-                    .for_each(|a| touch(a.buffer, i)),
-            }
+        for i in 0..self.steps.len() {
+            let (reads, writes) = self.step_buffers(i);
+            reads.into_iter().chain(writes).for_each(|b| touch(b, i));
         }
         life
     }
@@ -198,6 +235,10 @@ impl Program {
                 (reads, writes)
             }
             Step::Gemm(g) => (vec![g.a.buffer, g.b.buffer], vec![g.c.buffer]),
+            Step::Image(s) => (
+                s.operands.iter().map(|d| d.buffer).collect(),
+                vec![s.out.buffer],
+            ),
         }
     }
 
@@ -252,6 +293,7 @@ impl Program {
             .iter()
             .map(|step| match step {
                 Step::Gemm(g) => 2.0 * eval(&g.m) as f64 * eval(&g.k) as f64 * eval(&g.n) as f64,
+                Step::Image(s) => s.kernel.flops(eval(&s.images)),
                 Step::Kernel(k) => {
                     let points: f64 = k.domain.iter().map(|d| eval(d) as f64).product();
                     let ops = k
@@ -275,6 +317,16 @@ impl fmt::Display for Access {
         }
         let strides: Vec<String> = self.strides.iter().map(|s| s.to_string()).collect();
         write!(f, "[{}]", strides.join(", "))
+    }
+}
+
+impl fmt::Display for Dense {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "b{}", self.buffer)?;
+        if !self.offset.is_zero() {
+            write!(f, "+{}", self.offset)?;
+        }
+        Ok(())
     }
 }
 
@@ -308,6 +360,21 @@ impl fmt::Display for Program {
                         mat(&g.c),
                         mat(&g.a),
                         mat(&g.b)
+                    )?;
+                }
+                Step::Image(s) => {
+                    let operands: Vec<String> = s.operands.iter().map(|d| d.to_string()).collect();
+                    let parts = match s.kernel.output() {
+                        Extent::PerImage(_) => "",
+                        Extent::Whole(_) => " in parts",
+                    };
+                    writeln!(
+                        f,
+                        "{i}: {} over {} images{parts}: {} = {}",
+                        s.kernel.name(),
+                        s.images,
+                        s.out,
+                        operands.join(", ")
                     )?;
                 }
                 Step::Kernel(k) => {

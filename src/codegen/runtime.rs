@@ -6,6 +6,8 @@
 //! is summed across threads, results do not depend on the number of threads.
 
 use super::narrow;
+use super::program::PARTS;
+use crate::ir::op::{Extent, ImageKernel};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -179,6 +181,123 @@ impl Product {
                     false,
                     gemm::Parallelism::None,
                 );
+            }
+        }
+    }
+}
+
+/// A runtime integer of a compiled program: a constant, or a slot of the sizes table.
+#[derive(Clone, Copy, Debug)]
+pub enum SizeValue {
+    Fixed(i64),
+    Slot(usize),
+}
+
+impl SizeValue {
+    /// # Safety
+    /// `sizes` must be the program's sizes table, which has every slot.
+    unsafe fn get(self, sizes: *const i64) -> usize {
+        match self {
+            SizeValue::Fixed(n) => n as usize,
+            // SAFETY: as documented above.
+            SizeValue::Slot(i) => unsafe { *sizes.add(i) as usize },
+        }
+    }
+}
+
+/// A convolution or pooling step (see [`super::program::ImageStep`]) as the program runs it:
+/// buffers are the step's own numbers, at element offsets.
+#[derive(Debug)]
+pub struct ImageCall {
+    pub kernel: ImageKernel,
+    pub is_f64: bool,
+    pub images: SizeValue,
+    pub operands: Vec<(usize, SizeValue)>,
+    pub out: (usize, SizeValue),
+}
+
+impl ImageCall {
+    /// Runs `thread`'s share: a run of whole images, or for a result summed over the images,
+    /// whole parts (each part's images fixed by the image count alone).
+    ///
+    /// # Safety
+    /// `buffers`, `sizes` and `ids` must be the program's, valid for the step's extents; the
+    /// threads of one call must run disjoint `thread` indices.
+    pub unsafe fn run(
+        &self,
+        buffers: *const *mut u8,
+        sizes: *const i64,
+        thread: i64,
+        threads: i64,
+        ids: &[i64],
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            if self.is_f64 {
+                self.run_typed::<f64>(buffers, sizes, thread as usize, threads as usize, ids)
+            } else {
+                self.run_typed::<f32>(buffers, sizes, thread as usize, threads as usize, ids)
+            }
+        }
+    }
+
+    unsafe fn run_typed<T: crate::ir::tensor::Element>(
+        &self,
+        buffers: *const *mut u8,
+        sizes: *const i64,
+        thread: usize,
+        threads: usize,
+        ids: &[i64],
+    ) {
+        // SAFETY: the caller passes the program's tables; buffer `ids[b]` is planned to hold
+        // the step's extents from the given offset on.
+        let base = |(buffer, offset): (usize, SizeValue)| unsafe {
+            let start = *buffers.add(ids[buffer] as usize) as *mut T;
+            start.add(offset.get(sizes))
+        };
+        // SAFETY: as above.
+        let images = unsafe { self.images.get(sizes) };
+        // The elements of images `range` of an operand or result of extent `extent`.
+        let span = |extent: Extent, range: &std::ops::Range<usize>| match extent {
+            Extent::PerImage(n) => (range.start * n, range.len() * n),
+            Extent::Whole(n) => (0, n),
+        };
+        let run = |range: std::ops::Range<usize>, out: *mut T, out_len: usize| {
+            let operands: Vec<&[T]> = self
+                .operands
+                .iter()
+                .zip(self.kernel.operands())
+                .map(|(&operand, extent)| {
+                    let (start, len) = span(extent, &range);
+                    // SAFETY: the operand holds every image of the call; no thread writes it
+                    // during this step.
+                    unsafe { std::slice::from_raw_parts(base(operand).add(start), len) }
+                })
+                .collect();
+            // SAFETY: each thread writes its own images (or parts) of the result.
+            let out = unsafe { std::slice::from_raw_parts_mut(out, out_len) };
+            self.kernel.run(&operands, out);
+        };
+        let out = base(self.out);
+        match self.kernel.output() {
+            Extent::PerImage(n) => {
+                let range = images * thread / threads..images * (thread + 1) / threads;
+                if !range.is_empty() {
+                    // SAFETY: the run's images lie inside the result.
+                    run(
+                        range.clone(),
+                        unsafe { out.add(range.start * n) },
+                        range.len() * n,
+                    );
+                }
+            }
+            Extent::Whole(n) => {
+                let parts = PARTS as usize;
+                for part in parts * thread / threads..parts * (thread + 1) / threads {
+                    let range = images * part / parts..images * (part + 1) / parts;
+                    // SAFETY: the result holds `PARTS` partial sums of `n` elements each.
+                    run(range, unsafe { out.add(part * n) }, n);
+                }
             }
         }
     }

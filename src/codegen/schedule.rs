@@ -16,13 +16,14 @@
 //! Finally each kernel's loop axes are collapsed where every access is contiguous across them, so
 //! most kernels become one or two loops.
 use super::program::{
-    Access, Buffer, BufferId, BufferKind, Expr, ExprId, Gemm, Kernel, MatAccess, NonEmpty, PARTS,
-    Program, Reduction, Step,
+    Access, Buffer, BufferId, BufferKind, Dense, Expr, ExprId, Gemm, ImageStep, Kernel, MatAccess,
+    NonEmpty, PARTS, Program, Reduction, Step,
 };
 use super::sizes::Size;
-use crate::ir::op::{Conv, Window};
+use crate::ir::op::{Conv, Extent, Window};
 use crate::ir::{
     BinaryOp, DType, Dim, Elementwise, Graph, Layout, Leaf, NodeId, Op, Reduce, ReduceKind, Shape,
+    TensorType,
 };
 use std::collections::HashMap;
 
@@ -47,7 +48,14 @@ impl View {
     }
 
     fn is_contiguous(&self) -> bool {
-        self.offset.is_zero() && self.strides == row_major_strides(&self.shape)
+        self.offset.is_zero() && self.is_row_major()
+    }
+
+    /// True if the elements are in row-major order from the offset on (the strides of size-1
+    /// axes do not matter).
+    fn is_row_major(&self) -> bool {
+        let expected = row_major_strides(&self.shape);
+        (0..self.shape.len()).all(|i| self.shape[i].is_one() || self.strides[i] == expected[i])
     }
 
     /// numpy `broadcast_to`: new leading axes and stretched size-1 axes get stride 0.
@@ -179,6 +187,7 @@ struct KernelBuilder {
 enum StepBuilder {
     Kernel(KernelBuilder),
     Gemm(Gemm),
+    Image(ImageStep),
 }
 
 struct Scheduler<'g> {
@@ -230,6 +239,7 @@ pub fn schedule(graph: &Graph) -> Program {
                 steps.extend(combines.into_iter().map(Step::Kernel));
             }
             StepBuilder::Gemm(g) => steps.push(Step::Gemm(g)),
+            StepBuilder::Image(i) => steps.push(Step::Image(i)),
         }
     }
     Program {
@@ -281,7 +291,9 @@ impl Scheduler<'_> {
     fn kernel(&mut self, step: usize) -> &mut KernelBuilder {
         match &mut self.steps[step] {
             StepBuilder::Kernel(k) => k,
-            StepBuilder::Gemm(_) => unreachable!("step {step} is a kernel"),
+            StepBuilder::Gemm(_) | StepBuilder::Image(_) => {
+                unreachable!("step {step} is a kernel")
+            }
         }
     }
 
@@ -337,7 +349,7 @@ impl Scheduler<'_> {
             Op::Leaf(Leaf::Const(c)) => Expr::Const(c.get()),
             Op::Leaf(Leaf::DimSize(d)) => Expr::DimSize(Size::dim(d)),
             Op::Leaf(Leaf::Arg(_)) | Op::MatMul(_) => unreachable!("never uniform"),
-            Op::Conv(_) => unreachable!("compile_graph rejects convolutions"),
+            Op::Conv(_) => unreachable!("never uniform"),
             Op::Elementwise(e) => {
                 let operands: Vec<ExprId> = node
                     .inputs
@@ -437,7 +449,7 @@ impl Scheduler<'_> {
             Op::Conv(Conv::MaxPool2d { kernel, window }) => {
                 self.lower_max_pool(id, *kernel, *window)
             }
-            Op::Conv(_) => unreachable!("compile_graph rejects the other convolution ops"),
+            Op::Conv(op) => self.lower_image(id, *op),
             Op::Layout(layout) => {
                 let x = x.expect("views have an operand");
                 if matches!(self.val(x), Val::Uniform) {
@@ -633,6 +645,76 @@ impl Scheduler<'_> {
             reduced: vec![false, false, false, false, true, true],
             partial: None,
         });
+        Val::Stored(out)
+    }
+
+    /// A convolution or pooling op as a call of its family's kernel on row-major operands; a
+    /// result summed over the images is summed per part, then over the parts in order.
+    fn lower_image(&mut self, id: NodeId, op: Conv) -> Val {
+        let inputs = self.graph.node(id).inputs.clone();
+        let types: Vec<&TensorType> = inputs.iter().map(|&x| self.graph.ty(x)).collect();
+        let kernel = op
+            .image_kernel(&types)
+            .expect("the graph builder checked the operands");
+        let images = Size::dim(&self.shape(inputs[0]).0[0]);
+        let operands = inputs
+            .iter()
+            .map(|&x| {
+                let view = self.as_view(x);
+                let view = if view.is_row_major() {
+                    view
+                } else {
+                    self.copy_of(&view)
+                };
+                Dense {
+                    buffer: view.buffer,
+                    offset: view.offset,
+                }
+            })
+            .collect();
+        let shape = self.shape(id).0.clone();
+        let out = self.new_temp(&shape);
+        let target = match kernel.output() {
+            Extent::PerImage(_) => out.buffer,
+            Extent::Whole(len) => self.new_buffer(
+                BufferKind::Temp,
+                Size::fixed(PARTS).mul(&Size::fixed(len as u64)),
+            ),
+        };
+        self.steps.push(StepBuilder::Image(ImageStep {
+            kernel,
+            images,
+            operands,
+            out: Dense {
+                buffer: target,
+                offset: Size::default(),
+            },
+        }));
+        self.written_by[target] = Some(self.steps.len() - 1);
+        if let Extent::Whole(len) = kernel.output() {
+            // The partial sums as [len, PARTS], reduced along the parts.
+            let step = self.new_kernel(&[Dim::fixed(len as u64), Dim::fixed(PARTS)]);
+            let value = self.push_expr(
+                step,
+                Expr::Load(Access {
+                    buffer: target,
+                    offset: Size::default(),
+                    strides: vec![Size::fixed(1), Size::fixed(len as u64)],
+                }),
+            );
+            self.written_by[out.buffer] = Some(step);
+            self.kernel(step).kernel.reductions.push(Reduction {
+                kind: ReduceKind::Sum,
+                value,
+                out: Access {
+                    buffer: out.buffer,
+                    offset: Size::default(),
+                    strides: vec![Size::fixed(1), Size::default()],
+                },
+                reduced: vec![false, true],
+                partial: None,
+            });
+        }
         Val::Stored(out)
     }
 

@@ -4,7 +4,7 @@
 pub mod derivatives;
 
 use ndarray::Array2;
-use sgn::codegen::{BackendKind, GemmKernels, JitOptions, ParallelMin};
+use sgn::codegen::{GemmKernels, JitOptions, ParallelMin};
 use sgn::data::{Dataset, Split};
 use sgn::ir::store::TensorMap;
 use sgn::ir::tensor::Floor;
@@ -33,25 +33,13 @@ pub fn ir_models() -> Vec<(String, Model)> {
         .collect()
 }
 
-/// True for a model with convolution or pooling ops. The JIT does not lower those yet (issue
-/// 13): tests of the JIT skip such models, model-wide tests of anything else run them on the
-/// interpreter ([`backend_for`]).
+/// True for a model with convolution or pooling ops (not a dense MLP).
 pub fn has_conv(model: &Model) -> bool {
     model
         .graph
         .nodes()
         .iter()
         .any(|n| matches!(n.op, sgn::ir::Op::Conv(_)))
-}
-
-/// The backend a model-wide test that is not about the JIT runs `model` on: the JIT, or the
-/// interpreter for a model the JIT cannot compile yet ([`has_conv`]).
-pub fn backend_for(model: &Model) -> BackendKind {
-    if has_conv(model) {
-        BackendKind::Interpreter
-    } else {
-        BackendKind::Jit
-    }
 }
 
 /// Deterministic, varied values in (-scale, scale): a fixed quasi-random sequence per `seed`.

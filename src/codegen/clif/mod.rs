@@ -21,7 +21,7 @@ mod kernel;
 use super::ParallelMin;
 use super::math::Lanes;
 use super::program::{BufferId, Gemm, Program, Step};
-use super::runtime::{SpinBarrier, sgn_barrier, sgn_gemm};
+use super::runtime::{ImageCall, SizeValue, SpinBarrier, sgn_barrier, sgn_gemm};
 use super::sizes::{Size, SizeSlots};
 use crate::ir::DType;
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -169,11 +169,30 @@ pub fn compile(program: &Program, name: &str, settings: &Settings) -> Result<Com
             .map_err(|e| err("compile", &e))
     };
 
-    // One function per distinct step.
+    // One function per distinct step; the family's kernels run convolutions and pooling.
     let mut step_functions: HashMap<String, FuncId> = HashMap::new();
-    let mut planned: Vec<(FuncId, Box<[i64]>)> = Vec::with_capacity(program.steps.len());
+    let mut planned: Vec<(Planned, Box<[i64]>)> = Vec::with_capacity(program.steps.len());
     for step in &program.steps {
         let (local, buffers) = with_local_buffers(step);
+        if let Step::Image(image) = &local {
+            let mut value = |s: &Size| match s.as_fixed() {
+                Some(n) => SizeValue::Fixed(n as i64),
+                None => SizeValue::Slot(functions.slots.slot(s)),
+            };
+            let call = ImageCall {
+                kernel: image.kernel,
+                is_f64: program.dtype == DType::F64,
+                images: value(&image.images),
+                operands: image
+                    .operands
+                    .iter()
+                    .map(|d| (d.buffer, value(&d.offset)))
+                    .collect(),
+                out: (image.out.buffer, value(&image.out.offset)),
+            };
+            planned.push((Planned::Image(call), buffers));
+            continue;
+        }
         let key = format!("{local:?}");
         let function = match step_functions.get(&key) {
             Some(&id) => id,
@@ -188,12 +207,13 @@ pub fn compile(program: &Program, name: &str, settings: &Settings) -> Result<Com
                         let shim = e.import(gemm_id);
                         e.gemm(g, shim);
                     }
+                    Step::Image(_) => unreachable!("run by the family's kernel"),
                 })?;
                 step_functions.insert(key, id);
                 id
             }
         };
-        planned.push((function, buffers));
+        planned.push((Planned::Jit(function), buffers));
     }
 
     // The table `entry` runs; its address is fixed before the functions it lists are.
@@ -213,14 +233,17 @@ pub fn compile(program: &Program, name: &str, settings: &Settings) -> Result<Com
     steps.steps = planned
         .into_iter()
         .zip(program.barriers())
-        .map(|((function, buffers), barrier_before)| {
-            let code = module.get_finalized_function(function);
-            CompiledStep {
-                // SAFETY: `code` was compiled from a function with exactly this signature.
-                function: unsafe { std::mem::transmute::<*const u8, StepFn>(code) },
-                buffers,
-                barrier_before,
-            }
+        .map(|((planned, buffers), barrier_before)| CompiledStep {
+            code: match planned {
+                Planned::Jit(function) => {
+                    let code = module.get_finalized_function(function);
+                    // SAFETY: `code` was compiled from a function with exactly this signature.
+                    StepCode::Jit(unsafe { std::mem::transmute::<*const u8, StepFn>(code) })
+                }
+                Planned::Image(call) => StepCode::Image(call),
+            },
+            buffers,
+            barrier_before,
         })
         .collect();
     let code = module.get_finalized_function(entry_id);
@@ -260,8 +283,19 @@ struct StepTable {
     steps: Vec<CompiledStep>,
 }
 
+/// A step before linking: the function to be compiled, or the family's kernel to call.
+enum Planned {
+    Jit(FuncId),
+    Image(ImageCall),
+}
+
+enum StepCode {
+    Jit(StepFn),
+    Image(ImageCall),
+}
+
 struct CompiledStep {
-    function: StepFn,
+    code: StepCode,
     /// The buffer (index in the buffer pointers) of each of the step's own buffer numbers.
     buffers: Box<[i64]>,
     /// Threads meet at the barrier before the step.
@@ -288,8 +322,16 @@ unsafe extern "C" fn sgn_run_steps(
             // SAFETY: `barrier` is `entry`'s, live for the call.
             unsafe { sgn_barrier(barrier) };
         }
-        // SAFETY: the function was compiled for these arguments and these buffer indices.
-        unsafe { (step.function)(buffers, sizes, thread, threads, step.buffers.as_ptr()) };
+        match &step.code {
+            // SAFETY: the function was compiled for these arguments and these buffer indices.
+            StepCode::Jit(function) => unsafe {
+                function(buffers, sizes, thread, threads, step.buffers.as_ptr())
+            },
+            // SAFETY: the call was planned for these buffers and sizes.
+            StepCode::Image(call) => unsafe {
+                call.run(buffers, sizes, thread, threads, &step.buffers)
+            },
+        }
     }
 }
 
@@ -298,7 +340,7 @@ unsafe extern "C" fn sgn_run_steps(
 fn with_local_buffers(step: &Step) -> (Step, Box<[i64]>) {
     let mut local = step.clone();
     let mut buffers: Vec<i64> = Vec::new();
-    let mut renumber = |buffer: &mut BufferId| {
+    let renumber = |buffer: &mut BufferId| {
         let global = *buffer as i64;
         *buffer = match buffers.iter().position(|&b| b == global) {
             Some(i) => i,
@@ -308,12 +350,7 @@ fn with_local_buffers(step: &Step) -> (Step, Box<[i64]>) {
             }
         };
     };
-    match &mut local {
-        Step::Kernel(k) => k.accesses_mut().for_each(|a| renumber(&mut a.buffer)),
-        Step::Gemm(g) => [&mut g.a, &mut g.b, &mut g.c]
-            .into_iter()
-            .for_each(|m| renumber(&mut m.buffer)),
-    }
+    local.buffers_mut().into_iter().for_each(renumber);
     (local, buffers.into_boxed_slice())
 }
 

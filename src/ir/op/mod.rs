@@ -30,7 +30,7 @@ mod leaf;
 mod matmul;
 mod reduce;
 
-pub use conv::{Conv, Window};
+pub use conv::{Conv, Extent, ImageKernel, Window};
 pub use elementwise::{BinaryOp, Elementwise, UnaryOp};
 pub use layout::Layout;
 pub use leaf::Leaf;

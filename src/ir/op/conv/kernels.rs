@@ -1,119 +1,172 @@
-//! The interpreter's kernels: convolution as im2col + GEMM per group (and its two
-//! transposes, col2im and a correlation GEMM), max-pooling by argmax.
+//! The family's kernels, shared by the interpreter and the JIT: convolution as im2col + GEMM per
+//! image and group (its transposes: col2im, and a correlation GEMM), max-pooling by argmax.
+//!
+//! Each kernel works on a run of whole images in row-major `[n, C, H, W]` slices, so that the
+//! JIT can give each thread its own images; an image's result never depends on the others'.
 
-use super::super::operands;
-use super::Conv;
 use super::window::{ConvGeometry, PoolGeometry};
+use super::{Conv, ShapeError};
+use crate::ir::shape::{Shape, TensorType};
 use crate::ir::tensor::Element;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewMut2, IxDyn, s};
 
-/// `op` evaluated on `xs`, or why the operands do not fit it.
-pub(super) fn eval<T: Element>(op: Conv, xs: &[&ArrayD<T>]) -> Result<ArrayD<T>, String> {
-    match op {
-        Conv::Conv2d { window, groups } => {
-            let [x, w] = operands(xs)?;
-            let [n, c, h, wd] = dims4(x, "the input")?;
-            let wdims = dims4(w, "the filter")?;
-            let g = ConvGeometry::new(window, groups, n, [c, h, wd], wdims)?;
-            let x = x.as_standard_layout();
-            let w = matrix(w, g.out_channels);
-            Ok(g.forward(x.as_slice().expect("standard layout"), w.view()))
+/// A convolution or pooling op with every size but the batch fixed: what runs on a run of images.
+#[derive(Clone, Copy, Debug)]
+pub enum ImageKernel {
+    /// `conv2d(x, w)`.
+    Forward(ConvGeometry),
+    /// `conv2d_transpose(y, w)`.
+    Transpose(ConvGeometry),
+    /// `conv2d_correlate(x, y)`.
+    Correlate(ConvGeometry),
+    /// `max_pool2d(x)`.
+    Pool(PoolGeometry),
+    /// `max_pool2d_select(t, x)`.
+    Select(PoolGeometry),
+    /// `max_pool2d_scatter(c, x)`.
+    Scatter(PoolGeometry),
+}
+
+/// How much of an operand or result one call touches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Extent {
+    /// This many elements per image.
+    PerImage(usize),
+    /// This many elements, whatever the number of images: a filter (for a correlation's result,
+    /// the sum over the images).
+    Whole(usize),
+}
+
+impl Conv {
+    /// The kernel of this op on operands of types `inputs` (which must be well typed).
+    pub fn image_kernel(&self, inputs: &[&TensorType]) -> Result<ImageKernel, ShapeError> {
+        Ok(match self {
+            Conv::Conv2d { .. } => ImageKernel::Forward(self.conv_types(inputs)?.1),
+            Conv::Conv2dTranspose { .. } => ImageKernel::Transpose(self.conv_types(inputs)?.1),
+            Conv::Conv2dCorrelate { .. } => ImageKernel::Correlate(self.conv_types(inputs)?.1),
+            Conv::MaxPool2d { .. } => ImageKernel::Pool(self.pool_types(inputs)?.1),
+            Conv::MaxPool2dSelect { .. } => ImageKernel::Select(self.pool_types(inputs)?.1),
+            Conv::MaxPool2dScatter { .. } => ImageKernel::Scatter(self.pool_types(inputs)?.1),
+        })
+    }
+}
+
+impl ImageKernel {
+    /// What one call reads of each operand.
+    pub fn operands(&self) -> Vec<Extent> {
+        use Extent::{PerImage, Whole};
+        match self {
+            ImageKernel::Forward(g) => vec![PerImage(g.image_len()), Whole(g.filter_len())],
+            ImageKernel::Transpose(g) => vec![PerImage(g.out_image_len()), Whole(g.filter_len())],
+            ImageKernel::Correlate(g) => {
+                vec![PerImage(g.image_len()), PerImage(g.out_image_len())]
+            }
+            ImageKernel::Pool(g) => vec![PerImage(g.image_len())],
+            ImageKernel::Select(g) => vec![PerImage(g.image_len()), PerImage(g.image_len())],
+            ImageKernel::Scatter(g) => vec![PerImage(g.out_image_len()), PerImage(g.image_len())],
         }
-        Conv::Conv2dTranspose {
-            window,
-            groups,
-            input,
-        } => {
-            let [y, w] = operands(xs)?;
-            let [n, o, oh, ow] = dims4(y, "the cotangent")?;
-            let wdims = dims4(w, "the filter")?;
-            let c = wdims[1] * groups;
-            let g = ConvGeometry::new(window, groups, n, [c, input[0], input[1]], wdims)?;
-            if [g.out_channels, g.output[0], g.output[1]] != [o, oh, ow] {
-                return Err(format!(
-                    "the cotangent of shape {:?} does not fit the convolution",
-                    y.shape()
-                ));
-            }
-            let y = matrix(y, n * o);
-            let w = matrix(w, o);
-            Ok(g.transpose(y.view(), w.view()))
+    }
+
+    /// What one call writes.
+    pub fn output(&self) -> Extent {
+        match self {
+            ImageKernel::Forward(g) => Extent::PerImage(g.out_image_len()),
+            ImageKernel::Transpose(g) => Extent::PerImage(g.image_len()),
+            ImageKernel::Correlate(g) => Extent::Whole(g.filter_len()),
+            ImageKernel::Pool(g) | ImageKernel::Select(g) => Extent::PerImage(g.out_image_len()),
+            ImageKernel::Scatter(g) => Extent::PerImage(g.image_len()),
         }
-        Conv::Conv2dCorrelate {
-            window,
-            groups,
-            kernel,
-        } => {
-            let [x, y] = operands(xs)?;
-            let [n, c, h, wd] = dims4(x, "the input")?;
-            let [ny, o, oh, ow] = dims4(y, "the output")?;
-            let cg = c / groups.max(1);
-            let g =
-                ConvGeometry::new(window, groups, n, [c, h, wd], [o, cg, kernel[0], kernel[1]])?;
-            if ny != n || g.output != [oh, ow] {
-                return Err(format!(
-                    "the output of shape {:?} does not fit the convolution",
-                    y.shape()
-                ));
-            }
-            let x = x.as_standard_layout();
-            let y = matrix(y, n * o);
-            Ok(g.correlate(x.as_slice().expect("standard layout"), y.view()))
+    }
+
+    /// The op's name in the IR.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ImageKernel::Forward(_) => "conv2d",
+            ImageKernel::Transpose(_) => "conv2d_transpose",
+            ImageKernel::Correlate(_) => "conv2d_correlate",
+            ImageKernel::Pool(_) => "max_pool2d",
+            ImageKernel::Select(_) => "max_pool2d_select",
+            ImageKernel::Scatter(_) => "max_pool2d_scatter",
         }
-        Conv::MaxPool2d { kernel, window }
-        | Conv::MaxPool2dSelect { kernel, window }
-        | Conv::MaxPool2dScatter { kernel, window } => {
-            let x = *xs.last().ok_or("has no operands")?;
-            let dims = dims4(x, "the input")?;
-            let g = PoolGeometry::new(kernel, window, dims)?;
-            let x = x.as_standard_layout();
-            let x = x.as_slice().expect("standard layout");
-            let argmaxes = g.argmaxes(x);
-            let pooled = g.output_shape();
-            let gather = |t: &[T]| {
-                let values = argmaxes.iter().map(|&i| t[i]).collect();
-                ArrayD::from_shape_vec(IxDyn(&pooled), values).expect("one per window")
-            };
-            let [first, _] = match op {
-                Conv::MaxPool2d { .. } => {
-                    operands::<_, 1>(xs)?;
-                    return Ok(gather(x));
-                }
-                _ => operands(xs)?,
-            };
-            let expected = match op {
-                Conv::MaxPool2dSelect { .. } => &dims[..],
-                _ => &pooled[..],
-            };
-            if first.shape() != expected {
-                return Err(format!(
-                    "the first operand's shape {:?} is not {expected:?}",
-                    first.shape()
-                ));
+    }
+
+    /// Floating-point operations on `images` images: 2 per multiply-add of a convolution, one
+    /// per tap compared in a window.
+    pub fn flops(&self, images: u64) -> f64 {
+        let per_image = match self {
+            ImageKernel::Forward(g) | ImageKernel::Transpose(g) | ImageKernel::Correlate(g) => {
+                2 * g.out_image_len() * g.patch_len()
             }
-            let first = first.as_standard_layout();
-            let first = first.as_slice().expect("standard layout");
-            if let Conv::MaxPool2dSelect { .. } = op {
-                return Ok(gather(first));
+            ImageKernel::Pool(g) | ImageKernel::Select(g) | ImageKernel::Scatter(g) => {
+                g.out_image_len() * g.kernel[0] * g.kernel[1]
             }
-            let mut out = vec![T::zero(); x.len()];
-            for (&at, &v) in argmaxes.iter().zip(first) {
-                out[at] = out[at] + v;
-            }
-            Ok(ArrayD::from_shape_vec(IxDyn(&dims), out).expect("x's size"))
+        };
+        images as f64 * per_image as f64
+    }
+
+    /// Runs the op on whole images: `operands` and `out` hold the same images (sized as
+    /// [`ImageKernel::operands`] and [`ImageKernel::output`] say), and `out` is overwritten.
+    pub fn run<T: Element>(&self, operands: &[&[T]], out: &mut [T]) {
+        match self {
+            ImageKernel::Forward(g) => g.forward(operands[0], operands[1], out),
+            ImageKernel::Transpose(g) => g.transpose(operands[0], operands[1], out),
+            ImageKernel::Correlate(g) => g.correlate(operands[0], operands[1], out),
+            ImageKernel::Pool(g) => g.select(operands[0], operands[0], out),
+            ImageKernel::Select(g) => g.select(operands[0], operands[1], out),
+            ImageKernel::Scatter(g) => g.scatter(operands[0], operands[1], out),
         }
     }
 }
 
-/// The four sizes of a rank-4 array, or an error naming `what`.
-fn dims4<T>(x: &ArrayD<T>, what: &str) -> Result<[usize; 4], String> {
-    x.shape()
-        .try_into()
-        .map_err(|_| format!("{what} must have rank 4, got shape {:?}", x.shape()))
+/// `op` evaluated on `xs`, or why the operands do not fit it.
+pub(super) fn eval<T: Element>(op: Conv, xs: &[&ArrayD<T>]) -> Result<ArrayD<T>, String> {
+    use crate::ir::op::Family;
+    let types: Vec<TensorType> = xs
+        .iter()
+        .map(|x| {
+            let dims: Vec<u64> = x.shape().iter().map(|&n| n as u64).collect();
+            TensorType::new(T::DTYPE, Shape::fixed(&dims))
+        })
+        .collect();
+    let types: Vec<&TensorType> = types.iter().collect();
+    let output = op.infer_type(&types).map_err(|e| e.0)?;
+    let kernel = op.image_kernel(&types).map_err(|e| e.0)?;
+    let dims: Vec<usize> = output
+        .shape
+        .dims()
+        .iter()
+        .map(|d| d.as_fixed().expect("fixed operands give a fixed result") as usize)
+        .collect();
+    let operands: Vec<ArrayD<T>> = xs
+        .iter()
+        .map(|x| x.as_standard_layout().into_owned())
+        .collect();
+    let slices: Vec<&[T]> = operands
+        .iter()
+        .map(|x| x.as_slice().expect("standard layout"))
+        .collect();
+    let mut out = vec![T::zero(); dims.iter().product()];
+    kernel.run(&slices, &mut out);
+    Ok(ArrayD::from_shape_vec(IxDyn(&dims), out).expect("the type's size"))
 }
 
 impl ConvGeometry {
+    /// Elements of one input image: `C · H · W`.
+    fn image_len(&self) -> usize {
+        self.channels * self.input_len()
+    }
+
+    /// Elements of one output image: `O · oh · ow`.
+    fn out_image_len(&self) -> usize {
+        self.out_channels * self.output_len()
+    }
+
+    /// Elements of the filter: `O · C/groups · kH · kW`.
+    fn filter_len(&self) -> usize {
+        self.out_channels * self.patch_len()
+    }
+
     /// For each tap `(i, j)` and output position `(oh, ow)`: the input position it reads
     /// (`None` in the padding), as `f(row, col, input offset)` over the unfolded matrix
     /// `[C/groups · kH · kW, oh · ow]` of one group of one image.
@@ -162,93 +215,101 @@ impl ConvGeometry {
         self.for_each_tap(|row, col, at| x[at] = x[at] + cols[row * n + col]);
     }
 
-    /// Offset of group `g` of image `b` in a row-major `[N, C, H, W]` input.
-    fn input_group(&self, b: usize, g: usize) -> std::ops::Range<usize> {
+    /// The elements of group `g` within one input image.
+    fn input_group(&self, g: usize) -> std::ops::Range<usize> {
         let len = self.group_channels() * self.input_len();
-        let start = (b * self.channels + g * self.group_channels()) * self.input_len();
-        start..start + len
+        g * len..(g + 1) * len
     }
 
-    /// Rows of group `g` in a filter viewed as `[O, C/groups · kH · kW]`, or in an output viewed
-    /// as `[O, oh · ow]`.
+    /// Rows of group `g` in a filter viewed as `[O, C/groups · kH · kW]`, or in an output image
+    /// viewed as `[O, oh · ow]`.
     fn out_rows(&self, g: usize) -> std::ops::Range<usize> {
         g * self.group_out_channels()..(g + 1) * self.group_out_channels()
     }
 
-    /// For each image and group: the unfolded input in `cols`, and `f(b, g, cols)`.
+    /// The filter as the matrix `[O, C/groups · kH · kW]`.
+    fn filter_matrix<'a, T>(&self, w: &'a [T]) -> ArrayView2<'a, T> {
+        ArrayView2::from_shape((self.out_channels, self.patch_len()), w).expect("the filter's size")
+    }
+
+    /// One output image as the matrix `[O, oh · ow]`.
+    fn out_matrix<'a, T>(&self, y: &'a [T]) -> ArrayView2<'a, T> {
+        ArrayView2::from_shape((self.out_channels, self.output_len()), y).expect("an image's size")
+    }
+
+    /// For each image of `x` and each group: the unfolded input in `cols`, and `f(image, g, cols)`.
     fn for_each_group<T: Element>(&self, x: &[T], mut f: impl FnMut(usize, usize, &Array2<T>)) {
         let mut cols = Array2::zeros((self.patch_len(), self.output_len()));
-        for b in 0..self.batch {
+        for (b, image) in x.chunks_exact(self.image_len()).enumerate() {
             for g in 0..self.groups {
-                self.unfold(&x[self.input_group(b, g)], &mut cols);
+                self.unfold(&image[self.input_group(g)], &mut cols);
                 f(b, g, &cols);
             }
         }
     }
 
-    /// `y = conv2d(x, w)`.
-    fn forward<T: Element>(&self, x: &[T], w: ArrayView2<T>) -> ArrayD<T> {
-        let (o, n) = (self.out_channels, self.output_len());
-        let mut y = Array2::zeros((self.batch * o, n));
+    /// `y = conv2d(x, w)` for the images of `x`.
+    fn forward<T: Element>(&self, x: &[T], w: &[T], y: &mut [T]) {
+        let w = self.filter_matrix(w);
+        let (image_len, out_len) = (self.out_image_len(), self.output_len());
         self.for_each_group(x, |b, g, cols| {
             let rows = self.out_rows(g);
-            let mut out = y.slice_mut(s![b * o + rows.start..b * o + rows.end, ..]);
+            let at = b * image_len + rows.start * out_len;
+            let out = &mut y[at..at + rows.len() * out_len];
+            let mut out = ArrayViewMut2::from_shape((rows.len(), out_len), out).expect("sized");
             general_mat_mul(T::one(), &w.slice(s![rows, ..]), cols, T::zero(), &mut out);
         });
-        let [oh, ow] = self.output;
-        y.into_shape_with_order(IxDyn(&[self.batch, o, oh, ow]))
-            .expect("the sizes multiply up")
     }
 
-    /// `x = conv2d_transpose(y, w)`.
-    fn transpose<T: Element>(&self, y: ArrayView2<T>, w: ArrayView2<T>) -> ArrayD<T> {
-        let o = self.out_channels;
-        let mut x = vec![T::zero(); self.batch * self.channels * self.input_len()];
+    /// `x = conv2d_transpose(y, w)` for the images of `y`.
+    fn transpose<T: Element>(&self, y: &[T], w: &[T], x: &mut [T]) {
+        let w = self.filter_matrix(w);
+        x.fill(T::zero());
         let mut cols = Array2::zeros((self.patch_len(), self.output_len()));
-        for b in 0..self.batch {
+        let images = y.chunks_exact(self.out_image_len());
+        for (image, x) in images.zip(x.chunks_exact_mut(self.image_len())) {
+            let image = self.out_matrix(image);
             for g in 0..self.groups {
                 let rows = self.out_rows(g);
-                let yg = y.slice(s![b * o + rows.start..b * o + rows.end, ..]);
-                let wg = w.slice(s![rows, ..]);
+                let wg = w.slice(s![rows.clone(), ..]);
+                let yg = image.slice(s![rows, ..]);
                 general_mat_mul(T::one(), &wg.t(), &yg, T::zero(), &mut cols);
-                self.fold_into(&cols, &mut x[self.input_group(b, g)]);
+                self.fold_into(&cols, &mut x[self.input_group(g)]);
             }
         }
-        let [h, w] = self.input;
-        ArrayD::from_shape_vec(IxDyn(&[self.batch, self.channels, h, w]), x)
-            .expect("the sizes multiply up")
     }
 
-    /// `w = conv2d_correlate(x, y)`.
-    fn correlate<T: Element>(&self, x: &[T], y: ArrayView2<T>) -> ArrayD<T> {
-        let o = self.out_channels;
-        let mut w = Array2::zeros((o, self.patch_len()));
+    /// `w = conv2d_correlate(x, y)`: the sum over the images of `x` and `y`.
+    fn correlate<T: Element>(&self, x: &[T], y: &[T], w: &mut [T]) {
+        w.fill(T::zero());
+        let mut w =
+            ArrayViewMut2::from_shape((self.out_channels, self.patch_len()), w).expect("sized");
+        let image_len = self.out_image_len();
         self.for_each_group(x, |b, g, cols| {
+            let image = self.out_matrix(&y[b * image_len..(b + 1) * image_len]);
             let rows = self.out_rows(g);
-            let yg = y.slice(s![b * o + rows.start..b * o + rows.end, ..]);
-            let mut wg: ArrayViewMut2<T> = w.slice_mut(s![rows, ..]);
+            let yg = image.slice(s![rows.clone(), ..]);
+            let mut wg = w.slice_mut(s![rows, ..]);
             general_mat_mul(T::one(), &yg, &cols.t(), T::one(), &mut wg);
         });
-        let [kh, kw] = self.kernel;
-        w.into_shape_with_order(IxDyn(&[o, self.group_channels(), kh, kw]))
-            .expect("the sizes multiply up")
     }
-}
-
-/// `x` as a row-major matrix of `rows` rows.
-fn matrix<T: Element>(x: &ArrayD<T>, rows: usize) -> Array2<T> {
-    let cols = x.len().checked_div(rows).unwrap_or(0);
-    x.as_standard_layout()
-        .into_owned()
-        .into_shape_with_order((rows, cols))
-        .expect("the caller checked the sizes")
 }
 
 impl PoolGeometry {
-    /// The flat index into `x` of each window's maximum, in output order: the first maximum,
-    /// NaN counting as larger than any number. (The padding rule leaves every window at least
-    /// one tap inside the input.)
-    fn argmaxes<T: Element>(&self, x: &[T]) -> Vec<usize> {
+    /// Elements of one input image: `C · H · W`.
+    fn image_len(&self) -> usize {
+        self.channels * self.input[0] * self.input[1]
+    }
+
+    /// Elements of one pooled image: `C · oh · ow`.
+    fn out_image_len(&self) -> usize {
+        self.channels * self.output[0] * self.output[1]
+    }
+
+    /// For each window of the images of `x`, in output order: `f(window, at)` with `at` the
+    /// index into `x` of its first maximum, NaN counting as larger than any number. (The padding
+    /// rule leaves every window at least one tap inside the input.)
+    fn for_each_argmax<T: Element>(&self, x: &[T], mut f: impl FnMut(usize, usize)) {
         let [h, w] = self.input;
         let [oh, ow] = self.output;
         let [kh, kw] = self.kernel;
@@ -260,10 +321,8 @@ impl PoolGeometry {
                     .filter(|&p| p < n)
             })
         };
-        let planes = self.batch * self.channels;
-        let mut out = Vec::with_capacity(planes * oh * ow);
-        for plane in 0..planes {
-            let base = plane * h * w;
+        let mut window = 0;
+        for base in (0..x.len()).step_by(h * w) {
             for y in 0..oh {
                 for xo in 0..ow {
                     let mut best: Option<usize> = None;
@@ -279,14 +338,24 @@ impl PoolGeometry {
                             }
                         }
                     }
-                    out.push(best.expect("every window has a tap inside the input"));
+                    f(
+                        window,
+                        best.expect("every window has a tap inside the input"),
+                    );
+                    window += 1;
                 }
             }
         }
-        out
     }
 
-    fn output_shape(&self) -> [usize; 4] {
-        [self.batch, self.channels, self.output[0], self.output[1]]
+    /// `out = max_pool2d_select(t, x)`: `t` at each window's argmax of `x`.
+    fn select<T: Element>(&self, t: &[T], x: &[T], out: &mut [T]) {
+        self.for_each_argmax(x, |window, at| out[window] = t[at]);
+    }
+
+    /// `out = max_pool2d_scatter(c, x)`: each `c` added at its window's argmax of `x`.
+    fn scatter<T: Element>(&self, c: &[T], x: &[T], out: &mut [T]) {
+        out.fill(T::zero());
+        self.for_each_argmax(x, |window, at| out[at] = out[at] + c[window]);
     }
 }

@@ -32,6 +32,7 @@
 mod kernels;
 mod window;
 
+pub use kernels::{Extent, ImageKernel};
 pub use window::Window;
 
 use super::{
@@ -172,7 +173,7 @@ impl Conv {
             Conv::Conv2d { window, groups } => {
                 let (batch, x) = image_dims(op, "input", inputs[0])?;
                 let w = filter_dims(op, inputs[1])?;
-                let g = ConvGeometry::new(window, groups, 0, x, w).map_err(fail)?;
+                let g = ConvGeometry::new(window, groups, x, w).map_err(fail)?;
                 Ok((batch, g))
             }
             Conv::Conv2dTranspose {
@@ -185,8 +186,8 @@ impl Conv {
                 let c = w[1]
                     .checked_mul(groups)
                     .ok_or_else(|| fail("too many channels".into()))?;
-                let g = ConvGeometry::new(window, groups, 0, [c, input[0], input[1]], w)
-                    .map_err(fail)?;
+                let g =
+                    ConvGeometry::new(window, groups, [c, input[0], input[1]], w).map_err(fail)?;
                 if [g.out_channels, g.output[0], g.output[1]] != [o, oh, ow] {
                     return Err(fail(format!(
                         "the output of this convolution is [{}, {}, {}] per image, not \
@@ -207,7 +208,7 @@ impl Conv {
                     return Err(fail("the batch sizes differ".into()));
                 }
                 let cg = x[0].checked_div(groups).unwrap_or(0);
-                let g = ConvGeometry::new(window, groups, 0, x, [o, cg, kernel[0], kernel[1]])
+                let g = ConvGeometry::new(window, groups, x, [o, cg, kernel[0], kernel[1]])
                     .map_err(fail)?;
                 if g.output != [oh, ow] {
                     return Err(fail(format!(
@@ -227,7 +228,7 @@ impl Conv {
         let x = inputs[inputs.len() - 1];
         let (batch, [c, h, w]) = image_dims(op, "input", x)?;
         let (kernel, window) = self.pool_params();
-        let g = PoolGeometry::new(kernel, window, [1, c, h, w])
+        let g = PoolGeometry::new(kernel, window, [c, h, w])
             .map_err(|e| ShapeError(format!("{op} of {}: {e}", x.shape)))?;
         Ok((batch, g))
     }

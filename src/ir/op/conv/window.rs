@@ -108,8 +108,7 @@ pub(super) fn read_ints<const N: usize>(
 /// The sizes of one convolution, all three of its faces: input `[n, c, h, w]`, filter
 /// `[o, c/groups, kh, kw]`, output `[n, o, oh, ow]`.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct ConvGeometry {
-    pub(super) batch: usize,
+pub struct ConvGeometry {
     pub(super) channels: usize,
     pub(super) input: [usize; 2],
     pub(super) out_channels: usize,
@@ -121,8 +120,7 @@ pub(super) struct ConvGeometry {
 
 /// The sizes of one pooling: input `[n, c, h, w]`, output `[n, c, oh, ow]`.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct PoolGeometry {
-    pub(super) batch: usize,
+pub struct PoolGeometry {
     pub(super) channels: usize,
     pub(super) input: [usize; 2],
     pub(super) kernel: [usize; 2],
@@ -131,12 +129,11 @@ pub(super) struct PoolGeometry {
 }
 
 impl ConvGeometry {
-    /// The geometry of `conv2d(x, w)` for `x: [batch, C, H, W]` and `w: [O, Cg, kH, kW]`, or
+    /// The geometry of `conv2d(x, w)` for images `x: [C, H, W]` and `w: [O, Cg, kH, kW]`, or
     /// why they do not make one.
     pub(super) fn new(
         window: Window,
         groups: usize,
-        batch: usize,
         [c, h, w]: [usize; 3],
         [o, cg, kh, kw]: [usize; 4],
     ) -> Result<ConvGeometry, String> {
@@ -157,7 +154,6 @@ impl ConvGeometry {
         }
         let output = window.output_size([h, w], [kh, kw])?;
         Ok(ConvGeometry {
-            batch,
             channels: c,
             input: [h, w],
             out_channels: o,
@@ -194,7 +190,7 @@ impl PoolGeometry {
     pub(super) fn new(
         kernel: [usize; 2],
         window: Window,
-        [n, c, h, w]: [usize; 4],
+        [c, h, w]: [usize; 3],
     ) -> Result<PoolGeometry, String> {
         let output = window.output_size([h, w], kernel)?;
         for axis in 0..2 {
@@ -208,7 +204,6 @@ impl PoolGeometry {
             }
         }
         Ok(PoolGeometry {
-            batch: n,
             channels: c,
             input: [h, w],
             kernel,
