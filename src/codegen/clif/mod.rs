@@ -190,7 +190,7 @@ pub fn compile(program: &Program, name: &str, settings: &Settings) -> Result<Com
                     .collect(),
                 out: (image.out.buffer, value(&image.out.offset)),
             };
-            planned.push((Planned::Image(call), buffers));
+            planned.push((Planned::Image(Box::new(call)), buffers));
             continue;
         }
         let key = format!("{local:?}");
@@ -286,12 +286,12 @@ struct StepTable {
 /// A step before linking: the function to be compiled, or the family's kernel to call.
 enum Planned {
     Jit(FuncId),
-    Image(ImageCall),
+    Image(Box<ImageCall>),
 }
 
 enum StepCode {
     Jit(StepFn),
-    Image(ImageCall),
+    Image(Box<ImageCall>),
 }
 
 struct CompiledStep {
