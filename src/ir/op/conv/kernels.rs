@@ -167,31 +167,24 @@ impl ConvGeometry {
         self.out_channels * self.patch_len()
     }
 
-    /// For each tap `(i, j)` and output position `(oh, ow)`: the input position it reads
-    /// (`None` in the padding), as `f(row, col, input offset)` over the unfolded matrix
-    /// `[C/groups · kH · kW, oh · ow]` of one group of one image.
-    fn for_each_tap(&self, mut f: impl FnMut(usize, usize, usize)) {
+    /// For each row `(c, i, j)` of the unfolded matrix `[C/groups · kH · kW, oh · ow]` of one
+    /// group of one image and each output row `y` whose taps read inside the input:
+    /// `f(at, from, len)`: the `len` elements of the matrix from `at` on read the input from
+    /// `from` on, `stride_w` apart. (The other elements read padding.)
+    fn for_each_tap_run(&self, mut f: impl FnMut(usize, usize, usize)) {
         let [kh, kw] = self.kernel;
         let [oh, ow] = self.output;
         let [h, w] = self.input;
         let win = &self.window;
         for c in 0..self.group_channels() {
             for i in 0..kh {
+                let (ys, ih) = win.outputs_reading_inside(0, i, h, oh);
                 for j in 0..kw {
-                    let row = (c * kh + i) * kw + j;
-                    for y in 0..oh {
-                        let ih = (y * win.stride[0] + i * win.dilation[0])
-                            .checked_sub(win.padding[0][0])
-                            .filter(|&ih| ih < h);
-                        let Some(ih) = ih else { continue };
-                        for x in 0..ow {
-                            let iw = (x * win.stride[1] + j * win.dilation[1])
-                                .checked_sub(win.padding[1][0])
-                                .filter(|&iw| iw < w);
-                            if let Some(iw) = iw {
-                                f(row, y * ow + x, (c * h + ih) * w + iw);
-                            }
-                        }
+                    let (xs, iw) = win.outputs_reading_inside(1, j, w, ow);
+                    let row = ((c * kh + i) * kw + j) * oh * ow;
+                    for (k, y) in ys.clone().enumerate() {
+                        let from = (c * h + ih + k * win.stride[0]) * w + iw;
+                        f(row + y * ow + xs.start, from, xs.len());
                     }
                 }
             }
@@ -201,18 +194,31 @@ impl ConvGeometry {
     /// The unfolded input (im2col) of the group whose channels are `x` (`C/groups · H · W`
     /// values), into `cols` (`[C/groups · kH · kW, oh · ow]`, zero where the taps read padding).
     fn unfold<T: Element>(&self, x: &[T], cols: &mut Array2<T>) {
-        cols.fill(T::zero());
+        if self.window.padding != [[0, 0], [0, 0]] {
+            cols.fill(T::zero());
+        }
         let out = cols.as_slice_mut().expect("a new row-major array");
-        let n = self.output_len();
-        self.for_each_tap(|row, col, at| out[row * n + col] = x[at]);
+        let stride = self.window.stride[1];
+        self.for_each_tap_run(|at, from, len| {
+            let out = &mut out[at..at + len];
+            if stride == 1 {
+                out.copy_from_slice(&x[from..from + len]);
+            } else {
+                let x = x[from..].iter().step_by(stride);
+                out.iter_mut().zip(x).for_each(|(o, &x)| *o = x);
+            }
+        });
     }
 
     /// The transpose of [`ConvGeometry::unfold`]: adds each element of `cols` to the input
     /// position it was read from (col2im).
     fn fold_into<T: Element>(&self, cols: &Array2<T>, x: &mut [T]) {
         let cols = cols.as_slice().expect("a new row-major array");
-        let n = self.output_len();
-        self.for_each_tap(|row, col, at| x[at] = x[at] + cols[row * n + col]);
+        let stride = self.window.stride[1];
+        self.for_each_tap_run(|at, from, len| {
+            let x = x[from..].iter_mut().step_by(stride);
+            x.zip(&cols[at..at + len]).for_each(|(x, &c)| *x = *x + c);
+        });
     }
 
     /// The elements of group `g` within one input image.
@@ -314,34 +320,23 @@ impl PoolGeometry {
         let [oh, ow] = self.output;
         let [kh, kw] = self.kernel;
         let win = &self.window;
-        let taps = |o: usize, k: usize, axis: usize, n: usize| {
-            (0..k).filter_map(move |i| {
-                (o * win.stride[axis] + i * win.dilation[axis])
-                    .checked_sub(win.padding[axis][0])
-                    .filter(|&p| p < n)
-            })
-        };
+        let [dh, dw] = win.dilation;
         let mut window = 0;
         for base in (0..x.len()).step_by(h * w) {
             for y in 0..oh {
+                let (is, ih) = win.taps_inside(0, y, h, kh);
                 for xo in 0..ow {
-                    let mut best: Option<usize> = None;
-                    for ih in taps(y, kh, 0, h) {
-                        for iw in taps(xo, kw, 1, w) {
-                            let at = base + ih * w + iw;
-                            let better = match best {
-                                None => true,
-                                Some(b) => x[at] > x[b] || (x[at].is_nan() && !x[b].is_nan()),
-                            };
-                            if better {
-                                best = Some(at);
+                    let (js, iw) = win.taps_inside(1, xo, w, kw);
+                    let mut best = base + ih * w + iw;
+                    for i in 0..is.len() {
+                        let row = base + (ih + i * dh) * w + iw;
+                        for at in (row..).step_by(dw).take(js.len()) {
+                            if x[at] > x[best] || (x[at].is_nan() && !x[best].is_nan()) {
+                                best = at;
                             }
                         }
                     }
-                    f(
-                        window,
-                        best.expect("every window has a tap inside the input"),
-                    );
+                    f(window, best);
                     window += 1;
                 }
             }

@@ -60,6 +60,48 @@ impl Window {
         Ok(out)
     }
 
+    /// Along `axis` of an input of `n` elements: the outputs (of `outputs`) whose tap `tap`
+    /// reads inside the input, and the input element the first of them reads.
+    pub(super) fn outputs_reading_inside(
+        &self,
+        axis: usize,
+        tap: usize,
+        n: usize,
+        outputs: usize,
+    ) -> (std::ops::Range<usize>, usize) {
+        let (s, before) = (self.stride[axis], self.padding[axis][0]);
+        let reach = tap * self.dilation[axis];
+        // Output y reads input y·s + reach − before, inside when in 0..n.
+        let lo = before.saturating_sub(reach).div_ceil(s);
+        let hi = match (n + before).checked_sub(reach + 1) {
+            Some(last) => (last / s + 1).min(outputs),
+            None => 0,
+        };
+        let lo = lo.min(hi);
+        (lo..hi, (lo * s + reach).saturating_sub(before))
+    }
+
+    /// Along `axis` of an input of `n` elements: the taps (of `taps`) of output `out` that read
+    /// inside the input, and the input element the first of them reads.
+    pub(super) fn taps_inside(
+        &self,
+        axis: usize,
+        out: usize,
+        n: usize,
+        taps: usize,
+    ) -> (std::ops::Range<usize>, usize) {
+        let (d, before) = (self.dilation[axis], self.padding[axis][0]);
+        let start = out * self.stride[axis];
+        // Tap i reads input start + i·d − before, inside when in 0..n.
+        let lo = before.saturating_sub(start).div_ceil(d);
+        let hi = match (n + before).checked_sub(start + 1) {
+            Some(last) => (last / d + 1).min(taps),
+            None => 0,
+        };
+        let lo = lo.min(hi);
+        (lo..hi, (start + lo * d).saturating_sub(before))
+    }
+
     /// The kernel's extent along `axis`: `dilation·(k − 1) + 1`.
     fn span(&self, kernel: [usize; 2], axis: usize) -> usize {
         self.dilation[axis] * (kernel[axis] - 1) + 1
