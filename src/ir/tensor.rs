@@ -6,7 +6,7 @@ use num_traits::Float;
 
 /// An element type tensors hold: the ops' kernels are written once, generic over it, and serve
 /// f32 and f64 alike.
-pub trait Element: Float + LinalgScalar + Send + Sync + std::fmt::Debug {
+pub trait Element: Float + LinalgScalar + Send + Sync + std::fmt::Debug + 'static {
     /// The dtype of tensors of this element type.
     const DTYPE: DType;
 

@@ -8,8 +8,7 @@ use super::window::{ConvGeometry, PoolGeometry};
 use super::{Conv, ShapeError};
 use crate::ir::shape::{Shape, TensorType};
 use crate::ir::tensor::Element;
-use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewMut2, IxDyn, s};
+use ndarray::{ArrayD, IxDyn};
 
 /// A convolution or pooling op with every size but the batch fixed: what runs on a run of images.
 #[derive(Clone, Copy, Debug)]
@@ -167,15 +166,16 @@ impl ConvGeometry {
         self.out_channels * self.patch_len()
     }
 
-    /// For each row `(c, i, j)` of the unfolded matrix `[C/groups · kH · kW, oh · ow]` of one
-    /// group of one image and each output row `y` whose taps read inside the input:
-    /// `f(at, from, len)`: the `len` elements of the matrix from `at` on read the input from
-    /// `from` on, `stride_w` apart. (The other elements read padding.)
-    fn for_each_tap_run(&self, mut f: impl FnMut(usize, usize, usize)) {
+    /// The runs of one group of one image's unfolded matrix `[C/groups · kH · kW, oh · ow]`
+    /// that read inside the input: `(at, from, len)` says the `len` elements of the matrix from
+    /// `at` on read the input from `from` on, `stride_w` apart (per row `(c, i, j)` and output
+    /// row; the other elements read padding). Computed once per call, used for every image.
+    fn tap_runs(&self) -> Vec<(usize, usize, usize)> {
         let [kh, kw] = self.kernel;
         let [oh, ow] = self.output;
         let [h, w] = self.input;
         let win = &self.window;
+        let mut runs = Vec::new();
         for c in 0..self.group_channels() {
             for i in 0..kh {
                 let (ys, ih) = win.outputs_reading_inside(0, i, h, oh);
@@ -184,41 +184,46 @@ impl ConvGeometry {
                     let row = ((c * kh + i) * kw + j) * oh * ow;
                     for (k, y) in ys.clone().enumerate() {
                         let from = (c * h + ih + k * win.stride[0]) * w + iw;
-                        f(row + y * ow + xs.start, from, xs.len());
+                        runs.push((row + y * ow + xs.start, from, xs.len()));
                     }
                 }
             }
         }
+        runs
     }
 
     /// The unfolded input (im2col) of the group whose channels are `x` (`C/groups · H · W`
-    /// values), into `cols` (`[C/groups · kH · kW, oh · ow]`, zero where the taps read padding).
-    fn unfold<T: Element>(&self, x: &[T], cols: &mut Array2<T>) {
+    /// values), into `out` (`[C/groups · kH · kW, oh · ow]`, zero where the taps read padding).
+    fn unfold<T: Element>(&self, runs: &[(usize, usize, usize)], x: &[T], out: &mut [T]) {
         if self.window.padding != [[0, 0], [0, 0]] {
-            cols.fill(T::zero());
+            out.fill(T::zero());
         }
-        let out = cols.as_slice_mut().expect("a new row-major array");
         let stride = self.window.stride[1];
-        self.for_each_tap_run(|at, from, len| {
+        for &(at, from, len) in runs {
             let out = &mut out[at..at + len];
             if stride == 1 {
-                out.copy_from_slice(&x[from..from + len]);
+                copy_short(out, &x[from..from + len]);
             } else {
                 let x = x[from..].iter().step_by(stride);
                 out.iter_mut().zip(x).for_each(|(o, &x)| *o = x);
             }
-        });
+        }
     }
 
     /// The transpose of [`ConvGeometry::unfold`]: adds each element of `cols` to the input
     /// position it was read from (col2im).
-    fn fold_into<T: Element>(&self, cols: &Array2<T>, x: &mut [T]) {
-        let cols = cols.as_slice().expect("a new row-major array");
+    fn fold_into<T: Element>(&self, runs: &[(usize, usize, usize)], cols: &[T], x: &mut [T]) {
         let stride = self.window.stride[1];
-        self.for_each_tap_run(|at, from, len| {
-            let x = x[from..].iter_mut().step_by(stride);
-            x.zip(&cols[at..at + len]).for_each(|(x, &c)| *x = *x + c);
-        });
+        for &(at, from, len) in runs {
+            let cols = &cols[at..at + len];
+            if stride == 1 {
+                let x = &mut x[from..from + len];
+                x.iter_mut().zip(cols).for_each(|(x, &c)| *x = *x + c);
+            } else {
+                let x = x[from..].iter_mut().step_by(stride);
+                x.zip(cols).for_each(|(x, &c)| *x = *x + c);
+            }
+        }
     }
 
     /// The elements of group `g` within one input image.
@@ -233,71 +238,139 @@ impl ConvGeometry {
         g * self.group_out_channels()..(g + 1) * self.group_out_channels()
     }
 
-    /// The filter as the matrix `[O, C/groups · kH · kW]`.
-    fn filter_matrix<'a, T>(&self, w: &'a [T]) -> ArrayView2<'a, T> {
-        ArrayView2::from_shape((self.out_channels, self.patch_len()), w).expect("the filter's size")
-    }
-
-    /// One output image as the matrix `[O, oh · ow]`.
-    fn out_matrix<'a, T>(&self, y: &'a [T]) -> ArrayView2<'a, T> {
-        ArrayView2::from_shape((self.out_channels, self.output_len()), y).expect("an image's size")
-    }
-
     /// For each image of `x` and each group: the unfolded input in `cols`, and `f(image, g, cols)`.
-    fn for_each_group<T: Element>(&self, x: &[T], mut f: impl FnMut(usize, usize, &Array2<T>)) {
-        let mut cols = Array2::zeros((self.patch_len(), self.output_len()));
+    fn for_each_group<T: Element>(&self, x: &[T], mut f: impl FnMut(usize, usize, &[T])) {
+        let mut cols = vec![T::zero(); self.patch_len() * self.output_len()];
+        let runs = self.tap_runs();
         for (b, image) in x.chunks_exact(self.image_len()).enumerate() {
             for g in 0..self.groups {
-                self.unfold(&image[self.input_group(g)], &mut cols);
+                self.unfold(&runs, &image[self.input_group(g)], &mut cols);
                 f(b, g, &cols);
             }
         }
     }
 
-    /// `y = conv2d(x, w)` for the images of `x`.
+    /// Group `g`'s rows of the filter `[O, C/groups · kH · kW]`, or of an output image
+    /// `[O, oh · ow]` (`row_len` elements per row).
+    fn group_rows(&self, g: usize, row_len: usize) -> std::ops::Range<usize> {
+        let rows = self.out_rows(g);
+        rows.start * row_len..rows.end * row_len
+    }
+
+    /// `y = conv2d(x, w)` for the images of `x`: per image and group, `y_g = w_g · cols`.
     fn forward<T: Element>(&self, x: &[T], w: &[T], y: &mut [T]) {
-        let w = self.filter_matrix(w);
-        let (image_len, out_len) = (self.out_image_len(), self.output_len());
+        let (og, p, l) = (
+            self.group_out_channels(),
+            self.patch_len(),
+            self.output_len(),
+        );
+        let image_len = self.out_image_len();
         self.for_each_group(x, |b, g, cols| {
-            let rows = self.out_rows(g);
-            let at = b * image_len + rows.start * out_len;
-            let out = &mut y[at..at + rows.len() * out_len];
-            let mut out = ArrayViewMut2::from_shape((rows.len(), out_len), out).expect("sized");
-            general_mat_mul(T::one(), &w.slice(s![rows, ..]), cols, T::zero(), &mut out);
+            let out = &mut y[b * image_len..(b + 1) * image_len][self.group_rows(g, l)];
+            let w = &w[self.group_rows(g, p)];
+            matmul([og, p, l], (w, p, 1), (cols, l, 1), (out, l, 1), false);
         });
     }
 
-    /// `x = conv2d_transpose(y, w)` for the images of `y`.
+    /// `x = conv2d_transpose(y, w)` for the images of `y`: per image and group,
+    /// `cols = w_gᵀ · y_g`, folded back onto the input.
     fn transpose<T: Element>(&self, y: &[T], w: &[T], x: &mut [T]) {
-        let w = self.filter_matrix(w);
+        let (og, p, l) = (
+            self.group_out_channels(),
+            self.patch_len(),
+            self.output_len(),
+        );
         x.fill(T::zero());
-        let mut cols = Array2::zeros((self.patch_len(), self.output_len()));
+        let mut cols = vec![T::zero(); p * l];
+        let runs = self.tap_runs();
         let images = y.chunks_exact(self.out_image_len());
         for (image, x) in images.zip(x.chunks_exact_mut(self.image_len())) {
-            let image = self.out_matrix(image);
             for g in 0..self.groups {
-                let rows = self.out_rows(g);
-                let wg = w.slice(s![rows.clone(), ..]);
-                let yg = image.slice(s![rows, ..]);
-                general_mat_mul(T::one(), &wg.t(), &yg, T::zero(), &mut cols);
-                self.fold_into(&cols, &mut x[self.input_group(g)]);
+                let yg = &image[self.group_rows(g, l)];
+                let wg = &w[self.group_rows(g, p)];
+                matmul([p, og, l], (wg, 1, p), (yg, l, 1), (&mut cols, l, 1), false);
+                self.fold_into(&runs, &cols, &mut x[self.input_group(g)]);
             }
         }
     }
 
-    /// `w = conv2d_correlate(x, y)`: the sum over the images of `x` and `y`.
+    /// `w = conv2d_correlate(x, y)`: the sum over the images of `x` and `y` of
+    /// `w_g += y_g · colsᵀ`.
     fn correlate<T: Element>(&self, x: &[T], y: &[T], w: &mut [T]) {
+        let (og, p, l) = (
+            self.group_out_channels(),
+            self.patch_len(),
+            self.output_len(),
+        );
         w.fill(T::zero());
-        let mut w =
-            ArrayViewMut2::from_shape((self.out_channels, self.patch_len()), w).expect("sized");
         let image_len = self.out_image_len();
         self.for_each_group(x, |b, g, cols| {
-            let image = self.out_matrix(&y[b * image_len..(b + 1) * image_len]);
-            let rows = self.out_rows(g);
-            let yg = image.slice(s![rows.clone(), ..]);
-            let mut wg = w.slice_mut(s![rows, ..]);
-            general_mat_mul(T::one(), &yg, &cols.t(), T::one(), &mut wg);
+            let yg = &y[b * image_len..(b + 1) * image_len][self.group_rows(g, l)];
+            let wg = &mut w[self.group_rows(g, p)];
+            matmul([og, l, p], (yg, l, 1), (cols, 1, l), (wg, p, 1), true);
         });
+    }
+}
+
+/// `dst = src` for short runs (a row of an unfolded image): in blocks of a fixed size, which
+/// compile to a few vector moves, where `copy_from_slice` would call `memmove`.
+fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+    const BLOCK: usize = 8;
+    let mut dst = dst.chunks_exact_mut(BLOCK);
+    let mut src = src.chunks_exact(BLOCK);
+    for (d, s) in (&mut dst).zip(&mut src) {
+        let d: &mut [T; BLOCK] = d.try_into().expect("a whole block");
+        *d = *<&[T; BLOCK]>::try_from(s).expect("a whole block");
+    }
+    for (d, s) in dst.into_remainder().iter_mut().zip(src.remainder()) {
+        *d = *s;
+    }
+}
+
+/// `c = a · b` (or `c += a · b` if `accumulate`) for `[m, k, n]`, each matrix a slice with its
+/// row and column strides, through the `gemm` crate on this thread. Its kernel and blocking
+/// depend on the shape only, so an image's result does not depend on the other images.
+fn matmul<T: Element>(
+    [m, k, n]: [usize; 3],
+    (a, rsa, csa): (&[T], usize, usize),
+    (b, rsb, csb): (&[T], usize, usize),
+    (c, rsc, csc): (&mut [T], usize, usize),
+    accumulate: bool,
+) {
+    let fits = |len: usize, rows: usize, cols: usize, rs: usize, cs: usize| {
+        rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
+    };
+    assert!(
+        fits(a.len(), m, k, rsa, csa)
+            && fits(b.len(), k, n, rsb, csb)
+            && fits(c.len(), m, n, rsc, csc),
+        "matmul operands smaller than their shapes"
+    );
+    // SAFETY: the assertion keeps every element the strides reach inside its slice; `c` is
+    // borrowed mutably, so it overlaps neither `a` nor `b`. `gemm` computes
+    // dst = alpha·dst + beta·lhs·rhs (column strides first), reading dst only if asked.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            csc as isize,
+            rsc as isize,
+            accumulate,
+            a.as_ptr(),
+            csa as isize,
+            rsa as isize,
+            b.as_ptr(),
+            csb as isize,
+            rsb as isize,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
     }
 }
 
@@ -318,25 +391,35 @@ impl PoolGeometry {
     fn for_each_argmax<T: Element>(&self, x: &[T], mut f: impl FnMut(usize, usize)) {
         let [h, w] = self.input;
         let [oh, ow] = self.output;
-        let [kh, kw] = self.kernel;
         let win = &self.window;
         let [dh, dw] = win.dilation;
+        // Per output row and column: how many taps read inside, and the first one's input index.
+        let taps = |axis: usize, outputs: usize, n: usize| -> Vec<(usize, usize)> {
+            (0..outputs)
+                .map(|o| {
+                    let (taps, first) = win.taps_inside(axis, o, n, self.kernel[axis]);
+                    (taps.len(), first)
+                })
+                .collect()
+        };
+        let (rows, cols) = (taps(0, oh, h), taps(1, ow, w));
         let mut window = 0;
-        for base in (0..x.len()).step_by(h * w) {
-            for y in 0..oh {
-                let (is, ih) = win.taps_inside(0, y, h, kh);
-                for xo in 0..ow {
-                    let (js, iw) = win.taps_inside(1, xo, w, kw);
-                    let mut best = base + ih * w + iw;
-                    for i in 0..is.len() {
-                        let row = base + (ih + i * dh) * w + iw;
-                        for at in (row..).step_by(dw).take(js.len()) {
-                            if x[at] > x[best] || (x[at].is_nan() && !x[best].is_nan()) {
+        for (p, plane) in x.chunks_exact(h * w).enumerate() {
+            let base = p * h * w;
+            for &(row_taps, ih) in &rows {
+                for &(col_taps, iw) in &cols {
+                    let mut best = ih * w + iw;
+                    for i in 0..row_taps {
+                        let row = (ih + i * dh) * w + iw;
+                        for j in 0..col_taps {
+                            let at = row + j * dw;
+                            let (v, b) = (plane[at], plane[best]);
+                            if v > b || (v.is_nan() && !b.is_nan()) {
                                 best = at;
                             }
                         }
                     }
-                    f(window, best);
+                    f(window, base + best);
                     window += 1;
                 }
             }
