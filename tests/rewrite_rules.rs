@@ -14,7 +14,8 @@ use egg::{Id, Runner};
 use sgn::ir::Leaf;
 use sgn::ir::interp::run;
 use sgn::ir::{
-    ArgRole, BinaryOp, DType, Dim, Graph, NodeId, Op, Shape, Tensor, TensorType, UnaryOp,
+    ArgRole, BinaryOp, Conv, DType, Dim, Graph, NodeId, Op, Shape, Tensor, TensorType, UnaryOp,
+    Window,
 };
 use sgn::rewrite::analysis::{Data, facts, ir_op};
 use sgn::rewrite::extract::extract;
@@ -386,8 +387,59 @@ fn functions() -> Graph {
     s.done()
 }
 
+/// The three faces of a convolution, each summed with itself at one shared operand.
+fn convolutions() -> Graph {
+    let mut s = Seed::new("convolutions");
+    let window = Window {
+        stride: [2, 1],
+        padding: [[1, 0], [0, 1]],
+        dilation: [1, 1],
+    };
+    let faces = [
+        Conv::Conv2d { window, groups: 1 },
+        Conv::Conv2dTranspose {
+            window,
+            groups: 1,
+            input: [5, 4],
+        },
+        Conv::Conv2dCorrelate {
+            window,
+            groups: 1,
+            kernel: [3, 2],
+        },
+    ];
+    // x: [B, 2, 5, 4], w: [3, 2, 3, 2], y: [B, 3, 2, 4].
+    let operands = [
+        (batch(&[2, 5, 4]), fixed(&[3, 2, 3, 2])),
+        (batch(&[3, 2, 4]), fixed(&[3, 2, 3, 2])),
+        (batch(&[2, 5, 4]), batch(&[3, 2, 4])),
+    ];
+    for (k, (face, (first, second))) in faces.into_iter().zip(operands).enumerate() {
+        let a = s.arg(&format!("a{k}"), first.clone());
+        let a2 = s.arg(&format!("a2{k}"), first);
+        let b = s.arg(&format!("b{k}"), second.clone());
+        let b2 = s.arg(&format!("b2{k}"), second);
+        let ab = s.op(Op::Conv(face), &[a, b]);
+        let ab2 = s.op(Op::Conv(face), &[a, b2]);
+        let a2b = s.op(Op::Conv(face), &[a2, b]);
+        for op in [BinaryOp::Add, BinaryOp::Sub] {
+            let r = s.bin(op, ab, ab2);
+            s.out(r);
+            let r = s.bin(op, ab, a2b);
+            s.out(r);
+        }
+    }
+    s.done()
+}
+
 fn seeds() -> Vec<Graph> {
-    vec![algebra(), structure(), products(), functions()]
+    vec![
+        algebra(),
+        structure(),
+        products(),
+        functions(),
+        convolutions(),
+    ]
 }
 
 /// Wavy inputs in (−2, 2) for the seed's arguments, with `B` = [`B`].

@@ -550,6 +550,22 @@ pub fn factor() -> Vec<Rewrite> {
             },
         ));
     }
+    // Every face of a convolution is bilinear: an operand both terms share factors out, one
+    // convolution in place of two.
+    for conv in ["conv2d", "conv2d_transpose", "conv2d_correlate"] {
+        for op in ["add", "sub"] {
+            rules.push(rule(
+                &format!("factor-{conv}-{op}-left"),
+                &format!("({op} ({conv} ?p ?x ?a) ({conv} ?p ?x ?b))"),
+                &format!("({conv} ?p ?x ({op} ?a ?b))"),
+            ));
+            rules.push(rule(
+                &format!("factor-{conv}-{op}-right"),
+                &format!("({op} ({conv} ?p ?a ?x) ({conv} ?p ?b ?x))"),
+                &format!("({conv} ?p ({op} ?a ?b) ?x)"),
+            ));
+        }
+    }
     rules.push(rule_with(
         "scale-into-matmul",
         "(mul (matmul ?f ?a ?b) (broadcast ?s ?c))",
