@@ -510,12 +510,13 @@ fn output_of(model: &Model, x: &Tensor, params: &[(&str, Tensor)]) -> Vec<f64> {
 #[test]
 fn dsl_builtins_lower_as_pytorch_defines_them() {
     let x = wavy(F, &[2, 4, 7, 6], 3, 1.0);
-    // padding=same (stride 1; an even kernel pads one more after), groups, dilation.
+    // padding="same" (stride 1; an even kernel pads one more after), groups, dilation; quoted
+    // as in PyTorch or bare.
     let w = wavy(F, &[6, 2, 2, 3], 4, 1.0);
     let model = model_of(
         "[B, 4, 7, 6]",
         "param w: f64[6, 2, 2, 3]",
-        "conv2d(x, w, padding=same, dilation=[2, 1], groups=2)",
+        "conv2d(x, w, padding=\"same\", dilation=[2, 1], groups=2)",
     )
     .unwrap();
     let same = ConvCase {
@@ -654,7 +655,25 @@ fn dsl_shape_errors_name_the_op_the_shapes_and_the_position() {
             "[B, 3, 8, 8]",
             "param w: f64[2, 3, 3, 3]",
             "conv2d(x, w, stride=2, padding=same)",
-            "m.sgn:5:51: error: padding=same needs stride 1",
+            "m.sgn:5:51: error: padding=\"same\" needs stride 1",
+        ),
+        (
+            "[B, 3, 8, 8]",
+            "param w: f64[2, 3, 3, 3]",
+            "conv2d(x, w, padding=\"full\")",
+            "m.sgn:5:41: error: conv2d's padding is an integer, a pair [h, w], \"same\" or \"valid\", not \"full\"",
+        ),
+        (
+            "[B, 3, 8, 8]",
+            "param w: f64[2, 3, 3, 3]",
+            "conv2d(x, w, padding=\"same)",
+            "m.sgn:5:41: error: a string that does not end on its line",
+        ),
+        (
+            "[B, 3, 8, 8]",
+            "param w: f64[1]",
+            "w * \"same\"",
+            "m.sgn:5:24: error: \"same\" is a string; strings are allowed only as padding=\"same\" or \"valid\"",
         ),
         (
             "[B, 3, 8]",

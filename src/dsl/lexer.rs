@@ -16,6 +16,8 @@ pub enum TokenKind {
     Int(u64),
     /// A literal with a fraction or an exponent, such as `0.5` or `1e-3`.
     Float(f64),
+    /// A string such as `"same"`: no escapes, on one line.
+    Str(String),
     LParen,
     RParen,
     LBracket,
@@ -41,6 +43,7 @@ impl fmt::Display for TokenKind {
             TokenKind::Ident(name) => return write!(f, "identifier '{name}'"),
             TokenKind::Int(n) => return write!(f, "number {n}"),
             TokenKind::Float(x) => return write!(f, "number {x:?}"),
+            TokenKind::Str(text) => return write!(f, "string {text:?}"),
             TokenKind::Newline => return f.write_str("end of line"),
             TokenKind::Eof => return f.write_str("end of file"),
             TokenKind::LParen => "(",
@@ -159,6 +162,18 @@ impl Lexer<'_> {
                     span,
                 });
             }
+            '"' => {
+                self.bump();
+                let text = self.take_while(|c| c != '"' && c != '\n');
+                if self.peek() != Some('"') {
+                    return Err(self.error(span, "a string that does not end on its line".into()));
+                }
+                self.bump();
+                return Ok(Token {
+                    kind: TokenKind::Str(text),
+                    span,
+                });
+            }
             c if c.is_ascii_digit()
                 || (c == '.' && self.peek_at(1).is_some_and(|d| d.is_ascii_digit())) =>
             {
@@ -170,7 +185,7 @@ impl Lexer<'_> {
                     span,
                     format!(
                         "unexpected character {other:?}; expected a name, a number, an operator \
-                         (+ - * / @), a bracket, ',', ':', '=' or '#' for a comment"
+                         (+ - * / @), a bracket, ',', ':', '=', a \"string\" or '#' for a comment"
                     ),
                 ));
             }

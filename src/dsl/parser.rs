@@ -87,6 +87,8 @@ pub enum ExprKind {
     Int(u64),
     Float(f64),
     Bool(bool),
+    /// A string: `padding="same"`.
+    Str(String),
     Name(String),
     /// `[a, b, …]`: axes, shapes, permutations, concat operands.
     List(Vec<Expr>),
@@ -572,6 +574,7 @@ impl Parser<'_> {
         let kind = match self.peek() {
             TokenKind::Int(n) => ExprKind::Int(*n),
             TokenKind::Float(x) => ExprKind::Float(*x),
+            TokenKind::Str(text) => ExprKind::Str(text.clone()),
             TokenKind::Ident(word) if word == "true" || word == "false" => {
                 ExprKind::Bool(word == "true")
             }
@@ -705,6 +708,7 @@ mod tests {
             ExprKind::Int(n) => n.to_string(),
             ExprKind::Float(x) => format!("{x:?}"),
             ExprKind::Bool(b) => b.to_string(),
+            ExprKind::Str(text) => format!("{text:?}"),
             ExprKind::Name(n) => n.clone(),
             ExprKind::List(items) => format!(
                 "[{}]",

@@ -1,7 +1,7 @@
 //! The image builtins, as PyTorch spells them: `conv2d(x, w, stride, padding, dilation,
 //! groups)`, `max_pool2d(x, kernel, stride, padding, dilation)`, `avg_pool2d(x, kernel, stride,
 //! padding)` and `flatten(x)`. Sizes are an integer or a pair `[h, w]`; a conv's padding may
-//! also be `same` or `valid`. Average pooling is a depthwise convolution with the constant
+//! also be `"same"` or `"valid"` (quoted as in PyTorch, or bare). Average pooling is a depthwise convolution with the constant
 //! filter `1/(kH·kW)` (zero padding counted, as PyTorch's default `count_include_pad`).
 
 use super::builtins::Call;
@@ -23,12 +23,14 @@ pub(super) fn conv2d(lowerer: &mut Lowerer<'_>, call: &Call<'_>) -> Result<Value
         Some(expr) => lowerer.count(expr, 1, "groups")?,
     };
     let padding = match call.args[3] {
-        Some(expr) if matches!(&expr.kind, ExprKind::Name(n) if n == "valid") => [[0, 0], [0, 0]],
-        Some(expr) if matches!(&expr.kind, ExprKind::Name(n) if n == "same") => {
+        Some(expr) if padding_word(expr) == Some("valid") => [[0, 0], [0, 0]],
+        Some(expr) if padding_word(expr) == Some("same") => {
             if stride != [1, 1] {
                 return Err(lowerer.error(
                     expr.span,
-                    format!("padding=same needs stride 1 (as in PyTorch), found stride {stride:?}"),
+                    format!(
+                        "padding=\"same\" needs stride 1 (as in PyTorch), found stride {stride:?}"
+                    ),
                 ));
             }
             // PyTorch's rule: the total d·(k − 1) split evenly, the odd one after.
@@ -39,6 +41,20 @@ pub(super) fn conv2d(lowerer: &mut Lowerer<'_>, call: &Call<'_>) -> Result<Value
                 padding[axis] = [total / 2, total - total / 2];
             }
             padding
+        }
+        Some(
+            expr @ Expr {
+                kind: ExprKind::Str(text),
+                ..
+            },
+        ) => {
+            return Err(lowerer.error(
+                expr.span,
+                format!(
+                    "conv2d's padding is an integer, a pair [h, w], \"same\" or \"valid\", \
+                     not {text:?}"
+                ),
+            ));
         }
         padding => {
             let [h, w] = lowerer.pair(padding, 0, 0, "the padding")?;
@@ -54,6 +70,14 @@ pub(super) fn conv2d(lowerer: &mut Lowerer<'_>, call: &Call<'_>) -> Result<Value
     Ok(Value::Tensor(
         lowerer.build(call.span, |g| g.apply(op, &[x, w]))?,
     ))
+}
+
+/// The word a padding argument spells, quoted (`"same"`, as in PyTorch) or bare (`same`).
+fn padding_word<'e>(expr: &'e Expr) -> Option<&'e str> {
+    match &expr.kind {
+        ExprKind::Str(word) | ExprKind::Name(word) => Some(word),
+        _ => None,
+    }
 }
 
 /// `max_pool2d(x, kernel, stride=kernel, padding=0, dilation=1)`.

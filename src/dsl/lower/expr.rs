@@ -36,7 +36,7 @@ impl<'p> Lowerer<'p> {
             ExprKind::Int(n) => Ok(Value::Number(*n as f64)),
             ExprKind::Float(x) => Ok(Value::Number(*x)),
             ExprKind::Name(name) => self.lookup(name, expr.span, scope),
-            ExprKind::Bool(_) | ExprKind::List(_) => Err(self.misplaced(expr)),
+            ExprKind::Bool(_) | ExprKind::Str(_) | ExprKind::List(_) => Err(self.misplaced(expr)),
             ExprKind::Neg(x) => {
                 let x = self.expr(x, scope)?;
                 self.unary(UnaryOp::Neg, x, expr.span)
@@ -64,6 +64,7 @@ impl<'p> Lowerer<'p> {
     fn misplaced(&self, expr: &Expr) -> Diagnostic {
         let message = match &expr.kind {
             ExprKind::Bool(b) => format!("'{b}' is a bool; bools are allowed only as keepdims=true/false"),
+            ExprKind::Str(text) => format!("{text:?} is a string; strings are allowed only as padding=\"same\" or \"valid\""),
             _ => "a list is allowed only as an axis, a shape, a permutation or the operands of concat".to_string(),
         };
         self.error(expr.span, message)

@@ -533,6 +533,7 @@ fn describe(expr: &Expr) -> String {
         ExprKind::Int(n) => format!("the number {n}"),
         ExprKind::Float(x) => format!("the number {x}"),
         ExprKind::Bool(b) => format!("'{b}'"),
+        ExprKind::Str(text) => format!("the string {text:?}"),
         ExprKind::Name(name) => format!("the name '{name}'"),
         ExprKind::List(_) => "a list".to_string(),
         ExprKind::Neg(_) | ExprKind::Binary { .. } => "an arithmetic expression".to_string(),
