@@ -556,6 +556,7 @@ impl LibraryRun {
                 frequency: self.frequency,
                 ..SineOptions::default()
             },
+            ..LoadOptions::default()
         };
         let dir = tempfile::tempdir().unwrap();
         let dataset = sgn::data::load(DatasetName::Sine, &options, dir.path(), |_| {}).unwrap();

@@ -206,6 +206,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             frequency: args.frequency,
             ..SineOptions::default()
         },
+        ..LoadOptions::default()
     };
     let dataset = data::load(args.dataset, &options, &data_dir, |reason| {
         eprintln!(
