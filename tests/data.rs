@@ -8,8 +8,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use ndarray::{Array2, Axis};
 use sgn::data::{
-    self, BatchOptions, Batches, Dataset, DatasetName, FetchReason, LoadOptions, PixelScale,
-    SineOptions, Split, image_classification_split, parse_idx, read_idx, sha256_hex,
+    self, BatchOptions, Batches, Dataset, DatasetName, FetchReason, IdxArray, LoadOptions,
+    PixelScale, SineOptions, Split, image_classification_split, parse_idx, read_idx, sha256_hex,
 };
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -633,7 +633,7 @@ fn pixel_scales_parse_and_unknown_ones_are_listed() {
     }
     assert_eq!(
         "per-image".parse::<PixelScale>().unwrap_err().to_string(),
-        "unknown pixel scaling 'per-image'; the choices are unit, standardized"
+        "unknown pixel scaling 'per-image'; the pixel scalings are unit, standardized"
     );
 }
 
@@ -643,15 +643,18 @@ fn idx_images_are_standardized_per_image_and_channel() {
     let pixels = pixel_bytes(2 * 2 * 6, 4);
     let images = parse_idx(&idx_bytes(&[2, 2, 2, 3], &pixels), "images").unwrap();
     let labels = parse_idx(&idx_bytes(&[2], &[1, 0]), "labels").unwrap();
-    let split = image_classification_split(
-        &images,
-        &labels,
-        2,
-        PixelScale::Standardized,
-        "images",
-        "labels",
-    )
-    .unwrap();
+    let standardized = |images: &IdxArray| {
+        image_classification_split(
+            images,
+            &labels,
+            2,
+            PixelScale::Standardized,
+            "images",
+            "labels",
+        )
+        .unwrap()
+    };
+    let split = standardized(&images);
     assert_eq!(split.features.dim(), (2, 12));
     let flat = split.features.as_slice().unwrap();
     assert_eq!(flat, PixelScale::Standardized.features(&pixels, 6));
@@ -665,15 +668,7 @@ fn idx_images_are_standardized_per_image_and_channel() {
     }
     // Images without channels (count × H × W, like MNIST) are one plane each.
     let images = parse_idx(&idx_bytes(&[2, 4, 3], &pixels), "images").unwrap();
-    let split = image_classification_split(
-        &images,
-        &labels,
-        2,
-        PixelScale::Standardized,
-        "images",
-        "labels",
-    )
-    .unwrap();
+    let split = standardized(&images);
     assert_eq!(
         split.features.as_slice().unwrap(),
         PixelScale::Standardized.features(&pixels, 12)

@@ -96,13 +96,10 @@ fn on_dataset(
         SplitName::Train => "train",
         SplitName::Test => "test",
     };
-    let pixels = dataset
-        .image
-        .map_or(String::new(), |image| format!(", {} pixels", image.pixels));
     println!(
-        "{} on {}{pixels}, {what} split ({} examples)",
+        "{} on {}, {what} split ({} examples)",
         model.name,
-        dataset.name,
+        dataset.title(),
         split.len()
     );
     println!("loss {loss}");
@@ -115,11 +112,14 @@ fn on_dataset(
         if let Some(accuracy) = accuracy {
             results.insert("accuracy", Tensor::scalar(DType::F64, accuracy));
         }
-        let metadata = BTreeMap::from([
+        let mut metadata = BTreeMap::from([
             ("model".to_string(), model.name.clone()),
             ("dataset".to_string(), dataset.name.clone()),
             ("split".to_string(), what.to_string()),
         ]);
+        if let Some(image) = dataset.image {
+            metadata.insert("pixels".to_string(), image.pixels.to_string());
+        }
         results.save(out, &metadata)?;
         println!("wrote {}", out.display());
     }

@@ -28,7 +28,8 @@ enum Command {
         /// The model file (`*.sgn`).
         model: PathBuf,
     },
-    /// Evaluate a model on a batch: write the loss and the network output.
+    /// Evaluate a model on a batch (loss, output, gradient) or over a dataset's split (loss,
+    /// accuracy).
     Eval(eval::EvalArgs),
     /// Print one of a model's graphs (forward, grad, jvp, vjp, gv, gv-prepare, gv-apply).
     Inspect(inspect::InspectArgs),

@@ -219,13 +219,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         Some(path) => Some(LogWriter::create(path)?),
         None => None,
     };
-    let pixels = dataset
-        .image
-        .map_or(String::new(), |image| format!(", {} pixels", image.pixels));
     println!(
-        "training {} on {}{pixels} ({} train / {} test) with {:?}, batch {}",
+        "training {} on {} ({} train / {} test) with {:?}, batch {}",
         model.name,
-        dataset.name,
+        dataset.title(),
         dataset.train.len(),
         dataset.test.len(),
         args.optimizer,
@@ -260,7 +257,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if let Some(path) = &args.plot {
         plot(
             trainer.history(),
-            &format!("{} on {} ({:?})", model.name, dataset.name, args.optimizer),
+            &format!(
+                "{} on {} ({:?})",
+                model.name,
+                dataset.title(),
+                args.optimizer
+            ),
             path,
         )?;
         println!("wrote {}", path.display());

@@ -55,7 +55,7 @@ const RECORD_BYTES: usize = 1 + IMAGE_BYTES;
 /// # }
 /// ```
 pub fn parse_cifar10_records(bytes: &[u8], source: &str) -> Result<(IdxArray, IdxArray)> {
-    if bytes.len() % RECORD_BYTES != 0 {
+    if !bytes.len().is_multiple_of(RECORD_BYTES) {
         return Err(data_error(format!(
             "{source}: {} bytes are not a whole number of CIFAR-10 records ({RECORD_BYTES} bytes \
              each: a label byte and 3×32×32 pixel bytes)",
@@ -137,7 +137,7 @@ fn file_names() -> impl Iterator<Item = &'static str> {
 /// The training files' images and labels, concatenated, and the test file's, each with a name
 /// for errors; every check of [`read_cifar10`] done.
 fn read_files(dir: &Path, records_per_file: usize) -> Result<[(IdxArray, IdxArray, String); 2]> {
-    if records_per_file == 0 || records_per_file % NUM_CLASSES != 0 {
+    if records_per_file == 0 || !records_per_file.is_multiple_of(NUM_CLASSES) {
         return Err(data_error(format!(
             "CIFAR-10 files hold a positive multiple of {NUM_CLASSES} records (the test file as \
              many of each class), not {records_per_file}"

@@ -127,17 +127,35 @@ impl FromStr for DatasetName {
 
     /// Parses a dataset name; an unknown name is an error that lists the known ones.
     fn from_str(name: &str) -> Result<DatasetName> {
-        DatasetName::ALL
-            .into_iter()
-            .find(|d| d.as_str() == name)
-            .ok_or_else(|| {
-                let known: Vec<&str> = DatasetName::ALL.iter().map(|d| d.as_str()).collect();
-                data_error(format!(
-                    "unknown dataset '{name}'; the datasets are {}",
-                    known.join(", ")
-                ))
-            })
+        parse_named(
+            &DatasetName::ALL,
+            name,
+            DatasetName::as_str,
+            "dataset",
+            "datasets",
+        )
     }
+}
+
+/// The one of `all` called `name` (by `as_str`); else an error naming the `kind` of thing and
+/// listing the `plural` of them that exist.
+fn parse_named<T: Copy>(
+    all: &[T],
+    name: &str,
+    as_str: fn(T) -> &'static str,
+    kind: &str,
+    plural: &str,
+) -> Result<T> {
+    all.iter()
+        .copied()
+        .find(|&item| as_str(item) == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = all.iter().map(|&item| as_str(item)).collect();
+            data_error(format!(
+                "unknown {kind} '{name}'; the {plural} are {}",
+                known.join(", ")
+            ))
+        })
 }
 
 /// Examples of one split: one row per example in both matrices.
@@ -192,6 +210,17 @@ pub struct Dataset {
     pub target_scale: f32,
     /// For images, how each feature row is laid out and was scaled; `None` for other data.
     pub image: Option<ImageFormat>,
+}
+
+impl Dataset {
+    /// The name with the pixel scaling of an image dataset, as messages call the data: e.g.
+    /// `fashion-mnist, standardized pixels` or `sine (f = 10)`.
+    pub fn title(&self) -> String {
+        match self.image {
+            Some(image) => format!("{}, {} pixels", self.name, image.pixels),
+            None => self.name.clone(),
+        }
+    }
 }
 
 /// The layout and scaling of an image dataset's features: each feature row is one image of

@@ -1,7 +1,7 @@
 //! How image datasets turn pixel bytes into features: divided by 255, or standardized image by
 //! image as the SGN paper's CNNs are trained.
 
-use super::data_error;
+use super::parse_named;
 use crate::{Error, Result};
 use std::fmt;
 use std::str::FromStr;
@@ -51,7 +51,7 @@ impl PixelScale {
     /// image dimensions).
     pub fn features(self, pixels: &[u8], plane: usize) -> Vec<f32> {
         assert!(
-            plane > 0 && pixels.len() % plane == 0,
+            plane > 0 && pixels.len().is_multiple_of(plane),
             "{} pixels are not a whole number of planes of {plane}",
             pixels.len()
         );
@@ -89,13 +89,12 @@ impl FromStr for PixelScale {
 
     /// Parses `unit` or `standardized`; anything else is an error that lists both.
     fn from_str(name: &str) -> Result<PixelScale> {
-        PixelScale::ALL
-            .into_iter()
-            .find(|p| p.as_str() == name)
-            .ok_or_else(|| {
-                data_error(format!(
-                    "unknown pixel scaling '{name}'; the choices are unit, standardized"
-                ))
-            })
+        parse_named(
+            &PixelScale::ALL,
+            name,
+            PixelScale::as_str,
+            "pixel scaling",
+            "pixel scalings",
+        )
     }
 }
