@@ -3,7 +3,8 @@
 # suite's model snippets for `dsl`; inputs, parameters, `eval` results and checkpoints written by
 # the release CLI for `safetensors`; checkpoints of every optimizer for `checkpoint` (a sine_mlp
 # run on the sine dataset with batch 100 and seed 0, as fuzz_targets/checkpoint.rs expects);
-# small IDX files, plain and gzipped, for `idx`. Needs `cargo build --release` first.
+# small IDX files, plain and gzipped, and CIFAR-10 records for `idx`. Needs `cargo build --release`
+# first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sgn=target/release/sgn
@@ -67,6 +68,10 @@ labels = idx([3], [7, 2, 1])
 for name, raw in {"images": images, "labels": labels, "empty": idx([0, 28, 28], [])}.items():
     open(f"{seeds}/idx/{name}-ubyte", "wb").write(raw)
     open(f"{seeds}/idx/{name}-ubyte.gz", "wb").write(gzip.compress(raw))
+# Two CIFAR-10 records (a label byte, 3072 pixel bytes each): the target parses its input as
+# those too.
+records = b"".join(bytes([label]) + bytes((label * 7 + i) % 256 for i in range(3072)) for label in (3, 9))
+open(f"{seeds}/idx/cifar-records.bin", "wb").write(records)
 PY
 
 for optimizer in sgn sgd adam; do

@@ -556,6 +556,7 @@ impl LibraryRun {
                 frequency: self.frequency,
                 ..SineOptions::default()
             },
+            ..LoadOptions::default()
         };
         let dir = tempfile::tempdir().unwrap();
         let dataset = sgn::data::load(DatasetName::Sine, &options, dir.path(), |_| {}).unwrap();
@@ -727,5 +728,226 @@ fn data_fetch_verifies_and_lists_the_cached_files() {
         stderr(&generated).contains("sine is generated, there is nothing to fetch"),
         "{}",
         stderr(&generated)
+    );
+}
+
+/// The value after `key ` on the line of stdout that starts with it (`loss 0.123`).
+fn printed(text: &str, key: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{key} ")))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no '{key}' line in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// `sgn eval MODEL --params CHECKPOINT --dataset DATASET` with `extra` arguments.
+fn eval_on_dataset(
+    model: &str,
+    checkpoint: &str,
+    dataset: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let args = [
+        &["eval", model, "--params", checkpoint, "--dataset", dataset][..],
+        extra,
+    ]
+    .concat();
+    sgn(&args)
+}
+
+/// `eval --dataset` measures a checkpoint as the training run measured it at its end: the same
+/// test loss, to the bit; `--split train` too; `--out` holds the numbers.
+#[test]
+fn eval_on_a_dataset_repeats_the_training_runs_last_evaluation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let trained = sgn(&[
+        &SINE_TRAINING[..],
+        &[
+            "--epochs",
+            "1",
+            "--frequency",
+            "20",
+            "--log",
+            &path("run.csv"),
+            "--save",
+            &path("ck.safetensors"),
+        ],
+    ]
+    .concat());
+    assert!(trained.status.success(), "{}", stderr(&trained));
+    let last = read_log(path("run.csv")).unwrap().pop().unwrap();
+
+    let checkpoint = path("ck.safetensors");
+    let eval = |extra: &[&str]| {
+        let args = [&["--frequency", "20"][..], extra].concat();
+        let out = eval_on_dataset("ir/sine_mlp.sgn", &checkpoint, "sine", &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let text = eval(&["--out", &path("eval.safetensors")]);
+    assert!(
+        text.starts_with("sine_mlp on sine (f = 20), test split (3000 examples)\n"),
+        "{text}"
+    );
+    assert_eq!(printed(&text, "loss"), last.test_loss.unwrap(), "{text}");
+    assert!(
+        !text.contains("accuracy"),
+        "regression has no accuracy: {text}"
+    );
+    let written = TensorMap::load(Path::new(&path("eval.safetensors"))).unwrap();
+    assert_eq!(
+        written.get("loss").unwrap().scalar_value(),
+        Some(last.test_loss.unwrap())
+    );
+    assert_eq!(written.names().count(), 1);
+    // The train split is another number; the data must be the training run's (f = 20), not the
+    // default f = 10.
+    let train = printed(&eval(&["--split", "train"]), "loss");
+    assert_ne!(train, last.test_loss.unwrap());
+    let default_frequency = eval_on_dataset("ir/sine_mlp.sgn", &checkpoint, "sine", &[]);
+    assert_ne!(
+        printed(&stdout(&default_frequency), "loss"),
+        last.test_loss.unwrap()
+    );
+}
+
+/// The dataset options' usage errors: --pixels for data without pixels, an unknown scaling, a
+/// batch and a dataset at once, and data options without a dataset.
+#[test]
+fn dataset_options_are_checked() {
+    let with_pixels =
+        |pixels: &str| sgn(&[&SINE_TRAINING[..], &["--epochs", "1", "--pixels", pixels]].concat());
+    let out = with_pixels("standardized");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "error: --pixels standardized: sine is not an image dataset (the pixel scaling applies \
+         to mnist, fashion-mnist and cifar10)\n"
+    );
+    let out = with_pixels("per-image");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(
+            "unknown pixel scaling 'per-image'; the pixel scalings are unit, standardized"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("batch.safetensors");
+    save(&TensorMap::new(), &inputs);
+    for (args, complaint) in [
+        (
+            vec!["--inputs", inputs.to_str().unwrap(), "--dataset", "sine"],
+            "cannot be used with",
+        ),
+        (
+            vec!["--pixels", "unit", "--out", "x.safetensors"],
+            "--dataset",
+        ),
+        (vec!["--split", "train"], "--dataset"),
+        (vec![], "--inputs"),
+    ] {
+        let out = sgn(&[&["eval", "ir/sine_mlp.sgn"][..], &args].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&out).contains(complaint),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+/// The Fashion-MNIST LeNet end to end on the real data, briefly: it trains on standardized
+/// images, `eval` reuses the checkpoint's pixel scaling and repeats the last evaluation, refuses
+/// other pixels; the CIFAR-10 net does not fit Fashion-MNIST's images.
+#[test]
+fn the_lenet_trains_on_standardized_fashion_mnist_and_eval_reuses_the_scaling() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let data_dir = common::test_data_dir();
+    let data_dir = data_dir.to_str().unwrap();
+    let standardized_fashion = [
+        "--dataset",
+        "fashion-mnist",
+        "--pixels",
+        "standardized",
+        "--data-dir",
+        data_dir,
+    ];
+    let trained = sgn(&[
+        &["train", "ir/fashion_lenet.sgn"][..],
+        &standardized_fashion,
+        &["--optimizer", "sgd", "--batch", "100", "--time-limit", "1s"],
+        &["--log", &path("run.csv"), "--save", &path("ck.safetensors")],
+    ]
+    .concat());
+    assert!(trained.status.success(), "{}", stderr(&trained));
+    assert!(
+        stdout(&trained).starts_with(
+            "training fashion_lenet on fashion-mnist, standardized pixels (60000 train / 10000 \
+             test) with Sgd, batch 100\n"
+        ),
+        "{}",
+        stdout(&trained)
+    );
+    let last = read_log(path("run.csv")).unwrap().pop().unwrap();
+    let accuracy = last.test_accuracy.unwrap();
+
+    let checkpoint = path("ck.safetensors");
+    let eval = |extra: &[&str]| {
+        let args = [&["--data-dir", data_dir][..], extra].concat();
+        eval_on_dataset("ir/fashion_lenet.sgn", &checkpoint, "fashion-mnist", &args)
+    };
+    let out = eval(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(
+            "fashion_lenet on fashion-mnist, standardized pixels, test split (10000 examples)\n"
+        ),
+        "{text}"
+    );
+    assert_eq!(printed(&text, "loss"), last.test_loss.unwrap(), "{text}");
+    assert_eq!(printed(&text, "accuracy"), accuracy, "{text}");
+    // The run learnt: its test loss is below that of its starting point (--seed 0, the default
+    // of both commands). How far it got depends on how many steps fit in the second.
+    let start = sgn(&[&["eval", "ir/fashion_lenet.sgn"][..], &standardized_fashion].concat());
+    assert!(start.status.success(), "{}", stderr(&start));
+    let initial = printed(&stdout(&start), "loss");
+    assert!(
+        last.test_loss.unwrap() < initial,
+        "{} SGD steps: test loss {} from {initial}",
+        last.iteration,
+        last.test_loss.unwrap()
+    );
+
+    let out = eval(&["--pixels", "unit"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: --pixels unit: {} comes from a run on standardized pixels; use the same \
+             (leave --pixels out to take the checkpoint's)\n",
+            path("ck.safetensors")
+        )
+    );
+
+    let out = sgn(&[
+        "eval",
+        "ir/cifar_cnn.sgn",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        data_dir,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "error: the dataset's features have 784 columns (fashion-mnist: 1×28×28 images) but the \
+         model declares 'x' as f32[B, 3, 32, 32]; declare it as f32[B, 784] or f32[B, 1, 28, \
+         28]\n"
     );
 }

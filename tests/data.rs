@@ -8,8 +8,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use ndarray::{Array2, Axis};
 use sgn::data::{
-    self, BatchOptions, Batches, Dataset, DatasetName, FetchReason, LoadOptions, SineOptions,
-    Split, image_classification_split, parse_idx, read_idx, sha256_hex,
+    self, BatchOptions, Batches, Dataset, DatasetName, FetchReason, IdxArray, LoadOptions,
+    PixelScale, SineOptions, Split, image_classification_split, parse_idx, read_idx, sha256_hex,
 };
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -145,8 +145,9 @@ fn idx_missing_file_is_an_io_error_naming_it() {
 fn idx_images_and_labels_make_a_scaled_one_hot_split() {
     let images = parse_idx(&idx_bytes(&[2, 1, 2], &[0, 255, 51, 102]), "images").expect("valid");
     let labels = parse_idx(&idx_bytes(&[2], &[2, 0]), "labels").expect("valid");
-    let split = image_classification_split(&images, &labels, 3, "images", "labels")
-        .expect("consistent arrays");
+    let split =
+        image_classification_split(&images, &labels, 3, PixelScale::Unit, "images", "labels")
+            .expect("consistent arrays");
     assert_eq!(
         split.features,
         Array2::from_shape_vec((2, 2), vec![0.0, 1.0, 0.2, 0.4]).expect("2×2")
@@ -162,9 +163,16 @@ fn idx_images_and_labels_make_a_scaled_one_hot_split() {
 fn idx_image_and_label_counts_must_agree() {
     let images = parse_idx(&idx_bytes(&[3, 2], &[0; 6]), "imgs.idx").expect("valid");
     let labels = parse_idx(&idx_bytes(&[2], &[0, 1]), "lbls.idx").expect("valid");
-    let message = image_classification_split(&images, &labels, 10, "imgs.idx", "lbls.idx")
-        .expect_err("3 images, 2 labels")
-        .to_string();
+    let message = image_classification_split(
+        &images,
+        &labels,
+        10,
+        PixelScale::Unit,
+        "imgs.idx",
+        "lbls.idx",
+    )
+    .expect_err("3 images, 2 labels")
+    .to_string();
     assert_eq!(
         message,
         "imgs.idx holds 3 images but lbls.idx holds 2 labels"
@@ -175,9 +183,10 @@ fn idx_image_and_label_counts_must_agree() {
 fn idx_labels_must_be_classes() {
     let images = parse_idx(&idx_bytes(&[2, 1], &[0, 0]), "imgs").expect("valid");
     let labels = parse_idx(&idx_bytes(&[2], &[9, 10]), "lbls").expect("valid");
-    let message = image_classification_split(&images, &labels, 10, "imgs", "lbls")
-        .expect_err("label 10 of 10 classes")
-        .to_string();
+    let message =
+        image_classification_split(&images, &labels, 10, PixelScale::Unit, "imgs", "lbls")
+            .expect_err("label 10 of 10 classes")
+            .to_string();
     assert_eq!(message, "lbls: label 10 at index 1 is not a class 0..10");
 }
 
@@ -191,16 +200,17 @@ fn idx_image_dimensions_that_overflow_are_an_error_even_without_images() {
     ];
     let images = parse_idx(&crash, "imgs").expect("0 images of 262338×4278190080×27394 pixels");
     let labels = parse_idx(&idx_bytes(&[0], &[]), "lbls").expect("no labels");
-    let message = image_classification_split(&images, &labels, 10, "imgs", "lbls")
-        .expect_err("the pixel count overflows")
-        .to_string();
+    let message =
+        image_classification_split(&images, &labels, 10, PixelScale::Unit, "imgs", "lbls")
+            .expect_err("the pixel count overflows")
+            .to_string();
     assert_eq!(
         message,
         "imgs: images of 262338×4278190080×27394 pixels are too large to hold"
     );
     // Large but representable: an empty split.
     let images = parse_idx(&idx_bytes(&[0, 1 << 31, 1 << 31], &[]), "imgs").expect("no images");
-    let split = image_classification_split(&images, &labels, 10, "imgs", "lbls")
+    let split = image_classification_split(&images, &labels, 10, PixelScale::Unit, "imgs", "lbls")
         .expect("no images of 2^62 pixels");
     assert_eq!(split.features.dim(), (0, 1 << 62));
 }
@@ -208,7 +218,10 @@ fn idx_image_dimensions_that_overflow_are_an_error_even_without_images() {
 // ---------------------------------------------------------------- sine
 
 fn sine(options: SineOptions) -> Dataset {
-    let options = LoadOptions { sine: options };
+    let options = LoadOptions {
+        sine: options,
+        ..LoadOptions::default()
+    };
     let unused = Path::new("/nonexistent/sgn-data-dir");
     data::load(DatasetName::Sine, &options, unused, |reason| {
         panic!("sine fetched: {reason}")
@@ -290,7 +303,10 @@ fn sine_rejects_invalid_options() {
             "sine: both splits need examples, got 7000 train and 0 test",
         ),
     ] {
-        let options = LoadOptions { sine: options };
+        let options = LoadOptions {
+            sine: options,
+            ..LoadOptions::default()
+        };
         let message = data::load(DatasetName::Sine, &options, Path::new("."), |_| {})
             .expect_err("invalid options")
             .to_string();
@@ -515,19 +531,393 @@ fn dataset_names_parse_and_unknown_ones_are_listed() {
     for name in DatasetName::ALL {
         assert_eq!(name.as_str().parse::<DatasetName>().expect("known"), name);
     }
-    let message = "cifar10"
+    let message = "cifar100"
         .parse::<DatasetName>()
         .expect_err("unknown")
         .to_string();
     assert_eq!(
         message,
-        "unknown dataset 'cifar10'; the datasets are mnist, fashion-mnist, boston, sine"
+        "unknown dataset 'cifar100'; the datasets are mnist, fashion-mnist, cifar10, boston, sine"
     );
     let fetched = data::fetch(DatasetName::Sine, Path::new("/nonexistent"), |_| {
         panic!("sine has nothing to fetch")
     })
     .expect("nothing to do");
     assert!(fetched.files.is_empty() && !fetched.downloaded);
+}
+
+// ---------------------------------------------------------------- pixel scaling
+
+/// Mean and population standard deviation, in f64.
+fn mean_and_std(values: &[f32]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let variance = values
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    (mean, variance.sqrt())
+}
+
+/// Varied pixel bytes: a fixed pseudo-random sequence.
+fn pixel_bytes(n: usize, seed: u64) -> Vec<u8> {
+    (0..n as u64)
+        .map(|i| ((i * 2_654_435_761 + seed * 97) >> 7) as u8)
+        .collect()
+}
+
+#[test]
+fn unit_pixels_are_divided_by_255() {
+    let pixels = [0, 1, 128, 254, 255, 17];
+    let features = PixelScale::Unit.features(&pixels, 3);
+    let expected: Vec<f32> = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
+    assert_eq!(features, expected);
+}
+
+#[test]
+fn standardized_pixels_have_mean_0_and_std_1_per_image_and_channel() {
+    // Three images of two 5×7 channels: each (image, channel) plane on its own.
+    let plane = 35;
+    let pixels = pixel_bytes(3 * 2 * plane, 1);
+    let features = PixelScale::Standardized.features(&pixels, plane);
+    assert_eq!(features.len(), pixels.len());
+    for (k, (plane_features, plane_pixels)) in
+        features.chunks(plane).zip(pixels.chunks(plane)).enumerate()
+    {
+        let (mean, std) = mean_and_std(plane_features);
+        assert!(mean.abs() < 1e-6, "plane {k}: mean {mean}");
+        assert!((std - 1.0).abs() < 1e-6, "plane {k}: std {std}");
+        // Each value is (p − mean) / std of the plane's own pixels.
+        let values: Vec<f32> = plane_pixels.iter().map(|&p| f32::from(p)).collect();
+        let (pixel_mean, pixel_std) = mean_and_std(&values);
+        for (&f, &p) in plane_features.iter().zip(plane_pixels) {
+            let expected = (f64::from(p) - pixel_mean) / pixel_std;
+            assert!((f64::from(f) - expected).abs() < 1e-6, "{f} vs {expected}");
+        }
+    }
+}
+
+#[test]
+fn a_constant_image_standardizes_to_zeros_and_a_nearly_constant_one_exactly() {
+    let plane = 784;
+    // A constant channel: no spread at all; the floor keeps it finite (all zeros).
+    let constant = vec![93u8; plane];
+    let features = PixelScale::Standardized.features(&constant, plane);
+    assert!(features.iter().all(|&f| f == 0.0), "{:?}", &features[..4]);
+    // The least spread a non-constant channel can have (one pixel one grey level off) is above
+    // the floor: standardized exactly, mean 0 and std 1.
+    let mut nearly = constant.clone();
+    nearly[10] = 94;
+    let features = PixelScale::Standardized.features(&nearly, plane);
+    assert!(features.iter().all(|f| f.is_finite()));
+    let (mean, std) = mean_and_std(&features);
+    assert!(
+        mean.abs() < 1e-6 && (std - 1.0).abs() < 1e-5,
+        "{mean} {std}"
+    );
+    let n = plane as f64;
+    assert!(
+        (f64::from(features[10]) - (n - 1.0).sqrt()).abs() < 1e-4,
+        "{}",
+        features[10]
+    );
+    // A single pixel per channel is constant too.
+    assert_eq!(PixelScale::Standardized.features(&[7, 200], 1), [0.0, 0.0]);
+}
+
+#[test]
+fn pixel_scales_parse_and_unknown_ones_are_listed() {
+    for scale in PixelScale::ALL {
+        assert_eq!(scale.as_str().parse::<PixelScale>().unwrap(), scale);
+    }
+    assert_eq!(
+        "per-image".parse::<PixelScale>().unwrap_err().to_string(),
+        "unknown pixel scaling 'per-image'; the pixel scalings are unit, standardized"
+    );
+}
+
+#[test]
+fn idx_images_are_standardized_per_image_and_channel() {
+    // Two images of 2 channels of 2×3 pixels: a count × C × H × W array.
+    let pixels = pixel_bytes(2 * 2 * 6, 4);
+    let images = parse_idx(&idx_bytes(&[2, 2, 2, 3], &pixels), "images").unwrap();
+    let labels = parse_idx(&idx_bytes(&[2], &[1, 0]), "labels").unwrap();
+    let standardized = |images: &IdxArray| {
+        image_classification_split(
+            images,
+            &labels,
+            2,
+            PixelScale::Standardized,
+            "images",
+            "labels",
+        )
+        .unwrap()
+    };
+    let split = standardized(&images);
+    assert_eq!(split.features.dim(), (2, 12));
+    let flat = split.features.as_slice().unwrap();
+    assert_eq!(flat, PixelScale::Standardized.features(&pixels, 6));
+    // Per channel, not per image: the planes of 6 have mean 0 and std 1.
+    for plane in flat.chunks(6) {
+        let (mean, std) = mean_and_std(plane);
+        assert!(
+            mean.abs() < 1e-6 && (std - 1.0).abs() < 1e-6,
+            "{mean} {std}"
+        );
+    }
+    // Images without channels (count × H × W, like MNIST) are one plane each.
+    let images = parse_idx(&idx_bytes(&[2, 4, 3], &pixels), "images").unwrap();
+    let split = standardized(&images);
+    assert_eq!(
+        split.features.as_slice().unwrap(),
+        PixelScale::Standardized.features(&pixels, 12)
+    );
+}
+
+// ---------------------------------------------------------------- CIFAR-10 files
+
+const CIFAR_FILES: [&str; 6] = [
+    "data_batch_1.bin",
+    "data_batch_2.bin",
+    "data_batch_3.bin",
+    "data_batch_4.bin",
+    "data_batch_5.bin",
+    "test_batch.bin",
+];
+
+/// Record `i` of file `file` in the generated set: the label cycles through the ten classes (so
+/// each file is balanced), the pixels are a pattern that differs per record and channel.
+fn cifar_record(file: usize, i: usize) -> Vec<u8> {
+    let mut record = vec![((i + file) % 10) as u8];
+    record.extend(pixel_bytes(3072, (file * 1000 + i) as u64));
+    record
+}
+
+/// A folder `cifar-10-batches-bin` of the six files with `records` records each, in a temporary
+/// data directory.
+fn cifar_dir(records: usize) -> (tempfile::TempDir, PathBuf) {
+    let data_dir = tempfile::tempdir().unwrap();
+    let dir = data_dir.path().join(data::CIFAR10_DIR);
+    std::fs::create_dir(&dir).unwrap();
+    for (file, name) in CIFAR_FILES.iter().enumerate() {
+        let bytes: Vec<u8> = (0..records).flat_map(|i| cifar_record(file, i)).collect();
+        write(&dir, name, &bytes);
+    }
+    (data_dir, dir)
+}
+
+fn read_cifar_error(dir: &Path, records: usize) -> String {
+    data::read_cifar10(dir, records, PixelScale::Unit)
+        .expect_err("the files are not valid")
+        .to_string()
+}
+
+#[test]
+fn cifar_records_become_nchw_images_and_one_hot_labels() {
+    let (_data_dir, dir) = cifar_dir(20);
+    let set = data::read_cifar10(&dir, 20, PixelScale::Unit).unwrap();
+    assert_eq!(set.name, "cifar10");
+    assert_eq!(set.num_classes, Some(10));
+    assert_eq!(
+        set.image.map(|i| (i.shape(), i.pixels)),
+        Some(([3, 32, 32], PixelScale::Unit))
+    );
+    assert_eq!(set.train.features.dim(), (100, 3072));
+    assert_eq!(set.train.targets.dim(), (100, 10));
+    assert_eq!(set.test.features.dim(), (20, 3072));
+    // Training examples in file order, record order; the test file apart.
+    for (split, files) in [(&set.train, 0..5), (&set.test, 5..6)] {
+        let records = files.flat_map(|file| (0..20).map(move |i| cifar_record(file, i)));
+        for (row, record) in records.enumerate() {
+            assert_eq!(
+                split.class_labels()[row],
+                usize::from(record[0]),
+                "row {row}"
+            );
+            // Pixel (c, h, w) is byte 1 + 1024·c + 32·h + w: the features are that order.
+            let expected: Vec<f32> = record[1..].iter().map(|&p| f32::from(p) / 255.0).collect();
+            assert_eq!(split.features.row(row).to_vec(), expected, "row {row}");
+        }
+    }
+    // Standardized: each image's red, green and blue planes on their own.
+    let set = data::read_cifar10(&dir, 20, PixelScale::Standardized).unwrap();
+    assert_eq!(set.image.map(|i| i.pixels), Some(PixelScale::Standardized));
+    let record = cifar_record(5, 3);
+    assert_eq!(
+        set.test.features.row(3).to_vec(),
+        PixelScale::Standardized.features(&record[1..], 1024)
+    );
+}
+
+#[test]
+fn missing_cifar_files_are_listed_with_where_to_get_them() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let message = data::load(
+        DatasetName::Cifar10,
+        &LoadOptions::default(),
+        data_dir.path(),
+        |_| panic!("CIFAR-10 is never fetched"),
+    )
+    .expect_err("no files")
+    .to_string();
+    let dir = data_dir.path().join("cifar-10-batches-bin");
+    assert!(
+        message.starts_with(&format!(
+            "CIFAR-10 is not in {} (none of its files is there). No package registry ships \
+             CIFAR-10, so sgn cannot fetch it: download its binary version",
+            dir.display()
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("https://www.cs.toronto.edu/~kriz/cifar.html")
+            && message.contains(&format!(
+                "so that {} holds data_batch_1.bin … data_batch_5.bin and test_batch.bin",
+                dir.display()
+            )),
+        "{message}"
+    );
+    // `fetch` and `check_cache` cannot fetch it either, and say so the same way.
+    for message in [
+        data::fetch(DatasetName::Cifar10, data_dir.path(), |_| unreachable!())
+            .expect_err("no files")
+            .to_string(),
+        data::check_cache(DatasetName::Cifar10, data_dir.path())
+            .expect_err("no files")
+            .to_string(),
+    ] {
+        assert!(
+            message.contains("No package registry ships CIFAR-10"),
+            "{message}"
+        );
+    }
+
+    // Some files: the missing ones are named.
+    let (_data_dir, dir) = cifar_dir(20);
+    std::fs::remove_file(dir.join("data_batch_3.bin")).unwrap();
+    std::fs::remove_file(dir.join("test_batch.bin")).unwrap();
+    let message = read_cifar_error(&dir, 20);
+    assert!(
+        message.starts_with(&format!(
+            "CIFAR-10 is not in {} (missing: data_batch_3.bin, test_batch.bin).",
+            dir.display()
+        )),
+        "{message}"
+    );
+
+    // The files one level up, in the data directory itself: the slip is pointed out.
+    let (data_dir, dir) = cifar_dir(20);
+    for name in CIFAR_FILES {
+        std::fs::rename(dir.join(name), data_dir.path().join(name)).unwrap();
+    }
+    let message = read_cifar_error(&dir, 20);
+    assert!(
+        message.contains(&format!(
+            "({} itself holds data_batch_1.bin: the files belong in {}",
+            data_dir.path().display(),
+            dir.display()
+        )),
+        "{message}"
+    );
+}
+
+#[test]
+fn cifar_files_of_the_wrong_size_are_refused() {
+    let (data_dir, dir) = cifar_dir(20);
+    let path = dir.join("data_batch_4.bin");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.pop();
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(
+        read_cifar_error(&dir, 20),
+        format!(
+            "{}: 61459 bytes, but 20 records of 3073 bytes (a label byte and 3×32×32 pixel \
+             bytes) take 61460: the file is truncated or not of CIFAR-10's binary version",
+            path.display()
+        )
+    );
+    // Through `load`, the official size is expected: 10000 records per file.
+    std::fs::write(&path, [&bytes[..], &[0]].concat()).unwrap();
+    let message = data::load(
+        DatasetName::Cifar10,
+        &LoadOptions::default(),
+        data_dir.path(),
+        |_| unreachable!(),
+    )
+    .expect_err("files of 20 records are not the real ones")
+    .to_string();
+    assert_eq!(
+        message,
+        format!(
+            "{}: 61460 bytes, but 10000 records of 3073 bytes (a label byte and 3×32×32 pixel \
+             bytes) take 30730000: the file is truncated or not of CIFAR-10's binary version",
+            dir.join("data_batch_1.bin").display()
+        )
+    );
+    // A count that cannot hold balanced classes is refused before any file is read.
+    assert_eq!(
+        read_cifar_error(&dir, 15),
+        "CIFAR-10 files hold a positive multiple of 10 records (the test file as many of each \
+         class), not 15"
+    );
+}
+
+#[test]
+fn cifar_labels_must_be_classes_and_balanced() {
+    let (_data_dir, dir) = cifar_dir(20);
+    let path = dir.join("data_batch_2.bin");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[5 * 3073] = 10;
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(
+        read_cifar_error(&dir, 20),
+        format!(
+            "{}: record 5 has label 10; CIFAR-10 labels are 0 to 9",
+            path.display()
+        )
+    );
+
+    // A valid label, but one class too many in the test file.
+    let (_data_dir, dir) = cifar_dir(20);
+    let path = dir.join("test_batch.bin");
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert_eq!(
+        bytes[0], 5,
+        "record 0 of the test file is of class (0 + 5) % 10"
+    );
+    bytes[0] = 6;
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(
+        read_cifar_error(&dir, 20),
+        format!(
+            "{}: class 5 appears 1 times, but CIFAR-10 has exactly 2 images of each class there \
+             (class counts [2, 2, 2, 2, 2, 1, 3, 2, 2, 2]): these are not the CIFAR-10 files, or \
+             they are damaged",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn cifar_records_parse_only_in_whole_records() {
+    let bytes: Vec<u8> = (0..3).flat_map(|i| cifar_record(0, i)).collect();
+    let (images, labels) = data::parse_cifar10_records(&bytes, "three").unwrap();
+    assert_eq!(images.dims, [3, 3, 32, 32]);
+    assert_eq!(labels.data, [0, 1, 2]);
+    assert_eq!(
+        images.data,
+        [&bytes[1..3073], &bytes[3074..6146], &bytes[6147..]].concat()
+    );
+    let (images, labels) = data::parse_cifar10_records(&[], "none").unwrap();
+    assert_eq!((images.dims, labels.dims), (vec![0, 3, 32, 32], vec![0]));
+    assert_eq!(
+        data::parse_cifar10_records(&bytes[..3073 + 10], "short")
+            .unwrap_err()
+            .to_string(),
+        "short: 3083 bytes are not a whole number of CIFAR-10 records (3073 bytes each: a label \
+         byte and 3×32×32 pixel bytes)"
+    );
 }
 
 // ---------------------------------------------------------------- real datasets (network on first use)
@@ -550,6 +940,10 @@ fn load_real(name: DatasetName) -> Dataset {
 /// the per-class counts of the train and test splits.
 fn check_image_set(set: &Dataset) -> [[usize; 10]; 2] {
     assert_eq!(set.num_classes, Some(10));
+    assert_eq!(
+        set.image.map(|i| (i.shape(), i.pixels)),
+        Some(([1, 28, 28], PixelScale::Unit))
+    );
     assert_eq!(set.train.features.dim(), (60000, 784));
     assert_eq!(set.train.targets.dim(), (60000, 10));
     assert_eq!(set.test.features.dim(), (10000, 784));
@@ -599,6 +993,66 @@ fn mnist_loads_with_the_official_split() {
 fn fashion_mnist_loads_balanced_classes() {
     let set = load_real(DatasetName::FashionMnist);
     assert_eq!(check_image_set(&set), [[6000; 10], [1000; 10]]);
+}
+
+#[test]
+fn fashion_mnist_standardized_has_mean_0_and_std_1_in_every_image() {
+    let unit = load_real(DatasetName::FashionMnist);
+    let options = LoadOptions {
+        pixels: PixelScale::Standardized,
+        ..LoadOptions::default()
+    };
+    let set = data::load(
+        DatasetName::FashionMnist,
+        &options,
+        &common::test_data_dir(),
+        |_| panic!("cached by load_real"),
+    )
+    .unwrap();
+    assert_eq!(
+        set.image.map(|i| (i.shape(), i.pixels)),
+        Some(([1, 28, 28], PixelScale::Standardized))
+    );
+    assert_eq!(
+        (set.train.targets.clone(), set.test.targets.clone()),
+        (unit.train.targets, unit.test.targets)
+    );
+    for split in [&set.train, &set.test] {
+        for (i, image) in split.features.rows().into_iter().enumerate() {
+            let (mean, std) = mean_and_std(image.as_slice().unwrap());
+            assert!(
+                mean.abs() < 1e-5 && (std - 1.0).abs() < 1e-5,
+                "image {i}: mean {mean}, std {std}"
+            );
+        }
+    }
+    // The same images: standardizing the unit features row by row gives the same values.
+    let row = unit.test.features.row(123).to_vec();
+    let (mean, std) = mean_and_std(&row);
+    for (&s, &u) in set.test.features.row(123).iter().zip(&row) {
+        assert!((f64::from(s) - (f64::from(u) - mean) / std).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn a_dataset_without_pixels_refuses_a_pixel_scaling() {
+    let options = LoadOptions {
+        pixels: PixelScale::Standardized,
+        ..LoadOptions::default()
+    };
+    let message = data::load(
+        DatasetName::Sine,
+        &options,
+        Path::new("/nonexistent"),
+        |_| unreachable!(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        message,
+        "sine is not an image dataset, so its features cannot have standardized pixels (the \
+         pixel scaling applies to mnist, fashion-mnist and cifar10)"
+    );
 }
 
 #[test]

@@ -133,6 +133,22 @@ fn shipped() -> Vec<Shipped> {
                 ("b5", "f32[10]", zeros),
             ],
         ),
+        (
+            "cifar_cnn.sgn",
+            "f32[B, 10]",
+            vec![
+                ("c1", "f32[32, 3, 3, 3]", uniform_within(6.0 / 864.0)),
+                ("d1", "f32[32, 1, 1]", zeros),
+                ("c2", "f32[64, 32, 3, 3]", uniform_within(6.0 / 18432.0)),
+                ("d2", "f32[64, 1, 1]", zeros),
+                ("c3", "f32[64, 64, 3, 3]", uniform_within(6.0 / 36864.0)),
+                ("d3", "f32[64, 1, 1]", zeros),
+                ("w4", "f32[1024, 64]", uniform_within(6.0 / 1034.0)),
+                ("b4", "f32[64]", zeros),
+                ("w5", "f32[64, 10]", uniform_within(6.0 / 74.0)),
+                ("b5", "f32[10]", zeros),
+            ],
+        ),
     ]
 }
 

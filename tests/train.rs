@@ -6,8 +6,9 @@ mod common;
 
 use common::{TINY_MODEL, blobs_dataset};
 use ndarray::Array2;
-use sgn::data::Dataset;
+use sgn::data::{Dataset, ImageFormat, PixelScale, Split};
 use sgn::ir::store::{TensorMap, init_params};
+use sgn::optim::train::{checkpoint_pixels, evaluate};
 use sgn::optim::{
     Adam, AdamOptions, Optimizer, Record, RecordKind, Sgd, SgdOptions, Sgn, SgnOptions, StopRule,
     TrainEvent, TrainOptions, Trainer,
@@ -317,6 +318,143 @@ fn a_dataset_that_does_not_fit_the_model_is_a_clear_error() {
         err.contains("5 columns") && err.contains("f32[B, 2]"),
         "{err}"
     );
+}
+
+/// 4×4 one-channel "images" in three classes (the bright quadrant: top left, top right or
+/// bottom left; plus a pattern), labelled with their pixel scaling; 120 train and 30 test
+/// examples.
+fn tiles(pixels: PixelScale) -> Dataset {
+    let split = |n: usize, offset: usize| {
+        let mut features = Array2::zeros((n, 16));
+        let mut targets = Array2::zeros((n, 3));
+        for i in 0..n {
+            let class = (i + offset) % 3;
+            for p in 0..16 {
+                let quadrant = (p / 8) * 2 + (p % 4) / 2;
+                let lit = quadrant == class;
+                features[[i, p]] = f32::from(u8::from(lit)) + ((i * 31 + p * 7) % 13) as f32 / 50.0;
+            }
+            targets[[i, class]] = 1.0;
+        }
+        Split { features, targets }
+    };
+    Dataset {
+        name: "tiles".to_string(),
+        train: split(120, 0),
+        test: split(30, 1),
+        num_classes: Some(3),
+        target_scale: 1.0,
+        image: Some(ImageFormat {
+            channels: 1,
+            height: 4,
+            width: 4,
+            pixels,
+        }),
+    }
+}
+
+/// A softmax regression on [`tiles`], its input declared as `input` and used as `flatten(x)`
+/// (`width` values per example), and its initial parameters.
+fn tiles_model(input: &str, width: usize) -> (CompiledModel, TensorMap) {
+    let model = Model::parse(&format!(
+        "model tiles\ninput x: {input}\ntarget y: f32[B, 3]\nparam w: f32[{width}, 3]\nparam b: \
+         f32[3]\noutput z = flatten(x) @ w + b\nloss softmax_cross_entropy(z, y)\n"
+    ))
+    .unwrap();
+    let params = init_params(&model.params, 5).unwrap();
+    (model.compile(&CompileOptions::default()).unwrap(), params)
+}
+
+/// An image dataset feeds a model that declares its input as images `[B, C, H, W]` exactly as
+/// one that declares it as rows `[B, C·H·W]`: the same numbers in the same order, so a model
+/// that flattens the images trains and evaluates bit for bit like the dense one.
+#[test]
+fn image_shaped_batches_are_the_dense_ones_reshaped() {
+    let data = tiles(PixelScale::Unit);
+    // flatten of [B, 16] is the identity.
+    let (dense, params) = tiles_model("f32[B, 16]", 16);
+    let (image, image_params) = tiles_model("f32[B, 1, 4, 4]", 16);
+    assert_eq!(params, image_params);
+    let histories: Vec<Vec<Record>> = [&dense, &image]
+        .into_iter()
+        .map(|compiled| {
+            let options = TrainOptions {
+                batch_size: 40,
+                ..options(3)
+            };
+            let mut trainer = Trainer::new(compiled, &data, &params, sgn(), options).unwrap();
+            trainer.run(&mut |_| {}).unwrap();
+            without_wall_time(trainer.history())
+        })
+        .collect();
+    assert_eq!(histories[0], histories[1]);
+    let last = evals(&histories[0]).last().unwrap().test_accuracy.unwrap();
+    assert!(last > 0.9, "the tiles are learnt: {last}");
+    // `evaluate`, with chunks that leave a ragged last one, agrees too.
+    let [on_rows, on_images] =
+        [&dense, &image].map(|compiled| evaluate(compiled, &params, &data, &data.test, 7).unwrap());
+    assert_eq!(on_rows, on_images);
+}
+
+#[test]
+fn a_model_whose_input_does_not_fit_the_images_is_a_clear_error() {
+    let data = tiles(PixelScale::Unit);
+    // Three channels where the images have one; the right count in another layout.
+    for (input, width) in [("f32[B, 3, 4, 4]", 48), ("f32[B, 4, 4]", 16)] {
+        let (compiled, params) = tiles_model(input, width);
+        let err = Trainer::new(&compiled, &data, &params, sgn(), options(1))
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "the dataset's features have 16 columns (tiles: 1×4×4 images) but the model \
+                 declares 'x' as {input}; declare it as f32[B, 16] or f32[B, 1, 4, 4]"
+            )
+        );
+        let err = evaluate(&compiled, &params, &data, &data.test, 10)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("declares 'x' as {input}")), "{err}");
+    }
+}
+
+/// A checkpoint records how the image dataset's pixels were scaled; resuming on other pixels is
+/// refused, and the choice can be read back before loading the data.
+#[test]
+fn checkpoints_record_the_pixel_scaling() {
+    let (dense, params) = tiles_model("f32[B, 16]", 16);
+    let standardized = tiles(PixelScale::Standardized);
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("run.safetensors");
+    let trainer = first_epoch(&dense, &standardized, &params, &ckpt);
+    assert_eq!(
+        checkpoint_pixels(&ckpt).unwrap(),
+        Some(PixelScale::Standardized)
+    );
+
+    let mut same = Trainer::new(&dense, &standardized, &params, sgn(), options(2)).unwrap();
+    same.resume(&ckpt).unwrap();
+    assert_eq!(same.history(), trainer.history());
+    let unit = tiles(PixelScale::Unit);
+    let mut other = Trainer::new(&dense, &unit, &params, sgn(), options(2)).unwrap();
+    assert_eq!(
+        other.resume(&ckpt).unwrap_err().to_string(),
+        format!(
+            "{}: the checkpoint was written with pixel scaling standardized, this run uses unit",
+            ckpt.display()
+        )
+    );
+
+    // No pixels to record: a checkpoint of other data, and a parameter file.
+    let (_, compiled, blob_params) = setup();
+    let blobs = dir.path().join("blobs.safetensors");
+    first_epoch(&compiled, &blobs_dataset(), &blob_params, &blobs);
+    assert_eq!(checkpoint_pixels(&blobs).unwrap(), None);
+    let plain = dir.path().join("params.safetensors");
+    params.save(&plain, &Default::default()).unwrap();
+    assert_eq!(checkpoint_pixels(&plain).unwrap(), None);
 }
 
 #[test]

@@ -1,13 +1,23 @@
-//! IDX dataset files (MNIST's format), plain or gzip-compressed: any bytes must read as an array
-//! or fail with an error naming the file; an array that reads becomes a classification split or
-//! an error, never a panic.
+//! The image dataset formats: any bytes as an IDX file (MNIST's format), plain or
+//! gzip-compressed, must read as an array or fail with an error naming the file; an array that
+//! reads becomes a classification split (with each pixel scaling) or an error. The same bytes as
+//! CIFAR-10 records parse into images and labels that make a split, or fail with an error. Never
+//! a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sgn::data::{IdxArray, image_classification_split, read_idx};
+use sgn::data::{
+    IdxArray, PixelScale, image_classification_split, parse_cifar10_records, read_idx,
+};
 use std::io::Write;
 
 fuzz_target!(|data: &[u8]| {
+    if let Ok((images, labels)) = parse_cifar10_records(data, "records") {
+        for pixels in PixelScale::ALL {
+            image_classification_split(&images, &labels, 10, pixels, "records", "records")
+                .expect("parsed CIFAR-10 records always make a split");
+        }
+    }
     let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
     file.write_all(data).expect("writable");
     let Ok(images) = read_idx(file.path()) else {
@@ -23,5 +33,7 @@ fuzz_target!(|data: &[u8]| {
         dims: vec![count],
         data: (0..count).map(|i| (i % 10) as u8).collect(),
     };
-    let _ = image_classification_split(&images, &labels, 10, "images", "labels");
+    for pixels in PixelScale::ALL {
+        let _ = image_classification_split(&images, &labels, 10, pixels, "images", "labels");
+    }
 });

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 /// The arguments of `sgn data fetch`.
 #[derive(clap::Args, Debug)]
 pub struct FetchArgs {
-    /// mnist, fashion-mnist or boston (sine is generated, nothing to fetch).
+    /// mnist, fashion-mnist or boston (sine is generated, nothing to fetch; cifar10 cannot be
+    /// fetched, its files are only verified).
     name: DatasetName,
     /// Where datasets are cached (default: $SGN_DATA_DIR, else ./data).
     #[arg(long)]
@@ -31,6 +32,8 @@ pub fn run(args: &FetchArgs) -> Result<()> {
     }
     let how = if fetched.downloaded {
         "fetched and verified"
+    } else if args.name == DatasetName::Cifar10 {
+        "present, verified (sizes, labels, class counts)"
     } else {
         "already cached, verified"
     };

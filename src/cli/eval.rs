@@ -1,9 +1,11 @@
 //! `sgn eval MODEL --inputs I --out O [--params P | --seed S] [--vector V]`: loss, output and
-//! gradient on one batch; with a direction, also `J v` and `G v`.
+//! gradient on one batch; with a direction, also `J v` and `G v`. Or `sgn eval MODEL --dataset
+//! NAME [--split test|train] [--out O]`: loss (and accuracy) over a dataset's split.
 
 use super::files::{self, Named};
+use crate::data::{DatasetName, Split};
 use crate::ir::store::{TensorMap, check_tensors};
-use crate::ir::{Arg, ArgRole};
+use crate::ir::{Arg, ArgRole, DType, Tensor};
 use crate::{Error, Model, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,54 +22,146 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     seed: u64,
     /// The batch: every `input` and `target` of the model, by name (safetensors).
-    #[arg(long)]
-    inputs: PathBuf,
+    #[arg(long, required_unless_present = "dataset", conflicts_with = "dataset")]
+    inputs: Option<PathBuf>,
     /// A direction `v` (safetensors, one tensor `v.<param>` per parameter): adds `jv` (J v, shaped
     /// like the output) and `gv.<param>` (G v) to the results.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dataset")]
     vector: Option<PathBuf>,
-    /// Where to write `loss` (shape []), the network output and `grad.<param>` (safetensors).
+    /// Instead of --inputs: the mean loss, and for classification the accuracy, over a split of
+    /// this dataset (mnist, fashion-mnist, cifar10, boston or sine), fed to the model as
+    /// `train` feeds it.
     #[arg(long)]
-    out: PathBuf,
+    dataset: Option<DatasetName>,
+    /// With --dataset: the split to evaluate.
+    #[arg(long, value_enum, requires = "dataset", default_value_t = SplitName::Test)]
+    split: SplitName,
+    #[command(flatten)]
+    data: super::DataArgs,
+    /// Where to write `loss` (shape []), the network output and `grad.<param>` (safetensors); with
+    /// --dataset, `loss` and (for classification) `accuracy`, and optional.
+    #[arg(long, required_unless_present = "dataset")]
+    out: Option<PathBuf>,
     #[command(flatten)]
     backend: super::BackendArgs,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum SplitName {
+    Train,
+    Test,
+}
+
+/// Examples per forward pass when evaluating a dataset (as training evaluates its test split).
+const EVAL_CHUNK: usize = 1000;
+
 pub fn run(args: &EvalArgs) -> Result<()> {
-    let mut inputs: Vec<Named> = vec![("MODEL", &args.model), ("--inputs", &args.inputs)];
+    let mut inputs: Vec<Named> = vec![("MODEL", &args.model)];
+    inputs.extend(args.inputs.as_deref().map(|p| ("--inputs", p)));
     inputs.extend(args.params.as_deref().map(|p| ("--params", p)));
     inputs.extend(args.vector.as_deref().map(|p| ("--vector", p)));
-    files::check_outputs(&inputs, &[("--out", &args.out)])?;
+    let outputs: Vec<Named> = args
+        .out
+        .as_deref()
+        .map(|p| ("--out", p))
+        .into_iter()
+        .collect();
+    files::check_outputs(&inputs, &outputs)?;
     let model = Model::from_file(&args.model)?;
     let params = super::params(&model, args.params.as_deref(), args.seed)?;
-    let batch = TensorMap::load(&args.inputs)?;
-    let batch_args = super::declared(&model, &[ArgRole::Input, ArgRole::Target]);
-    let inputs_file = args.inputs.display().to_string();
+    match (args.dataset, &args.inputs, &args.out) {
+        (Some(name), _, out) => on_dataset(args, name, &model, &params, out.as_deref()),
+        (None, Some(inputs), Some(out)) => on_batch(args, inputs, out, &model, &params),
+        _ => unreachable!("clap requires --inputs and --out without --dataset"),
+    }
+}
+
+/// The loss (and accuracy) of the model over a split of a dataset.
+fn on_dataset(
+    args: &EvalArgs,
+    name: DatasetName,
+    model: &Model,
+    params: &TensorMap,
+    out: Option<&Path>,
+) -> Result<()> {
+    let dataset = args.data.load(name, args.params.as_deref())?;
+    let compiled = model.compile(&args.backend.options())?;
+    let split: &Split = match args.split {
+        SplitName::Train => &dataset.train,
+        SplitName::Test => &dataset.test,
+    };
+    let (loss, accuracy) =
+        crate::optim::train::evaluate(&compiled, params, &dataset, split, EVAL_CHUNK)?;
+    let what = match args.split {
+        SplitName::Train => "train",
+        SplitName::Test => "test",
+    };
+    println!(
+        "{} on {}, {what} split ({} examples)",
+        model.name,
+        dataset.title(),
+        split.len()
+    );
+    println!("loss {loss}");
+    if let Some(accuracy) = accuracy {
+        println!("accuracy {accuracy} ({:.2}%)", 100.0 * accuracy);
+    }
+    if let Some(out) = out {
+        let mut results = TensorMap::new();
+        results.insert("loss", Tensor::scalar(DType::F64, loss));
+        if let Some(accuracy) = accuracy {
+            results.insert("accuracy", Tensor::scalar(DType::F64, accuracy));
+        }
+        let mut metadata = BTreeMap::from([
+            ("model".to_string(), model.name.clone()),
+            ("dataset".to_string(), dataset.name.clone()),
+            ("split".to_string(), what.to_string()),
+        ]);
+        if let Some(image) = dataset.image {
+            metadata.insert("pixels".to_string(), image.pixels.to_string());
+        }
+        results.save(out, &metadata)?;
+        println!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+/// Loss, output and gradient (and with a direction J v and G v) on the batch in `inputs`.
+fn on_batch(
+    args: &EvalArgs,
+    inputs: &Path,
+    out: &Path,
+    model: &Model,
+    params: &TensorMap,
+) -> Result<()> {
+    let batch = TensorMap::load(inputs)?;
+    let batch_args = super::declared(model, &[ArgRole::Input, ArgRole::Target]);
+    let inputs_file = inputs.display().to_string();
     check_tensors(&batch, &batch_args, &inputs_file)?;
     check_not_empty(&batch, &batch_args, &inputs_file)?;
     let v = match &args.vector {
-        Some(path) => Some(directions(&model, &TensorMap::load(path)?, path)?),
+        Some(path) => Some(directions(model, &TensorMap::load(path)?, path)?),
         None => None,
     };
     let compiled = model.compile(&args.backend.options())?;
-    let mut out = TensorMap::new();
-    let (z, loss) = compiled.forward(&params, &batch)?;
-    out.insert(model.output.clone(), z);
-    let (_, grad) = compiled.loss_and_grad(&params, &batch)?;
-    out.extend_prefixed("grad.", grad);
+    let mut results = TensorMap::new();
+    let (z, loss) = compiled.forward(params, &batch)?;
+    results.insert(model.output.clone(), z);
+    let (_, grad) = compiled.loss_and_grad(params, &batch)?;
+    results.extend_prefixed("grad.", grad);
     if let Some(v) = &v {
-        let (_, jv) = compiled.jvp(&params, &batch, v)?;
-        out.insert("jv", jv);
-        out.extend_prefixed("gv.", compiled.gv_operator(&params, &batch)?.apply(v)?);
+        let (_, jv) = compiled.jvp(params, &batch, v)?;
+        results.insert("jv", jv);
+        results.extend_prefixed("gv.", compiled.gv_operator(params, &batch)?.apply(v)?);
     }
-    out.insert(
+    results.insert(
         "loss",
-        crate::ir::Tensor::scalar(model.graph.ty(model.graph.outputs()[1].node).dtype, loss),
+        Tensor::scalar(model.graph.ty(model.graph.outputs()[1].node).dtype, loss),
     );
     let metadata = BTreeMap::from([("model".to_string(), model.name.clone())]);
-    out.save(&args.out, &metadata)?;
+    results.save(out, &metadata)?;
     println!("loss {loss}");
-    println!("wrote {}", args.out.display());
+    println!("wrote {}", out.display());
     Ok(())
 }
 

@@ -28,7 +28,8 @@ enum Command {
         /// The model file (`*.sgn`).
         model: PathBuf,
     },
-    /// Evaluate a model on a batch: write the loss and the network output.
+    /// Evaluate a model on a batch (loss, output, gradient) or over a dataset's split (loss,
+    /// accuracy).
     Eval(eval::EvalArgs),
     /// Print one of a model's graphs (forward, grad, jvp, vjp, gv, gv-prepare, gv-apply).
     Inspect(inspect::InspectArgs),
@@ -68,6 +69,76 @@ impl BackendArgs {
     }
 }
 
+/// Where a dataset comes from and how it is shaped: shared by the commands that load one (each
+/// declares its own `--dataset`).
+#[derive(clap::Args, Debug)]
+struct DataArgs {
+    /// Image datasets (mnist, fashion-mnist, cifar10): how pixels become features. unit: divided
+    /// by 255, into [0, 1]. standardized: each image's channel minus its own mean, divided by its
+    /// own standard deviation (floored at 1/n grey levels for n pixels, so a constant image
+    /// gives zeros), as the SGN paper's CNNs. Default: the checkpoint's choice when continuing
+    /// from one, else unit.
+    #[arg(long, requires = "dataset", value_parser = parse_pixels)]
+    pixels: Option<crate::data::PixelScale>,
+    /// sine: the frequency f of y = sin(f·x), a finite number > 0 (the paper uses 10 and 100).
+    #[arg(long, requires = "dataset", allow_negative_numbers = true, default_value_t = 10.0, value_parser = options::positive)]
+    frequency: f64,
+    /// Where datasets are cached (default: $SGN_DATA_DIR, else ./data); CIFAR-10 is read from
+    /// its cifar-10-batches-bin folder there.
+    #[arg(long, requires = "dataset")]
+    data_dir: Option<std::path::PathBuf>,
+}
+
+impl DataArgs {
+    /// Loads dataset `name`, fetching it first if needed (and saying so on stderr). The pixel
+    /// scaling is that of `checkpoint` (a file that may be an sgn checkpoint) if it records one,
+    /// else --pixels, else unit; --pixels that differs from the checkpoint's, or for a dataset
+    /// without pixels, is an error.
+    fn load(
+        &self,
+        name: crate::data::DatasetName,
+        checkpoint: Option<&std::path::Path>,
+    ) -> crate::Result<crate::data::Dataset> {
+        if let Some(pixels) = self.pixels
+            && !name.is_image()
+        {
+            return Err(crate::Error::Data(format!(
+                "--pixels {pixels}: {name} is not an image dataset (the pixel scaling applies to \
+                 mnist, fashion-mnist and cifar10)"
+            )));
+        }
+        let saved = match checkpoint {
+            Some(path) if name.is_image() => {
+                crate::optim::train::checkpoint_pixels(path)?.map(|saved| (saved, path))
+            }
+            _ => None,
+        };
+        if let (Some(pixels), Some((saved, path))) = (self.pixels, saved)
+            && pixels != saved
+        {
+            return Err(crate::Error::Data(format!(
+                "--pixels {pixels}: {} comes from a run on {saved} pixels; use the same (leave \
+                 --pixels out to take the checkpoint's)",
+                path.display()
+            )));
+        }
+        let options = crate::data::LoadOptions {
+            sine: crate::data::SineOptions {
+                frequency: self.frequency,
+                ..crate::data::SineOptions::default()
+            },
+            pixels: saved
+                .map(|(saved, _)| saved)
+                .or(self.pixels)
+                .unwrap_or_default(),
+        };
+        let data_dir = crate::data::resolve_data_dir(self.data_dir.as_deref());
+        crate::data::load(name, &options, &data_dir, |reason| {
+            eprintln!("fetching {name} into {} ({reason}) ...", data_dir.display());
+        })
+    }
+}
+
 /// The model's declared arguments of `roles`, in declaration order.
 fn declared<'m>(model: &'m crate::Model, roles: &[crate::ir::ArgRole]) -> Vec<&'m crate::ir::Arg> {
     model
@@ -92,6 +163,10 @@ fn params(
     let declared = declared(model, &[crate::ir::ArgRole::Param]);
     crate::ir::store::check_tensors(&params, &declared, &path.display().to_string())?;
     Ok(params)
+}
+
+fn parse_pixels(name: &str) -> Result<crate::data::PixelScale, String> {
+    name.parse().map_err(|e: crate::Error| e.to_string())
 }
 
 fn parse_backend(name: &str) -> Result<crate::codegen::BackendKind, String> {

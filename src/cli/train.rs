@@ -2,7 +2,7 @@
 
 use super::files::{self, Named};
 use super::options;
-use crate::data::{self, DatasetName, LoadOptions, SineOptions};
+use crate::data::DatasetName;
 use crate::optim::report::{LogWriter, plot};
 use crate::optim::train::is_checkpoint;
 use crate::optim::{
@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 pub struct TrainArgs {
     /// The model file (`*.sgn`); it must have one input (features) and one target.
     model: PathBuf,
-    /// mnist, fashion-mnist, boston or sine (fetched on first use).
+    /// mnist, fashion-mnist, cifar10, boston or sine (fetched on first use; cifar10 the user
+    /// provides, see the README).
     #[arg(long)]
     dataset: DatasetName,
     /// The optimizer.
@@ -63,9 +64,6 @@ pub struct TrainArgs {
     /// SGD: Nesterov momentum.
     #[arg(long)]
     nesterov: bool,
-    /// sine: the frequency f of y = sin(f·x), a finite number > 0 (the paper uses 10 and 100).
-    #[arg(long, allow_negative_numbers = true, default_value_t = 10.0, value_parser = options::positive)]
-    frequency: f64,
     /// Write a log of every step and evaluation (.csv, or .jsonl for JSON lines).
     #[arg(long, value_parser = options::log_path)]
     log: Option<PathBuf>,
@@ -79,12 +77,12 @@ pub struct TrainArgs {
     /// Let --save replace an existing file that is not an sgn checkpoint.
     #[arg(long)]
     force: bool,
-    /// Continue from a checkpoint.
+    /// Continue from a checkpoint (the same dataset, pixel scaling, optimizer, batch size and
+    /// seed).
     #[arg(long)]
     resume: Option<PathBuf>,
-    /// Where datasets are cached (default: $SGN_DATA_DIR, else ./data).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    data: super::DataArgs,
     /// Parameters to start from (safetensors) instead of initializing from --seed.
     #[arg(long)]
     params: Option<PathBuf>,
@@ -200,20 +198,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     check_files(args)?;
     let model = Model::from_file(&args.model)?;
     let compiled = model.compile(&args.backend.options())?;
-    let data_dir = data::resolve_data_dir(args.data_dir.as_deref());
-    let options = LoadOptions {
-        sine: SineOptions {
-            frequency: args.frequency,
-            ..SineOptions::default()
-        },
-    };
-    let dataset = data::load(args.dataset, &options, &data_dir, |reason| {
-        eprintln!(
-            "fetching {} into {} ({reason}) ...",
-            args.dataset,
-            data_dir.display()
-        );
-    })?;
+    let dataset = args.data.load(args.dataset, args.resume.as_deref())?;
     let params = super::params(&model, args.params.as_deref(), args.seed)?;
     let train_options = TrainOptions {
         batch_size: args.batch,
@@ -237,7 +222,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     println!(
         "training {} on {} ({} train / {} test) with {:?}, batch {}",
         model.name,
-        dataset.name,
+        dataset.title(),
         dataset.train.len(),
         dataset.test.len(),
         args.optimizer,
@@ -272,7 +257,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if let Some(path) = &args.plot {
         plot(
             trainer.history(),
-            &format!("{} on {} ({:?})", model.name, dataset.name, args.optimizer),
+            &format!(
+                "{} on {} ({:?})",
+                model.name,
+                dataset.title(),
+                args.optimizer
+            ),
             path,
         )?;
         println!("wrote {}", path.display());

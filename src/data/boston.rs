@@ -70,6 +70,7 @@ pub(crate) fn dataset(cached: &Cached) -> Result<Dataset> {
         test,
         num_classes: None,
         target_scale,
+        image: None,
     })
 }
 

@@ -2,7 +2,7 @@
 //! dimensions), `n` big-endian `u32` sizes, then the elements in row-major order. Files may be
 //! gzipped; the reader recognises gzip by its magic bytes `1f 8b`, not by the file name.
 
-use super::{Split, data_error};
+use super::{ImageFormat, PixelScale, Split, data_error};
 use crate::{Error, Result};
 use flate2::read::MultiGzDecoder;
 use ndarray::Array2;
@@ -133,12 +133,15 @@ pub(crate) fn maybe_gunzip(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
 }
 
 /// A classification split from IDX images (`count × …`, pixels 0–255) and labels (`count`,
-/// values below `num_classes`): features are the flattened images scaled to [0, 1], targets the
-/// one-hot labels. `images_source` and `labels_source` name the arrays in errors.
+/// values below `num_classes`): features are the flattened images scaled as `pixels` says
+/// (standardized over each plane of the last two dimensions: a `count × H × W` array is one
+/// channel per image, `count × C × H × W` is C), targets the one-hot labels. `images_source` and
+/// `labels_source` name the arrays in errors.
 pub fn image_classification_split(
     images: &IdxArray,
     labels: &IdxArray,
     num_classes: usize,
+    pixels: PixelScale,
     images_source: &str,
     labels_source: &str,
 ) -> Result<Split> {
@@ -178,7 +181,7 @@ pub fn image_classification_split(
     }
     // Checked even without images, when no data bounds it: ndarray refuses a shape whose
     // product does not fit `isize`.
-    let pixels = pixel_dims
+    let per_image = pixel_dims
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
         .filter(|&p| isize::try_from(p).is_ok())
@@ -189,14 +192,38 @@ pub fn image_classification_split(
                 shape.join("×")
             ))
         })?;
-    let scaled = images.data.iter().map(|&p| f32::from(p) / 255.0).collect();
-    let features = Array2::from_shape_vec((*count, pixels), scaled)
-        .expect("check_filled: the data fills the dimensions");
+    let image = image_format(images, pixels);
+    // Saturating: with a zero dimension elsewhere there are no pixels and the plane size is moot.
+    let plane = image.height.saturating_mul(image.width).max(1);
+    let features =
+        Array2::from_shape_vec((*count, per_image), pixels.features(&images.data, plane))
+            .expect("check_filled: the data fills the dimensions");
     let mut targets = Array2::zeros((*count, num_classes));
     for (mut row, &label) in targets.rows_mut().into_iter().zip(&labels.data) {
         row[usize::from(label)] = 1.0;
     }
     Ok(Split { features, targets })
+}
+
+/// The image format of IDX images `count × … × H × W` whose pixels are scaled by `pixels`: the
+/// last two dimensions are a plane (one dimension is a single row), the ones before it make the
+/// channels. The dimensions must have been checked (at least 2, the count first).
+pub(crate) fn image_format(images: &IdxArray, pixels: PixelScale) -> ImageFormat {
+    let pixel_dims = &images.dims[1..];
+    let (planes, plane) = pixel_dims.split_at(pixel_dims.len().saturating_sub(2));
+    let (height, width) = match plane {
+        [height, width] => (*height, *width),
+        [width] => (1, *width),
+        _ => unreachable!("images have at least one pixel dimension"),
+    };
+    ImageFormat {
+        // Saturating for the same reason as the plane size (the product can only overflow when
+        // another dimension is 0).
+        channels: planes.iter().fold(1, |n: usize, &d| n.saturating_mul(d)),
+        height,
+        width,
+        pixels,
+    }
 }
 
 /// Checks that the elements of `array` (which has public fields) fill its dimensions exactly.

@@ -1,9 +1,9 @@
 //! MNIST and Fashion-MNIST: IDX images and labels, 60000 train and 10000 test examples of 28×28
 //! pixels in 10 classes.
 
-use super::Dataset;
 use super::cache::{Cached, CachedFile, Package, Source};
-use super::idx::{IdxArray, image_classification_split, parse_idx};
+use super::idx::{IdxArray, image_classification_split, image_format, parse_idx};
+use super::{Dataset, PixelScale};
 use crate::Result;
 
 /// Both datasets have ten classes: digits 0–9, or ten kinds of clothing.
@@ -66,9 +66,9 @@ pub(crate) static FASHION_MNIST: Source = Source {
     ],
 };
 
-/// The dataset `name` from its verified cached files: train images, train labels, test images,
-/// test labels, in the order of the sources above.
-pub(crate) fn dataset(name: &str, cached: &Cached) -> Result<Dataset> {
+/// The dataset `name` from its verified cached files (train images, train labels, test images,
+/// test labels, in the order of the sources above), its pixels scaled as `pixels` says.
+pub(crate) fn dataset(name: &str, cached: &Cached, pixels: PixelScale) -> Result<Dataset> {
     let arrays = cached
         .fetched
         .files
@@ -84,13 +84,24 @@ pub(crate) fn dataset(name: &str, cached: &Cached) -> Result<Dataset> {
     };
     let split = |(images, images_source): &(IdxArray, String),
                  (labels, labels_source): &(IdxArray, String)| {
-        image_classification_split(images, labels, NUM_CLASSES, images_source, labels_source)
+        image_classification_split(
+            images,
+            labels,
+            NUM_CLASSES,
+            pixels,
+            images_source,
+            labels_source,
+        )
     };
+    let train = split(train_images, train_labels)?;
+    let test = split(test_images, test_labels)?;
     Ok(Dataset {
         name: name.to_string(),
-        train: split(train_images, train_labels)?,
-        test: split(test_images, test_labels)?,
+        train,
+        test,
         num_classes: Some(NUM_CLASSES),
         target_scale: 1.0,
+        // The pinned files all hold 28×28 images (checked by the split above for its own file).
+        image: Some(image_format(&train_images.0, pixels)),
     })
 }

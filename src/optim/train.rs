@@ -9,10 +9,11 @@ use super::objective::ModelObjective;
 use super::record::{RECORD_FIELDS, Record, RecordKind};
 use super::{Optimizer, OptimizerState};
 use crate::compile::CompiledModel;
-use crate::data::{BatchOptions, Batches, Dataset, Split};
+use crate::data::{BatchOptions, Batches, Dataset, PixelScale, Split};
 use crate::ir::store::{TensorMap, listed, sha256_of};
 use crate::ir::{ArgRole, DType, Tensor};
 use crate::{Error, Result};
+use ndarray::Array2;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -90,20 +91,22 @@ pub struct Trainer<'a> {
     theta: Vec<f64>,
     progress: Progress,
     history: Vec<Record>,
+    feed: Feed,
+}
+
+/// How a dataset's examples become a model's batches: the model's one input (the features) and
+/// one target, their element type, and the shape one example's features take as the input.
+struct Feed {
     input_name: String,
     target_name: String,
     dtype: DType,
+    example_shape: Vec<usize>,
 }
 
-impl<'a> Trainer<'a> {
-    /// A trainer starting from `params` (named as in the model).
-    pub fn new(
-        model: &'a CompiledModel,
-        dataset: &'a Dataset,
-        params: &TensorMap,
-        optimizer: Box<dyn Optimizer>,
-        options: TrainOptions,
-    ) -> Result<Trainer<'a>> {
+impl Feed {
+    /// Checks that `model` can take `dataset`: one input and one target; the input declared
+    /// `[B, F]` for F features per example or, for images, also `[B, C, H, W]`; targets `[B, T]`.
+    fn new(model: &CompiledModel, dataset: &Dataset) -> Result<Feed> {
         let forward = &model.graphs.forward;
         let single = |role: ArgRole| -> Result<(String, DType)> {
             let args: Vec<_> = forward.args().iter().filter(|a| a.role == role).collect();
@@ -123,18 +126,105 @@ impl<'a> Trainer<'a> {
         };
         let (input_name, dtype) = single(ArgRole::Input)?;
         let (target_name, _) = single(ArgRole::Target)?;
-        check_width(
-            forward,
-            &input_name,
-            dataset.train.features.ncols(),
-            "features",
-        )?;
+        let example_shape = input_example_shape(forward, &input_name, dataset)?;
         check_width(
             forward,
             &target_name,
             dataset.train.targets.ncols(),
             "targets",
         )?;
+        Ok(Feed {
+            input_name,
+            target_name,
+            dtype,
+            example_shape,
+        })
+    }
+
+    /// The batch of these feature and target rows, the features shaped as the model's input
+    /// (a view of the same row-major numbers, not a copy) and both cast to its element type.
+    fn batch(&self, features: Array2<f32>, targets: Array2<f32>) -> TensorMap {
+        let mut shape = vec![features.nrows()];
+        shape.extend(&self.example_shape);
+        let features = features
+            .into_shape_with_order(shape)
+            .expect("the example shape holds each row's features (checked by Feed::new)");
+        let mut batch = TensorMap::new();
+        batch.insert(
+            self.input_name.clone(),
+            Tensor::F32(features).cast(self.dtype),
+        );
+        batch.insert(
+            self.target_name.clone(),
+            Tensor::F32(targets.into_dyn()).cast(self.dtype),
+        );
+        batch
+    }
+}
+
+/// Mean loss of `model` at `params` over `split` (a split of `dataset`), run in chunks of
+/// `chunk` examples (the losses are means over their chunk, so chunks are weighted by size),
+/// and for a classification dataset the fraction of examples whose largest output is the label.
+///
+/// Errors: a model that cannot take the dataset (see [`Trainer::new`]), a `chunk` of 0, and
+/// the model's own errors.
+pub fn evaluate(
+    model: &CompiledModel,
+    params: &TensorMap,
+    dataset: &Dataset,
+    split: &Split,
+    chunk: usize,
+) -> Result<(f64, Option<f64>)> {
+    if chunk == 0 {
+        return Err(Error::Eval(
+            "evaluation needs chunks of at least one example".to_string(),
+        ));
+    }
+    let feed = Feed::new(model, dataset)?;
+    let labels = dataset.num_classes.map(|_| split.class_labels());
+    let (mut loss_sum, mut correct) = (0.0, 0usize);
+    let n = split.len();
+    let mut start = 0;
+    while start < n {
+        let end = (start + chunk).min(n);
+        let rows = ndarray::s![start..end, ..];
+        let batch = feed.batch(
+            split.features.slice(rows).to_owned(),
+            split.targets.slice(rows).to_owned(),
+        );
+        let (z, loss) = model.forward(params, &batch)?;
+        loss_sum += loss * (end - start) as f64;
+        if let Some(labels) = &labels {
+            let z = z.to_f64();
+            let classes = z.shape()[1];
+            let flat = z.as_slice().expect("outputs are contiguous");
+            for (row, label) in flat.chunks(classes).zip(&labels[start..end]) {
+                let predicted = row
+                    .iter()
+                    .enumerate()
+                    .fold((0, f64::NEG_INFINITY), |best, (i, &v)| {
+                        if v > best.1 { (i, v) } else { best }
+                    })
+                    .0;
+                correct += usize::from(predicted == *label);
+            }
+        }
+        start = end;
+    }
+    let accuracy = labels.map(|_| correct as f64 / n as f64);
+    Ok((loss_sum / n as f64, accuracy))
+}
+
+impl<'a> Trainer<'a> {
+    /// A trainer starting from `params` (named as in the model).
+    pub fn new(
+        model: &'a CompiledModel,
+        dataset: &'a Dataset,
+        params: &TensorMap,
+        optimizer: Box<dyn Optimizer>,
+        options: TrainOptions,
+    ) -> Result<Trainer<'a>> {
+        let feed = Feed::new(model, dataset)?;
         if options.batch_size == 0 || options.batch_size > dataset.train.len() {
             return Err(Error::Eval(format!(
                 "batch size {} does not fit the {} training examples of {}",
@@ -165,9 +255,7 @@ impl<'a> Trainer<'a> {
                 elapsed_before: 0.0,
             },
             history: Vec::new(),
-            input_name,
-            target_name,
-            dtype,
+            feed,
         })
     }
 
@@ -223,7 +311,7 @@ impl<'a> Trainer<'a> {
                 self.progress.position,
             )?;
             for (features, targets) in batches {
-                let batch = self.batch(features, targets);
+                let batch = self.feed.batch(features, targets);
                 let mut objective = ModelObjective::new(self.model, batch);
                 let report = self.optimizer.step(&mut self.theta, &mut objective)?;
                 self.model.layout().round_to_dtypes(&mut self.theta);
@@ -285,19 +373,6 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    fn batch(&self, features: ndarray::Array2<f32>, targets: ndarray::Array2<f32>) -> TensorMap {
-        let mut batch = TensorMap::new();
-        batch.insert(
-            self.input_name.clone(),
-            Tensor::F32(features.into_dyn()).cast(self.dtype),
-        );
-        batch.insert(
-            self.target_name.clone(),
-            Tensor::F32(targets.into_dyn()).cast(self.dtype),
-        );
-        batch
-    }
-
     /// Test loss and accuracy of the current parameters; records them.
     fn evaluate(
         &mut self,
@@ -326,42 +401,16 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    /// Mean loss over a split (the losses are means over their batch, so chunks are weighted by
-    /// size) and, for classification, the fraction of examples whose largest output is the label.
+    /// Mean loss over a split of the dataset and, for classification, the accuracy: see
+    /// [`evaluate`].
     pub fn test_metrics(&self, split: &Split) -> Result<(f64, Option<f64>)> {
-        let params = self.params();
-        let labels = self.dataset.num_classes.map(|_| split.class_labels());
-        let (mut loss_sum, mut correct) = (0.0, 0usize);
-        let n = split.len();
-        let mut start = 0;
-        while start < n {
-            let end = (start + self.options.eval_batch).min(n);
-            let rows = ndarray::s![start..end, ..];
-            let batch = self.batch(
-                split.features.slice(rows).to_owned(),
-                split.targets.slice(rows).to_owned(),
-            );
-            let (z, loss) = self.model.forward(&params, &batch)?;
-            loss_sum += loss * (end - start) as f64;
-            if let Some(labels) = &labels {
-                let z = z.to_f64();
-                let classes = z.shape()[1];
-                let flat = z.as_slice().expect("outputs are contiguous");
-                for (row, label) in flat.chunks(classes).zip(&labels[start..end]) {
-                    let predicted = row
-                        .iter()
-                        .enumerate()
-                        .fold((0, f64::NEG_INFINITY), |best, (i, &v)| {
-                            if v > best.1 { (i, v) } else { best }
-                        })
-                        .0;
-                    correct += usize::from(predicted == *label);
-                }
-            }
-            start = end;
-        }
-        let accuracy = labels.map(|_| correct as f64 / n as f64);
-        Ok((loss_sum / n as f64, accuracy))
+        evaluate(
+            self.model,
+            &self.params(),
+            self.dataset,
+            split,
+            self.options.eval_batch,
+        )
     }
 
     fn save_checkpoint(&self, wall_time: f64, observer: &mut dyn FnMut(TrainEvent)) -> Result<()> {
@@ -378,6 +427,7 @@ impl<'a> Trainer<'a> {
             },
             history: self.history.clone(),
             dataset: self.dataset.name.clone(),
+            pixels: self.dataset.image.map(|image| image.pixels),
             batch_size: self.options.batch_size,
             seed: self.options.seed,
         };
@@ -405,6 +455,16 @@ impl<'a> Trainer<'a> {
         }
         if c.dataset != self.dataset.name {
             return Err(mismatch("dataset", c.dataset, self.dataset.name.clone()));
+        }
+        if let Some(image) = self.dataset.image {
+            let saved = c.pixels.unwrap_or(PixelScale::Unit);
+            if saved != image.pixels {
+                return Err(mismatch(
+                    "pixel scaling",
+                    saved.to_string(),
+                    image.pixels.to_string(),
+                ));
+            }
         }
         if c.batch_size != self.options.batch_size {
             return Err(mismatch(
@@ -476,6 +536,40 @@ impl<'a> Trainer<'a> {
     }
 }
 
+/// The shape one example's features take as the model's input `name`: the input is declared
+/// `[B, F]` for the dataset's F features per example, or for an image dataset also as one image
+/// `[B, C, H, W]` (the same numbers, row-major). Anything else is an error naming the input, its
+/// declared type and the dataset's features.
+fn input_example_shape(
+    graph: &crate::ir::Graph,
+    name: &str,
+    dataset: &Dataset,
+) -> Result<Vec<usize>> {
+    let ty = &graph.arg(name).expect("the argument exists").ty;
+    let declared: Option<Vec<usize>> = ty.shape.dims()[1.min(ty.shape.rank())..]
+        .iter()
+        .map(|d| d.as_fixed().and_then(|n| usize::try_from(n).ok()))
+        .collect();
+    let width = dataset.train.features.ncols();
+    let image = dataset.image.map(|image| image.shape().to_vec());
+    let fits = |shape: &Vec<usize>| ty.shape.rank() >= 2 && declared.as_ref() == Some(shape);
+    if let Some(shape) = [Some(vec![width]), image].into_iter().flatten().find(fits) {
+        return Ok(shape);
+    }
+    let dtype = ty.dtype;
+    let (what, layouts) = match dataset.image.map(|image| image.shape()) {
+        Some([c, h, w]) => (
+            format!(" ({}: {c}×{h}×{w} images)", dataset.name),
+            format!("{dtype}[B, {width}] or {dtype}[B, {c}, {h}, {w}]"),
+        ),
+        None => (String::new(), format!("{dtype}[B, {width}]")),
+    };
+    Err(Error::Eval(format!(
+        "the dataset's features have {width} columns{what} but the model declares '{name}' as \
+         {ty}; declare it as {layouts}"
+    )))
+}
+
 fn check_width(graph: &crate::ir::Graph, name: &str, width: usize, what: &str) -> Result<()> {
     let ty = &graph.arg(name).expect("the argument exists").ty;
     let last = ty.shape.dims().last().and_then(|d| d.as_fixed());
@@ -497,9 +591,16 @@ struct Checkpoint {
     progress: Progress,
     history: Vec<Record>,
     dataset: String,
+    /// How the image dataset's pixels were scaled; `None` for other data. Checkpoints written
+    /// before the choice existed have none, which for an image dataset means
+    /// [`PixelScale::Unit`], the only scaling there was.
+    pixels: Option<PixelScale>,
     batch_size: usize,
     seed: u64,
 }
+
+/// The metadata key of the pixel scaling of an image dataset.
+const PIXELS_KEY: &str = "pixels";
 
 /// The format this version writes: v1 plus a sha256 of every tensor in the metadata.
 const CHECKPOINT_FORMAT: &str = "sgn-checkpoint-2";
@@ -516,6 +617,16 @@ pub fn is_checkpoint(path: &Path) -> bool {
 
 /// The `format` metadata of the safetensors file at `path` if it names an sgn checkpoint.
 fn checkpoint_format(path: &Path) -> Option<String> {
+    let metadata = checkpoint_metadata(path)?;
+    let format = metadata.get("format")?.as_str()?;
+    [CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_V1]
+        .contains(&format)
+        .then(|| format.to_string())
+}
+
+/// The metadata of the safetensors file at `path`, read from its header alone; `None` for a
+/// file that cannot be read or is not safetensors.
+fn checkpoint_metadata(path: &Path) -> Option<serde_json::Map<String, serde_json::Value>> {
     use std::io::Read;
     let mut file = std::fs::File::open(path).ok()?;
     let mut length = [0u8; 8];
@@ -525,10 +636,40 @@ fn checkpoint_format(path: &Path) -> Option<String> {
     let mut header = Vec::new();
     file.take(length).read_to_end(&mut header).ok()?;
     let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
-    let format = header.get("__metadata__")?.get("format")?.as_str()?;
-    [CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_V1]
-        .contains(&format)
-        .then(|| format.to_string())
+    header.get("__metadata__")?.as_object().cloned()
+}
+
+/// The pixel scaling a checkpoint's run used, if `path` is an sgn checkpoint of a run on an
+/// image dataset (one written before the choice existed used [`PixelScale::Unit`]); `None` for
+/// other checkpoints and for files that are not checkpoints (such as a parameter file). Reads
+/// the header alone, so that a caller can load the same data before resuming or evaluating.
+///
+/// Errors: a checkpoint whose pixel scaling is not one sgn knows (a damaged file).
+pub fn checkpoint_pixels(path: &Path) -> Result<Option<PixelScale>> {
+    if !is_checkpoint(path) {
+        return Ok(None);
+    }
+    let Some(metadata) = checkpoint_metadata(path) else {
+        return Ok(None);
+    };
+    match metadata.get(PIXELS_KEY) {
+        None => Ok(None),
+        Some(serde_json::Value::String(p)) => Ok(Some(pixel_scale(p, path)?)),
+        Some(other) => Err(Error::Tensor(format!(
+            "{}: not an sgn checkpoint: metadata '{PIXELS_KEY}' is {other}, not a string",
+            path.display()
+        ))),
+    }
+}
+
+/// The pixel scaling named in a checkpoint's metadata; an unknown one is an error naming the file.
+fn pixel_scale(name: &str, path: &Path) -> Result<PixelScale> {
+    name.parse().map_err(|e| {
+        Error::Tensor(format!(
+            "{}: not an sgn checkpoint: metadata '{PIXELS_KEY}': {e}",
+            path.display()
+        ))
+    })
 }
 
 /// Parameters from `path`: a safetensors file of parameters, or a checkpoint (whose checksums
@@ -569,6 +710,9 @@ impl Checkpoint {
                 self.progress.elapsed_before.to_bits().to_string(),
             ),
         ]);
+        if let Some(pixels) = self.pixels {
+            metadata.insert(PIXELS_KEY.to_string(), pixels.to_string());
+        }
         for (name, tensor) in map.iter() {
             metadata.insert(format!("{CHECKSUM_PREFIX}{name}"), sha256_of(tensor));
         }
@@ -636,6 +780,10 @@ impl Checkpoint {
             },
             history,
             dataset: meta("dataset")?.clone(),
+            pixels: metadata
+                .get(PIXELS_KEY)
+                .map(|p| pixel_scale(p, path))
+                .transpose()?,
             batch_size: number("batch_size")? as usize,
             seed: number("seed")?,
         })

@@ -292,6 +292,7 @@ pub fn blobs_dataset() -> Dataset {
         test: blobs(90, 1),
         num_classes: Some(3),
         target_scale: 1.0,
+        image: None,
     }
 }
 
