@@ -73,7 +73,7 @@ pub(super) fn conv2d(lowerer: &mut Lowerer<'_>, call: &Call<'_>) -> Result<Value
 }
 
 /// The word a padding argument spells, quoted (`"same"`, as in PyTorch) or bare (`same`).
-fn padding_word<'e>(expr: &'e Expr) -> Option<&'e str> {
+fn padding_word(expr: &Expr) -> Option<&str> {
     match &expr.kind {
         ExprKind::Str(word) | ExprKind::Name(word) => Some(word),
         _ => None,

@@ -226,6 +226,16 @@ impl ConvGeometry {
         }
     }
 
+    /// The sizes of one group's product per image: its output channels, the unfolded input's
+    /// rows (`C/groups · kH · kW`) and the output positions (`oh · ow`).
+    fn group_product(&self) -> [usize; 3] {
+        [
+            self.group_out_channels(),
+            self.patch_len(),
+            self.output_len(),
+        ]
+    }
+
     /// The elements of group `g` within one input image.
     fn input_group(&self, g: usize) -> std::ops::Range<usize> {
         let len = self.group_channels() * self.input_len();
@@ -259,11 +269,7 @@ impl ConvGeometry {
 
     /// `y = conv2d(x, w)` for the images of `x`: per image and group, `y_g = w_g · cols`.
     fn forward<T: Element>(&self, x: &[T], w: &[T], y: &mut [T]) {
-        let (og, p, l) = (
-            self.group_out_channels(),
-            self.patch_len(),
-            self.output_len(),
-        );
+        let [og, p, l] = self.group_product();
         let image_len = self.out_image_len();
         self.for_each_group(x, |b, g, cols| {
             let out = &mut y[b * image_len..(b + 1) * image_len][self.group_rows(g, l)];
@@ -275,11 +281,7 @@ impl ConvGeometry {
     /// `x = conv2d_transpose(y, w)` for the images of `y`: per image and group,
     /// `cols = w_gᵀ · y_g`, folded back onto the input.
     fn transpose<T: Element>(&self, y: &[T], w: &[T], x: &mut [T]) {
-        let (og, p, l) = (
-            self.group_out_channels(),
-            self.patch_len(),
-            self.output_len(),
-        );
+        let [og, p, l] = self.group_product();
         x.fill(T::zero());
         let mut cols = vec![T::zero(); p * l];
         let runs = self.tap_runs();
@@ -297,11 +299,7 @@ impl ConvGeometry {
     /// `w = conv2d_correlate(x, y)`: the sum over the images of `x` and `y` of
     /// `w_g += y_g · colsᵀ`.
     fn correlate<T: Element>(&self, x: &[T], y: &[T], w: &mut [T]) {
-        let (og, p, l) = (
-            self.group_out_channels(),
-            self.patch_len(),
-            self.output_len(),
-        );
+        let [og, p, l] = self.group_product();
         w.fill(T::zero());
         let image_len = self.out_image_len();
         self.for_each_group(x, |b, g, cols| {

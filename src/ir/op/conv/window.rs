@@ -69,16 +69,8 @@ impl Window {
         n: usize,
         outputs: usize,
     ) -> (std::ops::Range<usize>, usize) {
-        let (s, before) = (self.stride[axis], self.padding[axis][0]);
         let reach = tap * self.dilation[axis];
-        // Output y reads input y·s + reach − before, inside when in 0..n.
-        let lo = before.saturating_sub(reach).div_ceil(s);
-        let hi = match (n + before).checked_sub(reach + 1) {
-            Some(last) => (last / s + 1).min(outputs),
-            None => 0,
-        };
-        let lo = lo.min(hi);
-        (lo..hi, (lo * s + reach).saturating_sub(before))
+        self.inside(axis, reach, self.stride[axis], n, outputs)
     }
 
     /// Along `axis` of an input of `n` elements: the taps (of `taps`) of output `out` that read
@@ -90,16 +82,29 @@ impl Window {
         n: usize,
         taps: usize,
     ) -> (std::ops::Range<usize>, usize) {
-        let (d, before) = (self.dilation[axis], self.padding[axis][0]);
         let start = out * self.stride[axis];
-        // Tap i reads input start + i·d − before, inside when in 0..n.
-        let lo = before.saturating_sub(start).div_ceil(d);
+        self.inside(axis, start, self.dilation[axis], n, taps)
+    }
+
+    /// The `t` in `0..count` for which `start + t·step` lands inside an input of `n` elements
+    /// padded by `padding[axis]` (at `start + t·step − before`, in `0..n`), and the input
+    /// element the first of them reads.
+    fn inside(
+        &self,
+        axis: usize,
+        start: usize,
+        step: usize,
+        n: usize,
+        count: usize,
+    ) -> (std::ops::Range<usize>, usize) {
+        let before = self.padding[axis][0];
+        let lo = before.saturating_sub(start).div_ceil(step);
         let hi = match (n + before).checked_sub(start + 1) {
-            Some(last) => (last / d + 1).min(taps),
+            Some(last) => (last / step + 1).min(count),
             None => 0,
         };
         let lo = lo.min(hi);
-        (lo..hi, (start + lo * d).saturating_sub(before))
+        (lo..hi, (start + lo * step).saturating_sub(before))
     }
 
     /// The kernel's extent along `axis`: `dilation·(k − 1) + 1`.
