@@ -118,12 +118,12 @@ fn dag_aware_extraction_counts_shared_products_once() {
     let tree = extract(&loaded.egraph, &roots, 1, Duration::ZERO);
     let dag = extract(&loaded.egraph, &roots, 1, Duration::from_secs(1));
     assert_eq!(
-        count_matmuls(&loaded.to_graph(&g, |c| &tree.choice[&c])),
+        count_matmuls(&loaded.to_graph(0, &g, |c| &tree.choice[&c])),
         3,
         "the tree seed recomputes a product for the factored sum"
     );
     // …but both products are computed anyway, so the DAG cost says: add them.
-    let extracted = loaded.to_graph(&g, |c| &dag.choice[&c]);
+    let extracted = loaded.to_graph(0, &g, |c| &dag.choice[&c]);
     assert_eq!(count_matmuls(&extracted), 2);
     assert!(
         dag.cost < tree.seed_cost,

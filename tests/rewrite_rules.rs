@@ -543,7 +543,7 @@ fn check(rule: &Rewrite, seed: &Graph) -> usize {
             );
         }
     }
-    let extracted = loaded.to_graph(seed, |c| &choice[&c]);
+    let extracted = loaded.to_graph(0, seed, |c| &choice[&c]);
     let want = run(seed, &args).expect("the seed evaluates");
     let got = run(&extracted, &args).expect("the extracted graph evaluates");
     for ((o, g), w) in seed.outputs().iter().zip(&got).zip(&want) {
@@ -589,7 +589,7 @@ fn loading_folds_constants_and_keeps_the_values() {
     let roots = loaded.canonical_roots();
     let choice = extract(&loaded.egraph, &roots, B as u64, Duration::ZERO).choice;
     let args = inputs(&seed);
-    let got = run(&loaded.to_graph(&seed, |c| &choice[&c]), &args).unwrap();
+    let got = run(&loaded.to_graph(0, &seed, |c| &choice[&c]), &args).unwrap();
     let want = run(&seed, &args).unwrap();
     for (g, w) in got.iter().zip(&want) {
         assert_close("folded graph", g, w);

@@ -377,7 +377,7 @@ fn split_gv(gv: &Graph) -> (Graph, Graph) {
         .map(Cut::of_arg)
         .partition(|c| c.role == ArgRole::Direction);
     let v: Vec<NodeId> = directions.iter().map(|c| c.node).collect();
-    let mut taken = std::collections::HashSet::new();
+    let mut taken = rustc_hash::FxHashSet::default();
     let residual_cuts: Vec<Cut> = residuals(gv, &v)
         .into_iter()
         .enumerate()

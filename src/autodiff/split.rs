@@ -2,7 +2,7 @@
 //! Gauss-Newton product into a v-independent prepare stage and a linear apply stage.
 
 use crate::ir::{Arg, ArgRole, Graph, Leaf, NodeId, Op};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 /// An argument of an extracted graph: the node of the source graph it stands for.
 #[derive(Clone, Debug)]
@@ -32,7 +32,7 @@ impl Cut {
 /// tree choose the cuts, so that is a bug, not a user error.
 pub fn extract(g: &Graph, name: &str, args: &[Cut], outputs: &[(String, NodeId)]) -> Graph {
     let mut out = Graph::new(name);
-    let mut map: HashMap<NodeId, NodeId> = HashMap::new();
+    let mut map: FxHashMap<NodeId, NodeId> = FxHashMap::default();
     for cut in args {
         out.set_span(g.origin(cut.node));
         let id = out.add_arg(cut.name.clone(), cut.role, g.ty(cut.node).clone());

@@ -4,8 +4,9 @@
 
 use super::sizes::Size;
 pub use crate::ir::ReduceKind;
-use crate::ir::op::{Extent, ImageKernel};
+use crate::ir::op::{Extent, F64Bits, ImageKernel};
 use crate::ir::{BinaryOp, DType, UnaryOp};
+use rustc_hash::FxHashSet;
 use std::fmt;
 
 /// Index of a buffer in [`Program::buffers`].
@@ -30,7 +31,7 @@ pub struct Buffer {
 }
 
 /// How a kernel reaches a buffer: a base offset and one stride per loop axis, in elements.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Access {
     pub buffer: BufferId,
     pub offset: Size,
@@ -40,21 +41,22 @@ pub struct Access {
 /// Index of an expression in [`Kernel::exprs`].
 pub type ExprId = usize;
 
-/// One value per point of a kernel's domain.
-#[derive(Clone, Debug, PartialEq)]
+/// One value per point of a kernel's domain. Constants are compared by their bits, so that
+/// identical kernels are recognized (and compiled once) by hashing.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Expr {
     Load(Access),
-    Const(f64),
+    Const(F64Bits),
     /// A runtime size as a float.
     DimSize(Size),
     Unary(UnaryOp, ExprId),
-    Pow(f64, ExprId),
+    Pow(F64Bits, ExprId),
     Binary(BinaryOp, ExprId, ExprId),
 }
 
 /// An accumulation of `value` over the axes marked in `reduced` into `out`, whose strides are
 /// zero on those axes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Reduction {
     pub kind: ReduceKind,
     pub value: ExprId,
@@ -68,7 +70,7 @@ pub struct Reduction {
 
 /// A loop nest over `domain` computing `exprs` at every point, writing `stores` and
 /// accumulating `reductions`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Kernel {
     pub domain: Vec<Size>,
     /// Topologically ordered: operands come first.
@@ -114,7 +116,7 @@ impl Kernel {
 }
 
 /// A matrix operand: element `[i, j]` is at `offset + i·row_stride + j·col_stride`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MatAccess {
     pub buffer: BufferId,
     pub offset: Size,
@@ -123,7 +125,7 @@ pub struct MatAccess {
 }
 
 /// `c = a @ b` with `a` m×k, `b` k×n, `c` m×n.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Gemm {
     pub m: Size,
     pub k: Size,
@@ -134,7 +136,7 @@ pub struct Gemm {
 }
 
 /// A row-major array in a buffer, from `offset` on.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Dense {
     pub buffer: BufferId,
     pub offset: Size,
@@ -145,7 +147,7 @@ pub struct Dense {
 /// gradient, summed over the images) is computed in [`PARTS`] parts fixed by the image count:
 /// `out` holds one partial sum per part, one after the other, which the next step adds up in
 /// part order — so results do not depend on the thread count.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ImageStep {
     pub kernel: ImageKernel,
     pub images: Size,
@@ -154,7 +156,7 @@ pub struct ImageStep {
 }
 
 /// One step of a program; steps run in order, separated by barriers when threads share them.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Step {
     Kernel(Kernel),
     Gemm(Gemm),
@@ -246,8 +248,9 @@ impl Program {
     /// another thread may still be writing, or writes what another may still be reading or
     /// writing. (Arena reuse needs none: see [`Program::arena_lifetimes`].)
     pub fn barriers(&self) -> Vec<bool> {
-        let mut read: Vec<BufferId> = Vec::new();
-        let mut written: Vec<BufferId> = Vec::new();
+        // Sets: a run without a barrier can be as long as the program.
+        let mut read: FxHashSet<BufferId> = FxHashSet::default();
+        let mut written: FxHashSet<BufferId> = FxHashSet::default();
         let mut barriers = Vec::with_capacity(self.steps.len());
         for i in 0..self.steps.len() {
             let (reads, writes) = self.step_buffers(i);
@@ -389,10 +392,10 @@ impl fmt::Display for Program {
                     for (e, expr) in k.exprs.iter().enumerate() {
                         match expr {
                             Expr::Load(a) => writeln!(f, "    e{e} = load {a}")?,
-                            Expr::Const(c) => writeln!(f, "    e{e} = {c}")?,
+                            Expr::Const(c) => writeln!(f, "    e{e} = {}", c.get())?,
                             Expr::DimSize(s) => writeln!(f, "    e{e} = size {s}")?,
                             Expr::Unary(op, x) => writeln!(f, "    e{e} = {} e{x}", op.name())?,
-                            Expr::Pow(c, x) => writeln!(f, "    e{e} = pow[{c}] e{x}")?,
+                            Expr::Pow(c, x) => writeln!(f, "    e{e} = pow[{}] e{x}", c.get())?,
                             Expr::Binary(op, x, y) => {
                                 writeln!(f, "    e{e} = {} e{x}, e{y}", op.name())?
                             }

@@ -20,12 +20,12 @@ use super::program::{
     NonEmpty, PARTS, Program, Reduction, Step,
 };
 use super::sizes::Size;
-use crate::ir::op::{Conv, Extent, Window};
+use crate::ir::op::{Conv, Extent, F64Bits, Window};
 use crate::ir::{
     BinaryOp, DType, Dim, Elementwise, Graph, Layout, Leaf, NodeId, Op, Reduce, ReduceKind, Shape,
     TensorType,
 };
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 /// A strided window onto a buffer, in elements.
 #[derive(Clone, Debug, PartialEq)]
@@ -181,7 +181,7 @@ struct KernelBuilder {
     domain: Vec<Dim>,
     kernel: Kernel,
     /// Expressions already built in this kernel, per graph node.
-    exprs_of: HashMap<NodeId, ExprId>,
+    exprs_of: FxHashMap<NodeId, ExprId>,
 }
 
 enum StepBuilder {
@@ -197,7 +197,7 @@ struct Scheduler<'g> {
     written_by: Vec<Option<usize>>,
     steps: Vec<StepBuilder>,
     vals: Vec<Option<Val>>,
-    materialized: HashMap<NodeId, View>,
+    materialized: FxHashMap<NodeId, View>,
     nonempty: Vec<NonEmpty>,
 }
 
@@ -215,7 +215,7 @@ pub fn schedule(graph: &Graph) -> Program {
         written_by: Vec::new(),
         steps: Vec::new(),
         vals: vec![None; graph.nodes().len()],
-        materialized: HashMap::new(),
+        materialized: FxHashMap::default(),
         nonempty: Vec::new(),
     };
     let live = graph.ancestors(graph.outputs().iter().map(|o| o.node), |_| false);
@@ -283,7 +283,7 @@ impl Scheduler<'_> {
                 split: None,
                 parts: false,
             },
-            exprs_of: HashMap::new(),
+            exprs_of: FxHashMap::default(),
         }));
         self.steps.len() - 1
     }
@@ -346,7 +346,7 @@ impl Scheduler<'_> {
         }
         let node = self.graph.node(id);
         let expr = match &node.op {
-            Op::Leaf(Leaf::Const(c)) => Expr::Const(c.get()),
+            Op::Leaf(Leaf::Const(c)) => Expr::Const(*c),
             Op::Leaf(Leaf::DimSize(d)) => Expr::DimSize(Size::dim(d)),
             Op::Leaf(Leaf::Arg(_)) | Op::MatMul(_) => unreachable!("never uniform"),
             Op::Conv(_) => unreachable!("never uniform"),
@@ -730,7 +730,7 @@ impl Scheduler<'_> {
         }
         let out = self.new_temp(&shape);
         let fill = self.new_kernel(&shape);
-        let e = self.push_expr(fill, Expr::Const(frame));
+        let e = self.push_expr(fill, Expr::Const(F64Bits::new(frame)));
         self.add_store(fill, e, &out);
         let [[top, _], [left, _]] = padding;
         let interior = out.slice(2, &Dim::fixed(top as u64), &x.shape[2]).slice(
@@ -813,7 +813,7 @@ pub(super) fn is_view(op: &Op) -> bool {
 fn elementwise_expr(op: &Elementwise, operands: &[ExprId]) -> Option<Expr> {
     Some(match op {
         Elementwise::Unary(u) => Expr::Unary(*u, operands[0]),
-        Elementwise::Pow(c) => Expr::Pow(c.get(), operands[0]),
+        Elementwise::Pow(c) => Expr::Pow(*c, operands[0]),
         Elementwise::Binary(b) => Expr::Binary(*b, operands[0], operands[1]),
         Elementwise::StopGradient => return None,
     })

@@ -7,30 +7,45 @@
 //! others are evaluated once per call (per distinct binding) into a table.
 
 use crate::ir::{Bindings, Dim};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::fmt;
 use std::sync::Arc;
 
-/// A sum of monomials `c · s₁ · s₂ ⋯` over symbol names; the empty sum is 0.
+/// A sum of monomials `c · s₁ · s₂ ⋯` over symbol names; the empty sum is 0. The constant term
+/// is kept apart, so that a fixed size (most of them) is a plain number that allocates nothing.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Size {
-    /// (symbols, coefficient) with symbols sorted, distinct terms sorted, no zero coefficient.
+    /// The term without symbols.
+    constant: u64,
+    /// (symbols, coefficient) of the other terms: symbols sorted and not empty, distinct terms
+    /// sorted, no zero coefficient.
     terms: Vec<(Vec<Arc<str>>, u64)>,
 }
 
 impl Size {
     /// The constant `n`.
     pub fn fixed(n: u64) -> Size {
-        Size::from_terms(vec![(Vec::new(), n)])
+        Size {
+            constant: n,
+            terms: Vec::new(),
+        }
     }
 
     /// The size of a dimension.
     pub fn dim(d: &Dim) -> Size {
-        Size::from_terms(vec![(d.symbols().to_vec(), d.coeff())])
+        match d.as_fixed() {
+            Some(n) => Size::fixed(n),
+            None => Size::from_terms(0, vec![(d.symbols().to_vec(), d.coeff())]),
+        }
     }
 
-    fn from_terms(mut terms: Vec<(Vec<Arc<str>>, u64)>) -> Size {
-        terms.retain(|t| t.1 != 0);
+    fn from_terms(mut constant: u64, mut terms: Vec<(Vec<Arc<str>>, u64)>) -> Size {
+        terms.retain(|t| {
+            if t.0.is_empty() {
+                constant += t.1;
+            }
+            t.1 != 0 && !t.0.is_empty()
+        });
         terms.sort();
         let mut merged: Vec<(Vec<Arc<str>>, u64)> = Vec::with_capacity(terms.len());
         for (syms, c) in terms {
@@ -39,40 +54,82 @@ impl Size {
                 _ => merged.push((syms, c)),
             }
         }
-        Size { terms: merged }
+        Size {
+            constant,
+            terms: merged,
+        }
     }
 
     /// The value when no symbol occurs.
     pub fn as_fixed(&self) -> Option<u64> {
-        match self.terms.as_slice() {
-            [] => Some(0),
-            [(syms, c)] if syms.is_empty() => Some(*c),
-            _ => None,
-        }
+        self.terms.is_empty().then_some(self.constant)
     }
 
     pub fn is_zero(&self) -> bool {
-        self.terms.is_empty()
+        self.constant == 0 && self.terms.is_empty()
     }
 
     pub fn add(&self, other: &Size) -> Size {
-        Size::from_terms(self.terms.iter().chain(&other.terms).cloned().collect())
+        let constant = self.constant + other.constant;
+        match (self.terms.is_empty(), other.terms.is_empty()) {
+            (_, true) => Size {
+                constant,
+                terms: self.terms.clone(),
+            },
+            (true, false) => Size {
+                constant,
+                terms: other.terms.clone(),
+            },
+            (false, false) => Size::from_terms(
+                constant,
+                self.terms.iter().chain(&other.terms).cloned().collect(),
+            ),
+        }
+    }
+
+    /// Every coefficient times `n`.
+    fn scaled(&self, n: u64) -> Size {
+        match n {
+            0 => Size::default(),
+            1 => self.clone(),
+            _ => Size {
+                constant: self.constant * n,
+                terms: self.terms.iter().map(|(s, c)| (s.clone(), c * n)).collect(),
+            },
+        }
     }
 
     pub fn mul(&self, other: &Size) -> Size {
-        let mut terms = Vec::with_capacity(self.terms.len() * other.terms.len());
-        for (sa, ca) in &self.terms {
-            for (sb, cb) in &other.terms {
+        if let Some(n) = other.as_fixed() {
+            return self.scaled(n);
+        }
+        if let Some(n) = self.as_fixed() {
+            return other.scaled(n);
+        }
+        let with_constant = |s: &Size| {
+            let constant = (s.constant != 0).then(|| (Vec::new(), s.constant));
+            constant
+                .into_iter()
+                .chain(s.terms.iter().cloned())
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (with_constant(self), with_constant(other));
+        let mut terms = Vec::with_capacity(a.len() * b.len());
+        for (sa, ca) in &a {
+            for (sb, cb) in &b {
                 let mut syms: Vec<Arc<str>> = sa.iter().chain(sb).cloned().collect();
                 syms.sort();
                 terms.push((syms, ca * cb));
             }
         }
-        Size::from_terms(terms)
+        Size::from_terms(0, terms)
     }
 
     pub fn mul_dim(&self, d: &Dim) -> Size {
-        self.mul(&Size::dim(d))
+        match d.as_fixed() {
+            Some(n) => self.scaled(n),
+            None => self.mul(&Size::dim(d)),
+        }
     }
 
     /// The product of the sizes of `dims` (the element count of a shape).
@@ -82,7 +139,7 @@ impl Size {
 
     /// The value under `bindings`; `Err` names an unbound symbol or says the value overflows.
     pub fn eval(&self, bindings: &Bindings) -> Result<u64, String> {
-        let mut total: u64 = 0;
+        let mut total: u64 = self.constant;
         for (syms, c) in &self.terms {
             let mut term = *c;
             for s in syms {
@@ -107,25 +164,17 @@ impl Size {
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.terms.is_empty() {
-            return f.write_str("0");
+        if self.terms.is_empty() || self.constant != 0 {
+            write!(f, "{}", self.constant)?;
         }
         for (i, (syms, c)) in self.terms.iter().enumerate() {
-            if i > 0 {
+            if i > 0 || self.constant != 0 {
                 f.write_str(" + ")?;
             }
-            if syms.is_empty() || *c != 1 {
-                write!(f, "{c}")?;
-                if !syms.is_empty() {
-                    f.write_str("*")?;
-                }
+            if *c != 1 {
+                write!(f, "{c}*")?;
             }
-            for (k, s) in syms.iter().enumerate() {
-                if k > 0 {
-                    f.write_str("*")?;
-                }
-                f.write_str(s)?;
-            }
+            f.write_str(&syms.join("*"))?;
         }
         Ok(())
     }
@@ -136,7 +185,7 @@ impl fmt::Display for Size {
 #[derive(Clone, Debug, Default)]
 pub struct SizeSlots {
     sizes: Vec<Size>,
-    index: HashMap<Size, usize>,
+    index: FxHashMap<Size, usize>,
 }
 
 impl SizeSlots {

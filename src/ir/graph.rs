@@ -6,7 +6,7 @@
 
 use super::op::{BinaryOp, Leaf, Op, ShapeError, UnaryOp};
 use super::shape::{DType, Dim, Shape, TensorType};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -105,7 +105,7 @@ pub struct Output {
 }
 
 /// A typed, shaped SSA graph with named arguments and named outputs.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Graph {
     pub name: String,
     args: Vec<Arg>,
@@ -116,10 +116,29 @@ pub struct Graph {
     /// A name a reader can follow (the DSL value a node computes, or what was derived from
     /// one), where there is one.
     labels: Vec<Option<Arc<str>>>,
-    /// Hash-consing table; the dtype is part of the key only to keep f32 and f64 constants apart.
-    interned: HashMap<(Op, Vec<NodeId>, DType), NodeId>,
+    /// Hash-consing table of the first `interned_upto` nodes (all but arguments); the dtype is
+    /// part of the key only to keep f32 and f64 constants apart. It follows from the nodes, so
+    /// a copy starts without it and builds it when a node is added (most copies never are).
+    interned: FxHashMap<(Op, Vec<NodeId>, DType), NodeId>,
+    interned_upto: usize,
     /// Span given to nodes created from now on.
     current_span: Option<Span>,
+}
+
+impl Clone for Graph {
+    fn clone(&self) -> Graph {
+        Graph {
+            name: self.name.clone(),
+            args: self.args.clone(),
+            nodes: self.nodes.clone(),
+            outputs: self.outputs.clone(),
+            origins: self.origins.clone(),
+            labels: self.labels.clone(),
+            interned: FxHashMap::default(),
+            interned_upto: 0,
+            current_span: self.current_span,
+        }
+    }
 }
 
 impl PartialEq for Graph {
@@ -384,13 +403,22 @@ impl Graph {
         if let Op::Leaf(Leaf::Arg(_)) = op {
             return self.push(op, inputs, ty);
         }
+        for (i, n) in self.nodes.iter().enumerate().skip(self.interned_upto) {
+            if !matches!(n.op, Op::Leaf(Leaf::Arg(_))) {
+                self.interned
+                    .entry((n.op.clone(), n.inputs.clone(), n.ty.dtype))
+                    .or_insert(NodeId(i as u32));
+            }
+        }
         let key = (op, inputs, ty.dtype);
         if let Some(&id) = self.interned.get(&key) {
+            self.interned_upto = self.nodes.len();
             return id;
         }
         let (op, inputs, _) = key.clone();
         let id = self.push(op, inputs, ty);
         self.interned.insert(key, id);
+        self.interned_upto = self.nodes.len();
         id
     }
 
@@ -416,13 +444,6 @@ impl Graph {
         for n in &mut g.nodes {
             n.ty.dtype = dtype;
         }
-        g.interned = g
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| !matches!(n.op, Op::Leaf(Leaf::Arg(_))))
-            .map(|(i, n)| ((n.op.clone(), n.inputs.clone(), dtype), NodeId(i as u32)))
-            .collect();
         g
     }
 }

@@ -1,23 +1,30 @@
 //! Exact conversions between graphs and e-graphs.
 //!
-//! A graph goes in node by node (leaves become [`ENode::Leaf`]s, every other node goes through
-//! [`add_op`], every output is a root); a graph comes back out from one chosen e-node per e-class, with the source graph's
-//! arguments and outputs — names, roles, types and order — unchanged.
+//! Graphs go in node by node (leaves become [`ENode::Leaf`]s, every other node goes through
+//! [`add_op`], every output is a root), several into one e-graph when they share nodes; a graph
+//! comes back out from one chosen e-node per e-class, with the source graph's arguments and
+//! outputs — names, roles, types and order — unchanged.
 
 use super::analysis::{EGraph, TensorAnalysis, add_op, facts, ir_op};
 use super::lang::ENode;
-use crate::ir::{Graph, Leaf, NodeId, Op, Span};
+use crate::ir::{Graph, Leaf, NodeId, Op, Span, TensorType};
 use egg::Id;
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 
-/// A graph loaded into an e-graph.
+/// Graphs loaded into one e-graph: what they share (the forward pass that every derivative graph
+/// repeats) is loaded and rewritten once.
 pub struct Loaded {
     pub egraph: EGraph,
-    /// The class of each graph output, in output order.
+    /// The class of each output of each graph: graph after graph, each in output order.
     pub roots: Vec<Id>,
+    /// Where each graph's outputs start in `roots`, plus the end of the last graph's.
+    graph_roots: Vec<usize>,
+    /// The e-graph's arguments: those of all graphs, an argument of the same name and type
+    /// counted once. `Leaf::Arg(i)` in the e-graph is `args[i]`.
+    args: Vec<(String, TensorType)>,
     /// A source position and a name for classes that hold a node that had them.
-    origins: HashMap<Id, Origin>,
+    origins: FxHashMap<Id, Origin>,
 }
 
 /// Where a class's value came from: for error messages and for names a reader can follow.
@@ -29,44 +36,89 @@ struct Origin {
 
 impl Loaded {
     /// Loads every node `graph`'s outputs need; rules that compare costs bind symbolic
-    /// dimensions to `batch`.
+    /// dimensions to `batch`. Its arguments keep their indices.
     pub fn new(graph: &Graph, batch: u64) -> Loaded {
-        let graph = graph.pruned();
+        Loaded::together(&[graph], batch)
+    }
+
+    /// Loads every node the outputs of `graphs` need into one e-graph; the first graph's
+    /// arguments keep their indices.
+    pub fn together(graphs: &[&Graph], batch: u64) -> Loaded {
+        let mut args: Vec<(String, TensorType)> = Vec::new();
+        let mut index_of: FxHashMap<(&str, &TensorType), usize> = FxHashMap::default();
+        let arg_index: Vec<Vec<usize>> = graphs
+            .iter()
+            .map(|graph| {
+                graph
+                    .args()
+                    .iter()
+                    .map(|a| {
+                        *index_of.entry((&a.name, &a.ty)).or_insert_with(|| {
+                            args.push((a.name.clone(), a.ty.clone()));
+                            args.len() - 1
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
         let analysis = TensorAnalysis {
-            arg_types: graph.args().iter().map(|a| a.ty.clone()).collect(),
+            arg_types: args.iter().map(|(_, ty)| ty.clone()).collect(),
             batch,
             changed: Vec::new(),
         };
         let mut egraph = EGraph::new(analysis);
-        let mut class_of: Vec<Id> = Vec::with_capacity(graph.nodes().len());
-        let mut origins: HashMap<Id, Origin> = HashMap::new();
-        for id in graph.ids() {
-            let node = graph.node(id);
-            let dtype = node.ty.dtype;
-            let class = match &node.op {
-                Op::Leaf(leaf) => egraph.add(ENode::Leaf(leaf.clone(), dtype)),
-                op => {
-                    let operands: Vec<Id> =
-                        node.inputs.iter().map(|x| class_of[x.index()]).collect();
-                    add_op(&mut egraph, op.clone(), &operands).expect("a graph's nodes type-check")
+        let mut origins: FxHashMap<Id, Origin> = FxHashMap::default();
+        let mut roots = Vec::new();
+        let mut graph_roots = vec![0];
+        for (graph, arg_index) in graphs.iter().zip(&arg_index) {
+            // Nodes no output needs are left out (arguments are kept, they cost nothing).
+            let live = graph.ancestors(
+                graph
+                    .args()
+                    .iter()
+                    .map(|a| a.node)
+                    .chain(graph.outputs().iter().map(|o| o.node)),
+                |_| false,
+            );
+            let mut class_of: Vec<Option<Id>> = vec![None; graph.nodes().len()];
+            for id in graph.ids().filter(|id| live[id.index()]) {
+                let node = graph.node(id);
+                let class = match &node.op {
+                    Op::Leaf(Leaf::Arg(i)) => {
+                        egraph.add(ENode::Leaf(Leaf::Arg(arg_index[*i]), node.ty.dtype))
+                    }
+                    Op::Leaf(leaf) => egraph.add(ENode::Leaf(leaf.clone(), node.ty.dtype)),
+                    op => {
+                        let operands: Vec<Id> = node
+                            .inputs
+                            .iter()
+                            .map(|x| class_of[x.index()].expect("operands come first"))
+                            .collect();
+                        add_op(&mut egraph, op.clone(), &operands)
+                            .expect("a graph's nodes type-check")
+                    }
+                };
+                let origin = origins.entry(class).or_default();
+                origin.span = origin.span.or(graph.origin(id));
+                if origin.label.is_none() {
+                    origin.label = graph.label(id).map(Arc::from);
                 }
-            };
-            let origin = origins.entry(class).or_default();
-            origin.span = origin.span.or(graph.origin(id));
-            if origin.label.is_none() {
-                origin.label = graph.label(id).map(Arc::from);
+                class_of[id.index()] = Some(class);
             }
-            class_of.push(class);
+            roots.extend(
+                graph
+                    .outputs()
+                    .iter()
+                    .map(|o| class_of[o.node.index()].expect("outputs are live")),
+            );
+            graph_roots.push(roots.len());
         }
         egraph.rebuild();
-        let roots = graph
-            .outputs()
-            .iter()
-            .map(|o| class_of[o.node.index()])
-            .collect();
         Loaded {
             egraph,
             roots,
+            graph_roots,
+            args,
             origins,
         }
     }
@@ -76,13 +128,49 @@ impl Loaded {
         self.roots.iter().map(|&r| self.egraph.find(r)).collect()
     }
 
-    /// Rebuilds a graph with `source`'s signature (arguments and outputs) from one e-node per
-    /// class: `choice(class)`, which must be defined and acyclic on every class the roots reach.
-    pub fn to_graph<'a>(&'a self, source: &Graph, choice: impl Fn(Id) -> &'a ENode) -> Graph {
+    /// The canonical classes of graph `which`'s outputs (graphs numbered in loading order).
+    pub fn graph_roots(&self, which: usize) -> Vec<Id> {
+        self.roots[self.graph_roots[which]..self.graph_roots[which + 1]]
+            .iter()
+            .map(|&r| self.egraph.find(r))
+            .collect()
+    }
+
+    /// Which of the e-graph's arguments `graph` has (by name and type): extraction for it may
+    /// use only those.
+    pub fn args_of(&self, graph: &Graph) -> Vec<bool> {
+        let own = self.own_args(graph);
+        own.iter().map(Option::is_some).collect()
+    }
+
+    /// For each of the e-graph's arguments, the index of `graph`'s argument of the same name
+    /// and type, if it has one.
+    fn own_args(&self, graph: &Graph) -> Vec<Option<usize>> {
+        let index: FxHashMap<(&str, &TensorType), usize> = graph
+            .args()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| ((a.name.as_str(), &a.ty), i))
+            .collect();
+        self.args
+            .iter()
+            .map(|(name, ty)| index.get(&(name.as_str(), ty)).copied())
+            .collect()
+    }
+
+    /// Rebuilds loaded graph number `which`, `source`, with its signature (arguments and
+    /// outputs) from one e-node per class: `choice(class)`, which must be defined and acyclic on
+    /// every class its roots reach, and use only `source`'s arguments.
+    pub fn to_graph<'a>(
+        &'a self,
+        which: usize,
+        source: &Graph,
+        choice: impl Fn(Id) -> &'a ENode,
+    ) -> Graph {
         let outputs: Vec<(String, Id)> = source
             .outputs()
             .iter()
-            .zip(self.canonical_roots())
+            .zip(self.graph_roots(which))
             .map(|(o, root)| (o.name.clone(), root))
             .collect();
         self.build(source, &outputs, choice)
@@ -97,7 +185,7 @@ impl Loaded {
         choice: impl Fn(Id) -> &'a ENode,
     ) -> Graph {
         let mut out = Graph::new(source.name.clone());
-        let args: Vec<NodeId> = source
+        let source_args: Vec<NodeId> = source
             .args()
             .iter()
             .map(|a| {
@@ -105,11 +193,17 @@ impl Loaded {
                 out.add_arg(a.name.clone(), a.role, a.ty.clone())
             })
             .collect();
+        // The e-graph's arguments as `out`'s.
+        let args: Vec<Option<NodeId>> = self
+            .own_args(source)
+            .into_iter()
+            .map(|i| i.map(|i| source_args[i]))
+            .collect();
         // In class order (the order the graph's nodes were loaded in), so that of the origins of
         // merged classes the earliest node's wins, run after run.
         let mut loaded: Vec<(&Id, &Origin)> = self.origins.iter().collect();
         loaded.sort_by_key(|(class, _)| **class);
-        let mut origins: HashMap<Id, Origin> = HashMap::new();
+        let mut origins: FxHashMap<Id, Origin> = FxHashMap::default();
         for (&class, origin) in loaded {
             let merged = origins.entry(self.egraph.find(class)).or_default();
             merged.span = merged.span.or(origin.span);
@@ -117,8 +211,8 @@ impl Loaded {
                 merged.label.clone_from(&origin.label);
             }
         }
-        let mut built: HashMap<Id, NodeId> = HashMap::new();
-        let mut visiting: HashSet<Id> = HashSet::new();
+        let mut built: FxHashMap<Id, NodeId> = FxHashMap::default();
+        let mut visiting: FxHashSet<Id> = FxHashSet::default();
         let roots: Vec<Id> = outputs.iter().map(|(_, r)| self.egraph.find(*r)).collect();
         // Post-order without recursion: a class is built once its operands are.
         let mut stack: Vec<(Id, bool)> = roots.iter().rev().map(|&r| (r, false)).collect();
@@ -144,7 +238,9 @@ impl Loaded {
             out.set_span(origin.span);
             let dtype = facts(&self.egraph, class).ty.dtype;
             let id = match op {
-                Op::Leaf(Leaf::Arg(i)) => args[i],
+                Op::Leaf(Leaf::Arg(i)) => {
+                    args[i].expect("the extraction uses only the graph's arguments")
+                }
                 Op::Leaf(Leaf::Const(c)) => out.constant(c.get(), dtype),
                 Op::Leaf(Leaf::DimSize(d)) => out.dim_size(&d, dtype),
                 op => {

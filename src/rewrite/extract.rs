@@ -19,8 +19,9 @@ use super::analysis::{EGraph, facts, ir_op};
 use super::lang::ENode;
 use crate::ir::{Leaf, TensorType};
 use egg::{Id, Language};
+use rustc_hash::FxHashMap;
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 /// An e-node as the extractor sees it.
@@ -29,12 +30,22 @@ struct Candidate {
     /// Class indices of the children, distinct.
     children: Vec<usize>,
     cost: f64,
+    /// The argument this e-node reads, if it is an argument leaf.
+    arg: Option<usize>,
+}
+
+impl Candidate {
+    /// True unless the e-node reads an argument `args` does not allow.
+    fn allowed(&self, args: &[bool]) -> bool {
+        self.arg
+            .is_none_or(|i| args.get(i).copied().unwrap_or(true))
+    }
 }
 
 /// The result of an extraction.
 pub struct Extraction {
     /// The chosen e-node of every class the roots reach.
-    pub choice: HashMap<Id, ENode>,
+    pub choice: FxHashMap<Id, ENode>,
     /// The DAG cost of the tree-cost seed and of the final choice.
     pub seed_cost: f64,
     pub cost: f64,
@@ -46,59 +57,86 @@ pub struct Extraction {
 
 /// Chooses one e-node per class reachable from `roots`, with symbols bound to `batch` for costs.
 pub fn extract(egraph: &EGraph, roots: &[Id], batch: u64, budget: Duration) -> Extraction {
-    let start = Instant::now();
-    let mut dag = Dag::new(egraph, batch);
-    let roots: Vec<usize> = roots.iter().map(|&r| dag.index[&egraph.find(r)]).collect();
-    let (choice, tree_cost) = dag.tree_seed();
-    assert!(
-        roots.iter().all(|&r| tree_cost[r].is_finite()),
-        "every root is extractable: it holds the node it was loaded from"
-    );
-    let seed_cost = dag
-        .cost(&choice, &roots)
-        .expect("the tree seed is acyclic by construction");
-    let mut search = LocalSearch::new(&dag, choice, &tree_cost, &roots);
-    let mut passes = 0;
-    let converged = loop {
-        passes += 1;
-        let mut improved = false;
-        let mut out_of_time = false;
-        for class in dag.reachable(&search.choice, &roots) {
-            out_of_time = start.elapsed() > budget;
-            if out_of_time {
-                break;
+    Extractor::new(egraph, batch).extract(roots, &[], budget)
+}
+
+/// Extractions from one e-graph for several sets of roots (the graphs loaded together): the
+/// e-graph is flattened and costed once.
+pub struct Extractor<'e> {
+    egraph: &'e EGraph,
+    dag: Dag,
+}
+
+impl<'e> Extractor<'e> {
+    /// Prepares extraction from `egraph`, with symbols bound to `batch` for costs.
+    pub fn new(egraph: &'e EGraph, batch: u64) -> Extractor<'e> {
+        Extractor {
+            egraph,
+            dag: Dag::new(egraph, batch),
+        }
+    }
+
+    /// Chooses one e-node per class reachable from `roots`, reading only the arguments `args`
+    /// allows (by index; arguments past its end are allowed), within `budget` for the local
+    /// search.
+    pub fn extract(&mut self, roots: &[Id], args: &[bool], budget: Duration) -> Extraction {
+        let start = Instant::now();
+        let dag = &mut self.dag;
+        let roots: Vec<usize> = roots
+            .iter()
+            .map(|&r| dag.index[&self.egraph.find(r)])
+            .collect();
+        let (choice, tree_cost) = dag.tree_seed(args);
+        assert!(
+            roots.iter().all(|&r| tree_cost[r].is_finite()),
+            "every root is extractable: it holds the node it was loaded from"
+        );
+        let seed_cost = dag
+            .cost(&choice, &roots)
+            .expect("the tree seed is acyclic by construction");
+        let mut search = LocalSearch::new(&*dag, choice, &tree_cost, &roots, args);
+        let mut passes = 0;
+        let converged = loop {
+            passes += 1;
+            let mut improved = false;
+            let mut out_of_time = false;
+            for class in dag.reachable(&search.choice, &roots) {
+                out_of_time = start.elapsed() > budget;
+                if out_of_time {
+                    break;
+                }
+                improved |= search.improve(class);
             }
-            improved |= search.improve(class);
+            if out_of_time {
+                break false;
+            }
+            if !improved {
+                break true;
+            }
+        };
+        let choice = search.choice;
+        let cost = dag
+            .cost(&choice, &roots)
+            .expect("the local search keeps the choice acyclic");
+        let choice = dag
+            .reachable(&choice, &roots)
+            .into_iter()
+            .map(|c| (dag.classes[c], dag.candidates[c][choice[c]].node.clone()))
+            .collect();
+        Extraction {
+            choice,
+            seed_cost,
+            cost,
+            passes,
+            converged,
         }
-        if out_of_time {
-            break false;
-        }
-        if !improved {
-            break true;
-        }
-    };
-    let choice = search.choice;
-    let cost = dag
-        .cost(&choice, &roots)
-        .expect("the local search keeps the choice acyclic");
-    let choice = dag
-        .reachable(&choice, &roots)
-        .into_iter()
-        .map(|c| (dag.classes[c], dag.candidates[c][choice[c]].node.clone()))
-        .collect();
-    Extraction {
-        choice,
-        seed_cost,
-        cost,
-        passes,
-        converged,
     }
 }
 
 /// The e-graph flattened into indexed classes and candidates, with scratch space for DAG walks.
 struct Dag {
     classes: Vec<Id>,
-    index: HashMap<Id, usize>,
+    index: FxHashMap<Id, usize>,
     candidates: Vec<Vec<Candidate>>,
     /// Walk stamps: `entered[c] == stamp` once the walk reached `c`, `finished[c] == stamp` once
     /// all of `c`'s children are done (entered but not finished means on the current path).
@@ -128,7 +166,8 @@ impl Ord for Cost {
 impl Dag {
     fn new(egraph: &EGraph, batch: u64) -> Dag {
         let classes: Vec<Id> = egraph.classes().map(|c| c.id).collect();
-        let index: HashMap<Id, usize> = classes.iter().enumerate().map(|(i, &c)| (c, i)).collect();
+        let index: FxHashMap<Id, usize> =
+            classes.iter().enumerate().map(|(i, &c)| (c, i)).collect();
         let candidates = classes
             .iter()
             .map(|&class| {
@@ -147,6 +186,10 @@ impl Dag {
                             cost: node_cost(egraph, class, node, batch),
                             node: node.clone(),
                             children,
+                            arg: match node {
+                                ENode::Leaf(Leaf::Arg(i), _) => Some(*i),
+                                _ => None,
+                            },
                         }
                     })
                     .collect()
@@ -164,9 +207,10 @@ impl Dag {
     }
 
     /// The cheapest choice by tree cost, and each class's tree cost (infinite when the class
-    /// cannot be extracted). A class is settled in order of cost and a node is considered only
-    /// once all its children are settled, so the choice is acyclic whatever the rounding.
-    fn tree_seed(&self) -> (Vec<usize>, Vec<f64>) {
+    /// cannot be extracted from the arguments `args` allows). A class is settled in order of
+    /// cost and a node is considered only once all its children are settled, so the choice is
+    /// acyclic whatever the rounding.
+    fn tree_seed(&self, args: &[bool]) -> (Vec<usize>, Vec<f64>) {
         let n = self.classes.len();
         let mut parents: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
         let mut waiting: Vec<Vec<usize>> = Vec::with_capacity(n);
@@ -177,7 +221,7 @@ impl Dag {
                 for &child in &candidate.children {
                     parents[child].push((class, k));
                 }
-                if candidate.children.is_empty() {
+                if candidate.children.is_empty() && candidate.allowed(args) {
                     queue.push(Reverse((Cost(candidate.cost), class, k)));
                 }
             }
@@ -265,6 +309,8 @@ impl Dag {
 /// class).
 struct LocalSearch<'d> {
     dag: &'d Dag,
+    /// The arguments the graph may read (see [`Candidate::allowed`]).
+    args: &'d [bool],
     choice: Vec<usize>,
     /// Classes that can be extracted at all (finite tree cost).
     usable: Vec<bool>,
@@ -285,10 +331,12 @@ impl<'d> LocalSearch<'d> {
         choice: Vec<usize>,
         tree_cost: &[f64],
         roots: &[usize],
+        args: &'d [bool],
     ) -> LocalSearch<'d> {
         let n = dag.classes.len();
         let mut search = LocalSearch {
             dag,
+            args,
             choice,
             usable: tree_cost.iter().map(|c| c.is_finite()).collect(),
             references: vec![0; n],
@@ -314,6 +362,7 @@ impl<'d> LocalSearch<'d> {
             let current = self.choice[class];
             if self.references[class] == 0
                 || k == current
+                || !candidate.allowed(self.args)
                 || !candidate.children.iter().all(|&c| self.usable[c])
             {
                 continue;

@@ -132,29 +132,35 @@ impl Phase {
     }
 }
 
-/// Optimizes every graph differentiation gave. Split the result afterwards
-/// ([`Derivatives::split`]): `gv-prepare` and `gv-apply` are then cut from the optimized one-shot
-/// `gv`, so that the two stages stay exactly the one-shot product split at its residuals.
-/// Returns the graphs and each graph's report.
+/// Optimizes every graph differentiation gave, together ([`optimize_together`]). Split the
+/// result afterwards ([`Derivatives::split`]): `gv-prepare` and `gv-apply` are then cut from the
+/// optimized one-shot `gv`, so that the two stages stay exactly the one-shot product split at
+/// its residuals. Returns the graphs and each graph's report.
 pub fn optimize_derived(
     graphs: &Derivatives,
     options: &RewriteOptions,
 ) -> Result<(Derivatives, Vec<(&'static str, RewriteReport)>)> {
-    let mut reports = Vec::with_capacity(5);
-    let mut run = |name: &'static str, graph: &Graph| -> Result<Graph> {
-        let (optimized, report) = optimize(graph, options)?;
-        reports.push((name, report));
-        Ok(optimized)
-    };
+    let names = ["forward", "grad", "jvp", "vjp", "gv"];
+    let sources = [
+        &graphs.forward,
+        &graphs.grad,
+        &graphs.jvp,
+        &graphs.vjp,
+        &graphs.gv,
+    ];
+    let (optimized, reports) = optimize_together(&sources, options)?;
+    let [forward, grad, jvp, vjp, gv]: [Graph; 5] = optimized
+        .try_into()
+        .expect("one optimized graph per source");
     let optimized = Derivatives {
         signature: graphs.signature.clone(),
-        forward: run("forward", &graphs.forward)?,
-        grad: run("grad", &graphs.grad)?,
-        jvp: run("jvp", &graphs.jvp)?,
-        vjp: run("vjp", &graphs.vjp)?,
-        gv: run("gv", &graphs.gv)?,
+        forward,
+        grad,
+        jvp,
+        vjp,
+        gv,
     };
-    Ok((optimized, reports))
+    Ok((optimized, names.into_iter().zip(reports).collect()))
 }
 
 /// Optimizes `graph`: the result computes the same outputs from the same arguments (names,
@@ -183,8 +189,28 @@ pub fn optimize_derived(
 /// [`Error::Eval`] if the optimized graph's outputs do not have the types of the original
 /// ones, which would be a bug in a rule: the caller can keep the unoptimized graph.
 pub fn optimize(graph: &Graph, options: &RewriteOptions) -> Result<(Graph, RewriteReport)> {
+    let (mut graphs, mut reports) = optimize_together(&[graph], options)?;
+    match (graphs.pop(), reports.pop()) {
+        (Some(graph), Some(report)) => Ok((graph, report)),
+        _ => unreachable!("one optimized graph per source"),
+    }
+}
+
+/// Optimizes several graphs in one e-graph: the nodes they share (every derivative graph
+/// repeats the forward pass) are loaded and rewritten once, then each graph is extracted from
+/// its own outputs, reading only its own arguments. Each result is what [`optimize`] would make
+/// of the graph alone, or better: rewriting one graph may prove equalities another can use.
+/// Each report holds the shared rewriting phases (their e-graph holds all the graphs) and the
+/// graph's own extraction.
+///
+/// # Errors
+/// As [`optimize`].
+pub fn optimize_together(
+    graphs: &[&Graph],
+    options: &RewriteOptions,
+) -> Result<(Vec<Graph>, Vec<RewriteReport>)> {
     let batch = options.batch as u64;
-    let mut loaded = Loaded::new(graph, batch);
+    let mut loaded = Loaded::together(graphs, batch);
     let loaded_nodes = loaded.egraph.total_number_of_nodes();
     let node_limit = options.limits.nodes.max(NODE_GROWTH * loaded_nodes);
     let limits = saturate::Limits {
@@ -192,7 +218,7 @@ pub fn optimize(graph: &Graph, options: &RewriteOptions) -> Result<(Graph, Rewri
         nodes: node_limit,
         time: options.limits.time,
     };
-    let mut phases = Vec::with_capacity(Phase::ALL.len() + 1);
+    let mut phases = Vec::with_capacity(Phase::ALL.len());
     // Whether the last run of the canonicalizing rules saturated: later phases then search them
     // only where their own rules change the e-graph.
     let mut canonical_saturated = false;
@@ -223,35 +249,44 @@ pub fn optimize(graph: &Graph, options: &RewriteOptions) -> Result<(Graph, Rewri
             ms: start.elapsed().as_secs_f64() * 1e3,
         });
     }
-    let start = Instant::now();
-    let extraction = extract::extract(
-        &loaded.egraph,
-        &loaded.roots,
-        batch,
-        options.extraction_time,
-    );
-    let optimized = loaded.to_graph(graph, |class| &extraction.choice[&class]);
-    phases.push(PhaseStats {
-        name: "extract".to_string(),
-        iterations: extraction.passes,
-        egraph_nodes: loaded.egraph.total_number_of_nodes(),
-        stop_reason: if extraction.converged {
-            "converged".to_string()
-        } else {
-            "time limit".to_string()
-        },
-        ms: start.elapsed().as_secs_f64() * 1e3,
-    });
-    for (before, after) in graph.outputs().iter().zip(optimized.outputs()) {
-        let (was, is) = (graph.ty(before.node), optimized.ty(after.node));
-        if was != is {
-            return Err(Error::Eval(format!(
-                "optimizing graph '{}' changed output '{}' from {was} to {is} (a bug in a rewrite rule)",
-                graph.name, before.name
-            )));
+    let mut extractor = extract::Extractor::new(&loaded.egraph, batch);
+    let mut optimized = Vec::with_capacity(graphs.len());
+    let mut reports = Vec::with_capacity(graphs.len());
+    for (which, graph) in graphs.iter().enumerate() {
+        let start = Instant::now();
+        let extraction = extractor.extract(
+            &loaded.graph_roots(which),
+            &loaded.args_of(graph),
+            options.extraction_time,
+        );
+        let result = loaded.to_graph(which, graph, |class| &extraction.choice[&class]);
+        let mut report = RewriteReport {
+            phases: phases.clone(),
+        };
+        report.phases.push(PhaseStats {
+            name: "extract".to_string(),
+            iterations: extraction.passes,
+            egraph_nodes: loaded.egraph.total_number_of_nodes(),
+            stop_reason: if extraction.converged {
+                "converged".to_string()
+            } else {
+                "time limit".to_string()
+            },
+            ms: start.elapsed().as_secs_f64() * 1e3,
+        });
+        for (before, after) in graph.outputs().iter().zip(result.outputs()) {
+            let (was, is) = (graph.ty(before.node), result.ty(after.node));
+            if was != is {
+                return Err(Error::Eval(format!(
+                    "optimizing graph '{}' changed output '{}' from {was} to {is} (a bug in a rewrite rule)",
+                    graph.name, before.name
+                )));
+            }
         }
+        optimized.push(result);
+        reports.push(report);
     }
-    Ok((optimized, RewriteReport { phases }))
+    Ok((optimized, reports))
 }
 
 fn stop_reason(reason: Option<&StopReason>) -> String {

@@ -17,7 +17,7 @@ use super::analysis::EGraph;
 use super::lang::ENode;
 use super::rules::Rewrite;
 use egg::{ENodeOrVar, Id, Language, SearchMatches, StopReason};
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::time::{Duration, Instant};
 
 /// Rules to run, and whether the e-graph is already saturated under each group.
@@ -58,7 +58,7 @@ pub fn saturate(egraph: &mut EGraph, rules: RuleSet, limits: Limits) -> Outcome 
     egraph.analysis.changed.clear();
     // Classes to search in the next iteration, by how far above a change they may be; `None`
     // for the first iteration of the fresh rules (everything).
-    let mut dirty: Option<Vec<HashMap<ENode, Vec<Id>>>> = None;
+    let mut dirty: Option<Vec<FxHashMap<ENode, Vec<Id>>>> = None;
     let mut iterations = 0;
     loop {
         if let Some(reason) = over_limit(egraph, &limits, start, iterations) {
@@ -72,7 +72,7 @@ pub fn saturate(egraph: &mut EGraph, rules: RuleSet, limits: Limits) -> Outcome 
             .zip(&heights)
             .enumerate()
             .map(|(i, (rule, &height))| match &dirty {
-                None if i < rules.fresh.len() => rule.search(egraph),
+                None if i < rules.fresh.len() => search_all(rule, egraph),
                 None => Vec::new(),
                 Some(levels) => search_in(rule, egraph, &levels[height]),
             })
@@ -133,11 +133,7 @@ fn over_limit(
 /// How many levels below its root a rule's left-hand side reads: a variable counts as a level,
 /// since conditions read the facts of the class it binds.
 fn lhs_height(rule: &Rewrite) -> usize {
-    let ast = rule
-        .searcher
-        .get_pattern_ast()
-        .expect("every rule's left-hand side is a pattern");
-    let nodes = ast.as_ref();
+    let nodes = pattern(rule);
     let mut height = vec![0; nodes.len()];
     for (i, node) in nodes.iter().enumerate() {
         if let ENodeOrVar::ENode(n) = node {
@@ -152,24 +148,39 @@ fn lhs_height(rule: &Rewrite) -> usize {
     height.last().copied().unwrap_or(0)
 }
 
+/// The matches of `rule` in the whole e-graph.
+fn search_all<'a>(rule: &'a Rewrite, egraph: &EGraph) -> Vec<SearchMatches<'a, ENode>> {
+    match rare_roots(rule, egraph) {
+        Some(roots) => search_classes(rule, egraph, roots.iter()),
+        None => rule.search(egraph),
+    }
+}
+
 /// The matches of `rule` rooted in `classes` (the classes holding its root's operator).
 fn search_in<'a>(
     rule: &'a Rewrite,
     egraph: &EGraph,
-    classes: &HashMap<ENode, Vec<Id>>,
+    classes: &FxHashMap<ENode, Vec<Id>>,
 ) -> Vec<SearchMatches<'a, ENode>> {
-    let ast = rule
-        .searcher
-        .get_pattern_ast()
-        .expect("every rule's left-hand side is a pattern");
-    let candidates: Box<dyn Iterator<Item = &Id>> = match ast.as_ref().last() {
+    let candidates: Box<dyn Iterator<Item = &Id>> = match pattern(rule).last() {
         Some(ENodeOrVar::ENode(root)) => match classes.get(&root.discriminant()) {
             Some(ids) => Box::new(ids.iter()),
             None => return Vec::new(),
         },
         _ => Box::new(classes.values().flatten()),
     };
-    candidates
+    match rare_roots(rule, egraph) {
+        Some(roots) => search_classes(rule, egraph, candidates.filter(|c| roots.contains(c))),
+        None => search_classes(rule, egraph, candidates),
+    }
+}
+
+fn search_classes<'a, 'i>(
+    rule: &'a Rewrite,
+    egraph: &EGraph,
+    classes: impl Iterator<Item = &'i Id>,
+) -> Vec<SearchMatches<'a, ENode>> {
+    classes
         .filter_map(|&class| {
             rule.searcher
                 .search_eclass_with_limit(egraph, class, usize::MAX)
@@ -177,18 +188,72 @@ fn search_in<'a>(
         .collect()
 }
 
+/// The left-hand side of `rule`, its root last.
+fn pattern(rule: &Rewrite) -> &[ENodeOrVar<ENode>] {
+    rule.searcher
+        .get_pattern_ast()
+        .expect("every rule's left-hand side is a pattern")
+        .as_ref()
+}
+
+/// Where `rule` can match when an operator below its root is rarer in the e-graph than the root's
+/// (a `neg` under a `matmul`): the ancestors, as many levels up as that operator sits below the
+/// root, of the classes holding it — a superset of the classes a match can be rooted in. `None`
+/// when the root's operator is the rarest (every class holding it is a candidate).
+fn rare_roots(rule: &Rewrite, egraph: &EGraph) -> Option<FxHashSet<Id>> {
+    let nodes = pattern(rule);
+    // Children come before their parents in a pattern, the root last.
+    let mut depth = vec![0; nodes.len()];
+    for i in (0..nodes.len()).rev() {
+        if let ENodeOrVar::ENode(node) = &nodes[i] {
+            for &child in node.children() {
+                depth[usize::from(child)] = depth[i] + 1;
+            }
+        }
+    }
+    let holding = |node: &ENode| egraph.classes_for_op(&node.discriminant());
+    let count = |node: &ENode| holding(node).map_or(0, |classes| classes.len());
+    let ENodeOrVar::ENode(root) = nodes.last()? else {
+        return None;
+    };
+    let (rarest, levels) = nodes
+        .iter()
+        .zip(&depth)
+        .filter_map(|(node, &d)| match node {
+            ENodeOrVar::ENode(node) if d > 0 => Some((node, d)),
+            _ => None,
+        })
+        .min_by_key(|(node, _)| count(node))?;
+    if count(rarest) >= count(root) {
+        return None;
+    }
+    let mut frontier: FxHashSet<Id> = holding(rarest).into_iter().flatten().collect();
+    for _ in 0..levels {
+        frontier = frontier
+            .iter()
+            .flat_map(|&class| egraph[class].parents())
+            .map(|parent| egraph.find(parent))
+            .collect();
+    }
+    Some(frontier)
+}
+
 /// The classes in `changed` and their ancestors up to `levels` levels above them: element `k`
 /// of the result holds those at most `k` levels above a change, grouped by the operators of
 /// their e-nodes (a class appears once under each operator it holds).
-fn ancestors_by_op(egraph: &EGraph, changed: &[Id], levels: usize) -> Vec<HashMap<ENode, Vec<Id>>> {
-    let mut seen: HashSet<Id> = HashSet::new();
+fn ancestors_by_op(
+    egraph: &EGraph,
+    changed: &[Id],
+    levels: usize,
+) -> Vec<FxHashMap<ENode, Vec<Id>>> {
+    let mut seen: FxHashSet<Id> = FxHashSet::default();
     let mut frontier: Vec<Id> = changed
         .iter()
         .map(|&id| egraph.find(id))
         .filter(|&id| seen.insert(id))
         .collect();
-    let mut result: Vec<HashMap<ENode, Vec<Id>>> = Vec::with_capacity(levels + 1);
-    let mut by_op: HashMap<ENode, Vec<Id>> = HashMap::new();
+    let mut result: Vec<FxHashMap<ENode, Vec<Id>>> = Vec::with_capacity(levels + 1);
+    let mut by_op: FxHashMap<ENode, Vec<Id>> = FxHashMap::default();
     for level in 0..=levels {
         for &class in &frontier {
             let mut operators: Vec<ENode> = Vec::new();

@@ -9,7 +9,7 @@ use crate::codegen::sizes::Size;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Value, types};
 use cranelift_frontend::{FunctionBuilder, Variable};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 /// Vector iterations per unrolled step of a reduced inner loop (one accumulator each).
 const REDUCTION_UNROLL: usize = 4;
@@ -23,7 +23,7 @@ struct KernelCtx<'k> {
     kernel: &'k Kernel,
     /// Every access: loads (in expression order), then stores, then reduction outputs.
     accesses: Vec<&'k Access>,
-    load_access: HashMap<ExprId, usize>,
+    load_access: FxHashMap<ExprId, usize>,
     store_access: Vec<usize>,
     reduction_access: Vec<usize>,
     /// Per access, per axis: the stride in bytes, or `None` if it is 0.
@@ -113,7 +113,7 @@ impl Emitter<'_, '_> {
         let rank = k.domain.len();
 
         let mut accesses: Vec<&Access> = Vec::new();
-        let mut load_access = HashMap::new();
+        let mut load_access = FxHashMap::default();
         for (id, e) in k.exprs.iter().enumerate() {
             if let Expr::Load(a) = e {
                 load_access.insert(id, accesses.len());
@@ -331,7 +331,7 @@ impl Emitter<'_, '_> {
                     let p = pointers[ctx.load_access[&id]];
                     self.b.ins().load(lanes.float(), mem_flags(), p, 0)
                 }
-                Expr::Const(c) => lanes.constant(&mut self.b, *c),
+                Expr::Const(c) => lanes.constant(&mut self.b, c.get()),
                 Expr::DimSize(s) => {
                     let n = self.size(s);
                     self.b.ins().fcvt_from_sint(lanes.float(), n)
@@ -342,7 +342,7 @@ impl Emitter<'_, '_> {
                 }
                 Expr::Pow(c, x) => {
                     let x = ctx.outer[*x].expect("operands come first");
-                    lanes.pow(&mut self.b, x, *c)
+                    lanes.pow(&mut self.b, x, c.get())
                 }
                 Expr::Binary(op, x, y) => {
                     let x = ctx.outer[*x].expect("operands come first");
@@ -564,7 +564,7 @@ impl Emitter<'_, '_> {
                 }
                 Expr::Pow(c, x) => {
                     let x = self.operand(ctx, lanes, &values, *x);
-                    lanes.pow(&mut self.b, x, *c)
+                    lanes.pow(&mut self.b, x, c.get())
                 }
                 Expr::Binary(op, x, y) => {
                     let x = self.operand(ctx, lanes, &values, *x);

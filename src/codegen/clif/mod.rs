@@ -33,7 +33,7 @@ use cranelift_codegen::{Context, isa::OwnedTargetIsa};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Mutex;
 
 /// The generated function: buffer pointers, size slots, thread index, thread count, barrier.
@@ -170,7 +170,7 @@ pub fn compile(program: &Program, name: &str, settings: &Settings) -> Result<Com
     };
 
     // One function per distinct step; the family's kernels run convolutions and pooling.
-    let mut step_functions: HashMap<String, FuncId> = HashMap::new();
+    let mut step_functions: FxHashMap<Step, FuncId> = FxHashMap::default();
     let mut planned: Vec<(Planned, Box<[i64]>)> = Vec::with_capacity(program.steps.len());
     for step in &program.steps {
         let (local, buffers) = with_local_buffers(step);
@@ -193,8 +193,7 @@ pub fn compile(program: &Program, name: &str, settings: &Settings) -> Result<Com
             planned.push((Planned::Image(Box::new(call)), buffers));
             continue;
         }
-        let key = format!("{local:?}");
-        let function = match step_functions.get(&key) {
+        let function = match step_functions.get(&local) {
             Some(&id) => id,
             None => {
                 let id = functions
@@ -209,7 +208,7 @@ pub fn compile(program: &Program, name: &str, settings: &Settings) -> Result<Com
                     }
                     Step::Image(_) => unreachable!("run by the family's kernel"),
                 })?;
-                step_functions.insert(key, id);
+                step_functions.insert(local, id);
                 id
             }
         };

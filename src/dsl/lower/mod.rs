@@ -40,7 +40,7 @@ use crate::ir::init::{Init, ParamSpec};
 use crate::ir::op::ShapeError;
 use crate::ir::shape::{Shape, TensorType};
 use builtins::find_op;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 /// The largest element count (fixed factors only) a tensor may have; larger shapes are errors,
 /// which also keeps all dimension arithmetic far from `u64` overflow.
@@ -102,10 +102,10 @@ pub fn lower<'p>(
         file,
         source,
         graph: Graph::new(""),
-        sites: HashMap::new(),
-        defs: HashMap::new(),
+        sites: FxHashMap::default(),
+        defs: FxHashMap::default(),
         fns: Vec::new(),
-        inlined: HashMap::new(),
+        inlined: FxHashMap::default(),
         depth: 0,
     };
     let model = lowerer.check_structure(statements)?;
@@ -243,14 +243,14 @@ struct Lowerer<'p> {
     source: &'p str,
     graph: Graph,
     /// Every name the model defines and where (first pass), for "used before its definition".
-    sites: HashMap<&'p str, Site>,
+    sites: FxHashMap<&'p str, Site>,
     /// Names defined so far, each with the index of its statement: declarations from the start,
     /// the rest as their statements are lowered.
-    defs: HashMap<&'p str, (Def, usize)>,
+    defs: FxHashMap<&'p str, (Def, usize)>,
     fns: Vec<FnDef<'p>>,
     /// Results of inlined calls by fn and argument values: inlining is pure, and a chain of fns
     /// that each call the previous one twice would otherwise take exponential time.
-    inlined: HashMap<(usize, Vec<ValueKey>), Value>,
+    inlined: FxHashMap<(usize, Vec<ValueKey>), Value>,
     /// Current expression nesting, counting inlined fn bodies.
     depth: u32,
 }

@@ -11,7 +11,7 @@ use crate::ir::tensor::Element;
 use ndarray::{ArrayD, IxDyn};
 
 /// A convolution or pooling op with every size but the batch fixed: what runs on a run of images.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ImageKernel {
     /// `conv2d(x, w)`.
     Forward(ConvGeometry),

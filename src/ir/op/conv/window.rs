@@ -154,7 +154,7 @@ pub(super) fn read_ints<const N: usize>(
 
 /// The sizes of one convolution, all three of its faces: input `[n, c, h, w]`, filter
 /// `[o, c/groups, kh, kw]`, output `[n, o, oh, ow]`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConvGeometry {
     pub(super) channels: usize,
     pub(super) input: [usize; 2],
@@ -166,7 +166,7 @@ pub struct ConvGeometry {
 }
 
 /// The sizes of one pooling: input `[n, c, h, w]`, output `[n, c, oh, ow]`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PoolGeometry {
     pub(super) channels: usize,
     pub(super) input: [usize; 2],
