@@ -1,21 +1,29 @@
 //! Compile time against depth: a chain of `tanh(h @ w + b)` layers of width 16, at several
 //! depths, through every stage of [`Model::compile`] (parse and type-check, derive, simplify,
-//! JIT of all seven graphs), then a first call of the forward and gradient graphs (which plans
-//! their memory for the batch):
+//! JIT of all seven graphs, several at once on a multi-core machine), then a first call of the
+//! forward and gradient graphs (which plans their memory for the batch):
 //!
 //! ```text
 //! cargo run --release --example compile_scaling             # depths 100 500 1000 2000 5000
 //! cargo run --release --example compile_scaling -- 100 1000  # other depths
+//! SGN_REPEATS=9 cargo run --release --example compile_scaling -- 1000
 //! ```
 //!
-//! Times are milliseconds of CPU time of the compiling thread in one run (compilation is
-//! single-threaded), so that other work on the machine does not inflate them; `compile wall ms`
-//! is the elapsed time of the same compile. `µs/layer` is the compile's CPU time over the depth,
-//! which stays flat when compile time grows linearly.
+//! `compile ms` is the wall time of parsing the source and [`Model::compile`], the median of
+//! `SGN_REPEATS` runs (default 5; `min` is the fastest, the one least disturbed by other work on
+//! a shared machine); `µs/layer` is that median over the depth, flat when compile time grows
+//! linearly. The stage columns come from one more run, stage by stage: wall milliseconds of
+//! parsing, derivation, the e-graph's rewriting phases (loading included), extraction (all
+//! graphs) and the JIT (all seven graphs).
+
+// As the `sgn` binary does (see src/main.rs); `--no-default-features` measures glibc's malloc.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use sgn::Model;
 use sgn::autodiff::GraphName;
-use sgn::codegen::{BackendKind, JitOptions, compile_backend};
+use sgn::codegen::{BackendKind, JitOptions, compile_backends};
 use sgn::ir::store::{TensorMap, init_params};
 use sgn::ir::{DType, Tensor};
 use sgn::rewrite::{RewriteOptions, optimize_derived};
@@ -46,23 +54,6 @@ fn chain_source(depth: usize) -> String {
     s
 }
 
-/// CPU time of the calling thread, in milliseconds.
-fn cpu_ms() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid timespec to write to.
-    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    assert_eq!(status, 0, "the thread CPU clock is available");
-    t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 * 1e-6
-}
-
-/// CPU milliseconds since `start` (a [`cpu_ms`] reading).
-fn ms_since(start: f64) -> f64 {
-    cpu_ms() - start
-}
-
 fn main() -> sgn::Result<()> {
     let depths: Vec<usize> = match std::env::args()
         .skip(1)
@@ -73,45 +64,29 @@ fn main() -> sgn::Result<()> {
         Ok(_) => DEFAULT_DEPTHS.to_vec(),
         Err(e) => panic!("depths must be positive integers: {e}"),
     };
+    let repeats: usize = std::env::var("SGN_REPEATS")
+        .ok()
+        .map(|r| r.parse().expect("SGN_REPEATS is a positive integer"))
+        .unwrap_or(5)
+        .max(1);
     println!(
-        "| layers | graph nodes | parse ms | derive ms | e-graph ms | extract ms | JIT ms | compile ms | compile wall ms | µs/layer | first call ms |"
+        "| layers | graph nodes | parse ms | derive ms | e-graph ms | extract ms | JIT ms | compile ms | min ms | µs/layer | first call ms |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for depth in depths {
         let source = chain_source(depth);
-        let wall = Instant::now();
-        let start = cpu_ms();
-        let model = Model::parse(&source)?;
-        let parse_ms = ms_since(start);
-        let stage = cpu_ms();
-        let derived = model.derive()?;
-        let derive_ms = ms_since(stage);
-        let stage = cpu_ms();
-        let (optimized, reports) = optimize_derived(&derived, &RewriteOptions::default())?;
-        let graphs = optimized.split();
-        let simplify_ms = ms_since(stage);
-        let extract_ms: f64 = reports
-            .iter()
-            .flat_map(|(_, r)| &r.phases)
-            .filter(|p| p.name == "extract")
-            .map(|p| p.ms)
-            .sum();
-        let stage = cpu_ms();
-        let jit = JitOptions::default().with_threads(1);
-        let executables = GraphName::ALL
-            .iter()
-            .map(|&name| compile_backend(graphs.get(name), BackendKind::Jit, &jit))
-            .collect::<sgn::codegen::Result<Vec<_>>>()?;
-        let jit_ms = ms_since(stage);
-        let compile_ms = ms_since(start);
-        let compile_wall_ms = wall.elapsed().as_secs_f64() * 1e3;
-        let nodes: usize = GraphName::ALL
-            .iter()
-            .map(|&name| graphs.get(name).nodes().len())
-            .sum();
-        drop(executables);
-        // The same compile through the public entry point, then a first call of two graphs.
-        let compiled = model.compile(&sgn::CompileOptions::default().with_threads(1))?;
+        let options = sgn::CompileOptions::default().with_threads(1);
+        let mut times = Vec::with_capacity(repeats);
+        let mut compiled = None;
+        for _ in 0..repeats {
+            let start = Instant::now();
+            let model = Model::parse(&source)?;
+            let done = model.compile(&options)?;
+            times.push(ms_since(start));
+            compiled = Some((model, done));
+        }
+        times.sort_by(f64::total_cmp);
+        let (model, compiled) = compiled.expect("at least one run");
         let params = init_params(&model.params, 0)?;
         let mut batch = TensorMap::new();
         for name in ["x", "y"] {
@@ -122,15 +97,76 @@ fn main() -> sgn::Result<()> {
                     .expect("the shape holds the values"),
             );
         }
-        let stage = cpu_ms();
+        let stage = Instant::now();
         compiled.loss_and_grad(&params, &batch)?;
         compiled.loss(&params, &batch)?;
         let first_call_ms = ms_since(stage);
+        drop(compiled);
+        let stages = staged(&source)?;
+        let median = times[times.len() / 2];
         println!(
-            "| {depth} | {nodes} | {parse_ms:.0} | {derive_ms:.0} | {:.0} | {extract_ms:.0} | {jit_ms:.0} | {compile_ms:.0} | {compile_wall_ms:.0} | {:.0} | {first_call_ms:.0} |",
-            simplify_ms - extract_ms,
-            compile_ms * 1e3 / depth as f64
+            "| {depth} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {median:.0} | {:.0} | {:.0} | {first_call_ms:.0} |",
+            stages.nodes,
+            stages.parse,
+            stages.derive,
+            stages.simplify - stages.extract,
+            stages.extract,
+            stages.jit,
+            times[0],
+            median * 1e3 / depth as f64
         );
     }
     Ok(())
+}
+
+/// Wall milliseconds of each stage of one compile, and the nodes of the graphs it JITs.
+struct Stages {
+    nodes: usize,
+    parse: f64,
+    derive: f64,
+    simplify: f64,
+    extract: f64,
+    jit: f64,
+}
+
+/// The stages of [`Model::compile`], run one by one.
+fn staged(source: &str) -> sgn::Result<Stages> {
+    let stage = Instant::now();
+    let model = Model::parse(source)?;
+    let parse = ms_since(stage);
+    let stage = Instant::now();
+    let derived = model.derive()?;
+    let derive = ms_since(stage);
+    let stage = Instant::now();
+    let (optimized, reports) = optimize_derived(&derived, &RewriteOptions::default())?;
+    let graphs = optimized.split();
+    let simplify = ms_since(stage);
+    let extract = reports
+        .iter()
+        .flat_map(|(_, r)| &r.phases)
+        .filter(|p| p.name == "extract")
+        .map(|p| p.ms)
+        .sum();
+    let stage = Instant::now();
+    let all = GraphName::ALL.map(|name| graphs.get(name));
+    let executables = compile_backends(
+        &all,
+        BackendKind::Jit,
+        &JitOptions::default().with_threads(1),
+    )?;
+    let jit = ms_since(stage);
+    drop(executables);
+    Ok(Stages {
+        nodes: all.iter().map(|g| g.nodes().len()).sum(),
+        parse,
+        derive,
+        simplify,
+        extract,
+        jit,
+    })
+}
+
+/// Milliseconds since `start`.
+fn ms_since(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1e3
 }

@@ -1,7 +1,7 @@
 //! A compiled model: its derived graphs behind a small, named-tensor API.
 
 use crate::autodiff::{Derivatives, DerivedGraphs, GraphName, Signature, Slot, derive};
-use crate::codegen::{Backend, BackendKind, JitOptions, compile_backend};
+use crate::codegen::{Backend, BackendKind, JitOptions, compile_backends};
 use crate::ir::store::{TensorMap, check_args};
 use crate::ir::{Arg, Bindings, DType, Tensor};
 use crate::rewrite::{
@@ -169,12 +169,14 @@ impl Model {
             (derived, Vec::new())
         };
         let graphs = derived.split();
-        let executables = GraphName::ALL
-            .iter()
-            .map(|&name| {
-                compile_backend(graphs.get(name), options.backend, &options.jit).map(Arc::from)
-            })
-            .collect::<crate::codegen::Result<Vec<_>>>()?;
+        let executables = compile_backends(
+            &GraphName::ALL.map(|name| graphs.get(name)),
+            options.backend,
+            &options.jit,
+        )?
+        .into_iter()
+        .map(Arc::from)
+        .collect();
         let slots = GraphName::ALL
             .iter()
             .map(|&name| graphs.signature.arg_slots(graphs.get(name)))

@@ -13,7 +13,7 @@
 
 use super::split::{Cut, extract, residuals};
 use super::{AdError, jvp, transpose};
-use crate::ir::{ArgRole, Graph, NodeId, TensorType};
+use crate::ir::{Arg, ArgRole, Graph, NodeId, TensorType};
 
 /// One parameter of a model: its name in the model and its type.
 #[derive(Clone, Debug, PartialEq)]
@@ -378,11 +378,13 @@ fn split_gv(gv: &Graph) -> (Graph, Graph) {
         .partition(|c| c.role == ArgRole::Direction);
     let v: Vec<NodeId> = directions.iter().map(|c| c.node).collect();
     let mut taken = rustc_hash::FxHashSet::default();
+    let arg_at: rustc_hash::FxHashMap<NodeId, &Arg> =
+        gv.args().iter().map(|a| (a.node, a)).collect();
     let residual_cuts: Vec<Cut> = residuals(gv, &v)
         .into_iter()
         .enumerate()
         .map(|(k, node)| {
-            let argument = gv.args().iter().find(|a| a.node == node);
+            let argument = arg_at.get(&node);
             let mut name = match (argument, gv.label(node)) {
                 (Some(arg), _) => arg.name.clone(),
                 (None, Some(label)) => label.to_string(),

@@ -6,7 +6,6 @@ use super::sizes::Size;
 pub use crate::ir::ReduceKind;
 use crate::ir::op::{Extent, F64Bits, ImageKernel};
 use crate::ir::{BinaryOp, DType, UnaryOp};
-use rustc_hash::FxHashSet;
 use std::fmt;
 
 /// Index of a buffer in [`Program::buffers`].
@@ -248,23 +247,28 @@ impl Program {
     /// another thread may still be writing, or writes what another may still be reading or
     /// writing. (Arena reuse needs none: see [`Program::arena_lifetimes`].)
     pub fn barriers(&self) -> Vec<bool> {
-        // Sets: a run without a barrier can be as long as the program.
-        let mut read: FxHashSet<BufferId> = FxHashSet::default();
-        let mut written: FxHashSet<BufferId> = FxHashSet::default();
+        // The barrier-free run (numbered from 1) in which each buffer was last read and last
+        // written: a new run forgets the old one's accesses in O(1).
+        let mut read_in = vec![0; self.buffers.len()];
+        let mut written_in = vec![0; self.buffers.len()];
+        let mut run = 1;
         let mut barriers = Vec::with_capacity(self.steps.len());
         for i in 0..self.steps.len() {
             let (reads, writes) = self.step_buffers(i);
-            let needed = reads.iter().any(|b| written.contains(b))
+            let needed = reads.iter().any(|&b| written_in[b] == run)
                 || writes
                     .iter()
-                    .any(|b| written.contains(b) || read.contains(b));
+                    .any(|&b| written_in[b] == run || read_in[b] == run);
             if needed {
-                read.clear();
-                written.clear();
+                run += 1;
             }
             barriers.push(needed);
-            read.extend(reads);
-            written.extend(writes);
+            for b in reads {
+                read_in[b] = run;
+            }
+            for b in writes {
+                written_in[b] = run;
+            }
         }
         barriers
     }

@@ -327,7 +327,7 @@ impl Scheduler<'_> {
         if let Some(&e) = self.kernel(step).exprs_of.get(&id) {
             return e;
         }
-        let e = match self.val(id).clone() {
+        let e = match *self.val(id) {
             Val::Uniform => self.uniform_expr(step, id),
             Val::Fused { step: s, expr } if s == step => expr,
             Val::Fused { .. } | Val::Stored(_) => {
@@ -428,15 +428,16 @@ impl Scheduler<'_> {
     }
 
     fn lower(&mut self, id: NodeId) -> Val {
-        let node = self.graph.node(id);
-        let inputs = node.inputs.clone();
-        let shape = node.ty.shape.0.clone();
+        let graph = self.graph;
+        let node = graph.node(id);
+        let inputs = &node.inputs;
+        let shape = &node.ty.shape.0;
         let x = inputs.first().copied();
         let operand_val = |s: &Self| s.val(x.expect("the op has an operand")).clone();
         match &node.op {
             Op::Leaf(Leaf::Arg(index)) => {
-                let b = self.new_buffer(BufferKind::Arg(*index), Size::product(&shape));
-                Val::Stored(View::contiguous(b, &shape))
+                let b = self.new_buffer(BufferKind::Arg(*index), Size::product(shape));
+                Val::Stored(View::contiguous(b, shape))
             }
             Op::Leaf(Leaf::Const(_) | Leaf::DimSize(_)) => Val::Uniform,
             Op::Elementwise(Elementwise::StopGradient) => operand_val(self),
@@ -445,7 +446,7 @@ impl Scheduler<'_> {
             Op::MatMul(m) => {
                 self.lower_matmul(id, inputs[0], inputs[1], m.transpose_a, m.transpose_b)
             }
-            Op::Layout(Layout::Concat { axis }) => self.lower_concat(&inputs, *axis, &shape),
+            Op::Layout(Layout::Concat { axis }) => self.lower_concat(inputs, *axis, shape),
             Op::Conv(Conv::MaxPool2d { kernel, window }) => {
                 self.lower_max_pool(id, *kernel, *window)
             }
@@ -457,14 +458,14 @@ impl Scheduler<'_> {
                 }
                 let view = self.as_view(x);
                 Val::Stored(match layout {
-                    Layout::Broadcast { .. } => view.broadcast(&shape),
+                    Layout::Broadcast { .. } => view.broadcast(shape),
                     Layout::Transpose { perm } => view.transpose(perm),
                     Layout::Slice { axis, start, .. } => view.slice(*axis, start, &shape[*axis]),
-                    Layout::Reshape { .. } => match view.reshape(&shape) {
+                    Layout::Reshape { .. } => match view.reshape(shape) {
                         Some(v) => v,
                         None => self
                             .copy_of(&view)
-                            .reshape(&shape)
+                            .reshape(shape)
                             .expect("a row-major array reshapes without copying"),
                     },
                     Layout::Concat { .. } => unreachable!("lowered above"),
@@ -474,29 +475,25 @@ impl Scheduler<'_> {
     }
 
     fn lower_elementwise(&mut self, id: NodeId) -> Val {
-        let node = self.graph.node(id);
-        let inputs = node.inputs.clone();
-        let op = node.op.clone();
-        let vals: Vec<Val> = inputs.iter().map(|&x| self.val(x).clone()).collect();
-        if vals.iter().all(|v| matches!(v, Val::Uniform)) {
+        let graph = self.graph;
+        let node = graph.node(id);
+        let inputs = &node.inputs;
+        if inputs.iter().all(|&x| matches!(self.val(x), Val::Uniform)) {
             return Val::Uniform;
         }
-        let latest = vals
+        let latest = inputs
             .iter()
-            .filter_map(|v| match v {
+            .filter_map(|&x| match self.val(x) {
                 Val::Fused { step, .. } => Some(*step),
                 _ => None,
             })
             .max();
         let step = match latest {
-            Some(step) if vals.iter().all(|v| self.ready_for(v, step)) => step,
-            _ => {
-                let shape = self.shape(id).0.clone();
-                self.new_kernel(&shape)
-            }
+            Some(step) if inputs.iter().all(|&x| self.ready_for(self.val(x), step)) => step,
+            _ => self.new_kernel(&node.ty.shape.0),
         };
         let operands: Vec<ExprId> = inputs.iter().map(|&x| self.operand_expr(step, x)).collect();
-        let Op::Elementwise(e) = &op else {
+        let Op::Elementwise(e) = &node.op else {
             unreachable!("elementwise ops only")
         };
         let expr = elementwise_expr(e, &operands).expect("stop_gradient is lowered as its operand");

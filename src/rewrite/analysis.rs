@@ -83,14 +83,14 @@ pub fn ir_op(egraph: &EGraph, node: &ENode) -> Option<(Op, Vec<Id>)> {
 /// does not (the rule that asked does not fire). Leaves are added with [`add_const`] and
 /// [`add_dim_size`] instead.
 pub fn add_op(egraph: &mut EGraph, op: Op, operands: &[Id]) -> Option<Id> {
-    let types: Vec<TensorType> = operands
+    let types: Vec<&TensorType> = operands
         .iter()
         .map(|&x| match &egraph[x].data {
-            Data::Tensor(f) => Some(f.ty.clone()),
+            Data::Tensor(f) => Some(&f.ty),
             Data::Params(_) => None,
         })
         .collect::<Option<_>>()?;
-    op.infer_type(&types.iter().collect::<Vec<_>>()).ok()?;
+    op.infer_type(&types).ok()?;
     let mut children = Vec::with_capacity(operands.len() + 1);
     if op.has_params() {
         children.push(egraph.add(ENode::Params(op.clone())));

@@ -215,41 +215,44 @@ impl Loaded {
         let mut visiting: FxHashSet<Id> = FxHashSet::default();
         let roots: Vec<Id> = outputs.iter().map(|(_, r)| self.egraph.find(*r)).collect();
         // Post-order without recursion: a class is built once its operands are.
-        let mut stack: Vec<(Id, bool)> = roots.iter().rev().map(|&r| (r, false)).collect();
-        while let Some((class, operands_done)) = stack.pop() {
-            if built.contains_key(&class) {
-                continue;
-            }
-            let node = choice(class);
-            let (op, operands) = ir_op(&self.egraph, node).expect("tensor classes are chosen");
-            let operands: Vec<Id> = operands.iter().map(|&x| self.egraph.find(x)).collect();
-            if !operands_done {
-                assert!(visiting.insert(class), "the chosen e-nodes form a cycle");
-                stack.push((class, true));
-                stack.extend(
-                    operands
+        enum Visit {
+            Enter(Id),
+            Build(Id, Op, Vec<Id>),
+        }
+        let mut stack: Vec<Visit> = roots.iter().rev().map(|&r| Visit::Enter(r)).collect();
+        while let Some(visit) = stack.pop() {
+            let (class, op, operands) = match visit {
+                Visit::Enter(class) => {
+                    if built.contains_key(&class) {
+                        continue;
+                    }
+                    let (op, operands) =
+                        ir_op(&self.egraph, choice(class)).expect("tensor classes are chosen");
+                    let operands: Vec<Id> = operands.iter().map(|&x| self.egraph.find(x)).collect();
+                    assert!(visiting.insert(class), "the chosen e-nodes form a cycle");
+                    let unbuilt: Vec<Visit> = operands
                         .iter()
                         .filter(|x| !built.contains_key(x))
-                        .map(|&x| (x, false)),
-                );
-                continue;
-            }
+                        .map(|&x| Visit::Enter(x))
+                        .collect();
+                    stack.push(Visit::Build(class, op, operands));
+                    stack.extend(unbuilt);
+                    continue;
+                }
+                Visit::Build(class, op, operands) => (class, op, operands),
+            };
             let origin = origins.get(&class).cloned().unwrap_or_default();
             out.set_span(origin.span);
-            let dtype = facts(&self.egraph, class).ty.dtype;
+            let ty = &facts(&self.egraph, class).ty;
             let id = match op {
                 Op::Leaf(Leaf::Arg(i)) => {
                     args[i].expect("the extraction uses only the graph's arguments")
                 }
-                Op::Leaf(Leaf::Const(c)) => out.constant(c.get(), dtype),
-                Op::Leaf(Leaf::DimSize(d)) => out.dim_size(&d, dtype),
-                op => {
-                    let inputs: Vec<NodeId> = operands.iter().map(|x| built[x]).collect();
-                    out.apply(op, &inputs)
-                        .expect("the e-graph types every chosen node")
-                }
+                Op::Leaf(Leaf::Const(c)) => out.constant(c.get(), ty.dtype),
+                Op::Leaf(Leaf::DimSize(d)) => out.dim_size(&d, ty.dtype),
+                // The analysis typed the class with the op's own shape rule.
+                op => out.intern(op, operands.iter().map(|x| built[x]).collect(), ty.clone()),
             };
-            debug_assert_eq!(out.ty(id), &facts(&self.egraph, class).ty);
             if let Some(label) = &origin.label {
                 out.set_label(id, label);
             }

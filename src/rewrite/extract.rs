@@ -86,7 +86,7 @@ impl<'e> Extractor<'e> {
             .iter()
             .map(|&r| dag.index[&self.egraph.find(r)])
             .collect();
-        let (choice, tree_cost) = dag.tree_seed(args);
+        let (choice, tree_cost) = dag.tree_seed(args, &roots);
         assert!(
             roots.iter().all(|&r| tree_cost[r].is_finite()),
             "every root is extractable: it holds the node it was loaded from"
@@ -207,16 +207,18 @@ impl Dag {
     }
 
     /// The cheapest choice by tree cost, and each class's tree cost (infinite when the class
-    /// cannot be extracted from the arguments `args` allows). A class is settled in order of
+    /// cannot be extracted from the arguments `args` allows, or when no e-node of the roots'
+    /// classes reaches it: the graphs loaded with the roots' own are none of its business). A class is settled in order of
     /// cost and a node is considered only once all its children are settled, so the choice is
     /// acyclic whatever the rounding.
-    fn tree_seed(&self, args: &[bool]) -> (Vec<usize>, Vec<f64>) {
+    fn tree_seed(&self, args: &[bool], roots: &[usize]) -> (Vec<usize>, Vec<f64>) {
         let n = self.classes.len();
         let mut parents: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
-        let mut waiting: Vec<Vec<usize>> = Vec::with_capacity(n);
+        let mut waiting: Vec<Vec<usize>> = vec![Vec::new(); n];
         let mut queue = BinaryHeap::new();
-        for (class, candidates) in self.candidates.iter().enumerate() {
-            waiting.push(candidates.iter().map(|c| c.children.len()).collect());
+        for class in self.closure(roots) {
+            let candidates = &self.candidates[class];
+            waiting[class] = candidates.iter().map(|c| c.children.len()).collect();
             for (k, candidate) in candidates.iter().enumerate() {
                 for &child in &candidate.children {
                     parents[child].push((class, k));
@@ -247,6 +249,24 @@ impl Dag {
             }
         }
         (choice, best)
+    }
+
+    /// The classes the roots reach through any of their e-nodes.
+    fn closure(&self, roots: &[usize]) -> Vec<usize> {
+        let mut entered = vec![false; self.classes.len()];
+        let mut order = Vec::new();
+        let mut stack: Vec<usize> = roots.to_vec();
+        while let Some(class) = stack.pop() {
+            if entered[class] {
+                continue;
+            }
+            entered[class] = true;
+            order.push(class);
+            for candidate in &self.candidates[class] {
+                stack.extend(&candidate.children);
+            }
+        }
+        order
     }
 
     /// The classes the roots reach under `choice`, parents before children.

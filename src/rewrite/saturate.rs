@@ -150,7 +150,13 @@ fn lhs_height(rule: &Rewrite) -> usize {
 
 /// The matches of `rule` in the whole e-graph.
 fn search_all<'a>(rule: &'a Rewrite, egraph: &EGraph) -> Vec<SearchMatches<'a, ENode>> {
-    match rare_roots(rule, egraph) {
+    let root_classes = match pattern(rule).last() {
+        Some(ENodeOrVar::ENode(root)) => egraph
+            .classes_for_op(&root.discriminant())
+            .map_or(0, |classes| classes.len()),
+        _ => egraph.number_of_classes(),
+    };
+    match rare_roots(rule, egraph, root_classes) {
         Some(roots) => search_classes(rule, egraph, roots.iter()),
         None => rule.search(egraph),
     }
@@ -162,16 +168,20 @@ fn search_in<'a>(
     egraph: &EGraph,
     classes: &FxHashMap<ENode, Vec<Id>>,
 ) -> Vec<SearchMatches<'a, ENode>> {
-    let candidates: Box<dyn Iterator<Item = &Id>> = match pattern(rule).last() {
+    let candidates: Vec<&Id> = match pattern(rule).last() {
         Some(ENodeOrVar::ENode(root)) => match classes.get(&root.discriminant()) {
-            Some(ids) => Box::new(ids.iter()),
+            Some(ids) => ids.iter().collect(),
             None => return Vec::new(),
         },
-        _ => Box::new(classes.values().flatten()),
+        _ => classes.values().flatten().collect(),
     };
-    match rare_roots(rule, egraph) {
-        Some(roots) => search_classes(rule, egraph, candidates.filter(|c| roots.contains(c))),
-        None => search_classes(rule, egraph, candidates),
+    match rare_roots(rule, egraph, candidates.len()) {
+        Some(roots) => search_classes(
+            rule,
+            egraph,
+            candidates.into_iter().filter(|c| roots.contains(c)),
+        ),
+        None => search_classes(rule, egraph, candidates.into_iter()),
     }
 }
 
@@ -196,11 +206,12 @@ fn pattern(rule: &Rewrite) -> &[ENodeOrVar<ENode>] {
         .as_ref()
 }
 
-/// Where `rule` can match when an operator below its root is rarer in the e-graph than the root's
-/// (a `neg` under a `matmul`): the ancestors, as many levels up as that operator sits below the
-/// root, of the classes holding it — a superset of the classes a match can be rooted in. `None`
-/// when the root's operator is the rarest (every class holding it is a candidate).
-fn rare_roots(rule: &Rewrite, egraph: &EGraph) -> Option<FxHashSet<Id>> {
+/// Where `rule` can match when an operator below its root is rare in the e-graph (a `neg` under
+/// a `matmul`): the ancestors, as many levels up as that operator sits below the root, of the
+/// classes holding it — a superset of the classes a match can be rooted in. `None` unless fewer
+/// than a quarter of `candidates` (the classes that would be searched otherwise) hold it: the
+/// walk up is not free.
+fn rare_roots(rule: &Rewrite, egraph: &EGraph, candidates: usize) -> Option<FxHashSet<Id>> {
     let nodes = pattern(rule);
     // Children come before their parents in a pattern, the root last.
     let mut depth = vec![0; nodes.len()];
@@ -213,9 +224,6 @@ fn rare_roots(rule: &Rewrite, egraph: &EGraph) -> Option<FxHashSet<Id>> {
     }
     let holding = |node: &ENode| egraph.classes_for_op(&node.discriminant());
     let count = |node: &ENode| holding(node).map_or(0, |classes| classes.len());
-    let ENodeOrVar::ENode(root) = nodes.last()? else {
-        return None;
-    };
     let (rarest, levels) = nodes
         .iter()
         .zip(&depth)
@@ -224,7 +232,7 @@ fn rare_roots(rule: &Rewrite, egraph: &EGraph) -> Option<FxHashSet<Id>> {
             _ => None,
         })
         .min_by_key(|(node, _)| count(node))?;
-    if count(rarest) >= count(root) {
+    if 4 * count(rarest) >= candidates {
         return None;
     }
     let mut frontier: FxHashSet<Id> = holding(rarest).into_iter().flatten().collect();
