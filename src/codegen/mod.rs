@@ -267,7 +267,7 @@ pub fn compile_backend(
 /// }
 /// let graphs: Vec<&Graph> = graphs.iter().collect();
 /// let compiled = compile_backends(&graphs, BackendKind::Jit, &JitOptions::default())?;
-/// let x = Tensor::from_f64(DType::F64, &[2], vec![0.0, 1.0])?;
+/// let x = Tensor::from_f64(DType::F64, &[2], vec![0.0, 1.0]).expect("two values");
 /// assert_eq!(compiled[1].run(&[x])?[0].to_f64_vec(), vec![1.0, 1f64.exp()]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -279,41 +279,13 @@ pub fn compile_backends(
     kind: BackendKind,
     options: &JitOptions,
 ) -> Result<Vec<Box<dyn Backend>>> {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    // Largest first, so that the last graph a thread starts is a small one.
-    let mut order: Vec<usize> = (0..graphs.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(graphs[i].nodes().len()));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<Mutex<Option<Result<Box<dyn Backend>>>>> =
-        graphs.iter().map(|_| Mutex::new(None)).collect();
-    let work = || {
-        loop {
-            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(&i) = order.get(k) else { break };
-            let compiled = compile_backend(graphs[i], kind, options);
-            *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(compiled);
-        }
-    };
-    std::thread::scope(|scope| {
-        for _ in 1..cores.min(graphs.len()) {
-            // A helper the OS refuses to start only leaves more work to the others.
-            if std::thread::Builder::new()
-                .spawn_scoped(scope, work)
-                .is_err()
-            {
-                break;
-            }
-        }
-        work();
-    });
-    results
-        .into_iter()
-        .map(|slot| {
-            slot.into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .expect("every graph was compiled")
-        })
-        .collect()
+    crate::ir::parallel::map(
+        graphs,
+        |g| g.nodes().len(),
+        |g| compile_backend(g, kind, options),
+    )
+    .into_iter()
+    .collect()
 }
 
 /// The reference interpreter as a [`Backend`].

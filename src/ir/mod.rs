@@ -18,6 +18,7 @@ pub mod init;
 pub mod interp;
 pub mod memory;
 pub mod op;
+pub mod parallel;
 pub mod shape;
 pub mod store;
 pub mod tensor;

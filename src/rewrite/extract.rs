@@ -79,9 +79,9 @@ impl<'e> Extractor<'e> {
     /// Chooses one e-node per class reachable from `roots`, reading only the arguments `args`
     /// allows (by index; arguments past its end are allowed), within `budget` for the local
     /// search.
-    pub fn extract(&mut self, roots: &[Id], args: &[bool], budget: Duration) -> Extraction {
+    pub fn extract(&self, roots: &[Id], args: &[bool], budget: Duration) -> Extraction {
         let start = Instant::now();
-        let dag = &mut self.dag;
+        let dag = &self.dag;
         let roots: Vec<usize> = roots
             .iter()
             .map(|&r| dag.index[&self.egraph.find(r)])
@@ -94,7 +94,7 @@ impl<'e> Extractor<'e> {
         let seed_cost = dag
             .cost(&choice, &roots)
             .expect("the tree seed is acyclic by construction");
-        let mut search = LocalSearch::new(&*dag, choice, &tree_cost, &roots, args);
+        let mut search = LocalSearch::new(dag, choice, &tree_cost, &roots, args);
         let mut passes = 0;
         let converged = loop {
             passes += 1;
@@ -133,16 +133,11 @@ impl<'e> Extractor<'e> {
     }
 }
 
-/// The e-graph flattened into indexed classes and candidates, with scratch space for DAG walks.
+/// The e-graph flattened into indexed classes and candidates.
 struct Dag {
     classes: Vec<Id>,
     index: FxHashMap<Id, usize>,
     candidates: Vec<Vec<Candidate>>,
-    /// Walk stamps: `entered[c] == stamp` once the walk reached `c`, `finished[c] == stamp` once
-    /// all of `c`'s children are done (entered but not finished means on the current path).
-    entered: Vec<u32>,
-    finished: Vec<u32>,
-    stamp: u32,
 }
 
 /// An f64 ordered by `total_cmp`, for the priority queue.
@@ -195,14 +190,10 @@ impl Dag {
                     .collect()
             })
             .collect();
-        let n = classes.len();
         Dag {
             classes,
             index,
             candidates,
-            entered: vec![0; n],
-            finished: vec![0; n],
-            stamp: 0,
         }
     }
 
@@ -213,15 +204,35 @@ impl Dag {
     /// acyclic whatever the rounding.
     fn tree_seed(&self, args: &[bool], roots: &[usize]) -> (Vec<usize>, Vec<f64>) {
         let n = self.classes.len();
-        let mut parents: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
-        let mut waiting: Vec<Vec<usize>> = vec![Vec::new(); n];
-        let mut queue = BinaryHeap::new();
-        for class in self.closure(roots) {
-            let candidates = &self.candidates[class];
-            waiting[class] = candidates.iter().map(|c| c.children.len()).collect();
-            for (k, candidate) in candidates.iter().enumerate() {
+        let scope = self.closure(roots);
+        // Flat arrays, not a vector per class: this runs once per graph over a shared e-graph.
+        // Candidate `k` of class `c` is number `first[c] + k`; it waits for `waiting[…]` children.
+        let mut first = vec![0; n];
+        let mut candidates = 0;
+        // The (class, k) e-nodes having each class as a child: `users[starts[c]..starts[c + 1]]`.
+        let mut starts = vec![0; n + 1];
+        for &class in &scope {
+            first[class] = candidates;
+            candidates += self.candidates[class].len();
+            for candidate in &self.candidates[class] {
                 for &child in &candidate.children {
-                    parents[child].push((class, k));
+                    starts[child + 1] += 1;
+                }
+            }
+        }
+        for c in 0..n {
+            starts[c + 1] += starts[c];
+        }
+        let mut users = vec![(0, 0); starts[n]];
+        let mut filled = starts.clone();
+        let mut waiting = vec![0; candidates];
+        let mut queue = BinaryHeap::new();
+        for &class in &scope {
+            for (k, candidate) in self.candidates[class].iter().enumerate() {
+                waiting[first[class] + k] = candidate.children.len();
+                for &child in &candidate.children {
+                    users[filled[child]] = (class, k);
+                    filled[child] += 1;
                 }
                 if candidate.children.is_empty() && candidate.allowed(args) {
                     queue.push(Reverse((Cost(candidate.cost), class, k)));
@@ -236,9 +247,10 @@ impl Dag {
             }
             best[class] = cost;
             choice[class] = k;
-            for &(parent, pk) in &parents[class] {
-                waiting[parent][pk] -= 1;
-                if waiting[parent][pk] == 0 && !best[parent].is_finite() {
+            for &(parent, pk) in &users[starts[class]..starts[class + 1]] {
+                let wait = &mut waiting[first[parent] + pk];
+                *wait -= 1;
+                if *wait == 0 && !best[parent].is_finite() {
                     let candidate = &self.candidates[parent][pk];
                     let total = candidate
                         .children
@@ -287,34 +299,35 @@ impl Dag {
 
     /// The DAG cost of `choice` from `roots`: each reachable class's chosen node once. `None` if
     /// the choice has a cycle.
-    fn cost(&mut self, choice: &[usize], roots: &[usize]) -> Option<f64> {
-        self.stamp += 1;
-        let stamp = self.stamp;
+    fn cost(&self, choice: &[usize], roots: &[usize]) -> Option<f64> {
+        let n = self.classes.len();
+        // Entered but not finished: on the current path.
+        let (mut entered, mut finished) = (vec![false; n], vec![false; n]);
         let mut total = 0.0;
         // (class, next child to visit)
         let mut stack: Vec<(usize, usize)> = Vec::new();
         for &root in roots {
-            if self.entered[root] == stamp {
+            if entered[root] {
                 continue;
             }
-            self.entered[root] = stamp;
+            entered[root] = true;
             stack.push((root, 0));
             while let Some((class, next)) = stack.pop() {
                 let candidate = &self.candidates[class][choice[class]];
                 match candidate.children.get(next) {
                     Some(&child) => {
                         stack.push((class, next + 1));
-                        if self.entered[child] == stamp {
-                            if self.finished[child] != stamp {
+                        if entered[child] {
+                            if !finished[child] {
                                 return None;
                             }
                             continue;
                         }
-                        self.entered[child] = stamp;
+                        entered[child] = true;
                         stack.push((child, 0));
                     }
                     None => {
-                        self.finished[class] = stamp;
+                        finished[class] = true;
                         total += candidate.cost;
                     }
                 }

@@ -249,43 +249,52 @@ pub fn optimize_together(
             ms: start.elapsed().as_secs_f64() * 1e3,
         });
     }
-    let mut extractor = extract::Extractor::new(&loaded.egraph, batch);
-    let mut optimized = Vec::with_capacity(graphs.len());
-    let mut reports = Vec::with_capacity(graphs.len());
-    for (which, graph) in graphs.iter().enumerate() {
-        let start = Instant::now();
-        let extraction = extractor.extract(
-            &loaded.graph_roots(which),
-            &loaded.args_of(graph),
-            options.extraction_time,
-        );
-        let result = loaded.to_graph(which, graph, |class| &extraction.choice[&class]);
-        let mut report = RewriteReport {
-            phases: phases.clone(),
-        };
-        report.phases.push(PhaseStats {
-            name: "extract".to_string(),
-            iterations: extraction.passes,
-            egraph_nodes: loaded.egraph.total_number_of_nodes(),
-            stop_reason: if extraction.converged {
-                "converged".to_string()
-            } else {
-                "time limit".to_string()
-            },
-            ms: start.elapsed().as_secs_f64() * 1e3,
-        });
-        for (before, after) in graph.outputs().iter().zip(result.outputs()) {
-            let (was, is) = (graph.ty(before.node), result.ty(after.node));
-            if was != is {
-                return Err(Error::Eval(format!(
-                    "optimizing graph '{}' changed output '{}' from {was} to {is} (a bug in a rewrite rule)",
-                    graph.name, before.name
-                )));
+    let extractor = extract::Extractor::new(&loaded.egraph, batch);
+    let which: Vec<usize> = (0..graphs.len()).collect();
+    // Each graph is extracted and rebuilt on its own: several at once on a multi-core machine.
+    let results = crate::ir::parallel::map(
+        &which,
+        |&k| graphs[k].nodes().len(),
+        |&k| -> Result<(Graph, RewriteReport)> {
+            let graph = graphs[k];
+            let start = Instant::now();
+            let extraction = extractor.extract(
+                &loaded.graph_roots(k),
+                &loaded.args_of(graph),
+                options.extraction_time,
+            );
+            let result = loaded.to_graph(k, graph, |class| &extraction.choice[&class]);
+            let mut report = RewriteReport {
+                phases: phases.clone(),
+            };
+            report.phases.push(PhaseStats {
+                name: "extract".to_string(),
+                iterations: extraction.passes,
+                egraph_nodes: loaded.egraph.total_number_of_nodes(),
+                stop_reason: if extraction.converged {
+                    "converged".to_string()
+                } else {
+                    "time limit".to_string()
+                },
+                ms: start.elapsed().as_secs_f64() * 1e3,
+            });
+            for (before, after) in graph.outputs().iter().zip(result.outputs()) {
+                let (was, is) = (graph.ty(before.node), result.ty(after.node));
+                if was != is {
+                    return Err(Error::Eval(format!(
+                        "optimizing graph '{}' changed output '{}' from {was} to {is} (a bug in a rewrite rule)",
+                        graph.name, before.name
+                    )));
+                }
             }
-        }
-        optimized.push(result);
-        reports.push(report);
-    }
+            Ok((result, report))
+        },
+    );
+    let (optimized, reports) = results
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
     Ok((optimized, reports))
 }
 
