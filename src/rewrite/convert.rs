@@ -23,8 +23,9 @@ pub struct Loaded {
     /// The e-graph's arguments: those of all graphs, an argument of the same name and type
     /// counted once. `Leaf::Arg(i)` in the e-graph is `args[i]`.
     args: Vec<(String, TensorType)>,
-    /// A source position and a name for classes that hold a node that had them.
-    origins: FxHashMap<Id, Origin>,
+    /// A source position and a name for classes that hold a node that had them, in the order
+    /// the classes were loaded.
+    origins: Vec<(Id, Origin)>,
 }
 
 /// Where a class's value came from: for error messages and for names a reader can follow.
@@ -67,7 +68,8 @@ impl Loaded {
             changed: Vec::new(),
         };
         let mut egraph = EGraph::new(analysis);
-        let mut origins: FxHashMap<Id, Origin> = FxHashMap::default();
+        let mut origins: Vec<(Id, Origin)> = Vec::new();
+        let mut origin_of: FxHashMap<Id, usize> = FxHashMap::default();
         let mut roots = Vec::new();
         let mut graph_roots = vec![0];
         for (graph, arg_index) in graphs.iter().zip(&arg_index) {
@@ -98,7 +100,11 @@ impl Loaded {
                             .expect("a graph's nodes type-check")
                     }
                 };
-                let origin = origins.entry(class).or_default();
+                let at = *origin_of.entry(class).or_insert_with(|| {
+                    origins.push((class, Origin::default()));
+                    origins.len() - 1
+                });
+                let origin = &mut origins[at].1;
                 origin.span = origin.span.or(graph.origin(id));
                 if origin.label.is_none() {
                     origin.label = graph.label(id).map(Arc::from);
@@ -199,13 +205,11 @@ impl Loaded {
             .into_iter()
             .map(|i| i.map(|i| source_args[i]))
             .collect();
-        // In class order (the order the graph's nodes were loaded in), so that of the origins of
-        // merged classes the earliest node's wins, run after run.
-        let mut loaded: Vec<(&Id, &Origin)> = self.origins.iter().collect();
-        loaded.sort_by_key(|(class, _)| **class);
+        // In the order the graphs' nodes were loaded in, so that of the origins of merged classes
+        // the earliest node's wins, run after run.
         let mut origins: FxHashMap<Id, Origin> = FxHashMap::default();
-        for (&class, origin) in loaded {
-            let merged = origins.entry(self.egraph.find(class)).or_default();
+        for (class, origin) in &self.origins {
+            let merged = origins.entry(self.egraph.find(*class)).or_default();
             merged.span = merged.span.or(origin.span);
             if merged.label.is_none() {
                 merged.label.clone_from(&origin.label);

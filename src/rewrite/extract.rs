@@ -91,10 +91,8 @@ impl<'e> Extractor<'e> {
             roots.iter().all(|&r| tree_cost[r].is_finite()),
             "every root is extractable: it holds the node it was loaded from"
         );
-        let seed_cost = dag
-            .cost(&choice, &roots)
-            .expect("the tree seed is acyclic by construction");
         let mut search = LocalSearch::new(dag, choice, &tree_cost, &roots, args);
+        let seed_cost = search.cost;
         let mut passes = 0;
         let converged = loop {
             passes += 1;
@@ -114,10 +112,9 @@ impl<'e> Extractor<'e> {
                 break true;
             }
         };
+        // Kept up to date switch by switch (the cycle check keeps the choice acyclic).
+        let cost = search.cost;
         let choice = search.choice;
-        let cost = dag
-            .cost(&choice, &roots)
-            .expect("the local search keeps the choice acyclic");
         let choice = dag
             .reachable(&choice, &roots)
             .into_iter()
@@ -295,45 +292,6 @@ impl Dag {
             stack.extend(&self.candidates[class][choice[class]].children);
         }
         order
-    }
-
-    /// The DAG cost of `choice` from `roots`: each reachable class's chosen node once. `None` if
-    /// the choice has a cycle.
-    fn cost(&self, choice: &[usize], roots: &[usize]) -> Option<f64> {
-        let n = self.classes.len();
-        // Entered but not finished: on the current path.
-        let (mut entered, mut finished) = (vec![false; n], vec![false; n]);
-        let mut total = 0.0;
-        // (class, next child to visit)
-        let mut stack: Vec<(usize, usize)> = Vec::new();
-        for &root in roots {
-            if entered[root] {
-                continue;
-            }
-            entered[root] = true;
-            stack.push((root, 0));
-            while let Some((class, next)) = stack.pop() {
-                let candidate = &self.candidates[class][choice[class]];
-                match candidate.children.get(next) {
-                    Some(&child) => {
-                        stack.push((class, next + 1));
-                        if entered[child] {
-                            if !finished[child] {
-                                return None;
-                            }
-                            continue;
-                        }
-                        entered[child] = true;
-                        stack.push((child, 0));
-                    }
-                    None => {
-                        finished[class] = true;
-                        total += candidate.cost;
-                    }
-                }
-            }
-        }
-        Some(total)
     }
 }
 
