@@ -6,8 +6,10 @@
 
 use super::op::{BinaryOp, Leaf, Op, ShapeError, UnaryOp};
 use super::shape::{DType, Dim, Shape, TensorType};
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use rustc_hash::FxHasher;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// Index of a node in its graph's arena.
@@ -116,13 +118,28 @@ pub struct Graph {
     /// A name a reader can follow (the DSL value a node computes, or what was derived from
     /// one), where there is one.
     labels: Vec<Option<Arc<str>>>,
-    /// Hash-consing table of the first `interned_upto` nodes (all but arguments); the dtype is
-    /// part of the key only to keep f32 and f64 constants apart. It follows from the nodes, so
-    /// a copy starts without it and builds it when a node is added (most copies never are).
-    interned: FxHashMap<(Op, Vec<NodeId>, DType), NodeId>,
+    /// Hash-consing table of the first `interned_upto` nodes (all but arguments), keyed by op,
+    /// inputs and dtype (the dtype only keeps f32 and f64 constants apart) through the nodes
+    /// themselves. It follows from the nodes, so a copy starts without it and builds it when a
+    /// node is added (most copies never are).
+    interned: HashTable<NodeId>,
     interned_upto: usize,
     /// Span given to nodes created from now on.
     current_span: Option<Span>,
+}
+
+/// The hash-consing key of a node.
+fn intern_hash(op: &Op, inputs: &[NodeId], dtype: DType) -> u64 {
+    let mut hasher = FxHasher::default();
+    (op, inputs, dtype).hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Node {
+    /// True if this node has the hash-consing key `(op, inputs, dtype)`.
+    fn same_key(&self, op: &Op, inputs: &[NodeId], dtype: DType) -> bool {
+        self.op == *op && self.inputs == inputs && self.ty.dtype == dtype
+    }
 }
 
 impl Clone for Graph {
@@ -134,7 +151,7 @@ impl Clone for Graph {
             outputs: self.outputs.clone(),
             origins: self.origins.clone(),
             labels: self.labels.clone(),
-            interned: FxHashMap::default(),
+            interned: HashTable::new(),
             interned_upto: 0,
             current_span: self.current_span,
         }
@@ -403,21 +420,33 @@ impl Graph {
         if let Op::Leaf(Leaf::Arg(_)) = op {
             return self.push(op, inputs, ty);
         }
-        for (i, n) in self.nodes.iter().enumerate().skip(self.interned_upto) {
-            if !matches!(n.op, Op::Leaf(Leaf::Arg(_))) {
-                self.interned
-                    .entry((n.op.clone(), n.inputs.clone(), n.ty.dtype))
-                    .or_insert(NodeId(i as u32));
+        let nodes = &self.nodes;
+        let rehash = |id: &NodeId| {
+            let n = &nodes[id.index()];
+            intern_hash(&n.op, &n.inputs, n.ty.dtype)
+        };
+        for (i, n) in nodes.iter().enumerate().skip(self.interned_upto) {
+            if matches!(n.op, Op::Leaf(Leaf::Arg(_))) {
+                continue;
+            }
+            let hash = intern_hash(&n.op, &n.inputs, n.ty.dtype);
+            let same = |id: &NodeId| nodes[id.index()].same_key(&n.op, &n.inputs, n.ty.dtype);
+            if self.interned.find(hash, same).is_none() {
+                self.interned.insert_unique(hash, NodeId(i as u32), rehash);
             }
         }
-        let key = (op, inputs, ty.dtype);
-        if let Some(&id) = self.interned.get(&key) {
-            self.interned_upto = self.nodes.len();
+        self.interned_upto = nodes.len();
+        let hash = intern_hash(&op, &inputs, ty.dtype);
+        let same = |id: &NodeId| nodes[id.index()].same_key(&op, &inputs, ty.dtype);
+        if let Some(&id) = self.interned.find(hash, same) {
             return id;
         }
-        let (op, inputs, _) = key.clone();
         let id = self.push(op, inputs, ty);
-        self.interned.insert(key, id);
+        let nodes = &self.nodes;
+        self.interned.insert_unique(hash, id, |id: &NodeId| {
+            let n = &nodes[id.index()];
+            intern_hash(&n.op, &n.inputs, n.ty.dtype)
+        });
         self.interned_upto = self.nodes.len();
         id
     }
