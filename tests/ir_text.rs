@@ -967,3 +967,37 @@ proptest! {
         }
     }
 }
+
+/// A copy of a graph starts without the hash-consing table and rebuilds it when a node is
+/// added: adding a node equal to one the original had gives that node back, in the copy and in
+/// a dtype-converted copy, and a new node is still new.
+#[test]
+fn copies_hash_cons_like_the_original() {
+    let mut g = Graph::new("g");
+    let x = g.add_arg(
+        "x",
+        ArgRole::Input,
+        ty(DType::F32, vec![b(), Dim::fixed(3)]),
+    );
+    let e = g.unary(UnaryOp::Exp, x).unwrap();
+    let s = g.binary(BinaryOp::Add, e, x).unwrap();
+    let one = g.constant(1.0, DType::F32);
+    g.add_output("s", s);
+    for mut copy in [g.clone(), g.with_dtype(DType::F64)] {
+        let dtype = copy.ty(x).dtype;
+        assert_eq!(copy.unary(UnaryOp::Exp, x).unwrap(), e);
+        assert_eq!(copy.binary(BinaryOp::Add, e, x).unwrap(), s);
+        assert_eq!(copy.constant(1.0, dtype), one);
+        let len = copy.nodes().len();
+        let t = copy.unary(UnaryOp::Tanh, x).unwrap();
+        assert_eq!(t.index(), len, "a new node is appended");
+        assert_eq!(copy.unary(UnaryOp::Tanh, x).unwrap(), t, "and found again");
+        // An f64 constant is not the f32 one.
+        let other = if dtype == DType::F32 {
+            DType::F64
+        } else {
+            DType::F32
+        };
+        assert_ne!(copy.constant(1.0, other), one);
+    }
+}

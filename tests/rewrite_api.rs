@@ -9,8 +9,8 @@ use sgn::ir::interp::run;
 use sgn::ir::{ArgRole, BinaryOp, DType, Dim, Graph, Op, Shape, Tensor, TensorType};
 use sgn::rewrite::extract::extract;
 use sgn::rewrite::{
-    GraphStats, Loaded, Phase, PhaseLimits, RewriteOptions, graph_stats, optimize, stats_json,
-    stats_text,
+    GraphStats, Loaded, Phase, PhaseLimits, RewriteOptions, graph_stats, optimize,
+    optimize_together, stats_json, stats_text,
 };
 use std::time::Duration;
 
@@ -334,5 +334,65 @@ fn incremental_saturation_reaches_the_fixpoint_of_a_full_search_every_iteration(
                 assert_eq!(partition(a, loaded_ids), partition(b, loaded_ids), "{what}");
             }
         }
+    }
+}
+
+/// Graphs optimized together share one e-graph, where rewriting one can merge its classes with
+/// the other's: here `b`'s output `(z − z) + tanh(x @ w)` becomes `tanh(x @ w)`, the class of
+/// `a`'s output, which then also holds an e-node reading `z`, an argument `a` does not have.
+/// Each graph must come back with its own signature, reading only its own arguments, with the
+/// values it had, and the shared value computed once in each.
+#[test]
+fn graphs_optimized_together_keep_their_own_arguments_and_values() {
+    let mut a = Graph::new("a");
+    let x = a.add_arg("x", ArgRole::Input, ty(fixed(&[3, 4])));
+    let w = a.add_arg("w", ArgRole::Param, ty(fixed(&[4, 2])));
+    let h = a.matmul(x, w).unwrap();
+    let t = a.unary(sgn::ir::UnaryOp::Tanh, h).unwrap();
+    a.add_output("t", t);
+    let mut b = Graph::new("b");
+    let z = b.add_arg("z", ArgRole::Input, ty(fixed(&[3, 2])));
+    let w = b.add_arg("w", ArgRole::Param, ty(fixed(&[4, 2])));
+    let x = b.add_arg("x", ArgRole::Input, ty(fixed(&[3, 4])));
+    let h = b.matmul(x, w).unwrap();
+    let t = b.unary(sgn::ir::UnaryOp::Tanh, h).unwrap();
+    let zero = b.binary(BinaryOp::Sub, z, z).unwrap();
+    let out = b.binary(BinaryOp::Add, zero, t).unwrap();
+    let doubled = b.binary(BinaryOp::Add, out, t).unwrap();
+    b.add_output("out", out);
+    b.add_output("doubled", doubled);
+    let (optimized, reports) = optimize_together(&[&a, &b], &RewriteOptions::default()).unwrap();
+    assert_eq!(reports.len(), 2);
+    for (before, after) in [&a, &b].into_iter().zip(&optimized) {
+        assert_eq!(
+            before.args(),
+            after.args(),
+            "{}: the arguments",
+            before.name
+        );
+        let names = |g: &Graph| {
+            g.outputs()
+                .iter()
+                .map(|o| o.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(before), names(after), "{}: the outputs", before.name);
+        assert_same_values(before, after);
+        assert_eq!(count_matmuls(after), 1, "{}: one product", before.name);
+    }
+    let reads_z = optimized[1]
+        .nodes()
+        .iter()
+        .any(|n| n.inputs.contains(&optimized[1].args()[0].node));
+    assert!(!reads_z, "z − z folded away: {}", optimized[1]);
+    // Alone, each graph optimizes to the same size.
+    for (graph, together) in [&a, &b].into_iter().zip(&optimized) {
+        let (alone, _) = optimize(graph, &RewriteOptions::default()).unwrap();
+        assert_eq!(
+            alone.nodes().len(),
+            together.nodes().len(),
+            "{}",
+            graph.name
+        );
     }
 }

@@ -229,4 +229,30 @@ mod tests {
         env.insert(Arc::from("B"), usize::MAX / 2);
         assert!(s.eval(&env).unwrap_err().contains("overflows"));
     }
+
+    #[test]
+    fn products_of_sums_expand_with_the_constant_terms() {
+        let b = Size::dim(&Dim::sym("B"));
+        let c = Size::dim(&Dim::sym("C"));
+        let (one, two) = (Size::fixed(1), Size::fixed(2));
+        // (B + 1)(B + 2) = 2 + 3B + B²; (B + 1)(C + 2) = 2 + 2B + C + BC.
+        let square = b.add(&one).mul(&b.add(&two));
+        assert_eq!(square.to_string(), "2 + 3*B + B*B");
+        assert_eq!(
+            b.add(&one).mul(&c.add(&two)).to_string(),
+            "2 + 2*B + B*C + C"
+        );
+        assert_eq!(
+            Size::product(&[Dim::fixed(3), Dim::sym("B"), Dim::fixed(4)]).to_string(),
+            "12*B"
+        );
+        assert_eq!(b.mul_dim(&Dim::fixed(0)), Size::fixed(0));
+        assert_eq!(Size::fixed(0).to_string(), "0");
+        assert_eq!(b.to_string(), "B");
+        let mut env = Bindings::new();
+        env.insert(Arc::from("B"), 7);
+        env.insert(Arc::from("C"), 5);
+        assert_eq!(square.eval(&env), Ok(72));
+        assert_eq!(b.add(&one).mul(&c.add(&two)).eval(&env), Ok(56));
+    }
 }
