@@ -15,15 +15,16 @@
 //! operands as strided matrices, so transposes, including MatMul's own flags, cost nothing.
 //! Finally each kernel's loop axes are collapsed where every access is contiguous across them, so
 //! most kernels become one or two loops.
+mod conv;
+
 use super::program::{
-    Access, Buffer, BufferId, BufferKind, Dense, Expr, ExprId, Gemm, ImageStep, Kernel, MatAccess,
+    Access, Buffer, BufferId, BufferKind, Expr, ExprId, Gemm, ImageStep, Kernel, MatAccess,
     NonEmpty, PARTS, Program, Reduction, Step,
 };
 use super::sizes::Size;
-use crate::ir::op::{Conv, Extent, F64Bits, Window};
+use crate::ir::op::Conv;
 use crate::ir::{
     BinaryOp, DType, Dim, Elementwise, Graph, Layout, Leaf, NodeId, Op, Reduce, ReduceKind, Shape,
-    TensorType,
 };
 use rustc_hash::FxHashMap;
 
@@ -187,7 +188,9 @@ struct KernelBuilder {
 enum StepBuilder {
     Kernel(KernelBuilder),
     Gemm(Gemm),
-    Image(ImageStep),
+    /// An image step, and for a result summed over the images ([`Extent::Whole`](crate::ir::op::Extent::Whole)), the sum of
+    /// its parts that follows it: (partial sums buffer, elements per part, result buffer).
+    Image(ImageStep, Option<(BufferId, Size, BufferId)>),
 }
 
 struct Scheduler<'g> {
@@ -239,7 +242,22 @@ pub fn schedule(graph: &Graph) -> Program {
                 steps.extend(combines.into_iter().map(Step::Kernel));
             }
             StepBuilder::Gemm(g) => steps.push(Step::Gemm(g)),
-            StepBuilder::Image(i) => steps.push(Step::Image(i)),
+            StepBuilder::Image(i, combine) => {
+                steps.push(Step::Image(i));
+                if let Some((partials, n, out)) = combine {
+                    let out = Access {
+                        buffer: out,
+                        offset: Size::default(),
+                        strides: Vec::new(),
+                    };
+                    steps.push(Step::Kernel(sum_of_parts(
+                        ReduceKind::Sum,
+                        partials,
+                        n,
+                        out,
+                    )));
+                }
+            }
         }
     }
     Program {
@@ -291,7 +309,7 @@ impl Scheduler<'_> {
     fn kernel(&mut self, step: usize) -> &mut KernelBuilder {
         match &mut self.steps[step] {
             StepBuilder::Kernel(k) => k,
-            StepBuilder::Gemm(_) | StepBuilder::Image(_) => {
+            StepBuilder::Gemm(_) | StepBuilder::Image(..) => {
                 unreachable!("step {step} is a kernel")
             }
         }
@@ -594,153 +612,6 @@ impl Scheduler<'_> {
         Val::Stored(c)
     }
 
-    /// `max_pool2d` as a max-reduction over each window's taps: one kernel over
-    /// `[N, C, H', W', kH, kW]` reading the input at affine offsets. A padded window reads a
-    /// copy of the input framed by −∞, which never wins (the shape rule leaves every window a
-    /// tap inside the input).
-    fn lower_max_pool(&mut self, id: NodeId, kernel: [usize; 2], window: Window) -> Val {
-        let x = self.graph.node(id).inputs[0];
-        let mut input = self.as_view(x);
-        if window.padding != [[0, 0], [0, 0]] {
-            input = self.padded_copy(&input, window.padding, f64::NEG_INFINITY);
-        }
-        let out_shape = self.shape(id).0.clone();
-        let taps = kernel.map(|k| Dim::fixed(k as u64));
-        let mut domain = out_shape.clone();
-        domain.extend(taps);
-        let step = self.new_kernel(&domain);
-        let fixed = |n: usize| Dim::fixed(n as u64);
-        let s = &input.strides;
-        let strides = vec![
-            s[0].clone(),
-            s[1].clone(),
-            s[2].mul_dim(&fixed(window.stride[0])),
-            s[3].mul_dim(&fixed(window.stride[1])),
-            s[2].mul_dim(&fixed(window.dilation[0])),
-            s[3].mul_dim(&fixed(window.dilation[1])),
-        ];
-        let value = self.push_expr(
-            step,
-            Expr::Load(Access {
-                buffer: input.buffer,
-                offset: input.offset.clone(),
-                strides,
-            }),
-        );
-        let out = self.new_temp(&out_shape);
-        let mut out_strides = out.strides.clone();
-        out_strides.extend([Size::default(), Size::default()]);
-        self.written_by[out.buffer] = Some(step);
-        self.kernel(step).kernel.reductions.push(Reduction {
-            kind: ReduceKind::Max,
-            value,
-            out: Access {
-                buffer: out.buffer,
-                offset: Size::default(),
-                strides: out_strides,
-            },
-            reduced: vec![false, false, false, false, true, true],
-            partial: None,
-        });
-        Val::Stored(out)
-    }
-
-    /// A convolution or pooling op as a call of its family's kernel on row-major operands; a
-    /// result summed over the images is summed per part, then over the parts in order.
-    fn lower_image(&mut self, id: NodeId, op: Conv) -> Val {
-        let inputs = self.graph.node(id).inputs.clone();
-        let types: Vec<&TensorType> = inputs.iter().map(|&x| self.graph.ty(x)).collect();
-        let kernel = op
-            .image_kernel(&types)
-            .expect("the graph builder checked the operands");
-        let images = Size::dim(&self.shape(inputs[0]).0[0]);
-        let operands = inputs
-            .iter()
-            .map(|&x| {
-                let view = self.as_view(x);
-                let view = if view.is_row_major() {
-                    view
-                } else {
-                    self.copy_of(&view)
-                };
-                Dense {
-                    buffer: view.buffer,
-                    offset: view.offset,
-                }
-            })
-            .collect();
-        let shape = self.shape(id).0.clone();
-        let out = self.new_temp(&shape);
-        let target = match kernel.output() {
-            Extent::PerImage(_) => out.buffer,
-            Extent::Whole(len) => self.new_buffer(
-                BufferKind::Temp,
-                Size::fixed(PARTS).mul(&Size::fixed(len as u64)),
-            ),
-        };
-        self.steps.push(StepBuilder::Image(ImageStep {
-            kernel,
-            images,
-            operands,
-            out: Dense {
-                buffer: target,
-                offset: Size::default(),
-            },
-        }));
-        self.written_by[target] = Some(self.steps.len() - 1);
-        if let Extent::Whole(len) = kernel.output() {
-            // The partial sums as [len, PARTS], reduced along the parts.
-            let step = self.new_kernel(&[Dim::fixed(len as u64), Dim::fixed(PARTS)]);
-            let value = self.push_expr(
-                step,
-                Expr::Load(Access {
-                    buffer: target,
-                    offset: Size::default(),
-                    strides: vec![Size::fixed(1), Size::fixed(len as u64)],
-                }),
-            );
-            self.written_by[out.buffer] = Some(step);
-            self.kernel(step).kernel.reductions.push(Reduction {
-                kind: ReduceKind::Sum,
-                value,
-                out: Access {
-                    buffer: out.buffer,
-                    offset: Size::default(),
-                    strides: vec![Size::fixed(1), Size::default()],
-                },
-                reduced: vec![false, true],
-                partial: None,
-            });
-        }
-        Val::Stored(out)
-    }
-
-    /// A row-major copy of the `[N, C, H, W]` view `x` framed by `padding` (`[[top, bottom],
-    /// [left, right]]`) elements of value `frame`.
-    fn padded_copy(&mut self, x: &View, padding: [[usize; 2]; 2], frame: f64) -> View {
-        let mut shape = x.shape.clone();
-        for (axis, [before, after]) in [(2, padding[0]), (3, padding[1])] {
-            let size = shape[axis]
-                .as_fixed()
-                .expect("pooling has fixed spatial sizes");
-            shape[axis] = Dim::fixed(size + (before + after) as u64);
-        }
-        let out = self.new_temp(&shape);
-        let fill = self.new_kernel(&shape);
-        let e = self.push_expr(fill, Expr::Const(F64Bits::new(frame)));
-        self.add_store(fill, e, &out);
-        let [[top, _], [left, _]] = padding;
-        let interior = out.slice(2, &Dim::fixed(top as u64), &x.shape[2]).slice(
-            3,
-            &Dim::fixed(left as u64),
-            &x.shape[3],
-        );
-        let copy = self.new_kernel(&x.shape);
-        let e = self.push_expr(copy, Expr::Load(x.access()));
-        self.add_store(copy, e, &interior);
-        out
-    }
-
     /// Each operand is written into its slice of one buffer, by the kernel computing it when it
     /// is fused, else by a copy.
     fn lower_concat(&mut self, inputs: &[NodeId], axis: usize, shape: &[Dim]) -> Val {
@@ -895,31 +766,38 @@ fn split_into_parts(kernel: &mut Kernel, buffers: &mut Vec<Buffer>) -> Vec<Kerne
             },
         );
         r.partial = Some(out_numel.clone());
-        // The partial results as [PARTS, n], reduced over the parts.
-        combines.push(Kernel {
-            domain: vec![parts.clone(), out_numel.clone()],
-            exprs: vec![Expr::Load(Access {
-                buffer: partials,
-                offset: Size::default(),
-                strides: vec![out_numel, Size::fixed(1)],
-            })],
-            stores: Vec::new(),
-            reductions: vec![Reduction {
-                kind: r.kind,
-                value: 0,
-                out: Access {
-                    buffer: out.buffer,
-                    offset: out.offset,
-                    strides: vec![Size::default(), Size::fixed(1)],
-                },
-                reduced: vec![true, false],
-                partial: None,
-            }],
-            split: Some(1),
-            parts: false,
-        });
+        combines.push(sum_of_parts(r.kind, partials, out_numel, out));
     }
     combines
+}
+
+/// The kernel that combines [`PARTS`] partial results of `n` elements each, stored one after the
+/// other in buffer `partials`, into the `n` contiguous elements at `out` (whose strides are
+/// ignored): a reduction over the parts, in part order, as `[PARTS, n]`.
+fn sum_of_parts(kind: ReduceKind, partials: BufferId, n: Size, out: Access) -> Kernel {
+    let parts = Size::fixed(PARTS);
+    Kernel {
+        domain: vec![parts, n.clone()],
+        exprs: vec![Expr::Load(Access {
+            buffer: partials,
+            offset: Size::default(),
+            strides: vec![n, Size::fixed(1)],
+        })],
+        stores: Vec::new(),
+        reductions: vec![Reduction {
+            kind,
+            value: 0,
+            out: Access {
+                buffer: out.buffer,
+                offset: out.offset,
+                strides: vec![Size::default(), Size::fixed(1)],
+            },
+            reduced: vec![true, false],
+            partial: None,
+        }],
+        split: Some(1),
+        parts: false,
+    }
 }
 
 fn retain_axes(kernel: &mut Kernel, keep: &[bool]) {
