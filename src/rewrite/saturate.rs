@@ -10,6 +10,10 @@
 //! to `h` levels up need searching again. Matches found before were applied then; applying them
 //! again would add nothing, so the result is the one a full search in every iteration gives.
 //!
+//! Either search also starts from a pattern's rarest operator when few classes hold it: a match
+//! of `(matmul ?p (neg ?a) ?b)` is rooted one level above a class holding a `neg`, so only those
+//! parents need trying, not every matmul.
+//!
 //! The analysis records the changed classes: [`TensorAnalysis::modify`] runs for every new
 //! class, every union and every change of a class's facts.
 
