@@ -396,3 +396,21 @@ fn graphs_optimized_together_keep_their_own_arguments_and_values() {
         );
     }
 }
+
+/// Two arguments of one graph with the same name and type are still two arguments: loading must
+/// not merge them (a hand-built graph can have them; `x − x'` is not zero).
+#[test]
+fn arguments_of_one_graph_are_never_merged() {
+    let mut g = Graph::new("twins");
+    let a = g.add_arg("x", ArgRole::Input, ty(fixed(&[3])));
+    let b = g.add_arg("x", ArgRole::Input, ty(fixed(&[3])));
+    let d = g.binary(BinaryOp::Sub, a, b).unwrap();
+    g.add_output("d", d);
+    let (optimized, _) = optimize(&g, &RewriteOptions::default()).unwrap();
+    assert_eq!(optimized.args(), g.args());
+    assert_same_values(&g, &optimized);
+    let (together, _) = optimize_together(&[&g, &g], &RewriteOptions::default()).unwrap();
+    for graph in &together {
+        assert_same_values(&g, graph);
+    }
+}

@@ -524,7 +524,7 @@ fn check(rule: &Rewrite, seed: &Graph) -> usize {
         .collect();
     let choice = extract(egraph, &classes, B as u64, Duration::ZERO).choice;
     let outputs: Vec<(String, Id)> = classes.iter().map(|c| (format!("c{c}"), *c)).collect();
-    let representatives = loaded.build(seed, &outputs, |c| &choice[&c]);
+    let representatives = loaded.build(0, seed, &outputs, |c| &choice[&c]);
     let values: HashMap<Id, Tensor> = classes
         .iter()
         .copied()

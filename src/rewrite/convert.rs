@@ -23,6 +23,8 @@ pub struct Loaded {
     /// The e-graph's arguments: those of all graphs, an argument of the same name and type
     /// counted once. `Leaf::Arg(i)` in the e-graph is `args[i]`.
     args: Vec<(String, TensorType)>,
+    /// For each graph, the e-graph argument of each of its arguments.
+    arg_index: Vec<Vec<usize>>,
     /// A source position and a name for classes that hold a node that had them, in the order
     /// the classes were loaded.
     origins: Vec<(Id, Origin)>,
@@ -46,18 +48,27 @@ impl Loaded {
     /// arguments keep their indices.
     pub fn together(graphs: &[&Graph], batch: u64) -> Loaded {
         let mut args: Vec<(String, TensorType)> = Vec::new();
-        let mut index_of: FxHashMap<(&str, &TensorType), usize> = FxHashMap::default();
+        // The e-graph's arguments of each name and type: a graph's n-th argument of that name
+        // and type is the n-th of them (two arguments of one graph are never merged, even if a
+        // hand-built graph gives them the same name).
+        let mut of_key: FxHashMap<(&str, &TensorType), Vec<usize>> = FxHashMap::default();
         let arg_index: Vec<Vec<usize>> = graphs
             .iter()
             .map(|graph| {
+                let mut seen: FxHashMap<(&str, &TensorType), usize> = FxHashMap::default();
                 graph
                     .args()
                     .iter()
                     .map(|a| {
-                        *index_of.entry((&a.name, &a.ty)).or_insert_with(|| {
+                        let key = (a.name.as_str(), &a.ty);
+                        let nth = seen.entry(key).or_default();
+                        let same = of_key.entry(key).or_default();
+                        if *nth == same.len() {
                             args.push((a.name.clone(), a.ty.clone()));
-                            args.len() - 1
-                        })
+                            same.push(args.len() - 1);
+                        }
+                        *nth += 1;
+                        same[*nth - 1]
                     })
                     .collect()
             })
@@ -125,6 +136,7 @@ impl Loaded {
             roots,
             graph_roots,
             args,
+            arg_index,
             origins,
         }
     }
@@ -142,26 +154,20 @@ impl Loaded {
             .collect()
     }
 
-    /// Which of the e-graph's arguments `graph` has (by name and type): extraction for it may
+    /// Which of the e-graph's arguments loaded graph number `which` has: extraction for it may
     /// use only those.
-    pub fn args_of(&self, graph: &Graph) -> Vec<bool> {
-        let own = self.own_args(graph);
-        own.iter().map(Option::is_some).collect()
+    pub fn args_of(&self, which: usize) -> Vec<bool> {
+        self.own_args(which).iter().map(Option::is_some).collect()
     }
 
-    /// For each of the e-graph's arguments, the index of `graph`'s argument of the same name
-    /// and type, if it has one.
-    fn own_args(&self, graph: &Graph) -> Vec<Option<usize>> {
-        let index: FxHashMap<(&str, &TensorType), usize> = graph
-            .args()
-            .iter()
-            .enumerate()
-            .map(|(i, a)| ((a.name.as_str(), &a.ty), i))
-            .collect();
-        self.args
-            .iter()
-            .map(|(name, ty)| index.get(&(name.as_str(), ty)).copied())
-            .collect()
+    /// For each of the e-graph's arguments, the index of graph `which`'s argument it stands for,
+    /// if it is one of them.
+    fn own_args(&self, which: usize) -> Vec<Option<usize>> {
+        let mut own = vec![None; self.args.len()];
+        for (i, &arg) in self.arg_index[which].iter().enumerate() {
+            own[arg] = Some(i);
+        }
+        own
     }
 
     /// Rebuilds loaded graph number `which`, `source`, with its signature (arguments and
@@ -179,13 +185,15 @@ impl Loaded {
             .zip(self.graph_roots(which))
             .map(|(o, root)| (o.name.clone(), root))
             .collect();
-        self.build(source, &outputs, choice)
+        self.build(which, source, &outputs, choice)
     }
 
-    /// A graph with `source`'s arguments computing the classes `outputs`, from one e-node per
-    /// class: `choice(class)`, defined and acyclic on every class the outputs reach.
+    /// A graph with the arguments of `source`, loaded graph number `which`, computing the classes
+    /// `outputs`, from one e-node per class: `choice(class)`, defined and acyclic on every class
+    /// the outputs reach, and reading only `source`'s arguments.
     pub fn build<'a>(
         &'a self,
+        which: usize,
         source: &Graph,
         outputs: &[(String, Id)],
         choice: impl Fn(Id) -> &'a ENode,
@@ -201,7 +209,7 @@ impl Loaded {
             .collect();
         // The e-graph's arguments as `out`'s.
         let args: Vec<Option<NodeId>> = self
-            .own_args(source)
+            .own_args(which)
             .into_iter()
             .map(|i| i.map(|i| source_args[i]))
             .collect();

@@ -260,7 +260,7 @@ pub fn optimize_together(
             let start = Instant::now();
             let extraction = extractor.extract(
                 &loaded.graph_roots(k),
-                &loaded.args_of(graph),
+                &loaded.args_of(k),
                 options.extraction_time,
             );
             let result = loaded.to_graph(k, graph, |class| &extraction.choice[&class]);
