@@ -581,6 +581,26 @@ fn an_unknown_tensor_name_is_an_error_listing_the_expected_ones() {
     assert!(err.contains("no tensor 'b2'"), "{err}");
 }
 
+/// A declared tensor replaced by one of the wrong rank or shape is refused, naming it (the branch
+/// of the property below that its random names rarely reach).
+#[test]
+fn a_declared_tensor_of_the_wrong_shape_is_refused_by_name() {
+    let model = Model::parse(TINY_MODEL).unwrap();
+    let params = declared_params(&model);
+    for arg in &params {
+        for shape in [vec![1], vec![2, 1]] {
+            let mut file = init_params(&model.params, 0).unwrap();
+            file.insert(arg.name.clone(), Tensor::zeros(DType::F32, &shape));
+            let err = check_tensors(&file, &params, "f").unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("tensor '{}' in 'f'", arg.name))
+                    && err.contains("but the model declares"),
+                "{err}"
+            );
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -594,8 +614,12 @@ proptest! {
         file.insert(name.clone(), Tensor::zeros(DType::F32, &[1]));
         let result = check_tensors(&file, &params, "f");
         if declared {
-            // A declared name with the wrong shape is a shape error instead.
-            prop_assert!(result.unwrap_err().to_string().contains("has shape"));
+            // A declared name with the wrong shape is a rank or shape error instead.
+            let err = result.unwrap_err().to_string();
+            prop_assert!(
+                err.contains(&format!("tensor '{name}'")) && err.contains("but the model declares"),
+                "{}", err
+            );
         } else {
             let err = result.unwrap_err().to_string();
             let expected = format!("tensor '{name}' that the model does not declare");
