@@ -136,6 +136,11 @@ fn intern_hash(op: &Op, inputs: &[NodeId], dtype: DType) -> u64 {
 }
 
 impl Node {
+    /// The hash of this node's hash-consing key.
+    fn intern_hash(&self) -> u64 {
+        intern_hash(&self.op, &self.inputs, self.ty.dtype)
+    }
+
     /// True if this node has the hash-consing key `(op, inputs, dtype)`.
     fn same_key(&self, op: &Op, inputs: &[NodeId], dtype: DType) -> bool {
         self.op == *op && self.inputs == inputs && self.ty.dtype == dtype
@@ -421,15 +426,12 @@ impl Graph {
             return self.push(op, inputs, ty);
         }
         let nodes = &self.nodes;
-        let rehash = |id: &NodeId| {
-            let n = &nodes[id.index()];
-            intern_hash(&n.op, &n.inputs, n.ty.dtype)
-        };
+        let rehash = |id: &NodeId| nodes[id.index()].intern_hash();
         for (i, n) in nodes.iter().enumerate().skip(self.interned_upto) {
             if matches!(n.op, Op::Leaf(Leaf::Arg(_))) {
                 continue;
             }
-            let hash = intern_hash(&n.op, &n.inputs, n.ty.dtype);
+            let hash = n.intern_hash();
             let same = |id: &NodeId| nodes[id.index()].same_key(&n.op, &n.inputs, n.ty.dtype);
             if self.interned.find(hash, same).is_none() {
                 self.interned.insert_unique(hash, NodeId(i as u32), rehash);
@@ -443,10 +445,8 @@ impl Graph {
         }
         let id = self.push(op, inputs, ty);
         let nodes = &self.nodes;
-        self.interned.insert_unique(hash, id, |id: &NodeId| {
-            let n = &nodes[id.index()];
-            intern_hash(&n.op, &n.inputs, n.ty.dtype)
-        });
+        self.interned
+            .insert_unique(hash, id, |id: &NodeId| nodes[id.index()].intern_hash());
         self.interned_upto = self.nodes.len();
         id
     }

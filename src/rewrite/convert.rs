@@ -20,10 +20,8 @@ pub struct Loaded {
     pub roots: Vec<Id>,
     /// Where each graph's outputs start in `roots`, plus the end of the last graph's.
     graph_roots: Vec<usize>,
-    /// The e-graph's arguments: those of all graphs, an argument of the same name and type
-    /// counted once. `Leaf::Arg(i)` in the e-graph is `args[i]`.
-    args: Vec<(String, TensorType)>,
-    /// For each graph, the e-graph argument of each of its arguments.
+    /// For each graph, the e-graph argument (`Leaf::Arg(i)`) each of its arguments became: those
+    /// of all graphs, an argument of the same name and type counted once.
     arg_index: Vec<Vec<usize>>,
     /// A source position and a name for classes that hold a node that had them, in the order
     /// the classes were loaded.
@@ -47,7 +45,8 @@ impl Loaded {
     /// Loads every node the outputs of `graphs` need into one e-graph; the first graph's
     /// arguments keep their indices.
     pub fn together(graphs: &[&Graph], batch: u64) -> Loaded {
-        let mut args: Vec<(String, TensorType)> = Vec::new();
+        // The types of the e-graph's arguments.
+        let mut arg_types: Vec<TensorType> = Vec::new();
         // The e-graph's arguments of each name and type: a graph's n-th argument of that name
         // and type is the n-th of them (two arguments of one graph are never merged, even if a
         // hand-built graph gives them the same name).
@@ -64,8 +63,8 @@ impl Loaded {
                         let nth = seen.entry(key).or_default();
                         let same = of_key.entry(key).or_default();
                         if *nth == same.len() {
-                            args.push((a.name.clone(), a.ty.clone()));
-                            same.push(args.len() - 1);
+                            arg_types.push(a.ty.clone());
+                            same.push(arg_types.len() - 1);
                         }
                         *nth += 1;
                         same[*nth - 1]
@@ -74,7 +73,7 @@ impl Loaded {
             })
             .collect();
         let analysis = TensorAnalysis {
-            arg_types: args.iter().map(|(_, ty)| ty.clone()).collect(),
+            arg_types,
             batch,
             changed: Vec::new(),
         };
@@ -135,7 +134,6 @@ impl Loaded {
             egraph,
             roots,
             graph_roots,
-            args,
             arg_index,
             origins,
         }
@@ -163,7 +161,7 @@ impl Loaded {
     /// For each of the e-graph's arguments, the index of graph `which`'s argument it stands for,
     /// if it is one of them.
     fn own_args(&self, which: usize) -> Vec<Option<usize>> {
-        let mut own = vec![None; self.args.len()];
+        let mut own = vec![None; self.egraph.analysis.arg_types.len()];
         for (i, &arg) in self.arg_index[which].iter().enumerate() {
             own[arg] = Some(i);
         }

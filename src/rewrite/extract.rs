@@ -195,10 +195,10 @@ impl Dag {
     }
 
     /// The cheapest choice by tree cost, and each class's tree cost (infinite when the class
-    /// cannot be extracted from the arguments `args` allows, or when no e-node of the roots'
-    /// classes reaches it: the graphs loaded with the roots' own are none of its business). A class is settled in order of
-    /// cost and a node is considered only once all its children are settled, so the choice is
-    /// acyclic whatever the rounding.
+    /// cannot be extracted from the arguments `args` allows, or when no e-node reachable from the
+    /// roots leads to it: the other graphs of a shared e-graph are left alone). A class is
+    /// settled in order of cost and a node is considered only once all its children are settled,
+    /// so the choice is acyclic whatever the rounding.
     fn tree_seed(&self, args: &[bool], roots: &[usize]) -> (Vec<usize>, Vec<f64>) {
         let n = self.classes.len();
         let scope = self.closure(roots);

@@ -140,15 +140,8 @@ pub fn optimize_derived(
     graphs: &Derivatives,
     options: &RewriteOptions,
 ) -> Result<(Derivatives, Vec<(&'static str, RewriteReport)>)> {
-    let names = ["forward", "grad", "jvp", "vjp", "gv"];
-    let sources = [
-        &graphs.forward,
-        &graphs.grad,
-        &graphs.jvp,
-        &graphs.vjp,
-        &graphs.gv,
-    ];
-    let (optimized, reports) = optimize_together(&sources, options)?;
+    let named = graphs.named();
+    let (optimized, reports) = optimize_together(&named.map(|(_, graph)| graph), options)?;
     let [forward, grad, jvp, vjp, gv]: [Graph; 5] = optimized
         .try_into()
         .expect("one optimized graph per source");
@@ -160,7 +153,14 @@ pub fn optimize_derived(
         vjp,
         gv,
     };
-    Ok((optimized, names.into_iter().zip(reports).collect()))
+    Ok((
+        optimized,
+        named
+            .map(|(name, _)| name)
+            .into_iter()
+            .zip(reports)
+            .collect(),
+    ))
 }
 
 /// Optimizes `graph`: the result computes the same outputs from the same arguments (names,
@@ -198,8 +198,9 @@ pub fn optimize(graph: &Graph, options: &RewriteOptions) -> Result<(Graph, Rewri
 
 /// Optimizes several graphs in one e-graph: the nodes they share (every derivative graph
 /// repeats the forward pass) are loaded and rewritten once, then each graph is extracted from
-/// its own outputs, reading only its own arguments. Each result is what [`optimize`] would make
-/// of the graph alone, or better: rewriting one graph may prove equalities another can use.
+/// its own outputs, reading only its own arguments. Rewriting one graph may prove equalities
+/// another can use, so a graph can come out differently (usually smaller) than [`optimize`]
+/// makes it alone.
 /// Each report holds the shared rewriting phases (their e-graph holds all the graphs) and the
 /// graph's own extraction.
 ///
