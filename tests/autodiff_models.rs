@@ -248,7 +248,7 @@ fn gv_apply_is_linear_in_v_with_no_nonlinear_primal_op() {
                         ..
                     })
                     | Op::Elementwise(Elementwise::Binary(BinaryOp::Max | BinaryOp::Min))
-                    | Op::Conv(Conv::MaxPool2d { .. })
+                    | Op::Conv(Conv::MaxPool2d { .. } | Conv::MaxPool2dArgmax { .. })
             );
             assert!(
                 !nonlinear,
@@ -274,7 +274,7 @@ fn gv_apply_is_linear_in_v_with_no_nonlinear_primal_op() {
                         !on_v[node.inputs[1].index()],
                         "{name}: node {i} divides by a v-dependent value"
                     ),
-                    // Where the maxima are is read from a primal value, never from v.
+                    // Where the maxima are is a primal value (a residual), never on v.
                     Op::Conv(Conv::MaxPool2dSelect { .. } | Conv::MaxPool2dScatter { .. }) => {
                         assert!(
                             !on_v[node.inputs[1].index()],

@@ -173,23 +173,32 @@ fn result_shape(op: Conv, shapes: &[&[usize]]) -> Vec<usize> {
         .collect()
 }
 
-/// The three pooling ops of one pooling case with their operands' shapes: `max_pool2d(x)`,
-/// `max_pool2d_select(t, x)`, `max_pool2d_scatter(c, x)`.
+/// The four pooling ops of one pooling case with their operands' shapes: `max_pool2d(x)`,
+/// `max_pool2d_argmax(x)`, `max_pool2d_select(t, a)`, `max_pool2d_scatter(c, a)`.
 fn pool_faces(
     shape: [usize; 4],
     kernel: [usize; 2],
     window: Window,
-) -> [(Conv, Vec<Vec<usize>>); 3] {
+) -> [(Conv, Vec<Vec<usize>>); 4] {
     let x = shape.to_vec();
     let pool = Conv::MaxPool2d { kernel, window };
     let pooled = result_shape(pool, &[&x]);
+    let input = [shape[2], shape[3]];
     [
         (pool, vec![x.clone()]),
+        (Conv::MaxPool2dArgmax { kernel, window }, vec![x.clone()]),
         (
             Conv::MaxPool2dSelect { kernel, window },
-            vec![x.clone(), x.clone()],
+            vec![x, pooled.clone()],
         ),
-        (Conv::MaxPool2dScatter { kernel, window }, vec![pooled, x]),
+        (
+            Conv::MaxPool2dScatter {
+                kernel,
+                window,
+                input,
+            },
+            vec![pooled.clone(), pooled],
+        ),
     ]
 }
 
@@ -375,17 +384,33 @@ fn the_interpreter_max_pools_as_the_definition_first_maximum_on_ties() {
             assert_all_close(&format!("{shape:?} {dtype}"), &y.to_f64_vec(), &want, 1e-7);
         }
     }
-    // Ties: the cotangent goes to the first maximum of each window (row-major), as in PyTorch.
+    // Ties: the argmax is the first maximum of each window (row-major), as in PyTorch, as an
+    // index into the plane; the cotangent goes there, and the tangent is read there.
     let x = Tensor::from_f64(F, &[1, 1, 2, 2], vec![1.0, 3.0, 3.0, 3.0]).unwrap();
-    let op =
-        |make: fn([usize; 2], Window) -> Conv| make([2, 2], window([2, 2], [[0; 2]; 2], [1, 1]));
-    let scatter = op(|kernel, window| Conv::MaxPool2dScatter { kernel, window });
+    let (kernel, window) = ([2, 2], window([2, 2], [[0; 2]; 2], [1, 1]));
+    let argmax = run_op(Conv::MaxPool2dArgmax { kernel, window }, &[x], F);
+    assert_eq!(argmax.to_f64_vec(), [1.0]);
+    let scatter = Conv::MaxPool2dScatter {
+        kernel,
+        window,
+        input: [2, 2],
+    };
     let ct = Tensor::from_f64(F, &[1, 1, 1, 1], vec![5.0]).unwrap();
-    let spread = run_op(scatter, &[ct, x.clone()], F);
+    let spread = run_op(scatter, &[ct, argmax.clone()], F);
     assert_eq!(spread.to_f64_vec(), [0.0, 5.0, 0.0, 0.0]);
-    let select = op(|kernel, window| Conv::MaxPool2dSelect { kernel, window });
+    let select = Conv::MaxPool2dSelect { kernel, window };
     let t = Tensor::from_f64(F, &[1, 1, 2, 2], vec![10.0, 20.0, 30.0, 40.0]).unwrap();
-    assert_eq!(run_op(select, &[t, x], F).to_f64_vec(), [20.0]);
+    assert_eq!(run_op(select, &[t.clone(), argmax], F).to_f64_vec(), [20.0]);
+    // An index outside the plane (never an argmax) selects zero and scatters nothing.
+    for bad in [4.0, -1.0, f64::NAN] {
+        let a = Tensor::from_f64(F, &[1, 1, 1, 1], vec![bad]).unwrap();
+        assert_eq!(
+            run_op(select, &[t.clone(), a.clone()], F).to_f64_vec(),
+            [0.0]
+        );
+        let ct = Tensor::from_f64(F, &[1, 1, 1, 1], vec![5.0]).unwrap();
+        assert_eq!(run_op(scatter, &[ct, a], F).to_f64_vec(), [0.0; 4]);
+    }
 }
 
 #[test]
@@ -400,20 +425,32 @@ fn the_jit_runs_every_op_of_the_family_as_the_interpreter_on_1_2_and_3_threads()
         .into_iter()
         .flat_map(|(shape, kernel, window)| pool_faces(shape, kernel, window));
     for (k, (op, shapes)) in convs.chain(pools).enumerate() {
-        let pooling = shapes.len() == 1
-            || matches!(
-                op,
-                Conv::MaxPool2dSelect { .. } | Conv::MaxPool2dScatter { .. }
-            );
+        let searched = matches!(op, Conv::MaxPool2d { .. } | Conv::MaxPool2dArgmax { .. });
+        let tapped = matches!(
+            op,
+            Conv::MaxPool2dSelect { .. } | Conv::MaxPool2dScatter { .. }
+        );
         let values: Vec<Tensor> = shapes
             .iter()
             .enumerate()
             .map(|(i, shape)| {
                 let mut values = wavy(F, shape, (3 * k + i) as u64, 1.0).to_f64_vec();
-                if pooling && i + 1 == shapes.len() {
+                if searched {
                     // A NaN wins its windows; repeated values tie.
                     values[3] = f64::NAN;
                     values[7] = values[8];
+                }
+                if tapped && i == 1 {
+                    // Indices into the input's planes, and one that is none.
+                    let plane = match op {
+                        Conv::MaxPool2dScatter { input, .. } => input[0] * input[1],
+                        _ => shapes[0][2] * shapes[0][3],
+                    } as f64;
+                    values = values
+                        .iter()
+                        .map(|v| ((v + 1.0) * 97.0).floor() % plane)
+                        .collect();
+                    values[2] = plane;
                 }
                 Tensor::from_f64(F, shape, values).unwrap()
             })
@@ -464,16 +501,27 @@ fn conv2d_and_its_transposes_pass_the_derivative_checks() {
 
 #[test]
 fn max_pooling_passes_the_derivative_checks() {
-    // Select and scatter are checked on their own too: linear in the first operand, the second
-    // only says where the maxima are (its own tangent is zero away from ties).
+    // Select and scatter are checked at the argmax of an input of their own: linear in the first
+    // operand; the argmax's tangent is zero away from ties.
     for (shape, kernel, window) in pool_cases() {
         for (op, shapes) in pool_faces(shape, kernel, window) {
-            let shapes: Vec<&[usize]> = shapes.iter().map(|s| &s[..]).collect();
+            let mut shapes: Vec<&[usize]> = shapes.iter().map(|s| &s[..]).collect();
+            let tapped = shapes.len() == 2;
+            if tapped {
+                shapes[1] = &shape;
+            }
             check(
                 &format!("{} {shape:?} {kernel:?} {window:?}", Op::Conv(op).name()),
                 &shapes,
                 &vec![ANY; shapes.len()],
-                |g, a| g.apply(Op::Conv(op), a).unwrap(),
+                |g, a| {
+                    let mut a = a.to_vec();
+                    if tapped {
+                        let argmax = Op::Conv(Conv::MaxPool2dArgmax { kernel, window });
+                        a[1] = g.apply(argmax, &[a[1]]).unwrap();
+                    }
+                    g.apply(Op::Conv(op), &a).unwrap()
+                },
             );
         }
     }
@@ -728,7 +776,7 @@ fn ir_text_round_trips_the_family() {
     }
     let vjp = print_graph(&graphs.vjp);
     for op in [
-        "max_pool2d_scatter[[2, 2], [2, 2], [0, 0, 0, 0], [1, 1]]",
+        "max_pool2d_scatter[[2, 2], [2, 2], [0, 0, 0, 0], [1, 1], [8, 8]]",
         "conv2d_correlate[[1, 1], [0, 0, 0, 0], [1, 1], 1, [5, 5]]",
         "conv2d_transpose[[1, 1], [0, 0, 0, 0], [1, 1], 1, [12, 12]]",
     ] {
@@ -831,4 +879,30 @@ fn gv_on_a_tiny_cnn_equals_the_explicit_jt_h_j() {
         &common::flatten(&staged),
         &expected,
     );
+}
+
+#[test]
+fn an_f32_plane_too_large_for_exact_argmax_indices_is_a_shape_error() {
+    let mut g = Graph::new("huge");
+    let (kernel, window) = ([2, 2], window([2, 2], [[0; 2]; 2], [1, 1]));
+    for (side, dtype, fits) in [
+        (4096, F, true),
+        (4097, DType::F32, false),
+        (4096, DType::F32, true),
+    ] {
+        let x = g.add_arg(
+            format!("x{side}{}", dtype.name()),
+            ArgRole::Input,
+            TensorType::new(dtype, fixed(&[1, 1, side, side])),
+        );
+        let pooled = g.apply(Op::Conv(Conv::MaxPool2d { kernel, window }), &[x]);
+        assert_eq!(pooled.is_ok(), fits, "{side}² {}", dtype.name());
+        if let Err(e) = pooled {
+            let e = e.to_string();
+            assert!(
+                e.contains("max_pool2d") && e.contains("f32 holds exactly"),
+                "{e}"
+            );
+        }
+    }
 }

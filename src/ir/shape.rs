@@ -32,6 +32,14 @@ impl DType {
         }
     }
 
+    /// Significand bits: integers up to `2^mantissa_bits` are exact.
+    pub fn mantissa_bits(self) -> u32 {
+        match self {
+            DType::F32 => f32::MANTISSA_DIGITS,
+            DType::F64 => f64::MANTISSA_DIGITS,
+        }
+    }
+
     /// Parses `f32` / `f64`.
     pub fn from_name(name: &str) -> Option<DType> {
         match name {

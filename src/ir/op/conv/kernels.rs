@@ -21,9 +21,11 @@ pub enum ImageKernel {
     Correlate(ConvGeometry),
     /// `max_pool2d(x)`.
     Pool(PoolGeometry),
-    /// `max_pool2d_select(t, x)`.
+    /// `max_pool2d_argmax(x)`.
+    Argmax(PoolGeometry),
+    /// `max_pool2d_select(t, a)`.
     Select(PoolGeometry),
-    /// `max_pool2d_scatter(c, x)`.
+    /// `max_pool2d_scatter(c, a)`.
     Scatter(PoolGeometry),
 }
 
@@ -45,6 +47,7 @@ impl Conv {
             Conv::Conv2dTranspose { .. } => ImageKernel::Transpose(self.conv_types(inputs)?.1),
             Conv::Conv2dCorrelate { .. } => ImageKernel::Correlate(self.conv_types(inputs)?.1),
             Conv::MaxPool2d { .. } => ImageKernel::Pool(self.pool_types(inputs)?.1),
+            Conv::MaxPool2dArgmax { .. } => ImageKernel::Argmax(self.pool_types(inputs)?.1),
             Conv::MaxPool2dSelect { .. } => ImageKernel::Select(self.pool_types(inputs)?.1),
             Conv::MaxPool2dScatter { .. } => ImageKernel::Scatter(self.pool_types(inputs)?.1),
         })
@@ -61,9 +64,9 @@ impl ImageKernel {
             ImageKernel::Correlate(g) => {
                 vec![PerImage(g.image_len()), PerImage(g.out_image_len())]
             }
-            ImageKernel::Pool(g) => vec![PerImage(g.image_len())],
-            ImageKernel::Select(g) => vec![PerImage(g.image_len()), PerImage(g.image_len())],
-            ImageKernel::Scatter(g) => vec![PerImage(g.out_image_len()), PerImage(g.image_len())],
+            ImageKernel::Pool(g) | ImageKernel::Argmax(g) => vec![PerImage(g.image_len())],
+            ImageKernel::Select(g) => vec![PerImage(g.image_len()), PerImage(g.out_image_len())],
+            ImageKernel::Scatter(g) => vec![PerImage(g.out_image_len()); 2],
         }
     }
 
@@ -73,7 +76,9 @@ impl ImageKernel {
             ImageKernel::Forward(g) => Extent::PerImage(g.out_image_len()),
             ImageKernel::Transpose(g) => Extent::PerImage(g.image_len()),
             ImageKernel::Correlate(g) => Extent::Whole(g.filter_len()),
-            ImageKernel::Pool(g) | ImageKernel::Select(g) => Extent::PerImage(g.out_image_len()),
+            ImageKernel::Pool(g) | ImageKernel::Argmax(g) | ImageKernel::Select(g) => {
+                Extent::PerImage(g.out_image_len())
+            }
             ImageKernel::Scatter(g) => Extent::PerImage(g.image_len()),
         }
     }
@@ -85,21 +90,23 @@ impl ImageKernel {
             ImageKernel::Transpose(_) => "conv2d_transpose",
             ImageKernel::Correlate(_) => "conv2d_correlate",
             ImageKernel::Pool(_) => "max_pool2d",
+            ImageKernel::Argmax(_) => "max_pool2d_argmax",
             ImageKernel::Select(_) => "max_pool2d_select",
             ImageKernel::Scatter(_) => "max_pool2d_scatter",
         }
     }
 
     /// Floating-point operations on `images` images: 2 per multiply-add of a convolution, one
-    /// per tap compared in a window.
+    /// per tap compared in a window, one per element a select or scatter moves.
     pub fn flops(&self, images: u64) -> f64 {
         let per_image = match self {
             ImageKernel::Forward(g) | ImageKernel::Transpose(g) | ImageKernel::Correlate(g) => {
                 2 * g.out_image_len() * g.patch_len()
             }
-            ImageKernel::Pool(g) | ImageKernel::Select(g) | ImageKernel::Scatter(g) => {
+            ImageKernel::Pool(g) | ImageKernel::Argmax(g) => {
                 g.out_image_len() * g.kernel[0] * g.kernel[1]
             }
+            ImageKernel::Select(g) | ImageKernel::Scatter(g) => g.out_image_len(),
         };
         images as f64 * per_image as f64
     }
@@ -111,7 +118,8 @@ impl ImageKernel {
             ImageKernel::Forward(g) => g.forward(operands[0], operands[1], out),
             ImageKernel::Transpose(g) => g.transpose(operands[0], operands[1], out),
             ImageKernel::Correlate(g) => g.correlate(operands[0], operands[1], out),
-            ImageKernel::Pool(g) => g.select(operands[0], operands[0], out),
+            ImageKernel::Pool(g) => g.pool(operands[0], out),
+            ImageKernel::Argmax(g) => g.argmax(operands[0], out),
             ImageKernel::Select(g) => g.select(operands[0], operands[1], out),
             ImageKernel::Scatter(g) => g.scatter(operands[0], operands[1], out),
         }
@@ -424,14 +432,46 @@ impl PoolGeometry {
         }
     }
 
-    /// `out = max_pool2d_select(t, x)`: `t` at each window's argmax of `x`.
-    fn select<T: Element>(&self, t: &[T], x: &[T], out: &mut [T]) {
-        self.for_each_argmax(x, |window, at| out[window] = t[at]);
+    /// `out = max_pool2d(x)`: each window's maximum.
+    fn pool<T: Element>(&self, x: &[T], out: &mut [T]) {
+        self.for_each_argmax(x, |window, at| out[window] = x[at]);
     }
 
-    /// `out = max_pool2d_scatter(c, x)`: each `c` added at its window's argmax of `x`.
-    fn scatter<T: Element>(&self, c: &[T], x: &[T], out: &mut [T]) {
+    /// `out = max_pool2d_argmax(x)`: where each window's maximum is in its plane.
+    fn argmax<T: Element>(&self, x: &[T], out: &mut [T]) {
+        let plane = self.input[0] * self.input[1];
+        self.for_each_argmax(x, |window, at| {
+            out[window] = T::from_f64((at % plane) as f64);
+        });
+    }
+
+    /// For each window of the images of the argmax `a`: `f(window, at)` with `at` the index
+    /// into the input images that `a` names, or `None` where `a` is no index of its plane.
+    fn for_each_index<T: Element>(&self, a: &[T], mut f: impl FnMut(usize, Option<usize>)) {
+        let plane = self.input[0] * self.input[1];
+        let windows = self.output[0] * self.output[1];
+        for (p, indices) in a.chunks_exact(windows).enumerate() {
+            for (o, index) in indices.iter().enumerate() {
+                let at = index.to_usize().filter(|&i| i < plane);
+                f(p * windows + o, at.map(|i| p * plane + i));
+            }
+        }
+    }
+
+    /// `out = max_pool2d_select(t, a)`: `t` at each window's maximum `a`.
+    fn select<T: Element>(&self, t: &[T], a: &[T], out: &mut [T]) {
+        self.for_each_index(a, |window, at| {
+            out[window] = at.map_or(T::zero(), |at| t[at]);
+        });
+    }
+
+    /// `out = max_pool2d_scatter(c, a)`: each `c` added at its window's maximum `a`.
+    fn scatter<T: Element>(&self, c: &[T], a: &[T], out: &mut [T]) {
         out.fill(T::zero());
-        self.for_each_argmax(x, |window, at| out[at] = out[at] + c[window]);
+        self.for_each_index(a, |window, at| {
+            if let Some(at) = at {
+                out[at] = out[at] + c[window];
+            }
+        });
     }
 }

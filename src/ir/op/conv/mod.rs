@@ -13,12 +13,13 @@
 //! Each of the three is bilinear, and transposing it in one operand gives another of the three.
 //!
 //! `max_pool2d(x)` takes each window's maximum (the first on ties; NaN counts as the maximum;
-//! padding never wins). Its derivative goes through two ops linear in their first operand, in
-//! which `x` only says where each window's maximum is: `max_pool2d_select(t, x)` reads `t` at
-//! the argmaxes of `x` (the tangent), `max_pool2d_scatter(c, x)` adds each `c` at its window's
-//! argmax (the cotangent). `x` being held fixed, it is a primal value: in a Gauss-Newton
-//! product it is a residual, and the product stays linear. Average pooling is a depthwise
-//! convolution with a constant filter (a DSL composite).
+//! padding never wins). Its derivative goes through three ops: `max_pool2d_argmax(x)` says where
+//! each window's maximum is (its index `row·W + col` in its channel's plane, as PyTorch's
+//! `return_indices`, a float holding an integer), and two ops linear in their first operand read
+//! it: `max_pool2d_select(t, a)` reads `t` there (the tangent), `max_pool2d_scatter(c, a)` adds
+//! each `c` there (the cotangent). The argmax depends on the primal only: in a Gauss-Newton product it is a residual
+//! computed once per step, and the product stays linear and free of searches. Average pooling is
+//! a depthwise convolution with a constant filter (a DSL composite).
 //!
 //! Only the batch axis may be symbolic; channels, spatial sizes and kernels are fixed.
 //!
@@ -26,8 +27,8 @@
 //! [dilation_h, dilation_w]`:
 //! `conv2d[[1, 1], [0, 0, 0, 0], [1, 1], groups]`, `conv2d_transpose[…, groups, [H, W]]`,
 //! `conv2d_correlate[…, groups, [kH, kW]]`, `max_pool2d[[kH, kW], [1, 1], [0, 0, 0, 0], [1, 1]]`
-//! (the kernel first, then the window), and the same for `max_pool2d_select` and
-//! `max_pool2d_scatter`.
+//! (the kernel first, then the window), the same for `max_pool2d_argmax` and
+//! `max_pool2d_select`, and `max_pool2d_scatter[…, [H, W]]` naming the input's spatial size.
 
 mod kernels;
 mod window;
@@ -66,10 +67,26 @@ pub enum Conv {
     },
     /// `x: [N, C, H, W] → [N, C, H', W']`, each window's maximum.
     MaxPool2d { kernel: [usize; 2], window: Window },
-    /// `(t, x) → [N, C, H', W']`: `t` (shaped as `x`) at each window's argmax of `x`.
+    /// `x: [N, C, H, W] → [N, C, H', W']`, where each window's maximum is in its plane
+    /// (`row·W + col`).
+    MaxPool2dArgmax { kernel: [usize; 2], window: Window },
+    /// `(t: [N, C, H, W], a: [N, C, H', W']) → [N, C, H', W']`: `t` at each window's `a`.
     MaxPool2dSelect { kernel: [usize; 2], window: Window },
-    /// `(c: [N, C, H', W'], x) → x`'s shape: each `c` added at its window's argmax of `x`.
-    MaxPool2dScatter { kernel: [usize; 2], window: Window },
+    /// `(c, a: [N, C, H', W']) → [N, C, H, W]` of spatial size `input`: each `c` added at its
+    /// window's `a`.
+    MaxPool2dScatter {
+        kernel: [usize; 2],
+        window: Window,
+        input: [usize; 2],
+    },
+}
+
+/// The ops a max-pooling's derivative goes through.
+#[derive(Clone, Copy)]
+enum PoolFace {
+    Argmax,
+    Select,
+    Scatter,
 }
 
 /// `[C, H, W]` of a `[N, C, H, W]` type (fixed sizes), with its batch dimension.
@@ -123,8 +140,9 @@ impl Conv {
     fn pool_params(&self) -> ([usize; 2], Window) {
         match *self {
             Conv::MaxPool2d { kernel, window }
+            | Conv::MaxPool2dArgmax { kernel, window }
             | Conv::MaxPool2dSelect { kernel, window }
-            | Conv::MaxPool2dScatter { kernel, window } => (kernel, window),
+            | Conv::MaxPool2dScatter { kernel, window, .. } => (kernel, window),
             _ => unreachable!("a pooling op"),
         }
     }
@@ -147,18 +165,18 @@ impl Conv {
         ]
     }
 
-    /// The same-shaped pooling op in the role `make` gives it.
-    fn pool(&self, make: fn([usize; 2], Window) -> Conv) -> Conv {
+    /// The argmax, select or scatter (for inputs of spatial size `input`) of this pooling op.
+    fn pool_face(&self, face: PoolFace, input: [usize; 2]) -> Conv {
         let (kernel, window) = self.pool_params();
-        make(kernel, window)
-    }
-
-    fn select(kernel: [usize; 2], window: Window) -> Conv {
-        Conv::MaxPool2dSelect { kernel, window }
-    }
-
-    fn scatter(kernel: [usize; 2], window: Window) -> Conv {
-        Conv::MaxPool2dScatter { kernel, window }
+        match face {
+            PoolFace::Argmax => Conv::MaxPool2dArgmax { kernel, window },
+            PoolFace::Select => Conv::MaxPool2dSelect { kernel, window },
+            PoolFace::Scatter => Conv::MaxPool2dScatter {
+                kernel,
+                window,
+                input,
+            },
+        }
     }
 
     /// The geometry of a convolution op on operand types `inputs`, and the type of the
@@ -222,14 +240,22 @@ impl Conv {
         }
     }
 
-    /// The geometry of a pooling op on operand types `inputs` and the input's type.
+    /// The geometry of a pooling op on operand types `inputs`, with the batch dimension.
     fn pool_types(&self, inputs: &[&TensorType]) -> Result<(Dim, PoolGeometry), ShapeError> {
         let op = self.name();
-        let x = inputs[inputs.len() - 1];
-        let (batch, [c, h, w]) = image_dims(op, "input", x)?;
         let (kernel, window) = self.pool_params();
-        let g = PoolGeometry::new(kernel, window, [c, h, w])
-            .map_err(|e| ShapeError(format!("{op} of {}: {e}", x.shape)))?;
+        let (batch, image, shape) = match *self {
+            Conv::MaxPool2dScatter { input, .. } => {
+                let (batch, [c, ..]) = image_dims(op, "cotangent", inputs[0])?;
+                (batch, [c, input[0], input[1]], format!("{:?}", input))
+            }
+            _ => {
+                let (batch, image) = image_dims(op, "input", inputs[0])?;
+                (batch, image, inputs[0].shape.to_string())
+            }
+        };
+        let g = PoolGeometry::new(kernel, window, image)
+            .map_err(|e| ShapeError(format!("{op} of {shape}: {e}")))?;
         Ok((batch, g))
     }
 
@@ -254,6 +280,7 @@ impl Family for Conv {
             Conv::Conv2dTranspose { .. } => "conv2d_transpose",
             Conv::Conv2dCorrelate { .. } => "conv2d_correlate",
             Conv::MaxPool2d { .. } => "max_pool2d",
+            Conv::MaxPool2dArgmax { .. } => "max_pool2d_argmax",
             Conv::MaxPool2dSelect { .. } => "max_pool2d_select",
             Conv::MaxPool2dScatter { .. } => "max_pool2d_scatter",
         }
@@ -265,16 +292,18 @@ impl Family for Conv {
             "conv2d_transpose",
             "conv2d_correlate",
             "max_pool2d",
+            "max_pool2d_argmax",
             "max_pool2d_select",
             "max_pool2d_scatter",
         ]
     }
 
     fn parse(name: &str, params: &mut dyn ParamReader) -> Option<Result<Conv>> {
-        let pool: fn([usize; 2], Window) -> Conv = match name {
-            "max_pool2d" => |kernel, window| Conv::MaxPool2d { kernel, window },
-            "max_pool2d_select" => Conv::select,
-            "max_pool2d_scatter" => Conv::scatter,
+        let face = match name {
+            "max_pool2d" => None,
+            "max_pool2d_argmax" => Some(PoolFace::Argmax),
+            "max_pool2d_select" => Some(PoolFace::Select),
+            "max_pool2d_scatter" => Some(PoolFace::Scatter),
             "conv2d" | "conv2d_transpose" | "conv2d_correlate" => {
                 return Some((|| {
                     params.expect('[', &format!("before the window of `{name}`"))?;
@@ -304,8 +333,18 @@ impl Family for Conv {
             let kernel = read_ints::<2>(params, &format!("the kernel of `{name}`"))?;
             params.expect(',', &format!("after the kernel of `{name}`"))?;
             let window = Window::read(params, name)?;
-            params.expect(']', &format!("after the window of `{name}`"))?;
-            Ok(pool(kernel, window))
+            let pool = Conv::MaxPool2d { kernel, window };
+            let op = match face {
+                None => pool,
+                Some(PoolFace::Scatter) => {
+                    params.expect(',', &format!("after the window of `{name}`"))?;
+                    let input = read_ints::<2>(params, &format!("the input size of `{name}`"))?;
+                    pool.pool_face(PoolFace::Scatter, input)
+                }
+                Some(face) => pool.pool_face(face, [0, 0]),
+            };
+            params.expect(']', &format!("after the parameters of `{name}`"))?;
+            Ok(op)
         })())
     }
 
@@ -330,10 +369,19 @@ impl Family for Conv {
                 write!(f, ", {groups}, [{}, {}]", size[0], size[1])?;
             }
             Conv::MaxPool2d { kernel, window }
-            | Conv::MaxPool2dSelect { kernel, window }
-            | Conv::MaxPool2dScatter { kernel, window } => {
+            | Conv::MaxPool2dArgmax { kernel, window }
+            | Conv::MaxPool2dSelect { kernel, window } => {
                 write!(f, "[{}, {}], ", kernel[0], kernel[1])?;
                 window.write(f)?;
+            }
+            Conv::MaxPool2dScatter {
+                kernel,
+                window,
+                input,
+            } => {
+                write!(f, "[{}, {}], ", kernel[0], kernel[1])?;
+                window.write(f)?;
+                write!(f, ", [{}, {}]", input[0], input[1])?;
             }
         }
         f.write_char(']')
@@ -345,7 +393,7 @@ impl Family for Conv {
 
     fn infer_type(&self, inputs: &[&TensorType]) -> Result<TensorType, ShapeError> {
         let arity = match self {
-            Conv::MaxPool2d { .. } => 1,
+            Conv::MaxPool2d { .. } | Conv::MaxPool2dArgmax { .. } => 1,
             _ => 2,
         };
         check_arity(self.name(), inputs.len(), arity)?;
@@ -369,24 +417,45 @@ impl Family for Conv {
                 }
             }
             Conv::MaxPool2d { .. }
+            | Conv::MaxPool2dArgmax { .. }
             | Conv::MaxPool2dSelect { .. }
             | Conv::MaxPool2dScatter { .. } => {
                 let (batch, g) = self.pool_types(inputs)?;
-                let x = &inputs[arity - 1].shape;
-                let pooled = image_shape(&batch, [g.channels, g.output[0], g.output[1]]);
-                let (operand, expected) = match self {
-                    Conv::MaxPool2d { .. } => (x, x),
-                    Conv::MaxPool2dSelect { .. } => (&inputs[0].shape, x),
-                    _ => (&inputs[0].shape, &pooled),
-                };
-                if operand != expected {
+                // The derivative's argmax holds an index into a plane, exact only up to the
+                // element type's significand.
+                let exact = 1u64 << dtype.mantissa_bits();
+                if (g.input[0] as u64).saturating_mul(g.input[1] as u64) > exact {
                     return shape_err(format!(
-                        "{} of {operand} and {x}: the first operand must have shape {expected}",
-                        self.name()
+                        "{} of {}: planes of {:?} have more than {exact} elements, beyond the \
+                         indices {} holds exactly",
+                        self.name(),
+                        inputs[0].shape,
+                        g.input,
+                        dtype.name()
                     ));
                 }
+                let pooled = image_shape(&batch, [g.channels, g.output[0], g.output[1]]);
+                let image = image_shape(&batch, [g.channels, g.input[0], g.input[1]]);
+                // The operands after the first (the argmax; for a scatter, the first too) are
+                // pooled.
+                let first_pooled = matches!(self, Conv::MaxPool2dScatter { .. });
+                for (i, operand) in inputs.iter().enumerate().skip(usize::from(!first_pooled)) {
+                    if operand.shape != pooled {
+                        return shape_err(format!(
+                            "{} of {}: operand {} must have the pooled shape {pooled} (the \
+                             windows of an input {image})",
+                            self.name(),
+                            inputs
+                                .iter()
+                                .map(|t| t.shape.to_string())
+                                .collect::<Vec<_>>()
+                                .join(" and "),
+                            i + 1
+                        ));
+                    }
+                }
                 match self {
-                    Conv::MaxPool2dScatter { .. } => x.clone(),
+                    Conv::MaxPool2dScatter { .. } => image,
                     _ => pooled,
                 }
             }
@@ -399,8 +468,8 @@ impl Family for Conv {
     }
 
     /// Convolutions: the product rule, each term the same op. Max-pooling: the tangent at the
-    /// argmax. Select and scatter: linear in the first operand, constant in the second (the
-    /// argmax moves only where the maximum is tied, a set of measure zero).
+    /// argmax. The argmax: zero (it moves only where the maximum is tied, a set of measure zero).
+    /// Select and scatter: linear in the first operand, the argmax held fixed.
     fn jvp(&self, g: &mut Graph, _: NodeId, xs: &[NodeId], ts: &[Option<NodeId>]) -> Built {
         let op = super::Op::Conv(*self);
         match self {
@@ -414,10 +483,15 @@ impl Family for Conv {
                 add_optional(g, left, right)
             }
             Conv::MaxPool2d { .. } => {
-                let select = super::Op::Conv(self.pool(Conv::select));
-                g.apply(select, &[ts[0].expect("one operand"), xs[0]])
-                    .map(Some)
+                let face = |face| super::Op::Conv(self.pool_face(face, [0, 0]));
+                let argmax = g.apply(face(PoolFace::Argmax), &[xs[0]])?;
+                g.apply(
+                    face(PoolFace::Select),
+                    &[ts[0].expect("one operand"), argmax],
+                )
+                .map(Some)
             }
+            Conv::MaxPool2dArgmax { .. } => Ok(None),
             Conv::MaxPool2dSelect { .. } | Conv::MaxPool2dScatter { .. } => {
                 ts[0].map(|t| g.apply(op, &[t, xs[1]])).transpose()
             }
@@ -433,10 +507,12 @@ impl Family for Conv {
                     Ok(())
                 }
             }
-            Conv::MaxPool2d { .. } => Err("it has no transpose rule (only linear ops do)"),
+            Conv::MaxPool2d { .. } | Conv::MaxPool2dArgmax { .. } => {
+                Err("it has no transpose rule (only linear ops do)")
+            }
             Conv::MaxPool2dSelect { .. } | Conv::MaxPool2dScatter { .. } => {
                 if linear[1] {
-                    Err("the pooled input (where the maxima are) depends on the linear inputs")
+                    Err("the argmax (where the maxima are) depends on the linear inputs")
                 } else {
                     Ok(())
                 }
@@ -479,12 +555,17 @@ impl Family for Conv {
                     out.push((b, g.apply(conv(w_of.0), &w_of.1)?));
                 }
             }
-            Conv::MaxPool2d { .. } => unreachable!("check_linear rejects max_pool2d"),
+            Conv::MaxPool2d { .. } | Conv::MaxPool2dArgmax { .. } => {
+                unreachable!("check_linear rejects max_pool2d and its argmax")
+            }
             Conv::MaxPool2dSelect { .. } => {
-                out.push((a, g.apply(conv(self.pool(Conv::scatter)), &[ct, b])?));
+                let (_, geometry) = self.pool_types(&[g.ty(a)])?;
+                let scatter = self.pool_face(PoolFace::Scatter, geometry.input);
+                out.push((a, g.apply(conv(scatter), &[ct, b])?));
             }
             Conv::MaxPool2dScatter { .. } => {
-                out.push((a, g.apply(conv(self.pool(Conv::select)), &[ct, b])?));
+                let select = self.pool_face(PoolFace::Select, [0, 0]);
+                out.push((a, g.apply(conv(select), &[ct, b])?));
             }
         }
         Ok(out)
@@ -504,10 +585,16 @@ impl Family for Conv {
                     ..Work::default()
                 }
             }
-            // One comparison per tap of each window (select and scatter find the argmax again).
+            // The argmax compares every tap of each window (as max-pooling does); select and
+            // scatter move one element per window.
             _ => {
                 let (kernel, _) = self.pool_params();
-                let taps = (kernel[0] as u64).saturating_mul(kernel[1] as u64);
+                let taps = match self {
+                    Conv::MaxPool2d { .. } | Conv::MaxPool2dArgmax { .. } => {
+                        (kernel[0] as u64).saturating_mul(kernel[1] as u64)
+                    }
+                    _ => 1,
+                };
                 let pooled = match self {
                     Conv::MaxPool2dScatter { .. } => &inputs[0].shape,
                     _ => &output.shape,
@@ -532,6 +619,8 @@ impl Family for Conv {
             Conv::MaxPool2d { .. } | Conv::MaxPool2dSelect { .. } => {
                 Some(inputs[0].constant?.get())
             }
+            // The first tap inside the input wins a constant window, which padding moves.
+            Conv::MaxPool2dArgmax { .. } => None,
             Conv::MaxPool2dScatter { .. } => (inputs[0].constant == zero).then_some(0.0),
         }
     }
