@@ -318,18 +318,26 @@ impl ConvGeometry {
     }
 }
 
-/// `dst = src` for short runs (a row of an unfolded image): in blocks of a fixed size, which
-/// compile to a few vector moves, where `copy_from_slice` would call `memmove`.
+/// `dst = src` for short runs (a row of an unfolded image): in blocks of a fixed size, the last
+/// one overlapping the one before, which compile to a few vector moves where `copy_from_slice`
+/// (or a loop of whole blocks, which the compiler turns back into one) would call `memmove`.
 fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
     const BLOCK: usize = 8;
-    let mut dst = dst.chunks_exact_mut(BLOCK);
-    let mut src = src.chunks_exact(BLOCK);
-    for (d, s) in (&mut dst).zip(&mut src) {
-        let d: &mut [T; BLOCK] = d.try_into().expect("a whole block");
-        *d = *<&[T; BLOCK]>::try_from(s).expect("a whole block");
+    let len = dst.len();
+    let src = &src[..len];
+    if len < BLOCK {
+        dst.copy_from_slice(src);
+        return;
     }
-    for (d, s) in dst.into_remainder().iter_mut().zip(src.remainder()) {
-        *d = *s;
+    let last = len - BLOCK;
+    let mut at = 0;
+    loop {
+        let d: &mut [T; BLOCK] = (&mut dst[at..at + BLOCK]).try_into().expect("a block");
+        *d = *<&[T; BLOCK]>::try_from(&src[at..at + BLOCK]).expect("a block");
+        if at == last {
+            break;
+        }
+        at = (at + BLOCK).min(last);
     }
 }
 
