@@ -387,7 +387,8 @@ fn functions() -> Graph {
     s.done()
 }
 
-/// The three faces of a convolution, each summed with itself at one shared operand.
+/// The three faces of a convolution, each summed with itself at one shared operand, and a
+/// max-pooling with its argmax.
 fn convolutions() -> Graph {
     let mut s = Seed::new("convolutions");
     let window = Window {
@@ -414,6 +415,28 @@ fn convolutions() -> Graph {
         (batch(&[3, 2, 4]), fixed(&[3, 2, 3, 2])),
         (batch(&[2, 5, 4]), batch(&[3, 2, 4])),
     ];
+    // A max-pooling beside its argmax (as in a gradient).
+    let pooling = Window {
+        stride: [2, 1],
+        padding: [[1, 0], [0, 1]],
+        dilation: [1, 2],
+    };
+    let x = s.arg("x", batch(&[2, 5, 4]));
+    let kernel = [2, 2];
+    let pool = s.op(
+        Op::Conv(Conv::MaxPool2d {
+            kernel,
+            window: pooling,
+        }),
+        &[x],
+    );
+    s.out(pool);
+    let argmax = Conv::MaxPool2dArgmax {
+        kernel,
+        window: pooling,
+    };
+    let at = s.op(Op::Conv(argmax), &[x]);
+    s.out(at);
     for (k, (face, (first, second))) in faces.into_iter().zip(operands).enumerate() {
         let a = s.arg(&format!("a{k}"), first.clone());
         let a2 = s.arg(&format!("a2{k}"), first);

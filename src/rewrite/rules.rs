@@ -566,6 +566,22 @@ pub fn factor() -> Vec<Rewrite> {
             ));
         }
     }
+    // A max-pooling whose argmax the graph holds anyway (for its derivative) reads its maxima
+    // there: a gather in place of a second search of every window. The extraction keeps it only
+    // where the argmax is shared.
+    rules.push(rule_with(
+        "max-pool-at-argmax",
+        "(max_pool2d ?p ?x)",
+        |egraph, m| {
+            let x = m.get("?x");
+            let Op::Conv(pool) = params(egraph, m.get("?p")) else {
+                return None;
+            };
+            let [argmax, select] = pool.argmax_faces()?;
+            let at = add_op(egraph, Op::Conv(argmax), &[x])?;
+            add_op(egraph, Op::Conv(select), &[x, at])
+        },
+    ));
     rules.push(rule_with(
         "scale-into-matmul",
         "(mul (matmul ?f ?a ?b) (broadcast ?s ?c))",

@@ -259,6 +259,12 @@ impl Conv {
         Ok((batch, g))
     }
 
+    /// `max_pool2d(x)`'s argmax and the select that reads its maxima there.
+    pub fn argmax_faces(&self) -> Option<[Conv; 2]> {
+        matches!(self, Conv::MaxPool2d { .. })
+            .then(|| [PoolFace::Argmax, PoolFace::Select].map(|face| self.pool_face(face, [0, 0])))
+    }
+
     /// The FLOPs of one convolution face: `2 · |y| · C/groups · kH · kW`.
     fn conv_flops(g: &ConvGeometry, batch: u64) -> u64 {
         [
@@ -586,21 +592,26 @@ impl Family for Conv {
                 }
             }
             // The argmax compares every tap of each window (as max-pooling does); select and
-            // scatter move one element per window.
+            // scatter move one element per window, and a select reads only those of its `t`.
             _ => {
                 let (kernel, _) = self.pool_params();
-                let taps = match self {
-                    Conv::MaxPool2d { .. } | Conv::MaxPool2dArgmax { .. } => {
-                        (kernel[0] as u64).saturating_mul(kernel[1] as u64)
-                    }
-                    _ => 1,
-                };
                 let pooled = match self {
                     Conv::MaxPool2dScatter { .. } => &inputs[0].shape,
                     _ => &output.shape,
                 };
+                let windows = numel(pooled, batch);
+                let (taps, bytes) = match self {
+                    Conv::MaxPool2d { .. } | Conv::MaxPool2dArgmax { .. } => {
+                        ((kernel[0] as u64).saturating_mul(kernel[1] as u64), bytes)
+                    }
+                    Conv::MaxPool2dSelect { .. } => {
+                        let gathered = Work::streamed(&[output, inputs[1]], output, batch);
+                        (1, gathered)
+                    }
+                    _ => (1, bytes),
+                };
                 Work {
-                    elementwise_flops: numel(pooled, batch).saturating_mul(taps),
+                    elementwise_flops: windows.saturating_mul(taps),
                     bytes,
                     ..Work::default()
                 }
