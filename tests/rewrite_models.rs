@@ -208,8 +208,10 @@ fn optimization_keeps_every_signature_and_saturates_every_phase() {
             };
             assert_eq!(outputs(before), outputs(after), "{name} {graph}: outputs");
             let (was, is) = (graph_stats(before, 1000), graph_stats(after, 1000));
+            // More nodes only for less work (a mask applied after a pooling's select).
+            let less_work = is.elementwise_flops + is.bytes < was.elementwise_flops + was.bytes;
             assert!(
-                is.nodes <= was.nodes
+                (is.nodes <= was.nodes || less_work)
                     && is.matmul_flops <= was.matmul_flops
                     && is.elementwise_flops + is.bytes <= was.elementwise_flops + was.bytes,
                 "{name} {graph}: {was:?} → {is:?}"

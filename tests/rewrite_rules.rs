@@ -388,7 +388,7 @@ fn functions() -> Graph {
 }
 
 /// The three faces of a convolution, each summed with itself at one shared operand, and a
-/// max-pooling with its argmax.
+/// max-pooling with its argmax and masked derivatives.
 fn convolutions() -> Graph {
     let mut s = Seed::new("convolutions");
     let window = Window {
@@ -437,6 +437,24 @@ fn convolutions() -> Graph {
     };
     let at = s.op(Op::Conv(argmax), &[x]);
     s.out(at);
+    // A mask and a tangent through the select, a mask after the scatter (pooled: [B, 2, 3, 3]).
+    let (m, t) = (s.arg("m", batch(&[2, 5, 4])), s.arg("t", batch(&[2, 5, 4])));
+    let masked = s.bin(BinaryOp::Mul, m, t);
+    let select = Conv::MaxPool2dSelect {
+        kernel,
+        window: pooling,
+    };
+    let selected = s.op(Op::Conv(select), &[masked, at]);
+    s.out(selected);
+    let c = s.arg("c", batch(&[2, 3, 3]));
+    let scatter = Conv::MaxPool2dScatter {
+        kernel,
+        window: pooling,
+        input: [5, 4],
+    };
+    let scattered = s.op(Op::Conv(scatter), &[c, at]);
+    let masked = s.bin(BinaryOp::Mul, m, scattered);
+    s.out(masked);
     for (k, (face, (first, second))) in faces.into_iter().zip(operands).enumerate() {
         let a = s.arg(&format!("a{k}"), first.clone());
         let a2 = s.arg(&format!("a2{k}"), first);

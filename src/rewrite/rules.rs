@@ -582,6 +582,29 @@ pub fn factor() -> Vec<Rewrite> {
             add_op(egraph, Op::Conv(select), &[x, at])
         },
     ));
+    // A select gathers one element per window, so it distributes over a product, and a factor
+    // of a scatter's result is needed only where the scatter writes: a mask (a ReLU's step) is
+    // applied to the pooled values, a quarter of the image's for 2×2 windows; in a Gauss-Newton
+    // product the mask's select is a residual.
+    rules.push(rule(
+        "select-of-product",
+        "(max_pool2d_select ?p (mul ?m ?t) ?a)",
+        "(mul (max_pool2d_select ?p ?m ?a) (max_pool2d_select ?p ?t ?a))",
+    ));
+    rules.push(rule_with(
+        "scale-before-scatter",
+        "(mul ?m (max_pool2d_scatter ?p ?c ?a))",
+        |egraph, m| {
+            let (mask, c, at) = (m.get("?m"), m.get("?c"), m.get("?a"));
+            let Op::Conv(scatter) = params(egraph, m.get("?p")) else {
+                return None;
+            };
+            let (scatter, select) = (*scatter, scatter.pool_select()?);
+            let mask = add_op(egraph, Op::Conv(select), &[mask, at])?;
+            let scaled = binary(egraph, BinaryOp::Mul, mask, c)?;
+            add_op(egraph, Op::Conv(scatter), &[scaled, at])
+        },
+    ));
     rules.push(rule_with(
         "scale-into-matmul",
         "(mul (matmul ?f ?a ?b) (broadcast ?s ?c))",

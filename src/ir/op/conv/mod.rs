@@ -265,6 +265,19 @@ impl Conv {
             .then(|| [PoolFace::Argmax, PoolFace::Select].map(|face| self.pool_face(face, [0, 0])))
     }
 
+    /// The select of the same windows as this pooling op (`None` for a convolution).
+    pub fn pool_select(&self) -> Option<Conv> {
+        match self {
+            Conv::MaxPool2d { .. }
+            | Conv::MaxPool2dArgmax { .. }
+            | Conv::MaxPool2dSelect { .. }
+            | Conv::MaxPool2dScatter { .. } => Some(self.pool_face(PoolFace::Select, [0, 0])),
+            Conv::Conv2d { .. } | Conv::Conv2dTranspose { .. } | Conv::Conv2dCorrelate { .. } => {
+                None
+            }
+        }
+    }
+
     /// The FLOPs of one convolution face: `2 · |y| · C/groups · kH · kW`.
     fn conv_flops(g: &ConvGeometry, batch: u64) -> u64 {
         [
