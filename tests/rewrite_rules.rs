@@ -439,13 +439,22 @@ fn convolutions() -> Graph {
     s.out(at);
     // A mask and a tangent through the select, a mask after the scatter (pooled: [B, 2, 3, 3]).
     let (m, t) = (s.arg("m", batch(&[2, 5, 4])), s.arg("t", batch(&[2, 5, 4])));
-    let masked = s.bin(BinaryOp::Mul, m, t);
     let select = Conv::MaxPool2dSelect {
         kernel,
         window: pooling,
     };
-    let selected = s.op(Op::Conv(select), &[masked, at]);
-    s.out(selected);
+    for op in BinaryOp::ALL {
+        let combined = s.bin(op, m, t);
+        let selected = s.op(Op::Conv(select), &[combined, at]);
+        s.out(selected);
+    }
+    // A bias per channel, and (not constant over the planes) a row per image.
+    for source in [fixed(&[2, 1, 1]), fixed(&[4])] {
+        let bias = s.arg(&format!("bias{}", source.len()), source);
+        let spread = s.op(Op::broadcast(Shape(batch(&[2, 5, 4]))), &[bias]);
+        let selected = s.op(Op::Conv(select), &[spread, at]);
+        s.out(selected);
+    }
     let c = s.arg("c", batch(&[2, 3, 3]));
     let scatter = Conv::MaxPool2dScatter {
         kernel,

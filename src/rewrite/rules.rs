@@ -582,14 +582,34 @@ pub fn factor() -> Vec<Rewrite> {
             add_op(egraph, Op::Conv(select), &[x, at])
         },
     ));
-    // A select gathers one element per window, so it distributes over a product, and a factor
-    // of a scatter's result is needed only where the scatter writes: a mask (a ReLU's step) is
-    // applied to the pooled values, a quarter of the image's for 2×2 windows; in a Gauss-Newton
-    // product the mask's select is a residual.
-    rules.push(rule(
-        "select-of-product",
-        "(max_pool2d_select ?p (mul ?m ?t) ?a)",
-        "(mul (max_pool2d_select ?p ?m ?a) (max_pool2d_select ?p ?t ?a))",
+    // A select gathers one element per window, so it distributes over every elementwise op and
+    // reads a tensor constant over each plane (a bias) as it is; a factor of a scatter's result
+    // is needed only where the scatter writes. A bias and a ReLU's mask are then applied to the
+    // pooled values, a quarter of the image's for 2×2 windows; in a Gauss-Newton product the
+    // mask's select is a residual.
+    for op in BinaryOp::ALL {
+        let op = op.name();
+        rules.push(rule(
+            &format!("select-of-{op}"),
+            &format!("(max_pool2d_select ?p ({op} ?a ?b) ?i)"),
+            &format!("({op} (max_pool2d_select ?p ?a ?i) (max_pool2d_select ?p ?b ?i))"),
+        ));
+    }
+    rules.push(rule_with(
+        "select-of-broadcast",
+        "(max_pool2d_select ?p (broadcast ?s ?x) ?i)",
+        |egraph, m| {
+            let (x, pooled) = (m.get("?x"), m.get("?i"));
+            // The source's dimensions aligned with the image's H and W (the last two) are 1.
+            let dims = shape(egraph, x).dims();
+            let spatial = &dims[dims.len().saturating_sub(2)..];
+            spatial
+                .iter()
+                .all(|d| d.as_fixed() == Some(1))
+                .then_some(())?;
+            let target = shape(egraph, pooled).clone();
+            add_broadcast(egraph, x, &target)
+        },
     ));
     rules.push(rule_with(
         "scale-before-scatter",
