@@ -11,12 +11,13 @@ use sgn::ir::tensor::Floor;
 use sgn::ir::text::parse_graph;
 use sgn::optim::report::read_log;
 use sgn::optim::{
-    CgOptions, Damping, Optimizer, Record, Sgd, SgdOptions, Sgn, SgnOptions, StopRule,
+    CgOptions, Damping, EarlyCg, Optimizer, Record, Sgd, SgdOptions, Sgn, SgnOptions, StopRule,
     TrainOptions, Trainer,
 };
 use sgn::{CompileOptions, Model};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 #[test]
 fn check_summarizes_every_shipped_model() {
@@ -523,6 +524,7 @@ struct LibraryRun {
     frequency: f64,
     params: Option<TensorMap>,
     backend: BackendKind,
+    eval_at: Vec<Duration>,
 }
 
 /// SGN as the CLI configures it by default (`--cg-iters 10`).
@@ -543,6 +545,7 @@ impl LibraryRun {
             frequency: SineOptions::default().frequency,
             params: None,
             backend: BackendKind::Jit,
+            eval_at: Vec::new(),
         }
     }
 
@@ -570,6 +573,7 @@ impl LibraryRun {
                 time_limit: None,
             },
             seed: 3,
+            eval_at: self.eval_at,
             ..TrainOptions::default()
         };
         let mut trainer =
@@ -655,6 +659,48 @@ fn train_options_do_what_the_library_does() {
             vec!["--backend", "interp"],
             LibraryRun {
                 backend: BackendKind::Interpreter,
+                ..LibraryRun::sgn(SgnOptions::default())
+            },
+        ),
+        (
+            "paper",
+            vec!["--paper", "--cg-iters", "3"],
+            LibraryRun {
+                optimizer: Box::new(Sgn::new(SgnOptions::paper(3))),
+                ..LibraryRun::sgn(SgnOptions::default())
+            },
+        ),
+        (
+            "cg-early",
+            vec!["--cg-early", "5,2"],
+            LibraryRun::sgn(SgnOptions {
+                early_cg: Some(EarlyCg {
+                    steps: 5,
+                    max_iters: 2,
+                }),
+                ..SgnOptions::default()
+            }),
+        ),
+        (
+            "cg-tol-inf",
+            vec!["--cg-tol-inf", "0.05"],
+            LibraryRun {
+                optimizer: Box::new(Sgn::new(SgnOptions {
+                    cg: CgOptions {
+                        max_iters: 10,
+                        residual_max: Some(0.05),
+                        ..CgOptions::default()
+                    },
+                    ..SgnOptions::default()
+                })),
+                ..LibraryRun::sgn(SgnOptions::default())
+            },
+        ),
+        (
+            "eval-at",
+            vec!["--eval-at", "1ns,1h"],
+            LibraryRun {
+                eval_at: vec![Duration::from_nanos(1), Duration::from_secs(3600)],
                 ..LibraryRun::sgn(SgnOptions::default())
             },
         ),

@@ -330,7 +330,19 @@ fn numbers_out_of_range_are_usage_errors_that_state_the_range() {
         (&["--warm-start", "2"], "a number in [0, 1]"),
         (&["--frequency", "0"], "a finite number > 0"),
         (&["--time-limit", "0s"], "longer than 0"),
+        (&["--eval-at", "25s,0s"], "longer than 0"),
         (&["--seed", "-1"], "--seed"),
+        (&["--cg-tol-inf", "0"], "a finite number > 0"),
+        (&["--cg-early", "10"], "STEPS,ITERS"),
+        (
+            &["--cg-early", "0,5"],
+            "STEPS '0' must be a whole number >= 1",
+        ),
+        (
+            &["--cg-early", "10,x"],
+            "ITERS 'x' must be a whole number >= 1",
+        ),
+        (&["--paper", "--cg-early", "5,5"], "cannot be used with"),
     ];
     for (extra, range) in cases {
         let mut args = [&train[..], extra].concat();

@@ -496,3 +496,54 @@ fn sgn_trains_the_papers_mnist_net_on_real_mnist() {
         .unwrap();
     assert!(accuracy > 0.85, "two SGN epochs reach {accuracy}");
 }
+
+#[test]
+fn evaluation_marks_evaluate_once_at_the_first_step_past_them() {
+    let (_, compiled, params) = setup();
+    let data = blobs_dataset();
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("run.safetensors");
+    // Two marks crossed by the first step (one evaluation), one never reached, and a time limit
+    // that ends the run right after the evaluation: the checkpoint is still written.
+    let marked = TrainOptions {
+        stop: StopRule {
+            epochs: Some(2),
+            time_limit: Some(Duration::ZERO),
+        },
+        eval_at: vec![
+            Duration::from_secs(3600),
+            Duration::from_nanos(2),
+            Duration::from_nanos(1),
+        ],
+        checkpoint: Some(ckpt.clone()),
+        ..options(2)
+    };
+    let mut trainer = Trainer::new(&compiled, &data, &params, sgn(), marked).unwrap();
+    trainer.run(&mut |_| {}).unwrap();
+    let marked = evals(trainer.history());
+    assert_eq!(marked.len(), 1, "{marked:?}");
+    assert_eq!(marked[0].iteration, 1);
+    assert!(marked[0].test_accuracy.is_some() && marked[0].test_loss.is_some());
+    assert!(ckpt.exists(), "the run's end saves a checkpoint");
+    // Resumed past the marks, the run evaluates only at the epochs' ends (its history starts
+    // with the first run's).
+    let mut second = Trainer::new(
+        &compiled,
+        &data,
+        &params,
+        sgn(),
+        TrainOptions {
+            eval_at: vec![Duration::from_nanos(1)],
+            ..options(2)
+        },
+    )
+    .unwrap();
+    second.resume(&ckpt).unwrap();
+    second.run(&mut |_| {}).unwrap();
+    let iterations: Vec<u64> = evals(second.history())
+        .iter()
+        .map(|r| r.iteration)
+        .collect();
+    let per_epoch = evals(second.history())[1].iteration;
+    assert_eq!(iterations, [1, per_epoch, 2 * per_epoch]);
+}

@@ -193,6 +193,7 @@ fn sgn_step(
         cg: CgOptions {
             max_iters: STEP_CG_ITERS,
             tolerance: 0.0,
+            residual_max: None,
         },
         line_search: false,
         ..SgnOptions::default()

@@ -89,6 +89,24 @@ fn checked_path(text: &str, check: fn(&Path) -> crate::Result<()>) -> Result<Pat
     Ok(path)
 }
 
+/// `STEPS,ITERS` (`--cg-early`): the first STEPS steps (at least 1) run up to ITERS CG
+/// iterations (at least 1).
+pub(super) fn early_cg(text: &str) -> Result<crate::optim::EarlyCg, String> {
+    let (steps, iters) = text
+        .split_once(',')
+        .ok_or_else(|| format!("'{text}' is not STEPS,ITERS (e.g. 10,10)"))?;
+    let whole = |what: &str, s: &str| -> Result<u64, String> {
+        match s.trim().parse::<u64>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(format!("{what} '{}' must be a whole number >= 1", s.trim())),
+        }
+    };
+    let steps = whole("STEPS", steps)?;
+    let max_iters = usize::try_from(whole("ITERS", iters)?)
+        .map_err(|_| format!("ITERS '{}' is too large", iters.trim()))?;
+    Ok(crate::optim::EarlyCg { steps, max_iters })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,8 +6,8 @@ use crate::data::DatasetName;
 use crate::optim::report::{LogWriter, plot};
 use crate::optim::train::is_checkpoint;
 use crate::optim::{
-    Adam, AdamOptions, CgOptions, Damping, Optimizer, Record, RecordKind, Sgd, SgdOptions, Sgn,
-    SgnOptions, StopRule, TrainEvent, TrainOptions, Trainer,
+    Adam, AdamOptions, CgOptions, Damping, EarlyCg, Optimizer, Record, RecordKind, Sgd, SgdOptions,
+    Sgn, SgnOptions, StopRule, TrainEvent, TrainOptions, Trainer,
 };
 use crate::{Error, Model, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -31,15 +31,32 @@ pub struct TrainArgs {
     /// Stop after this many epochs (at least 1).
     #[arg(long, allow_negative_numbers = true, required_unless_present = "time_limit", value_parser = options::at_least_one::<u64>)]
     epochs: Option<u64>,
-    /// Stop after this much training time, longer than 0 (e.g. 25s, 2m).
+    /// Stop after this much training time, longer than 0 (e.g. 25s, 2m). Training time leaves
+    /// out compilation, evaluation and checkpoints.
     #[arg(long, value_parser = options::duration)]
     time_limit: Option<Duration>,
+    /// Also evaluate on the test split at the first step past each of these training times,
+    /// comma-separated (e.g. 25s,50s,100s: the SGN paper's budgets).
+    #[arg(long, value_parser = options::duration, value_delimiter = ',')]
+    eval_at: Vec<Duration>,
     /// Seeds the parameter initialization and the mini-batch order (a whole number >= 0).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     seed: u64,
     /// SGN: conjugate-gradient iterations per step (at least 1).
     #[arg(long, allow_negative_numbers = true, default_value_t = 10, value_parser = options::at_least_one::<usize>)]
     cg_iters: usize,
+    /// SGN: also stop CG once every residual entry is at most this (‖r‖∞ ≤ TOL; the paper:
+    /// 1e-6), a finite number > 0.
+    #[arg(long, allow_negative_numbers = true, value_parser = options::positive)]
+    cg_tol_inf: Option<f64>,
+    /// SGN: the first STEPS steps run up to ITERS CG iterations, written STEPS,ITERS (the paper:
+    /// 10,10); --cg-iters applies afterwards.
+    #[arg(long, value_parser = options::early_cg)]
+    cg_early: Option<EarlyCg>,
+    /// SGN: the SGN paper's CG settings: --cg-tol-inf 1e-6 --cg-early 10,10 (with --cg-iters
+    /// after the first 10 steps). The damping and line search are the defaults, the paper's.
+    #[arg(long, conflicts_with_all = ["cg_tol_inf", "cg_early"])]
+    paper: bool,
     /// SGN: the initial damping ρ₀, a finite number > 0.
     #[arg(long, allow_negative_numbers = true, default_value_t = 1e-4, value_parser = options::positive)]
     rho0: f64,
@@ -99,22 +116,7 @@ enum OptimizerName {
 
 fn optimizer(args: &TrainArgs) -> Box<dyn Optimizer> {
     match args.optimizer {
-        OptimizerName::Sgn => Box::new(Sgn::new(SgnOptions {
-            cg: CgOptions {
-                max_iters: args.cg_iters,
-                ..CgOptions::default()
-            },
-            rho0: args.rho0,
-            damping: if args.fixed_rho {
-                Damping::Fixed
-            } else {
-                Damping::LevenbergMarquardt
-            },
-            line_search: !args.no_line_search,
-            warm_start: args.warm_start,
-            preconditioner: args.precondition,
-            ..SgnOptions::default()
-        })),
+        OptimizerName::Sgn => Box::new(Sgn::new(sgn_options(args))),
         OptimizerName::Sgd => Box::new(Sgd::new(SgdOptions {
             lr: learning_rate(args),
             momentum: args.momentum,
@@ -124,6 +126,36 @@ fn optimizer(args: &TrainArgs) -> Box<dyn Optimizer> {
             lr: learning_rate(args),
             ..AdamOptions::default()
         })),
+    }
+}
+
+/// SGN's options from the command line: the paper's CG settings with --paper, each flag's
+/// otherwise.
+fn sgn_options(args: &TrainArgs) -> SgnOptions {
+    let base = if args.paper {
+        SgnOptions::paper(args.cg_iters)
+    } else {
+        SgnOptions {
+            cg: CgOptions {
+                max_iters: args.cg_iters,
+                residual_max: args.cg_tol_inf,
+                ..CgOptions::default()
+            },
+            early_cg: args.cg_early,
+            ..SgnOptions::default()
+        }
+    };
+    SgnOptions {
+        rho0: args.rho0,
+        damping: if args.fixed_rho {
+            Damping::Fixed
+        } else {
+            Damping::LevenbergMarquardt
+        },
+        line_search: !args.no_line_search,
+        warm_start: args.warm_start,
+        preconditioner: args.precondition,
+        ..base
     }
 }
 
@@ -208,6 +240,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         },
         seed: args.seed,
         checkpoint: args.save.clone(),
+        eval_at: args.eval_at.clone(),
         ..TrainOptions::default()
     };
     let mut trainer = Trainer::new(&compiled, &dataset, &params, optimizer(args), train_options)?;

@@ -4,7 +4,7 @@ use super::vector::{cg_update, dot, shift_dot};
 use crate::Result;
 
 /// Options of [`solve`]. Defaults: at most 10 iterations, relative residual tolerance 1e-10
-/// (in practice the iteration cap ends the solve).
+/// (in practice the iteration cap ends the solve), no bound on the largest residual entry.
 ///
 /// There is no "keep the best iterate" option: every CG step lowers the quadratic model by
 /// `½·α·rᵀy > 0`, so the last iterate is always the best by the model.
@@ -14,6 +14,9 @@ pub struct CgOptions {
     pub max_iters: usize,
     /// Stop when ‖r‖ ≤ tolerance · ‖b‖.
     pub tolerance: f64,
+    /// Also stop when every residual entry is this small: ‖r‖∞ ≤ bound (the SGN paper's rule,
+    /// with 1e-6).
+    pub residual_max: Option<f64>,
 }
 
 impl Default for CgOptions {
@@ -21,6 +24,7 @@ impl Default for CgOptions {
         CgOptions {
             max_iters: 10,
             tolerance: 1e-10,
+            residual_max: None,
         }
     }
 }
@@ -93,9 +97,15 @@ pub fn solve(
     let mut p = y.clone().unwrap_or_else(|| r.clone());
     let mut rr = dot(&r, &r);
     let mut ry = y.as_deref().map_or(rr, |y| dot(&r, y));
+    let converged = |rr: f64, r: &[f64]| {
+        rr.sqrt() <= options.tolerance * b_norm
+            || options
+                .residual_max
+                .is_some_and(|bound| r.iter().all(|r| r.abs() <= bound))
+    };
     let mut stop = CgStop::MaxIterations;
     while iterations < options.max_iters {
-        if rr.sqrt() <= options.tolerance * b_norm {
+        if converged(rr, &r) {
             stop = CgStop::Converged;
             break;
         }
@@ -119,7 +129,7 @@ pub fn solve(
             *p = y + beta * *p;
         }
     }
-    if stop == CgStop::MaxIterations && rr.sqrt() <= options.tolerance * b_norm {
+    if stop == CgStop::MaxIterations && converged(rr, &r) {
         stop = CgStop::Converged;
     }
     // xᵀAx = xᵀ(b − r).
@@ -160,6 +170,7 @@ mod tests {
             let options = CgOptions {
                 max_iters: 10 * n,
                 tolerance: 1e-12,
+                residual_max: None,
             };
             let out = solve(
                 |v, out| {
@@ -230,6 +241,7 @@ mod tests {
             &CgOptions {
                 max_iters: 60,
                 tolerance: 1e-14,
+                residual_max: None,
             },
         )
         .unwrap();
@@ -266,6 +278,48 @@ mod tests {
         .unwrap();
         assert_eq!(out.stop, CgStop::NegativeCurvature);
         assert_eq!(out.x, vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn stops_once_every_residual_entry_is_below_the_bound() {
+        // The paper's rule: ‖r‖∞ ≤ 1e-6. The relative 2-norm rule alone runs to the cap.
+        let a = lehmer(12, 0.3);
+        let b: Vec<f64> = (0..12).map(|i| (i as f64).cos()).collect();
+        let run = |residual_max| {
+            let options = CgOptions {
+                max_iters: 40,
+                tolerance: 0.0,
+                residual_max,
+            };
+            let apply = |v: &[f64], out: &mut Vec<f64>| {
+                *out = matvec(&a, v);
+                Ok(())
+            };
+            solve(apply, 0.0, &b, vec![0.0; 12], None, &options).unwrap()
+        };
+        let bounded = run(Some(1e-6));
+        assert_eq!(bounded.stop, CgStop::Converged);
+        assert!(bounded.iterations < 40, "{} iterations", bounded.iterations);
+        let ax = matvec(&a, &bounded.x);
+        let worst = ax
+            .iter()
+            .zip(&b)
+            .map(|(ax, b)| (b - ax).abs())
+            .fold(0.0, f64::max);
+        assert!(worst <= 1e-6 * 1.0001, "‖r‖∞ = {worst:e}");
+        // One iteration fewer leaves an entry above the bound.
+        let before = CgOptions {
+            max_iters: bounded.iterations - 1,
+            tolerance: 0.0,
+            residual_max: Some(1e-6),
+        };
+        let apply = |v: &[f64], out: &mut Vec<f64>| {
+            *out = matvec(&a, v);
+            Ok(())
+        };
+        let early = solve(apply, 0.0, &b, vec![0.0; 12], None, &before).unwrap();
+        assert_eq!(early.stop, CgStop::MaxIterations);
+        assert!(run(None).iterations > bounded.iterations);
     }
 
     #[test]

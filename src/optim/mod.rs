@@ -21,7 +21,7 @@ pub use cg::{CgOptions, CgResult, CgStop};
 pub use objective::ModelObjective;
 pub use record::{Record, RecordKind};
 pub use sgd::{Sgd, SgdOptions};
-pub use sgn::{Damping, Sgn, SgnOptions};
+pub use sgn::{Damping, EarlyCg, Sgn, SgnOptions};
 pub use train::{StopRule, TrainEvent, TrainOptions, Trainer};
 
 use crate::Result;
@@ -131,6 +131,16 @@ impl<'a> StateReader<'a> {
     /// A one-value entry.
     pub fn scalar(&mut self, name: &'static str, values: Values) -> Result<f64> {
         Ok(self.entry(name, values, &[1])?[0])
+    }
+
+    /// A one-value entry that checkpoints of an earlier version lack: `default` there.
+    pub fn scalar_or(&mut self, name: &'static str, values: Values, default: f64) -> Result<f64> {
+        if self.state.contains_key(name) {
+            self.scalar(name, values)
+        } else {
+            self.read.push(name);
+            Ok(default)
+        }
     }
 
     /// A per-parameter entry: one value per parameter, or none (not made yet).

@@ -41,9 +41,11 @@ pub struct Record {
     pub epoch: f64,
     /// Optimizer steps done (accepted or not).
     pub iteration: u64,
-    /// Seconds of training so far (accumulated across resumed runs).
+    /// Seconds of training so far (accumulated across resumed runs; evaluation and checkpoints
+    /// not counted).
     pub wall_time: f64,
-    /// Step: the mini-batch loss before the step. Eval: the mean of the epoch's step losses.
+    /// Step: the mini-batch loss before the step. Eval: the mean of the step losses since the
+    /// previous evaluation.
     pub train_loss: Option<f64>,
     pub test_loss: Option<f64>,
     /// Fraction of test examples classified correctly (classification datasets only).

@@ -19,12 +19,23 @@ pub enum Damping {
     Fixed,
 }
 
+/// A different CG cap for the first steps of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EarlyCg {
+    /// Steps (accepted or not) that use `max_iters`.
+    pub steps: u64,
+    pub max_iters: usize,
+}
+
 /// SGN's options. The defaults are the paper's: `x₀ = 0`, `ρ₀ = 1e-4`, `ρ_min = 1e-6`,
 /// Levenberg-Marquardt damping, Armijo backtracking (`c = 1e-4`, halving, at most 10 tries), and
-/// 10 CG iterations. The step size is never a user setting.
+/// 10 CG iterations; [`SgnOptions::paper`] adds the authors' CG stopping rules. The step size is
+/// never a user setting.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SgnOptions {
     pub cg: CgOptions,
+    /// The first steps' CG cap, if it differs from `cg.max_iters`.
+    pub early_cg: Option<EarlyCg>,
     pub rho0: f64,
     pub rho_min: f64,
     pub damping: Damping,
@@ -42,10 +53,50 @@ pub struct SgnOptions {
     pub preconditioner: Option<f64>,
 }
 
+impl SgnOptions {
+    /// The SGN paper's settings, as the authors' code runs them: CG stops when ‖r‖∞ ≤ 1e-6 or
+    /// after `cg_iters` iterations, but the first 10 steps run up to 10; the damping and the line
+    /// search are the defaults'.
+    ///
+    /// ```
+    /// use sgn::optim::SgnOptions;
+    /// let paper = SgnOptions::paper(3);
+    /// assert_eq!(paper.cg.max_iters, 3);
+    /// assert_eq!(paper.cg.residual_max, Some(1e-6));
+    /// assert_eq!(paper.early_cg.map(|e| (e.steps, e.max_iters)), Some((10, 10)));
+    /// ```
+    pub fn paper(cg_iters: usize) -> SgnOptions {
+        SgnOptions {
+            cg: CgOptions {
+                max_iters: cg_iters,
+                tolerance: 0.0,
+                residual_max: Some(1e-6),
+            },
+            early_cg: Some(EarlyCg {
+                steps: 10,
+                max_iters: 10,
+            }),
+            ..SgnOptions::default()
+        }
+    }
+
+    /// The CG options of step `step` (0 for the first).
+    fn cg_at(&self, step: u64) -> CgOptions {
+        match self.early_cg {
+            Some(early) if step < early.steps => CgOptions {
+                max_iters: early.max_iters,
+                ..self.cg.clone()
+            },
+            _ => self.cg.clone(),
+        }
+    }
+}
+
 impl Default for SgnOptions {
     fn default() -> SgnOptions {
         SgnOptions {
             cg: CgOptions::default(),
+            early_cg: None,
             rho0: 1e-4,
             rho_min: 1e-6,
             damping: Damping::LevenbergMarquardt,
@@ -69,6 +120,8 @@ const SQUARED_GRAD_DECAY: f64 = 0.95;
 pub struct Sgn {
     pub options: SgnOptions,
     rho: f64,
+    /// Steps taken, accepted or not.
+    steps: u64,
     previous_step: Vec<f64>,
     squared_grad: Vec<f64>,
 }
@@ -77,6 +130,7 @@ impl Sgn {
     pub fn new(options: SgnOptions) -> Sgn {
         Sgn {
             rho: options.rho0,
+            steps: 0,
             options,
             previous_step: Vec::new(),
             squared_grad: Vec::new(),
@@ -120,6 +174,8 @@ impl Optimizer for Sgn {
     }
 
     fn step(&mut self, theta: &mut [f64], objective: &mut dyn Objective) -> Result<StepReport> {
+        let cg_options = self.options.cg_at(self.steps);
+        self.steps += 1;
         let (loss, grad) = objective.loss_and_grad(theta)?;
         if !loss.is_finite() || !all_finite(&grad) {
             let what = if loss.is_finite() { "gradient" } else { "loss" };
@@ -158,7 +214,7 @@ impl Optimizer for Sgn {
             &b,
             x0,
             preconditioner.as_deref(),
-            &self.options.cg,
+            &cg_options,
         )?;
         let d = solved.x;
         let slope = dot(&grad, &d);
@@ -221,6 +277,7 @@ impl Optimizer for Sgn {
     fn state(&self) -> OptimizerState {
         OptimizerState::from([
             ("rho".to_string(), vec![self.rho]),
+            ("steps".to_string(), vec![self.steps as f64]),
             ("previous_step".to_string(), self.previous_step.clone()),
             ("squared_grad".to_string(), self.squared_grad.clone()),
         ])
@@ -229,10 +286,13 @@ impl Optimizer for Sgn {
     fn restore(&mut self, state: &OptimizerState, dim: usize) -> Result<()> {
         let mut reader = StateReader::new(state, dim);
         let rho = reader.scalar("rho", Values::Positive)?;
+        // Checkpoints before the early CG cap existed count no steps.
+        let steps = reader.scalar_or("steps", Values::Count, 0.0)?;
         let previous_step = reader.vector("previous_step", Values::Finite)?;
         let squared_grad = reader.vector("squared_grad", Values::NonNegative)?;
         reader.finish()?;
         self.rho = rho;
+        self.steps = steps as u64;
         self.previous_step = previous_step.to_vec();
         self.squared_grad = squared_grad.to_vec();
         Ok(())
@@ -250,6 +310,7 @@ mod tests {
             cg: CgOptions {
                 max_iters: 50,
                 tolerance: 1e-14,
+                residual_max: None,
             },
             ..SgnOptions::default()
         }
@@ -355,6 +416,43 @@ mod tests {
         // The next healthy step proceeds.
         q.poison_grad = false;
         assert!(sgn.step(&mut theta, &mut q).unwrap().accepted);
+    }
+
+    #[test]
+    fn the_first_steps_use_the_early_cg_cap_and_a_resumed_run_counts_on() {
+        // A 12-dimensional quadratic: CG needs more than 2 iterations, so the cap shows.
+        let options = SgnOptions {
+            cg: CgOptions {
+                max_iters: 2,
+                tolerance: 0.0,
+                residual_max: None,
+            },
+            early_cg: Some(EarlyCg {
+                steps: 3,
+                max_iters: 5,
+            }),
+            ..SgnOptions::default()
+        };
+        let mut q = Quadratic::new(12);
+        let mut sgn = Sgn::new(options.clone());
+        let mut theta = vec![0.0; 12];
+        let mut iters = Vec::new();
+        for step in 0..5 {
+            iters.push(sgn.step(&mut theta, &mut q).unwrap().cg_iters);
+            if step == 1 {
+                // Resumed after two steps: one early step is left.
+                let mut resumed = Sgn::new(options.clone());
+                resumed.restore(&sgn.state(), theta.len()).unwrap();
+                sgn = resumed;
+            }
+        }
+        assert_eq!(iters, [5, 5, 5, 2, 2]);
+        // A checkpoint from before the step count resumes as a run at its first step.
+        let mut state = sgn.state();
+        state.remove("steps");
+        let mut old = Sgn::new(options);
+        old.restore(&state, theta.len()).unwrap();
+        assert_eq!(old.step(&mut theta, &mut q).unwrap().cg_iters, 5);
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub struct TrainOptions {
     pub eval_batch: usize,
     /// Where checkpoints go (after each epoch and at the end), if anywhere.
     pub checkpoint: Option<PathBuf>,
+    /// Training times at which to evaluate on the test split as well (at the first step
+    /// boundary past each), besides every epoch's end: a budget's result, as the SGN paper
+    /// reports them.
+    pub eval_at: Vec<Duration>,
 }
 
 impl Default for TrainOptions {
@@ -57,6 +61,7 @@ impl Default for TrainOptions {
             max_consecutive_failures: 5,
             eval_batch: 1000,
             checkpoint: None,
+            eval_at: Vec::new(),
         }
     }
 }
@@ -282,17 +287,35 @@ impl<'a> Trainer<'a> {
 
     /// Trains until the stop rule holds. Checkpoints (if configured) are written after every
     /// epoch and at the end; on an error the last checkpoint is left as it was.
+    ///
+    /// Times (the stop rule's, the evaluation marks', the records') are training time: the
+    /// clock stops while the test split is evaluated and checkpoints are written.
     pub fn run(&mut self, observer: &mut dyn FnMut(TrainEvent)) -> Result<()> {
         let start = Instant::now();
-        let elapsed = |p: &Progress| p.elapsed_before + start.elapsed().as_secs_f64();
-        let time_up = |p: &Progress, limit: Option<Duration>| {
-            limit.is_some_and(|l| elapsed(p) >= l.as_secs_f64())
+        // Evaluation and checkpoint time, off the training clock.
+        let mut paused = Duration::ZERO;
+        let elapsed = |p: &Progress, paused: Duration| {
+            p.elapsed_before + start.elapsed().saturating_sub(paused).as_secs_f64()
         };
+        let time_up = |p: &Progress, paused: Duration, limit: Option<Duration>| {
+            limit.is_some_and(|l| elapsed(p, paused) >= l.as_secs_f64())
+        };
+        // The evaluation marks still ahead (a resumed run has passed some).
+        let mut marks: Vec<f64> = self
+            .options
+            .eval_at
+            .iter()
+            .map(Duration::as_secs_f64)
+            .collect();
+        marks.sort_by(f64::total_cmp);
+        marks.retain(|&m| m > self.progress.elapsed_before);
+        let mut marks = marks.into_iter().peekable();
         let mut failures = 0;
         let mut out_of_time = false;
         let mut epoch_losses: Vec<f64> = Vec::new();
-        // True when steps ran since the last evaluation (so a stop mid-epoch evaluates once more).
-        let mut unevaluated_steps = false;
+        // True when steps ran since the last evaluation or checkpoint (so a stop mid-epoch
+        // evaluates and saves once more).
+        let (mut unevaluated_steps, mut unsaved_steps) = (false, false);
         loop {
             // The time limit is checked after each step, so every run makes at least one.
             if self
@@ -317,7 +340,7 @@ impl<'a> Trainer<'a> {
                 self.model.layout().round_to_dtypes(&mut self.theta);
                 self.progress.position += 1;
                 self.progress.iteration += 1;
-                unevaluated_steps = true;
+                (unevaluated_steps, unsaved_steps) = (true, true);
                 if let Some(what) = &report.non_finite {
                     failures += 1;
                     observer(TrainEvent::NonFinite {
@@ -339,7 +362,7 @@ impl<'a> Trainer<'a> {
                     kind: RecordKind::Step,
                     epoch: self.fractional_epoch(),
                     iteration: self.progress.iteration,
-                    wall_time: elapsed(&self.progress),
+                    wall_time: elapsed(&self.progress, paused),
                     train_loss: report.loss.is_finite().then_some(report.loss),
                     test_loss: None,
                     test_accuracy: None,
@@ -349,7 +372,15 @@ impl<'a> Trainer<'a> {
                 };
                 observer(TrainEvent::Recorded(&record));
                 self.history.push(record);
-                if time_up(&self.progress, self.options.stop.time_limit) {
+                let now = elapsed(&self.progress, paused);
+                if marks.next_if(|&m| now >= m).is_some() {
+                    while marks.next_if(|&m| now >= m).is_some() {}
+                    let pause = Instant::now();
+                    self.evaluate(&mut epoch_losses, now, observer)?;
+                    unevaluated_steps = false;
+                    paused += pause.elapsed();
+                }
+                if time_up(&self.progress, paused, self.options.stop.time_limit) {
                     out_of_time = true;
                     break;
                 }
@@ -361,14 +392,20 @@ impl<'a> Trainer<'a> {
             {
                 self.progress.epoch += 1;
                 self.progress.position = 0;
-                self.evaluate(&mut epoch_losses, elapsed(&self.progress), observer)?;
+                let (now, pause) = (elapsed(&self.progress, paused), Instant::now());
+                self.evaluate(&mut epoch_losses, now, observer)?;
                 unevaluated_steps = false;
-                self.save_checkpoint(elapsed(&self.progress), observer)?;
+                self.save_checkpoint(now, observer)?;
+                unsaved_steps = false;
+                paused += pause.elapsed();
             }
         }
+        let now = elapsed(&self.progress, paused);
         if unevaluated_steps {
-            self.evaluate(&mut epoch_losses, elapsed(&self.progress), observer)?;
-            self.save_checkpoint(elapsed(&self.progress), observer)?;
+            self.evaluate(&mut epoch_losses, now, observer)?;
+        }
+        if unsaved_steps {
+            self.save_checkpoint(now, observer)?;
         }
         Ok(())
     }
