@@ -8,6 +8,7 @@ mod files;
 mod inspect;
 mod options;
 mod plot;
+mod reproduce;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Overlay the curves of several training logs in one figure.
     Plot(plot::PlotArgs),
+    /// Run the SGN paper's experiments within its time budgets; report beside its numbers.
+    Reproduce(reproduce::ReproduceArgs),
     /// Datasets: fetch one into the cache.
     #[command(subcommand)]
     Data(DataCommand),
@@ -190,6 +193,7 @@ pub fn main() -> i32 {
         Command::Inspect(args) => inspect::run(&args),
         Command::Train(args) => train::run(&args),
         Command::Plot(args) => plot::run(&args),
+        Command::Reproduce(args) => reproduce::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Data(DataCommand::Fetch(args)) => data::run(&args),
     };

@@ -1,0 +1,603 @@
+//! `sgn reproduce EXPERIMENT… [--seeds N] [--budget-scale X] [--out DIR]`: the SGN paper's
+//! experiments (Gargiani et al. 2020) on this machine, each optimizer for N seeds within the
+//! paper's time budgets, written as `DIR/report.md` beside the published numbers, with a figure
+//! and the logs of every run.
+//!
+//! The networks, batch sizes, SGN settings (`--paper`: CG to ‖r‖∞ ≤ 1e-6, the first 10 steps up
+//! to 10 iterations), SGD learning rates and budgets are the paper's (../shared/PAPER.md); Adam
+//! (lr 1e-3) stands beside them as the baseline users pick today. The MLPs start from the
+//! paper's initialization, every weight ~ N(0, 1); the LeNet's file already holds the authors'.
+
+use super::options;
+use crate::data::{DatasetName, LoadOptions, PixelScale, SineOptions};
+use crate::ir::init::Init;
+use crate::ir::store::{init_params, write_atomically};
+use crate::optim::report::{LogWriter, plot_comparison};
+use crate::optim::{
+    Adam, AdamOptions, Optimizer, Record, RecordKind, Sgd, SgdOptions, Sgn, SgnOptions, StopRule,
+    TrainEvent, TrainOptions, Trainer,
+};
+use crate::{Error, Model, Result};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug)]
+pub struct ReproduceArgs {
+    /// The experiments to run (all by default): mnist, fashion, boston, sine10, sine100.
+    #[arg(value_enum)]
+    experiments: Vec<ExperimentName>,
+    /// Runs per optimizer, seeded 0, 1, … (at least 1; the paper averages 5).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 3, value_parser = options::at_least_one::<u64>)]
+    seeds: u64,
+    /// Multiplies every time budget, a finite number > 0 (0.1: a quick look).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1.0, value_parser = options::positive)]
+    budget_scale: f64,
+    /// Where report.md, the figures and the logs go (created if missing).
+    #[arg(long, default_value = "reproduction")]
+    out: PathBuf,
+    /// Where datasets are cached (default: $SGN_DATA_DIR, else ./data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    backend: super::BackendArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ExperimentName {
+    Mnist,
+    Fashion,
+    Boston,
+    Sine10,
+    Sine100,
+}
+
+/// What a run is judged by.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Metric {
+    /// Test accuracy, higher is better.
+    Accuracy,
+    /// Test mean squared error, lower is better.
+    Mse,
+}
+
+/// One optimizer setting of an experiment.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Setting {
+    /// SGN with the paper's CG rules and this iteration cap.
+    Sgn(usize),
+    Sgd(f64),
+    Adam(f64),
+}
+
+impl Setting {
+    fn label(self) -> String {
+        match self {
+            Setting::Sgn(k) => format!("SGN({k})"),
+            Setting::Sgd(lr) => format!("SGD({lr})"),
+            Setting::Adam(lr) => format!("Adam({lr})"),
+        }
+    }
+
+    /// The label as a file name part.
+    fn slug(self) -> String {
+        self.label()
+            .to_lowercase()
+            .replace(['(', ')'], "")
+            .replace('.', "_")
+    }
+
+    fn optimizer(self) -> Box<dyn Optimizer> {
+        match self {
+            Setting::Sgn(k) => Box::new(Sgn::new(SgnOptions::paper(k))),
+            Setting::Sgd(lr) => Box::new(Sgd::new(SgdOptions {
+                lr,
+                ..SgdOptions::default()
+            })),
+            Setting::Adam(lr) => Box::new(Adam::new(AdamOptions {
+                lr,
+                ..AdamOptions::default()
+            })),
+        }
+    }
+}
+
+/// A budget and the paper's numbers at it: its SGN and its best SGD (`None` where it gives
+/// none).
+#[derive(Clone, Copy, Debug)]
+struct Budget {
+    seconds: f64,
+    paper_sgn: f64,
+    paper_sgd: Option<f64>,
+}
+
+/// One of the paper's experiments.
+struct Experiment {
+    name: ExperimentName,
+    title: &'static str,
+    model: &'static str,
+    /// Every weight ~ N(0, 1), biases 0 (the paper's MLPs), instead of the file's initializers.
+    paper_init: bool,
+    dataset: DatasetName,
+    pixels: PixelScale,
+    frequency: f64,
+    batch: usize,
+    metric: Metric,
+    budgets: &'static [Budget],
+    settings: &'static [Setting],
+    /// Levels whose first crossing time the report gives.
+    levels: &'static [f64],
+}
+
+const fn budget(seconds: f64, paper_sgn: f64, paper_sgd: Option<f64>) -> Budget {
+    Budget {
+        seconds,
+        paper_sgn,
+        paper_sgd,
+    }
+}
+
+// The paper's budgets and numbers (../shared/PAPER.md); the regressions' are final test MSEs of
+// runs of about that length, SGD's for f = 100 "near 0.50".
+const MNIST_BUDGETS: &[Budget] = &[
+    budget(25.0, 0.929, Some(0.898)),
+    budget(100.0, 0.940, Some(0.930)),
+];
+const FASHION_BUDGETS: &[Budget] = &[
+    budget(50.0, 0.856, Some(0.867)),
+    budget(150.0, 0.878, Some(0.885)),
+];
+const BOSTON_BUDGETS: &[Budget] = &[budget(10.0, 0.0097, Some(0.0260))];
+const SINE10_BUDGETS: &[Budget] = &[budget(100.0, 1.0e-4, Some(0.146))];
+const SINE100_BUDGETS: &[Budget] = &[budget(100.0, 0.353, Some(0.50))];
+
+fn experiment(name: ExperimentName) -> Experiment {
+    let mlp = |title, model, dataset, batch, metric, budgets, settings, levels| Experiment {
+        name,
+        title,
+        model,
+        paper_init: true,
+        dataset,
+        pixels: PixelScale::Unit,
+        frequency: SineOptions::default().frequency,
+        batch,
+        metric,
+        budgets,
+        settings,
+        levels,
+    };
+    match name {
+        ExperimentName::Mnist => mlp(
+            "MNIST, MLP 784-20-20-20-10 (sigmoid), batch 1000",
+            "ir/mnist_mlp.sgn",
+            DatasetName::Mnist,
+            1000,
+            Metric::Accuracy,
+            MNIST_BUDGETS,
+            &[
+                Setting::Sgn(3),
+                Setting::Sgd(1.0),
+                Setting::Sgd(10.0),
+                Setting::Adam(1e-3),
+            ],
+            &[0.90, 0.92, 0.94],
+        ),
+        ExperimentName::Fashion => Experiment {
+            paper_init: false,
+            pixels: PixelScale::Standardized,
+            ..mlp(
+                "Fashion-MNIST, LeNet (the authors' initialization), batch 1000",
+                "ir/fashion_lenet.sgn",
+                DatasetName::FashionMnist,
+                1000,
+                Metric::Accuracy,
+                FASHION_BUDGETS,
+                &[Setting::Sgn(5), Setting::Sgd(0.1), Setting::Adam(1e-3)],
+                &[0.85, 0.88],
+            )
+        },
+        ExperimentName::Boston => mlp(
+            "Boston housing, MLP 13-100-100-1 (sigmoid), batch 101",
+            "ir/boston_mlp.sgn",
+            DatasetName::Boston,
+            101,
+            Metric::Mse,
+            BOSTON_BUDGETS,
+            &[
+                Setting::Sgn(10),
+                Setting::Sgd(0.01),
+                Setting::Sgd(0.1),
+                Setting::Adam(1e-3),
+            ],
+            &[0.02, 0.01],
+        ),
+        ExperimentName::Sine10 | ExperimentName::Sine100 => {
+            let ten = name == ExperimentName::Sine10;
+            Experiment {
+                frequency: if ten { 10.0 } else { 100.0 },
+                ..mlp(
+                    if ten {
+                        "sine, f = 10, MLP 1-20-20-20-1 (sigmoid), batch 1000"
+                    } else {
+                        "sine, f = 100, MLP 1-20-20-20-1 (sigmoid), batch 1000"
+                    },
+                    "ir/sine_mlp.sgn",
+                    DatasetName::Sine,
+                    1000,
+                    Metric::Mse,
+                    if ten { SINE10_BUDGETS } else { SINE100_BUDGETS },
+                    if ten {
+                        &[Setting::Sgn(20), Setting::Sgd(0.1), Setting::Adam(1e-3)]
+                    } else {
+                        &[Setting::Sgn(30), Setting::Sgd(0.1), Setting::Adam(1e-3)]
+                    },
+                    if ten {
+                        &[1e-2, 1e-3, 1e-4]
+                    } else {
+                        &[0.45, 0.4, 0.353]
+                    },
+                )
+            }
+        }
+    }
+}
+
+impl ExperimentName {
+    fn slug(self) -> &'static str {
+        match self {
+            ExperimentName::Mnist => "mnist",
+            ExperimentName::Fashion => "fashion",
+            ExperimentName::Boston => "boston",
+            ExperimentName::Sine10 => "sine10",
+            ExperimentName::Sine100 => "sine100",
+        }
+    }
+}
+
+/// The runs of one setting: each seed's history.
+struct Runs {
+    setting: Setting,
+    histories: Vec<Vec<Record>>,
+}
+
+pub fn run(args: &ReproduceArgs) -> Result<()> {
+    let started = Instant::now();
+    let names = if args.experiments.is_empty() {
+        vec![
+            ExperimentName::Mnist,
+            ExperimentName::Fashion,
+            ExperimentName::Boston,
+            ExperimentName::Sine10,
+            ExperimentName::Sine100,
+        ]
+    } else {
+        args.experiments.clone()
+    };
+    let logs = args.out.join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| Error::io(&logs, e))?;
+    let mut report = String::new();
+    for name in names {
+        let experiment = experiment(name);
+        let runs = run_experiment(&experiment, args, &logs)?;
+        let figure = args.out.join(format!("{}.png", name.slug()));
+        let curves: Vec<(String, &[Record])> =
+            runs.iter()
+                .flat_map(|r| {
+                    r.histories.iter().enumerate().map(move |(seed, h)| {
+                        (format!("{} seed {seed}", r.setting.label()), &h[..])
+                    })
+                })
+                .collect();
+        let curves: Vec<(&str, &[Record])> = curves.iter().map(|(n, h)| (&n[..], *h)).collect();
+        plot_comparison(&curves, experiment.title, &figure)?;
+        write_section(&mut report, &experiment, &runs, args.budget_scale);
+    }
+    let header = format!(
+        "# The SGN paper on this machine\n\n`sgn reproduce` with {} seed(s) per optimizer, \
+         budget scale {}; the whole run took {:.0} s. Times are training time (compilation, \
+         evaluation and checkpoints left out), as the paper measures its budgets; the paper's \
+         numbers are from ../shared/PAPER.md (GPU for the classifications, a laptop CPU for the \
+         regressions). Logs: `logs/`.\n\n",
+        args.seeds,
+        args.budget_scale,
+        started.elapsed().as_secs_f64()
+    );
+    let path = args.out.join("report.md");
+    write_atomically(&path, |file, _| {
+        file.write_all(header.as_bytes())?;
+        file.write_all(report.as_bytes())
+    })?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// Trains every setting of `experiment` for every seed; logs go to `logs`.
+fn run_experiment(experiment: &Experiment, args: &ReproduceArgs, logs: &Path) -> Result<Vec<Runs>> {
+    let mut model = Model::from_file(Path::new(experiment.model))?;
+    if experiment.paper_init {
+        for param in &mut model.params {
+            param.init = if param.ty.shape.dims().len() >= 2 {
+                Init::Normal(1.0)
+            } else {
+                Init::Zeros
+            };
+        }
+    }
+    let compiled = model.compile(&args.backend.options())?;
+    let options = LoadOptions {
+        sine: SineOptions {
+            frequency: experiment.frequency,
+            ..SineOptions::default()
+        },
+        pixels: experiment.pixels,
+    };
+    let data_dir = crate::data::resolve_data_dir(args.data_dir.as_deref());
+    let dataset = crate::data::load(experiment.dataset, &options, &data_dir, |reason| {
+        eprintln!(
+            "fetching {} into {} ({reason}) ...",
+            experiment.dataset,
+            data_dir.display()
+        );
+    })?;
+    let scaled = |seconds: f64| Duration::from_secs_f64(seconds * args.budget_scale);
+    let last = experiment.budgets.iter().fold(0.0, |m, b| b.seconds.max(m));
+    let mut all = Vec::new();
+    for &setting in experiment.settings {
+        let mut histories = Vec::new();
+        for seed in 0..args.seeds {
+            eprintln!(
+                "{}: {} seed {seed}, {:.1} s ...",
+                experiment.name.slug(),
+                setting.label(),
+                scaled(last).as_secs_f64()
+            );
+            let params = init_params(&model.params, seed)?;
+            let train_options = TrainOptions {
+                batch_size: experiment.batch,
+                stop: StopRule {
+                    epochs: None,
+                    time_limit: Some(scaled(last)),
+                },
+                seed,
+                eval_at: experiment
+                    .budgets
+                    .iter()
+                    .map(|b| scaled(b.seconds))
+                    .collect(),
+                ..TrainOptions::default()
+            };
+            let log_path = logs.join(format!(
+                "{}-{}-seed{seed}.csv",
+                experiment.name.slug(),
+                setting.slug()
+            ));
+            let mut log = LogWriter::create(&log_path)?;
+            let mut trainer = Trainer::new(
+                &compiled,
+                &dataset,
+                &params,
+                setting.optimizer(),
+                train_options,
+            )?;
+            let mut failed = None;
+            trainer.run(&mut |event| {
+                if let (TrainEvent::Recorded(record), None) = (event, &failed) {
+                    failed = log.write(record).err();
+                }
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            histories.push(trainer.history().to_vec());
+        }
+        all.push(Runs { setting, histories });
+    }
+    Ok(all)
+}
+
+/// The value a run is judged by in an evaluation record.
+fn value(metric: Metric, record: &Record) -> Option<f64> {
+    match metric {
+        Metric::Accuracy => record.test_accuracy,
+        Metric::Mse => record.test_loss,
+    }
+}
+
+/// A run's value at training time `t`: its first evaluation at or after `t`.
+fn at_time(metric: Metric, history: &[Record], t: f64) -> Option<f64> {
+    history
+        .iter()
+        .filter(|r| r.kind == RecordKind::Eval)
+        .find(|r| r.wall_time >= t)
+        .and_then(|r| value(metric, r))
+}
+
+/// The training time of a run's first evaluation that reaches `level`.
+fn time_to(metric: Metric, history: &[Record], level: f64) -> Option<f64> {
+    history
+        .iter()
+        .filter(|r| r.kind == RecordKind::Eval)
+        .find(|r| {
+            value(metric, r).is_some_and(|v| match metric {
+                Metric::Accuracy => v >= level,
+                Metric::Mse => v <= level,
+            })
+        })
+        .map(|r| r.wall_time)
+}
+
+/// `mean ± std` (sample standard deviation) of `values`, each shown by `show`; the count of
+/// runs that have no value is said.
+fn summary(values: &[Option<f64>], show: impl Fn(f64) -> String) -> String {
+    let got: Vec<f64> = values.iter().flatten().copied().collect();
+    if got.is_empty() {
+        return "—".to_string();
+    }
+    let n = got.len() as f64;
+    let mean = got.iter().sum::<f64>() / n;
+    let std = if got.len() > 1 {
+        (got.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    let missing = values.len() - got.len();
+    let note = if missing > 0 {
+        format!(" ({missing} of {} not reached)", values.len())
+    } else {
+        String::new()
+    };
+    format!("{} ± {}{note}", show(mean), show(std))
+}
+
+fn show_metric(metric: Metric) -> impl Fn(f64) -> String {
+    move |v| match metric {
+        Metric::Accuracy => format!("{:.2}%", 100.0 * v),
+        Metric::Mse => format!("{v:.3e}"),
+    }
+}
+
+/// One experiment's section of the report.
+fn write_section(out: &mut String, experiment: &Experiment, runs: &[Runs], scale: f64) {
+    let metric = experiment.metric;
+    let show = show_metric(metric);
+    let what = match metric {
+        Metric::Accuracy => "test accuracy",
+        Metric::Mse => "test MSE",
+    };
+    let _ = writeln!(out, "## {}: {}\n", experiment.name.slug(), experiment.title);
+    let budgets: Vec<String> = experiment
+        .budgets
+        .iter()
+        .map(|b| format!("{what} at {} s", b.seconds * scale))
+        .collect();
+    let levels: Vec<String> = experiment
+        .levels
+        .iter()
+        .map(|&l| format!("time to {}", show(l)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "| optimizer | {} | epochs | {} |",
+        budgets.join(" | "),
+        levels.join(" | ")
+    );
+    let columns = 2 + budgets.len() + levels.len();
+    let _ = writeln!(out, "|{}", "---|".repeat(columns));
+    for b in [false, true] {
+        let cells: Vec<String> = experiment
+            .budgets
+            .iter()
+            .map(|budget| match (b, budget.paper_sgd) {
+                (false, _) => show(budget.paper_sgn),
+                (true, Some(sgd)) => show(sgd),
+                (true, None) => "—".to_string(),
+            })
+            .collect();
+        let name = if b { "paper: best SGD" } else { "paper: SGN" };
+        let _ = writeln!(
+            out,
+            "| {name} | {} | | {} |",
+            cells.join(" | "),
+            vec![""; levels.len()].join(" | ")
+        );
+    }
+    for r in runs {
+        let cells: Vec<String> = experiment
+            .budgets
+            .iter()
+            .map(|b| {
+                let values: Vec<Option<f64>> = r
+                    .histories
+                    .iter()
+                    .map(|h| at_time(metric, h, b.seconds * scale))
+                    .collect();
+                summary(&values, &show)
+            })
+            .collect();
+        let epochs: Vec<Option<f64>> = r
+            .histories
+            .iter()
+            .map(|h| h.last().map(|r| r.epoch))
+            .collect();
+        let times: Vec<String> = experiment
+            .levels
+            .iter()
+            .map(|&level| {
+                let t: Vec<Option<f64>> = r
+                    .histories
+                    .iter()
+                    .map(|h| time_to(metric, h, level))
+                    .collect();
+                summary(&t, |s| format!("{s:.1} s"))
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            r.setting.label(),
+            cells.join(" | "),
+            summary(&epochs, |e| format!("{e:.1}")),
+            times.join(" | ")
+        );
+    }
+    for r in runs.iter().filter(|r| matches!(r.setting, Setting::Sgn(_))) {
+        let steps: Vec<&Record> = r
+            .histories
+            .iter()
+            .flatten()
+            .filter(|s| s.kind == RecordKind::Step)
+            .collect();
+        let rejected = steps.iter().filter(|s| s.step_size == Some(0.0)).count();
+        let rho: Vec<f64> = steps.iter().filter_map(|s| s.rho).collect();
+        let cg: Vec<f64> = steps
+            .iter()
+            .filter_map(|s| s.cg_iters.map(|c| c as f64))
+            .collect();
+        let mean_cg = cg.iter().sum::<f64>() / cg.len().max(1) as f64;
+        let _ = writeln!(
+            out,
+            "\n{}: {} steps over the seeds, {rejected} rejected; ρ from {:.2e} to {:.2e}; {mean_cg:.2} \
+             CG iterations per step on average.",
+            r.setting.label(),
+            steps.len(),
+            rho.iter().copied().fold(f64::INFINITY, f64::min),
+            rho.iter().copied().fold(0.0, f64::max),
+        );
+    }
+    let sgn = runs.iter().find(|r| matches!(r.setting, Setting::Sgn(_)));
+    if let Some(sgn) = sgn {
+        for b in experiment.budgets {
+            let values: Vec<f64> = sgn
+                .histories
+                .iter()
+                .filter_map(|h| at_time(metric, h, b.seconds * scale))
+                .collect();
+            let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
+            let met = !values.is_empty()
+                && match metric {
+                    Metric::Accuracy => mean >= b.paper_sgn,
+                    Metric::Mse => mean <= b.paper_sgn,
+                };
+            let _ = writeln!(
+                out,
+                "\nAt {} s, {}'s mean {} {} the paper's SGN ({}).",
+                b.seconds * scale,
+                sgn.setting.label(),
+                if values.is_empty() {
+                    "—".to_string()
+                } else {
+                    show(mean)
+                },
+                if met { "meets" } else { "does not meet" },
+                show(b.paper_sgn)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n![{}]({}.png)\n",
+        experiment.title,
+        experiment.name.slug()
+    );
+}

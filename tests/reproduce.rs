@@ -1,0 +1,90 @@
+//! `sgn reproduce` at a tiny budget: the report's structure, and its numbers recomputed from
+//! the logs it leaves.
+
+mod common;
+
+use common::{sgn, stderr};
+use sgn::optim::report::read_log;
+use sgn::optim::{Record, RecordKind};
+
+/// The test MSE of a run's first evaluation at or after training time `t`.
+fn mse_at(log: &[Record], t: f64) -> f64 {
+    log.iter()
+        .filter(|r| r.kind == RecordKind::Eval)
+        .find(|r| r.wall_time >= t)
+        .and_then(|r| r.test_loss)
+        .expect("an evaluation past the budget")
+}
+
+#[test]
+fn reproduce_writes_a_report_whose_numbers_come_from_its_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let scale = 0.005;
+    let run = sgn(&[
+        "reproduce",
+        "sine10",
+        "--seeds",
+        "2",
+        "--budget-scale",
+        &scale.to_string(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.starts_with("# The SGN paper on this machine"),
+        "{report}"
+    );
+    assert!(report.contains("with 2 seed(s) per optimizer, budget scale 0.005"));
+    assert!(report.contains("## sine10: sine, f = 10"));
+    // The paper's rows, then one row per optimizer, at the scaled 100 s budget.
+    let budget = 100.0 * scale;
+    assert!(report.contains(&format!("| optimizer | test MSE at {budget} s | epochs |")));
+    assert!(report.contains("| paper: SGN | 1.000e-4 |"));
+    assert!(report.contains("| paper: best SGD | 1.460e-1 |"));
+    assert!(out.join("sine10.png").exists());
+    let mut sgn_mean = None;
+    for (label, slug) in [
+        ("SGN(20)", "sgn20"),
+        ("SGD(0.1)", "sgd0_1"),
+        ("Adam(0.001)", "adam0_001"),
+    ] {
+        let at: Vec<f64> = (0..2)
+            .map(|seed| {
+                let log = read_log(out.join(format!("logs/sine10-{slug}-seed{seed}.csv"))).unwrap();
+                mse_at(&log, budget)
+            })
+            .collect();
+        let mean = (at[0] + at[1]) / 2.0;
+        let std = ((at[0] - mean).powi(2) + (at[1] - mean).powi(2)).sqrt();
+        let cell = format!("| {label} | {mean:.3e} ± {std:.3e} |");
+        assert!(report.contains(&cell), "{cell} in\n{report}");
+        sgn_mean.get_or_insert(mean);
+    }
+    let mean = sgn_mean.unwrap();
+    let verdict = if mean <= 1e-4 {
+        "meets"
+    } else {
+        "does not meet"
+    };
+    let line = format!("SGN(20)'s mean {mean:.3e} {verdict} the paper's SGN (1.000e-4).");
+    assert!(report.contains(&line), "{line} in\n{report}");
+}
+
+#[test]
+fn reproduce_refuses_unknown_experiments_and_bad_scales() {
+    for (args, needle) in [
+        (&["reproduce", "cifar"][..], "invalid value 'cifar'"),
+        (
+            &["reproduce", "sine10", "--budget-scale", "0"],
+            "--budget-scale",
+        ),
+        (&["reproduce", "sine10", "--seeds", "0"], "--seeds"),
+    ] {
+        let run = sgn(args);
+        assert_eq!(run.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&run).contains(needle), "{args:?}: {}", stderr(&run));
+    }
+}
