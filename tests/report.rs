@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use sgn::Error;
-use sgn::optim::report::{LOG_COLUMNS, LogWriter, plot, plot_comparison, read_log};
+use sgn::optim::report::{LOG_COLUMNS, LogWriter, plot, plot_comparison, plot_seeds, read_log};
 use sgn::optim::{Record, RecordKind};
 use std::fs;
 use std::path::Path;
@@ -518,6 +518,42 @@ fn comparison_plot_names_every_run() {
     let png = dir.path().join("compare.png");
     plot_comparison(&[("SGN", &sgn), ("SGD", &sgd)], "SGN vs SGD", &png).unwrap();
     assert_eq!(&fs::read(&png).unwrap()[..4], b"\x89PNG");
+}
+
+#[test]
+fn seed_plot_draws_each_groups_mean_over_a_band() {
+    let dir = tempfile::tempdir().unwrap();
+    let sgn: Vec<Vec<Record>> = [0.1, 0.15, 0.12]
+        .iter()
+        .map(|&end| run(5, 20, 2.3, end, true))
+        .collect();
+    let sgd: Vec<Vec<Record>> = [0.6, 0.5]
+        .iter()
+        .map(|&end| run(5, 20, 2.3, end, true))
+        .collect();
+    let groups = [
+        ("SGN", sgn.iter().map(|r| &r[..]).collect()),
+        ("SGD", sgd.iter().map(|r| &r[..]).collect()),
+    ];
+    let path = dir.path().join("seeds.svg");
+    plot_seeds(&groups, "over seeds", &path).unwrap();
+    let svg = fs::read_to_string(&path).unwrap();
+    for text in [
+        "over seeds",
+        "(a) test loss against epoch, mean and range over seeds",
+        "(d) test accuracy against wall time (s), mean and range over seeds",
+        "SGN: test loss (3 runs)",
+        "SGD: test accuracy (2 runs)",
+    ] {
+        assert!(svg.contains(text), "the SVG lacks '{text}'");
+    }
+    // One shaded band per group and panel.
+    assert_eq!(svg.matches("<polygon").count(), 8, "bands");
+    let regression: Vec<Vec<Record>> = (0..2).map(|_| run(5, 20, 0.5, 1e-3, false)).collect();
+    let groups = [("SGN", regression.iter().map(|r| &r[..]).collect())];
+    plot_seeds(&groups, "sine", &path).unwrap();
+    let svg = fs::read_to_string(&path).unwrap();
+    assert!(svg.contains("train loss (epoch mean) against epoch") && !svg.contains("accuracy"));
 }
 
 #[test]

@@ -12,7 +12,7 @@ use super::options;
 use crate::data::{DatasetName, LoadOptions, PixelScale, SineOptions};
 use crate::ir::init::Init;
 use crate::ir::store::{init_params, write_atomically};
-use crate::optim::report::{LogWriter, plot_comparison};
+use crate::optim::report::{LogWriter, plot_seeds};
 use crate::optim::{
     Adam, AdamOptions, Optimizer, Record, RecordKind, Sgd, SgdOptions, Sgn, SgnOptions, StopRule,
     TrainEvent, TrainOptions, Trainer,
@@ -269,16 +269,18 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         let experiment = experiment(name);
         let runs = run_experiment(experiment, args, &logs)?;
         let figure = args.out.join(format!("{}.png", name.slug()));
-        let curves: Vec<(String, &[Record])> =
-            runs.iter()
-                .flat_map(|r| {
-                    r.histories.iter().enumerate().map(move |(seed, h)| {
-                        (format!("{} seed {seed}", r.setting.label()), &h[..])
-                    })
-                })
-                .collect();
-        let curves: Vec<(&str, &[Record])> = curves.iter().map(|(n, h)| (&n[..], *h)).collect();
-        plot_comparison(&curves, experiment.title, &figure)?;
+        let groups: Vec<(String, Vec<&[Record]>)> = runs
+            .iter()
+            .map(|r| {
+                (
+                    r.setting.label(),
+                    r.histories.iter().map(|h| &h[..]).collect(),
+                )
+            })
+            .collect();
+        let groups: Vec<(&str, Vec<&[Record]>)> =
+            groups.iter().map(|(n, h)| (&n[..], h.clone())).collect();
+        plot_seeds(&groups, experiment.title, &figure)?;
         write_section(&mut report, experiment, &runs, args.budget_scale);
     }
     let header = format!(

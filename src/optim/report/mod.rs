@@ -11,7 +11,7 @@
 
 mod plot;
 
-pub use plot::{check_figure_path, plot, plot_comparison};
+pub use plot::{check_figure_path, plot, plot_comparison, plot_seeds};
 
 use super::record::{Record, RecordKind};
 use crate::{Error, Result};

@@ -62,6 +62,120 @@ pub fn plot_comparison(runs: &[(&str, &[Record])], title: &str, path: &Path) -> 
     draw_figure(runs, Colouring::ByRun, title, path)
 }
 
+/// Like [`plot_comparison`] for groups of runs (one group per optimizer, a run per seed): each
+/// group's test curves (loss, and accuracy for a classification; else the epoch-mean train loss)
+/// as the mean over its runs with a band from the lowest to the highest, against epochs and
+/// training time. A run's value at `x` is that of its last evaluation at or before `x`; the
+/// curves end where the group's shortest run ends.
+pub fn plot_seeds(groups: &[(&str, Vec<&[Record]>)], title: &str, path: &Path) -> Result<()> {
+    let classification = groups
+        .iter()
+        .flat_map(|(_, runs)| runs.iter())
+        .any(|records| records.iter().any(|r| r.test_accuracy.is_some()));
+    let quantities: &[Quantity] = if classification {
+        &[Quantity::TestLoss, Quantity::TestAccuracy]
+    } else {
+        &[Quantity::TestLoss, Quantity::EpochTrainLoss]
+    };
+    let mut panels = Vec::with_capacity(4);
+    for (row, &quantity) in quantities.iter().enumerate() {
+        for (column, x_axis) in [XAxis::Epoch, XAxis::WallTime].into_iter().enumerate() {
+            let accuracy = quantity == Quantity::TestAccuracy;
+            panels.push(Panel {
+                caption: format!(
+                    "({}) {} against {}, mean and range over seeds",
+                    ['a', 'b', 'c', 'd'][2 * row + column],
+                    quantity.label(),
+                    x_axis.label()
+                ),
+                x_axis,
+                y_label: if accuracy {
+                    "test accuracy (%)"
+                } else {
+                    "loss"
+                },
+                y_scale: if accuracy {
+                    YScale::Linear
+                } else {
+                    YScale::Auto
+                },
+                legend_position: if accuracy {
+                    SeriesLabelPosition::LowerRight
+                } else {
+                    SeriesLabelPosition::UpperRight
+                },
+                series: groups
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (name, runs))| {
+                        seed_band(name, PALETTE[i % PALETTE.len()], runs, quantity, x_axis)
+                    })
+                    .collect(),
+            });
+        }
+    }
+    draw_panels_to(&panels, title, path)
+}
+
+/// Points on a grid where every run of `runs` can say its value.
+const BAND_POINTS: usize = 200;
+
+/// The mean of `runs`' `quantity` against `x_axis`, with the band of their lowest and highest.
+fn seed_band(
+    name: &str,
+    color: RGBColor,
+    runs: &[&[Record]],
+    quantity: Quantity,
+    x_axis: XAxis,
+) -> Series {
+    let curves: Vec<Vec<(f64, f64)>> = runs
+        .iter()
+        .map(|records| {
+            records
+                .iter()
+                .filter(|r| r.kind == quantity.kind())
+                .filter_map(|r| Some((x_axis.value(r), quantity.value(r)?)))
+                .filter(|(x, y)| x.abs() <= DRAWABLE_MAGNITUDE && y.abs() <= DRAWABLE_MAGNITUDE)
+                .collect()
+        })
+        .collect();
+    let end = curves
+        .iter()
+        .map(|c| c.last().map_or(0.0, |p| p.0))
+        .fold(f64::INFINITY, f64::min);
+    let mut band = Vec::new();
+    if end.is_finite() && end > 0.0 {
+        for k in 0..=BAND_POINTS {
+            let x = end * k as f64 / BAND_POINTS as f64;
+            let values: Option<Vec<f64>> = curves
+                .iter()
+                .map(|c| c.iter().take_while(|p| p.0 <= x).last().map(|p| p.1))
+                .collect();
+            if let Some(values) = values {
+                let (low, high) = min_max(values.iter().copied()).expect("at least one run");
+                band.push((x, low, high));
+            }
+        }
+    }
+    let points = band
+        .iter()
+        .map(|&(x, _, _)| {
+            let values: Vec<f64> = curves
+                .iter()
+                .filter_map(|c| c.iter().take_while(|p| p.0 <= x).last().map(|p| p.1))
+                .collect();
+            (x, values.iter().sum::<f64>() / values.len() as f64)
+        })
+        .collect();
+    Series {
+        label: format!("{name}: {} ({} runs)", quantity.label(), runs.len()),
+        color,
+        style: SeriesStyle::Band,
+        points,
+        band,
+    }
+}
+
 /// How series are coloured: one run's series each in its own colour, or one colour per run (its
 /// name in the legend) when comparing runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -143,6 +257,8 @@ enum SeriesStyle {
     FilledMarkers,
     /// A line with hollow circles: a second per-evaluation series beside a filled one.
     HollowMarkers,
+    /// A line over a shaded band (a mean over seeds and their range).
+    Band,
 }
 
 struct Series {
@@ -150,6 +266,8 @@ struct Series {
     color: RGBColor,
     style: SeriesStyle,
     points: Vec<(f64, f64)>,
+    /// The lowest and highest value at each point's x, drawn as a shaded band (several seeds).
+    band: Vec<(f64, f64, f64)>,
 }
 
 /// How a panel's y axis is scaled.
@@ -215,6 +333,7 @@ fn series(
                 color,
                 style: quantity.style(),
                 points,
+                band: Vec::new(),
             });
         }
     }
@@ -279,21 +398,25 @@ fn draw_figure(
     title: &str,
     path: &Path,
 ) -> Result<()> {
+    draw_panels_to(&panels(runs, colouring), title, path)
+}
+
+/// Draws `panels` into the figure at `path`, SVG or PNG by its extension, atomically.
+fn draw_panels_to(panels: &[Panel], title: &str, path: &Path) -> Result<()> {
     let svg = is_svg(path)?;
     register_embedded_font();
-    let panels = panels(runs, colouring);
     Ok(write_atomically(path, |_, temporary| {
         let drawn = if svg {
             draw_panels(
                 SVGBackend::new(temporary, FIGURE_SIZE).into_drawing_area(),
                 title,
-                &panels,
+                panels,
             )
         } else {
             draw_panels(
                 PngBackend::new(temporary, FIGURE_SIZE).into_drawing_area(),
                 title,
-                &panels,
+                panels,
             )
         };
         drawn.map_err(|message| io::Error::other(format!("could not draw the plot: {message}")))
@@ -349,10 +472,10 @@ fn draw_panel<DB: DrawingBackend>(
     x_range: Range<f64>,
 ) -> Result<(), String> {
     let y_values = || {
-        panel
-            .series
-            .iter()
-            .flat_map(|series| series.points.iter().map(|point| point.1))
+        panel.series.iter().flat_map(|series| {
+            let band = series.band.iter().flat_map(|&(_, low, high)| [low, high]);
+            series.points.iter().map(|point| point.1).chain(band)
+        })
     };
     let positive_range = min_max(y_values().filter(|y| *y > 0.0));
     let log = match panel.y_scale {
@@ -460,14 +583,29 @@ where
         let color = series.color;
         let line = match series.style {
             SeriesStyle::Thin => color.mix(0.45).stroke_width(1),
-            SeriesStyle::FilledMarkers | SeriesStyle::HollowMarkers => color.stroke_width(2),
+            SeriesStyle::FilledMarkers | SeriesStyle::HollowMarkers | SeriesStyle::Band => {
+                color.stroke_width(2)
+            }
         };
+        if series.style == SeriesStyle::Band {
+            // The band's outline: the highs left to right, then the lows back.
+            let outline: Vec<(f64, f64)> = (series.band.iter().map(|&(x, _, high)| (x, high)))
+                .chain(series.band.iter().rev().map(|&(x, low, _)| (x, low)))
+                .filter(|(_, y)| drawable(*y))
+                .collect();
+            chart
+                .draw_series(std::iter::once(Polygon::new(
+                    outline,
+                    color.mix(0.2).filled(),
+                )))
+                .map_err(text_error)?;
+        }
         let drawn = chart
             .draw_series(LineSeries::new(points.iter().copied(), line))
             .map_err(text_error)?;
         drawn.label(&series.label);
         match series.style {
-            SeriesStyle::Thin => {
+            SeriesStyle::Thin | SeriesStyle::Band => {
                 drawn.legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], line));
             }
             SeriesStyle::FilledMarkers | SeriesStyle::HollowMarkers => {
