@@ -143,7 +143,7 @@ fn seed_band(
         .iter()
         .map(|c| c.last().map_or(0.0, |p| p.0))
         .fold(f64::INFINITY, f64::min);
-    let mut band = Vec::new();
+    let (mut band, mut points) = (Vec::new(), Vec::new());
     if end.is_finite() && end > 0.0 {
         for k in 0..=BAND_POINTS {
             let x = end * k as f64 / BAND_POINTS as f64;
@@ -154,19 +154,10 @@ fn seed_band(
             if let Some(values) = values {
                 let (low, high) = min_max(values.iter().copied()).expect("at least one run");
                 band.push((x, low, high));
+                points.push((x, values.iter().sum::<f64>() / values.len() as f64));
             }
         }
     }
-    let points = band
-        .iter()
-        .map(|&(x, _, _)| {
-            let values: Vec<f64> = curves
-                .iter()
-                .filter_map(|c| c.iter().take_while(|p| p.0 <= x).last().map(|p| p.1))
-                .collect();
-            (x, values.iter().sum::<f64>() / values.len() as f64)
-        })
-        .collect();
     Series {
         label: format!("{name}: {} ({} runs)", quantity.label(), runs.len()),
         color,
