@@ -889,11 +889,12 @@ fn dataset_options_are_checked() {
             vec!["--inputs", inputs.to_str().unwrap(), "--dataset", "sine"],
             "cannot be used with",
         ),
+        // Data options with neither a dataset nor files: a batch is then required.
         (
             vec!["--pixels", "unit", "--out", "x.safetensors"],
-            "--dataset",
+            "--inputs",
         ),
-        (vec!["--split", "train"], "--dataset"),
+        (vec!["--split", "train"], "--inputs"),
         (vec![], "--inputs"),
     ] {
         let out = sgn(&[&["eval", "ir/sine_mlp.sgn"][..], &args].concat());

@@ -11,7 +11,7 @@ use sgn::codegen::MAX_THREADS;
 use sgn::ir::DType;
 use sgn::ir::Tensor;
 use sgn::ir::store::{TensorMap, init_params};
-use sgn::optim::train::is_checkpoint;
+use sgn::optim::checkpoint::is_checkpoint;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -8,8 +8,9 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use ndarray::{Array2, Axis};
 use sgn::data::{
-    self, BatchOptions, Batches, Dataset, DatasetName, FetchReason, IdxArray, LoadOptions,
-    PixelScale, SineOptions, Split, image_classification_split, parse_idx, read_idx, sha256_hex,
+    self, BatchOptions, Batches, BostonFeatures, Dataset, DatasetName, FetchReason, IdxArray,
+    LoadOptions, PixelScale, SineOptions, Split, image_classification_split, parse_idx, read_idx,
+    sha256_hex,
 };
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -1085,6 +1086,32 @@ fn boston_is_split_and_scaled_as_documented() {
     }
     // The split is fixed: loading again gives the same examples in the same order.
     assert_eq!(load_real(DatasetName::Boston), set);
+    // Raw features (the paper's authors'): the same split, the CSV's values, a name that says so.
+    let raw_options = LoadOptions {
+        boston: BostonFeatures::Raw,
+        ..LoadOptions::default()
+    };
+    let raw = data::load(
+        DatasetName::Boston,
+        &raw_options,
+        &common::test_data_dir(),
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(raw.name, "boston (raw features)");
+    assert_eq!(
+        (raw.train.targets.clone(), raw.test.targets.clone()),
+        (set.train.targets, set.test.targets)
+    );
+    let tax = raw.train.features.column(9);
+    assert!(
+        tax.iter().all(|&t| (180.0..=720.0).contains(&t)),
+        "TAX: {tax}"
+    );
+    let message = data::load(DatasetName::Sine, &raw_options, Path::new("."), |_| {})
+        .unwrap_err()
+        .to_string();
+    assert_eq!(message, "sine: raw features are an option of boston only");
 }
 
 #[test]

@@ -12,7 +12,7 @@ use sgn::ir::interp::bind_dims;
 use sgn::ir::memory::tensor_bytes;
 use sgn::ir::store::{TensorMap, check_tensors, init_params, sha256_of};
 use sgn::ir::{Arg, ArgRole, Bindings, DType, Dim, DimError, Graph, Shape, Tensor, TensorType};
-use sgn::optim::train::{is_checkpoint, load_params};
+use sgn::optim::checkpoint::{is_checkpoint, load_params};
 use sgn::optim::{
     Adam, AdamOptions, Optimizer, OptimizerState, Sgd, SgdOptions, Sgn, SgnOptions, StopRule,
     TrainOptions, Trainer,

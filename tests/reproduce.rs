@@ -54,7 +54,9 @@ fn reproduce_writes_a_report_whose_numbers_come_from_its_logs() {
     ] {
         let at: Vec<f64> = (0..2)
             .map(|seed| {
-                let log = read_log(out.join(format!("logs/sine10-{slug}-seed{seed}.csv"))).unwrap();
+                let log =
+                    read_log(out.join(format!("logs/sine10-{slug}-seed{seed}-{budget}s.csv")))
+                        .unwrap();
                 mse_at(&log, budget)
             })
             .collect();
@@ -86,6 +88,76 @@ fn reproduce_writes_a_report_whose_numbers_come_from_its_logs() {
     };
     let line = format!("{beats} the best other optimizer of this run, {label} ({other:.3e}).");
     assert!(report.contains(&line), "{line} in\n{report}");
+}
+
+#[test]
+fn reproduce_reads_finished_runs_back_and_reports_missing_cifar() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let empty = dir.path().join("no-data");
+    let args = [
+        "reproduce",
+        "sine100",
+        "cifar10",
+        "--seeds",
+        "1",
+        "--budget-scale",
+        "0.002",
+        "--out",
+        out.to_str().unwrap(),
+        "--data-dir",
+        empty.to_str().unwrap(),
+    ];
+    let first = sgn(&args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("cifar10: not run:"),
+        "{}",
+        stderr(&first)
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("trained 3 run(s) and read 0 finished run(s) back"),
+        "{report}"
+    );
+    let cifar = &report[report
+        .find("## cifar10: CIFAR-10")
+        .expect("a CIFAR-10 section")..];
+    assert!(
+        cifar.contains("Not run: ") && cifar.contains("data_batch_1.bin"),
+        "{cifar}"
+    );
+    let logs: Vec<String> = std::fs::read_dir(out.join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(logs.len(), 3, "{logs:?}");
+    assert!(
+        logs.contains(&"sine100-sgn30-seed0-0.2s.csv".to_string()),
+        "{logs:?}"
+    );
+    // Run again: every finished run is read back, the section is the same.
+    let section = |report: &str| {
+        let start = report.find("## sine100").unwrap();
+        report[start..report.find("## cifar10").unwrap()].to_string()
+    };
+    let second = sgn(&args);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let again = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        again.contains("trained 0 run(s) and read 3 finished run(s) back"),
+        "{again}"
+    );
+    assert_eq!(section(&again), section(&report));
+    // A deleted log is run again; another budget scale does not read the old ones.
+    std::fs::remove_file(out.join("logs/sine100-adam0_001-seed0-0.2s.csv")).unwrap();
+    let third = sgn(&args);
+    assert!(third.status.success(), "{}", stderr(&third));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("trained 1 run(s) and read 2 finished run(s) back"),
+        "{report}"
+    );
 }
 
 #[test]

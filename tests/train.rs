@@ -8,7 +8,8 @@ use common::{TINY_MODEL, blobs_dataset};
 use ndarray::Array2;
 use sgn::data::{Dataset, ImageFormat, PixelScale, Split};
 use sgn::ir::store::{TensorMap, init_params};
-use sgn::optim::train::{checkpoint_pixels, evaluate};
+use sgn::optim::checkpoint::checkpoint_pixels;
+use sgn::optim::train::evaluate;
 use sgn::optim::{
     Adam, AdamOptions, Optimizer, Record, RecordKind, Sgd, SgdOptions, Sgn, SgnOptions, StopRule,
     TrainEvent, TrainOptions, Trainer,
@@ -350,6 +351,7 @@ fn tiles(pixels: PixelScale) -> Dataset {
             width: 4,
             pixels,
         }),
+        standardization: None,
     }
 }
 

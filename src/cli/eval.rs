@@ -1,6 +1,7 @@
 //! `sgn eval MODEL --inputs I --out O [--params P | --seed S] [--vector V]`: loss, output and
 //! gradient on one batch; with a direction, also `J v` and `G v`. Or `sgn eval MODEL --dataset
-//! NAME [--split test|train] [--out O]`: loss (and accuracy) over a dataset's split.
+//! NAME [--split test|train] [--out O]`: loss (and accuracy) over a dataset's split; or over the
+//! user's files (`--test FILE`, or `--train FILE` and its held-out split).
 
 use super::files::{self, Named};
 use crate::data::{DatasetName, Split};
@@ -22,25 +23,26 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     seed: u64,
     /// The batch: every `input` and `target` of the model, by name (safetensors).
-    #[arg(long, required_unless_present = "dataset", conflicts_with = "dataset")]
+    #[arg(long, required_unless_present_any = ["dataset", "train", "test"], conflicts_with_all = ["dataset", "train", "test", "pixels"])]
     inputs: Option<PathBuf>,
     /// A direction `v` (safetensors, one tensor `v.<param>` per parameter): adds `jv` (J v, shaped
     /// like the output) and `gv.<param>` (G v) to the results.
-    #[arg(long, conflicts_with = "dataset")]
+    #[arg(long, conflicts_with_all = ["dataset", "train", "test"])]
     vector: Option<PathBuf>,
     /// Instead of --inputs: the mean loss, and for classification the accuracy, over a split of
     /// this dataset (mnist, fashion-mnist, cifar10, boston or sine), fed to the model as
     /// `train` feeds it.
     #[arg(long)]
     dataset: Option<DatasetName>,
-    /// With --dataset: the split to evaluate.
-    #[arg(long, value_enum, requires = "dataset", default_value_t = SplitName::Test)]
+    /// With --dataset or your files: the split to evaluate (with --test FILE alone, the test
+    /// split is the whole file).
+    #[arg(long, value_enum, default_value_t = SplitName::Test)]
     split: SplitName,
     #[command(flatten)]
     data: super::DataArgs,
     /// Where to write `loss` (shape []), the network output and `grad.<param>` (safetensors); with
     /// --dataset, `loss` and (for classification) `accuracy`, and optional.
-    #[arg(long, required_unless_present = "dataset")]
+    #[arg(long, required_unless_present_any = ["dataset", "train", "test"])]
     out: Option<PathBuf>,
     #[command(flatten)]
     backend: super::BackendArgs,
@@ -60,6 +62,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     inputs.extend(args.inputs.as_deref().map(|p| ("--inputs", p)));
     inputs.extend(args.params.as_deref().map(|p| ("--params", p)));
     inputs.extend(args.vector.as_deref().map(|p| ("--vector", p)));
+    inputs.extend(args.data.files());
     let outputs: Vec<Named> = args
         .out
         .as_deref()
@@ -69,24 +72,31 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     files::check_outputs(&inputs, &outputs)?;
     let model = Model::from_file(&args.model)?;
     let params = super::params(&model, args.params.as_deref(), args.seed)?;
-    match (args.dataset, &args.inputs, &args.out) {
-        (Some(name), _, out) => on_dataset(args, name, &model, &params, out.as_deref()),
-        (None, Some(inputs), Some(out)) => on_batch(args, inputs, out, &model, &params),
-        _ => unreachable!("clap requires --inputs and --out without --dataset"),
+    match (&args.inputs, &args.out) {
+        (Some(inputs), Some(out)) => on_batch(args, inputs, out, &model, &params),
+        (None, out) => on_dataset(args, &model, &params, out.as_deref()),
+        (Some(_), None) => unreachable!("clap requires --out with --inputs"),
     }
 }
 
 /// The loss (and accuracy) of the model over a split of a dataset.
 fn on_dataset(
     args: &EvalArgs,
-    name: DatasetName,
     model: &Model,
     params: &TensorMap,
     out: Option<&Path>,
 ) -> Result<()> {
-    let dataset = args.data.load(name, args.params.as_deref())?;
+    let dataset = args
+        .data
+        .load(args.dataset, args.params.as_deref(), model)?;
     let compiled = model.compile(&args.backend.options())?;
     let split: &Split = match args.split {
+        SplitName::Train if dataset.train.is_empty() => {
+            return Err(Error::Data(format!(
+                "--split train: {} has no train examples (evaluate a train file with --train)",
+                dataset.name
+            )));
+        }
         SplitName::Train => &dataset.train,
         SplitName::Test => &dataset.test,
     };

@@ -31,7 +31,7 @@ enum Command {
     },
     /// Evaluate a model on a batch (loss, output, gradient) or over a dataset's split (loss,
     /// accuracy).
-    Eval(eval::EvalArgs),
+    Eval(Box<eval::EvalArgs>),
     /// Print one of a model's graphs (forward, grad, jvp, vjp, gv, gv-prepare, gv-apply).
     Inspect(inspect::InspectArgs),
     /// Train a model on a dataset with SGN, SGD or Adam.
@@ -81,7 +81,8 @@ struct DataArgs {
     /// own standard deviation (floored at 1/n grey levels for n pixels, so a constant image
     /// gives zeros), as the SGN paper's CNNs. Default: the checkpoint's choice when continuing
     /// from one, else unit.
-    #[arg(long, requires = "dataset", value_parser = parse_pixels)]
+    /// Also for u8 features in the user's files (--train, --test), which need it.
+    #[arg(long, visible_alias = "scale", value_parser = parse_pixels)]
     pixels: Option<crate::data::PixelScale>,
     /// sine: the frequency f of y = sin(f·x), a finite number > 0 (the paper uses 10 and 100).
     #[arg(long, requires = "dataset", allow_negative_numbers = true, default_value_t = 10.0, value_parser = options::positive)]
@@ -90,14 +91,112 @@ struct DataArgs {
     /// its cifar-10-batches-bin folder there.
     #[arg(long, requires = "dataset")]
     data_dir: Option<std::path::PathBuf>,
+    /// boston: feed the 13 features as they are, as the SGN paper's authors did, instead of
+    /// standardized.
+    #[arg(long, requires = "dataset")]
+    raw_features: bool,
+    /// Your own data instead of --dataset: FILE.safetensors (tensors named after the model's
+    /// input and target), FILE.csv (a header; see --target-columns) or IMAGES,LABELS (IDX).
+    #[arg(long, conflicts_with = "dataset", value_parser = options::data_file)]
+    train: Option<crate::data::DataFile>,
+    /// Your own test data, in the same formats; without it, --test-fraction of the --train
+    /// examples are held out (a fixed split).
+    #[arg(long, conflicts_with = "dataset", value_parser = options::data_file)]
+    test: Option<crate::data::DataFile>,
+    /// --train without --test: the fraction of its examples held out for testing, in (0, 1).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.1, requires = "train", value_parser = options::open_fraction)]
+    test_fraction: f64,
+    /// CSV files: the target columns by header name, comma-separated (one column of class
+    /// labels for a [B, classes] target); the other columns are the features.
+    #[arg(long, value_delimiter = ',', conflicts_with = "dataset")]
+    target_columns: Vec<String>,
+    /// Your own data: standardize each feature column by the train split's mean and deviation
+    /// (checkpoints keep them, so that evaluating from a checkpoint applies the same).
+    #[arg(long, conflicts_with = "dataset")]
+    standardize: bool,
 }
 
 impl DataArgs {
+    /// Loads dataset `name`, or without a name the user's files (--train, --test) for `model`.
+    /// The pixel scaling and the standardization are those `checkpoint` (a file that may be an
+    /// sgn checkpoint) records, else the options'.
+    fn load(
+        &self,
+        name: Option<crate::data::DatasetName>,
+        checkpoint: Option<&std::path::Path>,
+        model: &crate::Model,
+    ) -> crate::Result<crate::data::Dataset> {
+        match name {
+            Some(name) => self.load_named(name, checkpoint),
+            None => self.load_files(checkpoint, model),
+        }
+    }
+
+    /// The pixel scaling `checkpoint` records if any, else --pixels; the two differing is an
+    /// error.
+    fn pixels(
+        &self,
+        checkpoint: Option<&std::path::Path>,
+    ) -> crate::Result<Option<crate::data::PixelScale>> {
+        let saved = match checkpoint {
+            Some(path) => crate::optim::checkpoint::checkpoint_pixels(path)?.map(|s| (s, path)),
+            None => None,
+        };
+        match (self.pixels, saved) {
+            (Some(pixels), Some((saved, path))) if pixels != saved => {
+                Err(crate::Error::Data(format!(
+                    "--pixels {pixels}: {} comes from a run on {saved} pixels; use the same \
+                     (leave --pixels out to take the checkpoint's)",
+                    path.display()
+                )))
+            }
+            (pixels, saved) => Ok(saved.map(|(saved, _)| saved).or(pixels)),
+        }
+    }
+
+    /// The user's data files (--train, --test), named by their option, for the checks that no
+    /// output replaces them.
+    fn files(&self) -> Vec<files::Named<'_>> {
+        [("--train", &self.train), ("--test", &self.test)]
+            .into_iter()
+            .flat_map(|(option, file)| {
+                file.iter()
+                    .flat_map(move |f| f.paths().into_iter().map(move |p| (option, p)))
+            })
+            .collect()
+    }
+
+    /// The user's files for `model`: --train and/or --test.
+    fn load_files(
+        &self,
+        checkpoint: Option<&std::path::Path>,
+        model: &crate::Model,
+    ) -> crate::Result<crate::data::Dataset> {
+        use crate::data::Standardize;
+        let saved = match checkpoint {
+            Some(path) => crate::optim::checkpoint::checkpoint_standardization(path)?,
+            None => None,
+        };
+        let standardize = match saved {
+            Some(fitted) => Standardize::With(fitted),
+            None if self.standardize => Standardize::Fit,
+            None => Standardize::No,
+        };
+        let options = crate::data::FileOptions {
+            pixels: self.pixels(checkpoint)?,
+            target_columns: self.target_columns.clone(),
+            standardize,
+            test_fraction: self.test_fraction,
+        };
+        let wanted = crate::data::ModelData::of(&model.graph)?;
+        crate::data::load_files(self.train.as_ref(), self.test.as_ref(), &wanted, &options)
+    }
+
     /// Loads dataset `name`, fetching it first if needed (and saying so on stderr). The pixel
     /// scaling is that of `checkpoint` (a file that may be an sgn checkpoint) if it records one,
     /// else --pixels, else unit; --pixels that differs from the checkpoint's, or for a dataset
     /// without pixels, is an error.
-    fn load(
+    fn load_named(
         &self,
         name: crate::data::DatasetName,
         checkpoint: Option<&std::path::Path>,
@@ -110,30 +209,19 @@ impl DataArgs {
                  mnist, fashion-mnist and cifar10)"
             )));
         }
-        let saved = match checkpoint {
-            Some(path) if name.is_image() => {
-                crate::optim::train::checkpoint_pixels(path)?.map(|saved| (saved, path))
-            }
-            _ => None,
-        };
-        if let (Some(pixels), Some((saved, path))) = (self.pixels, saved)
-            && pixels != saved
-        {
-            return Err(crate::Error::Data(format!(
-                "--pixels {pixels}: {} comes from a run on {saved} pixels; use the same (leave \
-                 --pixels out to take the checkpoint's)",
-                path.display()
-            )));
-        }
         let options = crate::data::LoadOptions {
             sine: crate::data::SineOptions {
                 frequency: self.frequency,
                 ..crate::data::SineOptions::default()
             },
-            pixels: saved
-                .map(|(saved, _)| saved)
-                .or(self.pixels)
+            pixels: self
+                .pixels(checkpoint.filter(|_| name.is_image()))?
                 .unwrap_or_default(),
+            boston: if self.raw_features {
+                crate::data::BostonFeatures::Raw
+            } else {
+                crate::data::BostonFeatures::Standardized
+            },
         };
         let data_dir = crate::data::resolve_data_dir(self.data_dir.as_deref());
         crate::data::load(name, &options, &data_dir, |reason| {
@@ -162,7 +250,7 @@ fn params(
     let Some(path) = path else {
         return Ok(crate::ir::store::init_params(&model.params, seed)?);
     };
-    let params = crate::optim::train::load_params(path)?;
+    let params = crate::optim::checkpoint::load_params(path)?;
     let declared = declared(model, &[crate::ir::ArgRole::Param]);
     crate::ir::store::check_tensors(&params, &declared, &path.display().to_string())?;
     Ok(params)

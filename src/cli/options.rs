@@ -49,6 +49,16 @@ pub(super) fn below_one(text: &str) -> Result<f64, String> {
     number_where(text, |x| (0.0..1.0).contains(&x), "a number in [0, 1)")
 }
 
+/// A number strictly between 0 and 1 (`--test-fraction`).
+pub(super) fn open_fraction(text: &str) -> Result<f64, String> {
+    number_where(text, |x| x > 0.0 && x < 1.0, "a number in (0, 1)")
+}
+
+/// A data file: `FILE.safetensors`, `FILE.csv` or `IMAGES,LABELS` (`--train`, `--test`).
+pub(super) fn data_file(text: &str) -> Result<crate::data::DataFile, String> {
+    text.parse().map_err(|e: crate::Error| e.to_string())
+}
+
 fn number_where(text: &str, valid: impl Fn(f64) -> bool, range: &str) -> Result<f64, String> {
     let x: f64 = text
         .trim()
@@ -130,6 +140,10 @@ mod tests {
         assert!(unit_interval("1.01").is_err() && unit_interval("-3").is_err());
         assert_eq!(below_one("0.9"), Ok(0.9));
         assert!(below_one("1").is_err() && below_one("-1").is_err());
+        assert_eq!(open_fraction("0.25"), Ok(0.25));
+        for bad in ["0", "1", "-0.1", "NaN"] {
+            assert!(open_fraction(bad).unwrap_err().contains("(0, 1)"), "{bad}");
+        }
         assert!(duration("0s").unwrap_err().contains("longer than 0"));
         assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
     }

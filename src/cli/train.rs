@@ -1,10 +1,11 @@
-//! `sgn train MODEL --dataset NAME --optimizer sgn|sgd|adam …`: train end to end.
+//! `sgn train MODEL --dataset NAME | --train FILE [--test FILE] --optimizer sgn|sgd|adam …`:
+//! train end to end, on a built-in dataset or the user's files.
 
 use super::files::{self, Named};
 use super::options;
 use crate::data::DatasetName;
+use crate::optim::checkpoint::is_checkpoint;
 use crate::optim::report::{LogWriter, plot};
-use crate::optim::train::is_checkpoint;
 use crate::optim::{
     Adam, AdamOptions, CgOptions, Damping, EarlyCg, Optimizer, Record, RecordKind, Sgd, SgdOptions,
     Sgn, SgnOptions, StopRule, TrainEvent, TrainOptions, Trainer,
@@ -19,9 +20,9 @@ pub struct TrainArgs {
     /// The model file (`*.sgn`); it must have one input (features) and one target.
     model: PathBuf,
     /// mnist, fashion-mnist, cifar10, boston or sine (fetched on first use; cifar10 the user
-    /// provides, see the README).
-    #[arg(long)]
-    dataset: DatasetName,
+    /// provides, see the README). Or your own files: --train (and --test).
+    #[arg(long, required_unless_present = "train")]
+    dataset: Option<DatasetName>,
     /// The optimizer.
     #[arg(long, value_enum, default_value_t = OptimizerName::Sgn)]
     optimizer: OptimizerName,
@@ -172,6 +173,7 @@ fn learning_rate(args: &TrainArgs) -> f64 {
 /// (unless --force).
 fn check_files(args: &TrainArgs) -> Result<()> {
     let mut inputs: Vec<Named> = vec![("MODEL", &args.model)];
+    inputs.extend(args.data.files());
     if let Some(path) = &args.params {
         inputs.push(("--params", path));
     }
@@ -230,7 +232,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     check_files(args)?;
     let model = Model::from_file(&args.model)?;
     let compiled = model.compile(&args.backend.options())?;
-    let dataset = args.data.load(args.dataset, args.resume.as_deref())?;
+    let dataset = args
+        .data
+        .load(args.dataset, args.resume.as_deref(), &model)?;
     let params = super::params(&model, args.params.as_deref(), args.seed)?;
     let train_options = TrainOptions {
         batch_size: args.batch,

@@ -2,7 +2,9 @@
 //! $1000s), from the CSV that scikit-learn ships.
 
 use super::cache::{Cached, CachedFile, Package, Source};
-use super::{Dataset, Split, data_error, seeded_rng, shuffled_indices};
+use super::{
+    BostonFeatures, Dataset, Split, Standardization, data_error, seeded_rng, shuffled_indices,
+};
 use crate::Result;
 use ndarray::{Array2, Axis};
 use std::path::Path;
@@ -29,9 +31,9 @@ const SPLIT_SEED: u64 = 0;
 const SPLIT_STREAM: &[u8; 8] = b"boston\0\0";
 
 /// The Boston dataset from the verified cached CSV: shuffled with a fixed seed into 406 train
-/// and 100 test examples, features standardized with the train statistics, the target divided
-/// by its train maximum.
-pub(crate) fn dataset(cached: &Cached) -> Result<Dataset> {
+/// and 100 test examples, features standardized with the train statistics (or raw, as
+/// `features` says), the target divided by its train maximum.
+pub(crate) fn dataset(cached: &Cached, features_as: BostonFeatures) -> Result<Dataset> {
     let path = &cached.fetched.files[0];
     let (features, targets) = parse_csv(&cached.contents[0], path)?;
     if features.nrows() <= TEST_SIZE {
@@ -54,7 +56,11 @@ pub(crate) fn dataset(cached: &Cached) -> Result<Dataset> {
         features: features.select(Axis(0), test_rows),
         targets: targets.select(Axis(0), test_rows),
     };
-    standardize(&mut train.features, &mut test.features);
+    if features_as == BostonFeatures::Standardized {
+        let fitted = Standardization::fit(&train.features)?;
+        fitted.apply(&mut train.features, "the boston train split")?;
+        fitted.apply(&mut test.features, "the boston test split")?;
+    }
     let target_scale = train.targets.fold(f32::NEG_INFINITY, |m, &t| m.max(t));
     if target_scale <= 0.0 {
         return Err(data_error(format!(
@@ -65,12 +71,17 @@ pub(crate) fn dataset(cached: &Cached) -> Result<Dataset> {
     train.targets /= target_scale;
     test.targets /= target_scale;
     Ok(Dataset {
-        name: "boston".to_string(),
+        name: match features_as {
+            BostonFeatures::Standardized => "boston".to_string(),
+            BostonFeatures::Raw => "boston (raw features)".to_string(),
+        },
         train,
         test,
         num_classes: None,
         target_scale,
         image: None,
+        // Part of the dataset's definition (its name says which), not a user's choice.
+        standardization: None,
     })
 }
 
@@ -132,19 +143,4 @@ fn parse_csv(bytes: &[u8], path: &Path) -> Result<(Array2<f32>, Array2<f32>)> {
     let features = table.slice(ndarray::s![.., ..num_features]).to_owned();
     let targets = table.slice(ndarray::s![.., num_features..]).to_owned();
     Ok((features, targets))
-}
-
-/// Standardizes each column of `train` and `test` with the mean and standard deviation of
-/// `train` (population deviation; a constant column is only centred).
-fn standardize(train: &mut Array2<f32>, test: &mut Array2<f32>) {
-    let mean = train
-        .mean_axis(Axis(0))
-        .expect("the train split is not empty");
-    let std = train
-        .std_axis(Axis(0), 0.0)
-        .mapv(|s| if s > 0.0 { s } else { 1.0 });
-    for split in [train, test] {
-        *split -= &mean;
-        *split /= &std;
-    }
 }

@@ -10,8 +10,8 @@
 //! sha256: no public source found lists digests of the individual files (the page gives only the
 //! md5 of the archive, which sgn never sees).
 
-use super::idx::{IdxArray, image_classification_split, image_format};
-use super::{Dataset, PixelScale, data_error};
+use super::idx::{IdxArray, image_classification_split};
+use super::{Dataset, ImageFormat, PixelScale, data_error};
 use crate::{Error, Result};
 use std::fs;
 use std::io;
@@ -119,7 +119,8 @@ pub fn read_cifar10(dir: &Path, records_per_file: usize, pixels: PixelScale) -> 
         test: split(&test)?,
         num_classes: Some(NUM_CLASSES),
         target_scale: 1.0,
-        image: Some(image_format(&train.0, pixels)),
+        image: Some(ImageFormat::of_example(&train.0.dims[1..], pixels)),
+        standardization: None,
     })
 }
 

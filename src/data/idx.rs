@@ -2,7 +2,7 @@
 //! dimensions), `n` big-endian `u32` sizes, then the elements in row-major order. Files may be
 //! gzipped; the reader recognises gzip by its magic bytes `1f 8b`, not by the file name.
 
-use super::{ImageFormat, PixelScale, Split, data_error};
+use super::{ImageFormat, PixelScale, Split, data_error, one_hot};
 use crate::{Error, Result};
 use flate2::read::MultiGzDecoder;
 use ndarray::Array2;
@@ -192,38 +192,14 @@ pub fn image_classification_split(
                 shape.join("×")
             ))
         })?;
-    let image = image_format(images, pixels);
+    let image = ImageFormat::of_example(pixel_dims, pixels);
     // Saturating: with a zero dimension elsewhere there are no pixels and the plane size is moot.
     let plane = image.height.saturating_mul(image.width).max(1);
     let features =
         Array2::from_shape_vec((*count, per_image), pixels.features(&images.data, plane))
             .expect("check_filled: the data fills the dimensions");
-    let mut targets = Array2::zeros((*count, num_classes));
-    for (mut row, &label) in targets.rows_mut().into_iter().zip(&labels.data) {
-        row[usize::from(label)] = 1.0;
-    }
+    let targets = one_hot(labels.data.iter().map(|&l| usize::from(l)), num_classes);
     Ok(Split { features, targets })
-}
-
-/// The image format of IDX images `count × … × H × W` whose pixels are scaled by `pixels`: the
-/// last two dimensions are a plane (one dimension is a single row), the ones before it make the
-/// channels. The dimensions must have been checked (at least 2, the count first).
-pub(crate) fn image_format(images: &IdxArray, pixels: PixelScale) -> ImageFormat {
-    let pixel_dims = &images.dims[1..];
-    let (planes, plane) = pixel_dims.split_at(pixel_dims.len().saturating_sub(2));
-    let (height, width) = match plane {
-        [height, width] => (*height, *width),
-        [width] => (1, *width),
-        _ => unreachable!("images have at least one pixel dimension"),
-    };
-    ImageFormat {
-        // Saturating for the same reason as the plane size (the product can only overflow when
-        // another dimension is 0).
-        channels: planes.iter().fold(1, |n: usize, &d| n.saturating_mul(d)),
-        height,
-        width,
-        pixels,
-    }
 }
 
 /// Checks that the elements of `array` (which has public fields) fill its dimensions exactly.

@@ -2,8 +2,8 @@
 //! pixels in 10 classes.
 
 use super::cache::{Cached, CachedFile, Package, Source};
-use super::idx::{IdxArray, image_classification_split, image_format, parse_idx};
-use super::{Dataset, PixelScale};
+use super::idx::{IdxArray, image_classification_split, parse_idx};
+use super::{Dataset, ImageFormat, PixelScale};
 use crate::Result;
 
 /// Both datasets have ten classes: digits 0–9, or ten kinds of clothing.
@@ -102,6 +102,7 @@ pub(crate) fn dataset(name: &str, cached: &Cached, pixels: PixelScale) -> Result
         num_classes: Some(NUM_CLASSES),
         target_scale: 1.0,
         // The pinned files all hold 28×28 images (checked by the split above for its own file).
-        image: Some(image_format(&train_images.0, pixels)),
+        image: Some(ImageFormat::of_example(&train_images.0.dims[1..], pixels)),
+        standardization: None,
     })
 }

@@ -31,21 +31,25 @@ mod batch;
 mod boston;
 mod cache;
 mod cifar;
+mod files;
 mod idx;
 mod mnist;
 mod pixels;
 mod sine;
+mod standardize;
 
 pub use crate::ir::store::sha256_hex;
 pub use batch::{BatchOptions, Batches, epoch_permutation};
 pub use cache::{FetchReason, Fetched};
 pub use cifar::{CIFAR10_DIR, CIFAR10_RECORDS_PER_FILE, parse_cifar10_records, read_cifar10};
+pub use files::{DataFile, FileOptions, ModelData, Standardize, input_and_target, load_files};
 pub use idx::{IdxArray, image_classification_split, parse_idx, read_idx};
 pub use pixels::PixelScale;
 pub use sine::SineOptions;
+pub use standardize::Standardization;
 
 use crate::{Error, Result};
-use ndarray::{Array2, Axis};
+use ndarray::{Array2, ArrayView, AsArray, Axis, Dimension};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -102,6 +106,17 @@ impl DatasetName {
             self,
             DatasetName::Mnist | DatasetName::FashionMnist | DatasetName::Cifar10
         )
+    }
+
+    /// Whether the user must provide the files (no package registry ships them).
+    pub fn user_provided(self) -> bool {
+        match self {
+            DatasetName::Cifar10 => true,
+            DatasetName::Mnist
+            | DatasetName::FashionMnist
+            | DatasetName::Boston
+            | DatasetName::Sine => false,
+        }
     }
 
     /// Where the dataset's files come from and what they must hash to; `None` for the sets that
@@ -210,9 +225,83 @@ pub struct Dataset {
     pub target_scale: f32,
     /// For images, how each feature row is laid out and was scaled; `None` for other data.
     pub image: Option<ImageFormat>,
+    /// The per-feature standardization asked for on the user's own data (train-split
+    /// statistics): checkpoints keep it, so that evaluating a user's file applies the same.
+    /// `None` for the built-in datasets, whose scaling their name defines.
+    pub standardization: Option<Standardization>,
 }
 
 impl Dataset {
+    /// A dataset from arrays in memory: the features `train_x`, `test_x` with the examples
+    /// along the first axis, of any rank (each example's values become one feature row, in
+    /// row-major order: a model may take them as `[B, F]` or in any shape of F elements), and
+    /// the targets `train_y`, `test_y` likewise (`[N]` is one target per example). When every
+    /// target row is one-hot (width ≥ 2), the set is a classification over that many classes
+    /// (training reports accuracy); [`one_hot`] makes such rows from class labels.
+    ///
+    /// Errors: splits whose features or targets differ in width, example counts of features
+    /// and targets that differ, an empty train split, or a non-finite value (naming the split,
+    /// the example and the array).
+    ///
+    /// ```
+    /// use ndarray::Array;
+    /// use sgn::data::{Dataset, one_hot};
+    ///
+    /// # fn main() -> sgn::Result<()> {
+    /// // 8 images of 2×2 pixels, 2 classes.
+    /// let x = Array::from_shape_fn((8, 2, 2), |(n, i, j)| (n + i + j) as f32 / 10.0);
+    /// let y = one_hot((0..8).map(|n| n % 2), 2);
+    /// let data = Dataset::from_arrays(&x, &y, &x.slice(ndarray::s![..2, .., ..]), &y.slice(ndarray::s![..2, ..]))?;
+    /// assert_eq!((data.train.features.dim(), data.num_classes), ((8, 4), Some(2)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_arrays<'a, Dx: Dimension, Dy: Dimension>(
+        train_x: impl AsArray<'a, f32, Dx>,
+        train_y: impl AsArray<'a, f32, Dy>,
+        test_x: impl AsArray<'a, f32, Dx>,
+        test_y: impl AsArray<'a, f32, Dy>,
+    ) -> Result<Dataset> {
+        let split = |x: ArrayView<'a, f32, Dx>, y: ArrayView<'a, f32, Dy>, name: &str| {
+            let features = rows(x, &format!("{name}_x"))?;
+            let targets = rows(y, &format!("{name}_y"))?;
+            if features.nrows() != targets.nrows() {
+                return Err(data_error(format!(
+                    "{name}_x holds {} examples but {name}_y holds {}",
+                    features.nrows(),
+                    targets.nrows()
+                )));
+            }
+            Ok(Split { features, targets })
+        };
+        let train = split(train_x.into(), train_y.into(), "train")?;
+        let test = split(test_x.into(), test_y.into(), "test")?;
+        if train.is_empty() {
+            return Err(data_error("train_x holds no examples".to_string()));
+        }
+        for (what, a, b) in [
+            ("feature", &train.features, &test.features),
+            ("target", &train.targets, &test.targets),
+        ] {
+            if a.ncols() != b.ncols() {
+                return Err(data_error(format!(
+                    "train examples have {} {what} values each, test examples {}",
+                    a.ncols(),
+                    b.ncols()
+                )));
+            }
+        }
+        Ok(Dataset {
+            name: "arrays".to_string(),
+            num_classes: classes_of(&[&train.targets, &test.targets]),
+            train,
+            test,
+            target_scale: 1.0,
+            image: None,
+            standardization: None,
+        })
+    }
+
     /// The name with the pixel scaling of an image dataset, as messages call the data: e.g.
     /// `fashion-mnist, standardized pixels` or `sine (f = 10)`.
     pub fn title(&self) -> String {
@@ -240,10 +329,78 @@ pub struct ImageFormat {
 }
 
 impl ImageFormat {
+    /// The format of images whose example shape is `dims` (… × H × W, without the example
+    /// axis; at least one dimension) and whose pixels are scaled by `pixels`: the last two
+    /// dimensions are a plane (a single dimension is one row), the ones before it make the
+    /// channels.
+    pub fn of_example(dims: &[usize], pixels: PixelScale) -> ImageFormat {
+        let (planes, plane) = dims.split_at(dims.len().saturating_sub(2));
+        let (height, width) = match plane {
+            [height, width] => (*height, *width),
+            [width] => (1, *width),
+            _ => (1, 1),
+        };
+        ImageFormat {
+            // Saturating: the product can only overflow when another dimension is 0, and then
+            // there are no pixels.
+            channels: planes.iter().fold(1, |n: usize, &d| n.saturating_mul(d)),
+            height,
+            width,
+            pixels,
+        }
+    }
+
     /// `[channels, height, width]`: the shape of one example as an image.
     pub fn shape(&self) -> [usize; 3] {
         [self.channels, self.height, self.width]
     }
+}
+
+/// One-hot rows for class `labels`, each below `classes`.
+///
+/// # Panics
+/// If a label is not below `classes` (callers check labels against the class count first).
+pub fn one_hot(labels: impl IntoIterator<Item = usize>, classes: usize) -> Array2<f32> {
+    let labels: Vec<usize> = labels.into_iter().collect();
+    let mut targets = Array2::zeros((labels.len(), classes));
+    for (mut row, label) in targets.rows_mut().into_iter().zip(labels) {
+        row[label] = 1.0;
+    }
+    targets
+}
+
+/// The number of classes when every row of `targets` is one-hot and rows are at least 2 wide:
+/// targets of a classification; `None` for regression targets.
+fn classes_of(targets: &[&Array2<f32>]) -> Option<usize> {
+    let width = targets.first()?.ncols();
+    let one_hot = |row: ndarray::ArrayView1<f32>| {
+        row.iter().all(|&t| t == 0.0 || t == 1.0) && row.iter().filter(|&&t| t == 1.0).count() == 1
+    };
+    (width >= 2 && targets.iter().all(|t| t.rows().into_iter().all(one_hot))).then_some(width)
+}
+
+/// The examples of `array` (along its first axis) as rows of their values in row-major order;
+/// a non-finite value is an error naming `what` and the example.
+fn rows<D: Dimension>(array: ArrayView<f32, D>, what: &str) -> Result<Array2<f32>> {
+    let shape = array.shape();
+    let Some((&examples, rest)) = shape.split_first() else {
+        return Err(data_error(format!(
+            "{what} is a scalar; it needs an example axis first"
+        )));
+    };
+    let width = rest.iter().product::<usize>();
+    let values: Vec<f32> = array.iter().copied().collect();
+    if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+        return Err(data_error(format!(
+            "{what}: example {} holds {} (data must be finite)",
+            index / width.max(1),
+            values[index]
+        )));
+    }
+    Ok(
+        Array2::from_shape_vec((examples, width), values)
+            .expect("the values fill examples × width"),
+    )
 }
 
 /// Options that shape the loaded data.
@@ -254,6 +411,20 @@ pub struct LoadOptions {
     /// How the image datasets scale their pixels. Other datasets refuse anything but the
     /// default, [`PixelScale::Unit`], which does not apply to them.
     pub pixels: PixelScale,
+    /// How Boston's features are given. Other datasets refuse anything but the default.
+    pub boston: BostonFeatures,
+}
+
+/// How [`DatasetName::Boston`]'s 13 features are given to a model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BostonFeatures {
+    /// Each standardized with the train split's mean and standard deviation.
+    #[default]
+    Standardized,
+    /// As the CSV holds them (tax rates in the hundreds beside ratios below 1), as the SGN
+    /// paper's authors trained: with their N(0, 1) initialization SGN reaches the paper's test
+    /// MSE only on raw features (docs/PAPER.md).
+    Raw,
 }
 
 /// The data directory when none is given: `$SGN_DATA_DIR` if set and not empty, else `./data`.
@@ -345,6 +516,11 @@ pub fn load(
             options.pixels
         )));
     }
+    if name != DatasetName::Boston && options.boston != BostonFeatures::default() {
+        return Err(data_error(format!(
+            "{name}: raw features are an option of boston only"
+        )));
+    }
     let mut ensure = |source| cache::ensure(source, data_dir, &mut on_fetch);
     let pixels = options.pixels;
     match name {
@@ -357,7 +533,7 @@ pub fn load(
             CIFAR10_RECORDS_PER_FILE,
             pixels,
         ),
-        DatasetName::Boston => boston::dataset(&ensure(&boston::BOSTON)?),
+        DatasetName::Boston => boston::dataset(&ensure(&boston::BOSTON)?, options.boston),
         DatasetName::Sine => sine::generate(&options.sine),
     }
 }

@@ -91,5 +91,6 @@ pub(crate) fn generate(options: &SineOptions) -> Result<Dataset> {
         num_classes: None,
         target_scale: 1.0,
         image: None,
+        standardization: None,
     })
 }

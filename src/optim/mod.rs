@@ -7,6 +7,7 @@
 
 pub mod adam;
 pub mod cg;
+pub mod checkpoint;
 pub mod objective;
 pub mod record;
 pub mod report;

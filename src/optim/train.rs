@@ -5,16 +5,16 @@
 //! position); parameters are kept rounded to the model's element type, so the checkpoint holds
 //! them exactly; and optimizer state is saved in f64.
 
+use super::Optimizer;
+use super::checkpoint::{Checkpoint, Progress};
 use super::objective::ModelObjective;
-use super::record::{RECORD_FIELDS, Record, RecordKind};
-use super::{Optimizer, OptimizerState};
+use super::record::{Record, RecordKind};
 use crate::compile::CompiledModel;
-use crate::data::{BatchOptions, Batches, Dataset, PixelScale, Split};
-use crate::ir::store::{TensorMap, listed, sha256_of};
-use crate::ir::{ArgRole, DType, Tensor};
+use crate::data::{BatchOptions, Batches, Dataset, PixelScale, Split, input_and_target};
+use crate::ir::store::{TensorMap, listed};
+use crate::ir::{Arg, DType, Tensor};
 use crate::{Error, Result};
 use ndarray::Array2;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -77,16 +77,6 @@ pub enum TrainEvent<'a> {
     Checkpoint(&'a Path),
 }
 
-/// Where a run stands: everything a checkpoint holds besides the parameters and optimizer.
-#[derive(Clone, Debug, PartialEq)]
-struct Progress {
-    epoch: u64,
-    position: usize,
-    iteration: u64,
-    /// Seconds trained before this process started (from a checkpoint).
-    elapsed_before: f64,
-}
-
 /// Trains a compiled model on a dataset with one optimizer.
 pub struct Trainer<'a> {
     model: &'a CompiledModel,
@@ -109,35 +99,14 @@ struct Feed {
 }
 
 impl Feed {
-    /// Checks that `model` can take `dataset`: one input and one target; the input declared
-    /// `[B, F]` for F features per example or, for images, also `[B, C, H, W]`; targets `[B, T]`.
+    /// Checks that `model` can take `dataset`: one input and one target; the input as
+    /// [`input_example_shape`] allows; targets `[B, T]`.
     fn new(model: &CompiledModel, dataset: &Dataset) -> Result<Feed> {
-        let forward = &model.graphs.forward;
-        let single = |role: ArgRole| -> Result<(String, DType)> {
-            let args: Vec<_> = forward.args().iter().filter(|a| a.role == role).collect();
-            match args.as_slice() {
-                [a] => Ok((a.name.clone(), a.ty.dtype)),
-                _ => Err(Error::Eval(format!(
-                    "training needs a model with exactly one {} (the dataset's {}), found {}",
-                    role.name(),
-                    if role == ArgRole::Input {
-                        "features"
-                    } else {
-                        "targets"
-                    },
-                    args.len()
-                ))),
-            }
-        };
-        let (input_name, dtype) = single(ArgRole::Input)?;
-        let (target_name, _) = single(ArgRole::Target)?;
-        let example_shape = input_example_shape(forward, &input_name, dataset)?;
-        check_width(
-            forward,
-            &target_name,
-            dataset.train.targets.ncols(),
-            "targets",
-        )?;
+        let (input, target) = input_and_target(&model.graphs.forward)?;
+        let example_shape = input_example_shape(input, dataset)?;
+        check_width(target, dataset.train.targets.ncols(), "targets")?;
+        let (input_name, target_name, dtype) =
+            (input.name.clone(), target.name.clone(), input.ty.dtype);
         Ok(Feed {
             input_name,
             target_name,
@@ -465,6 +434,7 @@ impl<'a> Trainer<'a> {
             history: self.history.clone(),
             dataset: self.dataset.name.clone(),
             pixels: self.dataset.image.map(|image| image.pixels),
+            standardization: self.dataset.standardization.clone(),
             batch_size: self.options.batch_size,
             seed: self.options.seed,
         };
@@ -502,6 +472,14 @@ impl<'a> Trainer<'a> {
                     image.pixels.to_string(),
                 ));
             }
+        }
+        if c.standardization != self.dataset.standardization {
+            return Err(Error::Tensor(format!(
+                "{}: the checkpoint's run standardized its features differently (other \
+                 statistics, or only one of the two runs standardized): resume on the same data \
+                 with the same standardization choice",
+                path.display()
+            )));
         }
         if c.batch_size != self.options.batch_size {
             return Err(mismatch(
@@ -573,24 +551,23 @@ impl<'a> Trainer<'a> {
     }
 }
 
-/// The shape one example's features take as the model's input `name`: the input is declared
-/// `[B, F]` for the dataset's F features per example, or for an image dataset also as one image
-/// `[B, C, H, W]` (the same numbers, row-major). Anything else is an error naming the input, its
-/// declared type and the dataset's features.
-fn input_example_shape(
-    graph: &crate::ir::Graph,
-    name: &str,
-    dataset: &Dataset,
-) -> Result<Vec<usize>> {
-    let ty = &graph.arg(name).expect("the argument exists").ty;
+/// The shape one example's features take as the model's `input`: declared `[B, F]` for the
+/// dataset's F features per example; for an image dataset also its image `[B, C, H, W]`; for
+/// other data any shape of F elements (its features have no layout to contradict). Anything
+/// else is an error naming the input, its declared type and the dataset's features.
+fn input_example_shape(input: &Arg, dataset: &Dataset) -> Result<Vec<usize>> {
+    let (name, ty) = (&input.name, &input.ty);
     let declared: Option<Vec<usize>> = ty.shape.dims()[1.min(ty.shape.rank())..]
         .iter()
         .map(|d| d.as_fixed().and_then(|n| usize::try_from(n).ok()))
         .collect();
     let width = dataset.train.features.ncols();
-    let image = dataset.image.map(|image| image.shape().to_vec());
-    let fits = |shape: &Vec<usize>| ty.shape.rank() >= 2 && declared.as_ref() == Some(shape);
-    if let Some(shape) = [Some(vec![width]), image].into_iter().flatten().find(fits) {
+    let fits = |shape: &[usize]| match dataset.image {
+        _ if shape == [width] => true,
+        Some(image) => shape == image.shape(),
+        None => shape.iter().product::<usize>() == width,
+    };
+    if let Some(shape) = declared.filter(|shape| ty.shape.rank() >= 2 && fits(shape)) {
         return Ok(shape);
     }
     let dtype = ty.dtype;
@@ -607,297 +584,14 @@ fn input_example_shape(
     )))
 }
 
-fn check_width(graph: &crate::ir::Graph, name: &str, width: usize, what: &str) -> Result<()> {
-    let ty = &graph.arg(name).expect("the argument exists").ty;
+fn check_width(arg: &Arg, width: usize, what: &str) -> Result<()> {
+    let ty = &arg.ty;
     let last = ty.shape.dims().last().and_then(|d| d.as_fixed());
     if ty.shape.rank() != 2 || last != Some(width as u64) {
         return Err(Error::Eval(format!(
-            "the dataset's {what} have {width} columns but the model declares '{name}' as {ty}"
+            "the dataset's {what} have {width} columns but the model declares '{}' as {ty}",
+            arg.name
         )));
     }
     Ok(())
-}
-
-/// Everything needed to continue a run, stored as one safetensors file: the parameters under
-/// their DSL names (so the file also works as `--params`), `optimizer.<entry>` and
-/// `history.<field>` as f64 tensors, and the rest as metadata.
-struct Checkpoint {
-    params: TensorMap,
-    optimizer_name: String,
-    optimizer: OptimizerState,
-    progress: Progress,
-    history: Vec<Record>,
-    dataset: String,
-    /// How the image dataset's pixels were scaled; `None` for other data. Checkpoints written
-    /// before the choice existed have none, which for an image dataset means
-    /// [`PixelScale::Unit`], the only scaling there was.
-    pixels: Option<PixelScale>,
-    batch_size: usize,
-    seed: u64,
-}
-
-/// The metadata key of the pixel scaling of an image dataset.
-const PIXELS_KEY: &str = "pixels";
-
-/// The format this version writes: v1 plus a sha256 of every tensor in the metadata.
-const CHECKPOINT_FORMAT: &str = "sgn-checkpoint-2";
-/// The format before checksums; still read (there is nothing to verify).
-const CHECKPOINT_FORMAT_V1: &str = "sgn-checkpoint-1";
-/// The metadata key of a tensor's checksum: `sha256.<tensor name>`.
-const CHECKSUM_PREFIX: &str = "sha256.";
-
-/// True if `path` holds a checkpoint written by [`Trainer`] (of any format version), judged from
-/// the file's header alone; false for anything else, including a file that cannot be read.
-pub fn is_checkpoint(path: &Path) -> bool {
-    checkpoint_format(path).is_some()
-}
-
-/// The `format` metadata of the safetensors file at `path` if it names an sgn checkpoint.
-fn checkpoint_format(path: &Path) -> Option<String> {
-    let metadata = checkpoint_metadata(path)?;
-    let format = metadata.get("format")?.as_str()?;
-    [CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_V1]
-        .contains(&format)
-        .then(|| format.to_string())
-}
-
-/// The metadata of the safetensors file at `path`, read from its header alone; `None` for a
-/// file that cannot be read or is not safetensors.
-fn checkpoint_metadata(path: &Path) -> Option<serde_json::Map<String, serde_json::Value>> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).ok()?;
-    let mut length = [0u8; 8];
-    file.read_exact(&mut length).ok()?;
-    // safetensors caps headers at 100 MB; a checkpoint's is far smaller.
-    let length = u64::from_le_bytes(length).min(100_000_000);
-    let mut header = Vec::new();
-    file.take(length).read_to_end(&mut header).ok()?;
-    let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
-    header.get("__metadata__")?.as_object().cloned()
-}
-
-/// The pixel scaling a checkpoint's run used, if `path` is an sgn checkpoint of a run on an
-/// image dataset (one written before the choice existed used [`PixelScale::Unit`]); `None` for
-/// other checkpoints and for files that are not checkpoints (such as a parameter file). Reads
-/// the header alone, so that a caller can load the same data before resuming or evaluating.
-///
-/// Errors: a checkpoint whose pixel scaling is not one sgn knows (a damaged file).
-pub fn checkpoint_pixels(path: &Path) -> Result<Option<PixelScale>> {
-    if !is_checkpoint(path) {
-        return Ok(None);
-    }
-    let Some(metadata) = checkpoint_metadata(path) else {
-        return Ok(None);
-    };
-    match metadata.get(PIXELS_KEY) {
-        None => Ok(None),
-        Some(serde_json::Value::String(p)) => Ok(Some(pixel_scale(p, path)?)),
-        Some(other) => Err(Error::Tensor(format!(
-            "{}: not an sgn checkpoint: metadata '{PIXELS_KEY}' is {other}, not a string",
-            path.display()
-        ))),
-    }
-}
-
-/// The pixel scaling named in a checkpoint's metadata; an unknown one is an error naming the file.
-fn pixel_scale(name: &str, path: &Path) -> Result<PixelScale> {
-    name.parse().map_err(|e| {
-        Error::Tensor(format!(
-            "{}: not an sgn checkpoint: metadata '{PIXELS_KEY}': {e}",
-            path.display()
-        ))
-    })
-}
-
-/// Parameters from `path`: a safetensors file of parameters, or a checkpoint (whose checksums
-/// are verified and whose optimizer state and history are left out).
-///
-/// Errors: as [`TensorMap::load`]; for a checkpoint, a damaged tensor (checksum mismatch) or
-/// metadata, naming the file and the tensor.
-pub fn load_params(path: &Path) -> Result<TensorMap> {
-    if is_checkpoint(path) {
-        Ok(Checkpoint::load(path)?.params)
-    } else {
-        Ok(TensorMap::load(path)?)
-    }
-}
-
-impl Checkpoint {
-    fn save(&self, path: &Path) -> Result<()> {
-        let mut map = self.params.clone();
-        for (name, values) in &self.optimizer {
-            map.insert(format!("optimizer.{name}"), vector(values.clone()));
-        }
-        for (i, field) in RECORD_FIELDS.iter().enumerate() {
-            let column = self.history.iter().map(|r| history_row(r)[i]).collect();
-            map.insert(format!("history.{field}"), vector(column));
-        }
-        let mut metadata = BTreeMap::from([
-            ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
-            ("optimizer".to_string(), self.optimizer_name.clone()),
-            ("dataset".to_string(), self.dataset.clone()),
-            ("batch_size".to_string(), self.batch_size.to_string()),
-            ("seed".to_string(), self.seed.to_string()),
-            ("epoch".to_string(), self.progress.epoch.to_string()),
-            ("position".to_string(), self.progress.position.to_string()),
-            ("iteration".to_string(), self.progress.iteration.to_string()),
-            // Bits, so the accumulated time resumes exactly.
-            (
-                "elapsed_bits".to_string(),
-                self.progress.elapsed_before.to_bits().to_string(),
-            ),
-        ]);
-        if let Some(pixels) = self.pixels {
-            metadata.insert(PIXELS_KEY.to_string(), pixels.to_string());
-        }
-        for (name, tensor) in map.iter() {
-            metadata.insert(format!("{CHECKSUM_PREFIX}{name}"), sha256_of(tensor));
-        }
-        Ok(map.save(path, &metadata)?)
-    }
-
-    fn load(path: &Path) -> Result<Checkpoint> {
-        let (mut map, metadata) = TensorMap::load_with_metadata(path)?;
-        let corrupt = |what: String| {
-            Error::Tensor(format!("{}: not an sgn checkpoint: {what}", path.display()))
-        };
-        let meta = |key: &str| -> Result<&String> {
-            metadata
-                .get(key)
-                .ok_or_else(|| corrupt(format!("no '{key}' in its metadata")))
-        };
-        match meta("format")?.as_str() {
-            CHECKPOINT_FORMAT => verify_checksums(&map, &metadata, path)?,
-            CHECKPOINT_FORMAT_V1 => {}
-            other => {
-                return Err(corrupt(format!(
-                    "format '{other}', expected '{CHECKPOINT_FORMAT}'"
-                )));
-            }
-        }
-        let number = |key: &str| -> Result<u64> {
-            meta(key)?
-                .parse()
-                .map_err(|_| corrupt(format!("metadata '{key}' is not a number")))
-        };
-        let mut history_columns = Vec::with_capacity(RECORD_FIELDS.len());
-        for field in RECORD_FIELDS {
-            let t = map
-                .remove(&format!("history.{field}"))
-                .ok_or_else(|| corrupt(format!("no tensor 'history.{field}'")))?;
-            history_columns.push(t.to_f64_vec());
-        }
-        let rows = history_columns[0].len();
-        if history_columns.iter().any(|c| c.len() != rows) {
-            return Err(corrupt("history columns of different lengths".to_string()));
-        }
-        let history = (0..rows)
-            .map(|r| record_from_row(&history_columns.iter().map(|c| c[r]).collect::<Vec<_>>()))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| corrupt("a history row of unknown kind".to_string()))?;
-        let optimizer_keys: Vec<String> = map
-            .names()
-            .filter(|n| n.starts_with("optimizer."))
-            .map(str::to_string)
-            .collect();
-        let mut optimizer = OptimizerState::new();
-        for key in optimizer_keys {
-            let t = map.remove(&key).expect("listed above");
-            optimizer.insert(key["optimizer.".len()..].to_string(), t.to_f64_vec());
-        }
-        Ok(Checkpoint {
-            params: map,
-            optimizer_name: meta("optimizer")?.clone(),
-            optimizer,
-            progress: Progress {
-                epoch: number("epoch")?,
-                position: number("position")? as usize,
-                iteration: number("iteration")?,
-                elapsed_before: f64::from_bits(number("elapsed_bits")?),
-            },
-            history,
-            dataset: meta("dataset")?.clone(),
-            pixels: metadata
-                .get(PIXELS_KEY)
-                .map(|p| pixel_scale(p, path))
-                .transpose()?,
-            batch_size: number("batch_size")? as usize,
-            seed: number("seed")?,
-        })
-    }
-}
-
-/// Checks every tensor of a checkpoint against the sha256 its metadata holds for it (and that
-/// no checksum names a tensor the file lacks): a flipped bit is an error naming the tensor.
-fn verify_checksums(
-    map: &TensorMap,
-    metadata: &BTreeMap<String, String>,
-    path: &Path,
-) -> Result<()> {
-    let damaged =
-        |what: String| Error::Tensor(format!("{}: damaged checkpoint: {what}", path.display()));
-    for (name, tensor) in map.iter() {
-        let saved = metadata
-            .get(&format!("{CHECKSUM_PREFIX}{name}"))
-            .ok_or_else(|| damaged(format!("tensor '{name}' has no checksum in the metadata")))?;
-        if *saved != sha256_of(tensor) {
-            return Err(damaged(format!(
-                "tensor '{name}' does not match its sha256 (its values changed after it was saved)"
-            )));
-        }
-    }
-    if let Some(key) = metadata.keys().find(|k| {
-        k.strip_prefix(CHECKSUM_PREFIX)
-            .is_some_and(|n| map.get(n).is_none())
-    }) {
-        return Err(damaged(format!(
-            "metadata '{key}' names a tensor the file does not have"
-        )));
-    }
-    Ok(())
-}
-
-fn vector(values: Vec<f64>) -> Tensor {
-    let n = values.len();
-    Tensor::from_f64(DType::F64, &[n], values).expect("a vector")
-}
-
-/// A record as numbers, NaN for `None`, in [`RECORD_FIELDS`] order.
-fn history_row(r: &Record) -> [f64; 10] {
-    let opt = |v: Option<f64>| v.unwrap_or(f64::NAN);
-    [
-        match r.kind {
-            RecordKind::Step => 0.0,
-            RecordKind::Eval => 1.0,
-        },
-        r.epoch,
-        r.iteration as f64,
-        r.wall_time,
-        opt(r.train_loss),
-        opt(r.test_loss),
-        opt(r.test_accuracy),
-        opt(r.rho),
-        opt(r.cg_iters.map(|c| c as f64)),
-        opt(r.step_size),
-    ]
-}
-
-fn record_from_row(row: &[f64]) -> Option<Record> {
-    let opt = |v: f64| (!v.is_nan()).then_some(v);
-    Some(Record {
-        kind: match row[0] {
-            0.0 => RecordKind::Step,
-            1.0 => RecordKind::Eval,
-            _ => return None,
-        },
-        epoch: row[1],
-        iteration: row[2] as u64,
-        wall_time: row[3],
-        train_loss: opt(row[4]),
-        test_loss: opt(row[5]),
-        test_accuracy: opt(row[6]),
-        rho: opt(row[7]),
-        cg_iters: opt(row[8]).map(|c| c as usize),
-        step_size: opt(row[9]),
-    })
 }

@@ -293,6 +293,7 @@ pub fn blobs_dataset() -> Dataset {
         num_classes: Some(3),
         target_scale: 1.0,
         image: None,
+        standardization: None,
     }
 }
 

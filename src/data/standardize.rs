@@ -1,0 +1,58 @@
+//! Feature standardization with training-split statistics: fitted on the train split, applied
+//! to both splits, and kept (in checkpoints) so that evaluation applies the same transform.
+
+use super::data_error;
+use crate::Result;
+use ndarray::{Array1, Array2, Axis};
+
+/// Each feature column's mean and population standard deviation over a training split, applied
+/// as `(x − mean) / std`. A constant column is only centred (its `std` is stored as 1).
+///
+/// ```
+/// use ndarray::array;
+/// use sgn::data::Standardization;
+///
+/// # fn main() -> sgn::Result<()> {
+/// let mut train = array![[1.0f32, 5.0], [3.0, 5.0]];
+/// let fitted = Standardization::fit(&train)?;
+/// assert_eq!((fitted.mean.to_vec(), fitted.std.to_vec()), (vec![2.0, 5.0], vec![1.0, 1.0]));
+/// fitted.apply(&mut train, "train")?;
+/// assert_eq!(train, array![[-1.0, 0.0], [1.0, 0.0]]);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Standardization {
+    /// Each column's mean.
+    pub mean: Array1<f32>,
+    /// Each column's standard deviation (1 for a constant column).
+    pub std: Array1<f32>,
+}
+
+impl Standardization {
+    /// The statistics of the columns of `features`, which must have at least one row.
+    pub fn fit(features: &Array2<f32>) -> Result<Standardization> {
+        let mean = features.mean_axis(Axis(0)).ok_or_else(|| {
+            data_error("standardizing needs at least one training example, found none".into())
+        })?;
+        let std = features
+            .std_axis(Axis(0), 0.0)
+            .mapv(|s| if s > 0.0 { s } else { 1.0 });
+        Ok(Standardization { mean, std })
+    }
+
+    /// Standardizes the columns of `features` in place; `what` names them in the error when
+    /// their number is not the fitted one.
+    pub fn apply(&self, features: &mut Array2<f32>, what: &str) -> Result<()> {
+        if features.ncols() != self.mean.len() {
+            return Err(data_error(format!(
+                "{what} has {} feature columns, but the standardization was fitted on {}",
+                features.ncols(),
+                self.mean.len()
+            )));
+        }
+        *features -= &self.mean;
+        *features /= &self.std;
+        Ok(())
+    }
+}

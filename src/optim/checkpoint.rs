@@ -1,0 +1,346 @@
+//! Checkpoints: everything needed to continue a run exactly, in one safetensors file that also
+//! works as a parameter file (the parameters under their DSL names). Every tensor's sha256 is in
+//! the metadata, so a damaged file is an error naming the tensor, never a silently different run.
+
+use super::OptimizerState;
+use super::record::{RECORD_FIELDS, Record, RecordKind};
+use crate::data::{PixelScale, Standardization};
+use crate::ir::store::{TensorMap, sha256_of};
+use crate::ir::{DType, Tensor};
+use crate::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Where a run stands: everything a checkpoint holds besides the parameters and optimizer.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Progress {
+    pub(crate) epoch: u64,
+    pub(crate) position: usize,
+    pub(crate) iteration: u64,
+    /// Seconds trained before this process started (from a checkpoint).
+    pub(crate) elapsed_before: f64,
+}
+
+/// Everything needed to continue a run, stored as one safetensors file: the parameters under
+/// their DSL names (so the file also works as `--params`), `optimizer.<entry>` and
+/// `history.<field>` as f64 tensors, and the rest as metadata.
+pub(crate) struct Checkpoint {
+    pub(crate) params: TensorMap,
+    pub(crate) optimizer_name: String,
+    pub(crate) optimizer: OptimizerState,
+    pub(crate) progress: Progress,
+    pub(crate) history: Vec<Record>,
+    pub(crate) dataset: String,
+    /// How the image dataset's pixels were scaled; `None` for other data. Checkpoints written
+    /// before the choice existed have none, which for an image dataset means
+    /// [`PixelScale::Unit`], the only scaling there was.
+    pub(crate) pixels: Option<PixelScale>,
+    /// The feature standardization the run's data went through (training-split statistics),
+    /// so that evaluation applies the same; stored as the tensors `data.mean` and `data.std`.
+    pub(crate) standardization: Option<Standardization>,
+    pub(crate) batch_size: usize,
+    pub(crate) seed: u64,
+}
+
+/// The tensors of the feature standardization's statistics.
+const MEAN_KEY: &str = "data.mean";
+const STD_KEY: &str = "data.std";
+
+/// The metadata key of the pixel scaling of an image dataset.
+const PIXELS_KEY: &str = "pixels";
+
+/// The format this version writes: v1 plus a sha256 of every tensor in the metadata.
+const CHECKPOINT_FORMAT: &str = "sgn-checkpoint-2";
+/// The format before checksums; still read (there is nothing to verify).
+const CHECKPOINT_FORMAT_V1: &str = "sgn-checkpoint-1";
+/// The metadata key of a tensor's checksum: `sha256.<tensor name>`.
+const CHECKSUM_PREFIX: &str = "sha256.";
+
+/// True if `path` holds a checkpoint written by [`Trainer`] (of any format version), judged from
+/// the file's header alone; false for anything else, including a file that cannot be read.
+pub fn is_checkpoint(path: &Path) -> bool {
+    checkpoint_format(path).is_some()
+}
+
+/// The `format` metadata of the safetensors file at `path` if it names an sgn checkpoint.
+fn checkpoint_format(path: &Path) -> Option<String> {
+    let metadata = checkpoint_metadata(path)?;
+    let format = metadata.get("format")?.as_str()?;
+    [CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_V1]
+        .contains(&format)
+        .then(|| format.to_string())
+}
+
+/// The metadata of the safetensors file at `path`, read from its header alone; `None` for a
+/// file that cannot be read or is not safetensors.
+fn checkpoint_metadata(path: &Path) -> Option<serde_json::Map<String, serde_json::Value>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut length = [0u8; 8];
+    file.read_exact(&mut length).ok()?;
+    // safetensors caps headers at 100 MB; a checkpoint's is far smaller.
+    let length = u64::from_le_bytes(length).min(100_000_000);
+    let mut header = Vec::new();
+    file.take(length).read_to_end(&mut header).ok()?;
+    let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    header.get("__metadata__")?.as_object().cloned()
+}
+
+/// The pixel scaling a checkpoint's run used, if `path` is an sgn checkpoint of a run on an
+/// image dataset (one written before the choice existed used [`PixelScale::Unit`]); `None` for
+/// other checkpoints and for files that are not checkpoints (such as a parameter file). Reads
+/// the header alone, so that a caller can load the same data before resuming or evaluating.
+///
+/// Errors: a checkpoint whose pixel scaling is not one sgn knows (a damaged file).
+pub fn checkpoint_pixels(path: &Path) -> Result<Option<PixelScale>> {
+    if !is_checkpoint(path) {
+        return Ok(None);
+    }
+    let Some(metadata) = checkpoint_metadata(path) else {
+        return Ok(None);
+    };
+    match metadata.get(PIXELS_KEY) {
+        None => Ok(None),
+        Some(serde_json::Value::String(p)) => Ok(Some(pixel_scale(p, path)?)),
+        Some(other) => Err(Error::Tensor(format!(
+            "{}: not an sgn checkpoint: metadata '{PIXELS_KEY}' is {other}, not a string",
+            path.display()
+        ))),
+    }
+}
+
+/// The feature standardization of a checkpoint's run (see [`Checkpoint::standardization`]), if
+/// `path` is an sgn checkpoint that has one; `None` for other files (such as a parameter file).
+///
+/// Errors: a damaged checkpoint, as [`load_params`].
+pub fn checkpoint_standardization(path: &Path) -> Result<Option<Standardization>> {
+    if !is_checkpoint(path) {
+        return Ok(None);
+    }
+    Ok(Checkpoint::load(path)?.standardization)
+}
+
+/// The pixel scaling named in a checkpoint's metadata; an unknown one is an error naming the file.
+fn pixel_scale(name: &str, path: &Path) -> Result<PixelScale> {
+    name.parse().map_err(|e| {
+        Error::Tensor(format!(
+            "{}: not an sgn checkpoint: metadata '{PIXELS_KEY}': {e}",
+            path.display()
+        ))
+    })
+}
+
+/// Parameters from `path`: a safetensors file of parameters, or a checkpoint (whose checksums
+/// are verified and whose optimizer state and history are left out).
+///
+/// Errors: as [`TensorMap::load`]; for a checkpoint, a damaged tensor (checksum mismatch) or
+/// metadata, naming the file and the tensor.
+pub fn load_params(path: &Path) -> Result<TensorMap> {
+    if is_checkpoint(path) {
+        Ok(Checkpoint::load(path)?.params)
+    } else {
+        Ok(TensorMap::load(path)?)
+    }
+}
+
+impl Checkpoint {
+    pub(crate) fn save(&self, path: &Path) -> Result<()> {
+        let mut map = self.params.clone();
+        for (name, values) in &self.optimizer {
+            map.insert(format!("optimizer.{name}"), vector(values.clone()));
+        }
+        for (i, field) in RECORD_FIELDS.iter().enumerate() {
+            let column = self.history.iter().map(|r| history_row(r)[i]).collect();
+            map.insert(format!("history.{field}"), vector(column));
+        }
+        if let Some(s) = &self.standardization {
+            map.insert(MEAN_KEY, Tensor::F32(s.mean.clone().into_dyn()));
+            map.insert(STD_KEY, Tensor::F32(s.std.clone().into_dyn()));
+        }
+        let mut metadata = BTreeMap::from([
+            ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
+            ("optimizer".to_string(), self.optimizer_name.clone()),
+            ("dataset".to_string(), self.dataset.clone()),
+            ("batch_size".to_string(), self.batch_size.to_string()),
+            ("seed".to_string(), self.seed.to_string()),
+            ("epoch".to_string(), self.progress.epoch.to_string()),
+            ("position".to_string(), self.progress.position.to_string()),
+            ("iteration".to_string(), self.progress.iteration.to_string()),
+            // Bits, so the accumulated time resumes exactly.
+            (
+                "elapsed_bits".to_string(),
+                self.progress.elapsed_before.to_bits().to_string(),
+            ),
+        ]);
+        if let Some(pixels) = self.pixels {
+            metadata.insert(PIXELS_KEY.to_string(), pixels.to_string());
+        }
+        for (name, tensor) in map.iter() {
+            metadata.insert(format!("{CHECKSUM_PREFIX}{name}"), sha256_of(tensor));
+        }
+        Ok(map.save(path, &metadata)?)
+    }
+
+    pub(crate) fn load(path: &Path) -> Result<Checkpoint> {
+        let (mut map, metadata) = TensorMap::load_with_metadata(path)?;
+        let corrupt = |what: String| {
+            Error::Tensor(format!("{}: not an sgn checkpoint: {what}", path.display()))
+        };
+        let meta = |key: &str| -> Result<&String> {
+            metadata
+                .get(key)
+                .ok_or_else(|| corrupt(format!("no '{key}' in its metadata")))
+        };
+        match meta("format")?.as_str() {
+            CHECKPOINT_FORMAT => verify_checksums(&map, &metadata, path)?,
+            CHECKPOINT_FORMAT_V1 => {}
+            other => {
+                return Err(corrupt(format!(
+                    "format '{other}', expected '{CHECKPOINT_FORMAT}'"
+                )));
+            }
+        }
+        let number = |key: &str| -> Result<u64> {
+            meta(key)?
+                .parse()
+                .map_err(|_| corrupt(format!("metadata '{key}' is not a number")))
+        };
+        let mut history_columns = Vec::with_capacity(RECORD_FIELDS.len());
+        for field in RECORD_FIELDS {
+            let t = map
+                .remove(&format!("history.{field}"))
+                .ok_or_else(|| corrupt(format!("no tensor 'history.{field}'")))?;
+            history_columns.push(t.to_f64_vec());
+        }
+        let rows = history_columns[0].len();
+        if history_columns.iter().any(|c| c.len() != rows) {
+            return Err(corrupt("history columns of different lengths".to_string()));
+        }
+        let history = (0..rows)
+            .map(|r| record_from_row(&history_columns.iter().map(|c| c[r]).collect::<Vec<_>>()))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| corrupt("a history row of unknown kind".to_string()))?;
+        let standardization = match (map.remove(MEAN_KEY), map.remove(STD_KEY)) {
+            (None, None) => None,
+            (Some(Tensor::F32(mean)), Some(Tensor::F32(std)))
+                if mean.ndim() == 1 && mean.shape() == std.shape() =>
+            {
+                let vector = |t: ndarray::ArrayD<f32>| t.into_dimensionality().expect("1-D");
+                Some(Standardization {
+                    mean: vector(mean),
+                    std: vector(std),
+                })
+            }
+            _ => {
+                return Err(corrupt(format!(
+                    "'{MEAN_KEY}' and '{STD_KEY}' are not two f32 vectors of one length"
+                )));
+            }
+        };
+        let optimizer_keys: Vec<String> = map
+            .names()
+            .filter(|n| n.starts_with("optimizer."))
+            .map(str::to_string)
+            .collect();
+        let mut optimizer = OptimizerState::new();
+        for key in optimizer_keys {
+            let t = map.remove(&key).expect("listed above");
+            optimizer.insert(key["optimizer.".len()..].to_string(), t.to_f64_vec());
+        }
+        Ok(Checkpoint {
+            params: map,
+            optimizer_name: meta("optimizer")?.clone(),
+            optimizer,
+            progress: Progress {
+                epoch: number("epoch")?,
+                position: number("position")? as usize,
+                iteration: number("iteration")?,
+                elapsed_before: f64::from_bits(number("elapsed_bits")?),
+            },
+            history,
+            dataset: meta("dataset")?.clone(),
+            pixels: metadata
+                .get(PIXELS_KEY)
+                .map(|p| pixel_scale(p, path))
+                .transpose()?,
+            standardization,
+            batch_size: number("batch_size")? as usize,
+            seed: number("seed")?,
+        })
+    }
+}
+
+/// Checks every tensor of a checkpoint against the sha256 its metadata holds for it (and that
+/// no checksum names a tensor the file lacks): a flipped bit is an error naming the tensor.
+fn verify_checksums(
+    map: &TensorMap,
+    metadata: &BTreeMap<String, String>,
+    path: &Path,
+) -> Result<()> {
+    let damaged =
+        |what: String| Error::Tensor(format!("{}: damaged checkpoint: {what}", path.display()));
+    for (name, tensor) in map.iter() {
+        let saved = metadata
+            .get(&format!("{CHECKSUM_PREFIX}{name}"))
+            .ok_or_else(|| damaged(format!("tensor '{name}' has no checksum in the metadata")))?;
+        if *saved != sha256_of(tensor) {
+            return Err(damaged(format!(
+                "tensor '{name}' does not match its sha256 (its values changed after it was saved)"
+            )));
+        }
+    }
+    if let Some(key) = metadata.keys().find(|k| {
+        k.strip_prefix(CHECKSUM_PREFIX)
+            .is_some_and(|n| map.get(n).is_none())
+    }) {
+        return Err(damaged(format!(
+            "metadata '{key}' names a tensor the file does not have"
+        )));
+    }
+    Ok(())
+}
+
+fn vector(values: Vec<f64>) -> Tensor {
+    let n = values.len();
+    Tensor::from_f64(DType::F64, &[n], values).expect("a vector")
+}
+
+/// A record as numbers, NaN for `None`, in [`RECORD_FIELDS`] order.
+fn history_row(r: &Record) -> [f64; 10] {
+    let opt = |v: Option<f64>| v.unwrap_or(f64::NAN);
+    [
+        match r.kind {
+            RecordKind::Step => 0.0,
+            RecordKind::Eval => 1.0,
+        },
+        r.epoch,
+        r.iteration as f64,
+        r.wall_time,
+        opt(r.train_loss),
+        opt(r.test_loss),
+        opt(r.test_accuracy),
+        opt(r.rho),
+        opt(r.cg_iters.map(|c| c as f64)),
+        opt(r.step_size),
+    ]
+}
+
+fn record_from_row(row: &[f64]) -> Option<Record> {
+    let opt = |v: f64| (!v.is_nan()).then_some(v);
+    Some(Record {
+        kind: match row[0] {
+            0.0 => RecordKind::Step,
+            1.0 => RecordKind::Eval,
+            _ => return None,
+        },
+        epoch: row[1],
+        iteration: row[2] as u64,
+        wall_time: row[3],
+        train_loss: opt(row[4]),
+        test_loss: opt(row[5]),
+        test_accuracy: opt(row[6]),
+        rho: opt(row[7]),
+        cg_iters: opt(row[8]).map(|c| c as usize),
+        step_size: opt(row[9]),
+    })
+}
