@@ -507,6 +507,13 @@ fn bench_reports_every_graph_against_its_roofline_and_the_interpreter() {
         assert!(close(flops(step), parts(&flops)), "{step}");
         let roofline = |g: &serde_json::Value| g["roofline_ms"].as_f64().unwrap();
         assert!(close(roofline(step), parts(&roofline)), "{step}");
+        // The step against its graphs run alone: their summed times, only on the step's row.
+        let ms = |g: &serde_json::Value| g["ms"].as_f64().unwrap();
+        assert!(
+            close(step["graphs_ms"].as_f64().unwrap(), parts(&ms)),
+            "{step}"
+        );
+        assert!(graphs[..4].iter().all(|g| g.get("graphs_ms").is_none()));
     }
 }
 

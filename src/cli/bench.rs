@@ -56,6 +56,10 @@ struct Timing {
     /// thread, timed in the same rounds (so `one_thread_ms / ms` is the threads' speedup).
     #[serde(skip_serializing_if = "Option::is_none")]
     one_thread_ms: Option<f64>,
+    /// For the SGN step: the median milliseconds of its graphs run alone, summed (so
+    /// `graphs_ms / ms` is how much of the step is its graphs, not the work between them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    graphs_ms: Option<f64>,
 }
 
 #[derive(Serialize, Debug)]
@@ -174,6 +178,7 @@ fn timing(name: &'static str, ms: f64, flops: f64, roofline_ms: f64, interp_ms: 
         efficiency: roofline_ms / ms,
         interp_ms,
         one_thread_ms: None,
+        graphs_ms: None,
     }
 }
 
@@ -217,17 +222,17 @@ fn sgn_step(
     let (ms, interp_ms) = (medians[0], medians[1]);
     let of = |name: &str| graphs.iter().find(|t| t.name == name).expect("timed above");
     let iters = STEP_CG_ITERS as f64;
-    let flops_of = |name: &str| of(name).gflops * of(name).ms * 1e6;
-    let flops = flops_of("grad")
-        + flops_of("gv-prepare")
-        + iters * flops_of("gv-apply")
-        + flops_of("forward");
-    let roofline = of("grad").roofline_ms
-        + of("gv-prepare").roofline_ms
-        + iters * of("gv-apply").roofline_ms
-        + of("forward").roofline_ms;
+    let sum = |field: fn(&Timing) -> f64| {
+        field(of("grad"))
+            + field(of("gv-prepare"))
+            + iters * field(of("gv-apply"))
+            + field(of("forward"))
+    };
+    let roofline = sum(|t| t.roofline_ms);
+    let flops = sum(|t| t.gflops * t.ms * 1e6);
     Ok(Timing {
         one_thread_ms: medians.get(2).copied(),
+        graphs_ms: Some(sum(|t| t.ms)),
         ..timing("sgn-step", ms, flops, roofline, interp_ms)
     })
 }
@@ -327,7 +332,7 @@ fn print_text(r: &Report) {
     if scaling {
         print!("{:>13}{:>9}", "1-thread ms", "scaling");
     }
-    println!();
+    println!("{:>11}{:>11}", "graphs ms", "of graphs");
     for t in &r.graphs {
         print!(
             "{:<12}{:>10.3}{:>10.1}{:>13.3}{:>12.2}{:>12.3}{:>9.1}×",
@@ -339,8 +344,13 @@ fn print_text(r: &Report) {
             t.interp_ms,
             t.interp_ms / t.ms
         );
-        if let Some(one) = t.one_thread_ms {
-            print!("{:>13.3}{:>8.2}×", one, one / t.ms);
+        match t.one_thread_ms {
+            Some(one) => print!("{:>13.3}{:>8.2}×", one, one / t.ms),
+            None if scaling => print!("{:>22}", ""),
+            None => {}
+        }
+        if let Some(graphs) = t.graphs_ms {
+            print!("{:>11.3}{:>11.2}", graphs, graphs / t.ms);
         }
         println!();
     }
