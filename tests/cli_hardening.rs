@@ -533,3 +533,25 @@ fn a_tensor_the_model_does_not_declare_is_an_error_listing_the_expected_names() 
     let run = eval(&f.model, &f.inputs, &out, &["--params", path(&f.params)]);
     assert_fails(&run, 1, &["'q'", "p0, p1", "and 8 more"]);
 }
+
+/// Without the `mpi` feature, `--distributed` says how to get it instead of training alone.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn distributed_training_without_mpi_says_how_to_build_it() {
+    let out = sgn(&[
+        "train",
+        "ir/sine_mlp.sgn",
+        "--dataset",
+        "sine",
+        "--batch",
+        "100",
+        "--epochs",
+        "1",
+        "--distributed",
+    ]);
+    assert_fails(
+        &out,
+        1,
+        &["--distributed needs MPI", "--features mpi", "libmpich-dev"],
+    );
+}

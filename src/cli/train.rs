@@ -5,6 +5,7 @@ use super::files::{self, Named};
 use super::options;
 use crate::data::DatasetName;
 use crate::optim::checkpoint::is_checkpoint;
+use crate::optim::collective::{Collective, SingleProcess};
 use crate::optim::report::{LogWriter, plot};
 use crate::optim::{
     Adam, AdamOptions, CgOptions, Damping, EarlyCg, Optimizer, Record, RecordKind, Sgd, SgdOptions,
@@ -106,6 +107,11 @@ pub struct TrainArgs {
     params: Option<PathBuf>,
     #[command(flatten)]
     backend: super::BackendArgs,
+    /// Train data-parallel across the processes of an MPI run: start it as `mpiexec -n N sgn
+    /// train … --distributed`; each process holds 1/N of every batch, the first alone prints and
+    /// writes the log, plot and checkpoints. Needs a build with `--features mpi`.
+    #[arg(long)]
+    distributed: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,9 +235,54 @@ fn name_the_option(error: Error, args: &TrainArgs) -> Error {
 }
 
 pub fn run(args: &TrainArgs) -> Result<()> {
+    if !args.distributed {
+        return train(args, &SingleProcess);
+    }
+    let processes = processes()?;
+    let result = train(args, processes.as_ref());
+    if let Err(e) = &result
+        && processes.size() > 1
+    {
+        // The others may be waiting in a sum for this one: stop them all, with the reason.
+        eprintln!(
+            "error on process {} of {}: {e}",
+            processes.rank(),
+            processes.size()
+        );
+        processes.stop_all();
+    }
+    result
+}
+
+/// The processes of the MPI run this one belongs to.
+#[cfg(feature = "mpi")]
+fn processes() -> Result<Box<dyn Collective>> {
+    Ok(Box::new(crate::optim::mpi::Mpi::init()?))
+}
+
+#[cfg(not(feature = "mpi"))]
+fn processes() -> Result<Box<dyn Collective>> {
+    Err(Error::Eval(
+        "--distributed needs MPI: this sgn was built without it (install an MPI library, e.g. \
+         apt-get install mpich libmpich-dev libclang-dev, and build with `cargo build --release \
+         --features mpi`)"
+            .to_string(),
+    ))
+}
+
+fn train(args: &TrainArgs, processes: &dyn Collective) -> Result<()> {
+    // The first process speaks for the run: the others print, log and plot nothing.
+    let first = processes.rank() == 0;
     check_files(args)?;
     let model = Model::from_file(&args.model)?;
-    let compiled = model.compile(&args.backend.options())?;
+    let mut options = args.backend.options();
+    if args.backend.threads == 0 && processes.size() > 1 {
+        // One thread per core, the machine's cores shared among its processes.
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let threads = (cores / processes.local_size()).clamp(1, crate::codegen::MAX_THREADS);
+        options = options.with_threads(threads);
+    }
+    let compiled = model.compile(&options)?;
     let dataset = args
         .data
         .load(args.dataset, args.resume.as_deref(), &model)?;
@@ -247,17 +298,28 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         eval_at: args.eval_at.clone(),
         ..TrainOptions::default()
     };
-    let mut trainer = Trainer::new(&compiled, &dataset, &params, optimizer(args), train_options)?;
+    let mut trainer = Trainer::new(&compiled, &dataset, &params, optimizer(args), train_options)?
+        .distributed(processes)?;
     if let Some(path) = &args.resume {
         trainer.resume(path)?;
     }
     let mut log = match &args.log {
+        _ if !first => None,
         Some(path) if args.resume.is_some() => Some(LogWriter::append_to(path)?),
         Some(path) => Some(LogWriter::create(path)?),
         None => None,
     };
+    if !first {
+        return trainer
+            .run(&mut |_| {})
+            .map_err(|e| name_the_option(e, args));
+    }
+    let among = match processes.size() {
+        1 => String::new(),
+        n => format!(" across {n} processes"),
+    };
     println!(
-        "training {} on {} ({} train / {} test) with {:?}, batch {}",
+        "training {} on {} ({} train / {} test) with {:?}, batch {}{among}",
         model.name,
         dataset.title(),
         dataset.train.len(),

@@ -8,6 +8,9 @@
 pub mod adam;
 pub mod cg;
 pub mod checkpoint;
+pub mod collective;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub mod objective;
 pub mod record;
 pub mod report;

@@ -7,6 +7,7 @@
 
 use super::Optimizer;
 use super::checkpoint::{Checkpoint, Progress};
+use super::collective::{Collective, Sharded, SingleProcess, shard};
 use super::objective::ModelObjective;
 use super::record::{Record, RecordKind};
 use crate::compile::CompiledModel;
@@ -87,6 +88,8 @@ pub struct Trainer<'a> {
     progress: Progress,
     history: Vec<Record>,
     feed: Feed,
+    /// The processes this run's batches are shared among (one by default).
+    collective: &'a dyn Collective,
 }
 
 /// How a dataset's examples become a model's batches: the model's one input (the features) and
@@ -230,7 +233,50 @@ impl<'a> Trainer<'a> {
             },
             history: Vec::new(),
             feed,
+            collective: &SingleProcess,
         })
+    }
+
+    /// Trains data-parallel among the processes of `collective`: each holds its [`shard`] of
+    /// every batch, the sums cross the processes, and every process takes the same steps; only
+    /// the first writes checkpoints. Every process must run the same trainer (model, data,
+    /// options, starting point).
+    ///
+    /// Errors: a batch smaller than the number of processes (a process would hold no example).
+    pub fn distributed(mut self, collective: &'a dyn Collective) -> Result<Trainer<'a>> {
+        if self.options.batch_size < collective.size() {
+            return Err(Error::Eval(format!(
+                "a batch of {} cannot be shared among {} processes; each needs an example",
+                self.options.batch_size,
+                collective.size()
+            )));
+        }
+        self.collective = collective;
+        Ok(self)
+    }
+
+    /// One optimizer step on a batch: on this process's shard of it when the run is shared.
+    fn step(&mut self, features: Array2<f32>, targets: Array2<f32>) -> Result<super::StepReport> {
+        let (rank, size) = (self.collective.rank(), self.collective.size());
+        if size == 1 {
+            let mut objective = ModelObjective::new(self.model, self.feed.batch(features, targets));
+            return self.optimizer.step(&mut self.theta, &mut objective);
+        }
+        let rows = features.nrows();
+        let mine = shard(rows, rank, size);
+        let take = |a: Array2<f32>| a.slice_move(ndarray::s![mine.clone(), ..]);
+        let batch = self.feed.batch(take(features), take(targets));
+        let local = ModelObjective::new(self.model, batch);
+        let mut objective = Sharded::new(local, self.collective, mine.len(), rows);
+        self.optimizer.step(&mut self.theta, &mut objective)
+    }
+
+    /// The training time every process goes by: the first's, so that all stop, evaluate and
+    /// checkpoint at the same step.
+    fn agreed(&self, seconds: f64) -> Result<f64> {
+        let mut value = [seconds];
+        self.collective.broadcast(&mut value)?;
+        Ok(value[0])
     }
 
     /// The current parameters.
@@ -266,9 +312,8 @@ impl<'a> Trainer<'a> {
         let elapsed = |p: &Progress, paused: Duration| {
             p.elapsed_before + start.elapsed().saturating_sub(paused).as_secs_f64()
         };
-        let time_up = |p: &Progress, paused: Duration, limit: Option<Duration>| {
-            limit.is_some_and(|l| elapsed(p, paused) >= l.as_secs_f64())
-        };
+        let time_up =
+            |now: f64, limit: Option<Duration>| limit.is_some_and(|l| now >= l.as_secs_f64());
         // The evaluation marks still ahead (a resumed run has passed some).
         let mut marks: Vec<f64> = self
             .options
@@ -303,9 +348,7 @@ impl<'a> Trainer<'a> {
                 self.progress.position,
             )?;
             for (features, targets) in batches {
-                let batch = self.feed.batch(features, targets);
-                let mut objective = ModelObjective::new(self.model, batch);
-                let report = self.optimizer.step(&mut self.theta, &mut objective)?;
+                let report = self.step(features, targets)?;
                 self.model.layout().round_to_dtypes(&mut self.theta);
                 self.progress.position += 1;
                 self.progress.iteration += 1;
@@ -327,11 +370,12 @@ impl<'a> Trainer<'a> {
                     failures = 0;
                     epoch_losses.push(report.loss);
                 }
+                let now = self.agreed(elapsed(&self.progress, paused))?;
                 let record = Record {
                     kind: RecordKind::Step,
                     epoch: self.fractional_epoch(),
                     iteration: self.progress.iteration,
-                    wall_time: elapsed(&self.progress, paused),
+                    wall_time: now,
                     train_loss: report.loss.is_finite().then_some(report.loss),
                     test_loss: None,
                     test_accuracy: None,
@@ -341,7 +385,6 @@ impl<'a> Trainer<'a> {
                 };
                 observer(TrainEvent::Recorded(&record));
                 self.history.push(record);
-                let now = elapsed(&self.progress, paused);
                 if marks.next_if(|&m| now >= m).is_some() {
                     while marks.next_if(|&m| now >= m).is_some() {}
                     let pause = Instant::now();
@@ -349,7 +392,7 @@ impl<'a> Trainer<'a> {
                     unevaluated_steps = false;
                     paused += pause.elapsed();
                 }
-                if time_up(&self.progress, paused, self.options.stop.time_limit) {
+                if time_up(now, self.options.stop.time_limit) {
                     out_of_time = true;
                     break;
                 }
@@ -361,7 +404,10 @@ impl<'a> Trainer<'a> {
             {
                 self.progress.epoch += 1;
                 self.progress.position = 0;
-                let (now, pause) = (elapsed(&self.progress, paused), Instant::now());
+                let (now, pause) = (
+                    self.agreed(elapsed(&self.progress, paused))?,
+                    Instant::now(),
+                );
                 self.evaluate(&mut epoch_losses, now, observer)?;
                 unevaluated_steps = false;
                 self.save_checkpoint(now, observer)?;
@@ -369,7 +415,7 @@ impl<'a> Trainer<'a> {
                 paused += pause.elapsed();
             }
         }
-        let now = elapsed(&self.progress, paused);
+        let now = self.agreed(elapsed(&self.progress, paused))?;
         if unevaluated_steps {
             self.evaluate(&mut epoch_losses, now, observer)?;
         }
@@ -423,6 +469,10 @@ impl<'a> Trainer<'a> {
         let Some(path) = &self.options.checkpoint else {
             return Ok(());
         };
+        // One writer: the processes hold the same parameters and state.
+        if self.collective.rank() != 0 {
+            return Ok(());
+        }
         let checkpoint = Checkpoint {
             params: self.params(),
             optimizer_name: self.optimizer.name().to_string(),
