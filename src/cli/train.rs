@@ -243,12 +243,16 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if let Err(e) = &result
         && processes.size() > 1
     {
-        // The others may be waiting in a sum for this one: stop them all, with the reason.
-        eprintln!(
-            "error on process {} of {}: {e}",
+        // The others may be waiting in a sum for this one: stop them all, with the reason. The
+        // line goes out in one write, and the launcher gets a moment to forward it before the
+        // abort tears the run down.
+        let line = format!(
+            "error on process {} of {}: {e}\n",
             processes.rank(),
             processes.size()
         );
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        std::thread::sleep(std::time::Duration::from_millis(200));
         processes.stop_all();
     }
     result
