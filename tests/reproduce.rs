@@ -55,8 +55,7 @@ fn reproduce_writes_a_report_whose_numbers_come_from_its_logs() {
         let at: Vec<f64> = (0..2)
             .map(|seed| {
                 let log =
-                    read_log(out.join(format!("logs/sine10-{slug}-seed{seed}-{budget}s.csv")))
-                        .unwrap();
+                    read_log(out.join(format!("logs/sine10-{slug}-seed{seed}-500ms.csv"))).unwrap();
                 mse_at(&log, budget)
             })
             .collect();
@@ -133,7 +132,7 @@ fn reproduce_reads_finished_runs_back_and_reports_missing_cifar() {
         .collect();
     assert_eq!(logs.len(), 3, "{logs:?}");
     assert!(
-        logs.contains(&"sine100-sgn30-seed0-0.2s.csv".to_string()),
+        logs.contains(&"sine100-sgn30-seed0-200ms.csv".to_string()),
         "{logs:?}"
     );
     // Run again: every finished run is read back, the section is the same.
@@ -150,7 +149,7 @@ fn reproduce_reads_finished_runs_back_and_reports_missing_cifar() {
     );
     assert_eq!(section(&again), section(&report));
     // A deleted log is run again; another budget scale does not read the old ones.
-    std::fs::remove_file(out.join("logs/sine100-adam0_001-seed0-0.2s.csv")).unwrap();
+    std::fs::remove_file(out.join("logs/sine100-adam0_001-seed0-200ms.csv")).unwrap();
     let third = sgn(&args);
     assert!(third.status.success(), "{}", stderr(&third));
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();

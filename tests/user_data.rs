@@ -507,6 +507,75 @@ fn bad_files_are_errors_naming_the_file_and_what_was_expected() {
             stderr(&run)
         );
     }
+    // An empty test file, a header naming the target twice, a fraction beside a test file, and
+    // examples in another layout than the model's (the same count of values).
+    write_classes(&dir.path("empty.safetensors"), 0, 0);
+    let twice = dir.write("twice.csv", "a,label,b,c,label\n1,0,2,3,1\n");
+    let wide = dir.write(
+        "wide.sgn",
+        &CLASSIFIER
+            .replace("input x: f32[B, 4]", "input x: f32[B, 2, 3]")
+            .replace("[4, 8]", "[6, 8]")
+            .replace("tanh(x @ w1", "tanh(flatten(x) @ w1"),
+    );
+    write_safetensors(
+        &dir.path("columns.safetensors"),
+        &[
+            ("x", Dtype::F32, vec![2, 3, 2], f32_bytes(&[0.5; 12])),
+            ("y", Dtype::I64, vec![2], i64s(&[0, 1])),
+        ],
+    );
+    let valid = dir.arg("valid.safetensors");
+    for (args, needle) in [
+        (
+            vec!["eval", &model, "--test", &dir.arg("empty.safetensors")],
+            "empty.safetensors: tensor 'x' holds no examples",
+        ),
+        (
+            vec![
+                "train",
+                &model,
+                "--batch",
+                "1",
+                "--epochs",
+                "1",
+                "--train",
+                &twice,
+                "--target-columns",
+                "label",
+            ],
+            "twice.csv: the header has two columns named 'label'",
+        ),
+        (
+            vec![
+                "train",
+                &model,
+                "--batch",
+                "1",
+                "--epochs",
+                "1",
+                "--train",
+                &valid,
+                "--test",
+                &valid,
+                "--test-fraction",
+                "0.2",
+            ],
+            "cannot be used with",
+        ),
+        (
+            vec!["eval", &wide, "--test", &dir.arg("columns.safetensors")],
+            "columns.safetensors: tensor 'x' holds examples of shape [3, 2], but the model's input 'x' takes [2, 3]",
+        ),
+    ] {
+        let run = sgn(&args);
+        assert!(!run.status.success(), "{args:?}");
+        assert!(
+            stderr(&run).contains(needle),
+            "{args:?}: expected '{needle}' in {}",
+            stderr(&run)
+        );
+    }
     // A one-example file leaves nothing to hold out.
     write_classes(&dir.path("one.safetensors"), 1, 0);
     let run = sgn(&[

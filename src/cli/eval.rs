@@ -89,6 +89,19 @@ fn on_dataset(
     let dataset = args
         .data
         .load(args.dataset, args.params.as_deref(), model)?;
+    // Another dataset is a fair question (how does it transfer?), but easily a mistake: other
+    // pixels, another held-out fraction, Boston's raw features. Say so.
+    if let Some(path) = &args.params
+        && let Some(trained) = crate::optim::checkpoint::checkpoint_dataset(path)
+        && trained != dataset.name
+        && args.data.trained_on_a_split()
+    {
+        eprintln!(
+            "note: {} was trained on '{trained}'; evaluating on '{}'",
+            path.display(),
+            dataset.name
+        );
+    }
     let compiled = model.compile(&args.backend.options())?;
     let split: &Split = match args.split {
         SplitName::Train if dataset.train.is_empty() => {

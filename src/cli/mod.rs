@@ -104,7 +104,7 @@ struct DataArgs {
     #[arg(long, conflicts_with = "dataset", value_parser = options::data_file)]
     test: Option<crate::data::DataFile>,
     /// --train without --test: the fraction of its examples held out for testing, in (0, 1).
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.1, requires = "train", value_parser = options::open_fraction)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.1, requires = "train", conflicts_with = "test", value_parser = options::open_fraction)]
     test_fraction: f64,
     /// CSV files: the target columns by header name, comma-separated (one column of class
     /// labels for a [B, classes] target); the other columns are the features.
@@ -164,6 +164,12 @@ impl DataArgs {
                     .flat_map(move |f| f.paths().into_iter().map(move |p| (option, p)))
             })
             .collect()
+    }
+
+    /// Whether the data is a split the training run could have had (a named dataset, or a train
+    /// file and its held-out part), rather than a test file of its own.
+    fn trained_on_a_split(&self) -> bool {
+        self.train.is_some() || self.test.is_none()
     }
 
     /// The user's files for `model`: --train and/or --test.

@@ -383,8 +383,8 @@ struct Prepared {
     dataset: Dataset,
 }
 
-/// Compiles `experiment`'s model and loads its data; `Ok(Err(why))` when data the user provides
-/// cannot be read.
+/// Compiles `experiment`'s model and loads its data; `Ok(Err(why))` when files the user
+/// provides are missing.
 fn prepare(
     experiment: &Experiment,
     args: &ReproduceArgs,
@@ -424,7 +424,9 @@ fn prepare(
             compiled,
             dataset,
         }),
-        Err(why) if experiment.dataset.user_provided() => Err(why),
+        // Files the user did not provide make the experiment "not run"; files that are there but
+        // damaged are an error like any other.
+        Err(why) if !experiment.dataset.files_present(&data_dir) => Err(why),
         Err(e) => return Err(e),
     })
 }
@@ -448,10 +450,13 @@ fn run_experiment(
                 experiment.name.slug(),
                 setting.label()
             );
+            // The budget in whole milliseconds: a product like 100 × 0.1 prints with rounding
+            // noise as seconds.
             let log_path = logs.join(format!(
-                "{}-{}-seed{seed}-{last}s.csv",
+                "{}-{}-seed{seed}-{}ms.csv",
                 experiment.name.slug(),
-                setting.slug()
+                setting.slug(),
+                (last * 1000.0).round() as u64
             ));
             if log_path.exists() {
                 eprintln!("{run}: read back from {}", log_path.display());

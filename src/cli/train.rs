@@ -239,7 +239,15 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         return train(args, &SingleProcess);
     }
     let processes = processes()?;
-    let result = train(args, processes.as_ref());
+    // A panic must stop the others too (they may be waiting in a sum for this process).
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train(args, processes.as_ref())
+    }))
+    .unwrap_or_else(|_| {
+        Err(Error::Eval(
+            "this process panicked (its message is above)".to_string(),
+        ))
+    });
     if let Err(e) = &result
         && processes.size() > 1
     {

@@ -131,6 +131,11 @@ pub(crate) fn verify(dir: &Path, records_per_file: usize) -> Result<Vec<PathBuf>
     Ok(file_names().map(|name| dir.join(name)).collect())
 }
 
+/// Whether every CIFAR-10 file is in `dir` (present, not necessarily valid).
+pub(crate) fn all_present(dir: &Path) -> bool {
+    file_names().all(|name| dir.join(name).is_file())
+}
+
 fn file_names() -> impl Iterator<Item = &'static str> {
     TRAIN_FILES.into_iter().chain([TEST_FILE])
 }

@@ -429,6 +429,9 @@ fn read_safetensors(path: &Path, model: &ModelData, options: &FileOptions) -> Re
             model.target
         )));
     }
+    if count == 0 {
+        return Err(data_error(format!("{x_what} holds no examples")));
+    }
     if x_example.iter().product::<usize>() != model.features() {
         return Err(width_mismatch(
             &x_what,
@@ -438,6 +441,7 @@ fn read_safetensors(path: &Path, model: &ModelData, options: &FileOptions) -> Re
             &model.input_example,
         ));
     }
+    check_layout(&x_what, x_example, model)?;
     let (features, image) = match (x.dtype(), options.pixels) {
         (Dtype::U8, None) => return Err(pixels_needed(&x_what)),
         (Dtype::U8, Some(pixels)) => {
@@ -507,6 +511,24 @@ fn read_safetensors(path: &Path, model: &ModelData, options: &FileOptions) -> Re
     })
 }
 
+/// Refuses an example shaped otherwise than the model's input, size-1 axes aside (`[28, 28]`
+/// for `[1, 28, 28]` is fine; `[32, 32, 3]` for `[3, 32, 32]` would scramble the pixels); a flat
+/// example on either side has no layout to contradict.
+fn check_layout(what: &str, example: &[usize], model: &ModelData) -> Result<()> {
+    let without_ones =
+        |dims: &[usize]| -> Vec<usize> { dims.iter().copied().filter(|&d| d != 1).collect() };
+    let (file, declared) = (without_ones(example), without_ones(&model.input_example));
+    if file.len() <= 1 || declared.len() <= 1 || file == declared {
+        return Ok(());
+    }
+    Err(data_error(format!(
+        "{what} holds examples of shape {example:?}, but the model's input '{}' takes {:?}: \
+         the same number of values in another layout (store them as the model takes them, or \
+         flat)",
+        model.input, model.input_example
+    )))
+}
+
 /// A tensor's example count (its first axis) and one example's shape.
 fn examples_of<'t>(tensor: &'t TensorView, what: &str) -> Result<(usize, &'t [usize])> {
     match tensor.shape().split_first() {
@@ -563,7 +585,7 @@ fn finite_rows(tensor: &TensorView, count: usize, what: &str) -> Result<Array2<f
         .into_iter()
         .map(|v| v as f32)
         .collect();
-    let width = values.len().checked_div(count).unwrap_or(0);
+    let width: usize = tensor.shape()[1..].iter().product();
     if let Some(index) = values.iter().position(|v| !v.is_finite()) {
         return Err(data_error(format!(
             "{what}, example {}: holds {} (data must be finite{})",
@@ -637,6 +659,12 @@ fn read_csv(path: &Path, model: &ModelData, options: &FileOptions) -> Result<Exa
         })?;
         if target_index.contains(&index) {
             return Err(data_error(format!("--target-columns names '{name}' twice")));
+        }
+        if columns.iter().filter(|c| *c == name).count() > 1 {
+            return Err(data_error(format!(
+                "{file}: the header has two columns named '{name}'; a target's name must be \
+                 unique"
+            )));
         }
         target_index.push(index);
     }
@@ -749,9 +777,19 @@ fn read_idx_pair(
             &model.input_example,
         ));
     }
+    if split.is_empty() {
+        return Err(data_error(format!("{images_what} holds no images")));
+    }
+    check_layout(&images_what, example, model)?;
+    // The model's image shape if it takes images, else the file's (as for safetensors).
+    let dims = if model.input_example.len() >= 2 {
+        &model.input_example[..]
+    } else {
+        example
+    };
     Ok(Examples {
         split,
         labels: true,
-        image: Some(ImageFormat::of_example(example, pixels)),
+        image: Some(ImageFormat::of_example(dims, pixels)),
     })
 }

@@ -108,14 +108,15 @@ impl DatasetName {
         )
     }
 
-    /// Whether the user must provide the files (no package registry ships them).
-    pub fn user_provided(self) -> bool {
+    /// For a dataset the user provides: whether all its files are in `data_dir` (present; they
+    /// are verified when loaded). Always true for the others.
+    pub fn files_present(self, data_dir: &Path) -> bool {
         match self {
-            DatasetName::Cifar10 => true,
+            DatasetName::Cifar10 => cifar::all_present(&data_dir.join(CIFAR10_DIR)),
             DatasetName::Mnist
             | DatasetName::FashionMnist
             | DatasetName::Boston
-            | DatasetName::Sine => false,
+            | DatasetName::Sine => true,
         }
     }
 
@@ -240,8 +241,8 @@ impl Dataset {
     /// (training reports accuracy); [`one_hot`] makes such rows from class labels.
     ///
     /// Errors: splits whose features or targets differ in width, example counts of features
-    /// and targets that differ, an empty train split, or a non-finite value (naming the split,
-    /// the example and the array).
+    /// and targets that differ, an empty split, or a non-finite value (naming the split, the
+    /// example and the array).
     ///
     /// ```
     /// use ndarray::Array;
@@ -276,8 +277,10 @@ impl Dataset {
         };
         let train = split(train_x.into(), train_y.into(), "train")?;
         let test = split(test_x.into(), test_y.into(), "test")?;
-        if train.is_empty() {
-            return Err(data_error("train_x holds no examples".to_string()));
+        for (x, split) in [("train_x", &train), ("test_x", &test)] {
+            if split.is_empty() {
+                return Err(data_error(format!("{x} holds no examples")));
+            }
         }
         for (what, a, b) in [
             ("feature", &train.features, &test.features),

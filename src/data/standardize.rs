@@ -31,14 +31,29 @@ pub struct Standardization {
 
 impl Standardization {
     /// The statistics of the columns of `features`, which must have at least one row.
+    ///
+    /// Errors: no rows, or statistics beyond f32's range (values near f32's largest).
     pub fn fit(features: &Array2<f32>) -> Result<Standardization> {
-        let mean = features.mean_axis(Axis(0)).ok_or_else(|| {
+        // In f64, so that large values do not overflow the sums.
+        let wide = features.mapv(f64::from);
+        let mean = wide.mean_axis(Axis(0)).ok_or_else(|| {
             data_error("standardizing needs at least one training example, found none".into())
         })?;
-        let std = features
-            .std_axis(Axis(0), 0.0)
-            .mapv(|s| if s > 0.0 { s } else { 1.0 });
-        Ok(Standardization { mean, std })
+        let std = wide.std_axis(Axis(0), 0.0);
+        let too_large = |v: &f64| !(*v as f32).is_finite();
+        if let Some(column) = mean
+            .iter()
+            .position(too_large)
+            .or(std.iter().position(too_large))
+        {
+            return Err(data_error(format!(
+                "feature column {column} is too large to standardize in f32"
+            )));
+        }
+        Ok(Standardization {
+            mean: mean.mapv(|m| m as f32),
+            std: std.mapv(|s| if s > 0.0 { s as f32 } else { 1.0 }),
+        })
     }
 
     /// Standardizes the columns of `features` in place; `what` names them in the error when

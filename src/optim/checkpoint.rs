@@ -86,6 +86,21 @@ fn checkpoint_metadata(path: &Path) -> Option<serde_json::Map<String, serde_json
     header.get("__metadata__")?.as_object().cloned()
 }
 
+/// The name of the data a checkpoint's run trained on (e.g. `boston (raw features)`, or a user
+/// file's name with its held-out fraction), if `path` is an sgn checkpoint; read from the header
+/// alone.
+pub fn checkpoint_dataset(path: &Path) -> Option<String> {
+    if !is_checkpoint(path) {
+        return None;
+    }
+    Some(
+        checkpoint_metadata(path)?
+            .get("dataset")?
+            .as_str()?
+            .to_string(),
+    )
+}
+
 /// The pixel scaling a checkpoint's run used, if `path` is an sgn checkpoint of a run on an
 /// image dataset (one written before the choice existed used [`PixelScale::Unit`]); `None` for
 /// other checkpoints and for files that are not checkpoints (such as a parameter file). Reads

@@ -1,7 +1,8 @@
 //! Data-parallel training: the processes of a run each hold a shard of every mini-batch, and
 //! the few sums SGN needs cross them. The loss, the gradient and every `G v` are means over the
-//! batch's examples, so each process weighs its shard's by the shard's share of the batch and a
-//! sum over the processes gives the whole batch's: one sum for the loss and gradient, one per CG
+//! batch's examples (as every built-in loss is; a loss that is not a mean over the batch, a sum
+//! say, would come out rescaled), so each process weighs its shard's by the shard's share of the
+//! batch and a sum over the processes gives the whole batch's: one sum for the loss and gradient, one per CG
 //! iteration, one per line-search trial. Every process then takes the same step, so the
 //! parameters never diverge.
 //!

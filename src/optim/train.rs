@@ -157,6 +157,12 @@ pub fn evaluate(
             "evaluation needs chunks of at least one example".to_string(),
         ));
     }
+    if split.is_empty() {
+        return Err(Error::Eval(format!(
+            "{}: the split to evaluate has no examples",
+            dataset.name
+        )));
+    }
     let feed = Feed::new(model, dataset)?;
     let labels = dataset.num_classes.map(|_| split.class_labels());
     let (mut loss_sum, mut correct) = (0.0, 0usize);
