@@ -652,6 +652,31 @@ fn a_batch_shared_by_two_processes_trains_as_one_process_does() {
     for (a, b) in one_params.iter().zip(&first.1) {
         assert!((a - b).abs() <= 1e-11 * scale, "parameters {a} and {b}");
     }
+    // Twins that start from different parameters are stopped before their first step.
+    let other = init_params(&model.params, 4).unwrap();
+    let disagreement = std::thread::scope(|scope| {
+        [0, 1]
+            .map(|rank| {
+                let (slots, params) = (slots.clone(), if rank == 0 { &params } else { &other });
+                let (model, data, in_f64) = (&model, &data, &in_f64);
+                scope.spawn(move || {
+                    let compiled = model.compile(in_f64).unwrap();
+                    let twin = Twin { rank, slots };
+                    let trainer = Trainer::new(&compiled, data, params, sgn(), options(1)).unwrap();
+                    trainer.distributed(&twin).unwrap().run(&mut |_| {}).err()
+                })
+            })
+            .map(|handle| handle.join().unwrap().map(|e| e.to_string()))
+    });
+    let [first, second] = disagreement.map(Option::unwrap);
+    assert!(
+        first.starts_with("1 other process(es) start elsewhere than the first"),
+        "{first}"
+    );
+    assert!(
+        second.starts_with("this process (1) starts elsewhere than the first"),
+        "{second}"
+    );
     // A batch smaller than the processes is refused.
     let compiled = model.compile(&in_f64).unwrap();
     let tiny = TrainOptions {

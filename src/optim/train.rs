@@ -277,6 +277,49 @@ impl<'a> Trainer<'a> {
         self.optimizer.step(&mut self.theta, &mut objective)
     }
 
+    /// Errors on a process whose starting point differs from the first's (parameters, training
+    /// data, position, batch options): the processes would train on different problems, or wait
+    /// for each other forever. Compared by a fingerprint of sums, broadcast from the first.
+    fn check_processes_agree(&self) -> Result<()> {
+        if self.collective.size() == 1 {
+            return Ok(());
+        }
+        let sum = |values: &mut dyn Iterator<Item = f64>| values.fold(0.0, |s, v| s + v);
+        let train = &self.dataset.train;
+        let p = &self.progress;
+        let mine = [
+            sum(&mut self.theta.iter().copied()),
+            sum(&mut self.theta.iter().map(|t| t * t)),
+            train.len() as f64,
+            sum(&mut train.features.iter().map(|&f| f64::from(f))),
+            sum(&mut train.targets.iter().map(|&t| f64::from(t))),
+            p.epoch as f64,
+            p.position as f64,
+            p.iteration as f64,
+            self.options.batch_size as f64,
+            self.options.seed as f64,
+        ];
+        let mut first = mine;
+        self.collective.broadcast(&mut first)?;
+        let differs = mine.map(f64::to_bits) != first.map(f64::to_bits);
+        // Every process learns how many differ, so that all stop, not only those.
+        let mut differing = [f64::from(u8::from(differs))];
+        self.collective.sum(&mut differing)?;
+        if differing[0] == 0.0 {
+            return Ok(());
+        }
+        let who = if differs {
+            format!("this process ({}) starts", self.collective.rank())
+        } else {
+            format!("{} other process(es) start", differing[0])
+        };
+        Err(Error::Eval(format!(
+            "{who} elsewhere than the first (parameters, training data, position in the data, \
+             batch size or seed differ): every process must be given the same model, data and \
+             options"
+        )))
+    }
+
     /// The training time every process goes by: the first's, so that all stop, evaluate and
     /// checkpoint at the same step.
     fn agreed(&self, seconds: f64) -> Result<f64> {
@@ -312,6 +355,7 @@ impl<'a> Trainer<'a> {
     /// Times (the stop rule's, the evaluation marks', the records') are training time: the
     /// clock stops while the test split is evaluated and checkpoints are written.
     pub fn run(&mut self, observer: &mut dyn FnMut(TrainEvent)) -> Result<()> {
+        self.check_processes_agree()?;
         let start = Instant::now();
         // Evaluation and checkpoint time, off the training clock.
         let mut paused = Duration::ZERO;
