@@ -526,48 +526,41 @@ fn bad_files_are_errors_naming_the_file_and_what_was_expected() {
         ],
     );
     let valid = dir.arg("valid.safetensors");
+    let one_epoch = |rest: &[&str]| -> Vec<String> {
+        let start = ["train", &model, "--batch", "1", "--epochs", "1"];
+        start.iter().chain(rest).map(|s| s.to_string()).collect()
+    };
+    let empty = dir.arg("empty.safetensors");
     for (args, needle) in [
         (
-            vec!["eval", &model, "--test", &dir.arg("empty.safetensors")],
+            ["eval", &model, "--test", &empty]
+                .map(String::from)
+                .to_vec(),
             "empty.safetensors: tensor 'x' holds no examples",
         ),
         (
-            vec![
-                "train",
-                &model,
-                "--batch",
-                "1",
-                "--epochs",
-                "1",
-                "--train",
-                &twice,
-                "--target-columns",
-                "label",
-            ],
+            one_epoch(&["--train", &twice, "--target-columns", "label"]),
             "twice.csv: the header has two columns named 'label'",
         ),
         (
-            vec![
-                "train",
-                &model,
-                "--batch",
-                "1",
-                "--epochs",
-                "1",
+            one_epoch(&[
                 "--train",
                 &valid,
                 "--test",
                 &valid,
                 "--test-fraction",
                 "0.2",
-            ],
+            ]),
             "cannot be used with",
         ),
         (
-            vec!["eval", &wide, "--test", &dir.arg("columns.safetensors")],
+            ["eval", &wide, "--test", &dir.arg("columns.safetensors")]
+                .map(String::from)
+                .to_vec(),
             "columns.safetensors: tensor 'x' holds examples of shape [3, 2], but the model's input 'x' takes [2, 3]",
         ),
     ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let run = sgn(&args);
         assert!(!run.status.success(), "{args:?}");
         assert!(
