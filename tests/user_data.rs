@@ -304,10 +304,11 @@ fn u8_images_need_a_pixel_scaling_and_fit_either_layout() {
             "{}",
             stderr(&run)
         );
+        let ck = dir.arg("pixels.safetensors");
         for pixels in ["unit", "standardized"] {
             let out = ok(&[
                 "train", &model, "--train", &data, "--pixels", pixels, "--batch", "9", "--epochs",
-                "1",
+                "1", "--save", &ck,
             ]);
             assert!(
                 out.contains(&format!(
@@ -316,6 +317,16 @@ fn u8_images_need_a_pixel_scaling_and_fit_either_layout() {
                 "{out}"
             );
         }
+        // The checkpoint's pixel scaling is not forced onto a file of floats.
+        write_classes(&dir.path("floats.safetensors"), 12, 0);
+        ok(&[
+            "eval",
+            &model,
+            "--params",
+            &ck,
+            "--test",
+            &dir.arg("floats.safetensors"),
+        ]);
     }
     // IDX files of the same images, as MNIST ships them.
     let idx = |dims: &[u32], data: &[u8]| -> Vec<u8> {

@@ -189,7 +189,9 @@ impl DataArgs {
             None => Standardize::No,
         };
         let options = crate::data::FileOptions {
-            pixels: self.pixels(checkpoint)?,
+            // Only what the user says: a checkpoint's scaling is not forced onto files that may
+            // hold no pixels (--pixels contradicting the checkpoint is still refused).
+            pixels: self.pixels(checkpoint)?.and(self.pixels),
             target_columns: self.target_columns.clone(),
             standardize,
             test_fraction: self.test_fraction,
