@@ -118,8 +118,8 @@ struct DataArgs {
 
 impl DataArgs {
     /// Loads dataset `name`, or without a name the user's files (--train, --test) for `model`.
-    /// The pixel scaling and the standardization are those `checkpoint` (a file that may be an
-    /// sgn checkpoint) records, else the options'.
+    /// A named image dataset takes the pixel scaling `checkpoint` (a file that may be an sgn
+    /// checkpoint) records, user files its standardization; otherwise the options decide.
     fn load(
         &self,
         name: Option<crate::data::DatasetName>,
@@ -188,10 +188,11 @@ impl DataArgs {
             None if self.standardize => Standardize::Fit,
             None => Standardize::No,
         };
+        // Only what the user says: a checkpoint's scaling is not forced onto files that may hold
+        // no pixels (the call refuses --pixels contradicting the checkpoint).
+        self.pixels(checkpoint)?;
         let options = crate::data::FileOptions {
-            // Only what the user says: a checkpoint's scaling is not forced onto files that may
-            // hold no pixels (--pixels contradicting the checkpoint is still refused).
-            pixels: self.pixels(checkpoint)?.and(self.pixels),
+            pixels: self.pixels,
             target_columns: self.target_columns.clone(),
             standardize,
             test_fraction: self.test_fraction,
