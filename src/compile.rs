@@ -2,8 +2,9 @@
 
 use crate::autodiff::{Derivatives, DerivedGraphs, GraphName, Signature, Slot, derive};
 use crate::codegen::{Backend, BackendKind, JitOptions, compile_backends};
-use crate::ir::store::{TensorMap, check_args};
-use crate::ir::{Arg, Bindings, DType, Tensor};
+use crate::ir::memory::{ensure_available, tensor_bytes};
+use crate::ir::store::{TensorMap, check_type, checked_named};
+use crate::ir::{Bindings, DType, Tensor};
 use crate::rewrite::{
     RewriteOptions, RewriteReport, TableModel, optimization_table, optimize_derived,
 };
@@ -328,13 +329,30 @@ impl CompiledModel {
     }
 
     fn run(&self, which: GraphName, sources: &Sources) -> Result<Vec<Tensor>> {
-        let values = self.arguments(which, sources)?;
-        Ok(self.executable(which).run(&values)?)
+        let values = self.argument_refs(which, sources)?;
+        Ok(self.executable(which).run_borrowed(&values)?)
     }
 
     /// The arguments of graph `which`, in its order, taken from `sources` by role and checked
     /// against their declared types (for running an [`executable`](Self::executable) directly).
     pub fn arguments(&self, which: GraphName, sources: &Sources) -> Result<Vec<Tensor>> {
+        let refs = self.argument_refs(which, sources)?;
+        let bytes = refs.iter().try_fold(0u64, |n, t| {
+            n.checked_add(tensor_bytes(t.dtype(), t.shape())?)
+        });
+        ensure_available(bytes, || {
+            format!("a copy of the arguments of '{}'", which.name())
+        })?;
+        Ok(refs.into_iter().cloned().collect())
+    }
+
+    /// [`CompiledModel::arguments`] borrowed from `sources`: a batch is not copied for each
+    /// graph that reads it.
+    fn argument_refs<'s>(
+        &self,
+        which: GraphName,
+        sources: &Sources<'s>,
+    ) -> Result<Vec<&'s Tensor>> {
         let graph = self.graphs.get(which);
         let params = &self.signature().params;
         let mut values = Vec::with_capacity(graph.args().len());
@@ -348,23 +366,24 @@ impl CompiledModel {
                     arg.role.name()
                 ))
             };
-            let source = |map: Option<&TensorMap>, name: &str, what: &str| {
-                let map = map.ok_or_else(missing)?;
-                named_tensor(map, arg, name, what)
+            let source = |map: Option<&'s TensorMap>, name: &str, what: &str| -> Result<_> {
+                Ok(checked_named(
+                    map.ok_or_else(missing)?,
+                    name,
+                    &arg.ty,
+                    what,
+                )?)
             };
             values.push(match *slot {
                 Slot::Param(p) => source(sources.params, &params[p].name, "parameters")?,
                 Slot::Data => source(sources.batch, &arg.name, "batch")?,
                 Slot::Direction(p) => source(sources.directions, &params[p].name, "direction")?,
                 Slot::Cotangent => {
-                    let mut map = TensorMap::new();
-                    map.insert(
-                        arg.name.clone(),
-                        sources.cotangent.ok_or_else(missing)?.clone(),
-                    );
-                    named_tensor(&map, arg, &arg.name, "cotangent")?
+                    let cotangent = sources.cotangent.ok_or_else(missing)?;
+                    check_type(cotangent, &arg.name, &arg.ty, "cotangent")?;
+                    cotangent
                 }
-                Slot::Residual(_) => residuals.next().ok_or_else(missing)?.clone(),
+                Slot::Residual(_) => residuals.next().ok_or_else(missing)?,
             });
         }
         Ok(values)
@@ -530,7 +549,8 @@ impl GvOperator<'_> {
             .iter()
             .zip(&self.direction_slots)
         {
-            args[slot] = named_tensor(v, &graph.args()[slot], &param.name, "direction")?;
+            args[slot] =
+                checked_named(v, &param.name, &graph.args()[slot].ty, "direction")?.clone();
         }
         let out = self.model.executable(GraphName::GvApply).run(&args)?;
         Ok(self.model.per_param(out.into_iter()))
@@ -571,15 +591,6 @@ fn flat_length_error(len: usize) -> Error {
     Error::Tensor(format!(
         "a flat direction of {len} values does not match the parameters"
     ))
-}
-
-/// The tensor `name` of `map`, checked against the type of argument `arg` (`what` names the map
-/// in errors).
-fn named_tensor(map: &TensorMap, arg: &Arg, name: &str, what: &str) -> Result<Tensor> {
-    let mut renamed = arg.clone();
-    renamed.name = name.to_string();
-    let mut checked = check_args(map, &[&renamed], what)?;
-    Ok(checked.pop().expect("one argument checked"))
 }
 
 /// The document `docs/OPTIMIZATION.md` (see [`optimization_table`]) for every `*.sgn` model in

@@ -58,6 +58,7 @@ pub use error::{Error, Result};
 use plan::Plan;
 use program::{BufferKind, Program};
 use runtime::{Pool, SpinBarrier};
+use std::borrow::{Borrow, Cow};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -185,11 +186,21 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn graph(&self) -> &Graph;
 
     /// Evaluates the graph with the contract of [`interp::run`].
-    fn run(&self, args: &[Tensor]) -> Result<Vec<Tensor>>;
+    fn run(&self, args: &[Tensor]) -> Result<Vec<Tensor>> {
+        self.run_borrowed(&args.iter().collect::<Vec<_>>())
+    }
 
     /// Evaluates the graph into `outputs`, which must have the outputs' dtypes and shapes (as
     /// returned by [`Backend::run`] for these arguments) in standard layout.
-    fn run_into(&self, args: &[Tensor], outputs: &mut [Tensor]) -> Result<()>;
+    fn run_into(&self, args: &[Tensor], outputs: &mut [Tensor]) -> Result<()> {
+        self.run_into_borrowed(&args.iter().collect::<Vec<_>>(), outputs)
+    }
+
+    /// [`Backend::run`] on borrowed arguments (a batch read by several graphs is not copied).
+    fn run_borrowed(&self, args: &[&Tensor]) -> Result<Vec<Tensor>>;
+
+    /// [`Backend::run_into`] on borrowed arguments.
+    fn run_into_borrowed(&self, args: &[&Tensor], outputs: &mut [Tensor]) -> Result<()>;
 
     /// Zero tensors shaped like the outputs under `bindings` (see [`interp::bind_dims`]), to
     /// pass to [`Backend::run_into`].
@@ -312,14 +323,14 @@ impl Backend for Interpreter {
         &self.graph
     }
 
-    fn run(&self, args: &[Tensor]) -> Result<Vec<Tensor>> {
-        Ok(interp::run(&self.graph, args)?)
+    fn run_borrowed(&self, args: &[&Tensor]) -> Result<Vec<Tensor>> {
+        Ok(interp::run_on(&self.graph, args)?)
     }
 
-    fn run_into(&self, args: &[Tensor], outputs: &mut [Tensor]) -> Result<()> {
+    fn run_into_borrowed(&self, args: &[&Tensor], outputs: &mut [Tensor]) -> Result<()> {
         let bindings = interp::bind_dims(&self.graph, args)?;
         check_outputs(&self.graph, &bindings, outputs)?;
-        for (slot, value) in outputs.iter_mut().zip(interp::run(&self.graph, args)?) {
+        for (slot, value) in outputs.iter_mut().zip(interp::run_on(&self.graph, args)?) {
             *slot = value;
         }
         Ok(())
@@ -333,7 +344,7 @@ pub struct JitGraph {
     /// Calls with fewer floating-point operations run on the calling thread alone.
     parallel_min_flops: f64,
     /// Declared before `code`: the workers stop before the code they run is freed.
-    pool: Pool,
+    pool: Arc<Pool>,
     code: clif::Compiled,
     barrier: SpinBarrier,
     /// For calls that run on the calling thread only.
@@ -394,7 +405,7 @@ pub fn compile_graph(graph: &Graph, options: &JitOptions) -> Result<JitGraph> {
             graph.name
         )));
     }
-    let pool = Pool::new(threads).map_err(|e| {
+    let pool = Pool::shared(threads).map_err(|e| {
         Error::Jit(format!(
             "cannot start {threads} threads for graph '{}': {e}; ask for fewer threads",
             graph.name
@@ -504,7 +515,7 @@ impl JitGraph {
     }
 
     /// Evaluates the graph: outputs in the order of `graph.outputs()`, like [`interp::run`].
-    pub fn run(&self, args: &[Tensor]) -> Result<Vec<Tensor>> {
+    pub fn run<A: Borrow<Tensor>>(&self, args: &[A]) -> Result<Vec<Tensor>> {
         let bindings = interp::bind_dims(&self.graph, args)?;
         // Planned first: a run too large for memory is refused before its outputs exist.
         {
@@ -523,7 +534,7 @@ impl JitGraph {
 
     /// Evaluates the graph into `outputs` (dtypes and shapes of the outputs, standard layout),
     /// allocating nothing once a batch size has been seen.
-    pub fn run_into(&self, args: &[Tensor], outputs: &mut [Tensor]) -> Result<()> {
+    pub fn run_into<A: Borrow<Tensor>>(&self, args: &[A], outputs: &mut [Tensor]) -> Result<()> {
         let bindings = interp::bind_dims(&self.graph, args)?;
         self.run_bound(args, &bindings, outputs)
     }
@@ -561,27 +572,22 @@ impl JitGraph {
         Ok(plan)
     }
 
-    fn run_bound(
+    fn run_bound<A: Borrow<Tensor>>(
         &self,
-        args: &[Tensor],
+        args: &[A],
         bindings: &Bindings,
         outputs: &mut [Tensor],
     ) -> Result<()> {
         check_outputs(&self.graph, bindings, outputs)?;
         // The generated code reads arguments as row-major arrays.
-        let copies: Vec<Tensor>;
-        let args = if args.iter().all(is_standard_layout) {
-            args
-        } else {
-            copies = args
-                .iter()
-                .map(|t| match t {
-                    Tensor::F32(a) => Tensor::F32(a.as_standard_layout().into_owned()),
-                    Tensor::F64(a) => Tensor::F64(a.as_standard_layout().into_owned()),
-                })
-                .collect();
-            &copies
-        };
+        let args: Vec<Cow<Tensor>> = args
+            .iter()
+            .map(|t| match t.borrow() {
+                t if is_standard_layout(t) => Cow::Borrowed(t),
+                Tensor::F32(a) => Cow::Owned(Tensor::F32(a.as_standard_layout().into_owned())),
+                Tensor::F64(a) => Cow::Owned(Tensor::F64(a.as_standard_layout().into_owned())),
+            })
+            .collect();
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let plan = self.plan_for(&mut state, bindings)?;
         let lines = plan.arena_bytes.div_ceil(64);
@@ -639,11 +645,11 @@ impl Backend for JitGraph {
         &self.graph
     }
 
-    fn run(&self, args: &[Tensor]) -> Result<Vec<Tensor>> {
+    fn run_borrowed(&self, args: &[&Tensor]) -> Result<Vec<Tensor>> {
         JitGraph::run(self, args)
     }
 
-    fn run_into(&self, args: &[Tensor], outputs: &mut [Tensor]) -> Result<()> {
+    fn run_into_borrowed(&self, args: &[&Tensor], outputs: &mut [Tensor]) -> Result<()> {
         JitGraph::run_into(self, args, outputs)
     }
 }

@@ -9,7 +9,7 @@ use super::narrow;
 use super::program::PARTS;
 use crate::ir::op::{Extent, ImageKernel};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 
 /// Rows (or columns) of a GEMM part are a multiple of this, a multiple of every microkernel's
@@ -382,7 +382,12 @@ struct Shared {
 pub struct Pool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
+    /// Held while a job runs: callers on several threads take turns.
+    turn: Mutex<()>,
 }
+
+/// The pools alive, by thread count (see [`Pool::shared`]).
+static POOLS: Mutex<Vec<(usize, Weak<Pool>)>> = Mutex::new(Vec::new());
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -391,10 +396,28 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
+    /// The pool of `threads` threads that every graph compiled for that many threads shares
+    /// (started on first use, stopped when the last graph using it is dropped). One pool rather
+    /// than one per graph: an SGN step calls five graphs back to back, and a worker per graph,
+    /// spinning idle after its graph's call, took the cores from the next graph's threads.
+    ///
+    /// Errors: as [`Pool::new`].
+    pub fn shared(threads: usize) -> std::io::Result<Arc<Pool>> {
+        let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+        pools.retain(|(_, pool)| pool.strong_count() > 0);
+        let alive = pools.iter().find(|(t, _)| *t == threads);
+        if let Some(pool) = alive.and_then(|(_, pool)| pool.upgrade()) {
+            return Ok(pool);
+        }
+        let pool = Arc::new(Pool::new(threads)?);
+        pools.push((threads, Arc::downgrade(&pool)));
+        Ok(pool)
+    }
+
     /// A pool of `threads` threads in all: the caller and `threads − 1` workers.
     ///
     /// Errors: the OS refused to start a worker (the ones already started are stopped).
-    pub fn new(threads: usize) -> std::io::Result<Pool> {
+    fn new(threads: usize) -> std::io::Result<Pool> {
         let shared = Arc::new(Shared {
             state: Mutex::new(PoolState {
                 job: None,
@@ -408,6 +431,7 @@ impl Pool {
         let mut pool = Pool {
             shared,
             workers: Vec::with_capacity(threads.saturating_sub(1)),
+            turn: Mutex::new(()),
         };
         for index in 1..threads.max(1) {
             let shared = pool.shared.clone();
@@ -431,6 +455,7 @@ impl Pool {
             job(0);
             return;
         }
+        let _turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: only the lifetime is erased; this function waits for every worker before it
         // returns, so the closure outlives its uses.
         let erased: Job = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), Job>(job) };
@@ -509,5 +534,41 @@ fn worker(shared: &Shared, index: usize) {
         let _done = Done(&shared.remaining);
         // SAFETY: `Pool::run` keeps the closure alive until `remaining` reaches 0.
         unsafe { (*job.0)(index) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graphs_of_one_thread_count_share_a_pool_while_it_lives() {
+        let a = Pool::shared(3).expect("threads start");
+        let b = Pool::shared(3).expect("threads start");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &Pool::shared(2).expect("threads start")));
+        assert_eq!(a.threads(), 3);
+    }
+
+    #[test]
+    fn callers_on_several_threads_take_turns_on_a_shared_pool() {
+        let pool = Pool::shared(2).expect("threads start");
+        let calls = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..200 {
+                        // Both indices run once per job, each job alone on the pool.
+                        let seen = [AtomicUsize::new(0), AtomicUsize::new(0)];
+                        pool.run(&|thread| {
+                            seen[thread].fetch_add(1, Ordering::Relaxed);
+                        });
+                        assert_eq!(seen.map(|s| s.into_inner()), [1, 1]);
+                        calls.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        assert_eq!(calls.into_inner(), 800);
     }
 }

@@ -20,7 +20,7 @@ use super::shape::{Bindings, DType, DimError};
 use super::tensor::{Element, Tensor};
 use crate::ir::error::{Error, Result};
 use ndarray::ArrayD;
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -35,7 +35,7 @@ use std::sync::Arc;
 /// argument of the wrong dtype, rank or size (`argument 'x' has shape [32, 783] but the model
 /// declares f32[B, 784] …`), [`Error::Eval`] for a wrong number of arguments, a symbol given two
 /// sizes (`symbol B is 32 from 'x' but 16 from 'y'`) or a symbol no argument fixes.
-pub fn bind_dims(graph: &Graph, args: &[Tensor]) -> Result<Bindings> {
+pub fn bind_dims<A: Borrow<Tensor>>(graph: &Graph, args: &[A]) -> Result<Bindings> {
     let declared = graph.args();
     if declared.len() != args.len() {
         let names: Vec<&str> = declared.iter().map(|a| a.name.as_str()).collect();
@@ -50,7 +50,7 @@ pub fn bind_dims(graph: &Graph, args: &[Tensor]) -> Result<Bindings> {
 
     // Which argument first bound each symbol, for the inconsistency message.
     let mut bound_by: BTreeMap<Arc<str>, (usize, &str)> = BTreeMap::new();
-    for (decl, value) in declared.iter().zip(args) {
+    for (decl, value) in declared.iter().zip(args.iter().map(A::borrow)) {
         let ty = &decl.ty;
         if value.dtype() != ty.dtype {
             return Err(Error::Tensor(format!(
@@ -92,7 +92,7 @@ pub fn bind_dims(graph: &Graph, args: &[Tensor]) -> Result<Bindings> {
         .map(|(symbol, (size, _))| (symbol, size))
         .collect();
 
-    for (decl, value) in declared.iter().zip(args) {
+    for (decl, value) in declared.iter().zip(args.iter().map(A::borrow)) {
         let ty = &decl.ty;
         for (axis, (dim, &size)) in ty.shape.dims().iter().zip(value.shape()).enumerate() {
             let expected = dim.eval(&bindings).map_err(|e| match e {
@@ -152,6 +152,11 @@ pub fn bind_dims(graph: &Graph, args: &[Tensor]) -> Result<Bindings> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn run(graph: &Graph, args: &[Tensor]) -> Result<Vec<Tensor>> {
+    run_on(graph, args)
+}
+
+/// [`run`] on borrowed arguments.
+pub(crate) fn run_on<A: Borrow<Tensor>>(graph: &Graph, args: &[A]) -> Result<Vec<Tensor>> {
     let bindings = bind_dims(graph, args)?;
     let last_use = last_uses(graph);
     ensure_run_fits(graph, &bindings, peak_bytes(graph, &bindings, &last_use))?;
@@ -164,9 +169,11 @@ pub fn run(graph: &Graph, args: &[Tensor]) -> Result<Vec<Tensor>> {
         }
         let node = graph.node(id);
         let value = match node.op {
-            Op::Leaf(Leaf::Arg(index)) => Cow::Borrowed(args.get(index).ok_or_else(|| {
-                node_error(id, node, format!("the graph has no argument {index}"))
-            })?),
+            Op::Leaf(Leaf::Arg(index)) => {
+                Cow::Borrowed(args.get(index).map(A::borrow).ok_or_else(|| {
+                    node_error(id, node, format!("the graph has no argument {index}"))
+                })?)
+            }
             _ => {
                 let inputs = node
                     .inputs

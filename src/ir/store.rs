@@ -408,10 +408,21 @@ pub fn check_tensors(map: &TensorMap, args: &[&Arg], file: &str) -> Result<()> {
 
 /// The tensor for `arg` in `map`, checked against its declared type.
 fn checked<'m>(map: &'m TensorMap, arg: &Arg, file: &str) -> Result<&'m Tensor> {
+    checked_named(map, &arg.name, &arg.ty, file)
+}
+
+/// The tensor `name` of `map` (read from `file`, which names it in errors), checked against the
+/// type `declared`, borrowed.
+pub(crate) fn checked_named<'m>(
+    map: &'m TensorMap,
+    name: &str,
+    declared: &TensorType,
+    file: &str,
+) -> Result<&'m Tensor> {
     let tensor = map
-        .get(&arg.name)
-        .ok_or_else(|| missing_tensor(map, &arg.name, file))?;
-    check_type(tensor, &arg.name, &arg.ty, file)?;
+        .get(name)
+        .ok_or_else(|| missing_tensor(map, name, file))?;
+    check_type(tensor, name, declared, file)?;
     Ok(tensor)
 }
 
@@ -436,7 +447,12 @@ fn missing_tensor(map: &TensorMap, name: &str, file: &str) -> Error {
     Error::Tensor(format!("'{file}' has no tensor '{name}' ({available})"))
 }
 
-fn check_type(tensor: &Tensor, name: &str, declared: &TensorType, file: &str) -> Result<()> {
+pub(crate) fn check_type(
+    tensor: &Tensor,
+    name: &str,
+    declared: &TensorType,
+    file: &str,
+) -> Result<()> {
     let mismatch = |what: String| {
         Error::Tensor(format!(
             "tensor '{name}' in '{file}' {what} but the model declares {declared}"
