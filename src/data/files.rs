@@ -5,6 +5,7 @@
 //! file, a seeded hold-out split (the same on every machine, whatever the training seed, so that
 //! `sgn eval` finds the same test examples) is the test split.
 
+use super::batch::gather_rows;
 use super::{
     Dataset, ImageFormat, PixelScale, Split, Standardization, classes_of, data_error,
     image_classification_split, one_hot, read_idx, seeded_rng, shuffled_indices,
@@ -13,7 +14,7 @@ use crate::ir::memory::ensure_available;
 use crate::ir::store::listed;
 use crate::ir::{Arg, ArgRole, Graph};
 use crate::{Error, Result};
-use ndarray::{Array2, Axis};
+use ndarray::Array2;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use std::fmt;
@@ -341,8 +342,8 @@ impl Examples {
 
     fn rows(&self, rows: &[usize]) -> Split {
         Split {
-            features: self.split.features.select(Axis(0), rows),
-            targets: self.split.targets.select(Axis(0), rows),
+            features: gather_rows(&self.split.features, rows),
+            targets: gather_rows(&self.split.targets, rows),
         }
     }
 }
