@@ -56,8 +56,9 @@ struct Timing {
     /// thread, timed in the same rounds (so `one_thread_ms / ms` is the threads' speedup).
     #[serde(skip_serializing_if = "Option::is_none")]
     one_thread_ms: Option<f64>,
-    /// For the SGN step: the median milliseconds of its graphs run alone, summed (so
-    /// `graphs_ms / ms` is how much of the step is its graphs, not the work between them).
+    /// For the SGN step: the median milliseconds of its graphs called back to back on prepared
+    /// arguments, timed in the same rounds as the step (so `graphs_ms / ms` is how much of the
+    /// step is its graphs, not the work between them).
     #[serde(skip_serializing_if = "Option::is_none")]
     graphs_ms: Option<f64>,
 }
@@ -106,7 +107,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         ..Sources::batch(&params, &batch)
     };
     let interp_repeats = args.repeats.div_ceil(3).max(2);
-    let mut graphs = Vec::new();
+    // Each graph's timing, and the arguments it was timed on.
+    let mut timed: Vec<(Timing, Vec<Tensor>)> = Vec::new();
     for name in TIMED_GRAPHS {
         let values = jit.arguments(name, &sources)?;
         let graph = jit.graphs.get(name);
@@ -127,7 +129,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             runs.push((args.repeats, Box::new(move || run_graph(one, name, values))));
         }
         let medians = interleaved_medians(runs)?;
-        graphs.push(Timing {
+        let timing = Timing {
             one_thread_ms: medians.get(3).copied(),
             ..timing(
                 name.name(),
@@ -136,17 +138,20 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 medians[1],
                 medians[2],
             )
-        });
+        };
+        timed.push((timing, values.clone()));
     }
-    graphs.push(sgn_step(
+    let step = sgn_step(
         &jit,
         &interp,
         one_thread.as_ref(),
         &params,
         &batch,
         args,
-        &graphs,
-    )?);
+        &timed,
+    )?;
+    let mut graphs: Vec<Timing> = timed.into_iter().map(|(timing, _)| timing).collect();
+    graphs.push(step);
     let report = Report {
         model: model.name.clone(),
         batch: args.batch,
@@ -183,7 +188,9 @@ fn timing(name: &'static str, ms: f64, flops: f64, roofline_ms: f64, interp_ms: 
 }
 
 /// One SGN step — gradient, gv-prepare, 10 CG iterations of gv-apply, the update (no line
-/// search) — through the optimizer as training runs it. Its roofline is the sum of its graphs'.
+/// search) — through the optimizer as training runs it, timed in the same rounds as the same
+/// graphs called back to back on the arguments they were timed on (`timed`, in `TIMED_GRAPHS`
+/// order): their ratio is what the optimizer adds. Its roofline is the sum of its graphs'.
 fn sgn_step(
     jit: &CompiledModel,
     interp: &CompiledModel,
@@ -191,7 +198,7 @@ fn sgn_step(
     params: &TensorMap,
     batch: &TensorMap,
     args: &BenchArgs,
-    graphs: &[Timing],
+    timed: &[(Timing, Vec<Tensor>)],
 ) -> Result<Timing> {
     let theta0 = jit.layout().flatten(params)?;
     let options = SgnOptions {
@@ -203,36 +210,53 @@ fn sgn_step(
         line_search: false,
         ..SgnOptions::default()
     };
-    let step = |model: &CompiledModel| -> Result<()> {
-        let mut objective = ModelObjective::new(model, batch.clone());
+    let step = |objective: &mut ModelObjective| -> Result<()> {
         let mut theta = theta0.clone();
         Sgn::new(options.clone())
-            .step(&mut theta, &mut objective)
+            .step(&mut theta, objective)
             .map(drop)
     };
     let step = &step;
+    let calls = |name: GraphName| match name {
+        GraphName::GvApply => STEP_CG_ITERS,
+        _ => 1,
+    };
+    let graphs_back_to_back = || -> Result<()> {
+        for (&name, (_, values)) in TIMED_GRAPHS.iter().zip(timed) {
+            for _ in 0..calls(name) {
+                run_graph(jit, name, values)?;
+            }
+        }
+        Ok(())
+    };
+    let objective = |model| ModelObjective::new(model, batch.clone());
+    let (mut on_jit, mut on_interp) = (objective(jit), objective(interp));
     let mut runs: Vec<Run> = vec![
-        (args.repeats, Box::new(|| step(jit))),
-        (args.repeats.div_ceil(3).max(2), Box::new(|| step(interp))),
+        (args.repeats, Box::new(|| step(&mut on_jit))),
+        (args.repeats, Box::new(graphs_back_to_back)),
+        (
+            args.repeats.div_ceil(3).max(2),
+            Box::new(|| step(&mut on_interp)),
+        ),
     ];
     if let Some(one) = one_thread {
-        runs.push((args.repeats, Box::new(move || step(one))));
+        let mut on_one = objective(one);
+        runs.push((args.repeats, Box::new(move || step(&mut on_one))));
     }
     let medians = interleaved_medians(runs)?;
-    let (ms, interp_ms) = (medians[0], medians[1]);
-    let of = |name: &str| graphs.iter().find(|t| t.name == name).expect("timed above");
-    let iters = STEP_CG_ITERS as f64;
+    let (ms, graphs_ms, interp_ms) = (medians[0], medians[1], medians[2]);
     let sum = |field: fn(&Timing) -> f64| {
-        field(of("grad"))
-            + field(of("gv-prepare"))
-            + iters * field(of("gv-apply"))
-            + field(of("forward"))
+        TIMED_GRAPHS
+            .iter()
+            .zip(timed)
+            .map(|(&name, (timing, _))| calls(name) as f64 * field(timing))
+            .sum::<f64>()
     };
     let roofline = sum(|t| t.roofline_ms);
     let flops = sum(|t| t.gflops * t.ms * 1e6);
     Ok(Timing {
-        one_thread_ms: medians.get(2).copied(),
-        graphs_ms: Some(sum(|t| t.ms)),
+        one_thread_ms: medians.get(3).copied(),
+        graphs_ms: Some(graphs_ms),
         ..timing("sgn-step", ms, flops, roofline, interp_ms)
     })
 }
