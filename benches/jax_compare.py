@@ -6,6 +6,10 @@ What it measures, in JAX (jit, XLA CPU), f32, batch 1000 by default, for the sam
   ir/mnist_mlp.sgn     784-20-20-20-10, sigmoid,       softmax cross-entropy (mean over batch)
 with glorot-uniform weights and zero biases:
   loss+grad  jax.jit(jax.value_and_grad(loss))(params, x, y)
+  sgn-step   one whole SGN step jitted as one function: loss+grad, linearize, 10 CG iterations
+             (jax.scipy.sparse.linalg.cg with no early stop), the loss at the trial point; sgn's
+             counterpart is the "sgn-step" row of `sgn bench` (also 10 CG iterations, no line
+             search)
   gv-apply   a linearize-once Gauss-Newton-vector product G v = Jᵀ H_L J v, the best a JAX
              user can do: once per step
                  z, f_jvp = jax.linearize(lambda p: net(p, x), params)
@@ -41,6 +45,11 @@ MODELS = {
     "mlp_tanh_800": ([784, 800, 800, 10], jnp.tanh),
     "mnist_mlp": ([784, 20, 20, 20, 10], jax.nn.sigmoid),
 }
+
+
+# CG iterations of the timed SGN step by default: `sgn bench`'s (src/cli/bench.rs,
+# STEP_CG_ITERS); --cg-iters 3 times the SGN(3) step of the paper's MNIST runs.
+SGN_STEP_CG_ITERS = 10
 
 
 def init_params(key, widths):
@@ -79,7 +88,7 @@ def median_ms(fn, repeats, warmup=3):
     return statistics.median(times)
 
 
-def bench(name, batch, repeats):
+def bench(name, batch, repeats, cg_iters=SGN_STEP_CG_ITERS):
     widths, act = MODELS[name]
     net = make_net(act)
     kp, kx, ky, kv = jax.random.split(jax.random.PRNGKey(0), 4)
@@ -109,6 +118,25 @@ def bench(name, batch, repeats):
     consts = list(closed.consts)
     gv_ms = median_ms(lambda: gv_fn(consts, v), repeats)
 
+    # (c) one SGN step as `sgn bench` times it, jitted whole: loss + gradient, the network
+    # linearized once, cg_iters CG iterations on (G + rho I) d = -g (no early stop),
+    # the loss at theta + d (the Levenberg-Marquardt ratio's), the update.
+    rho = 1e-4
+    add = lambda a, b, s=1.0: jax.tree_util.tree_map(lambda u, w: u + s * w, a, b)
+
+    @jax.jit
+    def sgn_step_fn(params, x, y):
+        value, g = jax.value_and_grad(loss)(params, x, y)
+        z, f_jvp = jax.linearize(lambda p: net(p, x), params)
+        f_vjp = jax.linear_transpose(f_jvp, params)
+        hvp = lambda u: jax.jvp(jax.grad(lambda zz: xent(zz, y)), (z,), (u,))[1]
+        damped_gv = lambda v: add(f_vjp(hvp(f_jvp(v)))[0], v, rho)
+        b = jax.tree_util.tree_map(lambda t: -t, g)
+        d, _ = jax.scipy.sparse.linalg.cg(damped_gv, b, tol=0.0, atol=0.0,
+                                          maxiter=cg_iters)
+        trial = add(params, d)
+        return trial, value, loss(trial, x, y)
+
     # sanity: Gv agrees with a plain (unlinearized) Gauss-Newton product
     def gv_ref(v):
         zz, jv = jax.jvp(lambda p: net(p, x), (params,), (v,))
@@ -118,8 +146,9 @@ def bench(name, batch, repeats):
     err = max(float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(b)) + 1e-30))
               for a, b in zip(jax.tree_util.tree_leaves(gv_fn(consts, v)),
                               jax.tree_util.tree_leaves(jax.jit(gv_ref)(v))))
+    step_ms = median_ms(lambda: sgn_step_fn(params, x, y), repeats)
     return {"model": name, "batch": batch, "loss_grad_ms": grad_ms, "gv_apply_ms": gv_ms,
-            "gv_rel_err": err}
+            "gv_rel_err": err, "sgn_step_ms": step_ms, "cg_iters": cg_iters}
 
 
 def main():
@@ -128,16 +157,18 @@ def main():
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--json", action="store_true", help="print one JSON object per model too")
+    ap.add_argument("--cg-iters", type=int, default=SGN_STEP_CG_ITERS,
+                    help="CG iterations of the timed SGN step (default: sgn bench's 10)")
     a = ap.parse_args()
 
     print(f"jax {jax.__version__}, {jax.devices()[0].platform}, "
           f"cpus in affinity mask: {len(os.sched_getaffinity(0))}, "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
-    print(f"{'model':<14}{'batch':>6}{'loss+grad ms':>14}{'gv-apply ms':>13}")
+    print(f"{'model':<14}{'batch':>6}{'loss+grad ms':>14}{'gv-apply ms':>13}{'sgn-step ms':>13}")
     for name in a.models:
-        r = bench(name, a.batch, a.repeats)
+        r = bench(name, a.batch, a.repeats, a.cg_iters)
         print(f"{name:<14}{r['batch']:>6}{r['loss_grad_ms']:>14.3f}{r['gv_apply_ms']:>13.3f}"
-              f"   (Gv rel err vs vjp∘jvp: {r['gv_rel_err']:.1e})")
+              f"{r['sgn_step_ms']:>13.3f}   (Gv rel err vs vjp∘jvp: {r['gv_rel_err']:.1e})")
         if a.json:
             print(json.dumps(r))
 
