@@ -471,9 +471,20 @@ impl Pool {
                 .store(state.generation, Ordering::Release);
         }
         self.shared.wake.notify_all();
+        // Waits for the workers even if `job(0)` unwinds: they may still be running the
+        // closure, and the next caller of this shared pool must find `remaining` at 0.
+        let _wait = WaitForWorkers(&self.shared.remaining);
         job(0);
+    }
+}
+
+/// On drop, waits until every worker has finished the current job.
+struct WaitForWorkers<'a>(&'a AtomicUsize);
+
+impl Drop for WaitForWorkers<'_> {
+    fn drop(&mut self) {
         let mut spins = 0u32;
-        while self.shared.remaining.load(Ordering::Acquire) != 0 {
+        while self.0.load(Ordering::Acquire) != 0 {
             if spins < 1 << 14 {
                 std::hint::spin_loop();
                 spins += 1;
@@ -543,11 +554,39 @@ mod tests {
 
     #[test]
     fn graphs_of_one_thread_count_share_a_pool_while_it_lives() {
-        let a = Pool::shared(3).expect("threads start");
-        let b = Pool::shared(3).expect("threads start");
+        // Thread counts no other test uses, so that no other test holds these pools.
+        let a = Pool::shared(7).expect("threads start");
+        let b = Pool::shared(7).expect("threads start");
         assert!(Arc::ptr_eq(&a, &b));
-        assert!(!Arc::ptr_eq(&a, &Pool::shared(2).expect("threads start")));
-        assert_eq!(a.threads(), 3);
+        assert!(!Arc::ptr_eq(&a, &Pool::shared(6).expect("threads start")));
+        assert_eq!(a.threads(), 7);
+        // Held weakly: the pool (and its workers) go with the last graph that uses it.
+        let weak = Arc::downgrade(&a);
+        drop((a, b));
+        assert!(weak.upgrade().is_none());
+    }
+
+    #[test]
+    fn a_job_that_panics_on_the_caller_leaves_the_pool_ready_for_the_next() {
+        let pool = Pool::shared(4).expect("threads start");
+        let worker_done = AtomicUsize::new(0);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.run(&|thread| {
+                if thread == 0 {
+                    panic!("the caller's part fails");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                worker_done.fetch_add(1, Ordering::Relaxed);
+            })
+        }));
+        assert!(unwound.is_err());
+        // The workers finished before run unwound past the closure they were running.
+        assert_eq!(worker_done.load(Ordering::Relaxed), 3);
+        let calls = AtomicUsize::new(0);
+        pool.run(&|_| {
+            calls.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(calls.into_inner(), 4);
     }
 
     #[test]
