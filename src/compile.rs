@@ -2,7 +2,7 @@
 
 use crate::autodiff::{Derivatives, DerivedGraphs, GraphName, Signature, Slot, derive};
 use crate::codegen::{Backend, BackendKind, JitOptions, compile_backends};
-use crate::ir::memory::{ensure_available, tensor_bytes};
+use crate::ir::memory::{copy_bytes, ensure_available};
 use crate::ir::store::{TensorMap, check_type, checked_named};
 use crate::ir::{Bindings, DType, Tensor};
 use crate::rewrite::{
@@ -337,10 +337,7 @@ impl CompiledModel {
     /// against their declared types (for running an [`executable`](Self::executable) directly).
     pub fn arguments(&self, which: GraphName, sources: &Sources) -> Result<Vec<Tensor>> {
         let refs = self.argument_refs(which, sources)?;
-        let bytes = refs.iter().try_fold(0u64, |n, t| {
-            n.checked_add(tensor_bytes(t.dtype(), t.shape())?)
-        });
-        ensure_available(bytes, || {
+        ensure_available(copy_bytes(refs.iter().copied()), || {
             format!("a copy of the arguments of '{}'", which.name())
         })?;
         Ok(refs.into_iter().cloned().collect())

@@ -58,7 +58,7 @@ pub use error::{Error, Result};
 use plan::Plan;
 use program::{BufferKind, Program};
 use runtime::{Pool, SpinBarrier};
-use std::borrow::{Borrow, Cow};
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -88,8 +88,8 @@ impl Default for JitOptions {
     }
 }
 
-/// The most threads one compiled graph may run on. Each graph has its own threads (a model has
-/// seven graphs), so this keeps a model's threads within what an OS gives a process.
+/// The most threads one compiled graph may run on (graphs of one thread count share their
+/// threads), within what an OS gives a process.
 pub const MAX_THREADS: usize = 256;
 
 impl JitOptions {
@@ -186,15 +186,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn graph(&self) -> &Graph;
 
     /// Evaluates the graph with the contract of [`interp::run`].
-    fn run(&self, args: &[Tensor]) -> Result<Vec<Tensor>> {
-        self.run_borrowed(&args.iter().collect::<Vec<_>>())
-    }
+    fn run(&self, args: &[Tensor]) -> Result<Vec<Tensor>>;
 
     /// Evaluates the graph into `outputs`, which must have the outputs' dtypes and shapes (as
     /// returned by [`Backend::run`] for these arguments) in standard layout.
-    fn run_into(&self, args: &[Tensor], outputs: &mut [Tensor]) -> Result<()> {
-        self.run_into_borrowed(&args.iter().collect::<Vec<_>>(), outputs)
-    }
+    fn run_into(&self, args: &[Tensor], outputs: &mut [Tensor]) -> Result<()>;
 
     /// [`Backend::run`] on borrowed arguments (a batch read by several graphs is not copied).
     fn run_borrowed(&self, args: &[&Tensor]) -> Result<Vec<Tensor>>;
@@ -323,14 +319,31 @@ impl Backend for Interpreter {
         &self.graph
     }
 
+    fn run(&self, args: &[Tensor]) -> Result<Vec<Tensor>> {
+        Ok(interp::run(&self.graph, args)?)
+    }
+
+    fn run_into(&self, args: &[Tensor], outputs: &mut [Tensor]) -> Result<()> {
+        self.interpret_into(args, outputs)
+    }
+
     fn run_borrowed(&self, args: &[&Tensor]) -> Result<Vec<Tensor>> {
-        Ok(interp::run_on(&self.graph, args)?)
+        Ok(interp::run_borrowed(&self.graph, args)?)
     }
 
     fn run_into_borrowed(&self, args: &[&Tensor], outputs: &mut [Tensor]) -> Result<()> {
+        self.interpret_into(args, outputs)
+    }
+}
+
+impl Interpreter {
+    fn interpret_into<A: Borrow<Tensor>>(&self, args: &[A], outputs: &mut [Tensor]) -> Result<()> {
         let bindings = interp::bind_dims(&self.graph, args)?;
         check_outputs(&self.graph, &bindings, outputs)?;
-        for (slot, value) in outputs.iter_mut().zip(interp::run_on(&self.graph, args)?) {
+        for (slot, value) in outputs
+            .iter_mut()
+            .zip(interp::run_borrowed(&self.graph, args)?)
+        {
             *slot = value;
         }
         Ok(())
@@ -343,7 +356,8 @@ pub struct JitGraph {
     program: Program,
     /// Calls with fewer floating-point operations run on the calling thread alone.
     parallel_min_flops: f64,
-    /// Declared before `code`: the workers stop before the code they run is freed.
+    /// Shared with the other graphs of this thread count; `Pool::run` returns only when every
+    /// thread is done, so no worker runs `code` after a call.
     pool: Arc<Pool>,
     code: clif::Compiled,
     barrier: SpinBarrier,
@@ -579,15 +593,19 @@ impl JitGraph {
         outputs: &mut [Tensor],
     ) -> Result<()> {
         check_outputs(&self.graph, bindings, outputs)?;
-        // The generated code reads arguments as row-major arrays.
-        let args: Vec<Cow<Tensor>> = args
-            .iter()
-            .map(|t| match t.borrow() {
-                t if is_standard_layout(t) => Cow::Borrowed(t),
-                Tensor::F32(a) => Cow::Owned(Tensor::F32(a.as_standard_layout().into_owned())),
-                Tensor::F64(a) => Cow::Owned(Tensor::F64(a.as_standard_layout().into_owned())),
-            })
-            .collect();
+        // The generated code reads arguments as row-major arrays: copies of any that are not
+        // (none, and no allocation, in the usual case).
+        let copies: Vec<Tensor> = if args.iter().all(|t| is_standard_layout(t.borrow())) {
+            Vec::new()
+        } else {
+            args.iter()
+                .map(|t| match t.borrow() {
+                    Tensor::F32(a) => Tensor::F32(a.as_standard_layout().into_owned()),
+                    Tensor::F64(a) => Tensor::F64(a.as_standard_layout().into_owned()),
+                })
+                .collect()
+        };
+        let arg = |i: usize| copies.get(i).unwrap_or_else(|| args[i].borrow());
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let plan = self.plan_for(&mut state, bindings)?;
         let lines = plan.arena_bytes.div_ceil(64);
@@ -599,7 +617,7 @@ impl JitGraph {
         pointers.clear();
         for (id, buffer) in self.program.buffers.iter().enumerate() {
             pointers.push(match buffer.kind {
-                BufferKind::Arg(i) => data_pointer(&args[i]),
+                BufferKind::Arg(i) => data_pointer(arg(i)),
                 BufferKind::Output(k) => data_pointer_mut(&mut outputs[k]),
                 BufferKind::Temp => arena + plan.offsets[id],
             });
@@ -643,6 +661,14 @@ impl Backend for JitGraph {
 
     fn graph(&self) -> &Graph {
         &self.graph
+    }
+
+    fn run(&self, args: &[Tensor]) -> Result<Vec<Tensor>> {
+        JitGraph::run(self, args)
+    }
+
+    fn run_into(&self, args: &[Tensor], outputs: &mut [Tensor]) -> Result<()> {
+        JitGraph::run_into(self, args, outputs)
     }
 
     fn run_borrowed(&self, args: &[&Tensor]) -> Result<Vec<Tensor>> {

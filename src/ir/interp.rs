@@ -152,11 +152,11 @@ pub fn bind_dims<A: Borrow<Tensor>>(graph: &Graph, args: &[A]) -> Result<Binding
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn run(graph: &Graph, args: &[Tensor]) -> Result<Vec<Tensor>> {
-    run_on(graph, args)
+    run_borrowed(graph, args)
 }
 
-/// [`run`] on borrowed arguments.
-pub(crate) fn run_on<A: Borrow<Tensor>>(graph: &Graph, args: &[A]) -> Result<Vec<Tensor>> {
+/// [`run`] on borrowed arguments (or owned ones: any `Borrow<Tensor>`).
+pub(crate) fn run_borrowed<A: Borrow<Tensor>>(graph: &Graph, args: &[A]) -> Result<Vec<Tensor>> {
     let bindings = bind_dims(graph, args)?;
     let last_use = last_uses(graph);
     ensure_run_fits(graph, &bindings, peak_bytes(graph, &bindings, &last_use))?;

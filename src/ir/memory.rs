@@ -19,13 +19,20 @@
 //! assert!(err.to_string().starts_with("tensor 'x' f32[1099511627776, 8] needs 32768.0 GiB"));
 //! ```
 
-use super::DType;
+use super::{DType, Tensor};
 use crate::ir::error::{Error, Result};
 use std::path::Path;
 
 /// Allocations below this many bytes are not checked: reading the kernel's memory counters costs
 /// more than such an allocation risks.
 const CHECKED_FROM: u64 = 64 << 20;
+
+/// Bytes of a copy of `tensors` (`None` past `u64`), for [`ensure_available`] before copying.
+pub fn copy_bytes<'t>(tensors: impl IntoIterator<Item = &'t Tensor>) -> Option<u64> {
+    tensors.into_iter().try_fold(0u64, |n, t| {
+        n.checked_add(tensor_bytes(t.dtype(), t.shape())?)
+    })
+}
 
 /// Bytes of a tensor of `shape` in `dtype`, or `None` for a shape no array can have: more than
 /// `isize::MAX` bytes, or (for an empty tensor) non-empty axes of more than `isize::MAX`

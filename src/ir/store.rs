@@ -11,7 +11,7 @@
 use crate::ir::error::{Error, Result};
 use crate::ir::graph::Arg;
 use crate::ir::init::{Init, ParamSpec, fans};
-use crate::ir::memory::{ensure_available, gib, tensor_bytes};
+use crate::ir::memory::{copy_bytes, ensure_available, gib, tensor_bytes};
 use crate::ir::shape::{DType, TensorType};
 use crate::ir::tensor::Tensor;
 use ndarray::{ArrayD, IxDyn};
@@ -353,12 +353,7 @@ fn sync_parent_dir(path: &Path) {
 /// Errors ([`Error::Tensor`]): a missing name (listing the names the file has), a wrong dtype, a
 /// wrong rank, a wrong fixed size; [`Error::Memory`] if the copies do not fit in memory.
 pub fn check_args(map: &TensorMap, args: &[&Arg], file: &str) -> Result<Vec<Tensor>> {
-    let copied = args.iter().try_fold(0u64, |n, arg| {
-        let bytes = map
-            .get(&arg.name)
-            .map_or(Some(0), |t| tensor_bytes(t.dtype(), t.shape()));
-        n.checked_add(bytes?)
-    });
+    let copied = copy_bytes(args.iter().filter_map(|arg| map.get(&arg.name)));
     ensure_available(copied, || format!("a copy of the tensors of '{file}'"))?;
     args.iter()
         .map(|arg| checked(map, arg, file).cloned())
