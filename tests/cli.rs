@@ -507,13 +507,14 @@ fn bench_reports_every_graph_against_its_roofline_and_the_interpreter() {
         assert!(close(flops(step), parts(&flops)), "{step}");
         let roofline = |g: &serde_json::Value| g["roofline_ms"].as_f64().unwrap();
         assert!(close(roofline(step), parts(&roofline)), "{step}");
-        // The step against its graphs called back to back, only on the step's row: timed
-        // apart from the graphs' own rows, so near their sum only within the machine's noise
-        // (a wrong unit, or a run that does nothing, is far outside it).
+        // The step against its graphs called back to back, only on the step's row, timed in
+        // the same rounds as the step, which runs those graphs and more (not against the
+        // graphs' own rows: on a model this small those pay a thread pool's wake-up per call,
+        // which back-to-back calls do not). A wrong unit is far outside these bounds.
         let ms = |g: &serde_json::Value| g["ms"].as_f64().unwrap();
         let back_to_back = step["graphs_ms"].as_f64().unwrap();
         assert!(
-            back_to_back > parts(&ms) / 4.0 && back_to_back < parts(&ms) * 4.0,
+            back_to_back > 0.05 * ms(step) && back_to_back < 1.5 * ms(step),
             "{step}"
         );
         assert!(graphs[..4].iter().all(|g| g.get("graphs_ms").is_none()));
