@@ -11,20 +11,21 @@ cd "$(dirname "$0")"
 seconds=${FUZZ_SECONDS:-60}
 ./seeds.sh
 host=$(rustc -vV | sed -n 's/^host: //p')
+# In cargo-fuzz 0.13's order, so that cargo sees the same flags and `cargo fuzz run -D -s none`
+# reuses this build.
 coverage=(
   -Cpasses=sancov-module
   -Cllvm-args=-sanitizer-coverage-level=4
   -Cllvm-args=-sanitizer-coverage-inline-8bit-counters
   -Cllvm-args=-sanitizer-coverage-pc-table
   -Cllvm-args=-sanitizer-coverage-trace-compares
-  -Cllvm-args=-sanitizer-coverage-stack-depth
-  -Cllvm-args=-simplifycfg-branch-fold-threshold=0
   --cfg fuzzing
+  -Cllvm-args=-simplifycfg-branch-fold-threshold=0
+  -Cllvm-args=-sanitizer-coverage-stack-depth
   -Cdebug-assertions
 )
 # --target keeps the flags away from build scripts, which are not linked with libFuzzer.
-# No incremental state: a fresh build is faster without it.
-CARGO_INCREMENTAL=0 RUSTFLAGS="${coverage[*]}" cargo build --bins --target "$host"
+RUSTFLAGS="${coverage[*]}" cargo build --bins --target "$host"
 for target in dsl safetensors checkpoint idx; do
   echo "== fuzz $target for ${seconds}s"
   mkdir -p "corpus/$target" "artifacts/$target"
