@@ -184,6 +184,32 @@ fn safetensors_labels_train_and_eval_of_the_checkpoint_matches_the_log() {
 }
 
 #[test]
+fn a_file_whose_name_has_a_comma_is_that_file_not_an_idx_pair() {
+    let dir = Dir::new();
+    let model = dir.write("m.sgn", CLASSIFIER);
+    write_classes(&dir.path("train,2026.safetensors"), 100, 0);
+    let train = dir.arg("train,2026.safetensors");
+    let out = ok(&[
+        "train", &model, "--train", &train, "--batch", "25", "--epochs", "1",
+    ]);
+    assert!(
+        out.contains("on train,2026.safetensors, 0.1 held out"),
+        "{out}"
+    );
+    // A name with a comma that is no file is still a pair, and its files are looked for.
+    let missing = dir.arg("images,labels");
+    let run = sgn(&[
+        "train", &model, "--train", &missing, "--pixels", "unit", "--batch", "25", "--epochs", "1",
+    ]);
+    let images = dir.arg("images");
+    assert!(
+        stderr(&run).contains(&format!("{images}: No such file")),
+        "{}",
+        stderr(&run)
+    );
+}
+
+#[test]
 fn csv_with_standardization_and_a_held_out_split_round_trips() {
     let dir = Dir::new();
     let model = dir.write("m.sgn", REGRESSION);

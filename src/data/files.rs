@@ -25,7 +25,7 @@ use std::str::FromStr;
 const HOLDOUT_SEED: u64 = 0;
 
 /// A data file as users name it: `FILE.safetensors`, `FILE.csv`, or `IMAGES,LABELS` (two IDX
-/// files, gzipped or not).
+/// files, gzipped or not). A name with a comma that is an existing file is that file.
 ///
 /// ```
 /// use sgn::data::DataFile;
@@ -48,10 +48,13 @@ pub enum DataFile {
 impl FromStr for DataFile {
     type Err = Error;
 
-    /// `IMAGES,LABELS` is a pair of IDX files; otherwise the extension decides (`.safetensors`,
-    /// `.csv`), and anything else is an error listing the formats.
+    /// `IMAGES,LABELS` is a pair of IDX files (unless a file has that whole name); otherwise the
+    /// extension decides (`.safetensors`, `.csv`), and anything else is an error listing the
+    /// formats.
     fn from_str(spec: &str) -> Result<DataFile> {
-        if let Some((images, labels)) = spec.split_once(',') {
+        if let Some((images, labels)) = spec.split_once(',')
+            && !Path::new(spec).is_file()
+        {
             if images.is_empty() || labels.is_empty() || labels.contains(',') {
                 return Err(data_error(format!(
                     "'{spec}': a pair of IDX files is written IMAGES,LABELS"
