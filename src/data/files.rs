@@ -5,7 +5,6 @@
 //! file, a seeded hold-out split (the same on every machine, whatever the training seed, so that
 //! `sgn eval` finds the same test examples) is the test split.
 
-use super::batch::gather_rows;
 use super::{
     Dataset, ImageFormat, PixelScale, Split, Standardization, classes_of, data_error,
     image_classification_split, one_hot, read_idx, seeded_rng, shuffled_indices,
@@ -14,7 +13,7 @@ use crate::ir::memory::ensure_available;
 use crate::ir::store::listed;
 use crate::ir::{Arg, ArgRole, Graph};
 use crate::{Error, Result};
-use ndarray::Array2;
+use ndarray::{Array2, Axis};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use std::fmt;
@@ -345,8 +344,8 @@ impl Examples {
 
     fn rows(&self, rows: &[usize]) -> Split {
         Split {
-            features: gather_rows(&self.split.features, rows),
-            targets: gather_rows(&self.split.targets, rows),
+            features: self.split.features.select(Axis(0), rows),
+            targets: self.split.targets.select(Axis(0), rows),
         }
     }
 }
