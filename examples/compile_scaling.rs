@@ -141,16 +141,13 @@ fn staged(source: &str) -> sgn::Result<Stages> {
     let graphs = optimized.split();
     let simplify = ms_since(stage);
     let stage = Instant::now();
-    let all = GraphName::ALL.map(|name| graphs.get(name));
-    let executables = compile_backends(
-        &all,
-        BackendKind::Jit,
-        &JitOptions::default().with_threads(1),
-    )?;
+    let options = JitOptions::default().with_threads(1);
+    let all = GraphName::ALL.map(|name| (graphs.get(name), &options));
+    let executables = compile_backends(&all, BackendKind::Jit)?;
     let jit = ms_since(stage);
     drop(executables);
     Ok(Stages {
-        nodes: all.iter().map(|g| g.nodes().len()).sum(),
+        nodes: all.iter().map(|(g, _)| g.nodes().len()).sum(),
         parse,
         derive,
         simplify,

@@ -1,7 +1,7 @@
 //! A compiled model: its derived graphs behind a small, named-tensor API.
 
 use crate::autodiff::{Derivatives, DerivedGraphs, GraphName, Signature, Slot, derive};
-use crate::codegen::{Backend, BackendKind, JitOptions, compile_backends};
+use crate::codegen::{Backend, BackendKind, JitOptions, compile_backends, host_has_bf16_products};
 use crate::ir::memory::{copy_bytes, ensure_available};
 use crate::ir::store::{TensorMap, check_type, checked_named};
 use crate::ir::{Bindings, DType, Tensor};
@@ -28,6 +28,49 @@ pub struct CompileOptions {
     /// How the JIT compiles: threads per call (0, the default, means one per core), when to
     /// split work across them, which GEMM kernels, FMA.
     pub jit: JitOptions,
+    /// The precision of the curvature products `G v` that CG runs (the gv-apply graph).
+    pub curvature: Curvature,
+}
+
+/// The precision of the curvature products `G v` (the gv-apply graph, run once per CG
+/// iteration). CG only needs a good approximation of `G v`, and SGN checks each step against the
+/// true loss, so the products may run on bf16 operands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Curvature {
+    /// In the model's own element type, like every other graph.
+    #[default]
+    Full,
+    /// The matrix products on bf16 operands with f32 sums (AVX512-BF16); everything else in
+    /// f32. Falls back to [`Curvature::Full`] where it cannot run: a host without AVX512-BF16,
+    /// an f64 model, the interpreter ([`CompiledModel::curvature_notice`] says why).
+    Bf16,
+}
+
+impl Curvature {
+    /// The curvature that runs when `self` is asked for a gv-apply graph of `dtype` on
+    /// `backend`, and why, if that is not `self`.
+    fn resolve(self, backend: BackendKind, dtype: DType) -> (Curvature, Option<String>) {
+        let why_not = match self {
+            Curvature::Full => None,
+            Curvature::Bf16 if backend != BackendKind::Jit => {
+                Some("the interpreter runs it in the model's precision".to_string())
+            }
+            Curvature::Bf16 if dtype != DType::F32 => Some(format!(
+                "the model is {dtype}; bf16 curvature is for f32 models"
+            )),
+            Curvature::Bf16 if !host_has_bf16_products() => {
+                Some("this CPU has no AVX512-BF16; running it in f32".to_string())
+            }
+            Curvature::Bf16 => None,
+        };
+        match why_not {
+            Some(why) => (
+                Curvature::Full,
+                Some(format!("bf16 curvature not used: {why}")),
+            ),
+            None => (self, None),
+        }
+    }
 }
 
 impl Default for CompileOptions {
@@ -38,6 +81,7 @@ impl Default for CompileOptions {
             rewrite: RewriteOptions::default(),
             backend: BackendKind::Jit,
             jit: JitOptions::default(),
+            curvature: Curvature::Full,
         }
     }
 }
@@ -58,6 +102,12 @@ impl CompileOptions {
     /// These options with `threads` JIT threads per call (0: one per core).
     pub fn with_threads(mut self, threads: usize) -> CompileOptions {
         self.jit.threads = threads;
+        self
+    }
+
+    /// These options with curvature products in another precision.
+    pub fn with_curvature(mut self, curvature: Curvature) -> CompileOptions {
+        self.curvature = curvature;
         self
     }
 
@@ -107,6 +157,8 @@ pub struct CompiledModel {
     slots: Vec<Vec<Slot>>,
     /// The parameters as one flat vector.
     layout: ParamLayout,
+    /// The precision gv-apply runs in, and why it is not the one asked for, if it is not.
+    curvature: (Curvature, Option<String>),
 }
 
 impl fmt::Debug for CompiledModel {
@@ -115,6 +167,7 @@ impl fmt::Debug for CompiledModel {
             .field("output", &self.graphs.signature.output)
             .field("params", &self.graphs.signature.params)
             .field("backend", &self.executables.first().map(|e| e.name()))
+            .field("curvature", &self.curvature.0)
             .finish_non_exhaustive()
     }
 }
@@ -170,10 +223,20 @@ impl Model {
             (derived, Vec::new())
         };
         let graphs = derived.split();
+        let apply = graphs.get(GraphName::GvApply);
+        let dtype = apply.args().first().map_or(DType::F32, |a| a.ty.dtype);
+        let curvature = options.curvature.resolve(options.backend, dtype);
+        let curvature_jit = JitOptions {
+            bf16_products: curvature.0 == Curvature::Bf16,
+            ..options.jit.clone()
+        };
+        let jit_options = |name| match name {
+            GraphName::GvApply => &curvature_jit,
+            _ => &options.jit,
+        };
         let executables = compile_backends(
-            &GraphName::ALL.map(|name| graphs.get(name)),
+            &GraphName::ALL.map(|name| (graphs.get(name), jit_options(name))),
             options.backend,
-            &options.jit,
         )?
         .into_iter()
         .map(Arc::from)
@@ -188,6 +251,7 @@ impl Model {
             rewrite_reports,
             executables,
             slots,
+            curvature,
         })
     }
 }
@@ -292,6 +356,17 @@ impl CompiledModel {
             direction_slots,
             outputs: RefCell::new(Vec::new()),
         })
+    }
+
+    /// The precision the curvature products run in ([`CompileOptions::curvature`], or
+    /// [`Curvature::Full`] where bf16 cannot run).
+    pub fn curvature(&self) -> Curvature {
+        self.curvature.0
+    }
+
+    /// Why the curvature asked for is not the one that runs, if it is not.
+    pub fn curvature_notice(&self) -> Option<&str> {
+        self.curvature.1.as_deref()
     }
 
     /// The model's parameters and output, as the graphs refer to them.

@@ -3,12 +3,17 @@
 //! narrow kernels' vector sizes (and past their limit, up to sizes where the `gemm` crate packs
 //! panels), odd row counts that leave partial tiles; on every GEMM path the host supports (the
 //! narrow AVX-512 kernels are forced where the host has them, the `gemm` crate on narrow shapes
-//! too) and on 1, 2 and 3 threads with products split at every size, bit-identical.
+//! too) and on 1, 2 and 3 threads with products split at every size, bit-identical; and the
+//! bf16 products (where the host has AVX512-BF16) against the exact product of the rounded
+//! operands.
 
 mod common;
 
 use common::bits;
-use sgn::codegen::{GemmKernels, JitOptions, ParallelMin, compile_graph, host_has_narrow_kernels};
+use sgn::codegen::{
+    GemmKernels, JitOptions, ParallelMin, compile_graph, host_has_bf16_products,
+    host_has_narrow_kernels,
+};
 use sgn::ir::{ArgRole, DType, Graph, Op, Shape, Tensor, TensorType, interp};
 
 fn values(dtype: DType, shape: &[usize], seed: usize) -> Tensor {
@@ -142,6 +147,80 @@ fn products_of_every_shape_and_layout_are_within_rounding_of_the_exact_product()
                                 "{dtype} {m}x{k} ta={ta} tb={tb} {what}: differs from one thread"
                             );
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `x` rounded to the nearest bf16 (ties to even), as an f64: the operand a bf16 product sees.
+fn to_bf16(x: f64) -> f64 {
+    let bits = (x as f32).to_bits();
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) & 0xffff_0000;
+    f64::from(f32::from_bits(rounded))
+}
+
+#[test]
+fn bf16_products_are_products_of_rounded_operands_within_f32_rounding_on_any_thread_count() {
+    let bf16 = JitOptions {
+        bf16_products: true,
+        parallel_min: ParallelMin::NONE,
+        ..JitOptions::default()
+    };
+    if !host_has_bf16_products() {
+        let error = compile_graph(&Graph::new("empty"), &bf16)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("AVX512-BF16"), "{error}");
+        println!("bf16 products: not run, this host has no AVX512-BF16 ({error})");
+        return;
+    }
+    let ty =
+        |s: [usize; 2], dtype| TensorType::new(dtype, Shape::fixed(&[s[0] as u64, s[1] as u64]));
+    // An f64 graph is refused: bf16 is for f32 graphs.
+    let mut g64 = Graph::new("f64");
+    let x = g64.add_arg("x", ArgRole::Input, ty([2, 2], DType::F64));
+    let y = g64.apply(Op::matmul(false, false), &[x, x]).unwrap();
+    g64.add_output("y", y);
+    let error = compile_graph(&g64, &bf16).unwrap_err().to_string();
+    assert!(error.contains("f64"), "{error}");
+
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        for m in [7usize, 40, 203] {
+            for k in [1usize, 5, 64, 300] {
+                for n in [20usize, 33, 129] {
+                    let a_shape = if ta { [k, m] } else { [m, k] };
+                    let b_shape = if tb { [n, k] } else { [k, n] };
+                    let mut g = Graph::new("product");
+                    let a = g.add_arg("a", ArgRole::Input, ty(a_shape, DType::F32));
+                    let b = g.add_arg("b", ArgRole::Input, ty(b_shape, DType::F32));
+                    let c = g.apply(Op::matmul(ta, tb), &[a, b]).unwrap();
+                    g.add_output("c", c);
+                    let args = [
+                        values(DType::F32, &a_shape, 3),
+                        values(DType::F32, &b_shape, 4),
+                    ];
+                    // Products with 32 or fewer rows or columns stay f32 (see JitOptions).
+                    let rounds = m.min(n) > 32;
+                    let operand = |t: &Tensor| {
+                        let v = t.to_f64_vec();
+                        let v = if rounds {
+                            v.into_iter().map(to_bf16).collect()
+                        } else {
+                            v
+                        };
+                        Tensor::from_f64(DType::F64, t.shape(), v).unwrap()
+                    };
+                    let (exact, scale) = reference(&operand(&args[0]), &operand(&args[1]), ta, tb);
+                    let mut one_thread = None;
+                    for threads in [1, 2, 3] {
+                        let options = bf16.clone().with_threads(threads);
+                        let got = compile_graph(&g, &options).unwrap().run(&args).unwrap();
+                        let what = format!("bf16 {m}x{k}x{n} ta={ta} tb={tb} {threads} threads");
+                        assert_within_rounding(&what, &got[0], &exact, &scale, k);
+                        let first = one_thread.get_or_insert_with(|| bits(&got[0]));
+                        assert!(*first == bits(&got[0]), "{what}: differs from one thread");
                     }
                 }
             }

@@ -1,15 +1,16 @@
 //! The JIT against the interpreter on every graph of every `ir/` model, simplified or not, in f64
 //! and f32, at batch sizes that exercise the SIMD tails, on every GEMM path and with and without
-//! FMA (as the host allows); results bit-identical on 1, 2 and 3 threads.
+//! FMA (as the host allows); results bit-identical on 1, 2 and 3 threads. And bf16 curvature's
+//! G v against f64's.
 
 mod common;
 
 use common::{assert_close, batch_for, bits, ir_models, jit_variants, wavy};
-use sgn::codegen::{BackendKind, JitOptions, ParallelMin, compile_graph};
+use sgn::codegen::{BackendKind, JitOptions, ParallelMin, compile_graph, host_has_bf16_products};
 use sgn::ir::store::{TensorMap, init_params};
 use sgn::ir::tensor::Floor;
 use sgn::ir::{ArgRole, DType, Graph, Tensor, interp};
-use sgn::{CompileOptions, CompiledModel, Model};
+use sgn::{CompileOptions, CompiledModel, Curvature, Model};
 
 /// The model's derived graphs in `dtype`, simplified or not; each test here compiles the graphs
 /// it runs itself, so the model keeps the interpreter.
@@ -195,4 +196,85 @@ fn run_into_reuses_outputs_across_batch_sizes() {
             assert_close("grad", g, e, floor, tolerance);
         }
     }
+}
+
+/// `map` with every tensor in `dtype`.
+fn cast(map: &TensorMap, dtype: DType) -> TensorMap {
+    let mut out = TensorMap::new();
+    for (name, t) in map.iter() {
+        out.insert(name, t.clone().cast(dtype));
+    }
+    out
+}
+
+/// ‖a − b‖ / ‖b‖ over all entries.
+fn relative_distance(a: &TensorMap, b: &TensorMap) -> f64 {
+    let (mut diff, mut norm) = (0.0, 0.0);
+    for (name, tb) in b.iter() {
+        let ta = a.get(name).unwrap().to_f64_vec();
+        for (x, y) in ta.iter().zip(tb.to_f64_vec()) {
+            diff += (x - y) * (x - y);
+            norm += y * y;
+        }
+    }
+    (diff / norm).sqrt()
+}
+
+#[test]
+fn bf16_curvature_approximates_g_v_and_falls_back_to_full_precision_where_it_cannot_run() {
+    // Wide enough that gv-apply's first-layer products run in bf16 (more than 32 rows and
+    // columns); the 10-column products stay f32.
+    let model = Model::parse(
+        "model wide\ninput x: f32[B, 64]\ntarget y: f32[B, 10]\n\
+         param w1: f32[64, 96] = glorot_uniform\nparam b1: f32[96] = zeros\n\
+         param w2: f32[96, 10] = glorot_uniform\nparam b2: f32[10] = zeros\n\
+         output z = tanh(x @ w1 + b1) @ w2 + b2\nloss softmax_cross_entropy(z, y)\n",
+    )
+    .unwrap();
+    let params = init_params(&model.params, 0).unwrap();
+    let batch = common::batch_for(&model, DType::F32, 100, 1);
+    let v = common::direction_like(&params, 2);
+    let gv = |options: CompileOptions, dtype: DType| {
+        let compiled = model.compile(&options.with_dtype(dtype)).unwrap();
+        let (p, b, v) = (cast(&params, dtype), cast(&batch, dtype), cast(&v, dtype));
+        let gv = compiled.gv_operator(&p, &b).unwrap().apply(&v).unwrap();
+        (compiled, gv)
+    };
+    let bf16 = CompileOptions::default().with_curvature(Curvature::Bf16);
+    let (_, exact) = gv(CompileOptions::default(), DType::F64);
+    let (_, full) = gv(CompileOptions::default(), DType::F32);
+    let (compiled, approximate) = gv(bf16.clone(), DType::F32);
+    let full_error = relative_distance(&full, &exact);
+    assert!(full_error < 1e-5, "f32 G v is {full_error:e} from f64's");
+    if host_has_bf16_products() {
+        assert_eq!(compiled.curvature(), Curvature::Bf16);
+        assert_eq!(compiled.curvature_notice(), None);
+        // bf16 keeps 8 bits of mantissa: an error near 2⁻⁹ per operand, far above f32's.
+        let error = relative_distance(&approximate, &exact);
+        println!("G v relative error: bf16 {error:e}, f32 {full_error:e}");
+        assert!(
+            (1e-5..2e-2).contains(&error),
+            "bf16 G v is {error:e} from f64's"
+        );
+    } else {
+        assert_eq!(compiled.curvature(), Curvature::Full);
+        let notice = compiled.curvature_notice().unwrap();
+        assert!(notice.contains("AVX512-BF16"), "{notice}");
+        assert_eq!(relative_distance(&approximate, &full), 0.0);
+    }
+    // Where bf16 cannot run, the curvature is computed in full, and the notice says why.
+    let (interpreted, _) = gv(
+        bf16.clone().with_backend(BackendKind::Interpreter),
+        DType::F32,
+    );
+    assert_eq!(interpreted.curvature(), Curvature::Full);
+    assert!(
+        interpreted
+            .curvature_notice()
+            .unwrap()
+            .contains("interpreter")
+    );
+    let (wide, _) = gv(bf16, DType::F64);
+    assert_eq!(wide.curvature(), Curvature::Full);
+    assert!(wide.curvature_notice().unwrap().contains("f64"));
 }

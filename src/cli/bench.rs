@@ -2,14 +2,14 @@
 //! run, next to their GEMM roofline and the reference interpreter, all measured in this run.
 
 use crate::autodiff::GraphName;
-use crate::codegen::{BackendKind, Roofline};
+use crate::codegen::{BackendKind, JitOptions, Roofline};
 use crate::ir::interp::bind_dims;
 use crate::ir::memory;
 use crate::ir::store::{TensorMap, init_params};
 use crate::ir::{Arg, ArgRole, Tensor};
 use crate::optim::{CgOptions, ModelObjective, Optimizer, Sgn, SgnOptions};
 use crate::rewrite::graph_stats;
-use crate::{CompileOptions, CompiledModel, Model, Result, Sources};
+use crate::{CompileOptions, CompiledModel, Curvature, Model, Result, Sources};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -31,6 +31,11 @@ pub struct BenchArgs {
     /// text or json.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// The precision of gv-apply's products: f32 (the model's own) or bf16 (bf16 operands, f32
+    /// sums; CPUs with AVX512-BF16, elsewhere f32 with a notice). With bf16, the f32 gv-apply is
+    /// timed in the same rounds.
+    #[arg(long, default_value = "f32", value_parser = super::options::curvature)]
+    curvature: crate::Curvature,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +66,10 @@ struct Timing {
     /// step is its graphs, not the work between them).
     #[serde(skip_serializing_if = "Option::is_none")]
     graphs_ms: Option<f64>,
+    /// For gv-apply with bf16 curvature: the median milliseconds of the full-precision
+    /// gv-apply, timed in the same rounds (so `full_precision_ms / ms` is bf16's speedup).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    full_precision_ms: Option<f64>,
 }
 
 #[derive(Serialize, Debug)]
@@ -68,6 +77,8 @@ struct Report {
     model: String,
     batch: usize,
     threads: usize,
+    /// The precision gv-apply ran in: "f32" (the model's own) or "bf16".
+    curvature: &'static str,
     compile_ms: f64,
     graphs: Vec<Timing>,
 }
@@ -84,9 +95,18 @@ const STEP_CG_ITERS: usize = 10;
 pub fn run(args: &BenchArgs) -> Result<()> {
     let started = Instant::now();
     let model = Model::from_file(&args.model)?;
-    let options = CompileOptions::default().with_threads(args.threads);
+    let options = CompileOptions::default()
+        .with_threads(args.threads)
+        .with_curvature(args.curvature);
     let jit = model.compile(&options)?;
     let compile_ms = ms_since(started);
+    if let Some(notice) = jit.curvature_notice() {
+        eprintln!("notice: {notice}");
+    }
+    let full_precision = match jit.curvature() {
+        Curvature::Bf16 => Some(model.compile(&options.clone().with_curvature(Curvature::Full))?),
+        Curvature::Full => None,
+    };
     let interp = model.compile(&options.clone().with_backend(BackendKind::Interpreter))?;
     let jit_options = &options.jit;
     let one_thread = if jit_options.thread_count() > 1 {
@@ -114,7 +134,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let graph = jit.graphs.get(name);
         let stats = graph_stats(graph, args.batch);
         let bindings = bind_dims(graph, &values)?;
-        let mut roofline = Roofline::new(graph, &bindings, jit_options)?;
+        // The matmuls in the precision the graph runs them in.
+        let roofline_options = JitOptions {
+            bf16_products: name == GraphName::GvApply && jit.curvature() == Curvature::Bf16,
+            ..jit_options.clone()
+        };
+        let mut roofline = Roofline::new(graph, &bindings, &roofline_options)?;
         // Interleaved, so that the graph and its references see the same machine load.
         let shared = &values;
         let mut runs: Vec<Run> = vec![
@@ -128,9 +153,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         if let Some(one) = &one_thread {
             runs.push((args.repeats, Box::new(move || run_graph(one, name, shared))));
         }
+        let full_precision = full_precision
+            .as_ref()
+            .filter(|_| name == GraphName::GvApply);
+        if let Some(full) = full_precision {
+            runs.push((
+                args.repeats,
+                Box::new(move || run_graph(full, name, shared)),
+            ));
+        }
         let medians = interleaved_medians(runs)?;
         let timing = Timing {
-            one_thread_ms: medians.get(3).copied(),
+            one_thread_ms: one_thread.as_ref().map(|_| medians[3]),
+            full_precision_ms: full_precision.map(|_| medians[medians.len() - 1]),
             ..timing(
                 name.name(),
                 medians[0],
@@ -156,6 +191,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         model: model.name.clone(),
         batch: args.batch,
         threads: jit_options.thread_count(),
+        curvature: match jit.curvature() {
+            Curvature::Full => "f32",
+            Curvature::Bf16 => "bf16",
+        },
         compile_ms,
         graphs,
     };
@@ -184,6 +223,7 @@ fn timing(name: &'static str, ms: f64, flops: f64, roofline_ms: f64, interp_ms: 
         interp_ms,
         one_thread_ms: None,
         graphs_ms: None,
+        full_precision_ms: None,
     }
 }
 
@@ -348,8 +388,8 @@ fn synthetic_batch(model: &Model, rows: usize) -> Result<TensorMap> {
 
 fn print_text(r: &Report) {
     println!(
-        "model {}, batch {}, {} thread(s), compile {:.0} ms",
-        r.model, r.batch, r.threads, r.compile_ms
+        "model {}, batch {}, {} thread(s), {} curvature, compile {:.0} ms",
+        r.model, r.batch, r.threads, r.curvature, r.compile_ms
     );
     let scaling = r.graphs.iter().any(|t| t.one_thread_ms.is_some());
     print!(
@@ -380,5 +420,14 @@ fn print_text(r: &Report) {
             print!("{:>11.3}{:>11.2}", graphs, graphs / t.ms);
         }
         println!();
+    }
+    for t in &r.graphs {
+        if let Some(full) = t.full_precision_ms {
+            println!(
+                "{} in f32, same rounds: {full:.3} ms; bf16 is {:.2}× faster",
+                t.name,
+                full / t.ms
+            );
+        }
     }
 }

@@ -12,6 +12,15 @@ pub(super) fn threads(text: &str) -> Result<usize, String> {
     whole_number(text, 0, MAX_THREADS as u64)
 }
 
+/// `--curvature`: f32 (the model's own precision) or bf16.
+pub(super) fn curvature(text: &str) -> Result<crate::Curvature, String> {
+    match text {
+        "f32" => Ok(crate::Curvature::Full),
+        "bf16" => Ok(crate::Curvature::Bf16),
+        _ => Err(format!("unknown curvature '{text}': f32 or bf16")),
+    }
+}
+
 /// A count of at least 1 (`--batch`, `--epochs`, `--cg-iters`, `--repeats`).
 pub(super) fn at_least_one<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
     whole_number(text, 1, u64::MAX)

@@ -107,6 +107,11 @@ pub struct TrainArgs {
     params: Option<PathBuf>,
     #[command(flatten)]
     backend: super::BackendArgs,
+    /// SGN: the precision of CG's curvature products G v. f32: the model's own precision. bf16:
+    /// the matrix products on bf16 operands with f32 sums (CPUs with AVX512-BF16; elsewhere f32,
+    /// with a notice).
+    #[arg(long, default_value = "f32", value_parser = options::curvature)]
+    curvature: crate::Curvature,
     /// Train data-parallel across the processes of an MPI run: start it as `mpiexec -n N sgn
     /// train … --distributed`; each process holds 1/N of every batch, the first alone prints and
     /// writes the log, plot and checkpoints. Needs a build with `--features mpi`.
@@ -287,7 +292,7 @@ fn train(args: &TrainArgs, processes: &dyn Collective) -> Result<()> {
     let first = processes.rank() == 0;
     check_files(args)?;
     let model = Model::from_file(&args.model)?;
-    let mut options = args.backend.options();
+    let mut options = args.backend.options().with_curvature(args.curvature);
     if args.backend.threads == 0 && processes.size() > 1 {
         // One thread per core, the machine's cores shared among its processes.
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
@@ -295,6 +300,9 @@ fn train(args: &TrainArgs, processes: &dyn Collective) -> Result<()> {
         options = options.with_threads(threads);
     }
     let compiled = model.compile(&options)?;
+    if first && let Some(notice) = compiled.curvature_notice() {
+        eprintln!("notice: {notice}");
+    }
     let dataset = args
         .data
         .load(args.dataset, args.resume.as_deref(), &model)?;

@@ -38,6 +38,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod bf16;
 mod clif;
 mod error;
 mod math;
@@ -57,7 +58,7 @@ use crate::ir::{Bindings, DType, Graph, Tensor, interp};
 pub use error::{Error, Result};
 use plan::Plan;
 use program::{BufferKind, Program};
-use runtime::{Pool, SpinBarrier};
+use runtime::{Kernels, Pool, SpinBarrier};
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -75,6 +76,13 @@ pub struct JitOptions {
     /// has it; compiling with it on a host without it is an error). The GEMM kernels choose
     /// their own instructions.
     pub fma: bool,
+    /// Run the matrix products of an f32 graph on bf16 operands with f32 sums (AVX512-BF16's
+    /// dot products): half the bytes and twice the multiply-adds per instruction, for products
+    /// that only need to approximate, such as CG's `G v`. Products with at most 32 rows or
+    /// columns, where packing would cost more than it saves, stay f32 (in the narrow kernels
+    /// where they fit). Off by default; compiling with it fails on a host without AVX512-BF16
+    /// ([`host_has_bf16_products`]) and for f64 graphs.
+    pub bf16_products: bool,
 }
 
 impl Default for JitOptions {
@@ -84,6 +92,7 @@ impl Default for JitOptions {
             parallel_min: ParallelMin::default(),
             gemm: GemmKernels::Auto,
             fma: host_has_fma(),
+            bf16_products: false,
         }
     }
 }
@@ -172,6 +181,11 @@ impl GemmKernels {
     }
 }
 
+/// True if this host can run matrix products on bf16 operands ([`JitOptions::bf16_products`]).
+pub fn host_has_bf16_products() -> bool {
+    bf16::available()
+}
+
 /// True if this host can run the narrow GEMM kernels ([`GemmKernels::Narrow`]).
 pub fn host_has_narrow_kernels() -> bool {
     narrow::available()
@@ -256,9 +270,10 @@ pub fn compile_backend(
     })
 }
 
-/// Prepares every graph of `graphs` for the backend `kind`, like [`compile_backend`], several
-/// at once on a machine with several cores: the graphs are independent, and compiling them is
-/// most of a deep model's compile time. The results are in the order of `graphs`.
+/// Prepares every graph of `graphs` for the backend `kind` with its options, like
+/// [`compile_backend`], several at once on a machine with several cores: the graphs are
+/// independent, and compiling them is most of a deep model's compile time. The results are in
+/// the order of `graphs`.
 ///
 /// ```
 /// use sgn::codegen::{BackendKind, JitOptions, compile_backends};
@@ -272,8 +287,9 @@ pub fn compile_backend(
 ///     g.add_output("y", y);
 ///     graphs.push(g);
 /// }
-/// let graphs: Vec<&Graph> = graphs.iter().collect();
-/// let compiled = compile_backends(&graphs, BackendKind::Jit, &JitOptions::default())?;
+/// let options = JitOptions::default();
+/// let graphs: Vec<(&Graph, &JitOptions)> = graphs.iter().map(|g| (g, &options)).collect();
+/// let compiled = compile_backends(&graphs, BackendKind::Jit)?;
 /// let x = Tensor::from_f64(DType::F64, &[2], vec![0.0, 1.0]).expect("two values");
 /// let y = compiled[1].run(&[x])?[0].to_f64_vec(); // exp(x), by the JIT's polynomial
 /// assert!((y[0] - 1.0).abs() < 1e-14 && (y[1] - 1f64.exp()).abs() < 1e-14);
@@ -283,14 +299,13 @@ pub fn compile_backend(
 /// # Errors
 /// The first error [`compile_backend`] gives, in the order of `graphs`.
 pub fn compile_backends(
-    graphs: &[&Graph],
+    graphs: &[(&Graph, &JitOptions)],
     kind: BackendKind,
-    options: &JitOptions,
 ) -> Result<Vec<Box<dyn Backend>>> {
     crate::ir::parallel::map(
         graphs,
-        |g| g.nodes().len(),
-        |g| compile_backend(g, kind, options),
+        |(g, _)| g.nodes().len(),
+        |(g, options)| compile_backend(g, kind, options),
     )
     .into_iter()
     .collect()
@@ -407,9 +422,29 @@ pub fn compile_graph(graph: &Graph, options: &JitOptions) -> Result<JitGraph> {
                 .into(),
         ));
     }
+    let kernels = if options.bf16_products {
+        if !bf16::available() {
+            return Err(Error::Jit(
+                "JitOptions::bf16_products: bf16 products need AVX512-BF16, which this host does \
+                 not have"
+                    .into(),
+            ));
+        }
+        if dtypes.first() == Some(&DType::F64) {
+            return Err(Error::Jit(format!(
+                "JitOptions::bf16_products: graph '{}' is f64; bf16 products are for f32 graphs",
+                graph.name
+            )));
+        }
+        Kernels::Bf16
+    } else if options.gemm.use_narrow()? {
+        Kernels::Narrow
+    } else {
+        Kernels::General
+    };
     let settings = clif::Settings {
         fma: options.fma,
-        narrow_gemm: options.gemm.use_narrow()?,
+        kernels,
         parallel_min: options.parallel_min,
     };
     let threads = options.thread_count();

@@ -5,8 +5,8 @@
 //! part of its output, and threads meet at a barrier after each step. Since no output element
 //! is summed across threads, results do not depend on the number of threads.
 
-use super::narrow;
 use super::program::PARTS;
+use super::{bf16, narrow};
 use crate::ir::op::{Extent, ImageKernel};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -26,13 +26,15 @@ const GEMM_PARTS: i64 = 8;
 /// `c = a @ b` for the parts of `c` that belong to `thread` of `threads`: blocks of whole rows if
 /// `m ≥ n` or `b` is narrow, else of whole columns (see [`GEMM_PARTS`]); products of fewer than
 /// `parallel_min` multiply-adds run whole, on thread 0. Strides are in elements; `is_f64`
-/// selects the element type. Narrow `b`s (see [`narrow`]) go to this crate's kernels if
-/// `allow_narrow` is nonzero, the rest to the `gemm` crate.
+/// selects the element type. `kernels` is a [`Kernels`]: with `Narrow`, narrow `b`s (see
+/// [`narrow`]) go to this crate's kernels, the rest to the `gemm` crate; with `Bf16` (f32 only)
+/// the products that gain from it run on bf16 operands ([`bf16`]).
 ///
 /// # Safety
 /// The pointers and strides must describe valid, non-overlapping (for `c`) matrices of the given
 /// sizes; the generated code derives them from buffers validated and planned before the call.
-/// `allow_narrow` must be zero unless [`narrow::available`].
+/// `kernels` must be `Narrow` only if [`narrow::available`], `Bf16` only for f32 and if
+/// [`bf16::available`].
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn sgn_gemm(
     is_f64: i64,
@@ -51,10 +53,16 @@ pub unsafe extern "C" fn sgn_gemm(
     thread: i64,
     threads: i64,
     parallel_min: i64,
-    allow_narrow: i64,
+    kernels: i64,
 ) {
     let work = m.saturating_mul(n).saturating_mul(k.max(1));
-    let narrow = allow_narrow != 0 && n as usize <= narrow::MAX_COLUMNS && csb == 1 && csc == 1;
+    // bf16 pays once packing is small beside the product: not for narrow `b`s, which the
+    // narrow kernels run unpacked (the bf16 hosts have AVX-512).
+    let bf16 = kernels == Kernels::Bf16 as i64 && m.min(n) as usize > narrow::MAX_COLUMNS;
+    let narrow = (kernels == Kernels::Narrow as i64 || kernels == Kernels::Bf16 as i64)
+        && n as usize <= narrow::MAX_COLUMNS
+        && csb == 1
+        && csc == 1;
     let product = Product {
         m: m as usize,
         k: k as usize,
@@ -74,6 +82,8 @@ pub unsafe extern "C" fn sgn_gemm(
         unsafe {
             if is_f64 != 0 {
                 part.run::<f64>(narrow)
+            } else if bf16 {
+                part.run_bf16()
             } else {
                 part.run::<f32>(narrow)
             }
@@ -114,6 +124,19 @@ pub unsafe extern "C" fn sgn_gemm(
         };
         run(&block);
     }
+}
+
+/// Which kernels a GEMM may run in, as the generated code passes it to [`sgn_gemm`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i64)]
+pub enum Kernels {
+    /// The `gemm` crate for every product.
+    General = 0,
+    /// The [`narrow`] kernels for a narrow `b`, the `gemm` crate for the rest.
+    Narrow = 1,
+    /// Products on bf16 operands with f32 sums ([`bf16`]) where both `m` and `n` exceed
+    /// [`narrow::MAX_COLUMNS`]; the smaller ones as with `Narrow` (bf16 hosts have AVX-512).
+    Bf16 = 2,
 }
 
 /// One thread's part of a GEMM: sizes, untyped pointers and strides in elements.
@@ -182,6 +205,33 @@ impl Product {
                     gemm::Parallelism::None,
                 );
             }
+        }
+    }
+}
+
+impl Product {
+    /// `c = a @ b` in f32 on bf16-rounded operands, on this thread alone.
+    ///
+    /// # Safety
+    /// As for [`sgn_gemm`]; the matrices are f32 and the host has AVX512-BF16.
+    unsafe fn run_bf16(&self) {
+        let p = *self;
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            bf16::gemm(
+                p.m,
+                p.k,
+                p.n,
+                p.a.cast(),
+                p.rsa,
+                p.csa,
+                p.b.cast(),
+                p.rsb,
+                p.csb,
+                p.c.cast(),
+                p.rsc,
+                p.csc,
+            )
         }
     }
 }

@@ -21,7 +21,7 @@ mod kernel;
 use super::ParallelMin;
 use super::math::Lanes;
 use super::program::{BufferId, Gemm, Program, Step};
-use super::runtime::{ImageCall, SizeValue, SpinBarrier, sgn_barrier, sgn_gemm};
+use super::runtime::{ImageCall, Kernels, SizeValue, SpinBarrier, sgn_barrier, sgn_gemm};
 use super::sizes::{Size, SizeSlots};
 use crate::ir::DType;
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -110,8 +110,8 @@ fn host_isa() -> Result<OwnedTargetIsa, String> {
 pub struct Settings {
     /// Emit fused multiply-adds (the host must have them).
     pub fma: bool,
-    /// Run GEMMs that fit the narrow kernels in them (the host must have AVX-512).
-    pub narrow_gemm: bool,
+    /// The kernels GEMMs may run in (the host must have what they need).
+    pub kernels: Kernels,
     /// Sizes below which kernels and GEMMs run on one thread.
     pub parallel_min: ParallelMin,
 }
@@ -257,7 +257,7 @@ pub fn compile(program: &Program, name: &str, settings: &Settings) -> Result<Com
 }
 
 /// The signature of [`sgn_gemm`]: is_f64, m, k, n, three (pointer, row stride, column stride)
-/// matrices, thread, threads, parallel_min, allow_narrow.
+/// matrices, thread, threads, parallel_min, kernels.
 fn gemm_signature(module: &JITModule, ptr: types::Type) -> Signature {
     let mut sig = module.make_signature();
     let i64s = |sig: &mut Signature, n: usize| {
@@ -387,7 +387,7 @@ impl Functions<'_> {
                 module: &mut self.module,
                 dtype: self.dtype,
                 fma: self.settings.fma,
-                narrow_gemm: self.settings.narrow_gemm,
+                kernels: self.settings.kernels,
                 parallel_min: self.settings.parallel_min,
                 esize: self.dtype.size_bytes() as i64,
                 buffers: params[0],
@@ -420,7 +420,7 @@ struct Emitter<'f, 's> {
     module: &'s mut JITModule,
     dtype: DType,
     fma: bool,
-    narrow_gemm: bool,
+    kernels: Kernels,
     parallel_min: ParallelMin,
     esize: i64,
     /// A base pointer per buffer of the program.
@@ -540,7 +540,7 @@ impl Emitter<'_, '_> {
         args.push(self.threads);
         let parallel_min = self.parallel_min.gemm_multiply_adds;
         args.push(self.b.ins().iconst(types::I64, parallel_min));
-        args.push(self.b.ins().iconst(types::I64, i64::from(self.narrow_gemm)));
+        args.push(self.b.ins().iconst(types::I64, self.kernels as i64));
         self.b.ins().call(shim, &args);
     }
 }
