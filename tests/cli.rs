@@ -1009,3 +1009,46 @@ fn the_lenet_trains_on_standardized_fashion_mnist_and_eval_reuses_the_scaling() 
          28]\n"
     );
 }
+
+#[test]
+fn bench_and_train_run_bf16_curvature_or_say_why_not() {
+    let bf16 = sgn::codegen::host_has_bf16_products();
+    let out = sgn(&[
+        "bench",
+        "ir/mlp_relu_256.sgn",
+        "--batch",
+        "64",
+        "--threads",
+        "1",
+        "--repeats",
+        "2",
+        "--curvature",
+        "bf16",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["curvature"], if bf16 { "bf16" } else { "f32" });
+    // With bf16, the f32 gv-apply is timed beside it.
+    let graphs = json["graphs"].as_array().unwrap();
+    let apply = graphs.iter().find(|g| g["name"] == "gv-apply").unwrap();
+    assert_eq!(apply.get("full_precision_ms").is_some(), bf16, "{apply}");
+    let notice = "notice: bf16 curvature not used: this CPU has no AVX512-BF16";
+    assert_eq!(stderr(&out).contains(notice), !bf16, "{}", stderr(&out));
+
+    let train = sgn(&[
+        "train",
+        "ir/sine_mlp.sgn",
+        "--dataset",
+        "sine",
+        "--epochs",
+        "1",
+        "--batch",
+        "100",
+        "--curvature",
+        "bf16",
+    ]);
+    assert!(train.status.success(), "{}", stderr(&train));
+    assert_eq!(stderr(&train).contains(notice), !bf16, "{}", stderr(&train));
+}

@@ -343,6 +343,7 @@ fn numbers_out_of_range_are_usage_errors_that_state_the_range() {
             "ITERS 'x' must be a whole number >= 1",
         ),
         (&["--paper", "--cg-early", "5,5"], "cannot be used with"),
+        (&["--curvature", "fp8"], "f32 or bf16"),
     ];
     for (extra, range) in cases {
         let mut args = [&train[..], extra].concat();
