@@ -1034,6 +1034,13 @@ fn bench_and_train_run_bf16_curvature_or_say_why_not() {
     let graphs = json["graphs"].as_array().unwrap();
     let apply = graphs.iter().find(|g| g["name"] == "gv-apply").unwrap();
     assert_eq!(apply.get("full_precision_ms").is_some(), bf16, "{apply}");
+    if bf16 {
+        let error = json["curvature_error"].as_f64().unwrap();
+        assert!(
+            (1e-5..2e-2).contains(&error),
+            "G v's relative error {error}"
+        );
+    }
     let notice = "notice: bf16 curvature not used: this CPU has no AVX512-BF16";
     assert_eq!(stderr(&out).contains(notice), !bf16, "{}", stderr(&out));
 

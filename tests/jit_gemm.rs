@@ -201,8 +201,9 @@ fn bf16_products_are_products_of_rounded_operands_within_f32_rounding_on_any_thr
                         values(DType::F32, &a_shape, 3),
                         values(DType::F32, &b_shape, 4),
                     ];
-                    // Products with 32 or fewer rows or columns stay f32 (see JitOptions).
-                    let rounds = m.min(n) > 32;
+                    // Products with 32 or fewer rows, columns or inner length stay f32 (see
+                    // JitOptions).
+                    let rounds = m.min(n).min(k) > 32;
                     let operand = |t: &Tensor| {
                         let v = t.to_f64_vec();
                         let v = if rounds {

@@ -222,8 +222,8 @@ fn relative_distance(a: &TensorMap, b: &TensorMap) -> f64 {
 
 #[test]
 fn bf16_curvature_approximates_g_v_and_falls_back_to_full_precision_where_it_cannot_run() {
-    // Wide enough that gv-apply's first-layer products run in bf16 (more than 32 rows and
-    // columns); the 10-column products stay f32.
+    // Wide enough that gv-apply's first-layer products run in bf16 (more than 32 rows, columns
+    // and inner length); the 10-column products stay f32.
     let model = Model::parse(
         "model wide\ninput x: f32[B, 64]\ntarget y: f32[B, 10]\n\
          param w1: f32[64, 96] = glorot_uniform\nparam b1: f32[96] = zeros\n\

@@ -6,7 +6,7 @@ use crate::codegen::{BackendKind, JitOptions, Roofline};
 use crate::ir::interp::bind_dims;
 use crate::ir::memory;
 use crate::ir::store::{TensorMap, init_params};
-use crate::ir::{Arg, ArgRole, Tensor};
+use crate::ir::{Arg, ArgRole, DType, Tensor};
 use crate::optim::{CgOptions, ModelObjective, Optimizer, Sgn, SgnOptions};
 use crate::rewrite::graph_stats;
 use crate::{CompileOptions, CompiledModel, Curvature, Model, Result, Sources};
@@ -79,6 +79,10 @@ struct Report {
     threads: usize,
     /// The precision gv-apply ran in: "f32" (the model's own) or "bf16".
     curvature: &'static str,
+    /// With bf16 curvature: ‖G v − G v in f64‖ / ‖G v in f64‖ on the bench's batch and
+    /// parameters, with v = the parameters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    curvature_error: Option<f64>,
     compile_ms: f64,
     graphs: Vec<Timing>,
 }
@@ -195,6 +199,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             Curvature::Full => "f32",
             Curvature::Bf16 => "bf16",
         },
+        curvature_error: match full_precision {
+            Some(_) => Some(curvature_error(&model, &jit, &params, &batch, &v)?),
+            None => None,
+        },
         compile_ms,
         graphs,
     };
@@ -206,6 +214,38 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         Format::Text => print_text(&report),
     }
     Ok(())
+}
+
+/// ‖G v − G v in f64‖ / ‖G v in f64‖ for `jit`'s G v at (params, batch).
+fn curvature_error(
+    model: &Model,
+    jit: &CompiledModel,
+    params: &TensorMap,
+    batch: &TensorMap,
+    v: &TensorMap,
+) -> Result<f64> {
+    let exact_model = model.compile(&CompileOptions::default().with_dtype(DType::F64))?;
+    let in_f64 = |map: &TensorMap| {
+        let mut out = TensorMap::new();
+        for (name, t) in map.iter() {
+            out.insert(name, t.clone().cast(DType::F64));
+        }
+        out
+    };
+    let exact = exact_model
+        .gv_operator(&in_f64(params), &in_f64(batch))?
+        .apply(&in_f64(v))?;
+    let approximate = jit.gv_operator(params, batch)?.apply(v)?;
+    let (exact, approximate) = (
+        jit.layout().flatten(&exact)?,
+        jit.layout().flatten(&approximate)?,
+    );
+    let (mut distance, mut norm) = (0.0, 0.0);
+    for (e, a) in exact.iter().zip(&approximate) {
+        distance += (a - e) * (a - e);
+        norm += e * e;
+    }
+    Ok((distance / norm).sqrt())
 }
 
 fn run_graph(model: &CompiledModel, name: GraphName, values: &[Tensor]) -> Result<()> {
@@ -420,6 +460,9 @@ fn print_text(r: &Report) {
             print!("{:>11.3}{:>11.2}", graphs, graphs / t.ms);
         }
         println!();
+    }
+    if let Some(error) = r.curvature_error {
+        println!("bf16 G v against f64's: relative error {error:.2e}");
     }
     for t in &r.graphs {
         if let Some(full) = t.full_precision_ms {

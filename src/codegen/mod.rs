@@ -78,9 +78,9 @@ pub struct JitOptions {
     pub fma: bool,
     /// Run the matrix products of an f32 graph on bf16 operands with f32 sums (AVX512-BF16's
     /// dot products): half the bytes and twice the multiply-adds per instruction, for products
-    /// that only need to approximate, such as CG's `G v`. Products with at most 32 rows or
-    /// columns, where packing would cost more than it saves, stay f32 (in the narrow kernels
-    /// where they fit). Off by default; compiling with it fails on a host without AVX512-BF16
+    /// that only need to approximate, such as CG's `G v`. Products with at most 32 rows,
+    /// columns or inner length, where packing would cost more than it saves, stay f32 (in the
+    /// narrow kernels where they fit). Off by default; compiling with it fails on a host without AVX512-BF16
     /// ([`host_has_bf16_products`]) and for f64 graphs.
     pub bf16_products: bool,
 }

@@ -57,8 +57,8 @@ pub unsafe extern "C" fn sgn_gemm(
 ) {
     let work = m.saturating_mul(n).saturating_mul(k.max(1));
     // bf16 pays once packing is small beside the product: not for narrow `b`s, which the
-    // narrow kernels run unpacked (the bf16 hosts have AVX-512).
-    let bf16 = kernels == Kernels::Bf16 as i64 && m.min(n) as usize > narrow::MAX_COLUMNS;
+    // narrow kernels run unpacked (the bf16 hosts have AVX-512), nor for a short `k`.
+    let bf16 = kernels == Kernels::Bf16 as i64 && m.min(n).min(k) as usize > narrow::MAX_COLUMNS;
     let narrow = (kernels == Kernels::Narrow as i64 || kernels == Kernels::Bf16 as i64)
         && n as usize <= narrow::MAX_COLUMNS
         && csb == 1
@@ -101,9 +101,18 @@ pub unsafe extern "C" fn sgn_gemm(
     let per = ((per + GEMM_PART_ALIGN - 1) / GEMM_PART_ALIGN * GEMM_PART_ALIGN).max(1);
     let parts = (total + per - 1) / per;
     let esize = if is_f64 != 0 { 8 } else { 4 };
-    for part in thread * parts / threads..(thread + 1) * parts / threads {
-        let lo = part * per;
-        let len = per.min(total - lo) as usize;
+    let mine = thread * parts / threads..(thread + 1) * parts / threads;
+    // The bf16 kernel sums each element of `c` the same way whatever block of rows or columns
+    // it computes, so a thread runs its parts as one block and packs the other operand once.
+    let merged = bf16.then_some((mine.start * per, (mine.end * per).min(total)));
+    let apart = mine
+        .filter(|_| !bf16)
+        .map(|part| (part * per, ((part + 1) * per).min(total)));
+    for (lo, end) in merged.into_iter().chain(apart) {
+        if lo >= end {
+            continue;
+        }
+        let len = (end - lo) as usize;
         // SAFETY: lo < total, so the offsets stay inside the matrices.
         let block = unsafe {
             if split_rows {
@@ -134,7 +143,7 @@ pub enum Kernels {
     General = 0,
     /// The [`narrow`] kernels for a narrow `b`, the `gemm` crate for the rest.
     Narrow = 1,
-    /// Products on bf16 operands with f32 sums ([`bf16`]) where both `m` and `n` exceed
+    /// Products on bf16 operands with f32 sums ([`bf16`]) where `m`, `k` and `n` all exceed
     /// [`narrow::MAX_COLUMNS`]; the smaller ones as with `Narrow` (bf16 hosts have AVX-512).
     Bf16 = 2,
 }
