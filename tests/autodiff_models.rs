@@ -2,7 +2,7 @@
 //! `ir/` model, G v against an explicitly built Jᵀ H J, symmetry and positivity of G, the linear
 //! least-squares form, the prepare/apply split, and the linearity of the apply graph.
 
-mod common;
+use crate::common;
 
 use common::{
     RELATIVE_FLOOR, assert_close, assert_close_to_explicit, axpy, batch_for, direction_like, dot,

@@ -1,7 +1,7 @@
 //! Finite-difference checks of the JVP and VJP rule of every primitive (f64, central
 //! differences, relative error ≤ 1e-6), and the transpose identity ⟨w, J v⟩ = ⟨Jᵀ w, v⟩.
 
-mod common;
+use crate::common;
 
 use common::derivatives::{ANY, OFF_ZERO, POSITIVE, check};
 use sgn::autodiff::{jvp, transpose};

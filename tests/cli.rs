@@ -1,6 +1,6 @@
 //! The `sgn` binary end to end: check, eval (safetensors in and out), inspect, and errors.
 
-mod common;
+use crate::common;
 
 use common::{assert_close, batch_for, direction_like, ir_models, sgn, stderr, stdout};
 use sgn::codegen::BackendKind;
@@ -510,11 +510,13 @@ fn bench_reports_every_graph_against_its_roofline_and_the_interpreter() {
         // The step against its graphs called back to back, only on the step's row, timed in
         // the same rounds as the step, which runs those graphs and more (not against the
         // graphs' own rows: on a model this small those pay a thread pool's wake-up per call,
-        // which back-to-back calls do not). A wrong unit is far outside these bounds.
+        // which back-to-back calls do not). A wrong unit (1000×) is outside these bounds; the
+        // lower one is loose because with other tests on both cores, a median of two steps can
+        // take a scheduler's wake-up latency many times over (72× the graphs was seen).
         let ms = |g: &serde_json::Value| g["ms"].as_f64().unwrap();
         let back_to_back = step["graphs_ms"].as_f64().unwrap();
         assert!(
-            back_to_back > 0.05 * ms(step) && back_to_back < 1.5 * ms(step),
+            back_to_back > ms(step) / 500.0 && back_to_back < 1.5 * ms(step),
             "{step}"
         );
         assert!(graphs[..4].iter().all(|g| g.get("graphs_ms").is_none()));

@@ -3,7 +3,7 @@
 //! a usage error, 1 for the rest) that names the option, the file and the tensor — never a
 //! panic, an abort, or an input replaced.
 
-mod common;
+use crate::common;
 
 use common::{batch_for, direction_like, sgn, stderr, stdout};
 use sgn::Model;

@@ -4,7 +4,7 @@
 //! the DSL builtins and their errors, the IR text, the JIT against the interpreter on every op of
 //! the family, and the LeNet end to end on both.
 
-mod common;
+use crate::common;
 
 use common::derivatives::{ANY, check};
 use common::{batch_for, direction_like, wavy};

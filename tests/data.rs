@@ -2,7 +2,7 @@
 //! real datasets fetched from their registries (these need the network on first use and fail,
 //! rather than pass, when the data cannot be had).
 
-mod common;
+use crate::common;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;

@@ -2,7 +2,7 @@
 //! error value that names what is wrong (never an abort, a panic, a wrapped-around size or a
 //! silent resume from damaged state).
 
-mod common;
+use crate::common;
 
 use common::{TINY_MODEL, blobs_dataset};
 use proptest::prelude::*;

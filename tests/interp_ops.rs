@@ -1,7 +1,7 @@
 //! The reference interpreter against hand-computed values, op by op (f64), plus its argument
 //! checks and a full-size MNIST net.
 
-mod common;
+use crate::common;
 
 use common::{RELATIVE_FLOOR, assert_close};
 use ndarray::{ArrayD, IxDyn};

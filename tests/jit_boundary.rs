@@ -2,7 +2,7 @@
 //! and the corner cases of sizes (empty batches, empty reductions, broadcasting scalars and
 //! size-1 axes) behave like the interpreter.
 
-mod common;
+use crate::common;
 
 use common::{RELATIVE_FLOOR, assert_close};
 use sgn::codegen::{BackendKind, JitOptions, compile_backend, compile_graph};

@@ -7,7 +7,7 @@
 //! bf16 products (where the host has AVX512-BF16) against the exact product of the rounded
 //! operands.
 
-mod common;
+use crate::common;
 
 use common::bits;
 use sgn::codegen::{

@@ -3,7 +3,7 @@
 //! FMA (as the host allows); results bit-identical on 1, 2 and 3 threads. And bf16 curvature's
 //! G v against f64's.
 
-mod common;
+use crate::common;
 
 use common::{assert_close, batch_for, bits, ir_models, jit_variants, wavy};
 use sgn::codegen::{BackendKind, JitOptions, ParallelMin, compile_graph, host_has_bf16_products};

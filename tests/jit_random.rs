@@ -6,7 +6,7 @@
 //! cases are judged against the interpreter, f32 cases against the f32 and the f64 interpreter
 //! (see [`Verdict`]), and the sweep counts how many cases each judgement decided.
 
-mod common;
+use crate::common;
 
 use common::bits;
 use proptest::prelude::*;

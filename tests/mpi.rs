@@ -1,7 +1,6 @@
 //! Data-parallel training on MPI (`cargo test --release --features mpi --test mpi`, with MPICH's
 //! `mpiexec` on the PATH): two processes on loopback against one, each other, a resumed run and
 //! a failure on one of them.
-#![cfg(feature = "mpi")]
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! `sgn reproduce` at a tiny budget: the report's structure, and its numbers recomputed from
 //! the logs it leaves.
 
-mod common;
+use crate::common;
 
 use common::{sgn, stderr};
 use sgn::optim::report::read_log;

@@ -1,7 +1,7 @@
 //! The optimizer's public pieces on hand-built graphs: the cost model's counts, DAG-aware
 //! extraction against tree extraction, limits, and the `--stats` text and JSON.
 
-mod common;
+use crate::common;
 
 use common::{RELATIVE_FLOOR, assert_close};
 use egg::Runner;

@@ -4,7 +4,7 @@
 //! the explicit Jᵀ H J v, signatures are unchanged, the dense MLPs meet their FLOP bounds, every
 //! phase saturates, and `docs/OPTIMIZATION.md` is what the generator prints.
 
-mod common;
+use crate::common;
 
 use common::{
     RELATIVE_FLOOR, assert_close, assert_close_to_explicit, axpy, batch_for, direction_like,

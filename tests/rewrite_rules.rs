@@ -7,7 +7,7 @@
 //! seed fails the test, so every rule is exercised. Constant folding is checked the same way: it
 //! happens whenever a graph is loaded.
 
-mod common;
+use crate::common;
 
 use common::{RELATIVE_FLOOR, wavy};
 use egg::{Id, Runner};

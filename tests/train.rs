@@ -2,7 +2,7 @@
 //! non-finite steps are survived (and, repeated, stop training with the checkpoint intact),
 //! and bad checkpoints are clear errors.
 
-mod common;
+use crate::common;
 
 use common::{TINY_MODEL, blobs_dataset};
 use ndarray::Array2;

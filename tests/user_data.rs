@@ -1,7 +1,7 @@
 //! Training and evaluating on the user's own files (safetensors, CSV, IDX) and on arrays in
 //! memory: each format, the round trip through a checkpoint, and every kind of bad input.
 
-mod common;
+use crate::common;
 
 use common::{sgn, stderr, stdout};
 use ndarray::Array2;
