@@ -1,7 +1,9 @@
 //! A compiled model: its derived graphs behind a small, named-tensor API.
 
 use crate::autodiff::{Derivatives, DerivedGraphs, GraphName, Signature, Slot, derive};
-use crate::codegen::{Backend, BackendKind, JitOptions, compile_backends, host_has_bf16_products};
+use crate::codegen::{
+    Backend, BackendKind, JitOptions, Pool, compile_backends, host_has_bf16_products,
+};
 use crate::ir::memory::{copy_bytes, ensure_available};
 use crate::ir::store::{TensorMap, check_type, checked_named};
 use crate::ir::{Bindings, DType, Tensor};
@@ -159,6 +161,8 @@ pub struct CompiledModel {
     layout: ParamLayout,
     /// The precision gv-apply runs in, and why it is not the one asked for, if it is not.
     curvature: (Curvature, Option<String>),
+    /// The graphs' threads, which also run the vector work between their calls.
+    pool: Arc<Pool>,
 }
 
 impl fmt::Debug for CompiledModel {
@@ -245,6 +249,14 @@ impl Model {
             .iter()
             .map(|&name| graphs.signature.arg_slots(graphs.get(name)))
             .collect();
+        let threads = match options.backend {
+            BackendKind::Jit => options.jit.thread_count(),
+            BackendKind::Interpreter => 1,
+        };
+        // The JIT's graphs already hold this pool: it is shared, not started again.
+        let pool = Pool::shared(threads).map_err(|e| {
+            crate::codegen::Error::Jit(format!("cannot start {threads} threads: {e}"))
+        })?;
         Ok(CompiledModel {
             layout: ParamLayout::new(&graphs.signature)?,
             graphs,
@@ -252,11 +264,18 @@ impl Model {
             executables,
             slots,
             curvature,
+            pool,
         })
     }
 }
 
 impl CompiledModel {
+    /// The threads the graphs run on (one with the interpreter), which also run the optimizers'
+    /// vector passes between the graphs' calls.
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
     /// The loss on a batch.
     pub fn loss(&self, params: &TensorMap, batch: &TensorMap) -> Result<f64> {
         let out = self.run(GraphName::Forward, &Sources::batch(params, batch))?;
@@ -531,22 +550,51 @@ impl ParamLayout {
 
     /// The tensors as one vector.
     pub fn flatten(&self, params: &TensorMap) -> Result<Vec<f64>> {
-        let mut flat = Vec::with_capacity(self.len);
+        self.flatten_on(
+            params,
+            &Pool::shared(1).expect("one thread starts no worker"),
+        )
+    }
+
+    /// [`ParamLayout::flatten`], the conversions on `pool`'s threads.
+    pub fn flatten_on(&self, params: &TensorMap, pool: &Pool) -> Result<Vec<f64>> {
+        let mut flat = vec![0.0; self.len];
         for e in &self.entries {
-            let t = params
-                .get(&e.name)
-                .ok_or_else(|| Error::Tensor(format!("no tensor '{}'", e.name)))?;
-            if t.shape() != e.shape.as_slice() {
-                return Err(Error::Tensor(format!(
-                    "tensor '{}' has shape {:?}, expected {:?}",
-                    e.name,
-                    t.shape(),
-                    e.shape
-                )));
-            }
-            t.extend_f64(&mut flat);
+            let t = self.checked(params, e)?;
+            read_on(pool, t, &mut flat[e.offset..e.offset + t.len()]);
         }
         Ok(flat)
+    }
+
+    /// Overwrites the tensors of `params` (of this layout's names and shapes) with `flat`,
+    /// converted on `pool`'s threads: [`ParamLayout::unflatten`] into existing tensors.
+    pub fn assign(&self, flat: &[f64], params: &mut TensorMap, pool: &Pool) -> Result<()> {
+        if flat.len() != self.len {
+            return Err(flat_length_error(flat.len()));
+        }
+        for e in &self.entries {
+            self.checked(params, e)?;
+            let t = params.get_mut(&e.name).expect("checked above");
+            let n = t.len();
+            assign_on(pool, t, &flat[e.offset..e.offset + n]);
+        }
+        Ok(())
+    }
+
+    /// The tensor of `entry` in `params`, if there and of its shape.
+    fn checked<'a>(&self, params: &'a TensorMap, entry: &LayoutEntry) -> Result<&'a Tensor> {
+        let t = params
+            .get(&entry.name)
+            .ok_or_else(|| Error::Tensor(format!("no tensor '{}'", entry.name)))?;
+        if t.shape() != entry.shape.as_slice() {
+            return Err(Error::Tensor(format!(
+                "tensor '{}' has shape {:?}, expected {:?}",
+                entry.name,
+                t.shape(),
+                entry.shape
+            )));
+        }
+        Ok(t)
     }
 
     /// The name of the first parameter whose part of `flat` holds a NaN or an infinity.
@@ -631,8 +679,10 @@ impl GvOperator<'_> {
     /// `G v` on flat vectors in the model's [`ParamLayout`]; the result replaces the contents
     /// of `gv`.
     /// The direction and output tensors, and `gv`'s capacity, are reused, so repeated calls
-    /// (CG iterations) allocate nothing.
+    /// (CG iterations) allocate nothing; the conversions to and from the graph's element type
+    /// run on the graph's threads.
     pub fn apply_flat(&self, v: &[f64], gv: &mut Vec<f64>) -> Result<()> {
+        let pool = self.model.pool();
         let mut args = self.args.borrow_mut();
         let mut offset = 0;
         for &slot in &self.direction_slots {
@@ -640,7 +690,7 @@ impl GvOperator<'_> {
             let part = v
                 .get(offset..offset + n)
                 .ok_or_else(|| flat_length_error(v.len()))?;
-            args[slot].assign_f64(part);
+            assign_on(pool, &mut args[slot], part);
             offset += n;
         }
         if offset != v.len() {
@@ -653,15 +703,70 @@ impl GvOperator<'_> {
         } else {
             executable.run_into(&args, &mut outputs)?;
         }
-        gv.clear();
-        outputs.iter().for_each(|t| t.extend_f64(gv));
+        gv.resize(outputs.iter().map(Tensor::len).sum(), 0.0);
+        let mut rest = gv.as_mut_slice();
+        for t in outputs.iter() {
+            let (out, tail) = std::mem::take(&mut rest).split_at_mut(t.len());
+            rest = tail;
+            read_on(pool, t, out);
+        }
         Ok(())
     }
 }
 
+/// Tensors shorter than this are converted on the calling thread: waking the others costs more.
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 14;
+
+/// `tensor ← values`, converted to the tensor's element type on `pool`'s threads.
+fn assign_on(pool: &Pool, tensor: &mut Tensor, values: &[f64]) {
+    match tensor {
+        Tensor::F32(a) if a.is_standard_layout() => {
+            let a = a.as_slice_mut().expect("standard layout");
+            in_parts(pool, a, values, |a, &v| *a = v as f32);
+        }
+        Tensor::F64(a) if a.is_standard_layout() => {
+            let a = a.as_slice_mut().expect("standard layout");
+            in_parts(pool, a, values, |a, &v| *a = v);
+        }
+        other => other.assign_f64(values),
+    }
+}
+
+/// `out ← tensor`'s values as f64, converted on `pool`'s threads.
+fn read_on(pool: &Pool, tensor: &Tensor, out: &mut [f64]) {
+    match tensor {
+        Tensor::F32(a) if a.is_standard_layout() => {
+            let a = a.as_slice().expect("standard layout");
+            in_parts(pool, out, a, |o, &a| *o = f64::from(a));
+        }
+        Tensor::F64(a) if a.is_standard_layout() => {
+            let a = a.as_slice().expect("standard layout");
+            in_parts(pool, out, a, |o, &a| *o = a);
+        }
+        other => out.copy_from_slice(&other.to_f64_vec()),
+    }
+}
+
+/// `convert(d, s)` for every pair of `dst` and `src`, in equal parts on `pool`'s threads.
+fn in_parts<D: Send, S: Sync>(
+    pool: &Pool,
+    dst: &mut [D],
+    src: &[S],
+    convert: impl Fn(&mut D, &S) + Sync,
+) {
+    let part = dst
+        .len()
+        .div_ceil(pool.threads())
+        .max(PARALLEL_MIN_ELEMENTS);
+    let parts = dst.chunks_mut(part).zip(src.chunks(part)).collect();
+    pool.map_parts(parts, |(dst, src)| {
+        dst.iter_mut().zip(src).for_each(|(d, s)| convert(d, s))
+    });
+}
+
 fn flat_length_error(len: usize) -> Error {
     Error::Tensor(format!(
-        "a flat direction of {len} values does not match the parameters"
+        "a flat vector of {len} values does not match the parameters"
     ))
 }
 

@@ -11,8 +11,8 @@ use sgn::ir::store::{TensorMap, init_params};
 use sgn::optim::checkpoint::checkpoint_pixels;
 use sgn::optim::train::evaluate;
 use sgn::optim::{
-    Adam, AdamOptions, Damping, Optimizer, Record, RecordKind, Sgd, SgdOptions, Sgn, SgnOptions,
-    StopRule, TrainEvent, TrainOptions, Trainer,
+    Adam, AdamOptions, Damping, ModelObjective, Objective, Optimizer, Record, RecordKind, Sgd,
+    SgdOptions, Sgn, SgnOptions, StopRule, TrainEvent, TrainOptions, Trainer,
 };
 use sgn::{CompileOptions, CompiledModel, Model};
 use std::time::Duration;
@@ -693,4 +693,55 @@ fn a_batch_shared_by_two_processes_trains_as_one_process_does() {
         refused.to_string(),
         "a batch of 1 cannot be shared among 2 processes; each needs an example"
     );
+}
+
+/// A dense net with 3.3 blocks of parameters (`sgn::optim::vector::BLOCK`), so that the vector
+/// passes and conversions between the graphs are split over the threads, unevenly.
+const WIDE_MODEL: &str = "model wide\ninput x: f32[B, 100]\ntarget y: f32[B, 10]\n\
+    param w1: f32[100, 500] = glorot_uniform\nparam b1: f32[500] = zeros\n\
+    param w2: f32[500, 10] = glorot_uniform\nparam b2: f32[10] = zeros\n\
+    output z = tanh(x @ w1 + b1) @ w2 + b2\nloss softmax_cross_entropy(z, y)\n";
+
+#[test]
+fn sgn_steps_are_bit_identical_on_any_thread_count_and_see_each_new_theta() {
+    let model = Model::parse(WIDE_MODEL).unwrap();
+    let params = init_params(&model.params, 5).unwrap();
+    let batch = common::batch_for(&model, sgn::ir::DType::F32, 64, 9);
+    let run = |threads: usize| {
+        let compiled = model
+            .compile(&CompileOptions::default().with_threads(threads))
+            .unwrap();
+        let mut theta = compiled.layout().flatten(&params).unwrap();
+        let dim = theta.len();
+        assert!(dim > 3 * sgn::optim::vector::BLOCK, "{dim} parameters");
+        let mut sgn = Sgn::new(SgnOptions::default());
+        let mut objective = ModelObjective::new(&compiled, batch.clone());
+        let mut losses = Vec::new();
+        for _ in 0..3 {
+            let report = sgn.step(&mut theta, &mut objective).unwrap();
+            assert!(report.accepted, "{report:?}");
+            losses.push(report.loss.to_bits());
+        }
+        // The objective reuses its parameter tensors: after the steps, its loss and gradient at
+        // the new θ are those of a fresh objective.
+        let reused = objective.loss_and_grad(&theta).unwrap();
+        let fresh = ModelObjective::new(&compiled, batch.clone())
+            .loss_and_grad(&theta)
+            .unwrap();
+        assert_eq!(reused, fresh, "{threads} threads");
+        (
+            losses,
+            theta.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        )
+    };
+    let one = run(1);
+    assert!(
+        one.0
+            .windows(2)
+            .all(|w| f64::from_bits(w[1]) < f64::from_bits(w[0])),
+        "{:?}",
+        one.0
+    );
+    assert_eq!(run(2), one);
+    assert_eq!(run(3), one);
 }

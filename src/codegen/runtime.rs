@@ -537,6 +537,53 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// `work` on each of `parts`, part `i` on thread `i` (so at most one part per thread), the
+    /// results in the parts' order. For vector passes outside the graphs (the optimizers'
+    /// conjugate-gradient updates, conversions of directions), which run on the graphs' threads
+    /// between their calls.
+    ///
+    /// # Panics
+    /// With more parts than threads.
+    ///
+    /// # Example
+    /// ```
+    /// let pool = sgn::codegen::Pool::shared(2)?;
+    /// let sums = pool.map_parts(vec![&[1.0, 2.0][..], &[3.0][..]], |part| part.iter().sum::<f64>());
+    /// assert_eq!(sums, [3.0, 3.0]);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn map_parts<T: Send, R: Send>(
+        &self,
+        parts: Vec<T>,
+        work: impl Fn(T) -> R + Sync,
+    ) -> Vec<R> {
+        assert!(parts.len() <= self.threads(), "at most one part per thread");
+        if parts.len() <= 1 {
+            return parts.into_iter().map(work).collect();
+        }
+        let slots: Vec<Mutex<(Option<T>, Option<R>)>> = parts
+            .into_iter()
+            .map(|part| Mutex::new((Some(part), None)))
+            .collect();
+        let lock = |i: usize| slots[i].lock().unwrap_or_else(|e| e.into_inner());
+        self.run(&|thread| {
+            if thread < slots.len() {
+                let part = lock(thread).0.take();
+                let result = part.map(&work);
+                lock(thread).1 = result;
+            }
+        });
+        slots
+            .into_iter()
+            .map(|slot| {
+                let (_, result) = slot.into_inner().unwrap_or_else(|e| e.into_inner());
+                result.expect("every part ran")
+            })
+            .collect()
+    }
+}
+
 /// On drop, waits until every worker has finished the current job.
 struct WaitForWorkers<'a>(&'a AtomicUsize);
 
@@ -646,6 +693,25 @@ mod tests {
             calls.fetch_add(1, Ordering::Relaxed);
         });
         assert_eq!(calls.into_inner(), 4);
+    }
+
+    #[test]
+    fn parts_run_one_per_thread_and_come_back_in_order() {
+        let pool = Pool::shared(3).expect("threads start");
+        for parts in 0..=3 {
+            let ran_on = pool.map_parts((0..parts).collect(), |part: usize| {
+                (part, std::thread::current().name().map(String::from))
+            });
+            assert_eq!(ran_on.len(), parts);
+            for (i, (part, name)) in ran_on.into_iter().enumerate() {
+                assert_eq!(part, i);
+                // Part 0 on the caller, the others on the pool's workers.
+                assert_eq!(
+                    name.is_some_and(|n| n.starts_with("sgn-jit-")),
+                    i > 0 && parts > 1
+                );
+            }
+        }
     }
 
     #[test]

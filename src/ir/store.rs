@@ -73,6 +73,11 @@ impl TensorMap {
         self.tensors.get(name)
     }
 
+    /// The tensor named `name`, to overwrite in place.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Tensor> {
+        self.tensors.get_mut(name)
+    }
+
     /// Takes the tensor named `name` out of the map.
     pub fn remove(&mut self, name: &str) -> Option<Tensor> {
         self.tensors.remove(name)

@@ -1,6 +1,6 @@
 //! Truncated, optionally preconditioned conjugate gradient on `(G + ρI) d = −g`.
 
-use super::vector::{cg_update, dot, shift_dot};
+use super::vector::Vectors;
 use crate::Result;
 
 /// Options of [`solve`]. Defaults: at most 10 iterations, relative residual tolerance 1e-10
@@ -57,7 +57,8 @@ pub enum CgStop {
 /// `A v` into `out` (resizing it; the same buffer comes back every iteration, so a large solve
 /// allocates nothing per iteration) and `precondition` (if any) holds the diagonal of the
 /// preconditioner `M` (CG then works on `M⁻¹`-scaled residuals). The shift (SGN's damping ρ) is
-/// added in the pass that computes the curvature, rather than in a pass of its own.
+/// added in the pass that computes the curvature, rather than in a pass of its own. The vector
+/// passes run on `vectors`' threads.
 pub fn solve(
     mut apply: impl FnMut(&[f64], &mut Vec<f64>) -> Result<()>,
     shift: f64,
@@ -65,7 +66,9 @@ pub fn solve(
     x0: Vec<f64>,
     precondition: Option<&[f64]>,
     options: &CgOptions,
+    vectors: &Vectors,
 ) -> Result<CgResult> {
+    let dot = |a: &[f64], b: &[f64]| vectors.dot(a, b);
     let mut x = x0;
     let mut iterations = 0;
     let mut ap = Vec::new();
@@ -75,7 +78,7 @@ pub fn solve(
     } else {
         iterations += 1;
         apply(&x, &mut ap)?;
-        shift_dot(&mut ap, shift, &x);
+        vectors.shift_dot(&mut ap, shift, &x);
         b.iter().zip(&ap).map(|(b, a)| b - a).collect()
     };
     // With A x = b − r, the model is q(x) = ½xᵀAx − bᵀx = −½(bᵀx + rᵀx); afterwards each step
@@ -111,13 +114,13 @@ pub fn solve(
         }
         apply(&p, &mut ap)?;
         iterations += 1;
-        let curvature = shift_dot(&mut ap, shift, &p);
+        let curvature = vectors.shift_dot(&mut ap, shift, &p);
         if curvature <= 0.0 || !curvature.is_finite() {
             stop = CgStop::NegativeCurvature;
             break;
         }
         let alpha = ry / curvature;
-        rr = cg_update(&mut x, &mut r, alpha, &p, &ap);
+        rr = vectors.cg_update(&mut x, &mut r, alpha, &p, &ap);
         model -= 0.5 * alpha * ry;
         if let (Some(y), Some(m)) = (y.as_deref_mut(), precondition) {
             precondition_into(&r, y, m);
@@ -125,9 +128,7 @@ pub fn solve(
         let ry_next = y.as_deref().map_or(rr, |y| dot(&r, y));
         let beta = ry_next / ry;
         ry = ry_next;
-        for (p, y) in p.iter_mut().zip(y.as_deref().unwrap_or(&r)) {
-            *p = y + beta * *p;
-        }
+        vectors.scale_add(&mut p, beta, y.as_deref().unwrap_or(&r));
     }
     if stop == CgStop::MaxIterations && converged(rr, &r) {
         stop = CgStop::Converged;
@@ -146,6 +147,7 @@ pub fn solve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::optim::vector::dot;
 
     /// A small SPD matrix: Lehmer matrix L[i][j] = min(i,j)/max(i,j) (1-based), plus a shift.
     fn lehmer(n: usize, shift: f64) -> Vec<Vec<f64>> {
@@ -182,6 +184,7 @@ mod tests {
                 vec![0.0; n],
                 None,
                 &options,
+                &Vectors::serial(),
             )
             .unwrap();
             let residual: Vec<f64> = matvec(&a, &out.x)
@@ -218,6 +221,7 @@ mod tests {
             vec![0.0; 4],
             Some(&diag),
             &options,
+            &Vectors::serial(),
         )
         .unwrap();
         for i in 0..4 {
@@ -243,6 +247,7 @@ mod tests {
                 tolerance: 1e-14,
                 residual_max: None,
             },
+            &Vectors::serial(),
         )
         .unwrap();
         let warm = solve(
@@ -255,6 +260,7 @@ mod tests {
             exact.x.clone(),
             None,
             &CgOptions::default(),
+            &Vectors::serial(),
         )
         .unwrap();
         assert_eq!(warm.iterations, 1, "only the residual product");
@@ -274,6 +280,7 @@ mod tests {
             vec![0.0; 2],
             None,
             &CgOptions::default(),
+            &Vectors::serial(),
         )
         .unwrap();
         assert_eq!(out.stop, CgStop::NegativeCurvature);
@@ -295,7 +302,16 @@ mod tests {
                 *out = matvec(&a, v);
                 Ok(())
             };
-            solve(apply, 0.0, &b, vec![0.0; 12], None, &options).unwrap()
+            solve(
+                apply,
+                0.0,
+                &b,
+                vec![0.0; 12],
+                None,
+                &options,
+                &Vectors::serial(),
+            )
+            .unwrap()
         };
         let bounded = run(Some(1e-6));
         assert_eq!(bounded.stop, CgStop::Converged);
@@ -317,7 +333,16 @@ mod tests {
             *out = matvec(&a, v);
             Ok(())
         };
-        let early = solve(apply, 0.0, &b, vec![0.0; 12], None, &before).unwrap();
+        let early = solve(
+            apply,
+            0.0,
+            &b,
+            vec![0.0; 12],
+            None,
+            &before,
+            &Vectors::serial(),
+        )
+        .unwrap();
         assert_eq!(early.stop, CgStop::MaxIterations);
         assert!(run(None).iterations > bounded.iterations);
     }
@@ -342,6 +367,7 @@ mod tests {
                 vec![0.0; 30],
                 None,
                 &options,
+                &Vectors::serial(),
             )
             .unwrap();
             assert!(

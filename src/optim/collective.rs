@@ -127,4 +127,8 @@ impl<O: Objective> Objective for Sharded<'_, O> {
         self.inner.gv(v, out)?;
         self.summed(out)
     }
+
+    fn vectors(&self) -> super::vector::Vectors {
+        self.inner.vectors()
+    }
 }

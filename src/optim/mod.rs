@@ -44,6 +44,11 @@ pub trait Objective {
     /// `G v` at the `θ` last prepared, written into `out` (resized to [`Objective::dim`]; CG
     /// passes the same buffer every iteration).
     fn gv(&mut self, v: &[f64], out: &mut Vec<f64>) -> Result<()>;
+    /// Where the optimizer's vector passes run: by default on the calling thread alone; a
+    /// compiled model's on its graphs' threads.
+    fn vectors(&self) -> vector::Vectors {
+        vector::Vectors::serial()
+    }
 }
 
 /// What one optimizer step did.

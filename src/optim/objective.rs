@@ -2,6 +2,7 @@
 //! over the model's parameters laid out as one flat vector.
 
 use super::Objective;
+use super::vector::Vectors;
 use crate::Result;
 use crate::compile::{CompiledModel, GvOperator};
 use crate::ir::store::TensorMap;
@@ -11,6 +12,9 @@ pub struct ModelObjective<'m> {
     model: &'m CompiledModel,
     batch: TensorMap,
     gv: Option<GvOperator<'m>>,
+    /// The parameters as the graphs take them, overwritten by each call (empty before the
+    /// first): no allocation of parameter-sized tensors per call.
+    params: TensorMap,
 }
 
 impl<'m> ModelObjective<'m> {
@@ -21,8 +25,24 @@ impl<'m> ModelObjective<'m> {
             model,
             batch,
             gv: None,
+            params: TensorMap::new(),
         }
     }
+}
+
+/// The parameters at `theta` as `model`'s named tensors, in `params` (filled on first use,
+/// overwritten after).
+fn params_at<'p>(
+    model: &CompiledModel,
+    params: &'p mut TensorMap,
+    theta: &[f64],
+) -> Result<&'p TensorMap> {
+    if params.is_empty() {
+        *params = model.layout().unflatten(theta);
+    } else {
+        model.layout().assign(theta, params, model.pool())?;
+    }
+    Ok(params)
 }
 
 impl Objective for ModelObjective<'_> {
@@ -31,27 +51,31 @@ impl Objective for ModelObjective<'_> {
     }
 
     fn loss(&mut self, theta: &[f64]) -> Result<f64> {
-        self.model
-            .loss(&self.model.layout().unflatten(theta), &self.batch)
+        let params = params_at(self.model, &mut self.params, theta)?;
+        self.model.loss(params, &self.batch)
     }
 
     fn loss_and_grad(&mut self, theta: &[f64]) -> Result<(f64, Vec<f64>)> {
-        let (loss, grad) = self
-            .model
-            .loss_and_grad(&self.model.layout().unflatten(theta), &self.batch)?;
-        Ok((loss, self.model.layout().flatten(&grad)?))
+        let params = params_at(self.model, &mut self.params, theta)?;
+        let (loss, grad) = self.model.loss_and_grad(params, &self.batch)?;
+        Ok((
+            loss,
+            self.model.layout().flatten_on(&grad, self.model.pool())?,
+        ))
     }
 
     fn prepare_gv(&mut self, theta: &[f64]) -> Result<()> {
-        self.gv = Some(
-            self.model
-                .gv_operator(&self.model.layout().unflatten(theta), &self.batch)?,
-        );
+        let params = params_at(self.model, &mut self.params, theta)?;
+        self.gv = Some(self.model.gv_operator(params, &self.batch)?);
         Ok(())
     }
 
     fn gv(&mut self, v: &[f64], out: &mut Vec<f64>) -> Result<()> {
         let op = self.gv.as_ref().expect("prepare_gv runs before gv");
         op.apply_flat(v, out)
+    }
+
+    fn vectors(&self) -> Vectors {
+        Vectors::new(self.model.pool().clone())
     }
 }

@@ -5,7 +5,7 @@
 //! Levenberg-Marquardt update of `ρ` from the ratio of actual to predicted reduction.
 
 use super::cg::{self, CgOptions};
-use super::vector::{added, all_finite, dot};
+use super::vector::{added, all_finite};
 use super::{Objective, Optimizer, OptimizerState, StateReader, StepReport, Values};
 use crate::Result;
 
@@ -187,6 +187,7 @@ impl Optimizer for Sgn {
             ));
         }
         objective.prepare_gv(theta)?;
+        let vectors = objective.vectors();
         let rho = self.rho;
         let b: Vec<f64> = grad.iter().map(|g| -g).collect();
         let x0 = match self.options.warm_start {
@@ -215,9 +216,10 @@ impl Optimizer for Sgn {
             x0,
             preconditioner.as_deref(),
             &cg_options,
+            &vectors,
         )?;
         let d = solved.x;
-        let slope = dot(&grad, &d);
+        let slope = vectors.dot(&grad, &d);
         if !all_finite(&d) || !slope.is_finite() || !solved.curvature.is_finite() {
             return Ok(self.rejected(
                 loss,

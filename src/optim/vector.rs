@@ -1,9 +1,144 @@
-//! The few dense-vector operations the optimizers need, on flat parameter vectors.
+//! The dense-vector passes the optimizers need, on flat parameter vectors, split over the
+//! threads of the model's pool.
+//!
+//! Sums are reproducible and do not depend on the thread count: a vector is cut into blocks of
+//! [`BLOCK`] elements at fixed places, each block is summed alone in eight interleaved partial
+//! sums (so that the compiler vectorizes it), and the block sums are added in order; threads take
+//! whole runs of blocks.
 
-/// `Σ aᵢ bᵢ`, in eight interleaved partial sums (so the compiler can vectorize it; the order is
-/// fixed, so the result is reproducible).
-pub fn dot(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len(), "dot of vectors of one length");
+use crate::codegen::Pool;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Elements per block of a sum (128 KiB of f64): vectors up to this long are summed exactly as
+/// one pass of eight partial sums would, longer ones in parts the threads can share.
+pub const BLOCK: usize = 1 << 14;
+
+/// The vector passes, on the threads of one pool.
+///
+/// # Example
+/// ```
+/// use sgn::optim::vector::Vectors;
+/// let vectors = Vectors::new(sgn::codegen::Pool::shared(2)?);
+/// let (mut x, mut r) = (vec![0.0; 3], vec![1.0, 2.0, 2.0]);
+/// let (p, q) = ([1.0, 1.0, 1.0], [1.0, 2.0, 2.0]);
+/// // x ← x + ½p, r ← r − ½q, returning r·r
+/// assert_eq!(vectors.cg_update(&mut x, &mut r, 0.5, &p, &q), 2.25);
+/// assert_eq!(vectors.dot(&x, &p), 1.5);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Vectors {
+    pool: Arc<Pool>,
+}
+
+impl Vectors {
+    /// Passes on `pool`'s threads.
+    pub fn new(pool: Arc<Pool>) -> Vectors {
+        Vectors { pool }
+    }
+
+    /// Passes on the calling thread alone.
+    pub fn serial() -> Vectors {
+        let pool = Pool::shared(1).expect("a pool of one thread starts no worker");
+        Vectors { pool }
+    }
+
+    /// `Σ aᵢ bᵢ`.
+    pub fn dot(&self, a: &[f64], b: &[f64]) -> f64 {
+        assert_eq!(a.len(), b.len(), "dot of vectors of one length");
+        let parts = self.parts(a.len());
+        total(self.pool.map_parts(parts, |part| {
+            let (a, b) = (&a[part.clone()], &b[part]);
+            block_sums(a.len(), |i| dot_block(&a[i.clone()], &b[i]))
+        }))
+    }
+
+    /// `q ← q + shift·p` (a diagonal shift of a product `q = A p`), returning the new `p·q`:
+    /// one pass where there were two.
+    pub fn shift_dot(&self, q: &mut [f64], shift: f64, p: &[f64]) -> f64 {
+        assert_eq!(q.len(), p.len(), "vectors of one length");
+        let parts = self.parts(q.len());
+        let work = split_mut(q, &parts).into_iter().zip(parts);
+        total(self.pool.map_parts(work.collect(), |(q, part)| {
+            let p = &p[part];
+            block_sums(q.len(), |i| {
+                shift_dot_block(&mut q[i.clone()], shift, &p[i])
+            })
+        }))
+    }
+
+    /// `x ← x + alpha·p` and `r ← r − alpha·q` in one pass over memory (CG's update), returning
+    /// the new `r·r`.
+    pub fn cg_update(&self, x: &mut [f64], r: &mut [f64], alpha: f64, p: &[f64], q: &[f64]) -> f64 {
+        let n = x.len();
+        assert!(
+            r.len() == n && p.len() == n && q.len() == n,
+            "CG vectors of one length"
+        );
+        let parts = self.parts(n);
+        let work = split_mut(x, &parts)
+            .into_iter()
+            .zip(split_mut(r, &parts))
+            .zip(parts);
+        total(self.pool.map_parts(work.collect(), |((x, r), part)| {
+            let (p, q) = (&p[part.clone()], &q[part]);
+            block_sums(x.len(), |i| {
+                let (p, q) = (&p[i.clone()], &q[i.clone()]);
+                cg_update_block(&mut x[i.clone()], &mut r[i], alpha, p, q)
+            })
+        }))
+    }
+
+    /// `p ← y + beta·p` (CG's next search direction).
+    pub fn scale_add(&self, p: &mut [f64], beta: f64, y: &[f64]) {
+        assert_eq!(p.len(), y.len(), "vectors of one length");
+        let parts = self.parts(p.len());
+        let work = split_mut(p, &parts).into_iter().zip(parts);
+        self.pool.map_parts(work.collect(), |(p, part)| {
+            for (p, y) in p.iter_mut().zip(&y[part]) {
+                *p = y + beta * *p;
+            }
+        });
+    }
+
+    /// The threads' ranges of a vector of `n` elements: runs of whole blocks, as even as can be,
+    /// at most one per thread.
+    fn parts(&self, n: usize) -> Vec<Range<usize>> {
+        let blocks = n.div_ceil(BLOCK);
+        let parts = self.pool.threads().min(blocks).max(1);
+        let edge = |i: usize| (blocks * i / parts * BLOCK).min(n);
+        (0..parts).map(|i| edge(i)..edge(i + 1)).collect()
+    }
+}
+
+/// `v` cut at the edges of `parts` (consecutive ranges covering it).
+fn split_mut<'a>(mut v: &'a mut [f64], parts: &[Range<usize>]) -> Vec<&'a mut [f64]> {
+    parts
+        .iter()
+        .map(|part| {
+            let (head, rest) = std::mem::take(&mut v).split_at_mut(part.len());
+            v = rest;
+            head
+        })
+        .collect()
+}
+
+/// `sum(block)` for each block of a part of `len` elements (ranges local to the part, which
+/// starts on a block edge).
+fn block_sums(len: usize, mut sum: impl FnMut(Range<usize>) -> f64) -> Vec<f64> {
+    (0..len)
+        .step_by(BLOCK)
+        .map(|start| sum(start..(start + BLOCK).min(len)))
+        .collect()
+}
+
+/// The block sums of every part, added in order.
+fn total(parts: Vec<Vec<f64>>) -> f64 {
+    parts.iter().flatten().sum()
+}
+
+fn dot_block(a: &[f64], b: &[f64]) -> f64 {
     let mut partial = [0.0; 8];
     let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f64 = a8
@@ -20,10 +155,7 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     partial.iter().sum::<f64>() + tail
 }
 
-/// `q ← q + shift·p` (a diagonal shift of a product `q = A p`), returning the new `p·q`, summed
-/// as [`dot`] sums: one pass where there were two.
-pub fn shift_dot(q: &mut [f64], shift: f64, p: &[f64]) -> f64 {
-    assert_eq!(q.len(), p.len(), "vectors of one length");
+fn shift_dot_block(q: &mut [f64], shift: f64, p: &[f64]) -> f64 {
     let main = q.len() - q.len() % 8;
     let mut partial = [0.0; 8];
     for (q, p) in q[..main].chunks_exact_mut(8).zip(p[..main].chunks_exact(8)) {
@@ -40,14 +172,8 @@ pub fn shift_dot(q: &mut [f64], shift: f64, p: &[f64]) -> f64 {
     partial.iter().sum::<f64>() + tail
 }
 
-/// `x ← x + alpha·p` and `r ← r − alpha·q` in one pass over memory (CG's update; the vectors
-/// are as long as the model has parameters), returning the new `r·r`, summed as [`dot`] sums.
-pub fn cg_update(x: &mut [f64], r: &mut [f64], alpha: f64, p: &[f64], q: &[f64]) -> f64 {
+fn cg_update_block(x: &mut [f64], r: &mut [f64], alpha: f64, p: &[f64], q: &[f64]) -> f64 {
     let n = x.len();
-    assert!(
-        r.len() == n && p.len() == n && q.len() == n,
-        "CG vectors of one length"
-    );
     let main = n - n % 8;
     let mut partial = [0.0; 8];
     let chunks = x[..main]
@@ -70,6 +196,11 @@ pub fn cg_update(x: &mut [f64], r: &mut [f64], alpha: f64, p: &[f64], q: &[f64])
     partial.iter().sum::<f64>() + tail
 }
 
+/// `Σ aᵢ bᵢ` on the calling thread (as [`Vectors::dot`] sums).
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    Vectors::serial().dot(a, b)
+}
+
 /// `a + alpha·b` as a new vector.
 pub fn added(a: &[f64], alpha: f64, b: &[f64]) -> Vec<f64> {
     a.iter().zip(b).map(|(a, b)| a + alpha * b).collect()
@@ -84,19 +215,29 @@ pub fn all_finite(a: &[f64]) -> bool {
 mod tests {
     use super::*;
 
+    fn wavy(n: usize, seed: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| ((i * 31 + seed * 17) % 13) as f64 / 7.0 - 0.9)
+            .collect()
+    }
+
     #[test]
     fn fused_updates_equal_separate_passes_bit_for_bit() {
+        let vectors = Vectors::serial();
         for n in [0, 1, 7, 8, 9, 23, 64] {
-            let v = |seed: usize| -> Vec<f64> {
-                (0..n)
-                    .map(|i| ((i * 31 + seed * 17) % 13) as f64 / 7.0 - 0.9)
-                    .collect()
-            };
-            let (p, q, alpha) = (v(1), v(2), 0.37);
-            let (mut x, mut r) = (v(3), v(4));
-            let rr = cg_update(&mut x, &mut r, alpha, &p, &q);
-            let x_expected: Vec<f64> = v(3).iter().zip(&p).map(|(x, p)| x + alpha * p).collect();
-            let r_expected: Vec<f64> = v(4).iter().zip(&q).map(|(r, q)| r - alpha * q).collect();
+            let (p, q, alpha) = (wavy(n, 1), wavy(n, 2), 0.37);
+            let (mut x, mut r) = (wavy(n, 3), wavy(n, 4));
+            let rr = vectors.cg_update(&mut x, &mut r, alpha, &p, &q);
+            let x_expected: Vec<f64> = wavy(n, 3)
+                .iter()
+                .zip(&p)
+                .map(|(x, p)| x + alpha * p)
+                .collect();
+            let r_expected: Vec<f64> = wavy(n, 4)
+                .iter()
+                .zip(&q)
+                .map(|(r, q)| r - alpha * q)
+                .collect();
             assert_eq!(x, x_expected, "n = {n}");
             assert_eq!(r, r_expected, "n = {n}");
             assert_eq!(
@@ -104,6 +245,33 @@ mod tests {
                 dot(&r_expected, &r_expected).to_bits(),
                 "n = {n}"
             );
+        }
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        // Sizes around the block edges, and one the two threads split unevenly.
+        for n in [BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 5] {
+            let run = |threads: usize| {
+                let vectors = Vectors::new(Pool::shared(threads).expect("threads start"));
+                let (p, y) = (wavy(n, 1), wavy(n, 2));
+                let (mut x, mut r, mut q, mut s) = (wavy(n, 3), wavy(n, 4), wavy(n, 5), wavy(n, 6));
+                let sums = [
+                    vectors.dot(&p, &y),
+                    vectors.shift_dot(&mut q, 0.25, &p),
+                    vectors.cg_update(&mut x, &mut r, 0.37, &p, &q),
+                ];
+                vectors.scale_add(&mut s, 0.5, &y);
+                (sums.map(f64::to_bits), [x, r, q, s])
+            };
+            let one = run(1);
+            assert_eq!(run(2), one, "n = {n}");
+            assert_eq!(run(3), one, "n = {n}");
+            // And the blocked sums are sums: against a plain f64 loop, to rounding.
+            let (p, y) = (wavy(n, 1), wavy(n, 2));
+            let plain: f64 = p.iter().zip(&y).map(|(a, b)| a * b).sum();
+            let blocked = f64::from_bits(one.0[0]);
+            assert!((blocked - plain).abs() <= 1e-12 * n as f64, "n = {n}");
         }
     }
 }
