@@ -714,8 +714,9 @@ impl GvOperator<'_> {
     }
 }
 
-/// Tensors shorter than this are converted on the calling thread: waking the others costs more.
-const PARALLEL_MIN_ELEMENTS: usize = 1 << 14;
+/// Parts of tensors are at least this long (tensors shorter than two are converted on the calling
+/// thread): waking another thread costs more than converting a shorter part.
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
 
 /// `tensor ← values`, converted to the tensor's element type on `pool`'s threads.
 fn assign_on(pool: &Pool, tensor: &mut Tensor, values: &[f64]) {

@@ -14,6 +14,10 @@ use std::sync::Arc;
 /// one pass of eight partial sums would, longer ones in parts the threads can share.
 pub const BLOCK: usize = 1 << 14;
 
+/// A thread's part is at least this many blocks: on shorter vectors, waking another thread costs
+/// more than the pass.
+const MIN_BLOCKS_PER_PART: usize = 2;
+
 /// The vector passes, on the threads of one pool.
 ///
 /// # Example
@@ -106,7 +110,9 @@ impl Vectors {
     /// at most one per thread.
     fn parts(&self, n: usize) -> Vec<Range<usize>> {
         let blocks = n.div_ceil(BLOCK);
-        let parts = self.pool.threads().min(blocks).max(1);
+        let parts = (self.pool.threads())
+            .min(blocks / MIN_BLOCKS_PER_PART)
+            .max(1);
         let edge = |i: usize| (blocks * i / parts * BLOCK).min(n);
         (0..parts).map(|i| edge(i)..edge(i + 1)).collect()
     }
@@ -250,8 +256,8 @@ mod tests {
 
     #[test]
     fn results_do_not_depend_on_the_thread_count() {
-        // Sizes around the block edges, and one the two threads split unevenly.
-        for n in [BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 5] {
+        // Sizes around the block edges, one the two threads split unevenly, one split in three.
+        for n in [BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 5, 6 * BLOCK + 1] {
             let run = |threads: usize| {
                 let vectors = Vectors::new(Pool::shared(threads).expect("threads start"));
                 let (p, y) = (wavy(n, 1), wavy(n, 2));
