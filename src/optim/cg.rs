@@ -74,7 +74,7 @@ pub fn solve(
     let mut ap = Vec::new();
     // r = b − A x0 (one product, unless x0 = 0).
     let mut r: Vec<f64> = if x.iter().all(|&v| v == 0.0) {
-        b.to_vec()
+        vectors.scaled(b, 1.0)
     } else {
         iterations += 1;
         apply(&x, &mut ap)?;
@@ -97,7 +97,7 @@ pub fn solve(
         precondition_into(&r, &mut y, m);
         y
     });
-    let mut p = y.clone().unwrap_or_else(|| r.clone());
+    let mut p = vectors.scaled(y.as_deref().unwrap_or(&r), 1.0);
     let mut rr = dot(&r, &r);
     let mut ry = y.as_deref().map_or(rr, |y| dot(&r, y));
     let converged = |rr: f64, r: &[f64]| {

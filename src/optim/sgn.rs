@@ -5,7 +5,7 @@
 //! Levenberg-Marquardt update of `ρ` from the ratio of actual to predicted reduction.
 
 use super::cg::{self, CgOptions};
-use super::vector::{added, all_finite};
+
 use super::{Objective, Optimizer, OptimizerState, StateReader, StepReport, Values};
 use crate::Result;
 
@@ -176,8 +176,9 @@ impl Optimizer for Sgn {
     fn step(&mut self, theta: &mut [f64], objective: &mut dyn Objective) -> Result<StepReport> {
         let cg_options = self.options.cg_at(self.steps);
         self.steps += 1;
+        let vectors = objective.vectors();
         let (loss, grad) = objective.loss_and_grad(theta)?;
-        if !loss.is_finite() || !all_finite(&grad) {
+        if !loss.is_finite() || !vectors.all_finite(&grad) {
             let what = if loss.is_finite() { "gradient" } else { "loss" };
             return Ok(self.rejected(
                 loss,
@@ -187,12 +188,11 @@ impl Optimizer for Sgn {
             ));
         }
         objective.prepare_gv(theta)?;
-        let vectors = objective.vectors();
         let rho = self.rho;
-        let b: Vec<f64> = grad.iter().map(|g| -g).collect();
+        let b = vectors.scaled(&grad, -1.0);
         let x0 = match self.options.warm_start {
             Some(decay) if self.previous_step.len() == theta.len() => {
-                self.previous_step.iter().map(|d| decay * d).collect()
+                vectors.scaled(&self.previous_step, decay)
             }
             _ => vec![0.0; theta.len()],
         };
@@ -220,7 +220,7 @@ impl Optimizer for Sgn {
         )?;
         let d = solved.x;
         let slope = vectors.dot(&grad, &d);
-        if !all_finite(&d) || !slope.is_finite() || !solved.curvature.is_finite() {
+        if !vectors.all_finite(&d) || !slope.is_finite() || !solved.curvature.is_finite() {
             return Ok(self.rejected(
                 loss,
                 solved.iterations,
@@ -240,7 +240,7 @@ impl Optimizer for Sgn {
         let mut alpha = 1.0;
         let mut accepted = None;
         for _ in 0..tries {
-            let trial = added(theta, alpha, &d);
+            let trial = vectors.added(theta, alpha, &d);
             let trial_loss = objective.loss(&trial)?;
             if trial_loss.is_finite() && trial_loss <= loss + self.options.armijo_c * alpha * slope
             {
@@ -265,7 +265,7 @@ impl Optimizer for Sgn {
             }
         }
         theta.copy_from_slice(&trial);
-        self.previous_step = d.iter().map(|d| alpha * d).collect();
+        self.previous_step = vectors.scaled(&d, alpha);
         Ok(StepReport {
             loss,
             accepted: true,

@@ -106,6 +106,42 @@ impl Vectors {
         });
     }
 
+    /// `a + alpha·b` as a new vector.
+    pub fn added(&self, a: &[f64], alpha: f64, b: &[f64]) -> Vec<f64> {
+        assert_eq!(a.len(), b.len(), "vectors of one length");
+        self.mapped(a, b, |a, b| a + alpha * b)
+    }
+
+    /// `alpha·a` as a new vector (`alpha = 1`: a copy).
+    pub fn scaled(&self, a: &[f64], alpha: f64) -> Vec<f64> {
+        self.mapped(a, a, |a, _| alpha * a)
+    }
+
+    /// True if every element is finite.
+    pub fn all_finite(&self, a: &[f64]) -> bool {
+        let parts = self.parts(a.len());
+        (self
+            .pool
+            .map_parts(parts, |part| a[part].iter().all(|x| x.is_finite())))
+        .into_iter()
+        .all(|finite| finite)
+    }
+
+    /// `f(aᵢ, bᵢ)` for every `i`, as a new vector (written by the threads that compute it, so
+    /// that its pages are first touched in parallel too).
+    fn mapped(&self, a: &[f64], b: &[f64], f: impl Fn(f64, f64) -> f64 + Sync) -> Vec<f64> {
+        let mut out = vec![0.0; a.len()];
+        let parts = self.parts(a.len());
+        let work = split_mut(&mut out, &parts).into_iter().zip(parts);
+        self.pool.map_parts(work.collect(), |(out, part)| {
+            let (a, b) = (&a[part.clone()], &b[part]);
+            for ((out, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                *out = f(a, b);
+            }
+        });
+        out
+    }
+
     /// The threads' ranges of a vector of `n` elements: runs of whole blocks, as even as can be,
     /// at most one per thread.
     fn parts(&self, n: usize) -> Vec<Range<usize>> {
@@ -207,11 +243,6 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     Vectors::serial().dot(a, b)
 }
 
-/// `a + alpha·b` as a new vector.
-pub fn added(a: &[f64], alpha: f64, b: &[f64]) -> Vec<f64> {
-    a.iter().zip(b).map(|(a, b)| a + alpha * b).collect()
-}
-
 /// True if every element is finite.
 pub fn all_finite(a: &[f64]) -> bool {
     a.iter().all(|x| x.is_finite())
@@ -268,7 +299,12 @@ mod tests {
                     vectors.cg_update(&mut x, &mut r, 0.37, &p, &q),
                 ];
                 vectors.scale_add(&mut s, 0.5, &y);
-                (sums.map(f64::to_bits), [x, r, q, s])
+                let (sum, scaled) = (vectors.added(&p, -0.75, &y), vectors.scaled(&y, 3.0));
+                assert!(vectors.all_finite(&sum));
+                let mut poisoned = sum.clone();
+                poisoned[n - 1] = f64::NAN;
+                assert!(!vectors.all_finite(&poisoned));
+                (sums.map(f64::to_bits), [x, r, q, s, sum, scaled])
             };
             let one = run(1);
             assert_eq!(run(2), one, "n = {n}");
@@ -278,6 +314,13 @@ mod tests {
             let plain: f64 = p.iter().zip(&y).map(|(a, b)| a * b).sum();
             let blocked = f64::from_bits(one.0[0]);
             assert!((blocked - plain).abs() <= 1e-12 * n as f64, "n = {n}");
+            let expected: Vec<f64> = p.iter().zip(&y).map(|(p, y)| p - 0.75 * y).collect();
+            assert_eq!(one.1[4], expected, "n = {n}");
+            assert_eq!(
+                one.1[5],
+                y.iter().map(|y| 3.0 * y).collect::<Vec<_>>(),
+                "n = {n}"
+            );
         }
     }
 }
