@@ -714,8 +714,8 @@ impl GvOperator<'_> {
     }
 }
 
-/// Parts of tensors are at least this long (tensors shorter than two are converted on the calling
-/// thread): waking another thread costs more than converting a shorter part.
+/// Parts of tensors are at least this long (tensors shorter than two parts are converted on the
+/// calling thread): waking another thread costs more than converting a shorter part.
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
 
 /// `tensor ← values`, converted to the tensor's element type on `pool`'s threads.
@@ -755,10 +755,11 @@ fn in_parts<D: Send, S: Sync>(
     src: &[S],
     convert: impl Fn(&mut D, &S) + Sync,
 ) {
-    let part = dst
-        .len()
-        .div_ceil(pool.threads())
-        .max(PARALLEL_MIN_ELEMENTS);
+    assert_eq!(dst.len(), src.len(), "one value per element");
+    let parts = (pool.threads())
+        .min(dst.len() / PARALLEL_MIN_ELEMENTS)
+        .max(1);
+    let part = dst.len().div_ceil(parts).max(1);
     let parts = dst.chunks_mut(part).zip(src.chunks(part)).collect();
     pool.map_parts(parts, |(dst, src)| {
         dst.iter_mut().zip(src).for_each(|(d, s)| convert(d, s))

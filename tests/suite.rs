@@ -31,3 +31,25 @@ mod rewrite_rules;
 mod store;
 mod train;
 mod user_data;
+
+/// With `autotests = false` (Cargo.toml), a test file that is not a module here is never built.
+#[test]
+fn every_test_file_is_a_module_of_the_suite_or_mpi() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let suite = include_str!("suite.rs");
+    for entry in std::fs::read_dir(&dir).expect("tests/ is readable") {
+        let path = entry.expect("a directory entry").path();
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let is_rust = path.extension().is_some_and(|e| e == "rs");
+        if is_rust && !["suite", "mpi"].contains(&stem) {
+            let declared = format!("\nmod {stem};\n");
+            assert!(
+                suite.contains(&declared),
+                "tests/{stem}.rs is not a module of tests/suite.rs"
+            );
+        }
+    }
+}

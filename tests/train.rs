@@ -722,9 +722,14 @@ fn sgn_steps_are_bit_identical_on_any_thread_count_and_see_each_new_theta() {
             assert!(report.accepted, "{report:?}");
             losses.push(report.loss.to_bits());
         }
-        // The objective reuses its parameter tensors: after the steps, its loss and gradient at
-        // the new θ are those of a fresh objective.
+        // The objective reuses its parameter tensors: after a call at another θ, its loss and
+        // gradient at θ are those of a fresh objective; a θ of another length is an error.
+        let halved: Vec<f64> = theta.iter().map(|x| 0.5 * x).collect();
+        let at_halved = objective.loss(&halved).unwrap();
         let reused = objective.loss_and_grad(&theta).unwrap();
+        assert_ne!(at_halved, reused.0);
+        let short = objective.loss(&theta[1..]).unwrap_err().to_string();
+        assert!(short.contains(&format!("{} values", dim - 1)), "{short}");
         let fresh = ModelObjective::new(&compiled, batch.clone())
             .loss_and_grad(&theta)
             .unwrap();
@@ -744,4 +749,33 @@ fn sgn_steps_are_bit_identical_on_any_thread_count_and_see_each_new_theta() {
     );
     assert_eq!(run(2), one);
     assert_eq!(run(3), one);
+}
+
+#[test]
+fn flat_vectors_that_do_not_fit_the_parameters_are_errors_naming_what_differs() {
+    let (_, compiled, params) = setup();
+    let layout = compiled.layout();
+    let pool = compiled.pool();
+    let theta = layout.flatten(&params).unwrap();
+    let mut tensors = params.clone();
+    let halved: Vec<f64> = theta.iter().map(|x| 0.5 * x).collect();
+    layout.assign(&halved, &mut tensors, pool).unwrap();
+    assert_eq!(layout.flatten_on(&tensors, pool).unwrap(), halved);
+    let error = |result: sgn::Result<()>| result.unwrap_err().to_string();
+    let short = error(layout.assign(&theta[1..], &mut tensors, pool));
+    assert!(
+        short.contains(&format!("{} values", theta.len() - 1)),
+        "{short}"
+    );
+    let mut missing = params.clone();
+    missing.remove("b2");
+    let missing = error(layout.assign(&theta, &mut missing, pool));
+    assert!(missing.contains("no tensor 'b2'"), "{missing}");
+    let mut misshapen = params.clone();
+    misshapen.insert("b2", sgn::ir::Tensor::zeros(sgn::ir::DType::F32, &[4]));
+    let misshapen = error(layout.assign(&theta, &mut misshapen, pool));
+    assert!(
+        misshapen.contains("'b2' has shape [4], expected [3]"),
+        "{misshapen}"
+    );
 }

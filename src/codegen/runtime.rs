@@ -435,6 +435,8 @@ struct Shared {
     generation: AtomicU64,
     /// Workers still running the current job.
     remaining: AtomicUsize,
+    /// The first panic of a worker in the current job, raised again on the caller.
+    panic: Mutex<Option<Box<dyn std::any::Any + Send>>>,
 }
 
 /// Worker threads that run a job together with the calling thread.
@@ -486,6 +488,7 @@ impl Pool {
             wake: Condvar::new(),
             generation: AtomicU64::new(0),
             remaining: AtomicUsize::new(0),
+            panic: Mutex::new(None),
         });
         let mut pool = Pool {
             shared,
@@ -532,8 +535,18 @@ impl Pool {
         self.shared.wake.notify_all();
         // Waits for the workers even if `job(0)` unwinds: they may still be running the
         // closure, and the next caller of this shared pool must find `remaining` at 0.
-        let _wait = WaitForWorkers(&self.shared.remaining);
+        let wait = WaitForWorkers(&self.shared.remaining);
         job(0);
+        drop(wait);
+        let panic = self
+            .shared
+            .panic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(payload) = panic {
+            std::panic::resume_unwind(payload);
+        }
     }
 }
 
@@ -543,8 +556,11 @@ impl Pool {
     /// conjugate-gradient updates, conversions of directions), which run on the graphs' threads
     /// between their calls.
     ///
+    /// Not to be called from inside a job of the same pool, which would wait for itself.
+    ///
     /// # Panics
-    /// With more parts than threads.
+    /// With more parts than threads; and with the panic of a part, once every part has ended
+    /// (the pool stays usable).
     ///
     /// # Example
     /// ```
@@ -650,7 +666,12 @@ fn worker(shared: &Shared, index: usize) {
         };
         let _done = Done(&shared.remaining);
         // SAFETY: `Pool::run` keeps the closure alive until `remaining` reaches 0.
-        unsafe { (*job.0)(index) };
+        let run = std::panic::AssertUnwindSafe(|| unsafe { (*job.0)(index) });
+        // The worker lives on (the pool is shared); the caller raises the panic.
+        if let Err(payload) = std::panic::catch_unwind(run) {
+            let mut panic = shared.panic.lock().unwrap_or_else(|e| e.into_inner());
+            panic.get_or_insert(payload);
+        }
     }
 }
 
@@ -712,6 +733,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_part_that_panics_on_a_worker_is_raised_on_the_caller_and_the_pool_lives_on() {
+        let pool = Pool::shared(5).expect("threads start");
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.map_parts(vec![0, 1, 2], |part: usize| {
+                assert_ne!(part, 2, "part 2 fails");
+                part
+            })
+        }));
+        let message = unwound.expect_err("the worker's panic reaches the caller");
+        assert_eq!(
+            message
+                .downcast_ref::<String>()
+                .map(|m| m.contains("part 2 fails")),
+            Some(true)
+        );
+        assert_eq!(
+            pool.map_parts(vec![3, 4, 5], |part: usize| part * 2),
+            [6, 8, 10]
+        );
     }
 
     #[test]

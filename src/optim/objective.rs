@@ -37,11 +37,11 @@ fn params_at<'p>(
     params: &'p mut TensorMap,
     theta: &[f64],
 ) -> Result<&'p TensorMap> {
+    let layout = model.layout();
     if params.is_empty() {
-        *params = model.layout().unflatten(theta);
-    } else {
-        model.layout().assign(theta, params, model.pool())?;
+        *params = layout.unflatten(&vec![0.0; layout.len()]);
     }
+    layout.assign(theta, params, model.pool())?;
     Ok(params)
 }
 

@@ -238,8 +238,9 @@ fn cg_update_block(x: &mut [f64], r: &mut [f64], alpha: f64, p: &[f64], q: &[f64
     partial.iter().sum::<f64>() + tail
 }
 
-/// `Σ aᵢ bᵢ` on the calling thread (as [`Vectors::dot`] sums).
-pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+/// `Σ aᵢ bᵢ` on the calling thread (as [`Vectors::dot`] sums), for tests.
+#[cfg(test)]
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     Vectors::serial().dot(a, b)
 }
 
@@ -260,9 +261,9 @@ mod tests {
 
     #[test]
     fn fused_updates_equal_separate_passes_bit_for_bit() {
-        let vectors = Vectors::serial();
-        for n in [0, 1, 7, 8, 9, 23, 64] {
-            let (p, q, alpha) = (wavy(n, 1), wavy(n, 2), 0.37);
+        let vectors = Vectors::new(Pool::shared(2).expect("threads start"));
+        for n in [0, 1, 7, 8, 9, 23, 64, BLOCK + 9, 5 * BLOCK + 3] {
+            let (p, q, alpha, shift) = (wavy(n, 1), wavy(n, 2), 0.37, 0.25);
             let (mut x, mut r) = (wavy(n, 3), wavy(n, 4));
             let rr = vectors.cg_update(&mut x, &mut r, alpha, &p, &q);
             let x_expected: Vec<f64> = wavy(n, 3)
@@ -279,9 +280,22 @@ mod tests {
             assert_eq!(r, r_expected, "n = {n}");
             assert_eq!(
                 rr.to_bits(),
-                dot(&r_expected, &r_expected).to_bits(),
+                vectors.dot(&r_expected, &r_expected).to_bits(),
                 "n = {n}"
             );
+            let mut shifted = q.clone();
+            let pq = vectors.shift_dot(&mut shifted, shift, &p);
+            let q_expected: Vec<f64> = q.iter().zip(&p).map(|(q, p)| q + shift * p).collect();
+            assert_eq!(shifted, q_expected, "n = {n}");
+            assert_eq!(
+                pq.to_bits(),
+                vectors.dot(&p, &q_expected).to_bits(),
+                "n = {n}"
+            );
+            let mut next = p.clone();
+            vectors.scale_add(&mut next, 0.5, &q);
+            let next_expected: Vec<f64> = q.iter().zip(&p).map(|(q, p)| q + 0.5 * p).collect();
+            assert_eq!(next, next_expected, "n = {n}");
         }
     }
 

@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code)] // the MPI test binary uses only a few
 
 pub mod derivatives;
 
