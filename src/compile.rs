@@ -2,7 +2,7 @@
 
 use crate::autodiff::{Derivatives, DerivedGraphs, GraphName, Signature, Slot, derive};
 use crate::codegen::{
-    Backend, BackendKind, JitOptions, Pool, compile_backends, host_has_bf16_products,
+    Backend, BackendKind, JitOptions, Pool, compile_backends, host_has_bf16_products, split_mut,
 };
 use crate::ir::memory::{copy_bytes, ensure_available};
 use crate::ir::store::{TensorMap, check_type, checked_named};
@@ -714,9 +714,8 @@ impl GvOperator<'_> {
     }
 }
 
-/// Parts of tensors are at least this long (tensors shorter than two parts are converted on the
-/// calling thread): waking another thread costs more than converting a shorter part.
-const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
+/// Conversions are split in blocks of this many elements (see [`Pool::split`]).
+const CONVERSION_BLOCK: usize = 1 << 14;
 
 /// `tensor ← values`, converted to the tensor's element type on `pool`'s threads.
 fn assign_on(pool: &Pool, tensor: &mut Tensor, values: &[f64]) {
@@ -756,11 +755,12 @@ fn in_parts<D: Send, S: Sync>(
     convert: impl Fn(&mut D, &S) + Sync,
 ) {
     assert_eq!(dst.len(), src.len(), "one value per element");
-    let parts = (pool.threads())
-        .min(dst.len() / PARALLEL_MIN_ELEMENTS)
-        .max(1);
-    let part = dst.len().div_ceil(parts).max(1);
-    let parts = dst.chunks_mut(part).zip(src.chunks(part)).collect();
+    let ranges = pool.split(dst.len(), CONVERSION_BLOCK);
+    let parts = split_mut(dst, &ranges)
+        .into_iter()
+        .zip(ranges)
+        .map(|(dst, range)| (dst, &src[range]))
+        .collect();
     pool.map_parts(parts, |(dst, src)| {
         dst.iter_mut().zip(src).for_each(|(d, s)| convert(d, s))
     });

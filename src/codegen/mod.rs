@@ -59,6 +59,7 @@ pub use error::{Error, Result};
 use plan::Plan;
 use program::{BufferKind, Program};
 pub use runtime::Pool;
+pub(crate) use runtime::split_mut;
 use runtime::{Kernels, SpinBarrier};
 use std::borrow::Borrow;
 use std::collections::HashMap;

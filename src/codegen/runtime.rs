@@ -550,7 +550,21 @@ impl Pool {
     }
 }
 
+/// A part of a split ([`Pool::split`]) is at least this many blocks: waking another thread for
+/// less costs more than the pass.
+const MIN_BLOCKS_PER_PART: usize = 2;
+
 impl Pool {
+    /// `0..n` cut for [`Pool::map_parts`]: runs of whole blocks of `block` elements (so that
+    /// sums formed per block do not depend on the cut), as even as can be, at least
+    /// [`MIN_BLOCKS_PER_PART`] blocks a part, at most one part per thread.
+    pub fn split(&self, n: usize, block: usize) -> Vec<std::ops::Range<usize>> {
+        let blocks = n.div_ceil(block.max(1));
+        let parts = (self.threads()).min(blocks / MIN_BLOCKS_PER_PART).max(1);
+        let edge = |i: usize| (blocks * i / parts * block).min(n);
+        (0..parts).map(|i| edge(i)..edge(i + 1)).collect()
+    }
+
     /// `work` on each of `parts`, part `i` on thread `i` (so at most one part per thread), the
     /// results in the parts' order. For vector passes outside the graphs (the optimizers'
     /// conjugate-gradient updates, conversions of directions), which run on the graphs' threads
@@ -598,6 +612,21 @@ impl Pool {
             })
             .collect()
     }
+}
+
+/// `v` cut at the edges of `parts` (consecutive ranges from 0, as [`Pool::split`] gives).
+pub(crate) fn split_mut<'a, T>(
+    mut v: &'a mut [T],
+    parts: &[std::ops::Range<usize>],
+) -> Vec<&'a mut [T]> {
+    parts
+        .iter()
+        .map(|part| {
+            let (head, rest) = std::mem::take(&mut v).split_at_mut(part.len());
+            v = rest;
+            head
+        })
+        .collect()
 }
 
 /// On drop, waits until every worker has finished the current job.

@@ -38,10 +38,12 @@ fn params_at<'p>(
     theta: &[f64],
 ) -> Result<&'p TensorMap> {
     let layout = model.layout();
-    if params.is_empty() {
-        *params = layout.unflatten(&vec![0.0; layout.len()]);
+    if params.is_empty() && theta.len() == layout.len() {
+        *params = layout.unflatten(theta);
+    } else {
+        // Also the error for a θ of another length.
+        layout.assign(theta, params, model.pool())?;
     }
-    layout.assign(theta, params, model.pool())?;
     Ok(params)
 }
 

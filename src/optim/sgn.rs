@@ -5,7 +5,6 @@
 //! Levenberg-Marquardt update of `ρ` from the ratio of actual to predicted reduction.
 
 use super::cg::{self, CgOptions};
-
 use super::{Objective, Optimizer, OptimizerState, StateReader, StepReport, Values};
 use crate::Result;
 

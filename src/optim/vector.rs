@@ -6,17 +6,13 @@
 //! sums (so that the compiler vectorizes it), and the block sums are added in order; threads take
 //! whole runs of blocks.
 
-use crate::codegen::Pool;
+use crate::codegen::{Pool, split_mut};
 use std::ops::Range;
 use std::sync::Arc;
 
 /// Elements per block of a sum (128 KiB of f64): vectors up to this long are summed exactly as
 /// one pass of eight partial sums would, longer ones in parts the threads can share.
 pub const BLOCK: usize = 1 << 14;
-
-/// A thread's part is at least this many blocks: on shorter vectors, waking another thread costs
-/// more than the pass.
-const MIN_BLOCKS_PER_PART: usize = 2;
 
 /// The vector passes, on the threads of one pool.
 ///
@@ -142,28 +138,10 @@ impl Vectors {
         out
     }
 
-    /// The threads' ranges of a vector of `n` elements: runs of whole blocks, as even as can be,
-    /// at most one per thread.
+    /// The threads' ranges of a vector of `n` elements: runs of whole blocks.
     fn parts(&self, n: usize) -> Vec<Range<usize>> {
-        let blocks = n.div_ceil(BLOCK);
-        let parts = (self.pool.threads())
-            .min(blocks / MIN_BLOCKS_PER_PART)
-            .max(1);
-        let edge = |i: usize| (blocks * i / parts * BLOCK).min(n);
-        (0..parts).map(|i| edge(i)..edge(i + 1)).collect()
+        self.pool.split(n, BLOCK)
     }
-}
-
-/// `v` cut at the edges of `parts` (consecutive ranges covering it).
-fn split_mut<'a>(mut v: &'a mut [f64], parts: &[Range<usize>]) -> Vec<&'a mut [f64]> {
-    parts
-        .iter()
-        .map(|part| {
-            let (head, rest) = std::mem::take(&mut v).split_at_mut(part.len());
-            v = rest;
-            head
-        })
-        .collect()
 }
 
 /// `sum(block)` for each block of a part of `len` elements (ranges local to the part, which
