@@ -234,24 +234,31 @@ impl ConvGeometry {
         }
     }
 
-    /// Whether [`ConvGeometry::forward`] runs [`direct::forward`]: f32 on a host with AVX-512,
-    /// one group, stride and dilation 1, no padding, output rows of 17 to 32 columns and short
-    /// patches (LeNet's first layer: 1 channel, 5×5, rows of 24). There the unfold of each image
-    /// and a product with k = 25 cost more than a direct pass: 6.1 against 2.7–3.5 ms for 1000
-    /// images on one Zen 4 core.
-    fn direct<T: Element>(&self) -> bool {
+    /// Which of [`direct`]'s kernels run this geometry in f32 on this host, if any: they need
+    /// AVX-512, one group, stride and dilation 1, no padding and patches of at most
+    /// [`DIRECT_MAX_PATCH`] taps. There an unfold of each image and products as short as these
+    /// cost more than a direct pass.
+    fn direct<T: Element>(&self) -> Option<Direct> {
         #[cfg(target_arch = "x86_64")]
         {
-            std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+            let fits = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
                 && self.groups == 1
                 && self.window == super::Window::unit()
-                && (17..=32).contains(&self.output[1])
                 && self.patch_len() <= DIRECT_MAX_PATCH
-                && std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512f");
+            if !fits {
+                None
+            } else if self.out_channels.is_multiple_of(direct::LANES) {
+                Some(Direct::Channels)
+            } else if (17..=32).contains(&self.output[1]) && self.patch_len() <= 64 {
+                Some(Direct::Rows)
+            } else {
+                None
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            false
+            None
         }
     }
 
@@ -297,18 +304,22 @@ impl ConvGeometry {
     }
 
     /// `y = conv2d(x, w)` for the images of `x`: per image and group, `y_g = w_g · cols`; or,
-    /// for a first layer's shape in f32 (see [`ConvGeometry::direct`]), without the unfold.
+    /// for the geometries of [`ConvGeometry::direct`], without the unfold.
     fn forward<T: Element>(&self, x: &[T], w: &[T], y: &mut [T]) {
-        if self.direct::<T>() {
-            // SAFETY: `direct` holds only for T = f32 on hosts with AVX-512, so the casts keep
-            // the element type and the kernel's instructions exist; the sizes are the geometry's.
+        #[cfg(target_arch = "x86_64")]
+        if let Some(kind) = self.direct::<T>() {
+            // SAFETY: `direct` answers only for T = f32 on hosts with AVX-512 and geometries its
+            // kernels take; the slices are whole images and the filter of this geometry.
             unsafe {
-                let x = std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len());
-                let w = std::slice::from_raw_parts(w.as_ptr().cast::<f32>(), w.len());
-                let y = std::slice::from_raw_parts_mut(y.as_mut_ptr().cast::<f32>(), y.len());
-                let images = x.chunks_exact(self.image_len());
-                for (x, y) in images.zip(y.chunks_exact_mut(self.out_image_len())) {
-                    direct::forward::<6>(self, x, w, y);
+                let (x, w, y) = (as_f32(x), as_f32(w), as_f32_mut(y));
+                match kind {
+                    Direct::Rows => {
+                        let images = x.chunks_exact(self.image_len());
+                        for (x, y) in images.zip(y.chunks_exact_mut(self.out_image_len())) {
+                            direct::forward_rows::<6>(self, x, w, y);
+                        }
+                    }
+                    Direct::Channels => direct::forward_channels(self, x, w, y),
                 }
             }
             return;
@@ -341,8 +352,25 @@ impl ConvGeometry {
     }
 
     /// `w = conv2d_correlate(x, y)`: the sum over the images of `x` and `y` of
-    /// `w_g += y_g · colsᵀ`.
+    /// `w_g += y_g · colsᵀ`; or, for [`Direct::Channels`], without the unfold.
     fn correlate<T: Element>(&self, x: &[T], y: &[T], w: &mut [T]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(Direct::Channels) = self.direct::<T>() {
+            // SAFETY: as in `forward`.
+            unsafe {
+                let (x, y, w) = (as_f32(x), as_f32(y), as_f32_mut(w));
+                match self.patch_len() {
+                    taps if taps.is_multiple_of(25) => {
+                        direct::correlate_channels::<25>(self, x, y, w)
+                    }
+                    taps if taps.is_multiple_of(27) => {
+                        direct::correlate_channels::<27>(self, x, y, w)
+                    }
+                    _ => direct::correlate_channels::<24>(self, x, y, w),
+                }
+            }
+            return;
+        }
         let [og, p, l] = self.group_product();
         w.fill(T::zero());
         let image_len = self.out_image_len();
@@ -354,9 +382,39 @@ impl ConvGeometry {
     }
 }
 
-/// The longest patch (`C · kH · kW`) [`ConvGeometry::forward`] convolves directly: longer ones
-/// give a product long enough for the GEMM to win.
-const DIRECT_MAX_PATCH: usize = 64;
+/// The longest patch (`C · kH · kW`) convolved directly: longer ones give a product long enough
+/// for the GEMM to win.
+const DIRECT_MAX_PATCH: usize = 256;
+
+/// How [`direct`] runs a geometry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Direct {
+    /// A multiple of 16 output channels: each position's channels in one vector
+    /// ([`direct::forward_channels`], [`direct::correlate_channels`]).
+    Channels,
+    /// Few output channels, output rows of 17 to 32 columns, patches of at most 64 taps (a first
+    /// layer): each output row in two vectors ([`direct::forward_rows`]; the filter's gradient
+    /// goes through the GEMM).
+    Rows,
+}
+
+/// `x` as f32.
+///
+/// # Safety
+/// `T` must be f32.
+#[cfg(target_arch = "x86_64")]
+unsafe fn as_f32<T: Element>(x: &[T]) -> &[f32] {
+    unsafe { std::slice::from_raw_parts(x.as_ptr().cast(), x.len()) }
+}
+
+/// `x` as f32, mutable.
+///
+/// # Safety
+/// `T` must be f32.
+#[cfg(target_arch = "x86_64")]
+unsafe fn as_f32_mut<T: Element>(x: &mut [T]) -> &mut [f32] {
+    unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast(), x.len()) }
+}
 
 /// `dst = src` for short runs (a row of an unfolded image): in blocks of a fixed size, the last
 /// one overlapping the one before, which compile to a few vector moves where `copy_from_slice`
@@ -526,19 +584,183 @@ impl PoolGeometry {
 
 #[cfg(target_arch = "x86_64")]
 mod direct {
+    //! Convolution of f32 images without unfolding them, for geometries with a unit window and
+    //! one group (see [`ConvGeometry::direct`]).
+
     use super::ConvGeometry;
     use std::arch::x86_64::*;
+
+    /// f32 lanes of a vector.
+    pub const LANES: usize = 16;
+
+    /// Positions of a tile of [`forward_channels`].
+    const TILE: usize = 16;
+
+    /// The data cache a chunk of images of [`correlate_channels`] should fit in (Zen 4 and recent
+    /// Intel cores have 32 or 48 KiB).
+    const L1_BYTES: usize = 24 * 1024;
+
+    /// For each output position `(r, col)`, the input element its first tap reads: `r · W +
+    /// col`; and for each tap `(c, i, j)` how far its element is from there: `(c · H + i) · W +
+    /// j`.
+    fn offsets(g: &ConvGeometry) -> (Vec<usize>, Vec<usize>) {
+        let ([h, w], [kh, kw], [oh, ow]) = (g.input, g.kernel, g.output);
+        let positions = (0..oh).flat_map(|r| (0..ow).map(move |col| r * w + col));
+        let taps = (0..g.channels)
+            .flat_map(|c| (0..kh).flat_map(move |i| (0..kw).map(move |j| (c * h + i) * w + j)));
+        (positions.collect(), taps.collect())
+    }
+
+    /// Lane `k` of the 16 values at `at`, `stride` apart: a column of a row-major matrix.
+    ///
+    /// # Safety
+    /// AVX-512F; the 16 values must be readable.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn column(at: *const f32, stride: usize) -> __m512 {
+        let step = stride as i32;
+        let index = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(step),
+        );
+        unsafe { _mm512_i32gather_ps::<4>(index, at.cast()) }
+    }
+
+    /// `y = conv2d(x, w)` for the images of `x`, a multiple of 16 output channels: for each 16
+    /// of them and each tile of 16 positions, 16 accumulators (one per position, its channels
+    /// in the lanes) while the taps run; each tap's 16 filter values are one load and each
+    /// input value a broadcast. A tile's accumulators are turned into the output's rows at the
+    /// end.
+    ///
+    /// # Safety
+    /// The host must have AVX-512F, and `g` must be one [`ConvGeometry::direct`] gives
+    /// [`super::Direct::Channels`]; `x` and `y` hold the same whole images, `w` the filter.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn forward_channels(g: &ConvGeometry, x: &[f32], w: &[f32], y: &mut [f32]) {
+        let (o, taps, positions) = (g.out_channels, g.patch_len(), g.output_len());
+        let (position_at, tap_at) = offsets(g);
+        // The filter as [tap, o]: a tap's channels side by side.
+        let mut by_tap = vec![0.0; taps * o];
+        for (oc, row) in w.chunks_exact(taps).enumerate() {
+            for (t, &v) in row.iter().enumerate() {
+                by_tap[t * o + oc] = v;
+            }
+        }
+        let mut tile = [0.0f32; TILE * LANES];
+        let images = x.chunks_exact(g.image_len());
+        for (x, y) in images.zip(y.chunks_exact_mut(g.out_image_len())) {
+            for o0 in (0..o).step_by(LANES) {
+                for p0 in (0..positions).step_by(TILE) {
+                    let at: [usize; TILE] =
+                        std::array::from_fn(|p| position_at[(p0 + p).min(positions - 1)]);
+                    let mut acc = [_mm512_setzero_ps(); TILE];
+                    for (t, &tap) in tap_at.iter().enumerate() {
+                        let wv = unsafe { _mm512_loadu_ps(by_tap[t * o + o0..].as_ptr()) };
+                        let x = &x[tap..];
+                        for (acc, &at) in acc.iter_mut().zip(&at) {
+                            // SAFETY: a position's tap reads inside its image.
+                            let xv = _mm512_set1_ps(unsafe { *x.get_unchecked(at) });
+                            *acc = _mm512_fmadd_ps(wv, xv, *acc);
+                        }
+                    }
+                    for (p, &acc) in acc.iter().enumerate() {
+                        unsafe { _mm512_storeu_ps(tile[p * LANES..].as_mut_ptr(), acc) };
+                    }
+                    let live = !0u32 >> (32 - TILE.min(positions - p0)) as u32;
+                    for oo in 0..LANES {
+                        let row = &mut y[(o0 + oo) * positions + p0..];
+                        unsafe {
+                            let channel = column(tile[oo..].as_ptr(), LANES);
+                            _mm512_mask_storeu_ps(row.as_mut_ptr(), live as __mmask16, channel);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `w = conv2d_correlate(x, y)`, the sum over the images of `x` and `y`, a multiple of 16
+    /// output channels: for each 16 of them and each block of `TB` taps, `TB` accumulators (one
+    /// per tap, its channels in the lanes) while the positions of a few images (as many as stay
+    /// in the L1 cache) run; each position's 16 cotangents are one load and each input value a
+    /// broadcast. Sums run in a fixed order, so the result depends on the images only.
+    ///
+    /// # Safety
+    /// As [`forward_channels`].
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn correlate_channels<const TB: usize>(
+        g: &ConvGeometry,
+        x: &[f32],
+        y: &[f32],
+        w: &mut [f32],
+    ) {
+        let (o, taps, positions) = (g.out_channels, g.patch_len(), g.output_len());
+        let (position_at, tap_at) = offsets(g);
+        let t_blocks = taps.div_ceil(TB);
+        let mut sums = vec![[_mm512_setzero_ps(); TB]; o / LANES * t_blocks];
+        let image_bytes = 4 * (g.image_len() + g.out_image_len());
+        let chunk = (L1_BYTES / image_bytes).max(1);
+        // A chunk's cotangents as [image, position, o]: a position's channels side by side.
+        let mut by_position = vec![0.0; chunk * g.out_image_len()];
+        let xs = x.chunks(chunk * g.image_len());
+        for (x, y) in xs.zip(y.chunks(chunk * g.out_image_len())) {
+            let images = y.chunks_exact(g.out_image_len());
+            for (y, out) in images.zip(by_position.chunks_exact_mut(g.out_image_len())) {
+                for (p, out) in out.chunks_exact_mut(o).enumerate() {
+                    for (o0, out) in (0..o).step_by(LANES).zip(out.chunks_exact_mut(LANES)) {
+                        unsafe {
+                            let channels = column(y[o0 * positions + p..].as_ptr(), positions);
+                            _mm512_storeu_ps(out.as_mut_ptr(), channels);
+                        }
+                    }
+                }
+            }
+            for (block, sums) in sums.iter_mut().enumerate() {
+                let (o0, t0) = (block / t_blocks * LANES, block % t_blocks * TB);
+                let taps_at: [usize; TB] = std::array::from_fn(|t| tap_at[(t0 + t).min(taps - 1)]);
+                let mut acc = *sums;
+                let images = x.chunks_exact(g.image_len());
+                for (x, ys) in images.zip(by_position.chunks_exact(g.out_image_len())) {
+                    for (&at, ys) in position_at.iter().zip(ys.chunks_exact(o)) {
+                        let yv = unsafe { _mm512_loadu_ps(ys[o0..].as_ptr()) };
+                        let x = &x[at..];
+                        for (acc, &tap) in acc.iter_mut().zip(&taps_at) {
+                            // SAFETY: a position's tap reads inside its image.
+                            let xv = _mm512_set1_ps(unsafe { *x.get_unchecked(tap) });
+                            *acc = _mm512_fmadd_ps(yv, xv, *acc);
+                        }
+                    }
+                }
+                *sums = acc;
+            }
+        }
+        let mut lanes = [0.0f32; LANES];
+        for (block, sums) in sums.iter().enumerate() {
+            let (o0, t0) = (block / t_blocks * LANES, block % t_blocks * TB);
+            for (t, &sum) in sums.iter().enumerate().take(taps - t0) {
+                unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), sum) };
+                for (oo, &v) in lanes.iter().enumerate() {
+                    w[(o0 + oo) * taps + t0 + t] = v;
+                }
+            }
+        }
+    }
 
     /// `y = conv2d(x, w)` for one image, stride and dilation 1, no padding, one group, an output
     /// row of 17..=32 columns: each output row of `OC` channels in `2·OC` accumulators while the
     /// taps run, `x`'s row segment loaded once per tap for all of them.
     ///
     /// # Safety
-    /// The host must have AVX-512F, and `g` must meet [`ConvGeometry::direct`]'s conditions
-    /// (then every masked load stays inside `x`'s row, as the output row and the filter span the
-    /// input row exactly); `x`, `w` and `y` hold one image, the filter and one output image.
+    /// The host must have AVX-512F, and `g` must be one [`ConvGeometry::direct`] gives
+    /// [`super::Direct::Rows`] (then every masked load stays inside `x`'s row, as the output row
+    /// and the filter span the input row exactly); `x`, `w` and `y` hold one image, the filter and one output image.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn forward<const OC: usize>(g: &ConvGeometry, x: &[f32], w: &[f32], y: &mut [f32]) {
+    pub unsafe fn forward_rows<const OC: usize>(
+        g: &ConvGeometry,
+        x: &[f32],
+        w: &[f32],
+        y: &mut [f32],
+    ) {
         let (c, [h, wd], o) = (g.channels, g.input, g.out_channels);
         let ([kh, kw], [oh, ow]) = (g.kernel, g.output);
         let lo: __mmask16 = 0xFFFF;
@@ -583,42 +805,69 @@ mod tests {
     use super::*;
     use crate::ir::op::conv::Window;
 
+    /// `f32` values of `len` elements in [-1, 1] (a pattern of `step`), and the same in f64.
+    fn pattern(len: usize, step: usize) -> (Vec<f32>, Vec<f64>) {
+        let v: Vec<f64> = (0..len)
+            .map(|i| ((i * step) % 101) as f64 / 50.0 - 1.0)
+            .collect();
+        (v.iter().map(|&v| v as f32).collect(), v)
+    }
+
+    /// Whether f32 results of sums of `terms` products of values in [-1, 1] (rounded once to
+    /// f32) match the f64 ones.
+    fn close(direct: &[f32], expected: &[f64], terms: usize, what: &str) {
+        assert_eq!(direct.len(), expected.len());
+        for (i, (&d, &e)) in direct.iter().zip(expected).enumerate() {
+            let tolerance = 2e-7 * terms as f64 * (1.0 + e.abs());
+            assert!(
+                (f64::from(d) - e).abs() <= tolerance,
+                "{what}, element {i}: {d} against {e}"
+            );
+        }
+    }
+
     #[test]
-    fn direct_forward_equals_the_unfold_and_product_in_f64() {
+    fn direct_kernels_equal_the_unfold_and_product_in_f64() {
         if !std::is_x86_feature_detected!("avx512f") {
             return;
         }
-        // Output rows of 17, 24 and 32 columns; 1 and 2 channels; 1, 6, 7 and 13 output
-        // channels (not multiples of the kernel's 6); square and oblong filters.
+        use Direct::{Channels, Rows};
         let cases = [
-            ([1, 28, 28], [6, 1, 5, 5]),
-            ([2, 20, 19], [7, 2, 3, 3]),
-            ([1, 32, 36], [13, 1, 4, 5]),
-            ([3, 9, 32], [1, 3, 2, 1]),
+            // Rows: output rows of 17, 24 and 32 columns; 1 to 3 channels; 1, 6, 7 and 13 output
+            // channels; square and oblong filters.
+            ([1, 28, 28], [6, 1, 5, 5], Rows),
+            ([2, 20, 19], [7, 2, 3, 3], Rows),
+            ([1, 32, 36], [13, 1, 4, 5], Rows),
+            ([3, 9, 32], [1, 3, 2, 1], Rows),
+            // Channels: LeNet's second layer (150 taps, blocks of 25), the CIFAR net's first (27
+            // taps), 12 taps (a block of 24 cut short), 42 and 5 positions (the last tile cut
+            // short), 48 output channels.
+            ([6, 12, 12], [16, 6, 5, 5], Channels),
+            ([3, 32, 32], [32, 3, 3, 3], Channels),
+            ([2, 9, 7], [16, 2, 3, 2], Channels),
+            ([1, 5, 7], [48, 1, 5, 3], Channels),
         ];
-        for ([c, h, w], filter) in cases {
+        for ([c, h, w], filter, kind) in cases {
             let g = ConvGeometry::new(Window::unit(), 1, [c, h, w], filter).unwrap();
-            assert!(g.direct::<f32>(), "{g:?}");
-            assert!(!g.direct::<f64>());
-            let images = 3;
-            let x: Vec<f64> = (0..images * c * h * w)
-                .map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0)
-                .collect();
-            let k: Vec<f64> = (0..g.filter_len())
-                .map(|i| ((i * 13) % 29) as f64 / 14.0 - 1.0)
-                .collect();
+            assert_eq!(g.direct::<f32>(), Some(kind), "{g:?}");
+            assert_eq!(g.direct::<f64>(), None);
+            // 11 images: more than one chunk of the filter gradient's for the larger images.
+            let images = 11;
+            let (x32, x) = pattern(images * g.image_len(), 37);
+            let (k32, k) = pattern(g.filter_len(), 13);
+            let (y32, y) = pattern(images * g.out_image_len(), 7);
             let mut expected = vec![0.0; images * g.out_image_len()];
             g.forward(&x, &k, &mut expected);
-            let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-            let k32: Vec<f32> = k.iter().map(|&v| v as f32).collect();
             let mut direct = vec![f32::NAN; expected.len()];
             g.forward(&x32, &k32, &mut direct);
-            for (i, (&d, &e)) in direct.iter().zip(&expected).enumerate() {
-                // f32 operands rounded once, sums of at most 64 products of |x| ≤ 1, |k| ≤ 1.
-                assert!(
-                    (f64::from(d) - e).abs() <= 1e-5 * (1.0 + e.abs()),
-                    "{g:?}, element {i}: {d} against {e}"
-                );
+            close(&direct, &expected, g.patch_len(), &format!("forward {g:?}"));
+            if kind == Channels {
+                let mut expected = vec![0.0; g.filter_len()];
+                g.correlate(&x, &y, &mut expected);
+                let mut direct = vec![f32::NAN; expected.len()];
+                g.correlate(&x32, &y32, &mut direct);
+                let terms = images * g.output_len();
+                close(&direct, &expected, terms, &format!("correlate {g:?}"));
             }
         }
     }
