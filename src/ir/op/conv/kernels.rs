@@ -538,13 +538,41 @@ impl PoolGeometry {
         }
     }
 
+    /// Whether `T` is f32 on a host with AVX-512 and the planes are small enough for f32 and
+    /// i32 indices: then selects run as gathers, and pooling over 2×2 tiles (see
+    /// [`direct::tiles_2x2`]) runs vectorized.
+    fn vectorized<T: Element>(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+                && self.input[0] * self.input[1] < 1 << 24
+                && std::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
     /// `out = max_pool2d(x)`: each window's maximum.
     fn pool<T: Element>(&self, x: &[T], out: &mut [T]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.vectorized::<T>() && direct::tiles_2x2(self) {
+            // SAFETY: `vectorized` holds for T = f32 on hosts with AVX-512 only.
+            unsafe { direct::pool_2x2::<false>(self, as_f32(x), as_f32_mut(out)) };
+            return;
+        }
         self.for_each_argmax(x, |window, at| out[window] = x[at]);
     }
 
     /// `out = max_pool2d_argmax(x)`: where each window's maximum is in its plane.
     fn argmax<T: Element>(&self, x: &[T], out: &mut [T]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.vectorized::<T>() && direct::tiles_2x2(self) {
+            // SAFETY: as in `pool`.
+            unsafe { direct::pool_2x2::<true>(self, as_f32(x), as_f32_mut(out)) };
+            return;
+        }
         let plane = self.input[0] * self.input[1];
         self.for_each_argmax(x, |window, at| {
             out[window] = T::from_f64((at % plane) as f64);
@@ -566,6 +594,19 @@ impl PoolGeometry {
 
     /// `out = max_pool2d_select(t, a)`: `t` at each window's maximum `a`.
     fn select<T: Element>(&self, t: &[T], a: &[T], out: &mut [T]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.vectorized::<T>() {
+            let (t, a, out) = unsafe { (as_f32(t), as_f32(a), as_f32_mut(out)) };
+            // SAFETY: as in `pool`.
+            unsafe {
+                if direct::tiles_2x2(self) {
+                    direct::select_2x2(self, t, a, out);
+                } else {
+                    direct::select(self, t, a, out);
+                }
+            }
+            return;
+        }
         self.for_each_index(a, |window, at| {
             out[window] = at.map_or(T::zero(), |at| t[at]);
         });
@@ -573,6 +614,12 @@ impl PoolGeometry {
 
     /// `out = max_pool2d_scatter(c, a)`: each `c` added at its window's maximum `a`.
     fn scatter<T: Element>(&self, c: &[T], a: &[T], out: &mut [T]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.vectorized::<T>() && direct::tiles_2x2(self) {
+            // SAFETY: as in `pool`.
+            unsafe { direct::scatter_2x2(self, as_f32(c), as_f32(a), as_f32_mut(out)) };
+            return;
+        }
         out.fill(T::zero());
         self.for_each_index(a, |window, at| {
             if let Some(at) = at {
@@ -585,9 +632,11 @@ impl PoolGeometry {
 #[cfg(target_arch = "x86_64")]
 mod direct {
     //! Convolution of f32 images without unfolding them, for geometries with a unit window and
-    //! one group (see [`ConvGeometry::direct`]).
+    //! one group (see [`ConvGeometry::direct`]); max-pooling over 2×2 tiles and its select and
+    //! scatter, 16 windows at a time.
 
-    use super::ConvGeometry;
+    use super::{ConvGeometry, PoolGeometry};
+    use crate::ir::op::conv::Window;
     use std::arch::x86_64::*;
 
     /// f32 lanes of a vector.
@@ -746,6 +795,253 @@ mod direct {
         }
     }
 
+    /// Lanes `0..n` (at most 16).
+    fn first_lanes(n: usize) -> __mmask16 {
+        (((1u32 << n.min(LANES)) - 1) & 0xFFFF) as __mmask16
+    }
+
+    /// Whether a max-pooling's windows tile its planes in 2×2 blocks: kernel 2×2, stride 2, no
+    /// padding or dilation (the CNNs' pooling; a ragged last row or column is left out).
+    pub fn tiles_2x2(g: &PoolGeometry) -> bool {
+        g.kernel == [2, 2]
+            && g.window
+                == (Window {
+                    stride: [2, 2],
+                    ..Window::unit()
+                })
+    }
+
+    /// The four taps of windows `c0..c0 + n` (n ≤ 16) of output row `r` of a [`tiles_2x2`]
+    /// plane `x` of rows of `w`, in the generic kernels' order: (0, 0), (0, 1), (1, 0), (1, 1).
+    /// Each input row is loaded in two vectors and split into its even and odd columns.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn taps_2x2(x: &[f32], w: usize, r: usize, c0: usize, n: usize) -> [__m512; 4] {
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+        let (lo, hi) = (
+            first_lanes(2 * n),
+            first_lanes((2 * n).saturating_sub(LANES)),
+        );
+        let row = |i: usize| {
+            let at = x[(2 * r + i) * w + 2 * c0..].as_ptr();
+            // SAFETY: the lanes loaded are the 2n inputs of the n windows, inside the plane.
+            let (a, b) = unsafe {
+                let a = _mm512_maskz_loadu_ps(lo, at);
+                (a, _mm512_maskz_loadu_ps(hi, at.wrapping_add(LANES)))
+            };
+            [
+                _mm512_permutex2var_ps(a, even, b),
+                _mm512_permutex2var_ps(a, odd, b),
+            ]
+        };
+        let ([t00, t01], [t10, t11]) = (row(0), row(1));
+        [t00, t01, t10, t11]
+    }
+
+    /// The plane index of the first tap of windows `c0..c0 + 16` of output row `r` (rows of
+    /// `w`), and how far the other three taps are from it.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn first_tap_2x2(w: usize, r: usize, c0: usize) -> (__m512i, [i32; 4]) {
+        let columns = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let first = _mm512_set1_epi32((2 * r * w + 2 * c0) as i32);
+        let w = w as i32;
+        (_mm512_add_epi32(first, columns), [0, 1, w, w + 1])
+    }
+
+    /// For [`tiles_2x2`] geometries: each window's maximum (`INDEX` false) or its index in its
+    /// plane (`INDEX` true), the first on ties and NaN counting as the largest, as
+    /// [`PoolGeometry::argmax`] says; 16 windows of an output row at a time.
+    ///
+    /// # Safety
+    /// AVX-512F; `g` a [`tiles_2x2`] geometry, `x` and `out` the same whole planes.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn pool_2x2<const INDEX: bool>(g: &PoolGeometry, x: &[f32], out: &mut [f32]) {
+        let ([h, w], [oh, ow]) = (g.input, g.output);
+        for (x, out) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
+            for r in 0..oh {
+                for c0 in (0..ow).step_by(LANES) {
+                    let n = (ow - c0).min(LANES);
+                    let taps = taps_2x2(x, w, r, c0, n);
+                    let (first, offsets) = first_tap_2x2(w, r, c0);
+                    let (mut best, mut at) = (taps[0], first);
+                    for k in 1..4 {
+                        let (v, offset) = (taps[k], offsets[k]);
+                        let larger = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best);
+                        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v)
+                            & !_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(best, best);
+                        let take = larger | nan;
+                        best = _mm512_mask_mov_ps(best, take, v);
+                        let index = _mm512_add_epi32(first, _mm512_set1_epi32(offset));
+                        at = _mm512_mask_mov_epi32(at, take, index);
+                    }
+                    let result = if INDEX { _mm512_cvtepi32_ps(at) } else { best };
+                    let dst = out[r * ow + c0..].as_mut_ptr();
+                    unsafe { _mm512_mask_storeu_ps(dst, first_lanes(n), result) };
+                }
+            }
+        }
+    }
+
+    /// For windows `c0..` of output row `r` (rows of `w`) whose `index` is `inside` the plane:
+    /// the lanes whose index is each of their window's four taps, and the lanes whose index is
+    /// outside their own window (no argmax names one; the generic kernels' rule still holds).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn own_taps_2x2(
+        index: __m512i,
+        inside: __mmask16,
+        w: usize,
+        r: usize,
+        c0: usize,
+    ) -> ([__mmask16; 4], __mmask16) {
+        let (first, offsets) = first_tap_2x2(w, r, c0);
+        let offset = _mm512_sub_epi32(index, first);
+        let taps =
+            offsets.map(|t| _mm512_mask_cmpeq_epi32_mask(inside, offset, _mm512_set1_epi32(t)));
+        (taps, inside & !(taps[0] | taps[1] | taps[2] | taps[3]))
+    }
+
+    /// Each plane's indices `a` of a vector of windows as i32, and the lanes whose index is one
+    /// of the plane's (a NaN or out-of-range float converts to a negative integer).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn indices(a: *const f32, live: __mmask16, plane: usize) -> (__m512i, __mmask16) {
+        let index = _mm512_cvttps_epi32(unsafe { _mm512_maskz_loadu_ps(live, a) });
+        let inside = _mm512_mask_cmpge_epi32_mask(live, index, _mm512_setzero_si512())
+            & _mm512_cmplt_epi32_mask(index, _mm512_set1_epi32(plane as i32));
+        (index, inside)
+    }
+
+    /// `t`'s plane elements at `index` where `inside`, zero elsewhere.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn gather(t: &[f32], index: __m512i, inside: __mmask16) -> __m512 {
+        let zero = _mm512_setzero_ps();
+        unsafe { _mm512_mask_i32gather_ps::<4>(zero, inside, index, t.as_ptr().cast()) }
+    }
+
+    /// `out = max_pool2d_select(t, a)` for any geometry: a gather of 16 windows at a time.
+    ///
+    /// # Safety
+    /// AVX-512F; planes of fewer than 2²⁴ elements; `t`, `a` and `out` the same whole planes.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn select(g: &PoolGeometry, t: &[f32], a: &[f32], out: &mut [f32]) {
+        let (plane, windows) = (g.input[0] * g.input[1], g.output[0] * g.output[1]);
+        let planes = t.chunks_exact(plane).zip(a.chunks_exact(windows));
+        for ((t, a), out) in planes.zip(out.chunks_exact_mut(windows)) {
+            for w0 in (0..windows).step_by(LANES) {
+                let live = first_lanes(windows - w0);
+                unsafe {
+                    let (index, inside) = indices(a[w0..].as_ptr(), live, plane);
+                    let v = gather(t, index, inside);
+                    _mm512_mask_storeu_ps(out[w0..].as_mut_ptr(), live, v);
+                }
+            }
+        }
+    }
+
+    /// `out = max_pool2d_select(t, a)` for [`tiles_2x2`] geometries: each window's four taps
+    /// loaded as [`pool_2x2`] does and the one `a` names kept (a gather only for indices outside
+    /// their own window).
+    ///
+    /// # Safety
+    /// As [`select`], and `g` a [`tiles_2x2`] geometry.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn select_2x2(g: &PoolGeometry, t: &[f32], a: &[f32], out: &mut [f32]) {
+        let ([h, w], [oh, ow]) = (g.input, g.output);
+        let planes = t.chunks_exact(h * w).zip(a.chunks_exact(oh * ow));
+        for ((t, a), out) in planes.zip(out.chunks_exact_mut(oh * ow)) {
+            for r in 0..oh {
+                for c0 in (0..ow).step_by(LANES) {
+                    let n = (ow - c0).min(LANES);
+                    let at = r * ow + c0;
+                    let (index, inside) =
+                        unsafe { indices(a[at..].as_ptr(), first_lanes(n), h * w) };
+                    let (own, foreign) = own_taps_2x2(index, inside, w, r, c0);
+                    let mut v = _mm512_setzero_ps();
+                    for (tap, own) in taps_2x2(t, w, r, c0, n).into_iter().zip(own) {
+                        v = _mm512_mask_mov_ps(v, own, tap);
+                    }
+                    if foreign != 0 {
+                        v = _mm512_mask_mov_ps(v, foreign, unsafe { gather(t, index, foreign) });
+                    }
+                    unsafe { _mm512_mask_storeu_ps(out[at..].as_mut_ptr(), first_lanes(n), v) };
+                }
+            }
+        }
+    }
+
+    /// `out = max_pool2d_scatter(c, a)` for [`tiles_2x2`] geometries, written densely: each
+    /// window's four outputs are its `c` where `a` names that tap, zero elsewhere, interleaved
+    /// back into the plane's rows. An index outside its own window (no argmax gives one) is
+    /// added afterwards, as the generic kernel would.
+    ///
+    /// # Safety
+    /// As [`select`], and `g` a [`tiles_2x2`] geometry.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn scatter_2x2(g: &PoolGeometry, c: &[f32], a: &[f32], out: &mut [f32]) {
+        let ([h, w], [oh, ow]) = (g.input, g.output);
+        let (plane, windows) = (h * w, oh * ow);
+        if 2 * oh != h || 2 * ow != w {
+            out.fill(0.0); // the ragged border no window reads
+        }
+        let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        let high = _mm512_add_epi32(low, _mm512_set1_epi32(8));
+        let planes = c.chunks_exact(windows).zip(a.chunks_exact(windows));
+        for ((c, a), out) in planes.zip(out.chunks_exact_mut(plane)) {
+            let mut foreign = false;
+            for r in 0..oh {
+                for c0 in (0..ow).step_by(LANES) {
+                    let n = (ow - c0).min(LANES);
+                    let live = first_lanes(n);
+                    let at = r * ow + c0;
+                    let (index, inside) = unsafe { indices(a[at..].as_ptr(), live, plane) };
+                    // + 0 turns -0 into +0, as 0 + c does in the generic kernel.
+                    let cv = _mm512_add_ps(
+                        unsafe { _mm512_maskz_loadu_ps(live, c[at..].as_ptr()) },
+                        _mm512_setzero_ps(),
+                    );
+                    let (tap, outside) = own_taps_2x2(index, inside, w, r, c0);
+                    foreign |= outside != 0;
+                    let [t00, t01, t10, t11] = tap.map(|k| _mm512_maskz_mov_ps(k, cv));
+                    let (lo, hi) = (first_lanes(2 * n), first_lanes((2 * n).saturating_sub(16)));
+                    for (i, [left, right]) in [[t00, t01], [t10, t11]].into_iter().enumerate() {
+                        let dst = out[(2 * r + i) * w + 2 * c0..].as_mut_ptr();
+                        unsafe {
+                            _mm512_mask_storeu_ps(
+                                dst,
+                                lo,
+                                _mm512_permutex2var_ps(left, low, right),
+                            );
+                            let v = _mm512_permutex2var_ps(left, high, right);
+                            _mm512_mask_storeu_ps(dst.wrapping_add(LANES), hi, v);
+                        }
+                    }
+                }
+            }
+            if foreign {
+                add_foreign(g, c, a, out);
+            }
+        }
+    }
+
+    /// The indices of one plane's windows that name a tap outside their own window, added.
+    fn add_foreign(g: &PoolGeometry, c: &[f32], a: &[f32], out: &mut [f32]) {
+        let ([h, w], [_, ow]) = (g.input, g.output);
+        for (window, (&c, &a)) in c.iter().zip(a).enumerate() {
+            let (r, col) = (window / ow, window % ow);
+            // As the vector conversion: truncation, and no index where it would not fit.
+            let index = (a > -1.0 && a < (h * w) as f32).then_some(a as usize);
+            if let Some(at) = index
+                && (at / w / 2, at % w / 2) != (r, col)
+            {
+                out[at] += c;
+            }
+        }
+    }
+
     /// `y = conv2d(x, w)` for one image, stride and dilation 1, no padding, one group, an output
     /// row of 17..=32 columns: each output row of `OC` channels in `2·OC` accumulators while the
     /// taps run, `x`'s row segment loaded once per tap for all of them.
@@ -869,6 +1165,100 @@ mod tests {
                 let terms = images * g.output_len();
                 close(&direct, &expected, terms, &format!("correlate {g:?}"));
             }
+        }
+    }
+
+    /// Whether the f32 results are the f64 ones, bit for bit (sign of zero included; NaN
+    /// matching NaN).
+    fn same(what: &str, f32s: &[f32], f64s: &[f64]) {
+        assert_eq!(f32s.len(), f64s.len());
+        for (i, (&d, &e)) in f32s.iter().zip(f64s).enumerate() {
+            let equal = if e.is_nan() {
+                d.is_nan()
+            } else {
+                d.to_bits() == (e as f32).to_bits()
+            };
+            assert!(equal, "{what}, element {i}: {d:?} against {e:?}");
+        }
+    }
+
+    #[test]
+    fn vectorized_pooling_equals_the_generic_kernels() {
+        if !std::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let pairs = Window {
+            stride: [2, 2],
+            ..Window::unit()
+        };
+        // LeNet's two poolings, ragged borders (13 → 6; 37 → 18: two vectors a row), and 3×3
+        // windows (not 2×2 tiles: the select is a plain gather, the rest generic).
+        let cases = [
+            ([6, 24, 24], [2, 2], true),
+            ([16, 8, 8], [2, 2], true),
+            ([2, 13, 13], [2, 2], true),
+            ([1, 7, 37], [2, 2], true),
+            ([3, 9, 9], [3, 3], false),
+        ];
+        for ([c, h, w], kernel, tiles) in cases {
+            let g = PoolGeometry::new(kernel, pairs, [c, h, w]).unwrap();
+            assert!(g.vectorized::<f32>() && !g.vectorized::<f64>());
+            assert_eq!(direct::tiles_2x2(&g), tiles);
+            let images = 3;
+            let plane = (h * w) as f64;
+            // Few distinct values (ties), NaNs and negative zeros; all exact in f32.
+            let x: Vec<f64> = (0..images * g.image_len())
+                .map(|i| match i % 23 {
+                    5 => f64::NAN,
+                    7 | 8 => -0.0,
+                    k => ((k * 7) % 5) as f64 / 4.0 - 0.5,
+                })
+                .collect();
+            let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            let mut pooled = vec![0.0; images * g.out_image_len()];
+            let mut pooled32 = vec![0.0f32; pooled.len()];
+            g.pool(&x, &mut pooled);
+            g.pool(&x32, &mut pooled32);
+            same(&format!("pool {g:?}"), &pooled32, &pooled);
+            let mut a = vec![0.0; pooled.len()];
+            let mut a32 = vec![0.0f32; pooled.len()];
+            g.argmax(&x, &mut a);
+            g.argmax(&x32, &mut a32);
+            same(&format!("argmax {g:?}"), &a32, &a);
+            // Indices no argmax gives: another window's, outside the plane, NaN, fractional.
+            for (k, a) in a.iter_mut().enumerate() {
+                *a = match k % 17 {
+                    3 => (*a + 2.0 * w as f64) % plane,
+                    6 => -3.0,
+                    9 => plane + 5.0,
+                    11 => f64::NAN,
+                    13 => 1e10,
+                    14 => *a + 0.75,
+                    15 => -0.5,
+                    _ => *a,
+                };
+            }
+            let a32: Vec<f32> = a.iter().map(|&v| v as f32).collect();
+            let mut selected = vec![0.0; a.len()];
+            let mut selected32 = vec![0.0f32; a.len()];
+            g.select(&x, &a, &mut selected);
+            g.select(&x32, &a32, &mut selected32);
+            same(&format!("select {g:?}"), &selected32, &selected);
+            let cot: Vec<f64> = (0..a.len())
+                .map(|k| {
+                    if k % 9 == 4 {
+                        -0.0
+                    } else {
+                        (k % 13) as f64 / 4.0 - 1.5
+                    }
+                })
+                .collect();
+            let cot32: Vec<f32> = cot.iter().map(|&v| v as f32).collect();
+            let mut scattered = vec![f64::NAN; x.len()];
+            let mut scattered32 = vec![f32::NAN; x.len()];
+            g.scatter(&cot, &a, &mut scattered);
+            g.scatter(&cot32, &a32, &mut scattered32);
+            same(&format!("scatter {g:?}"), &scattered32, &scattered);
         }
     }
 }
