@@ -352,14 +352,15 @@ impl ConvGeometry {
     }
 
     /// `w = conv2d_correlate(x, y)`: the sum over the images of `x` and `y` of
-    /// `w_g += y_g · colsᵀ`; or, for [`Direct::Channels`], without the unfold.
+    /// `w_g += y_g · colsᵀ`; or, for the geometries of [`ConvGeometry::direct`], without the unfold.
     fn correlate<T: Element>(&self, x: &[T], y: &[T], w: &mut [T]) {
         #[cfg(target_arch = "x86_64")]
-        if let Some(Direct::Channels) = self.direct::<T>() {
+        if let Some(kind) = self.direct::<T>() {
             // SAFETY: as in `forward`.
             unsafe {
                 let (x, y, w) = (as_f32(x), as_f32(y), as_f32_mut(w));
                 match self.patch_len() {
+                    _ if kind == Direct::Rows => direct::correlate_rows::<3, 5>(self, x, y, w),
                     taps if taps.is_multiple_of(25) => {
                         direct::correlate_channels::<25>(self, x, y, w)
                     }
@@ -393,8 +394,8 @@ enum Direct {
     /// ([`direct::forward_channels`], [`direct::correlate_channels`]).
     Channels,
     /// Few output channels, output rows of 17 to 32 columns, patches of at most 64 taps (a first
-    /// layer): each output row in two vectors ([`direct::forward_rows`]; the filter's gradient
-    /// goes through the GEMM).
+    /// layer): each output row in two vectors ([`direct::forward_rows`],
+    /// [`direct::correlate_rows`]).
     Rows,
 }
 
@@ -728,11 +729,49 @@ mod direct {
         }
     }
 
+    /// Per-block accumulators summed over the images of `x` and `y`, a few images at a time (as
+    /// many as stay in the L1 cache, with `prepared` elements per image of `prepare`'s): for
+    /// each chunk, `prepare(y, buffer)`, then for each block (`sums[block]` its accumulators)
+    /// `add(block, sums, x, y, prepared)` for each image. The order of the sums depends on the
+    /// images only.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn sum_over_images<A: Copy>(
+        g: &ConvGeometry,
+        x: &[f32],
+        y: &[f32],
+        sums: &mut [A],
+        prepared: usize,
+        mut prepare: impl FnMut(&[f32], &mut [f32]),
+        mut add: impl FnMut(usize, &mut A, &[f32], &[f32], &[f32]),
+    ) {
+        let (image, out_image) = (g.image_len(), g.out_image_len());
+        let chunk = (L1_BYTES / (4 * (image + out_image + prepared))).max(1);
+        let mut buffer = vec![0.0; chunk * prepared];
+        for (x, y) in x.chunks(chunk * image).zip(y.chunks(chunk * out_image)) {
+            prepare(y, &mut buffer);
+            for (block, sums) in sums.iter_mut().enumerate() {
+                let mut acc = *sums;
+                let images = x.chunks_exact(image).zip(y.chunks_exact(out_image));
+                for (i, (x, y)) in images.enumerate() {
+                    add(
+                        block,
+                        &mut acc,
+                        x,
+                        y,
+                        &buffer[i * prepared..(i + 1) * prepared],
+                    );
+                }
+                *sums = acc;
+            }
+        }
+    }
+
     /// `w = conv2d_correlate(x, y)`, the sum over the images of `x` and `y`, a multiple of 16
     /// output channels: for each 16 of them and each block of `TB` taps, `TB` accumulators (one
-    /// per tap, its channels in the lanes) while the positions of a few images (as many as stay
-    /// in the L1 cache) run; each position's 16 cotangents are one load and each input value a
-    /// broadcast. Sums run in a fixed order, so the result depends on the images only.
+    /// per tap, its channels in the lanes) while the positions of [`sum_over_images`]'s chunks
+    /// run; each position's 16 cotangents are one load and each input value a broadcast.
     ///
     /// # Safety
     /// As [`forward_channels`].
@@ -747,12 +786,8 @@ mod direct {
         let (position_at, tap_at) = offsets(g);
         let t_blocks = taps.div_ceil(TB);
         let mut sums = vec![[_mm512_setzero_ps(); TB]; o / LANES * t_blocks];
-        let image_bytes = 4 * (g.image_len() + g.out_image_len());
-        let chunk = (L1_BYTES / image_bytes).max(1);
         // A chunk's cotangents as [image, position, o]: a position's channels side by side.
-        let mut by_position = vec![0.0; chunk * g.out_image_len()];
-        let xs = x.chunks(chunk * g.image_len());
-        for (x, y) in xs.zip(y.chunks(chunk * g.out_image_len())) {
+        let transpose = |y: &[f32], by_position: &mut [f32]| {
             let images = y.chunks_exact(g.out_image_len());
             for (y, out) in images.zip(by_position.chunks_exact_mut(g.out_image_len())) {
                 for (p, out) in out.chunks_exact_mut(o).enumerate() {
@@ -764,25 +799,21 @@ mod direct {
                     }
                 }
             }
-            for (block, sums) in sums.iter_mut().enumerate() {
-                let (o0, t0) = (block / t_blocks * LANES, block % t_blocks * TB);
-                let taps_at: [usize; TB] = std::array::from_fn(|t| tap_at[(t0 + t).min(taps - 1)]);
-                let mut acc = *sums;
-                let images = x.chunks_exact(g.image_len());
-                for (x, ys) in images.zip(by_position.chunks_exact(g.out_image_len())) {
-                    for (&at, ys) in position_at.iter().zip(ys.chunks_exact(o)) {
-                        let yv = unsafe { _mm512_loadu_ps(ys[o0..].as_ptr()) };
-                        let x = &x[at..];
-                        for (acc, &tap) in acc.iter_mut().zip(&taps_at) {
-                            // SAFETY: a position's tap reads inside its image.
-                            let xv = _mm512_set1_ps(unsafe { *x.get_unchecked(tap) });
-                            *acc = _mm512_fmadd_ps(yv, xv, *acc);
-                        }
-                    }
+        };
+        let add = |block: usize, acc: &mut [__m512; TB], x: &[f32], _: &[f32], ys: &[f32]| {
+            let (o0, t0) = (block / t_blocks * LANES, block % t_blocks * TB);
+            let taps_at: [usize; TB] = std::array::from_fn(|t| tap_at[(t0 + t).min(taps - 1)]);
+            for (&at, ys) in position_at.iter().zip(ys.chunks_exact(o)) {
+                let yv = unsafe { _mm512_loadu_ps(ys[o0..].as_ptr()) };
+                let x = &x[at..];
+                for (acc, &tap) in acc.iter_mut().zip(&taps_at) {
+                    // SAFETY: a position's tap reads inside its image.
+                    let xv = _mm512_set1_ps(unsafe { *x.get_unchecked(tap) });
+                    *acc = _mm512_fmadd_ps(yv, xv, *acc);
                 }
-                *sums = acc;
             }
-        }
+        };
+        sum_over_images(g, x, y, &mut sums, g.out_image_len(), transpose, add);
         let mut lanes = [0.0f32; LANES];
         for (block, sums) in sums.iter().enumerate() {
             let (o0, t0) = (block / t_blocks * LANES, block % t_blocks * TB);
@@ -1042,6 +1073,66 @@ mod direct {
         }
     }
 
+    /// `w = conv2d_correlate(x, y)` for [`super::Direct::Rows`] geometries, the sum over the
+    /// images: for each block of `OB` output channels and `TB` taps, `OB · TB` accumulators
+    /// while the output rows of [`sum_over_images`]'s chunks run, each row (16 + up to 16
+    /// columns) in two vectors; each cotangent row loaded once for the `TB` taps and each
+    /// input row once for the `OB` channels. The lanes are added at the end.
+    ///
+    /// # Safety
+    /// As [`forward_rows`], with `x` and `y` the same whole images.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn correlate_rows<const OB: usize, const TB: usize>(
+        g: &ConvGeometry,
+        x: &[f32],
+        y: &[f32],
+        w: &mut [f32],
+    ) {
+        let (o, taps, [oh, ow], width) = (g.out_channels, g.patch_len(), g.output, g.input[1]);
+        let (_, tap_at) = offsets(g);
+        let (lo, hi) = (first_lanes(ow), first_lanes(ow - LANES));
+        let t_blocks = taps.div_ceil(TB);
+        let mut sums = vec![[[_mm512_setzero_ps(); TB]; OB]; o.div_ceil(OB) * t_blocks];
+        let add = |block: usize, acc: &mut [[__m512; TB]; OB], x: &[f32], y: &[f32], _: &[f32]| {
+            let (o0, t0) = (block / t_blocks * OB, block % t_blocks * TB);
+            let taps_at: [usize; TB] = std::array::from_fn(|t| tap_at[(t0 + t).min(taps - 1)]);
+            let planes: [usize; OB] = std::array::from_fn(|oo| (o0 + oo).min(o - 1) * oh * ow);
+            for r in 0..oh {
+                // SAFETY: rows of `ow` columns of the cotangent; an output row's taps read
+                // inside the input row (a unit window).
+                let ys: [[__m512; 2]; OB] = std::array::from_fn(|oo| unsafe {
+                    let at = y[planes[oo] + r * ow..].as_ptr();
+                    [
+                        _mm512_maskz_loadu_ps(lo, at),
+                        _mm512_maskz_loadu_ps(hi, at.wrapping_add(LANES)),
+                    ]
+                });
+                let row = x[r * width..].as_ptr();
+                for (t, &tap) in taps_at.iter().enumerate() {
+                    let at = row.wrapping_add(tap);
+                    let (x0, x1) = unsafe {
+                        (
+                            _mm512_maskz_loadu_ps(lo, at),
+                            _mm512_maskz_loadu_ps(hi, at.wrapping_add(LANES)),
+                        )
+                    };
+                    for (acc, [y0, y1]) in acc.iter_mut().zip(&ys) {
+                        acc[t] = _mm512_fmadd_ps(*y1, x1, _mm512_fmadd_ps(*y0, x0, acc[t]));
+                    }
+                }
+            }
+        };
+        sum_over_images(g, x, y, &mut sums, 0, |_, _| {}, add);
+        for (block, sums) in sums.iter().enumerate() {
+            let (o0, t0) = (block / t_blocks * OB, block % t_blocks * TB);
+            for (oo, sums) in sums.iter().enumerate().take(o - o0) {
+                for (t, &sum) in sums.iter().enumerate().take(taps - t0) {
+                    w[(o0 + oo) * taps + t0 + t] = _mm512_reduce_add_ps(sum);
+                }
+            }
+        }
+    }
+
     /// `y = conv2d(x, w)` for one image, stride and dilation 1, no padding, one group, an output
     /// row of 17..=32 columns: each output row of `OC` channels in `2·OC` accumulators while the
     /// taps run, `x`'s row segment loaded once per tap for all of them.
@@ -1157,7 +1248,7 @@ mod tests {
             let mut direct = vec![f32::NAN; expected.len()];
             g.forward(&x32, &k32, &mut direct);
             close(&direct, &expected, g.patch_len(), &format!("forward {g:?}"));
-            if kind == Channels {
+            {
                 let mut expected = vec![0.0; g.filter_len()];
                 g.correlate(&x, &y, &mut expected);
                 let mut direct = vec![f32::NAN; expected.len()];
