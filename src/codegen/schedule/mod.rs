@@ -22,7 +22,6 @@ use super::program::{
     NonEmpty, PARTS, Program, Reduction, Step,
 };
 use super::sizes::Size;
-use crate::ir::op::Conv;
 use crate::ir::{
     BinaryOp, DType, Dim, Elementwise, Graph, Layout, Leaf, NodeId, Op, Reduce, ReduceKind, Shape,
 };
@@ -465,9 +464,6 @@ impl Scheduler<'_> {
                 self.lower_matmul(id, inputs[0], inputs[1], m.transpose_a, m.transpose_b)
             }
             Op::Layout(Layout::Concat { axis }) => self.lower_concat(inputs, *axis, shape),
-            Op::Conv(Conv::MaxPool2d { kernel, window }) => {
-                self.lower_max_pool(id, *kernel, *window)
-            }
             Op::Conv(op) => self.lower_image(id, *op),
             Op::Layout(layout) => {
                 let x = x.expect("views have an operand");
