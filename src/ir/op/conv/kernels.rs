@@ -643,10 +643,10 @@ mod direct {
     /// f32 lanes of a vector.
     pub const LANES: usize = 16;
 
-    /// Positions of a tile of [`forward_channels`].
-    const TILE: usize = 16;
+    /// Positions of a tile of [`forward_channels`]: one vector of each channel's row.
+    const TILE: usize = LANES;
 
-    /// The data cache a chunk of images of [`correlate_channels`] should fit in (Zen 4 and recent
+    /// The data cache a chunk of images of [`sum_over_images`] should fit in (Zen 4 and recent
     /// Intel cores have 32 or 48 KiB).
     const L1_BYTES: usize = 24 * 1024;
 
@@ -716,12 +716,12 @@ mod direct {
                     for (p, &acc) in acc.iter().enumerate() {
                         unsafe { _mm512_storeu_ps(tile[p * LANES..].as_mut_ptr(), acc) };
                     }
-                    let live = !0u32 >> (32 - TILE.min(positions - p0)) as u32;
+                    let live = first_lanes(positions - p0);
                     for oo in 0..LANES {
                         let row = &mut y[(o0 + oo) * positions + p0..];
                         unsafe {
                             let channel = column(tile[oo..].as_ptr(), LANES);
-                            _mm512_mask_storeu_ps(row.as_mut_ptr(), live as __mmask16, channel);
+                            _mm512_mask_storeu_ps(row.as_mut_ptr(), live, channel);
                         }
                     }
                 }
