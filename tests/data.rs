@@ -392,6 +392,26 @@ fn batches_cover_every_example_once_per_epoch() {
 }
 
 #[test]
+fn next_rows_names_the_rows_the_iterator_gathers_and_moves_past_them() {
+    let split = indexed_split(23);
+    let mut keep = BatchOptions::new(5, 4);
+    keep.keep_partial = true;
+    let gathered: Vec<Vec<usize>> = Batches::new(&split, keep, 1)
+        .expect("valid")
+        .map(|batch| batch_rows(&batch))
+        .collect();
+    let mut batches = Batches::new(&split, keep, 1).expect("valid");
+    let mut named = Vec::new();
+    while let Some(rows) = batches.next_rows() {
+        named.push(rows.to_vec());
+    }
+    assert_eq!(named, gathered);
+    assert_eq!(named.last().map(Vec::len), Some(3), "the partial batch");
+    assert_eq!(batches.position(), 5);
+    assert!(batches.next().is_none());
+}
+
+#[test]
 fn batches_resume_exactly_at_any_position() {
     let split = indexed_split(37);
     let options = BatchOptions::new(5, 9);

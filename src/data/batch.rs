@@ -154,22 +154,29 @@ impl<'a> Batches<'a> {
     pub fn batches_per_epoch(&self) -> usize {
         self.count
     }
+
+    /// The example indices of the next batch, in order, moving past it: for callers that gather
+    /// the rows themselves (the trainer does, on the graphs' threads).
+    pub fn next_rows(&mut self) -> Option<&[usize]> {
+        if self.position == self.count {
+            return None;
+        }
+        let start = self.position * self.options.batch_size;
+        let end = (start + self.options.batch_size).min(self.order.len());
+        self.position += 1;
+        Some(&self.order[start..end])
+    }
 }
 
 impl Iterator for Batches<'_> {
     type Item = (Array2<f32>, Array2<f32>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.position == self.count {
-            return None;
-        }
-        let start = self.position * self.options.batch_size;
-        let end = (start + self.options.batch_size).min(self.order.len());
-        let rows = &self.order[start..end];
-        self.position += 1;
+        let split = self.split;
+        let rows = self.next_rows()?;
         Some((
-            self.split.features.select(Axis(0), rows),
-            self.split.targets.select(Axis(0), rows),
+            split.features.select(Axis(0), rows),
+            split.targets.select(Axis(0), rows),
         ))
     }
 

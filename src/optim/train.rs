@@ -10,12 +10,13 @@ use super::checkpoint::{Checkpoint, Progress};
 use super::collective::{Collective, Sharded, SingleProcess, shard};
 use super::objective::ModelObjective;
 use super::record::{Record, RecordKind};
+use crate::codegen::{Pool, split_mut};
 use crate::compile::CompiledModel;
 use crate::data::{BatchOptions, Batches, Dataset, PixelScale, Split, input_and_target};
 use crate::ir::store::{TensorMap, listed};
 use crate::ir::{Arg, DType, Tensor};
 use crate::{Error, Result};
-use ndarray::Array2;
+use ndarray::{Array2, Axis};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -391,13 +392,16 @@ impl<'a> Trainer<'a> {
             {
                 break;
             }
-            let batches = Batches::resume(
+            let mut batches = Batches::resume(
                 &self.dataset.train,
                 self.batch_options(),
                 self.progress.epoch,
                 self.progress.position,
             )?;
-            for (features, targets) in batches {
+            while let Some(rows) = batches.next_rows() {
+                let train = &self.dataset.train;
+                let features = gather_rows(self.model.pool(), &train.features, rows);
+                let targets = train.targets.select(Axis(0), rows);
                 let report = self.step(features, targets)?;
                 self.model.layout().round_to_dtypes(&mut self.theta);
                 self.progress.position += 1;
@@ -694,4 +698,68 @@ fn check_width(arg: &Arg, width: usize, what: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Elements per block of a batch's gather: a part of it is worth another thread from two blocks on.
+const GATHER_BLOCK: usize = 16384;
+
+/// `source`'s rows `rows` in order, copied on `pool`'s threads: a mini-batch's rows lie far apart
+/// in memory, so its gather waits on memory more than it computes, and two threads halve it.
+fn gather_rows(pool: &Pool, source: &Array2<f32>, rows: &[usize]) -> Array2<f32> {
+    let width = source.ncols();
+    let Some(source) = source.as_slice().filter(|_| width > 0) else {
+        return source.select(Axis(0), rows);
+    };
+    let mut out = Array2::zeros((rows.len(), width));
+    let parts = pool.split(rows.len(), (GATHER_BLOCK / width).max(1));
+    let elements: Vec<_> = parts
+        .iter()
+        .map(|p| p.start * width..p.end * width)
+        .collect();
+    let out_parts = split_mut(out.as_slice_mut().expect("a new array"), &elements);
+    let work = out_parts
+        .into_iter()
+        .zip(parts.iter().map(|p| &rows[p.clone()]));
+    pool.map_parts(work.collect(), |(out, rows)| {
+        for (out_row, &row) in out.chunks_exact_mut(width).zip(rows) {
+            out_row.copy_from_slice(&source[row * width..(row + 1) * width]);
+        }
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::ShapeBuilder;
+
+    #[test]
+    fn gathered_rows_are_the_selected_rows_on_any_thread_count() {
+        let source = Array2::from_shape_fn((300, 784), |(i, j)| (i * 1000 + j) as f32);
+        // Out of order, repeated, first and last: enough rows for two parts of 20-row blocks.
+        let rows: Vec<usize> = (0..250)
+            .map(|i| (i * 37 + 11) % 300)
+            .chain([0, 299, 5, 5])
+            .collect();
+        for threads in [1, 2, 3] {
+            let pool = Pool::shared(threads).expect("threads start");
+            assert_eq!(
+                gather_rows(&pool, &source, &rows),
+                source.select(Axis(0), &rows),
+                "{threads} threads"
+            );
+        }
+        let pool = Pool::shared(2).expect("threads start");
+        // Other layouts and shapes fall back to ndarray's select.
+        let mut column_major = Array2::zeros(source.dim().f());
+        column_major.assign(&source);
+        assert!(!column_major.is_standard_layout());
+        assert_eq!(
+            gather_rows(&pool, &column_major, &rows),
+            source.select(Axis(0), &rows)
+        );
+        let empty = Array2::<f32>::zeros((4, 0));
+        assert_eq!(gather_rows(&pool, &empty, &[3, 1]).dim(), (2, 0));
+        assert_eq!(gather_rows(&pool, &source, &[]).dim(), (0, 784));
+    }
 }
