@@ -237,7 +237,8 @@ mod avx512 {
                 }
             }
 
-            /// Rows `0..rows` in tiles of `R` rows, then one at a time.
+            /// Rows `0..rows` in tiles of `R` rows, the rest in tiles of 8, 4, 2 and 1 (each row
+            /// is computed the same way in any tile).
             #[target_feature(enable = "avx512f,avx512vl")]
             #[allow(clippy::too_many_arguments)]
             unsafe fn $rows<const V: usize, const Q: bool, const R: usize>(
@@ -263,8 +264,27 @@ mod avx512 {
                     i += R;
                 }
                 while i < rows {
-                    unsafe { $tile::<V, Q, 1>(i, k, &masks, quarter, a, rsa, csa, b, rsb, c, rsc) };
-                    i += 1;
+                    type Tile = unsafe fn(
+                        usize,
+                        usize,
+                        &[$mask_ty; 4],
+                        __mmask8,
+                        *const $elem,
+                        isize,
+                        isize,
+                        *const $elem,
+                        isize,
+                        *mut $elem,
+                        isize,
+                    );
+                    let (height, tile): (usize, Tile) = match rows - i {
+                        8.. => (8, $tile::<V, Q, 8>),
+                        4..=7 => (4, $tile::<V, Q, 4>),
+                        2..=3 => (2, $tile::<V, Q, 2>),
+                        _ => (1, $tile::<V, Q, 1>),
+                    };
+                    unsafe { tile(i, k, &masks, quarter, a, rsa, csa, b, rsb, c, rsc) };
+                    i += height;
                 }
             }
         };

@@ -16,15 +16,17 @@ use std::thread::JoinHandle;
 /// tile size, so that splitting does not create ragged tiles.
 const GEMM_PART_ALIGN: i64 = 16;
 
-/// Products of at least `parallel_min` multiply-adds are cut into at most this many parts, row
-/// or column blocks fixed by the shape alone, and threads share out whole parts. The `gemm` crate
+/// The `gemm` crate's products of at least `parallel_min` multiply-adds are cut into at most
+/// this many parts, row or column blocks fixed by the shape alone, and threads share out whole
+/// parts. The `gemm` crate
 /// picks its kernel and blocking by the shape of each call (a horizontal kernel when m·n ≤ 256,
 /// GEMV when m or n is 1, other k-blocks when m and n are ≤ 64), so blocks cut by the thread
 /// count would give results that depend on the thread count.
 const GEMM_PARTS: i64 = 8;
 
 /// `c = a @ b` for the parts of `c` that belong to `thread` of `threads`: blocks of whole rows if
-/// `m ≥ n` or `b` is narrow, else of whole columns (see [`GEMM_PARTS`]); products of fewer than
+/// `m ≥ n` or `b` is narrow, else of whole columns (see [`GEMM_PARTS`]; the narrow and bf16
+/// kernels, whose results do not depend on the blocks, take even shares); products of fewer than
 /// `parallel_min` multiply-adds run whole, on thread 0. Strides are in elements; `is_f64`
 /// selects the element type. `kernels` is a [`Kernels`]: with `Narrow`, narrow `b`s (see
 /// [`narrow`]) go to this crate's kernels, the rest to the `gemm` crate; with `Bf16` (f32 only)
@@ -97,16 +99,20 @@ pub unsafe extern "C" fn sgn_gemm(
     }
     let split_rows = narrow || m >= n;
     let total = if split_rows { m } else { n };
+    let esize = if is_f64 != 0 { 8 } else { 4 };
+    // The narrow kernels compute each row of `c` the same way in any tile (and the bf16 kernel
+    // each element in any block), so a thread takes an even share of aligned rows as one block;
+    // fixed parts of 8 would split 784 rows 3:4 between two threads.
+    let merged = (narrow || bf16).then(|| {
+        let units = (total + GEMM_PART_ALIGN - 1) / GEMM_PART_ALIGN;
+        let edge = |t: i64| (units * t / threads * GEMM_PART_ALIGN).min(total);
+        (edge(thread), edge(thread + 1))
+    });
     let per = (total + GEMM_PARTS - 1) / GEMM_PARTS;
     let per = ((per + GEMM_PART_ALIGN - 1) / GEMM_PART_ALIGN * GEMM_PART_ALIGN).max(1);
     let parts = (total + per - 1) / per;
-    let esize = if is_f64 != 0 { 8 } else { 4 };
-    let mine = thread * parts / threads..(thread + 1) * parts / threads;
-    // The bf16 kernel sums each element of `c` the same way whatever block of rows or columns
-    // it computes, so a thread runs its parts as one block and packs the other operand once.
-    let merged = bf16.then_some((mine.start * per, (mine.end * per).min(total)));
-    let apart = mine
-        .filter(|_| !bf16)
+    let apart = (thread * parts / threads..(thread + 1) * parts / threads)
+        .filter(|_| merged.is_none())
         .map(|part| (part * per, ((part + 1) * per).min(total)));
     for (lo, end) in merged.into_iter().chain(apart) {
         if lo >= end {
