@@ -401,7 +401,7 @@ impl<'a> Trainer<'a> {
             while let Some(rows) = batches.next_rows() {
                 let train = &self.dataset.train;
                 let features = gather_rows(self.model.pool(), &train.features, rows);
-                let targets = train.targets.select(Axis(0), rows);
+                let targets = gather_rows(self.model.pool(), &train.targets, rows);
                 let report = self.step(features, targets)?;
                 self.model.layout().round_to_dtypes(&mut self.theta);
                 self.progress.position += 1;
@@ -710,7 +710,8 @@ fn gather_rows(pool: &Pool, source: &Array2<f32>, rows: &[usize]) -> Array2<f32>
     let Some(source) = source.as_slice().filter(|_| width > 0) else {
         return source.select(Axis(0), rows);
     };
-    let mut out = Array2::zeros((rows.len(), width));
+    // Not zeroed first: that pass would run on this thread alone.
+    let mut out = Array2::uninit((rows.len(), width));
     let parts = pool.split(rows.len(), (GATHER_BLOCK / width).max(1));
     let elements: Vec<_> = parts
         .iter()
@@ -722,10 +723,15 @@ fn gather_rows(pool: &Pool, source: &Array2<f32>, rows: &[usize]) -> Array2<f32>
         .zip(parts.iter().map(|p| &rows[p.clone()]));
     pool.map_parts(work.collect(), |(out, rows)| {
         for (out_row, &row) in out.chunks_exact_mut(width).zip(rows) {
-            out_row.copy_from_slice(&source[row * width..(row + 1) * width]);
+            let source_row = &source[row * width..(row + 1) * width];
+            for (o, &s) in out_row.iter_mut().zip(source_row) {
+                o.write(s);
+            }
         }
     });
-    out
+    // SAFETY: the parts cover all rows (`Pool::split` cuts `0..rows.len()` into consecutive
+    // ranges) and each row of a part was written whole above.
+    unsafe { out.assume_init() }
 }
 
 #[cfg(test)]
