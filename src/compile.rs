@@ -342,8 +342,57 @@ impl CompiledModel {
     /// [`GvOperator::apply`] runs only the linear part.
     pub fn gv_operator(&self, params: &TensorMap, batch: &TensorMap) -> Result<GvOperator<'_>> {
         let residuals = self.run(GraphName::GvPrepare, &Sources::batch(params, batch))?;
+        self.gv_operator_of(residuals.into_iter())
+    }
+
+    /// [`CompiledModel::loss_and_grad`] and [`CompiledModel::gv_operator`] at the same point,
+    /// from one graph that runs the forward pass they share once (what an SGN step needs).
+    ///
+    /// ```
+    /// use sgn::{Model, CompileOptions};
+    /// use sgn::ir::store::{TensorMap, init_params};
+    /// use sgn::ir::{DType, Tensor};
+    ///
+    /// let model = Model::parse(
+    ///     "model tiny\ninput x: f64[B, 2]\ntarget y: f64[B, 1]\n\
+    ///      param w: f64[2, 1] = glorot_uniform\noutput z = tanh(x @ w)\nloss mse(z, y)\n",
+    /// )?;
+    /// let compiled = model.compile(&CompileOptions::default())?;
+    /// let params = init_params(&model.params, 0)?;
+    /// let mut batch = TensorMap::new();
+    /// batch.insert("x", Tensor::from_f64(DType::F64, &[2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap());
+    /// batch.insert("y", Tensor::from_f64(DType::F64, &[2, 1], vec![0.5, -0.5]).unwrap());
+    /// let (loss, grad, gv) = compiled.loss_grad_and_gv_operator(&params, &batch)?;
+    /// // The same numbers as the separate calls, bit for bit.
+    /// let (loss_alone, grad_alone) = compiled.loss_and_grad(&params, &batch)?;
+    /// assert_eq!(loss, loss_alone);
+    /// assert_eq!(grad.get("w").unwrap().to_f64_vec(), grad_alone.get("w").unwrap().to_f64_vec());
+    /// let gv_alone = compiled.gv_operator(&params, &batch)?.apply(&params)?;
+    /// assert_eq!(
+    ///     gv.apply(&params)?.get("w").unwrap().to_f64_vec(),
+    ///     gv_alone.get("w").unwrap().to_f64_vec()
+    /// );
+    /// # Ok::<(), sgn::Error>(())
+    /// ```
+    pub fn loss_grad_and_gv_operator(
+        &self,
+        params: &TensorMap,
+        batch: &TensorMap,
+    ) -> Result<(f64, TensorMap, GvOperator<'_>)> {
+        let mut out = self
+            .run(GraphName::GradPrepare, &Sources::batch(params, batch))?
+            .into_iter();
+        let loss = scalar(&out.next().expect("grad-prepare's first output is the loss"));
+        let grad = self.per_param(out.by_ref().take(self.signature().params.len()));
+        Ok((loss, grad, self.gv_operator_of(out)?))
+    }
+
+    /// The operator whose gv-apply reads `residuals`, gv-prepare's outputs in order.
+    fn gv_operator_of(
+        &self,
+        mut residuals: impl Iterator<Item = Tensor>,
+    ) -> Result<GvOperator<'_>> {
         let apply = self.graphs.get(GraphName::GvApply);
-        let mut residuals = residuals.into_iter();
         let mut direction_slots = vec![0; self.signature().params.len()];
         let mut args = Vec::with_capacity(apply.args().len());
         for (k, (arg, slot)) in apply

@@ -251,6 +251,7 @@ fn inspect_prints_every_graph_as_readable_text_and_dot() {
         "gv",
         "gv-prepare",
         "gv-apply",
+        "grad-prepare",
     ] {
         let out = sgn(&["inspect", "ir/mnist_mlp.sgn", "--graph", graph]);
         assert!(out.status.success(), "{graph}: {}", stderr(&out));
@@ -459,7 +460,14 @@ fn bench_reports_every_graph_against_its_roofline_and_the_interpreter() {
         let names: Vec<&str> = graphs.iter().map(|g| g["name"].as_str().unwrap()).collect();
         assert_eq!(
             names,
-            ["forward", "grad", "gv-prepare", "gv-apply", "sgn-step"]
+            [
+                "forward",
+                "grad",
+                "gv-prepare",
+                "gv-apply",
+                "grad-prepare",
+                "sgn-step"
+            ]
         );
         for g in graphs {
             for key in ["ms", "gflops", "roofline_ms", "efficiency", "interp_ms"] {
@@ -478,10 +486,10 @@ fn bench_reports_every_graph_against_its_roofline_and_the_interpreter() {
             assert!(close(value("efficiency"), efficiency), "{g}");
         }
         // The rates are the graphs' FLOPs (as `inspect --stats` counts them) over their times,
-        // and one SGN step is grad, gv-prepare, forward and 10 gv-applies (bench's CG iterations).
+        // and one SGN step is grad-prepare, forward and 10 gv-applies (bench's CG iterations).
         let flops =
             |g: &serde_json::Value| g["gflops"].as_f64().unwrap() * g["ms"].as_f64().unwrap() * 1e6;
-        for g in &graphs[..4] {
+        for g in &graphs[..5] {
             let name = g["name"].as_str().unwrap();
             let stats = sgn(&[
                 "inspect",
@@ -499,10 +507,10 @@ fn bench_reports_every_graph_against_its_roofline_and_the_interpreter() {
                 + stats["after"]["elementwise_flops"].as_u64().unwrap();
             assert!(close(flops(g), counted as f64), "{name}: {counted} in {g}");
         }
-        let step = &graphs[4];
+        let step = &graphs[5];
         let of = |name: &str| graphs.iter().find(|g| g["name"] == name).unwrap();
         let parts = |f: &dyn Fn(&serde_json::Value) -> f64| {
-            f(of("grad")) + f(of("gv-prepare")) + f(of("forward")) + 10.0 * f(of("gv-apply"))
+            f(of("grad-prepare")) + f(of("forward")) + 10.0 * f(of("gv-apply"))
         };
         assert!(close(flops(step), parts(&flops)), "{step}");
         let roofline = |g: &serde_json::Value| g["roofline_ms"].as_f64().unwrap();

@@ -171,6 +171,37 @@ fn results_do_not_depend_on_the_thread_count() {
     }
 }
 
+/// The fused grad-prepare gives grad's outputs followed by gv-prepare's, bit for bit: an SGN step
+/// runs it in their place, so fusing must not move a single result.
+#[test]
+fn grad_prepare_is_grad_then_gv_prepare_bit_for_bit() {
+    for (name, model) in ir_models() {
+        let compiled = compile(&model, DType::F32);
+        let params = params_for(&model, DType::F32);
+        let graphs = &compiled.graphs;
+        let options = JitOptions::default().with_threads(2);
+        let run = |graph: &Graph, batch: &TensorMap, rows: usize| -> Vec<Vec<u64>> {
+            let args = args_for(graph, &compiled, batch, &params, rows);
+            let jit = compile_graph(graph, &options).unwrap();
+            jit.run(&args).unwrap().iter().map(bits).collect()
+        };
+        for rows in [7, 100] {
+            let batch = batch_for(&model, DType::F32, rows, 4);
+            let mut separate = run(&graphs.grad, &batch, rows);
+            separate.extend(run(&graphs.gv_prepare, &batch, rows));
+            let fused = run(&graphs.grad_prepare, &batch, rows);
+            assert_eq!(fused.len(), separate.len(), "{name}: output count");
+            for (k, (f, s)) in fused.iter().zip(&separate).enumerate() {
+                let output = &graphs.grad_prepare.outputs()[k].name;
+                assert!(
+                    f == s,
+                    "{name} B={rows}: grad-prepare output '{output}' differs"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn run_into_reuses_outputs_across_batch_sizes() {
     let models = ir_models();

@@ -43,6 +43,7 @@ fn optimize_all(graphs: &DerivedGraphs) -> (DerivedGraphs, Vec<(&'static str, Re
         gv: run("gv", &graphs.gv),
         gv_prepare: run("gv-prepare", &graphs.gv_prepare),
         gv_apply: run("gv-apply", &graphs.gv_apply),
+        grad_prepare: run("grad-prepare", &graphs.grad_prepare),
     };
     (optimized, reports)
 }

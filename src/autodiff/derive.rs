@@ -14,6 +14,7 @@
 use super::split::{Cut, extract, residuals};
 use super::{AdError, jvp, transpose};
 use crate::ir::{Arg, ArgRole, Graph, NodeId, TensorType};
+use rustc_hash::FxHashMap;
 
 /// One parameter of a model: its name in the model and its type.
 #[derive(Clone, Debug, PartialEq)]
@@ -90,9 +91,11 @@ pub struct Derivatives {
 }
 
 impl Derivatives {
-    /// The graphs with `gv` split at its residuals into `gv-prepare` and `gv-apply`.
+    /// The graphs with `gv` split at its residuals into `gv-prepare` and `gv-apply`, and
+    /// `grad-prepare`, the gradient and gv-prepare fused.
     pub fn split(self) -> DerivedGraphs {
         let (gv_prepare, gv_apply) = split_gv(&self.gv);
+        let grad_prepare = fuse("grad-prepare", &self.grad, &gv_prepare);
         DerivedGraphs {
             signature: self.signature,
             forward: self.forward,
@@ -100,6 +103,7 @@ impl Derivatives {
             jvp: self.jvp,
             vjp: self.vjp,
             gv: self.gv,
+            grad_prepare,
             gv_prepare,
             gv_apply,
         }
@@ -135,6 +139,52 @@ pub struct DerivedGraphs {
     pub gv_prepare: Graph,
     /// `(residuals, v.<p>…) → gv.<p>…`: linear in `v`, no nonlinear primal op.
     pub gv_apply: Graph,
+    /// `grad` and `gv-prepare` in one graph, for an SGN step, which needs both at the same
+    /// point: `(inputs, targets, params) → (loss, grad.<p>…, residuals…)`, the forward pass
+    /// they share computed once.
+    pub grad_prepare: Graph,
+}
+
+/// `first` and `second`, graphs of the same arguments, as one graph with the outputs of both
+/// (`second`'s renamed where `first` has the name): `second`'s nodes are copied into `first`'s,
+/// where hash-consing merges what they share.
+///
+/// # Panics
+/// If `second` has an argument `first` lacks.
+fn fuse(name: &str, first: &Graph, second: &Graph) -> Graph {
+    let mut out = first.clone();
+    out.name = name.to_string();
+    let mut map: FxHashMap<NodeId, NodeId> = FxHashMap::default();
+    for arg in second.args() {
+        let same = first
+            .args()
+            .iter()
+            .find(|a| a.name == arg.name && a.role == arg.role)
+            .unwrap_or_else(|| panic!("'{}' lacks argument '{}'", first.name, arg.name));
+        map.insert(arg.node, same.node);
+    }
+    for id in second.ids() {
+        if map.contains_key(&id) {
+            continue;
+        }
+        let node = second.node(id);
+        let inputs = node.inputs.iter().map(|x| map[x]).collect();
+        out.set_span(second.origin(id));
+        let copied = out.intern(node.op.clone(), inputs, node.ty.clone());
+        if let (Some(label), None) = (second.label(id), out.label(copied)) {
+            out.set_label(copied, label);
+        }
+        map.insert(id, copied);
+    }
+    out.set_span(None);
+    for output in second.outputs() {
+        let mut output_name = output.name.clone();
+        while out.output(&output_name).is_some() {
+            output_name.push('\'');
+        }
+        out.add_output(output_name, map[&output.node]);
+    }
+    out
 }
 
 /// The derived graphs by name, in pipeline order.
@@ -147,10 +197,11 @@ pub enum GraphName {
     Gv,
     GvPrepare,
     GvApply,
+    GradPrepare,
 }
 
 impl GraphName {
-    pub const ALL: [GraphName; 7] = [
+    pub const ALL: [GraphName; 8] = [
         GraphName::Forward,
         GraphName::Grad,
         GraphName::Jvp,
@@ -158,6 +209,7 @@ impl GraphName {
         GraphName::Gv,
         GraphName::GvPrepare,
         GraphName::GvApply,
+        GraphName::GradPrepare,
     ];
 
     /// The position in [`GraphName::ALL`].
@@ -175,6 +227,7 @@ impl GraphName {
             GraphName::Gv => "gv",
             GraphName::GvPrepare => "gv-prepare",
             GraphName::GvApply => "gv-apply",
+            GraphName::GradPrepare => "grad-prepare",
         }
     }
 
@@ -194,11 +247,12 @@ impl DerivedGraphs {
             GraphName::Gv => &self.gv,
             GraphName::GvPrepare => &self.gv_prepare,
             GraphName::GvApply => &self.gv_apply,
+            GraphName::GradPrepare => &self.grad_prepare,
         }
     }
 
     /// The graphs by their CLI names, in pipeline order.
-    pub fn named(&self) -> [(&'static str, &Graph); 7] {
+    pub fn named(&self) -> [(&'static str, &Graph); 8] {
         GraphName::ALL.map(|g| (g.name(), self.get(g)))
     }
 }

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 pub struct InspectArgs {
     /// The model file (`*.sgn`).
     model: PathBuf,
-    /// Which graph: forward, grad, jvp, vjp, gv, gv-prepare or gv-apply.
+    /// Which graph: forward, grad, jvp, vjp, gv, gv-prepare, gv-apply or grad-prepare (grad and
+    /// gv-prepare in one graph, as an SGN step runs them).
     #[arg(long, default_value = "forward")]
     graph: String,
     /// Show the graph after e-graph simplification (as `train` and `eval` run it).
@@ -68,6 +69,8 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         // The two stages are cut from the optimized one-shot product: its phases are theirs.
         let phases_of = match which {
             GraphName::GvPrepare | GraphName::GvApply => GraphName::Gv,
+            // grad-prepare is grad with gv-prepare's nodes added after rewriting.
+            GraphName::GradPrepare => GraphName::Grad,
             other => other,
         };
         let report = &reports

@@ -32,7 +32,8 @@ enum Command {
     /// Evaluate a model on a batch (loss, output, gradient) or over a dataset's split (loss,
     /// accuracy).
     Eval(Box<eval::EvalArgs>),
-    /// Print one of a model's graphs (forward, grad, jvp, vjp, gv, gv-prepare, gv-apply).
+    /// Print one of a model's graphs (forward, grad, jvp, vjp, gv, gv-prepare, gv-apply,
+    /// grad-prepare).
     Inspect(inspect::InspectArgs),
     /// Train a model on a dataset with SGN, SGD or Adam.
     Train(Box<train::TrainArgs>),

@@ -97,6 +97,15 @@ impl<'c, O: Objective> Sharded<'c, O> {
         values.iter_mut().for_each(|v| *v *= self.weight);
         self.collective.sum(values)
     }
+
+    /// A shard's loss and gradient summed over the processes in one sum: the loss rides at the
+    /// end of the gradient.
+    fn summed_loss_and_grad(&self, (loss, mut grad): (f64, Vec<f64>)) -> Result<(f64, Vec<f64>)> {
+        grad.push(loss);
+        self.summed(&mut grad)?;
+        let loss = grad.pop().expect("the loss was pushed");
+        Ok((loss, grad))
+    }
 }
 
 impl<O: Objective> Objective for Sharded<'_, O> {
@@ -111,16 +120,17 @@ impl<O: Objective> Objective for Sharded<'_, O> {
     }
 
     fn loss_and_grad(&mut self, theta: &[f64]) -> Result<(f64, Vec<f64>)> {
-        let (loss, mut grad) = self.inner.loss_and_grad(theta)?;
-        // One sum for both: the loss rides at the end of the gradient.
-        grad.push(loss);
-        self.summed(&mut grad)?;
-        let loss = grad.pop().expect("the loss was pushed");
-        Ok((loss, grad))
+        let shard = self.inner.loss_and_grad(theta)?;
+        self.summed_loss_and_grad(shard)
     }
 
     fn prepare_gv(&mut self, theta: &[f64]) -> Result<()> {
         self.inner.prepare_gv(theta)
+    }
+
+    fn loss_grad_and_prepare_gv(&mut self, theta: &[f64]) -> Result<(f64, Vec<f64>)> {
+        let shard = self.inner.loss_grad_and_prepare_gv(theta)?;
+        self.summed_loss_and_grad(shard)
     }
 
     fn gv(&mut self, v: &[f64], out: &mut Vec<f64>) -> Result<()> {

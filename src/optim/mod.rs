@@ -41,6 +41,13 @@ pub trait Objective {
     fn loss_and_grad(&mut self, theta: &[f64]) -> Result<(f64, Vec<f64>)>;
     /// Prepares Gauss-Newton products at `θ`: the v-independent work, once per step.
     fn prepare_gv(&mut self, theta: &[f64]) -> Result<()>;
+    /// [`Objective::loss_and_grad`] and [`Objective::prepare_gv`] at the same `θ`, which an
+    /// implementation may do in one pass (a compiled model runs their shared forward pass once).
+    fn loss_grad_and_prepare_gv(&mut self, theta: &[f64]) -> Result<(f64, Vec<f64>)> {
+        let value = self.loss_and_grad(theta)?;
+        self.prepare_gv(theta)?;
+        Ok(value)
+    }
     /// `G v` at the `θ` last prepared, written into `out` (resized to [`Objective::dim`]; CG
     /// passes the same buffer every iteration).
     fn gv(&mut self, v: &[f64], out: &mut Vec<f64>) -> Result<()>;

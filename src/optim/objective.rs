@@ -72,6 +72,16 @@ impl Objective for ModelObjective<'_> {
         Ok(())
     }
 
+    fn loss_grad_and_prepare_gv(&mut self, theta: &[f64]) -> Result<(f64, Vec<f64>)> {
+        let params = params_at(self.model, &mut self.params, theta)?;
+        let (loss, grad, gv) = self.model.loss_grad_and_gv_operator(params, &self.batch)?;
+        self.gv = Some(gv);
+        Ok((
+            loss,
+            self.model.layout().flatten_on(&grad, self.model.pool())?,
+        ))
+    }
+
     fn gv(&mut self, v: &[f64], out: &mut Vec<f64>) -> Result<()> {
         let op = self.gv.as_ref().expect("prepare_gv runs before gv");
         op.apply_flat(v, out)

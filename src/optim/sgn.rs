@@ -176,7 +176,7 @@ impl Optimizer for Sgn {
         let cg_options = self.options.cg_at(self.steps);
         self.steps += 1;
         let vectors = objective.vectors();
-        let (loss, grad) = objective.loss_and_grad(theta)?;
+        let (loss, grad) = objective.loss_grad_and_prepare_gv(theta)?;
         if !loss.is_finite() || !vectors.all_finite(&grad) {
             let what = if loss.is_finite() { "gradient" } else { "loss" };
             return Ok(self.rejected(
@@ -186,7 +186,6 @@ impl Optimizer for Sgn {
                 Some(format!("non-finite {what}")),
             ));
         }
-        objective.prepare_gv(theta)?;
         let rho = self.rho;
         let b = vectors.scaled(&grad, -1.0);
         let x0 = match self.options.warm_start {
