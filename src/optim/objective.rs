@@ -47,6 +47,13 @@ fn params_at<'p>(
     Ok(params)
 }
 
+impl ModelObjective<'_> {
+    /// Per-parameter tensors (a gradient) as one flat vector, on the model's threads.
+    fn flat(&self, per_param: &TensorMap) -> Result<Vec<f64>> {
+        self.model.layout().flatten_on(per_param, self.model.pool())
+    }
+}
+
 impl Objective for ModelObjective<'_> {
     fn dim(&self) -> usize {
         self.model.layout().len()
@@ -60,10 +67,7 @@ impl Objective for ModelObjective<'_> {
     fn loss_and_grad(&mut self, theta: &[f64]) -> Result<(f64, Vec<f64>)> {
         let params = params_at(self.model, &mut self.params, theta)?;
         let (loss, grad) = self.model.loss_and_grad(params, &self.batch)?;
-        Ok((
-            loss,
-            self.model.layout().flatten_on(&grad, self.model.pool())?,
-        ))
+        Ok((loss, self.flat(&grad)?))
     }
 
     fn prepare_gv(&mut self, theta: &[f64]) -> Result<()> {
@@ -76,10 +80,7 @@ impl Objective for ModelObjective<'_> {
         let params = params_at(self.model, &mut self.params, theta)?;
         let (loss, grad, gv) = self.model.loss_grad_and_gv_operator(params, &self.batch)?;
         self.gv = Some(gv);
-        Ok((
-            loss,
-            self.model.layout().flatten_on(&grad, self.model.pool())?,
-        ))
+        Ok((loss, self.flat(&grad)?))
     }
 
     fn gv(&mut self, v: &[f64], out: &mut Vec<f64>) -> Result<()> {

@@ -707,7 +707,8 @@ const GATHER_BLOCK: usize = 16384;
 /// the hardware prefetchers cannot guess.
 const GATHER_AHEAD: usize = 2;
 
-/// Asks for `values`' cache lines, without waiting for them.
+/// Asks for `values`' cache lines, without waiting for them (nothing elsewhere than x86-64).
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn prefetch(values: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     for line in values.chunks(16) {
