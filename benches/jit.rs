@@ -77,7 +77,7 @@ fn bench_model(c: &mut Criterion, name: &str) {
             }
         })
     });
-    for graph_name in ["forward", "grad", "gv-prepare", "gv-apply"] {
+    for graph_name in ["forward", "grad", "gv-prepare", "gv-apply", "grad-prepare"] {
         let graph = compiled
             .graphs
             .named()

@@ -1,6 +1,6 @@
 //! Compile time against depth: a chain of `tanh(h @ w + b)` layers of width 16, at several
 //! depths, through every stage of [`Model::compile`] (parse and type-check, derive, simplify,
-//! JIT of all seven graphs, several at once on a multi-core machine), then a first call of the
+//! JIT of all eight graphs, several at once on a multi-core machine), then a first call of the
 //! forward and gradient graphs (which plans their memory for the batch):
 //!
 //! ```text
@@ -14,7 +14,7 @@
 //! a shared machine); `µs/layer` is that median over the depth, flat when compile time grows
 //! linearly. The stage columns come from one more run, stage by stage: wall milliseconds of
 //! parsing, derivation, simplification (loading the five derived graphs into one e-graph, the
-//! rewriting phases, then each graph's extraction, in parallel) and the JIT (all seven graphs,
+//! rewriting phases, then each graph's extraction, in parallel) and the JIT (all eight graphs,
 //! in parallel).
 
 // As the `sgn` binary does (see src/main.rs); `--no-default-features` measures glibc's malloc.

@@ -518,16 +518,17 @@ fn bench_reports_every_graph_against_its_roofline_and_the_interpreter() {
         // The step against its graphs called back to back, only on the step's row, timed in
         // the same rounds as the step, which runs those graphs and more (not against the
         // graphs' own rows: on a model this small those pay a thread pool's wake-up per call,
-        // which back-to-back calls do not). A wrong unit (1000×) is outside these bounds; the
-        // lower one is loose because with other tests on both cores, a median of two steps can
-        // take a scheduler's wake-up latency many times over (72× the graphs was seen).
+        // which back-to-back calls do not). The bounds only catch a wrong unit (1000×): with
+        // other tests on both cores, a median of two steps can take a scheduler's wake-up
+        // latency many times over (72× the graphs was seen), and the graphs' median a few
+        // times (over 1.5× the step was seen); how close they are is the benchmark's business.
         let ms = |g: &serde_json::Value| g["ms"].as_f64().unwrap();
         let back_to_back = step["graphs_ms"].as_f64().unwrap();
         assert!(
-            back_to_back > ms(step) / 500.0 && back_to_back < 1.5 * ms(step),
+            back_to_back > ms(step) / 500.0 && back_to_back < 50.0 * ms(step),
             "{step}"
         );
-        assert!(graphs[..4].iter().all(|g| g.get("graphs_ms").is_none()));
+        assert!(graphs[..5].iter().all(|g| g.get("graphs_ms").is_none()));
     }
 }
 

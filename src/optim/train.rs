@@ -710,11 +710,15 @@ const GATHER_AHEAD: usize = 2;
 /// Asks for `values`' cache lines, without waiting for them (nothing elsewhere than x86-64).
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn prefetch(values: &[f32]) {
+    // Every 16th element and the last: an address in each 64-byte line, also when the row does
+    // not start on a line's edge.
     #[cfg(target_arch = "x86_64")]
-    for line in values.chunks(16) {
+    for address in
+        (values.chunks(16).map(<[f32]>::as_ptr)).chain(values.last().map(std::ptr::from_ref))
+    {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         // SAFETY: a prefetch of a valid address; SSE is part of x86-64's baseline.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(address.cast()) };
     }
 }
 
