@@ -732,19 +732,54 @@ impl GvOperator<'_> {
     /// run on the graph's threads.
     pub fn apply_flat(&self, v: &[f64], gv: &mut Vec<f64>) -> Result<()> {
         let pool = self.model.pool();
+        self.with_directions(|directions, _| {
+            let mut offset = 0;
+            for direction in directions.iter_mut() {
+                let n = direction.len();
+                let part = v
+                    .get(offset..offset + n)
+                    .ok_or_else(|| flat_length_error(v.len()))?;
+                assign_on(pool, direction, part);
+                offset += n;
+            }
+            if offset == v.len() {
+                Ok(())
+            } else {
+                Err(flat_length_error(v.len()))
+            }
+        })?;
+        self.apply_in_place()?;
+        self.with_directions(|_, products| {
+            gv.resize(products.iter().map(Tensor::len).sum(), 0.0);
+            let mut rest = gv.as_mut_slice();
+            for t in products {
+                let (out, tail) = std::mem::take(&mut rest).split_at_mut(t.len());
+                rest = tail;
+                read_on(pool, t, out);
+            }
+        });
+        Ok(())
+    }
+
+    /// Runs `pass` on the directions gv-apply multiplies (one tensor per parameter, in parameter
+    /// order, written in place: what the next [`GvOperator::apply_in_place`] multiplies) and the
+    /// products of its last run (none before the first).
+    pub fn with_directions<R>(&self, pass: impl FnOnce(&mut [&mut Tensor], &[Tensor]) -> R) -> R {
         let mut args = self.args.borrow_mut();
-        let mut offset = 0;
-        for &slot in &self.direction_slots {
-            let n = args[slot].len();
-            let part = v
-                .get(offset..offset + n)
-                .ok_or_else(|| flat_length_error(v.len()))?;
-            assign_on(pool, &mut args[slot], part);
-            offset += n;
-        }
-        if offset != v.len() {
-            return Err(flat_length_error(v.len()));
-        }
+        let mut by_slot: Vec<Option<&mut Tensor>> = args.iter_mut().map(Some).collect();
+        let mut directions: Vec<&mut Tensor> = self
+            .direction_slots
+            .iter()
+            .map(|&slot| by_slot[slot].take().expect("one slot per parameter"))
+            .collect();
+        pass(&mut directions, &self.outputs.borrow())
+    }
+
+    /// The products `G d` of the directions `d` as they stand (see
+    /// [`GvOperator::with_directions`]): reused output tensors, so repeated calls allocate
+    /// nothing.
+    pub fn apply_in_place(&self) -> Result<()> {
+        let args = self.args.borrow();
         let executable = self.model.executable(GraphName::GvApply);
         let mut outputs = self.outputs.borrow_mut();
         if outputs.is_empty() {
@@ -752,14 +787,17 @@ impl GvOperator<'_> {
         } else {
             executable.run_into(&args, &mut outputs)?;
         }
-        gv.resize(outputs.iter().map(Tensor::len).sum(), 0.0);
-        let mut rest = gv.as_mut_slice();
-        for t in outputs.iter() {
-            let (out, tail) = std::mem::take(&mut rest).split_at_mut(t.len());
-            rest = tail;
-            read_on(pool, t, out);
-        }
         Ok(())
+    }
+
+    /// The one element type of every direction and product, if they share one.
+    pub fn dtype(&self) -> Option<DType> {
+        let graph = self.model.graphs.get(GraphName::GvApply);
+        let args = self.args.borrow();
+        let mut dtypes = (self.direction_slots.iter().map(|&slot| args[slot].dtype()))
+            .chain(graph.outputs().iter().map(|out| graph.ty(out.node).dtype));
+        let first = dtypes.next()?;
+        dtypes.all(|d| d == first).then_some(first)
     }
 }
 

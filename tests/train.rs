@@ -7,6 +7,7 @@ use crate::common;
 use common::{TINY_MODEL, blobs_dataset};
 use ndarray::Array2;
 use sgn::data::{Dataset, ImageFormat, PixelScale, Split};
+use sgn::ir::DType;
 use sgn::ir::store::{TensorMap, init_params};
 use sgn::optim::checkpoint::checkpoint_pixels;
 use sgn::optim::train::evaluate;
@@ -749,6 +750,80 @@ fn sgn_steps_are_bit_identical_on_any_thread_count_and_see_each_new_theta() {
     );
     assert_eq!(run(2), one);
     assert_eq!(run(3), one);
+}
+
+/// CG on a compiled model keeps its direction in gv-apply's own tensors, in the model's
+/// precision; it solves what CG on flat f64 vectors over `Objective::gv` solves: in f64 to
+/// the rounding of sums grouped otherwise (measured 2e-15), in f32 to the rounding of the
+/// direction to f32, which gv-apply multiplies either way (measured 5e-7). A warm start and the
+/// damping shift are exercised too.
+#[test]
+fn cg_on_the_models_own_direction_tensors_solves_what_flat_cg_solves() {
+    use sgn::optim::cg::{self, CgOptions};
+    for (dtype, tolerance) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+        let source = WIDE_MODEL.replace("f32", &dtype.to_string());
+        let model = Model::parse(&source).unwrap();
+        let params = init_params(&model.params, 5).unwrap();
+        let batch = common::batch_for(&model, dtype, 64, 9);
+        let compiled = model
+            .compile(&CompileOptions::default().with_threads(2))
+            .unwrap();
+        let theta = compiled.layout().flatten(&params).unwrap();
+        let mut objective = ModelObjective::new(&compiled, batch);
+        let (_, grad) = objective.loss_grad_and_prepare_gv(&theta).unwrap();
+        let b: Vec<f64> = grad.iter().map(|g| -g).collect();
+        let x0: Vec<f64> = b.iter().map(|b| 0.1 * b).collect();
+        let options = CgOptions {
+            max_iters: 8,
+            tolerance: 0.0,
+            residual_max: None,
+        };
+        let vectors = objective.vectors();
+        let (shift, start) = (1e-2, x0.clone());
+        let in_place = cg::solve_with(
+            &mut *objective.cg_operator(),
+            shift,
+            &b,
+            start,
+            None,
+            &options,
+            &vectors,
+        )
+        .unwrap();
+        let flat = cg::solve(
+            |v, out| objective.gv(v, out),
+            shift,
+            &b,
+            x0,
+            None,
+            &options,
+            &vectors,
+        )
+        .unwrap();
+        // The warm start's product counts as one of the eight.
+        assert_eq!((in_place.iterations, flat.iterations), (8, 8), "{dtype}");
+        let scale = flat.x.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let difference = in_place
+            .x
+            .iter()
+            .zip(&flat.x)
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+            / scale;
+        assert!(
+            difference <= tolerance,
+            "{dtype}: x differs by {difference:e}"
+        );
+        for (a, b) in [
+            (in_place.model_value, flat.model_value),
+            (in_place.curvature, flat.curvature),
+        ] {
+            assert!(
+                (a - b).abs() <= tolerance * b.abs(),
+                "{dtype}: {a} against {b}"
+            );
+        }
+        assert!(flat.model_value < 0.0, "{dtype}: {}", flat.model_value);
+    }
 }
 
 #[test]

@@ -13,6 +13,9 @@ pub trait Element: Float + LinalgScalar + Send + Sync + std::fmt::Debug + 'stati
     /// The array inside `tensor`, if it holds this element type.
     fn array(tensor: &Tensor) -> Option<&ArrayD<Self>>;
 
+    /// The array inside `tensor`, writable, if it holds this element type.
+    fn array_mut(tensor: &mut Tensor) -> Option<&mut ArrayD<Self>>;
+
     /// A tensor holding `array`.
     fn into_tensor(array: ArrayD<Self>) -> Tensor;
 
@@ -24,6 +27,13 @@ impl Element for f32 {
     const DTYPE: DType = DType::F32;
 
     fn array(tensor: &Tensor) -> Option<&ArrayD<f32>> {
+        match tensor {
+            Tensor::F32(a) => Some(a),
+            Tensor::F64(_) => None,
+        }
+    }
+
+    fn array_mut(tensor: &mut Tensor) -> Option<&mut ArrayD<f32>> {
         match tensor {
             Tensor::F32(a) => Some(a),
             Tensor::F64(_) => None,
@@ -43,6 +53,13 @@ impl Element for f64 {
     const DTYPE: DType = DType::F64;
 
     fn array(tensor: &Tensor) -> Option<&ArrayD<f64>> {
+        match tensor {
+            Tensor::F64(a) => Some(a),
+            Tensor::F32(_) => None,
+        }
+    }
+
+    fn array_mut(tensor: &mut Tensor) -> Option<&mut ArrayD<f64>> {
         match tensor {
             Tensor::F64(a) => Some(a),
             Tensor::F32(_) => None,

@@ -53,14 +53,85 @@ pub enum CgStop {
     NegativeCurvature,
 }
 
+/// The matrix CG solves with, holding CG's search direction `p` and its last product: where the
+/// direction lives (a flat f64 vector, or a compiled model's own direction tensors in their
+/// precision) is the operator's business, so CG's passes never convert between the two.
+pub trait CgOperator {
+    /// `p ← y + beta·p`; with `beta = 0`, `p ← y` whatever `p` held.
+    fn set_direction(&mut self, beta: f64, y: &[f64]) -> Result<()>;
+    /// `q ← A p`, returning the curvature `pᵀ(q + shift·p)` (the shift is SGN's damping ρ,
+    /// added in this pass rather than in one of its own).
+    fn apply(&mut self, shift: f64) -> Result<f64>;
+    /// `x ← x + alpha·p` and `r ← r − alpha·(q + shift·p)` with the last `apply`'s product and
+    /// shift, returning the new `rᵀr`.
+    fn update(&mut self, x: &mut [f64], r: &mut [f64], alpha: f64) -> f64;
+}
+
+/// A [`CgOperator`] on flat f64 vectors: `apply(v, out)` writes `A v` into `out` (resizing it;
+/// the same buffer comes back every iteration, so a large solve allocates nothing per
+/// iteration).
+pub struct FlatOperator<F> {
+    apply: F,
+    vectors: Vectors,
+    p: Vec<f64>,
+    q: Vec<f64>,
+    shift: f64,
+}
+
+impl<F: FnMut(&[f64], &mut Vec<f64>) -> Result<()>> FlatOperator<F> {
+    /// The products of `apply`, CG's passes on `vectors`' threads.
+    pub fn new(apply: F, vectors: Vectors) -> FlatOperator<F> {
+        FlatOperator {
+            apply,
+            vectors,
+            p: Vec::new(),
+            q: Vec::new(),
+            shift: 0.0,
+        }
+    }
+}
+
+impl<F: FnMut(&[f64], &mut Vec<f64>) -> Result<()>> CgOperator for FlatOperator<F> {
+    fn set_direction(&mut self, beta: f64, y: &[f64]) -> Result<()> {
+        self.p.resize(y.len(), 0.0);
+        self.vectors.set_direction(&mut [&mut self.p[..]], beta, y);
+        Ok(())
+    }
+
+    fn apply(&mut self, shift: f64) -> Result<f64> {
+        (self.apply)(&self.p, &mut self.q)?;
+        self.shift = shift;
+        Ok(self
+            .vectors
+            .shifted_dot(&[&self.p[..]], &[&self.q[..]], shift))
+    }
+
+    fn update(&mut self, x: &mut [f64], r: &mut [f64], alpha: f64) -> f64 {
+        let (p, q) = (&[&self.p[..]], &[&self.q[..]]);
+        self.vectors.cg_update(x, r, alpha, self.shift, p, q)
+    }
+}
+
 /// Solves `(A + shift·I) x = b` approximately, starting from `x0`, where `apply(v, out)` writes
-/// `A v` into `out` (resizing it; the same buffer comes back every iteration, so a large solve
-/// allocates nothing per iteration) and `precondition` (if any) holds the diagonal of the
-/// preconditioner `M` (CG then works on `M⁻¹`-scaled residuals). The shift (SGN's damping ρ) is
-/// added in the pass that computes the curvature, rather than in a pass of its own. The vector
-/// passes run on `vectors`' threads.
+/// `A v` into `out` (see [`FlatOperator`]); [`solve_with`] on it.
 pub fn solve(
-    mut apply: impl FnMut(&[f64], &mut Vec<f64>) -> Result<()>,
+    apply: impl FnMut(&[f64], &mut Vec<f64>) -> Result<()>,
+    shift: f64,
+    b: &[f64],
+    x0: Vec<f64>,
+    precondition: Option<&[f64]>,
+    options: &CgOptions,
+    vectors: &Vectors,
+) -> Result<CgResult> {
+    let mut operator = FlatOperator::new(apply, vectors.clone());
+    solve_with(&mut operator, shift, b, x0, precondition, options, vectors)
+}
+
+/// Solves `(A + shift·I) x = b` approximately with `operator`'s products, starting from `x0`;
+/// `precondition` (if any) holds the diagonal of the preconditioner `M` (CG then works on
+/// `M⁻¹`-scaled residuals). The vector passes run on `vectors`' threads.
+pub fn solve_with(
+    operator: &mut dyn CgOperator,
     shift: f64,
     b: &[f64],
     x0: Vec<f64>,
@@ -69,18 +140,18 @@ pub fn solve(
     vectors: &Vectors,
 ) -> Result<CgResult> {
     let dot = |a: &[f64], b: &[f64]| vectors.dot(a, b);
-    let mut x = x0;
     let mut iterations = 0;
-    let mut ap = Vec::new();
-    // r = b − A x0 (one product, unless x0 = 0).
-    let mut r: Vec<f64> = if x.iter().all(|&v| v == 0.0) {
-        vectors.scaled(b, 1.0)
-    } else {
+    // x = 0, r = b; a warm start x0 ≠ 0 is then one update along p = x0 with α = 1 (one
+    // product): x = x0 and r = b − A x0.
+    let mut x = vec![0.0; b.len()];
+    let mut r = vectors.scaled(b, 1.0);
+    let mut rr = dot(&r, &r);
+    if x0.iter().any(|&v| v != 0.0) {
+        operator.set_direction(0.0, &x0)?;
+        operator.apply(shift)?;
         iterations += 1;
-        apply(&x, &mut ap)?;
-        vectors.shift_dot(&mut ap, shift, &x);
-        b.iter().zip(&ap).map(|(b, a)| b - a).collect()
-    };
+        rr = operator.update(&mut x, &mut r, 1.0);
+    }
     // With A x = b − r, the model is q(x) = ½xᵀAx − bᵀx = −½(bᵀx + rᵀx); afterwards each step
     // lowers it by ½·α·rᵀy, so it is tracked without further products.
     let mut model = -0.5 * (dot(b, &x) + dot(&r, &x));
@@ -97,8 +168,7 @@ pub fn solve(
         precondition_into(&r, &mut y, m);
         y
     });
-    let mut p = vectors.scaled(y.as_deref().unwrap_or(&r), 1.0);
-    let mut rr = dot(&r, &r);
+    operator.set_direction(0.0, y.as_deref().unwrap_or(&r))?;
     let mut ry = y.as_deref().map_or(rr, |y| dot(&r, y));
     let converged = |rr: f64, r: &[f64]| {
         rr.sqrt() <= options.tolerance * b_norm
@@ -112,15 +182,14 @@ pub fn solve(
             stop = CgStop::Converged;
             break;
         }
-        apply(&p, &mut ap)?;
+        let curvature = operator.apply(shift)?;
         iterations += 1;
-        let curvature = vectors.shift_dot(&mut ap, shift, &p);
         if curvature <= 0.0 || !curvature.is_finite() {
             stop = CgStop::NegativeCurvature;
             break;
         }
         let alpha = ry / curvature;
-        rr = vectors.cg_update(&mut x, &mut r, alpha, &p, &ap);
+        rr = operator.update(&mut x, &mut r, alpha);
         model -= 0.5 * alpha * ry;
         if let (Some(y), Some(m)) = (y.as_deref_mut(), precondition) {
             precondition_into(&r, y, m);
@@ -128,7 +197,9 @@ pub fn solve(
         let ry_next = y.as_deref().map_or(rr, |y| dot(&r, y));
         let beta = ry_next / ry;
         ry = ry_next;
-        vectors.scale_add(&mut p, beta, y.as_deref().unwrap_or(&r));
+        if iterations < options.max_iters {
+            operator.set_direction(beta, y.as_deref().unwrap_or(&r))?;
+        }
     }
     if stop == CgStop::MaxIterations && converged(rr, &r) {
         stop = CgStop::Converged;

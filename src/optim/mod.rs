@@ -51,6 +51,15 @@ pub trait Objective {
     /// `G v` at the `θ` last prepared, written into `out` (resized to [`Objective::dim`]; CG
     /// passes the same buffer every iteration).
     fn gv(&mut self, v: &[f64], out: &mut Vec<f64>) -> Result<()>;
+    /// The products of [`Objective::gv`] as CG iterates with them. By default on flat vectors;
+    /// a compiled model keeps CG's direction in its own direction tensors instead.
+    fn cg_operator(&mut self) -> Box<dyn cg::CgOperator + '_> {
+        let vectors = self.vectors();
+        Box::new(cg::FlatOperator::new(
+            move |v: &[f64], out: &mut Vec<f64>| self.gv(v, out),
+            vectors,
+        ))
+    }
     /// Where the optimizer's vector passes run: by default on the calling thread alone; a
     /// compiled model's on its graphs' threads.
     fn vectors(&self) -> vector::Vectors {

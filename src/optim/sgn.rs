@@ -207,8 +207,8 @@ impl Optimizer for Sgn {
                 .map(|s| (s + rho).powf(alpha))
                 .collect::<Vec<f64>>()
         });
-        let solved = cg::solve(
-            |v, gv| objective.gv(v, gv),
+        let solved = cg::solve_with(
+            &mut *objective.cg_operator(),
             rho,
             &b,
             x0,
