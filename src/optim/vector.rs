@@ -78,10 +78,7 @@ impl Vectors {
                 .iter()
                 .map(|b| {
                     let (p, q) = (&p[b.piece][b.range.clone()], &q[b.piece][b.range.clone()]);
-                    sum8(p.len(), |i| {
-                        let p: f64 = p[i].into();
-                        p * (q[i].into() + shift * p)
-                    })
+                    shifted_dot_block(p, q, shift)
                 })
                 .collect()
         }))
@@ -121,12 +118,7 @@ impl Vectors {
                             let (x, r) = (&mut x[local.clone()], &mut r[local]);
                             let (p, q) =
                                 (&p[b.piece][b.range.clone()], &q[b.piece][b.range.clone()]);
-                            sum8(x.len(), |i| {
-                                let p: f64 = p[i].into();
-                                x[i] += alpha * p;
-                                r[i] -= alpha * (q[i].into() + shift * p);
-                                r[i] * r[i]
-                            })
+                            cg_update_block(x, r, alpha, shift, p, q)
                         })
                         .collect()
                 }),
@@ -199,7 +191,12 @@ impl Vectors {
             })
             .collect();
         assert_eq!(flat, n, "vectors of one length");
-        let parts = self.pool.split(blocks.len(), 1);
+        // As many threads as a flat vector of n elements gets, each from the first block at
+        // or after its flat part's start: small vectors stay on one thread.
+        let first_block_from = |at: usize| blocks.partition_point(|b| b.flat.start < at);
+        let parts = (self.parts(n).iter())
+            .map(|part| first_block_from(part.start)..first_block_from(part.end))
+            .collect();
         (blocks, parts)
     }
 }
@@ -271,21 +268,71 @@ fn total(parts: Vec<Vec<f64>>) -> f64 {
 }
 
 fn dot_block(a: &[f64], b: &[f64]) -> f64 {
-    sum8(a.len(), |i| a[i] * b[i])
-}
-
-/// `Σ term(i)` over `0..n` in eight interleaved partial sums (so that the compiler vectorizes
-/// it), then the tail.
-#[inline(always)]
-fn sum8(n: usize, mut term: impl FnMut(usize) -> f64) -> f64 {
-    let main = n - n % 8;
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     let mut partial = [0.0; 8];
-    for base in (0..main).step_by(8) {
-        for (k, partial) in partial.iter_mut().enumerate() {
-            *partial += term(base + k);
+    for (a, b) in a8.zip(b8) {
+        for k in 0..8 {
+            partial[k] += a[k] * b[k];
         }
     }
-    let tail: f64 = (main..n).map(term).sum();
+    partial.iter().sum::<f64>() + tail
+}
+
+// The kernels below sum in eight interleaved partial sums over chunks of eight (so that the
+// compiler vectorizes them and proves every index in bounds), then the tail, as `dot_block`.
+
+fn shifted_dot_block<T: Real>(p: &[T], q: &[T], shift: f64) -> f64 {
+    let term = |p: T, q: T| {
+        let p: f64 = p.into();
+        p * (q.into() + shift * p)
+    };
+    let (p8, q8) = (p.chunks_exact(8), q.chunks_exact(8));
+    let tail: f64 = (p8.remainder().iter().zip(q8.remainder()))
+        .map(|(&p, &q)| term(p, q))
+        .sum();
+    let mut partial = [0.0; 8];
+    for (p, q) in p8.zip(q8) {
+        for k in 0..8 {
+            partial[k] += term(p[k], q[k]);
+        }
+    }
+    partial.iter().sum::<f64>() + tail
+}
+
+fn cg_update_block<T: Real>(
+    x: &mut [f64],
+    r: &mut [f64],
+    alpha: f64,
+    shift: f64,
+    p: &[T],
+    q: &[T],
+) -> f64 {
+    let update = |x: &mut f64, r: &mut f64, p: T, q: T| {
+        let p: f64 = p.into();
+        *x += alpha * p;
+        *r -= alpha * (q.into() + shift * p);
+        *r * *r
+    };
+    let main = x.len() - x.len() % 8;
+    let ((x, x_tail), (r, r_tail)) = (x.split_at_mut(main), r.split_at_mut(main));
+    let ((p, p_tail), (q, q_tail)) = (p.split_at(main), q.split_at(main));
+    let tail: f64 = (x_tail.iter_mut().zip(r_tail).zip(p_tail).zip(q_tail))
+        .map(|(((x, r), &p), &q)| update(x, r, p, q))
+        .sum();
+    let mut partial = [0.0; 8];
+    let chunks = (x.chunks_exact_mut(8).zip(r.chunks_exact_mut(8)))
+        .zip(p.chunks_exact(8).zip(q.chunks_exact(8)));
+    for ((x, r), (p, q)) in chunks {
+        for k in 0..8 {
+            partial[k] += update(&mut x[k], &mut r[k], p[k], q[k]);
+        }
+    }
     partial.iter().sum::<f64>() + tail
 }
 
