@@ -170,12 +170,15 @@ fn on_batch(
     let mut results = TensorMap::new();
     let (z, loss) = compiled.forward(params, &batch)?;
     results.insert(model.output.clone(), z);
-    let (_, grad) = compiled.loss_and_grad(params, &batch)?;
-    results.extend_prefixed("grad.", grad);
-    if let Some(v) = &v {
-        let (_, jv) = compiled.jvp(params, &batch, v)?;
-        results.insert("jv", jv);
-        results.extend_prefixed("gv.", compiled.gv_operator(params, &batch)?.apply(v)?);
+    match &v {
+        None => results.extend_prefixed("grad.", compiled.loss_and_grad(params, &batch)?.1),
+        Some(v) => {
+            // The gradient and G's preparation from one graph, as an SGN step runs them.
+            let (_, grad, gv) = compiled.loss_grad_and_gv_operator(params, &batch)?;
+            results.extend_prefixed("grad.", grad);
+            results.extend_prefixed("gv.", gv.apply(v)?);
+            results.insert("jv", compiled.jvp(params, &batch, v)?.1);
+        }
     }
     results.insert(
         "loss",

@@ -39,7 +39,8 @@ pub trait Objective {
     fn loss(&mut self, theta: &[f64]) -> Result<f64>;
     /// `L(θ)` and `∇L(θ)`.
     fn loss_and_grad(&mut self, theta: &[f64]) -> Result<(f64, Vec<f64>)>;
-    /// Prepares Gauss-Newton products at `θ`: the v-independent work, once per step.
+    /// Prepares Gauss-Newton products at `θ`: the v-independent work, once per step. SGN asks
+    /// for it through [`Objective::loss_grad_and_prepare_gv`], whose default calls this.
     fn prepare_gv(&mut self, theta: &[f64]) -> Result<()>;
     /// [`Objective::loss_and_grad`] and [`Objective::prepare_gv`] at the same `θ`, which an
     /// implementation may do in one pass (a compiled model runs their shared forward pass once).

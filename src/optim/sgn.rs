@@ -1,7 +1,8 @@
 //! The stochastic generalized Gauss-Newton method.
 //!
-//! Each step, on one mini-batch: `g = ∇L(θ)`; prepare `G` at `θ`; `d ≈ argmin q(d)` with
-//! `q(d) = gᵀd + ½ dᵀ(G + ρI)d` by truncated CG; Armijo backtracking on the same batch; a
+//! Each step, on one mini-batch: `g = ∇L(θ)` and `G` prepared at `θ` (together: a compiled
+//! model runs one graph for both); `d ≈ argmin q(d)` with `q(d) = gᵀd + ½ dᵀ(G + ρI)d` by
+//! truncated CG on the objective's [`cg::CgOperator`]; Armijo backtracking on the same batch; a
 //! Levenberg-Marquardt update of `ρ` from the ratio of actual to predicted reduction.
 
 use super::cg::{self, CgOptions};
