@@ -780,7 +780,7 @@ fn cg_on_the_models_own_direction_tensors_solves_what_flat_cg_solves() {
         };
         let vectors = objective.vectors();
         let (shift, start) = (1e-2, x0.clone());
-        let in_place = cg::solve_with(
+        let in_place = cg::solve(
             &mut *objective.cg_operator(),
             shift,
             &b,
@@ -791,7 +791,10 @@ fn cg_on_the_models_own_direction_tensors_solves_what_flat_cg_solves() {
         )
         .unwrap();
         let flat = cg::solve(
-            |v, out| objective.gv(v, out),
+            &mut cg::FlatOperator::new(
+                |v: &[f64], out: &mut Vec<f64>| objective.gv(v, out),
+                vectors.clone(),
+            ),
             shift,
             &b,
             x0,

@@ -112,25 +112,29 @@ impl<F: FnMut(&[f64], &mut Vec<f64>) -> Result<()>> CgOperator for FlatOperator<
     }
 }
 
-/// Solves `(A + shift·I) x = b` approximately, starting from `x0`, where `apply(v, out)` writes
-/// `A v` into `out` (see [`FlatOperator`]); [`solve_with`] on it.
-pub fn solve(
-    apply: impl FnMut(&[f64], &mut Vec<f64>) -> Result<()>,
-    shift: f64,
-    b: &[f64],
-    x0: Vec<f64>,
-    precondition: Option<&[f64]>,
-    options: &CgOptions,
-    vectors: &Vectors,
-) -> Result<CgResult> {
-    let mut operator = FlatOperator::new(apply, vectors.clone());
-    solve_with(&mut operator, shift, b, x0, precondition, options, vectors)
-}
-
 /// Solves `(A + shift·I) x = b` approximately with `operator`'s products, starting from `x0`;
 /// `precondition` (if any) holds the diagonal of the preconditioner `M` (CG then works on
 /// `M⁻¹`-scaled residuals). The vector passes run on `vectors`' threads.
-pub fn solve_with(
+///
+/// # Example
+/// ```
+/// use sgn::optim::cg::{CgOptions, FlatOperator, solve};
+/// use sgn::optim::vector::Vectors;
+///
+/// // (A + 1·I) x = b with A = diag(1, 3): x = (1/2, 2/4).
+/// let mut product = FlatOperator::new(
+///     |v: &[f64], out: &mut Vec<f64>| {
+///         *out = vec![v[0], 3.0 * v[1]];
+///         Ok(())
+///     },
+///     Vectors::serial(),
+/// );
+/// let options = CgOptions::default();
+/// let solved = solve(&mut product, 1.0, &[1.0, 2.0], vec![0.0; 2], None, &options, &Vectors::serial())?;
+/// assert!((solved.x[0] - 0.5).abs() < 1e-12 && (solved.x[1] - 0.5).abs() < 1e-12);
+/// # Ok::<(), sgn::Error>(())
+/// ```
+pub fn solve(
     operator: &mut dyn CgOperator,
     shift: f64,
     b: &[f64],
@@ -246,10 +250,13 @@ mod tests {
                 residual_max: None,
             };
             let out = solve(
-                |v, out| {
-                    *out = matvec(&a, v);
-                    Ok(())
-                },
+                &mut FlatOperator::new(
+                    |v: &[f64], out: &mut Vec<f64>| {
+                        *out = matvec(&a, v);
+                        Ok(())
+                    },
+                    Vectors::serial(),
+                ),
                 0.0,
                 &b,
                 vec![0.0; n],
@@ -283,10 +290,13 @@ mod tests {
             ..CgOptions::default()
         };
         let out = solve(
-            |v, out| {
-                *out = matvec(&a, v);
-                Ok(())
-            },
+            &mut FlatOperator::new(
+                |v: &[f64], out: &mut Vec<f64>| {
+                    *out = matvec(&a, v);
+                    Ok(())
+                },
+                Vectors::serial(),
+            ),
             0.0,
             &b,
             vec![0.0; 4],
@@ -305,10 +315,13 @@ mod tests {
         let a = lehmer(6, 0.5);
         let b: Vec<f64> = (0..6).map(|i| i as f64 - 2.0).collect();
         let exact = solve(
-            |v, out| {
-                *out = matvec(&a, v);
-                Ok(())
-            },
+            &mut FlatOperator::new(
+                |v: &[f64], out: &mut Vec<f64>| {
+                    *out = matvec(&a, v);
+                    Ok(())
+                },
+                Vectors::serial(),
+            ),
             0.0,
             &b,
             vec![0.0; 6],
@@ -322,10 +335,13 @@ mod tests {
         )
         .unwrap();
         let warm = solve(
-            |v, out| {
-                *out = matvec(&a, v);
-                Ok(())
-            },
+            &mut FlatOperator::new(
+                |v: &[f64], out: &mut Vec<f64>| {
+                    *out = matvec(&a, v);
+                    Ok(())
+                },
+                Vectors::serial(),
+            ),
             0.0,
             &b,
             exact.x.clone(),
@@ -342,10 +358,13 @@ mod tests {
     fn negative_curvature_stops_the_solve() {
         let a = vec![vec![1.0, 0.0], vec![0.0, -1.0]];
         let out = solve(
-            |v, out| {
-                *out = matvec(&a, v);
-                Ok(())
-            },
+            &mut FlatOperator::new(
+                |v: &[f64], out: &mut Vec<f64>| {
+                    *out = matvec(&a, v);
+                    Ok(())
+                },
+                Vectors::serial(),
+            ),
             0.0,
             &[0.0, 1.0],
             vec![0.0; 2],
@@ -374,7 +393,7 @@ mod tests {
                 Ok(())
             };
             solve(
-                apply,
+                &mut FlatOperator::new(apply, Vectors::serial()),
                 0.0,
                 &b,
                 vec![0.0; 12],
@@ -405,7 +424,7 @@ mod tests {
             Ok(())
         };
         let early = solve(
-            apply,
+            &mut FlatOperator::new(apply, Vectors::serial()),
             0.0,
             &b,
             vec![0.0; 12],
@@ -429,10 +448,13 @@ mod tests {
                 ..CgOptions::default()
             };
             let out = solve(
-                |v, out| {
-                    *out = matvec(&a, v);
-                    Ok(())
-                },
+                &mut FlatOperator::new(
+                    |v: &[f64], out: &mut Vec<f64>| {
+                        *out = matvec(&a, v);
+                        Ok(())
+                    },
+                    Vectors::serial(),
+                ),
                 0.0,
                 &b,
                 vec![0.0; 30],

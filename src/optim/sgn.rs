@@ -208,7 +208,7 @@ impl Optimizer for Sgn {
                 .map(|s| (s + rho).powf(alpha))
                 .collect::<Vec<f64>>()
         });
-        let solved = cg::solve_with(
+        let solved = cg::solve(
             &mut *objective.cg_operator(),
             rho,
             &b,
