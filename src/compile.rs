@@ -702,7 +702,8 @@ pub struct GvOperator<'a> {
     args: RefCell<Vec<Tensor>>,
     /// The slot in `args` of each parameter's direction, in parameter order.
     direction_slots: Vec<usize>,
-    /// gv-apply's outputs, reused by [`GvOperator::apply_flat`] (empty before its first call).
+    /// gv-apply's outputs, reused by [`GvOperator::apply_in_place`] (empty before its first
+    /// call).
     outputs: RefCell<Vec<Tensor>>,
 }
 
@@ -718,8 +719,10 @@ impl GvOperator<'_> {
             .iter()
             .zip(&self.direction_slots)
         {
-            args[slot] =
-                checked_named(v, &param.name, &graph.args()[slot].ty, "direction")?.clone();
+            let direction = checked_named(v, &param.name, &graph.args()[slot].ty, "direction")?;
+            // Into the slot's own dense tensor (checked to be of its type and shape), which
+            // `with_directions`' passes read as one slice.
+            args[slot].assign_f64(&direction.to_f64_vec());
         }
         let out = self.model.executable(GraphName::GvApply).run(&args)?;
         Ok(self.model.per_param(out.into_iter()))
@@ -761,9 +764,14 @@ impl GvOperator<'_> {
         Ok(())
     }
 
-    /// Runs `pass` on the directions gv-apply multiplies (one tensor per parameter, in parameter
-    /// order, written in place: what the next [`GvOperator::apply_in_place`] multiplies) and the
-    /// products of its last run (none before the first).
+    /// Runs `pass` on the directions gv-apply multiplies (one dense tensor per parameter, in
+    /// parameter order, written in place: what the next [`GvOperator::apply_in_place`]
+    /// multiplies) and the products of its last run (none before the first; [`GvOperator::apply`]
+    /// and [`GvOperator::apply_flat`] also overwrite the directions, and only the latter leaves
+    /// its products here).
+    ///
+    /// # Panics
+    /// If `pass` calls another method of this operator (its tensors are borrowed meanwhile).
     pub fn with_directions<R>(&self, pass: impl FnOnce(&mut [&mut Tensor], &[Tensor]) -> R) -> R {
         let mut args = self.args.borrow_mut();
         let mut by_slot: Vec<Option<&mut Tensor>> = args.iter_mut().map(Some).collect();

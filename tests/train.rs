@@ -755,77 +755,91 @@ fn sgn_steps_are_bit_identical_on_any_thread_count_and_see_each_new_theta() {
 /// CG on a compiled model keeps its direction in gv-apply's own tensors, in the model's
 /// precision; it solves what CG on flat f64 vectors over `Objective::gv` solves: in f64 to
 /// the rounding of sums grouped otherwise (measured 2e-15), in f32 to the rounding of the
-/// direction to f32, which gv-apply multiplies either way (measured 5e-7). A warm start and the
-/// damping shift are exercised too.
+/// direction to f32, which gv-apply multiplies either way (measured 5e-7, and not 0: the
+/// direction does live in the f32 tensors). Parameters of both element types keep CG on flat
+/// vectors (on the interpreter, which runs such models): the same bits. With and without a
+/// preconditioner, from a warm start, damped.
 #[test]
 fn cg_on_the_models_own_direction_tensors_solves_what_flat_cg_solves() {
     use sgn::optim::cg::{self, CgOptions};
-    for (dtype, tolerance) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
-        let source = WIDE_MODEL.replace("f32", &dtype.to_string());
+    let mixed = WIDE_MODEL.replace(
+        "param b2: f32[10] = zeros\n",
+        "param b2: f32[10] = zeros\nparam unused: f64[3] = zeros\n",
+    );
+    let cases = [
+        (
+            "f64",
+            WIDE_MODEL.replace("f32", "f64"),
+            Some(DType::F64),
+            0.0..=1e-12,
+        ),
+        (
+            "f32",
+            WIDE_MODEL.to_string(),
+            Some(DType::F32),
+            f64::MIN_POSITIVE..=1e-5,
+        ),
+        ("mixed", mixed, None, 0.0..=0.0),
+    ];
+    for (name, source, dtype, expected) in cases {
         let model = Model::parse(&source).unwrap();
         let params = init_params(&model.params, 5).unwrap();
-        let batch = common::batch_for(&model, dtype, 64, 9);
-        let compiled = model
-            .compile(&CompileOptions::default().with_threads(2))
-            .unwrap();
+        // The mixed model's inputs are f32.
+        let batch = common::batch_for(&model, dtype.unwrap_or(DType::F32), 64, 9);
+        // The JIT compiles graphs of one element type; the interpreter runs mixed ones.
+        let backend = match dtype {
+            Some(_) => sgn::codegen::BackendKind::Jit,
+            None => sgn::codegen::BackendKind::Interpreter,
+        };
+        let options = CompileOptions::default().with_threads(2);
+        let compiled = model.compile(&options.with_backend(backend)).unwrap();
+        let gv = compiled.gv_operator(&params, &batch).unwrap();
+        assert_eq!(gv.dtype(), dtype, "{name}");
         let theta = compiled.layout().flatten(&params).unwrap();
         let mut objective = ModelObjective::new(&compiled, batch);
         let (_, grad) = objective.loss_grad_and_prepare_gv(&theta).unwrap();
         let b: Vec<f64> = grad.iter().map(|g| -g).collect();
         let x0: Vec<f64> = b.iter().map(|b| 0.1 * b).collect();
+        let diagonal: Vec<f64> = grad.iter().map(|g| 1.0 + 1e3 * g.abs()).collect();
         let options = CgOptions {
             max_iters: 8,
             tolerance: 0.0,
             residual_max: None,
         };
         let vectors = objective.vectors();
-        let (shift, start) = (1e-2, x0.clone());
-        let in_place = cg::solve(
-            &mut *objective.cg_operator(),
-            shift,
-            &b,
-            start,
-            None,
-            &options,
-            &vectors,
-        )
-        .unwrap();
-        let flat = cg::solve(
-            &mut cg::FlatOperator::new(
+        for precondition in [None, Some(diagonal.as_slice())] {
+            let context = format!("{name}, preconditioned: {}", precondition.is_some());
+            let solve = |operator: &mut dyn cg::CgOperator| {
+                let (shift, start) = (1e-2, x0.clone());
+                cg::solve(operator, shift, &b, start, precondition, &options, &vectors).unwrap()
+            };
+            let in_place = solve(&mut *objective.cg_operator());
+            let flat = solve(&mut cg::FlatOperator::new(
                 |v: &[f64], out: &mut Vec<f64>| objective.gv(v, out),
                 vectors.clone(),
-            ),
-            shift,
-            &b,
-            x0,
-            None,
-            &options,
-            &vectors,
-        )
-        .unwrap();
-        // The warm start's product counts as one of the eight.
-        assert_eq!((in_place.iterations, flat.iterations), (8, 8), "{dtype}");
-        let scale = flat.x.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-        let difference = in_place
-            .x
-            .iter()
-            .zip(&flat.x)
-            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
-            / scale;
-        assert!(
-            difference <= tolerance,
-            "{dtype}: x differs by {difference:e}"
-        );
-        for (a, b) in [
-            (in_place.model_value, flat.model_value),
-            (in_place.curvature, flat.curvature),
-        ] {
+            ));
+            // The warm start's product counts as one of the eight.
+            assert_eq!((in_place.iterations, flat.iterations), (8, 8), "{context}");
+            let scale = flat.x.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            let difference = in_place
+                .x
+                .iter()
+                .zip(&flat.x)
+                .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+                / scale;
             assert!(
-                (a - b).abs() <= tolerance * b.abs(),
-                "{dtype}: {a} against {b}"
+                expected.contains(&difference),
+                "{context}: x differs by {difference:e}"
             );
+            for (a, b) in [
+                (in_place.model_value, flat.model_value),
+                (in_place.curvature, flat.curvature),
+            ] {
+                let bound = expected.end() * b.abs();
+                assert!((a - b).abs() <= bound, "{context}: {a} against {b}");
+            }
+            assert!(flat.model_value < 0.0, "{context}: {}", flat.model_value);
         }
-        assert!(flat.model_value < 0.0, "{dtype}: {}", flat.model_value);
     }
 }
 

@@ -172,7 +172,9 @@ pub fn solve(
         precondition_into(&r, &mut y, m);
         y
     });
-    operator.set_direction(0.0, y.as_deref().unwrap_or(&r))?;
+    if iterations < options.max_iters {
+        operator.set_direction(0.0, y.as_deref().unwrap_or(&r))?;
+    }
     let mut ry = y.as_deref().map_or(rr, |y| dot(&r, y));
     let converged = |rr: f64, r: &[f64]| {
         rr.sqrt() <= options.tolerance * b_norm
@@ -239,6 +241,15 @@ mod tests {
         a.iter().map(|row| dot(row, v)).collect()
     }
 
+    /// The products of the dense matrix `a`, on the calling thread.
+    fn dense(a: &[Vec<f64>]) -> FlatOperator<impl FnMut(&[f64], &mut Vec<f64>) -> Result<()> + '_> {
+        let apply = |v: &[f64], out: &mut Vec<f64>| {
+            *out = matvec(a, v);
+            Ok(())
+        };
+        FlatOperator::new(apply, Vectors::serial())
+    }
+
     #[test]
     fn solves_spd_systems_to_tolerance() {
         for n in [1, 5, 20] {
@@ -250,13 +261,7 @@ mod tests {
                 residual_max: None,
             };
             let out = solve(
-                &mut FlatOperator::new(
-                    |v: &[f64], out: &mut Vec<f64>| {
-                        *out = matvec(&a, v);
-                        Ok(())
-                    },
-                    Vectors::serial(),
-                ),
+                &mut dense(&a),
                 0.0,
                 &b,
                 vec![0.0; n],
@@ -290,13 +295,7 @@ mod tests {
             ..CgOptions::default()
         };
         let out = solve(
-            &mut FlatOperator::new(
-                |v: &[f64], out: &mut Vec<f64>| {
-                    *out = matvec(&a, v);
-                    Ok(())
-                },
-                Vectors::serial(),
-            ),
+            &mut dense(&a),
             0.0,
             &b,
             vec![0.0; 4],
@@ -315,13 +314,7 @@ mod tests {
         let a = lehmer(6, 0.5);
         let b: Vec<f64> = (0..6).map(|i| i as f64 - 2.0).collect();
         let exact = solve(
-            &mut FlatOperator::new(
-                |v: &[f64], out: &mut Vec<f64>| {
-                    *out = matvec(&a, v);
-                    Ok(())
-                },
-                Vectors::serial(),
-            ),
+            &mut dense(&a),
             0.0,
             &b,
             vec![0.0; 6],
@@ -335,13 +328,7 @@ mod tests {
         )
         .unwrap();
         let warm = solve(
-            &mut FlatOperator::new(
-                |v: &[f64], out: &mut Vec<f64>| {
-                    *out = matvec(&a, v);
-                    Ok(())
-                },
-                Vectors::serial(),
-            ),
+            &mut dense(&a),
             0.0,
             &b,
             exact.x.clone(),
@@ -358,13 +345,7 @@ mod tests {
     fn negative_curvature_stops_the_solve() {
         let a = vec![vec![1.0, 0.0], vec![0.0, -1.0]];
         let out = solve(
-            &mut FlatOperator::new(
-                |v: &[f64], out: &mut Vec<f64>| {
-                    *out = matvec(&a, v);
-                    Ok(())
-                },
-                Vectors::serial(),
-            ),
+            &mut dense(&a),
             0.0,
             &[0.0, 1.0],
             vec![0.0; 2],
@@ -388,12 +369,8 @@ mod tests {
                 tolerance: 0.0,
                 residual_max,
             };
-            let apply = |v: &[f64], out: &mut Vec<f64>| {
-                *out = matvec(&a, v);
-                Ok(())
-            };
             solve(
-                &mut FlatOperator::new(apply, Vectors::serial()),
+                &mut dense(&a),
                 0.0,
                 &b,
                 vec![0.0; 12],
@@ -419,12 +396,8 @@ mod tests {
             tolerance: 0.0,
             residual_max: Some(1e-6),
         };
-        let apply = |v: &[f64], out: &mut Vec<f64>| {
-            *out = matvec(&a, v);
-            Ok(())
-        };
         let early = solve(
-            &mut FlatOperator::new(apply, Vectors::serial()),
+            &mut dense(&a),
             0.0,
             &b,
             vec![0.0; 12],
@@ -448,13 +421,7 @@ mod tests {
                 ..CgOptions::default()
             };
             let out = solve(
-                &mut FlatOperator::new(
-                    |v: &[f64], out: &mut Vec<f64>| {
-                        *out = matvec(&a, v);
-                        Ok(())
-                    },
-                    Vectors::serial(),
-                ),
+                &mut dense(&a),
                 0.0,
                 &b,
                 vec![0.0; 30],

@@ -141,4 +141,7 @@ impl<O: Objective> Objective for Sharded<'_, O> {
     fn vectors(&self) -> super::vector::Vectors {
         self.inner.vectors()
     }
+
+    // No `cg_operator` of `inner`'s: CG must multiply by the products summed over the processes
+    // (`gv` above), so it keeps the default, on flat vectors.
 }

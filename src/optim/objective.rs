@@ -147,6 +147,11 @@ impl<'o, 'm, T: Real> InPlace<'o, 'm, T> {
             pass(&mut directions, &products)
         })
     }
+
+    /// `pass` on the directions and the last products, both read only.
+    fn read<R>(&self, pass: impl FnOnce(&[&[T]], &[&[T]]) -> R) -> R {
+        self.slices(|p, q| pass(&p.iter().map(|p| &**p).collect::<Vec<_>>(), q))
+    }
 }
 
 /// A tensor's elements, for a tensor `GvOperator::dtype` vouched for (gv-apply's arguments
@@ -172,16 +177,10 @@ impl<T: Real> CgOperator for InPlace<'_, '_, T> {
     fn apply(&mut self, shift: f64) -> Result<f64> {
         self.op.apply_in_place()?;
         self.shift = shift;
-        Ok(self.slices(|p, q| {
-            let p: Vec<&[T]> = p.iter().map(|p| &**p).collect();
-            self.vectors.shifted_dot(&p, q, shift)
-        }))
+        Ok(self.read(|p, q| self.vectors.shifted_dot(p, q, shift)))
     }
 
     fn update(&mut self, x: &mut [f64], r: &mut [f64], alpha: f64) -> f64 {
-        self.slices(|p, q| {
-            let p: Vec<&[T]> = p.iter().map(|p| &**p).collect();
-            self.vectors.cg_update(x, r, alpha, self.shift, &p, q)
-        })
+        self.read(|p, q| self.vectors.cg_update(x, r, alpha, self.shift, p, q))
     }
 }

@@ -70,9 +70,10 @@ impl Vectors {
     }
 
     /// `pᵀ(q + shift·p)`: the curvature along `p` of the product `q = A p` with a diagonal shift
-    /// (SGN's damping), both in pieces.
+    /// (SGN's damping), both in pieces of the same lengths.
     pub fn shifted_dot<T: Real>(&self, p: &[&[T]], q: &[&[T]], shift: f64) -> f64 {
-        let (blocks, parts) = self.blocks(p.iter().map(|p| p.len()), pieces_len(q));
+        let n = matching_pieces(p, q);
+        let (blocks, parts) = self.blocks(p.iter().map(|p| p.len()), n);
         total(self.pool.map_parts(parts, |part| {
             blocks[part]
                 .iter()
@@ -85,7 +86,7 @@ impl Vectors {
     }
 
     /// CG's update in one pass over memory: `x ← x + alpha·p` and `r ← r − alpha·(q + shift·p)`,
-    /// returning the new `r·r`; `p` and its product `q = A p` in pieces.
+    /// returning the new `r·r`; `p` and its product `q = A p` in pieces of the same lengths.
     pub fn cg_update<T: Real>(
         &self,
         x: &mut [f64],
@@ -95,10 +96,8 @@ impl Vectors {
         p: &[&[T]],
         q: &[&[T]],
     ) -> f64 {
-        assert!(
-            x.len() == r.len() && pieces_len(q) == x.len(),
-            "CG vectors of one length"
-        );
+        let n = matching_pieces(p, q);
+        assert!(x.len() == n && r.len() == n, "CG vectors of one length");
         let (blocks, parts) = self.blocks(p.iter().map(|p| p.len()), x.len());
         let flat: Vec<Range<usize>> = parts
             .iter()
@@ -201,9 +200,10 @@ impl Vectors {
     }
 }
 
-/// A flat vector's elements kept in consecutive pieces of other storage, in that storage's
-/// element type: a compiled model's direction tensors, one per parameter, which CG fills in
-/// place rather than converting a flat copy at every iteration.
+/// An element type the pieces of a vector may hold (f32, f64). A vector in pieces keeps its
+/// elements in consecutive pieces of other storage, in that storage's type: a compiled model's
+/// direction tensors, one per parameter, which CG fills in place rather than converting a flat
+/// copy at every iteration.
 pub trait Real: Element + Into<f64> {}
 
 impl<T: Element + Into<f64>> Real for T {}
@@ -227,8 +227,13 @@ fn flat_span(run: &[Block]) -> Range<usize> {
     }
 }
 
-fn pieces_len<T>(pieces: &[&[T]]) -> usize {
-    pieces.iter().map(|p| p.len()).sum()
+/// The length of a vector held in pieces `p` and `q` alike; panics if they are cut otherwise.
+fn matching_pieces<T>(p: &[&[T]], q: &[&[T]]) -> usize {
+    assert!(
+        p.len() == q.len() && p.iter().zip(q).all(|(p, q)| p.len() == q.len()),
+        "vectors in pieces of the same lengths"
+    );
+    p.iter().map(|p| p.len()).sum()
 }
 
 /// Pieces cut into their blocks, in order.
