@@ -810,7 +810,7 @@ fn cg_on_the_models_own_direction_tensors_solves_what_flat_cg_solves() {
         for precondition in [None, Some(diagonal.as_slice())] {
             let context = format!("{name}, preconditioned: {}", precondition.is_some());
             let solve = |operator: &mut dyn cg::CgOperator| {
-                let (shift, start) = (1e-2, x0.clone());
+                let (shift, start) = (1e-2, Some(x0.clone()));
                 cg::solve(operator, shift, &b, start, precondition, &options, &vectors).unwrap()
             };
             let in_place = solve(&mut *objective.cg_operator());

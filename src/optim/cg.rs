@@ -112,7 +112,8 @@ impl<F: FnMut(&[f64], &mut Vec<f64>) -> Result<()>> CgOperator for FlatOperator<
     }
 }
 
-/// Solves `(A + shift·I) x = b` approximately with `operator`'s products, starting from `x0`;
+/// Solves `(A + shift·I) x = b` approximately with `operator`'s products, starting from `x0`
+/// (`None`: from 0);
 /// `precondition` (if any) holds the diagonal of the preconditioner `M` (CG then works on
 /// `M⁻¹`-scaled residuals). The vector passes run on `vectors`' threads.
 ///
@@ -130,7 +131,7 @@ impl<F: FnMut(&[f64], &mut Vec<f64>) -> Result<()>> CgOperator for FlatOperator<
 ///     Vectors::serial(),
 /// );
 /// let options = CgOptions::default();
-/// let solved = solve(&mut product, 1.0, &[1.0, 2.0], vec![0.0; 2], None, &options, &Vectors::serial())?;
+/// let solved = solve(&mut product, 1.0, &[1.0, 2.0], None, None, &options, &Vectors::serial())?;
 /// assert!((solved.x[0] - 0.5).abs() < 1e-12 && (solved.x[1] - 0.5).abs() < 1e-12);
 /// # Ok::<(), sgn::Error>(())
 /// ```
@@ -138,7 +139,7 @@ pub fn solve(
     operator: &mut dyn CgOperator,
     shift: f64,
     b: &[f64],
-    x0: Vec<f64>,
+    x0: Option<Vec<f64>>,
     precondition: Option<&[f64]>,
     options: &CgOptions,
     vectors: &Vectors,
@@ -149,17 +150,18 @@ pub fn solve(
     // product): x = x0 and r = b − A x0.
     let mut x = vec![0.0; b.len()];
     let mut r = vectors.scaled(b, 1.0);
-    let mut rr = dot(&r, &r);
-    if x0.iter().any(|&v| v != 0.0) {
+    let bb = dot(b, b);
+    let (mut rr, mut model) = (bb, 0.0);
+    if let Some(x0) = x0.filter(|x0| x0.iter().any(|&v| v != 0.0)) {
         operator.set_direction(0.0, &x0)?;
         operator.apply(shift)?;
         iterations += 1;
         rr = operator.update(&mut x, &mut r, 1.0);
+        // With A x = b − r, the model is q(x) = ½xᵀAx − bᵀx = −½(bᵀx + rᵀx).
+        model = -0.5 * (dot(b, &x) + dot(&r, &x));
     }
-    // With A x = b − r, the model is q(x) = ½xᵀAx − bᵀx = −½(bᵀx + rᵀx); afterwards each step
-    // lowers it by ½·α·rᵀy, so it is tracked without further products.
-    let mut model = -0.5 * (dot(b, &x) + dot(&r, &x));
-    let b_norm = dot(b, b).sqrt();
+    // Each step lowers the model by ½·α·rᵀy, so it is tracked without further products.
+    let b_norm = bb.sqrt();
     // y = M⁻¹ r, kept in one buffer (None without a preconditioner: y = r).
     let precondition_into = |r: &[f64], y: &mut [f64], m: &[f64]| {
         y.iter_mut()
@@ -264,7 +266,7 @@ mod tests {
                 &mut dense(&a),
                 0.0,
                 &b,
-                vec![0.0; n],
+                None,
                 None,
                 &options,
                 &Vectors::serial(),
@@ -298,7 +300,7 @@ mod tests {
             &mut dense(&a),
             0.0,
             &b,
-            vec![0.0; 4],
+            None,
             Some(&diag),
             &options,
             &Vectors::serial(),
@@ -317,7 +319,7 @@ mod tests {
             &mut dense(&a),
             0.0,
             &b,
-            vec![0.0; 6],
+            None,
             None,
             &CgOptions {
                 max_iters: 60,
@@ -331,7 +333,7 @@ mod tests {
             &mut dense(&a),
             0.0,
             &b,
-            exact.x.clone(),
+            Some(exact.x.clone()),
             None,
             &CgOptions::default(),
             &Vectors::serial(),
@@ -348,7 +350,7 @@ mod tests {
             &mut dense(&a),
             0.0,
             &[0.0, 1.0],
-            vec![0.0; 2],
+            None,
             None,
             &CgOptions::default(),
             &Vectors::serial(),
@@ -373,7 +375,7 @@ mod tests {
                 &mut dense(&a),
                 0.0,
                 &b,
-                vec![0.0; 12],
+                None,
                 None,
                 &options,
                 &Vectors::serial(),
@@ -400,7 +402,7 @@ mod tests {
             &mut dense(&a),
             0.0,
             &b,
-            vec![0.0; 12],
+            None,
             None,
             &before,
             &Vectors::serial(),
@@ -424,7 +426,7 @@ mod tests {
                 &mut dense(&a),
                 0.0,
                 &b,
-                vec![0.0; 30],
+                None,
                 None,
                 &options,
                 &Vectors::serial(),

@@ -191,9 +191,9 @@ impl Optimizer for Sgn {
         let b = vectors.scaled(&grad, -1.0);
         let x0 = match self.options.warm_start {
             Some(decay) if self.previous_step.len() == theta.len() => {
-                vectors.scaled(&self.previous_step, decay)
+                Some(vectors.scaled(&self.previous_step, decay))
             }
-            _ => vec![0.0; theta.len()],
+            _ => None,
         };
         let preconditioner = self.options.preconditioner.map(|alpha| {
             if self.squared_grad.len() != grad.len() {
