@@ -11,7 +11,7 @@
 //!   optimized) into `gv-prepare` (everything not depending on `v`, run once per step) and
 //!   `gv-apply` (linear in `v`, run once per CG iteration).
 
-use super::split::{Cut, extract, residuals};
+use super::split::{Cut, copy_nodes, extract, residuals};
 use super::{AdError, jvp, transpose};
 use crate::ir::{Arg, ArgRole, Graph, NodeId, TensorType};
 use rustc_hash::FxHashMap;
@@ -163,20 +163,7 @@ fn fuse(name: &str, first: &Graph, second: &Graph) -> Graph {
             .unwrap_or_else(|| panic!("'{}' lacks argument '{}'", first.name, arg.name));
         map.insert(arg.node, same.node);
     }
-    for id in second.ids() {
-        if map.contains_key(&id) {
-            continue;
-        }
-        let node = second.node(id);
-        let inputs = node.inputs.iter().map(|x| map[x]).collect();
-        out.set_span(second.origin(id));
-        let copied = out.intern(node.op.clone(), inputs, node.ty.clone());
-        if let (Some(label), None) = (second.label(id), out.label(copied)) {
-            out.set_label(copied, label);
-        }
-        map.insert(id, copied);
-    }
-    out.set_span(None);
+    copy_nodes(second, &mut out, &mut map, |_| true);
     for output in second.outputs() {
         let mut output_name = output.name.clone();
         while out.output(&output_name).is_some() {

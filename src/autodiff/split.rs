@@ -40,19 +40,39 @@ pub fn extract(g: &Graph, name: &str, args: &[Cut], outputs: &[(String, NodeId)]
     }
     let roots: Vec<NodeId> = outputs.iter().map(|(_, n)| *n).collect();
     let needed = g.ancestors(roots, |id| map.contains_key(&id));
-    for id in g.ids() {
-        if !needed[id.index()] || map.contains_key(&id) {
-            continue;
-        }
-        let node = g.node(id);
+    copy_nodes(g, &mut out, &mut map, |id| {
+        let needed = needed[id.index()];
         assert!(
-            !matches!(node.op, Op::Leaf(Leaf::Arg(_))),
+            !needed || !matches!(g.node(id).op, Op::Leaf(Leaf::Arg(_))),
             "graph '{name}' needs argument '{}' that was not given",
             g.args()
                 .iter()
                 .find(|a| a.node == id)
                 .map_or("?", |a: &Arg| a.name.as_str())
         );
+        needed
+    });
+    for (name, node) in outputs {
+        out.add_output(name.clone(), map[node]);
+    }
+    out
+}
+
+/// Copies the nodes of `g` that `select` keeps (and `map` does not already place), in order,
+/// into `out`: each input through `map`, which must hold where `g`'s other nodes they read are
+/// in `out` (its arguments, say), with its source span and label; hash-consing merges a copy
+/// with an equal node `out` already has. `map` gains every copied node.
+pub(super) fn copy_nodes(
+    g: &Graph,
+    out: &mut Graph,
+    map: &mut FxHashMap<NodeId, NodeId>,
+    mut select: impl FnMut(NodeId) -> bool,
+) {
+    for id in g.ids() {
+        if map.contains_key(&id) || !select(id) {
+            continue;
+        }
+        let node = g.node(id);
         let inputs = node.inputs.iter().map(|x| map[x]).collect();
         out.set_span(g.origin(id));
         let copied = out.intern(node.op.clone(), inputs, node.ty.clone());
@@ -62,10 +82,6 @@ pub fn extract(g: &Graph, name: &str, args: &[Cut], outputs: &[(String, NodeId)]
         map.insert(id, copied);
     }
     out.set_span(None);
-    for (name, node) in outputs {
-        out.add_output(name.clone(), map[node]);
-    }
-    out
 }
 
 /// The residuals of a graph that is linear in the arguments `linear_args`: the values that do not
