@@ -10,6 +10,8 @@
 //! of the time of two 512-bit vectors) while `k` runs, `a` read in place and broadcast,
 //! `b`'s row loaded once per `k` for the whole tile; or, when `a`'s rows are adjacent in memory
 //! (a transposed `a`), 16 (8) rows of `c` sit in the lanes of one vector per column of `c`.
+//! Zen 5 issues a 128-bit FMA at the rate of a 512-bit one, so for f32 with 17-20 columns and
+//! `a`'s rows contiguous the tails of four rows share one 512-bit vector instead.
 
 /// Widest `b` (in columns) this module handles.
 pub const MAX_COLUMNS: usize = 32;
