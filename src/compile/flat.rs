@@ -215,9 +215,13 @@ impl<'a> GvOperator<'a> {
             .zip(&self.direction_slots)
         {
             let direction = checked_named(v, &param.name, &graph.args()[slot].ty, "direction")?;
-            // Into the slot's own dense tensor (checked to be of its type and shape), which
-            // `with_directions`' passes read as one slice.
-            args[slot].assign_f64(&direction.to_f64_vec());
+            // Into the slot's own dense tensor, which `with_directions`' passes read as one
+            // slice (the caller's may be laid out otherwise).
+            match (&mut args[slot], direction) {
+                (Tensor::F32(slot), Tensor::F32(d)) => slot.assign(d),
+                (Tensor::F64(slot), Tensor::F64(d)) => slot.assign(d),
+                _ => unreachable!("checked to be of the slot's type and shape"),
+            }
         }
         let out = self.model.executable(GraphName::GvApply).run(&args)?;
         Ok(self.model.per_param(out.into_iter()))
