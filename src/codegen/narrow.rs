@@ -9,7 +9,8 @@
 //! Zen 4 runs a 512-bit FMA at half the rate of a 128-bit one, so 20 columns as 16 + 4 take 3/4
 //! of the time of two 512-bit vectors) while `k` runs, `a` read in place and broadcast,
 //! `b`'s row loaded once per `k` for the whole tile; or, when `a`'s rows are adjacent in memory
-//! (a transposed `a`), 16 (8) rows of `c` sit in the lanes of one vector per column of `c`.
+//! (a transposed `a`), 16 (8) rows of `c` sit in the lanes of one vector per column of `c`
+//! (two vectors while 32 (16) rows are left).
 //! Zen 5 issues a 128-bit FMA at the rate of a 512-bit one, so for f32 with 17-20 columns and
 //! `a`'s rows contiguous the tails of four rows share one 512-bit vector instead.
 
@@ -145,11 +146,13 @@ mod avx512 {
             }
 
             /// For `a` with unit row stride (a transposed matrix, `xᵀ @ δ`): `c[i.., j..j+W]` for
-            /// one vector of rows from `i` (the first `live` of them real), the rows in the lanes
-            /// of one accumulator per column.
+            /// `V` vectors of rows from `i` (the first `live` of them real), the rows in the lanes
+            /// of one accumulator per vector and column. Each `b[p, j]` broadcast feeds `V` FMAs:
+            /// with one vector there are as many broadcast loads as FMAs, which bounds the kernel
+            /// by loads (2 vectors of 10 columns measured 1.09× as fast as 1 of 20 on Zen 5).
             #[target_feature(enable = "avx512f,avx512vl")]
             #[allow(clippy::too_many_arguments)]
-            unsafe fn $columns<const W: usize>(
+            unsafe fn $columns<const V: usize, const W: usize>(
                 i: usize,
                 live: usize,
                 j: usize,
@@ -161,8 +164,9 @@ mod avx512 {
                 c: *mut $elem,
                 rsc: isize,
             ) {
-                let lanes = mask(live, 0, $lanes) as $mask_ty;
-                let mut acc = [$zero(); W];
+                let lanes: [$mask_ty; V] =
+                    std::array::from_fn(|v| mask(live, v, $lanes) as $mask_ty);
+                let mut acc = [[$zero(); W]; V];
                 // SAFETY (all accesses): inside the matrices the caller described; masked lanes
                 // are not accessed.
                 let a_rows = unsafe { a.add(i) };
@@ -170,26 +174,39 @@ mod avx512 {
                 for p in 0..k as isize {
                     // `a`'s rows are far apart (a column of a row-major matrix): without a
                     // prefetch each is a cache miss waited for (measured 1.1-1.2× faster).
-                    unsafe { _mm_prefetch::<_MM_HINT_T0>(a_rows.offset((p + 16) * csa).cast()) };
-                    let av = unsafe { $load(lanes, a_rows.offset(p * csa)) };
+                    let ahead = a_rows.wrapping_offset((p + 16) * csa);
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                    if V > 1 {
+                        let last = unsafe { ahead.add(V * $lanes - 1) };
+                        _mm_prefetch::<_MM_HINT_T0>(last.cast());
+                    }
+                    let av: [$vec; V] = std::array::from_fn(|v| unsafe {
+                        $load(lanes[v], a_rows.offset(p * csa).add(v * $lanes))
+                    });
                     let b_row = unsafe { b_cols.offset(p * rsb) };
-                    for (w, acc) in acc.iter_mut().enumerate() {
+                    for w in 0..W {
                         let bv = $set1(unsafe { *b_row.add(w) });
-                        *acc = $fmadd(av, bv, *acc);
+                        for v in 0..V {
+                            acc[v][w] = $fmadd(av[v], bv, acc[v][w]);
+                        }
                     }
                 }
                 let mut column = [0.0 as $elem; $lanes];
-                for (w, acc) in acc.iter().enumerate() {
-                    unsafe { $store(column.as_mut_ptr(), lanes, *acc) };
-                    for (r, &value) in column.iter().take(live).enumerate() {
-                        unsafe { *c.offset((i + r) as isize * rsc).add(j + w) = value };
+                for (v, acc) in acc.iter().enumerate() {
+                    let rows = live.saturating_sub(v * $lanes).min($lanes);
+                    for (w, acc) in acc.iter().enumerate() {
+                        unsafe { $store(column.as_mut_ptr(), lanes[v], *acc) };
+                        for (r, &value) in column.iter().take(rows).enumerate() {
+                            let row = (i + v * $lanes + r) as isize;
+                            unsafe { *c.offset(row * rsc).add(j + w) = value };
+                        }
                     }
                 }
             }
 
-            /// Column kernels over all rows, in vectors of rows and chunks of 24, 20, 16, 12, 10, 8,
-            /// 4, 2, 1 columns: few passes over `a` (one for 10 or 20 columns), each with at most
-            /// 24 accumulators.
+            /// Column kernels over all rows, in pairs of vectors of rows (then one) and chunks of
+            /// 10, 8, 4, 2, 1 columns (24, 20, 16, 12, ... for one vector): few passes over `a`,
+            /// each with at most 24 accumulators (2 × 12 measured 0.6× as fast as 2 × 10).
             #[target_feature(enable = "avx512f,avx512vl")]
             #[allow(clippy::too_many_arguments)]
             unsafe fn $transposed(
@@ -203,39 +220,45 @@ mod avx512 {
                 c: *mut $elem,
                 rsc: isize,
             ) {
+                type Columns = unsafe fn(
+                    usize,
+                    usize,
+                    usize,
+                    usize,
+                    *const $elem,
+                    isize,
+                    *const $elem,
+                    isize,
+                    *mut $elem,
+                    isize,
+                );
                 let mut i = 0;
                 while i < rows {
-                    let live = (rows - i).min($lanes);
+                    let pair = rows - i > $lanes;
+                    let live = (rows - i).min(if pair { 2 * $lanes } else { $lanes });
                     let mut j = 0;
                     while j < n {
-                        type Columns = unsafe fn(
-                            usize,
-                            usize,
-                            usize,
-                            usize,
-                            *const $elem,
-                            isize,
-                            *const $elem,
-                            isize,
-                            *mut $elem,
-                            isize,
-                        );
-                        let (width, columns): (usize, Columns) = match n - j {
-                            24.. => (24, $columns::<24>),
-                            20..=23 => (20, $columns::<20>),
-                            16..=19 => (16, $columns::<16>),
-                            12..=15 => (12, $columns::<12>),
-                            10..=11 => (10, $columns::<10>),
-                            8..=9 => (8, $columns::<8>),
-                            4..=7 => (4, $columns::<4>),
-                            2..=3 => (2, $columns::<2>),
-                            _ => (1, $columns::<1>),
+                        let (width, columns): (usize, Columns) = match (pair, n - j) {
+                            (true, 10..) => (10, $columns::<2, 10>),
+                            (true, 8..=9) => (8, $columns::<2, 8>),
+                            (true, 4..=7) => (4, $columns::<2, 4>),
+                            (true, 2..=3) => (2, $columns::<2, 2>),
+                            (true, _) => (1, $columns::<2, 1>),
+                            (false, 24..) => (24, $columns::<1, 24>),
+                            (false, 20..=23) => (20, $columns::<1, 20>),
+                            (false, 16..=19) => (16, $columns::<1, 16>),
+                            (false, 12..=15) => (12, $columns::<1, 12>),
+                            (false, 10..=11) => (10, $columns::<1, 10>),
+                            (false, 8..=9) => (8, $columns::<1, 8>),
+                            (false, 4..=7) => (4, $columns::<1, 4>),
+                            (false, 2..=3) => (2, $columns::<1, 2>),
+                            (false, _) => (1, $columns::<1, 1>),
                         };
                         // SAFETY: forwarded from the caller.
                         unsafe { columns(i, live, j, k, a, csa, b, rsb, c, rsc) };
                         j += width;
                     }
-                    i += $lanes;
+                    i += live;
                 }
             }
 

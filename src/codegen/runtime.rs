@@ -61,9 +61,10 @@ pub unsafe extern "C" fn sgn_gemm(
     // bf16 pays once packing is small beside the product: not for narrow `b`s, which the
     // narrow kernels run unpacked (the bf16 hosts have AVX-512), nor for a short `k`.
     let bf16 = kernels == Kernels::Bf16 as i64 && m.min(n).min(k) as usize > narrow::MAX_COLUMNS;
+    // A `b` read across its rows (`h @ wᵀ` in a backward pass) is copied to rows when small.
     let narrow = (kernels == Kernels::Narrow as i64 || kernels == Kernels::Bf16 as i64)
         && n as usize <= narrow::MAX_COLUMNS
-        && csb == 1
+        && (csb == 1 || k as usize <= narrow::MAX_COLUMNS)
         && csc == 1;
     let product = Product {
         m: m as usize,
@@ -176,8 +177,8 @@ impl Product {
     /// `narrow`, else through the `gemm` crate.
     ///
     /// # Safety
-    /// As for [`sgn_gemm`]; `narrow` only if [`narrow::available`] and `b`'s and `c`'s columns
-    /// are contiguous.
+    /// As for [`sgn_gemm`]; `narrow` only if [`narrow::available`], `n ≤ MAX_COLUMNS`, `c`'s
+    /// columns are contiguous, and `b`'s are or `k ≤ MAX_COLUMNS`.
     unsafe fn run<T: narrow::Element + num_traits::Float + 'static>(&self, narrow: bool) {
         let Product {
             m,
@@ -195,7 +196,18 @@ impl Product {
         // SAFETY: forwarded from the caller. `gemm` computes dst = alpha·dst + beta·lhs·rhs
         // and takes column strides first; with read_dst false, alpha is ignored.
         unsafe {
-            if narrow {
+            if narrow && csb != 1 {
+                // At most 32×32 (checked by `sgn_gemm`): for a product this small the gemm
+                // crate's set-up costs more than the copy (mnist_mlp's `δ @ wᵀ`: ~10 µs each
+                // there, 4-6 µs here).
+                let mut rows = [T::zero(); narrow::MAX_COLUMNS * narrow::MAX_COLUMNS];
+                for p in 0..k {
+                    for j in 0..n {
+                        rows[p * n + j] = *b.offset(p as isize * rsb + j as isize * csb);
+                    }
+                }
+                narrow::gemm(m, k, n, a, rsa, csa, rows.as_ptr(), n as isize, c, rsc);
+            } else if narrow {
                 narrow::gemm(m, k, n, a, rsa, csa, b, rsb, c, rsc);
             } else {
                 gemm::gemm(
