@@ -219,12 +219,23 @@ fn gv_apply_is_linear_in_v_with_no_nonlinear_primal_op() {
             .map(|a| a.node)
             .collect();
         assert!(!v.is_empty());
+        // Residuals, directions, and the batch's tensors it reads as they are: gv-prepare does
+        // not pass those through (a copy of the batch at every step).
         assert!(
-            apply
-                .args()
-                .iter()
-                .all(|a| matches!(a.role, ArgRole::Direction | ArgRole::Residual)),
+            apply.args().iter().all(|a| matches!(
+                a.role,
+                ArgRole::Direction | ArgRole::Residual | ArgRole::Input | ArgRole::Target
+            )),
             "{name}"
+        );
+        let prepare = &compiled.graphs.gv_prepare;
+        let data: Vec<_> = (prepare.args().iter())
+            .filter(|a| matches!(a.role, ArgRole::Input | ArgRole::Target))
+            .map(|a| a.node)
+            .collect();
+        assert!(
+            prepare.outputs().iter().all(|o| !data.contains(&o.node)),
+            "{name}: gv-prepare passes a batch tensor through"
         );
         let on_v = apply.descendants(&v, apply.nodes().len());
         for (i, node) in apply.nodes().iter().enumerate() {

@@ -716,7 +716,7 @@ fn sgn_steps_are_bit_identical_on_any_thread_count_and_see_each_new_theta() {
         let dim = theta.len();
         assert!(dim > 3 * sgn::optim::vector::BLOCK, "{dim} parameters");
         let mut sgn = Sgn::new(SgnOptions::default());
-        let mut objective = ModelObjective::new(&compiled, batch.clone());
+        let mut objective = ModelObjective::new(&compiled, &batch);
         let mut losses = Vec::new();
         for _ in 0..3 {
             let report = sgn.step(&mut theta, &mut objective).unwrap();
@@ -731,7 +731,7 @@ fn sgn_steps_are_bit_identical_on_any_thread_count_and_see_each_new_theta() {
         assert_ne!(at_halved, reused.0);
         let short = objective.loss(&theta[1..]).unwrap_err().to_string();
         assert!(short.contains(&format!("{} values", dim - 1)), "{short}");
-        let fresh = ModelObjective::new(&compiled, batch.clone())
+        let fresh = ModelObjective::new(&compiled, &batch)
             .loss_and_grad(&theta)
             .unwrap();
         assert_eq!(reused, fresh, "{threads} threads");
@@ -796,7 +796,7 @@ fn cg_on_the_models_own_direction_tensors_solves_what_flat_cg_solves() {
         let gv = compiled.gv_operator(&params, &batch).unwrap();
         assert_eq!(gv.dtype(), dtype, "{name}");
         let theta = compiled.layout().flatten(&params).unwrap();
-        let mut objective = ModelObjective::new(&compiled, batch);
+        let mut objective = ModelObjective::new(&compiled, &batch);
         let (_, grad) = objective.loss_grad_and_prepare_gv(&theta).unwrap();
         let b: Vec<f64> = grad.iter().map(|g| -g).collect();
         let x0: Vec<f64> = b.iter().map(|b| 0.1 * b).collect();

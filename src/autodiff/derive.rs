@@ -410,7 +410,9 @@ fn differentiate(
 
 /// Splits a one-shot `gv` graph at its residuals into prepare and apply stages. A residual is
 /// named after the value it holds: the argument (`x`, `w2`), the value's name (`h1`, `h1'`,
-/// `softmax(z)`), else `r<k>`; a name taken by an earlier residual gets a `#<k>` suffix.
+/// `softmax(z)`), else `r<k>`; a name taken by an earlier residual gets a `#<k>` suffix. A
+/// residual that is an `input` or `target` stays one of gv-apply's arguments as it is, read
+/// from the batch: prepare passing it through would copy the batch at every step.
 fn split_gv(gv: &Graph) -> (Graph, Graph) {
     let (directions, model_args): (Vec<Cut>, Vec<Cut>) = gv
         .args()
@@ -426,6 +428,12 @@ fn split_gv(gv: &Graph) -> (Graph, Graph) {
         .enumerate()
         .map(|(k, node)| {
             let argument = arg_at.get(&node);
+            if let Some(data) =
+                argument.filter(|a| matches!(a.role, ArgRole::Input | ArgRole::Target))
+            {
+                taken.insert(data.name.clone());
+                return Cut::of_arg(data);
+            }
             let mut name = match (argument, gv.label(node)) {
                 (Some(arg), _) => arg.name.clone(),
                 (None, Some(label)) => label.to_string(),
@@ -444,6 +452,7 @@ fn split_gv(gv: &Graph) -> (Graph, Graph) {
         .collect();
     let residual_outputs: Vec<(String, NodeId)> = residual_cuts
         .iter()
+        .filter(|c| c.role == ArgRole::Residual)
         .map(|c| (c.name.clone(), c.node))
         .collect();
     let prepare = extract(gv, "gv-prepare", &model_args, &residual_outputs);

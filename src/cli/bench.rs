@@ -319,7 +319,7 @@ fn sgn_step(
         }
         Ok(())
     };
-    let objective = |model| ModelObjective::new(model, batch.clone());
+    let objective = |model| ModelObjective::new(model, batch);
     let (mut on_jit, mut on_interp) = (objective(jit), objective(interp));
     let mut runs: Vec<Run> = vec![
         (args.repeats, Box::new(|| step(&mut on_jit))),

@@ -177,9 +177,9 @@ impl ParamLayout {
 #[derive(Debug)]
 pub struct GvOperator<'a> {
     model: &'a CompiledModel,
-    /// gv-apply's arguments: the residuals (kept from prepare, never copied again) and one
-    /// slot per direction, refilled by each `apply`.
-    args: RefCell<Vec<Tensor>>,
+    /// gv-apply's arguments: the residuals (kept from prepare, never copied again), the batch's
+    /// tensors it reads, and one slot per direction, refilled by each `apply`.
+    args: RefCell<Vec<GvArg<'a>>>,
     /// The slot in `args` of each parameter's direction, in parameter order.
     direction_slots: Vec<usize>,
     /// gv-apply's outputs, reused by [`GvOperator::apply_in_place`] (empty before its first
@@ -187,12 +187,37 @@ pub struct GvOperator<'a> {
     outputs: RefCell<Vec<Tensor>>,
 }
 
+/// An argument of gv-apply: a tensor the operator holds (a residual, a direction), or one of
+/// the batch's, read where it is.
+#[derive(Debug)]
+pub(super) enum GvArg<'a> {
+    Owned(Tensor),
+    Batch(&'a Tensor),
+}
+
+impl GvArg<'_> {
+    fn tensor(&self) -> &Tensor {
+        match self {
+            GvArg::Owned(t) => t,
+            GvArg::Batch(t) => t,
+        }
+    }
+
+    /// A direction's slot: always held by the operator.
+    fn direction(&mut self) -> &mut Tensor {
+        match self {
+            GvArg::Owned(t) => t,
+            GvArg::Batch(_) => unreachable!("directions are the operator's own tensors"),
+        }
+    }
+}
+
 impl<'a> GvOperator<'a> {
-    /// The operator of `model` whose gv-apply reads `args` (residuals, and zero directions in
-    /// `direction_slots`, one per parameter in parameter order).
+    /// The operator of `model` whose gv-apply reads `args` (residuals, the batch's tensors, and
+    /// zero directions in `direction_slots`, one per parameter in parameter order).
     pub(super) fn new(
         model: &'a CompiledModel,
-        args: Vec<Tensor>,
+        args: Vec<GvArg<'a>>,
         direction_slots: Vec<usize>,
     ) -> GvOperator<'a> {
         GvOperator {
@@ -217,20 +242,24 @@ impl<'a> GvOperator<'a> {
             let direction = checked_named(v, &param.name, &graph.args()[slot].ty, "direction")?;
             // Into the slot's own dense tensor, which `with_directions`' passes read as one
             // slice (the caller's may be laid out otherwise).
-            match (&mut args[slot], direction) {
+            match (args[slot].direction(), direction) {
                 (Tensor::F32(slot), Tensor::F32(d)) => slot.assign(d),
                 (Tensor::F64(slot), Tensor::F64(d)) => slot.assign(d),
                 _ => unreachable!("checked to be of the slot's type and shape"),
             }
         }
-        let out = self.model.executable(GraphName::GvApply).run(&args)?;
+        let args: Vec<&Tensor> = args.iter().map(GvArg::tensor).collect();
+        let out = self
+            .model
+            .executable(GraphName::GvApply)
+            .run_borrowed(&args)?;
         Ok(self.model.per_param(out.into_iter()))
     }
 
     /// `G v` on flat vectors in the model's [`ParamLayout`]; the result replaces the contents
     /// of `gv`.
     /// The direction and output tensors, and `gv`'s capacity, are reused, so repeated calls
-    /// (CG iterations) allocate nothing; the conversions to and from the graph's element type
+    /// (CG iterations) allocate no tensors; the conversions to and from the graph's element type
     /// run on the graph's threads.
     pub fn apply_flat(&self, v: &[f64], gv: &mut Vec<f64>) -> Result<()> {
         let pool = self.model.pool();
@@ -273,26 +302,32 @@ impl<'a> GvOperator<'a> {
     /// If `pass` calls another method of this operator (its tensors are borrowed meanwhile).
     pub fn with_directions<R>(&self, pass: impl FnOnce(&mut [&mut Tensor], &[Tensor]) -> R) -> R {
         let mut args = self.args.borrow_mut();
-        let mut by_slot: Vec<Option<&mut Tensor>> = args.iter_mut().map(Some).collect();
+        let mut by_slot: Vec<Option<&mut GvArg>> = args.iter_mut().map(Some).collect();
         let mut directions: Vec<&mut Tensor> = self
             .direction_slots
             .iter()
-            .map(|&slot| by_slot[slot].take().expect("one slot per parameter"))
+            .map(|&slot| {
+                by_slot[slot]
+                    .take()
+                    .expect("one slot per parameter")
+                    .direction()
+            })
             .collect();
         pass(&mut directions, &self.outputs.borrow())
     }
 
     /// The products `G d` of the directions `d` as they stand (see
-    /// [`GvOperator::with_directions`]): reused output tensors, so repeated calls allocate
-    /// nothing.
+    /// [`GvOperator::with_directions`]): reused output tensors, so repeated calls allocate no
+    /// tensors.
     pub fn apply_in_place(&self) -> Result<()> {
         let args = self.args.borrow();
+        let args: Vec<&Tensor> = args.iter().map(GvArg::tensor).collect();
         let executable = self.model.executable(GraphName::GvApply);
         let mut outputs = self.outputs.borrow_mut();
         if outputs.is_empty() {
-            *outputs = executable.run(&args)?;
+            *outputs = executable.run_borrowed(&args)?;
         } else {
-            executable.run_into(&args, &mut outputs)?;
+            executable.run_into_borrowed(&args, &mut outputs)?;
         }
         Ok(())
     }
@@ -301,8 +336,11 @@ impl<'a> GvOperator<'a> {
     pub fn dtype(&self) -> Option<DType> {
         let graph = self.model.graphs.get(GraphName::GvApply);
         let args = self.args.borrow();
-        let mut dtypes = (self.direction_slots.iter().map(|&slot| args[slot].dtype()))
-            .chain(graph.outputs().iter().map(|out| graph.ty(out.node).dtype));
+        let mut dtypes = (self
+            .direction_slots
+            .iter()
+            .map(|&slot| args[slot].tensor().dtype()))
+        .chain(graph.outputs().iter().map(|out| graph.ty(out.node).dtype));
         let first = dtypes.next()?;
         dtypes.all(|d| d == first).then_some(first)
     }

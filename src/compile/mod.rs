@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod flat;
+use flat::GvArg;
 pub use flat::{GvOperator, ParamLayout};
 
 /// Options for [`Model::compile`].
@@ -341,10 +342,15 @@ impl CompiledModel {
     }
 
     /// Prepares `G` at (params, batch): runs everything that does not depend on `v` once, so that
-    /// [`GvOperator::apply`] runs only the linear part.
-    pub fn gv_operator(&self, params: &TensorMap, batch: &TensorMap) -> Result<GvOperator<'_>> {
+    /// [`GvOperator::apply`] runs only the linear part. The operator reads the batch's tensors
+    /// where they are (the input `x` of a first layer, say), so it borrows the batch.
+    pub fn gv_operator<'a>(
+        &'a self,
+        params: &TensorMap,
+        batch: &'a TensorMap,
+    ) -> Result<GvOperator<'a>> {
         let residuals = self.run(GraphName::GvPrepare, &Sources::batch(params, batch))?;
-        self.gv_operator_of(residuals.into_iter())
+        self.gv_operator_of(residuals.into_iter(), batch)
     }
 
     /// [`CompiledModel::loss_and_grad`] and [`CompiledModel::gv_operator`] at the same point,
@@ -376,24 +382,26 @@ impl CompiledModel {
     /// );
     /// # Ok::<(), sgn::Error>(())
     /// ```
-    pub fn loss_grad_and_gv_operator(
-        &self,
+    pub fn loss_grad_and_gv_operator<'a>(
+        &'a self,
         params: &TensorMap,
-        batch: &TensorMap,
-    ) -> Result<(f64, TensorMap, GvOperator<'_>)> {
+        batch: &'a TensorMap,
+    ) -> Result<(f64, TensorMap, GvOperator<'a>)> {
         let mut out = self
             .run(GraphName::GradPrepare, &Sources::batch(params, batch))?
             .into_iter();
         let loss = scalar(&out.next().expect("grad-prepare's first output is the loss"));
         let grad = self.per_param(out.by_ref().take(self.signature().params.len()));
-        Ok((loss, grad, self.gv_operator_of(out)?))
+        Ok((loss, grad, self.gv_operator_of(out, batch)?))
     }
 
-    /// The operator whose gv-apply reads `residuals`, gv-prepare's outputs in order.
-    fn gv_operator_of(
-        &self,
+    /// The operator whose gv-apply reads `residuals`, gv-prepare's outputs in order, and the
+    /// tensors of `batch` it takes as they are.
+    fn gv_operator_of<'a>(
+        &'a self,
         mut residuals: impl Iterator<Item = Tensor>,
-    ) -> Result<GvOperator<'_>> {
+        batch: &'a TensorMap,
+    ) -> Result<GvOperator<'a>> {
         let apply = self.graphs.get(GraphName::GvApply);
         let mut direction_slots = vec![0; self.signature().params.len()];
         let mut args = Vec::with_capacity(apply.args().len());
@@ -404,19 +412,20 @@ impl CompiledModel {
             .enumerate()
         {
             args.push(match *slot {
-                Slot::Residual(_) => residuals.next().ok_or_else(|| {
+                Slot::Residual(_) => GvArg::Owned(residuals.next().ok_or_else(|| {
                     Error::Eval(format!("gv-prepare gives no residual for '{}'", arg.name))
-                })?,
+                })?),
+                Slot::Data => GvArg::Batch(checked_named(batch, &arg.name, &arg.ty, "batch")?),
                 // Zero directions until an `apply` fills the slots: parameter-shaped, so fixed.
                 Slot::Direction(p) => {
                     direction_slots[p] = k;
                     let shape = arg.ty.shape.eval(&Bindings::new()).map_err(|symbol| {
                         Error::Eval(format!("direction {} has symbolic size {symbol}", arg.name))
                     })?;
-                    Tensor::zeros(arg.ty.dtype, &shape)
+                    GvArg::Owned(Tensor::zeros(arg.ty.dtype, &shape))
                 }
-                Slot::Data | Slot::Param(_) | Slot::Cotangent => {
-                    unreachable!("gv-apply reads residuals and directions only")
+                Slot::Param(_) | Slot::Cotangent => {
+                    unreachable!("gv-apply reads residuals, the batch and directions only")
                 }
             });
         }

@@ -14,7 +14,8 @@ use std::marker::PhantomData;
 /// The loss of a compiled model on one mini-batch, as an [`Objective`].
 pub struct ModelObjective<'m> {
     model: &'m CompiledModel,
-    batch: TensorMap,
+    /// Borrowed: the Gauss-Newton operator reads some of its tensors where they are.
+    batch: &'m TensorMap,
     gv: Option<GvOperator<'m>>,
     /// The parameters as the graphs take them, overwritten by each call (empty before the
     /// first): no allocation of parameter-sized tensors per call.
@@ -24,7 +25,7 @@ pub struct ModelObjective<'m> {
 impl<'m> ModelObjective<'m> {
     /// The loss of `model` on `batch`, over the model's flat parameter vector
     /// ([`CompiledModel::layout`]).
-    pub fn new(model: &'m CompiledModel, batch: TensorMap) -> ModelObjective<'m> {
+    pub fn new(model: &'m CompiledModel, batch: &'m TensorMap) -> ModelObjective<'m> {
         ModelObjective {
             model,
             batch,
@@ -65,24 +66,24 @@ impl Objective for ModelObjective<'_> {
 
     fn loss(&mut self, theta: &[f64]) -> Result<f64> {
         let params = params_at(self.model, &mut self.params, theta)?;
-        self.model.loss(params, &self.batch)
+        self.model.loss(params, self.batch)
     }
 
     fn loss_and_grad(&mut self, theta: &[f64]) -> Result<(f64, Vec<f64>)> {
         let params = params_at(self.model, &mut self.params, theta)?;
-        let (loss, grad) = self.model.loss_and_grad(params, &self.batch)?;
+        let (loss, grad) = self.model.loss_and_grad(params, self.batch)?;
         Ok((loss, self.flat(&grad)?))
     }
 
     fn prepare_gv(&mut self, theta: &[f64]) -> Result<()> {
         let params = params_at(self.model, &mut self.params, theta)?;
-        self.gv = Some(self.model.gv_operator(params, &self.batch)?);
+        self.gv = Some(self.model.gv_operator(params, self.batch)?);
         Ok(())
     }
 
     fn loss_grad_and_prepare_gv(&mut self, theta: &[f64]) -> Result<(f64, Vec<f64>)> {
         let params = params_at(self.model, &mut self.params, theta)?;
-        let (loss, grad, gv) = self.model.loss_grad_and_gv_operator(params, &self.batch)?;
+        let (loss, grad, gv) = self.model.loss_grad_and_gv_operator(params, self.batch)?;
         self.gv = Some(gv);
         Ok((loss, self.flat(&grad)?))
     }

@@ -266,14 +266,15 @@ impl<'a> Trainer<'a> {
     fn step(&mut self, features: Array2<f32>, targets: Array2<f32>) -> Result<super::StepReport> {
         let (rank, size) = (self.collective.rank(), self.collective.size());
         if size == 1 {
-            let mut objective = ModelObjective::new(self.model, self.feed.batch(features, targets));
+            let batch = self.feed.batch(features, targets);
+            let mut objective = ModelObjective::new(self.model, &batch);
             return self.optimizer.step(&mut self.theta, &mut objective);
         }
         let rows = features.nrows();
         let mine = shard(rows, rank, size);
         let take = |a: Array2<f32>| a.slice_move(ndarray::s![mine.clone(), ..]);
         let batch = self.feed.batch(take(features), take(targets));
-        let local = ModelObjective::new(self.model, batch);
+        let local = ModelObjective::new(self.model, &batch);
         let mut objective = Sharded::new(local, self.collective, mine.len(), rows);
         self.optimizer.step(&mut self.theta, &mut objective)
     }
