@@ -480,7 +480,7 @@ impl Pool {
     /// than one per graph: an SGN step calls five graphs back to back, and a worker per graph,
     /// spinning idle after its graph's call, took the cores from the next graph's threads.
     ///
-    /// Errors: as [`Pool::new`].
+    /// Errors: the OS refused to start a worker thread.
     pub fn shared(threads: usize) -> std::io::Result<Arc<Pool>> {
         let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
         pools.retain(|(_, pool)| pool.strong_count() > 0);
@@ -575,7 +575,7 @@ const MIN_BLOCKS_PER_PART: usize = 2;
 impl Pool {
     /// `0..n` cut for [`Pool::map_parts`]: runs of whole blocks of `block` elements (so that
     /// sums formed per block do not depend on the cut), as even as can be, at least
-    /// [`MIN_BLOCKS_PER_PART`] blocks a part, at most one part per thread.
+    /// `MIN_BLOCKS_PER_PART` (2) blocks a part, at most one part per thread.
     pub fn split(&self, n: usize, block: usize) -> Vec<std::ops::Range<usize>> {
         let blocks = n.div_ceil(block.max(1));
         let parts = (self.threads()).min(blocks / MIN_BLOCKS_PER_PART).max(1);

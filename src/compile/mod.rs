@@ -206,7 +206,7 @@ impl<'a> Sources<'a> {
 }
 
 impl Model {
-    /// The model's derivatives, before any rewriting (see [`derive`]).
+    /// The model's derivatives, before any rewriting (see [`derive()`](crate::autodiff::derive())).
     pub fn derive(&self) -> Result<Derivatives> {
         derive(&self.graph, &self.output).map_err(|error| Error::Differentiate {
             file: self.file.clone(),

@@ -56,7 +56,7 @@ const CHECKPOINT_FORMAT_V1: &str = "sgn-checkpoint-1";
 /// The metadata key of a tensor's checksum: `sha256.<tensor name>`.
 const CHECKSUM_PREFIX: &str = "sha256.";
 
-/// True if `path` holds a checkpoint written by [`Trainer`] (of any format version), judged from
+/// True if `path` holds a checkpoint written by [`Trainer`](crate::optim::Trainer) (of any format version), judged from
 /// the file's header alone; false for anything else, including a file that cannot be read.
 pub fn is_checkpoint(path: &Path) -> bool {
     checkpoint_format(path).is_some()
@@ -124,8 +124,9 @@ pub fn checkpoint_pixels(path: &Path) -> Result<Option<PixelScale>> {
     }
 }
 
-/// The feature standardization of a checkpoint's run (see [`Checkpoint::standardization`]), if
-/// `path` is an sgn checkpoint that has one; `None` for other files (such as a parameter file).
+/// The feature standardization of a checkpoint's run (each column's mean and standard
+/// deviation), if `path` is an sgn checkpoint that has one; `None` for other files (such as a
+/// parameter file).
 ///
 /// Errors: a damaged checkpoint, as [`load_params`].
 pub fn checkpoint_standardization(path: &Path) -> Result<Option<Standardization>> {

@@ -43,7 +43,7 @@ impl Language for ENode {
         self.operator()
     }
 
-    /// [`ENode::operator`] equality, compared in place: rule search calls this for every e-node
+    /// `ENode::operator` equality, compared in place: rule search calls this for every e-node
     /// it visits, and building the operators would clone every op's parameters.
     fn matches(&self, other: &ENode) -> bool {
         match (self, other) {

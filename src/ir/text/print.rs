@@ -5,7 +5,8 @@ use crate::ir::graph::{Graph, Span};
 use crate::ir::op::Op;
 use std::fmt;
 
-/// The text form of `g` (see the [module docs](self)); [`parse_graph`] reads it back.
+/// The text form of `g` (see the [format](crate::ir::text)); [`parse_graph`](crate::ir::text::parse_graph)
+/// reads it back.
 ///
 /// ```
 /// use sgn::ir::text::{parse_graph, print_graph};
