@@ -56,8 +56,10 @@ const CHECKPOINT_FORMAT_V1: &str = "sgn-checkpoint-1";
 /// The metadata key of a tensor's checksum: `sha256.<tensor name>`.
 const CHECKSUM_PREFIX: &str = "sha256.";
 
-/// True if `path` holds a checkpoint written by [`Trainer`](crate::optim::Trainer) (of any format version), judged from
+/// True if `path` holds a checkpoint written by [`Trainer`] (of any format version), judged from
 /// the file's header alone; false for anything else, including a file that cannot be read.
+///
+/// [`Trainer`]: crate::optim::Trainer
 pub fn is_checkpoint(path: &Path) -> bool {
     checkpoint_format(path).is_some()
 }

@@ -14,7 +14,7 @@
 //! of `(matmul ?p (neg ?a) ?b)` is rooted one level above a class holding a `neg`, so only those
 //! parents need trying, not every matmul.
 //!
-//! The analysis records the changed classes: [`TensorAnalysis::modify`](crate::rewrite::analysis::TensorAnalysis) runs for every new
+//! The analysis records the changed classes: `TensorAnalysis::modify` runs for every new
 //! class, every union and every change of a class's facts.
 
 use super::analysis::EGraph;

@@ -1,8 +1,8 @@
 //! The graph IR's text form, and a Graphviz view of a graph.
 //!
-//! [`print_graph`] writes a [`Graph`](crate::ir::Graph) as text and [`parse_graph`] reads it back:
-//! `parse_graph(&print_graph(g))` equals `g` (see [`Graph`](crate::ir::Graph)'s `PartialEq`). The text is meant for
-//! people as well: tests state graphs in it and `Display` for [`Graph`](crate::ir::Graph) prints it.
+//! [`print_graph`] writes a [`Graph`] as text and [`parse_graph`] reads it back:
+//! `parse_graph(&print_graph(g))` equals `g` (see [`Graph`]'s `PartialEq`). The text is meant for
+//! people as well: tests state graphs in it and `Display` for [`Graph`] prints it.
 //! [`print_dot`] draws a graph with Graphviz.
 //!
 //! # The format
@@ -39,9 +39,9 @@
 //! | `arg x`                                | [`Leaf::Arg`]: reads argument `x` (no operands) |
 //! | `const 0.5`                            | [`Leaf::Const`] (no operands; the type is a scalar) |
 //! | `dim_size 2*B`                         | [`Leaf::DimSize`] (no operands; a scalar)    |
-//! | `exp %0`, `neg %0`, … (every [`UnaryOp`](crate::ir::UnaryOp)) | [`Elementwise::Unary`]                    |
+//! | `exp %0`, `neg %0`, … (every [`UnaryOp`]) | [`Elementwise::Unary`]                    |
 //! | `pow[2.0] %0`                          | [`Elementwise::Pow`]                         |
-//! | `add %0, %1`, `sub`, … (every [`BinaryOp`](crate::ir::BinaryOp)) | [`Elementwise::Binary`]                 |
+//! | `add %0, %1`, `sub`, … (every [`BinaryOp`]) | [`Elementwise::Binary`]                 |
 //! | `matmul %0, %1`, `matmul[ta]`, `matmul[tb]`, `matmul[ta, tb]` | [`MatMul`], operands transposed |
 //! | `sum[0, 2] %0`, `reduce_max[1] %0`     | [`Reduce`] (sum, max) over the axes |
 //! | `broadcast[B, 20] %0`, `reshape[784*B] %0` | [`Layout::Broadcast`], [`Layout::Reshape`] to the shape |
@@ -53,11 +53,17 @@
 //! # What the reader checks
 //!
 //! Each node's declared type is checked: an `arg` node has its argument's type, `const` and
-//! `dim_size` are scalars, and every other op's type is recomputed by [`Op::infer_type`](crate::ir::Op::infer_type) from
+//! `dim_size` are scalars, and every other op's type is recomputed by [`Op::infer_type`] from
 //! its operands (a mismatch names both types). Each argument is read by exactly one `arg` node;
 //! argument and output names are distinct. A node equal to an earlier one (same op, operands and
 //! element type) is merged into it, as the graph's hash-consing does everywhere. Every error is a
-//! [`Diagnostic`](crate::ir::Diagnostic) at `<ir>:line:col` saying what was expected.
+//! [`Diagnostic`] at `<ir>:line:col` saying what was expected.
+//!
+//! [`Graph`]: crate::ir::Graph
+//! [`UnaryOp`]: crate::ir::UnaryOp
+//! [`BinaryOp`]: crate::ir::BinaryOp
+//! [`Op::infer_type`]: crate::ir::Op::infer_type
+//! [`Diagnostic`]: crate::ir::Diagnostic
 
 mod dot;
 mod lex;

@@ -5,8 +5,7 @@ use crate::ir::graph::{Graph, Span};
 use crate::ir::op::Op;
 use std::fmt;
 
-/// The text form of `g` (see the [format](crate::ir::text)); [`parse_graph`](crate::ir::text::parse_graph)
-/// reads it back.
+/// The text form of `g` (see the [format](crate::ir::text)); [`parse_graph`] reads it back.
 ///
 /// ```
 /// use sgn::ir::text::{parse_graph, print_graph};
@@ -30,6 +29,8 @@ use std::fmt;
 /// assert_eq!(parse_graph(&text)?, g);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// [`parse_graph`]: crate::ir::text::parse_graph
 pub fn print_graph(g: &Graph) -> String {
     g.to_string()
 }

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 /// The file name in diagnostics about IR text.
 const SOURCE_NAME: &str = "<ir>";
 
-/// Reads the text form written by [`print_graph`](crate::ir::text::print_graph) (see the
-/// [module docs](crate::ir::text) for the format and what is checked). Errors are [`Diagnostic`]s at `<ir>:line:col`.
+/// Reads the text form written by [`print_graph`] (see the [module docs](crate::ir::text) for
+/// the format and what is checked). Errors are [`Diagnostic`]s at `<ir>:line:col`.
 ///
 /// ```
 /// use sgn::ir::text::parse_graph;
@@ -33,6 +33,8 @@ const SOURCE_NAME: &str = "<ir>";
 /// assert!(err.to_string().starts_with("<ir>:2:18: error:"));
 /// # Ok::<(), sgn::Error>(())
 /// ```
+///
+/// [`print_graph`]: crate::ir::text::print_graph
 pub fn parse_graph(text: &str) -> Result<Graph> {
     let tokens = lex(text)?;
     Reader::new(text, tokens).read()
