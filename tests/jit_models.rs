@@ -229,6 +229,40 @@ fn run_into_reuses_outputs_across_batch_sizes() {
     }
 }
 
+#[test]
+fn gv_operator_reads_a_batch_in_any_layout() {
+    // gv-apply reads the batch's `x` in place (a residual of the first layer); the same values
+    // laid out column-major give the same products, bit for bit.
+    let models = ir_models();
+    let (_, model) = models
+        .iter()
+        .find(|(n, _)| n == "mnist_mlp")
+        .expect("the model ships in ir/");
+    let compiled = model.compile(&CompileOptions::default()).unwrap();
+    let params = init_params(&model.params, 0).unwrap();
+    let batch = batch_for(model, DType::F32, 37, 3);
+    let mut transposed = batch.clone();
+    let Some(Tensor::F32(x)) = batch.get("x") else {
+        panic!("mnist_mlp's input x is f32")
+    };
+    let column_major = x.t().as_standard_layout().into_owned().reversed_axes();
+    assert!(!column_major.is_standard_layout());
+    transposed.insert("x", Tensor::F32(column_major));
+    let v = common::direction_like(&params, 4);
+    let products = |batch: &TensorMap| {
+        let gv = compiled
+            .gv_operator(&params, batch)
+            .unwrap()
+            .apply(&v)
+            .unwrap();
+        params
+            .names()
+            .map(|p| bits(gv.get(p).unwrap()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(products(&transposed), products(&batch));
+}
+
 /// `map` with every tensor in `dtype`.
 fn cast(map: &TensorMap, dtype: DType) -> TensorMap {
     let mut out = TensorMap::new();

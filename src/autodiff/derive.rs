@@ -137,7 +137,8 @@ pub struct DerivedGraphs {
     pub gv: Graph,
     /// (inputs, targets, params) → residuals: the v-independent part of `G v`.
     pub gv_prepare: Graph,
-    /// `(residuals, v.<p>…) → gv.<p>…`: linear in `v`, no nonlinear primal op.
+    /// `(residuals, inputs and targets it reads, v.<p>…) → gv.<p>…`: linear in `v`, no
+    /// nonlinear primal op.
     pub gv_apply: Graph,
     /// `grad` and `gv-prepare` in one graph, for an SGN step, which needs both at the same
     /// point: `(inputs, targets, params) → (loss, grad.<p>…, residuals…)`, the forward pass
@@ -431,7 +432,8 @@ fn split_gv(gv: &Graph) -> (Graph, Graph) {
             if let Some(data) =
                 argument.filter(|a| matches!(a.role, ArgRole::Input | ArgRole::Target))
             {
-                taken.insert(data.name.clone());
+                let first = taken.insert(data.name.clone());
+                debug_assert!(first, "'{}' names a residual before its input", data.name);
                 return Cut::of_arg(data);
             }
             let mut name = match (argument, gv.label(node)) {

@@ -156,8 +156,8 @@ impl Default for ParallelMin {
 /// Which kernels run the matrix products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum GemmKernels {
-    /// The narrow kernels where they apply (a right-hand side of at most 32 contiguous columns)
-    /// and the host has AVX-512, the `gemm` crate for the rest.
+    /// The narrow kernels where they apply (a right-hand side of at most 32 contiguous columns,
+    /// or at most 32×32 in any layout) and the host has AVX-512, the `gemm` crate for the rest.
     #[default]
     Auto,
     /// The narrow kernels wherever they apply; compiling fails on a host without AVX-512.
@@ -507,7 +507,7 @@ fn check_outputs(graph: &Graph, bindings: &Bindings, outputs: &[Tensor]) -> Resu
                 tensor.shape()
             )));
         }
-        if !is_standard_layout(tensor) {
+        if !tensor.is_standard_layout() {
             return Err(Error::tensor(format!(
                 "the tensor given for output '{}' is not in standard (row-major, contiguous) layout",
                 o.name
@@ -525,13 +525,6 @@ fn output_shape(graph: &Graph, node: crate::ir::NodeId, bindings: &Bindings) -> 
             graph.ty(node)
         ))
     })
-}
-
-fn is_standard_layout(t: &Tensor) -> bool {
-    match t {
-        Tensor::F32(a) => a.is_standard_layout(),
-        Tensor::F64(a) => a.is_standard_layout(),
-    }
 }
 
 fn data_pointer(t: &Tensor) -> usize {
@@ -632,14 +625,11 @@ impl JitGraph {
         check_outputs(&self.graph, bindings, outputs)?;
         // The generated code reads arguments as row-major arrays: copies of any that are not
         // (none, and no allocation, in the usual case).
-        let copies: Vec<Tensor> = if args.iter().all(|t| is_standard_layout(t.borrow())) {
+        let copies: Vec<Tensor> = if args.iter().all(|t| t.borrow().is_standard_layout()) {
             Vec::new()
         } else {
             args.iter()
-                .map(|t| match t.borrow() {
-                    Tensor::F32(a) => Tensor::F32(a.as_standard_layout().into_owned()),
-                    Tensor::F64(a) => Tensor::F64(a.as_standard_layout().into_owned()),
-                })
+                .map(|t| t.borrow().to_standard_layout())
                 .collect()
         };
         let arg = |i: usize| copies.get(i).unwrap_or_else(|| args[i].borrow());

@@ -8,6 +8,7 @@
 use super::program::PARTS;
 use super::{bf16, narrow};
 use crate::ir::op::{Extent, ImageKernel};
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
@@ -200,13 +201,16 @@ impl Product {
                 // At most 32×32 (checked by `sgn_gemm`): for a product this small the gemm
                 // crate's set-up costs more than the copy (mnist_mlp's `δ @ wᵀ`: ~10 µs each
                 // there, 4-6 µs here).
-                let mut rows = [T::zero(); narrow::MAX_COLUMNS * narrow::MAX_COLUMNS];
+                // Uninitialized past `k·n`, which the kernels do not read.
+                let mut rows = [const { MaybeUninit::<T>::uninit() };
+                    narrow::MAX_COLUMNS * narrow::MAX_COLUMNS];
                 for p in 0..k {
                     for j in 0..n {
-                        rows[p * n + j] = *b.offset(p as isize * rsb + j as isize * csb);
+                        rows[p * n + j].write(*b.offset(p as isize * rsb + j as isize * csb));
                     }
                 }
-                narrow::gemm(m, k, n, a, rsa, csa, rows.as_ptr(), n as isize, c, rsc);
+                let rows = rows.as_ptr().cast::<T>();
+                narrow::gemm(m, k, n, a, rsa, csa, rows, n as isize, c, rsc);
             } else if narrow {
                 narrow::gemm(m, k, n, a, rsa, csa, b, rsb, c, rsc);
             } else {

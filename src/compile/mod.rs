@@ -415,7 +415,12 @@ impl CompiledModel {
                 Slot::Residual(_) => GvArg::Owned(residuals.next().ok_or_else(|| {
                     Error::Eval(format!("gv-prepare gives no residual for '{}'", arg.name))
                 })?),
-                Slot::Data => GvArg::Batch(checked_named(batch, &arg.name, &arg.ty, "batch")?),
+                // Read in place at every CG iteration; a tensor in another layout is copied once
+                // here, where the graph would copy it (and every other argument) at each call.
+                Slot::Data => match checked_named(batch, &arg.name, &arg.ty, "batch")? {
+                    t if t.is_standard_layout() => GvArg::Batch(t),
+                    t => GvArg::Owned(t.to_standard_layout()),
+                },
                 // Zero directions until an `apply` fills the slots: parameter-shaped, so fixed.
                 Slot::Direction(p) => {
                     direction_slots[p] = k;

@@ -126,6 +126,22 @@ impl Tensor {
         self.len() == 0
     }
 
+    /// True if the elements are row-major and contiguous, as compiled graphs read them.
+    pub fn is_standard_layout(&self) -> bool {
+        match self {
+            Tensor::F32(a) => a.is_standard_layout(),
+            Tensor::F64(a) => a.is_standard_layout(),
+        }
+    }
+
+    /// A row-major, contiguous copy.
+    pub fn to_standard_layout(&self) -> Tensor {
+        match self {
+            Tensor::F32(a) => Tensor::F32(a.as_standard_layout().into_owned()),
+            Tensor::F64(a) => Tensor::F64(a.as_standard_layout().into_owned()),
+        }
+    }
+
     /// The same values in element type `dtype` (f64 → f32 rounds to nearest).
     pub fn cast(self, dtype: DType) -> Tensor {
         match (self, dtype) {
