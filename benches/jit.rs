@@ -7,7 +7,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use sgn::codegen::{JitOptions, compile_graph, roofline_graph};
 use sgn::ir::store::init_params;
-use sgn::ir::{ArgRole, Bindings, DType, Graph, Tensor, interp};
+use sgn::ir::{Arg, ArgRole, Bindings, DType, Graph, Tensor, interp};
 use sgn::{CompileOptions, CompiledModel, Model};
 use std::hint::black_box;
 use std::path::Path;
@@ -28,13 +28,17 @@ fn values(shape: &[usize], seed: usize) -> Tensor {
 fn args_for(compiled: &CompiledModel, model: &Model, graph: &Graph) -> Vec<Tensor> {
     let params = init_params(&model.params, 0).expect("the model's initializers work");
     let bindings: Bindings = [("B".into(), BATCH)].into();
+    // Seeded by name: an input has the same values in every graph that reads it.
+    let named = |a: &Arg| {
+        let seed = (a.name.bytes()).fold(0, |h: usize, b| (h * 31 + usize::from(b)) % 1000);
+        values(&a.ty.shape.eval(&bindings).expect("only B"), seed)
+    };
     let plain = |g: &Graph| -> Vec<Tensor> {
         g.args()
             .iter()
-            .enumerate()
-            .map(|(k, a)| match a.role {
+            .map(|a| match a.role {
                 ArgRole::Param => params.get(&a.name).expect("a parameter").clone(),
-                _ => values(&a.ty.shape.eval(&bindings).expect("only B"), k),
+                _ => named(a),
             })
             .collect()
     };
@@ -46,10 +50,9 @@ fn args_for(compiled: &CompiledModel, model: &Model, graph: &Graph) -> Vec<Tenso
         graph
             .args()
             .iter()
-            .enumerate()
-            .map(|(k, a)| match a.role {
+            .map(|a| match a.role {
                 ArgRole::Residual => residuals.next().expect("one residual per argument"),
-                _ => values(&a.ty.shape.eval(&bindings).expect("only B"), k),
+                _ => named(a),
             })
             .collect()
     } else {
