@@ -202,13 +202,15 @@ fn grad_prepare_is_grad_then_gv_prepare_bit_for_bit() {
     }
 }
 
+/// The paper's MNIST net, from `ir/`.
+fn mnist_mlp() -> Model {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/ir/mnist_mlp.sgn");
+    Model::from_file(path).expect("the model ships in ir/")
+}
+
 #[test]
 fn run_into_reuses_outputs_across_batch_sizes() {
-    let models = ir_models();
-    let (_, model) = models
-        .iter()
-        .find(|(n, _)| n == "mnist_mlp")
-        .expect("the model ships in ir/");
+    let model = &mnist_mlp();
     let compiled = compile(model, DType::F64);
     let params = params_for(model, DType::F64);
     let graph = &compiled.graphs.grad;
@@ -233,11 +235,7 @@ fn run_into_reuses_outputs_across_batch_sizes() {
 fn gv_operator_reads_a_batch_in_any_layout() {
     // gv-apply reads the batch's `x` in place (a residual of the first layer); the same values
     // laid out column-major give the same products, bit for bit.
-    let models = ir_models();
-    let (_, model) = models
-        .iter()
-        .find(|(n, _)| n == "mnist_mlp")
-        .expect("the model ships in ir/");
+    let model = &mnist_mlp();
     let compiled = model.compile(&CompileOptions::default()).unwrap();
     let params = init_params(&model.params, 0).unwrap();
     let batch = batch_for(model, DType::F32, 37, 3);
