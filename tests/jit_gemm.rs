@@ -99,8 +99,9 @@ fn products_of_every_shape_and_layout_are_within_rounding_of_the_exact_product()
     for dtype in [DType::F32, DType::F64] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             for m in [1usize, 7, 17, 40, 203] {
-                // 32 and 33: a transposed `b` up to 32×32 is copied to rows, a longer one is not.
-                for k in [1usize, 5, 32, 33, 300] {
+                // 32 and 33: a transposed `b` up to 32×32 is copied to rows, a longer one is not;
+                // 600: the `gemm` crate sums in two k-blocks, of 512 where m and n are ≤ 64.
+                for k in [1usize, 5, 32, 33, 300, 600] {
                     // One graph for every width n: one `a`, one `b` and one product per width.
                     let a_shape = if ta { [k, m] } else { [m, k] };
                     let b_shape = |n: usize| if tb { [n, k] } else { [k, n] };

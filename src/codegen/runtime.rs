@@ -17,17 +17,25 @@ use std::thread::JoinHandle;
 /// tile size, so that splitting does not create ragged tiles.
 const GEMM_PART_ALIGN: i64 = 16;
 
-/// The `gemm` crate's products of at least `parallel_min` multiply-adds are cut into at most
-/// this many parts, row or column blocks fixed by the shape alone, and threads share out whole
-/// parts. The `gemm` crate
-/// picks its kernel and blocking by the shape of each call (a horizontal kernel when m·n ≤ 256,
-/// GEMV when m or n is 1, other k-blocks when m and n are ≤ 64), so blocks cut by the thread
-/// count would give results that depend on the thread count.
+/// The `gemm` crate's products of at least `parallel_min` multiply-adds whose uncut side is at
+/// most [`GEMM_SMALL_SIDE`] are cut into at most this many parts, row or column blocks fixed by
+/// the shape alone, and threads share out whole parts. The `gemm` crate picks its kernel and
+/// blocking by the shape of each call (a horizontal kernel when m·n ≤ 256, GEMV when m or n is
+/// 1, other k-blocks when m and n are ≤ 64), so blocks cut by the thread count would give
+/// results that depend on the thread count.
 const GEMM_PARTS: i64 = 8;
+
+/// The `gemm` crate's products whose uncut side is longer than this take the same kernel and
+/// k-blocking for any block of at least [`GEMM_PART_ALIGN`] rows (columns) of the other, so
+/// threads take even shares, one block each: one packing of the shared operand per thread, not
+/// one per fixed part (on mlp_tanh_800's 1000×800×800 products, 8 packings of the 800×800
+/// operand on one thread).
+const GEMM_SMALL_SIDE: i64 = 64;
 
 /// `c = a @ b` for the parts of `c` that belong to `thread` of `threads`: blocks of whole rows if
 /// `m ≥ n` or `b` is narrow, else of whole columns (see [`GEMM_PARTS`]; the narrow and bf16
-/// kernels, whose results do not depend on the blocks, take even shares); products of fewer than
+/// kernels, and the `gemm` crate's products with a long uncut side ([`GEMM_SMALL_SIDE`]), whose
+/// results do not depend on the blocks, take even shares); products of fewer than
 /// `parallel_min` multiply-adds run whole, on thread 0. Strides are in elements; `is_f64`
 /// selects the element type. `kernels` is a [`Kernels`]: with `Narrow`, narrow `b`s (see
 /// [`narrow`]) go to this crate's kernels, the rest to the `gemm` crate; with `Bf16` (f32 only)
@@ -102,12 +110,18 @@ pub unsafe extern "C" fn sgn_gemm(
     let split_rows = narrow || m >= n;
     let total = if split_rows { m } else { n };
     let esize = if is_f64 != 0 { 8 } else { 4 };
-    // The narrow kernels compute each row of `c` the same way in any tile (and the bf16 kernel
-    // each element in any block), so a thread takes an even share of aligned rows as one block;
-    // fixed parts of 8 would split 784 rows 3:4 between two threads.
-    let merged = (narrow || bf16).then(|| {
-        let units = (total + GEMM_PART_ALIGN - 1) / GEMM_PART_ALIGN;
-        let edge = |t: i64| (units * t / threads * GEMM_PART_ALIGN).min(total);
+    // The narrow kernels compute each row of `c` the same way in any tile (the bf16 kernel each
+    // element in any block, the `gemm` crate each element of a product with a long uncut side
+    // in any block of whole units), so a thread takes an even share of aligned rows as one
+    // block, the last also the rows short of a unit; fixed parts of 8 would split 784 rows 3:4
+    // between two threads.
+    let uncut = if split_rows { n } else { m };
+    let merged = (narrow || bf16 || uncut > GEMM_SMALL_SIDE).then(|| {
+        let units = (total / GEMM_PART_ALIGN).max(1);
+        let edge = |t: i64| match t == threads {
+            true => total,
+            false => (units * t / threads * GEMM_PART_ALIGN).min(total),
+        };
         (edge(thread), edge(thread + 1))
     });
     let per = (total + GEMM_PARTS - 1) / GEMM_PARTS;
