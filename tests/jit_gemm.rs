@@ -98,7 +98,8 @@ fn products_of_every_shape_and_layout_are_within_rounding_of_the_exact_product()
     const WIDTHS: [usize; 13] = [1, 3, 8, 10, 15, 16, 17, 20, 23, 31, 32, 33, 129];
     for dtype in [DType::F32, DType::F64] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            for m in [1usize, 7, 17, 40, 203] {
+            // 100 with n = 129: a product cut by columns into even blocks (the uncut m > 64).
+            for m in [1usize, 7, 17, 40, 100, 203] {
                 // 32 and 33: a transposed `b` up to 32×32 is copied to rows, a longer one is not;
                 // 600: the `gemm` crate sums in two k-blocks, of 512 where m and n are ≤ 64.
                 for k in [1usize, 5, 32, 33, 300, 600] {

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 
-/// Rows (or columns) of a GEMM part are a multiple of this, a multiple of every microkernel's
-/// tile size, so that splitting does not create ragged tiles.
+/// Rows (or columns) of a GEMM part are a multiple of this (the last part also takes the rest):
+/// blocks this long keep off the `gemm` crate's GEMV and horizontal kernels.
 const GEMM_PART_ALIGN: i64 = 16;
 
 /// The `gemm` crate's products of at least `parallel_min` multiply-adds whose uncut side is at
@@ -27,9 +27,9 @@ const GEMM_PARTS: i64 = 8;
 
 /// The `gemm` crate's products whose uncut side is longer than this take the same kernel and
 /// k-blocking for any block of at least [`GEMM_PART_ALIGN`] rows (columns) of the other, so
-/// threads take even shares, one block each: one packing of the shared operand per thread, not
-/// one per fixed part (on mlp_tanh_800's 1000×800×800 products, 8 packings of the 800×800
-/// operand on one thread).
+/// threads take even shares of whole units, one block each: one packing of the shared operand
+/// per thread, not one per fixed part (on mlp_tanh_800's 1000×800×800 products, 8 packings of
+/// the 800×800 operand on one thread).
 const GEMM_SMALL_SIDE: i64 = 64;
 
 /// `c = a @ b` for the parts of `c` that belong to `thread` of `threads`: blocks of whole rows if
