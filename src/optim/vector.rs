@@ -273,38 +273,29 @@ fn total(parts: Vec<Vec<f64>>) -> f64 {
 }
 
 fn dot_block(a: &[f64], b: &[f64]) -> f64 {
+    paired_sum(a, b, |a, b| a * b)
+}
+
+fn shifted_dot_block<T: Real>(p: &[T], q: &[T], shift: f64) -> f64 {
+    paired_sum(p, q, |p, q| {
+        let p: f64 = p.into();
+        p * (q.into() + shift * p)
+    })
+}
+
+// The kernels sum in eight interleaved partial sums over chunks of eight (so that the compiler
+// vectorizes them and proves every index in bounds), then the tail.
+
+/// `Σ term(a[i], b[i])` for slices of one length.
+fn paired_sum<A: Copy, B: Copy>(a: &[A], b: &[B], term: impl Fn(A, B) -> f64) -> f64 {
     let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f64 = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(x, y)| x * y)
+    let tail: f64 = (a8.remainder().iter().zip(b8.remainder()))
+        .map(|(&a, &b)| term(a, b))
         .sum();
     let mut partial = [0.0; 8];
     for (a, b) in a8.zip(b8) {
         for k in 0..8 {
-            partial[k] += a[k] * b[k];
-        }
-    }
-    partial.iter().sum::<f64>() + tail
-}
-
-// The kernels below sum in eight interleaved partial sums over chunks of eight (so that the
-// compiler vectorizes them and proves every index in bounds), then the tail, as `dot_block`.
-
-fn shifted_dot_block<T: Real>(p: &[T], q: &[T], shift: f64) -> f64 {
-    let term = |p: T, q: T| {
-        let p: f64 = p.into();
-        p * (q.into() + shift * p)
-    };
-    let (p8, q8) = (p.chunks_exact(8), q.chunks_exact(8));
-    let tail: f64 = (p8.remainder().iter().zip(q8.remainder()))
-        .map(|(&p, &q)| term(p, q))
-        .sum();
-    let mut partial = [0.0; 8];
-    for (p, q) in p8.zip(q8) {
-        for k in 0..8 {
-            partial[k] += term(p[k], q[k]);
+            partial[k] += term(a[k], b[k]);
         }
     }
     partial.iter().sum::<f64>() + tail
