@@ -12,7 +12,8 @@
 //! (a transposed `a`), 16 (8) rows of `c` sit in the lanes of one vector per column of `c`
 //! (two vectors while more than 16 (8) rows are left).
 //! Zen 5 issues a 128-bit FMA at the rate of a 512-bit one, so for f32 with 17-20 columns and
-//! `a`'s rows contiguous the tails of four rows share one 512-bit vector instead.
+//! `a`'s rows contiguous the 1-4 columns past 16 take one 512-bit accumulator per row whose
+//! lanes split `k` four ways, fed by `b`'s last columns packed once per call.
 
 /// Widest `b` (in columns) this module handles.
 pub const MAX_COLUMNS: usize = 32;
@@ -359,19 +360,19 @@ mod avx512 {
         transposed_f64
     );
 
-    /// Rows of a tile of [`shared_tails_f32`].
-    const SHARED_TAIL_ROWS: usize = 8;
+    /// Rows of a tile of [`packed_tails_f32`].
+    const PACKED_TAIL_ROWS: usize = 8;
 
-    /// 17-20 columns of 8 rows of `c` from row `i`, for `a` with unit column stride: the first 16
-    /// columns of each row in a 512-bit accumulator, as in `tile_f32`, but the 1-4 columns left
-    /// of 4 rows share one 512-bit accumulator (a quarter each), fed by `b`'s tail repeated 4
-    /// times and a vector of those rows' `a[·, p]`, each repeated 4 times (transposed from the
-    /// rows loaded 16 `p` at a time). 10 FMAs per `p` where a 128-bit tail per row takes 16: a
-    /// core that issues either width at one rate (Zen 5) runs them 1.6× as fast. Each lane sums
-    /// in `p` order with FMAs as `tile_f32` does, so the results are the same bits.
+    /// 17-20 columns of `R` rows of `c` from row `i`, for `a` with unit column stride: the first
+    /// 16 columns of each row in a 512-bit accumulator, as in `tile_f32` (the same bits), and the
+    /// 1-4 columns left in one more, its lane `4j + q` summing `a[r, p]·b[p, 16 + j]` over the
+    /// `p ≡ q (mod 4)`: four `p` at a time, `a[r, p..p+4]` broadcast to the four 128-bit lanes
+    /// straight from memory, times `tail_b`'s next 16 floats (`b[p + q, 16 + j]` at `4j + q`).
+    /// 1.25 FMAs per row and `p` at full width and no shuffles in the loop, where sharing 128-bit
+    /// tails took 1.25 FMAs and ~0.4 shuffles, which Zen 5 issues to its FMA pipes.
     #[target_feature(enable = "avx512f,avx512vl")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn shared_tails_tile_f32(
+    unsafe fn packed_tails_tile_f32<const R: usize>(
         i: usize,
         k: usize,
         main_mask: __mmask16,
@@ -380,97 +381,63 @@ mod avx512 {
         rsa: isize,
         b: *const f32,
         rsb: isize,
+        tail_b: *const f32,
         c: *mut f32,
         rsc: isize,
     ) {
-        const QUADS: usize = SHARED_TAIL_ROWS / 4;
-        // SAFETY (all accesses): inside the matrices the caller described; masked lanes are
-        // not accessed.
-        let rows: [*const f32; SHARED_TAIL_ROWS] =
+        // SAFETY (all accesses): inside the matrices the caller described, `tail_b` holding
+        // `16·⌈k/4⌉` floats; masked lanes are not accessed.
+        let rows: [*const f32; R] =
             std::array::from_fn(|r| unsafe { a.offset((i + r) as isize * rsa) });
-        // expand[l]: lanes 4l, 4l+1, 4l+2, 4l+3, each 4 times.
-        let expand: [__m512i; 4] = std::array::from_fn(|l| {
-            let l = l as i32 * 4;
-            _mm512_setr_epi32(
-                l,
-                l,
-                l,
-                l,
-                l + 1,
-                l + 1,
-                l + 1,
-                l + 1,
-                l + 2,
-                l + 2,
-                l + 2,
-                l + 2,
-                l + 3,
-                l + 3,
-                l + 3,
-                l + 3,
-            )
-        });
-        let mut acc = [_mm512_setzero_ps(); SHARED_TAIL_ROWS];
-        let mut tails = [_mm512_setzero_ps(); QUADS];
-        let mut p = 0;
-        while p < k {
-            let len = (k - p).min(16);
-            let chunk = ((1u32 << len) - 1) as __mmask16;
-            // groups[q][j], 128-bit lane l: a[4q..4q+4, p + 4l + j] (a 4×16 transpose).
-            let groups: [[__m512; 4]; QUADS] = std::array::from_fn(|q| {
-                let [r0, r1, r2, r3] = std::array::from_fn(|r| unsafe {
-                    _mm512_maskz_loadu_ps(chunk, rows[4 * q + r].add(p))
-                });
-                let (t0, t1) = (_mm512_unpacklo_ps(r0, r1), _mm512_unpackhi_ps(r0, r1));
-                let (t2, t3) = (_mm512_unpacklo_ps(r2, r3), _mm512_unpackhi_ps(r2, r3));
-                let pd = _mm512_castps_pd;
-                let ps = _mm512_castpd_ps;
-                [
-                    ps(_mm512_unpacklo_pd(pd(t0), pd(t2))),
-                    ps(_mm512_unpackhi_pd(pd(t0), pd(t2))),
-                    ps(_mm512_unpacklo_pd(pd(t1), pd(t3))),
-                    ps(_mm512_unpackhi_pd(pd(t1), pd(t3))),
-                ]
-            });
-            for (l, expand) in expand.iter().enumerate().take(len.div_ceil(4)) {
-                for (j, groups_j) in (0..4).map(|j| (j, groups.map(|g| g[j]))) {
-                    let at = p + 4 * l + j;
-                    if at >= p + len {
-                        break;
-                    }
-                    let b_row = unsafe { b.offset(at as isize * rsb) };
-                    let bv = unsafe { _mm512_maskz_loadu_ps(main_mask, b_row) };
-                    let tail = unsafe { _mm_maskz_loadu_ps(quarter_mask, b_row.add(16)) };
-                    let tail = _mm512_broadcast_f32x4(tail);
-                    for (acc, row) in acc.iter_mut().zip(&rows) {
-                        *acc = _mm512_fmadd_ps(_mm512_set1_ps(unsafe { *row.add(at) }), bv, *acc);
-                    }
-                    for (tails, group) in tails.iter_mut().zip(groups_j) {
-                        let a4 = _mm512_permutexvar_ps(*expand, group);
-                        *tails = _mm512_fmadd_ps(a4, tail, *tails);
-                    }
-                }
+        let mut acc = [_mm512_setzero_ps(); R];
+        let mut tails = [_mm512_setzero_ps(); R];
+        let main = |acc: &mut [__m512; R], p: usize| {
+            let bv = unsafe { _mm512_maskz_loadu_ps(main_mask, b.offset(p as isize * rsb)) };
+            for (acc, row) in acc.iter_mut().zip(&rows) {
+                *acc = _mm512_fmadd_ps(_mm512_set1_ps(unsafe { *row.add(p) }), bv, *acc);
             }
-            p += len;
+        };
+        let whole = k / 4;
+        for g in 0..whole {
+            let p = 4 * g;
+            for q in 0..4 {
+                main(&mut acc, p + q);
+            }
+            let bt = unsafe { _mm512_loadu_ps(tail_b.add(16 * g)) };
+            for (tails, row) in tails.iter_mut().zip(&rows) {
+                let a4 = _mm512_broadcast_f32x4(unsafe { _mm_loadu_ps(row.add(p)) });
+                *tails = _mm512_fmadd_ps(a4, bt, *tails);
+            }
         }
-        for (r, acc) in acc.iter().enumerate() {
+        let p = 4 * whole;
+        if p < k {
+            for q in p..k {
+                main(&mut acc, q);
+            }
+            let left = ((1u32 << (k - p)) - 1) as __mmask8;
+            let bt = unsafe { _mm512_loadu_ps(tail_b.add(16 * whole)) };
+            for (tails, row) in tails.iter_mut().zip(&rows) {
+                let a4 = _mm512_broadcast_f32x4(unsafe { _mm_maskz_loadu_ps(left, row.add(p)) });
+                *tails = _mm512_fmadd_ps(a4, bt, *tails);
+            }
+        }
+        for r in 0..R {
+            // Lane 4j of `sums`: (q0 + q1) + (q2 + q3) of column 16 + j.
+            let pairs = _mm512_add_ps(tails[r], _mm512_permute_ps::<0b10_11_00_01>(tails[r]));
+            let sums = _mm512_add_ps(pairs, _mm512_permute_ps::<0b01_00_11_10>(pairs));
+            let tail = _mm512_castps512_ps128(_mm512_maskz_compress_ps(0x1111, sums));
             let c_row = unsafe { c.offset((i + r) as isize * rsc) };
-            let quarter = match r % 4 {
-                0 => _mm512_extractf32x4_ps::<0>(tails[r / 4]),
-                1 => _mm512_extractf32x4_ps::<1>(tails[r / 4]),
-                2 => _mm512_extractf32x4_ps::<2>(tails[r / 4]),
-                _ => _mm512_extractf32x4_ps::<3>(tails[r / 4]),
-            };
-            unsafe { _mm512_mask_storeu_ps(c_row, main_mask, *acc) };
-            unsafe { _mm_mask_storeu_ps(c_row.add(16), quarter_mask, quarter) };
+            unsafe { _mm512_mask_storeu_ps(c_row, main_mask, acc[r]) };
+            unsafe { _mm_mask_storeu_ps(c_row.add(16), quarter_mask, tail) };
         }
     }
 
-    /// 17-20 columns for `a` with unit column stride: tiles of [`shared_tails_tile_f32`], the
-    /// rows left over as `rows_f32` does them (each row the same bits either way).
+    /// 17-20 columns for `a` with unit column stride: tiles of [`packed_tails_tile_f32`] over
+    /// `b`'s last columns packed once per call, the rows left over one at a time (each row the
+    /// same bits in any tile, so in any split between threads).
     #[target_feature(enable = "avx512f,avx512vl")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn shared_tails_f32(
+    unsafe fn packed_tails_f32(
         rows: usize,
         k: usize,
         n: usize,
@@ -483,18 +450,53 @@ mod avx512 {
     ) {
         let main_mask = mask(n, 0, 16) as __mmask16;
         let quarter_mask = mask(n.saturating_sub(16), 0, 4) as __mmask8;
-        let mut i = 0;
-        while i + SHARED_TAIL_ROWS <= rows {
-            // SAFETY: forwarded from the caller.
-            unsafe { shared_tails_tile_f32(i, k, main_mask, quarter_mask, a, rsa, b, rsb, c, rsc) };
-            i += SHARED_TAIL_ROWS;
-        }
-        if i < rows {
-            // SAFETY: the rows from i, inside the matrices the caller described.
-            unsafe {
-                let (a, c) = (a.offset(i as isize * rsa), c.offset(i as isize * rsc));
-                rows_f32::<1, true, 14>(rows - i, k, n, a, rsa, 1, b, rsb, c, rsc)
+        let mut tail_b = vec![0.0f32; 16 * k.div_ceil(4)];
+        for p in 0..k {
+            for j in 16..n {
+                // SAFETY: inside `b` as the caller described it.
+                tail_b[16 * (p / 4) + 4 * (j - 16) + p % 4] =
+                    unsafe { *b.offset(p as isize * rsb).add(j) };
             }
+        }
+        let tail_b = tail_b.as_ptr();
+        let mut i = 0;
+        while i + PACKED_TAIL_ROWS <= rows {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                packed_tails_tile_f32::<PACKED_TAIL_ROWS>(
+                    i,
+                    k,
+                    main_mask,
+                    quarter_mask,
+                    a,
+                    rsa,
+                    b,
+                    rsb,
+                    tail_b,
+                    c,
+                    rsc,
+                )
+            };
+            i += PACKED_TAIL_ROWS;
+        }
+        while i < rows {
+            // SAFETY: as above.
+            unsafe {
+                packed_tails_tile_f32::<1>(
+                    i,
+                    k,
+                    main_mask,
+                    quarter_mask,
+                    a,
+                    rsa,
+                    b,
+                    rsb,
+                    tail_b,
+                    c,
+                    rsc,
+                )
+            };
+            i += 1;
         }
     }
 
@@ -522,7 +524,7 @@ mod avx512 {
                 } else if n <= 16 {
                     rows_f32::<1, false, 16>(rows, k, n, a, rsa, csa, b, rsb, c, rsc)
                 } else if n <= 20 && csa == 1 {
-                    shared_tails_f32(rows, k, n, a, rsa, b, rsb, c, rsc)
+                    packed_tails_f32(rows, k, n, a, rsa, b, rsb, c, rsc)
                 } else if n <= 20 {
                     rows_f32::<1, true, 14>(rows, k, n, a, rsa, csa, b, rsb, c, rsc)
                 } else {
@@ -588,11 +590,13 @@ mod portable {
 
 #[cfg(test)]
 mod tests {
-    /// 17-20 columns with `a`'s rows contiguous take the shared-tails tiles; the same `a` read
-    /// with a column stride of 2 takes the per-row tiles. Both sum each element in the same
-    /// order: the same bits, for row counts around the tiles' and `k` around the 16-`p` chunks.
+    /// 17-20 columns with `a`'s rows contiguous take the packed-tails tiles. Their first 16
+    /// columns are the bits of the per-row tiles (the same `a` read with a column stride of 2);
+    /// the last ones are within rounding of the exact products; and every row has the same bits
+    /// whether computed with all rows or from any row on (a split between threads), for row
+    /// counts around the tiles' and `k` around multiples of 4.
     #[test]
-    fn shared_tails_give_the_per_row_tiles_bits() {
+    fn packed_tails_keep_each_rows_bits() {
         if !super::available() {
             return;
         }
@@ -602,38 +606,78 @@ mod tests {
             (29, 37, 19),
             (64, 300, 20),
             (3, 1, 18),
+            (17, 0, 20),
         ] {
             let value = |i: usize| ((i * 37 % 101) as f32 - 50.0) / 7.0;
             let a: Vec<f32> = (0..rows * k).map(value).collect();
             let spread: Vec<f32> = a.iter().flat_map(|&x| [x, f32::NAN]).collect();
             let b: Vec<f32> = (0..k * n).map(|i| value(i + 3)).collect();
-            let (mut shared, mut per_row) = (vec![0.0f32; rows * n], vec![0.0f32; rows * n]);
             let (k_, n_) = (k as isize, n as isize);
-            // SAFETY: the host has AVX-512; the matrices are as described.
+            let packed = |from: usize| {
+                let mut c = vec![f32::NAN; (rows - from) * n];
+                // SAFETY: the host has AVX-512; the matrices are as described.
+                unsafe {
+                    let a = a.as_ptr().add(from * k);
+                    super::gemm(
+                        rows - from,
+                        k,
+                        n,
+                        a,
+                        k_,
+                        1,
+                        b.as_ptr(),
+                        n_,
+                        c.as_mut_ptr(),
+                        n_,
+                    )
+                };
+                c
+            };
+            let all = packed(0);
+            let mut per_row = vec![0.0f32; rows * n];
+            // SAFETY: as above; `spread` holds `a` in its even elements.
             unsafe {
+                let c = per_row.as_mut_ptr();
                 super::gemm(
                     rows,
                     k,
                     n,
-                    a.as_ptr(),
-                    k_,
-                    1,
+                    spread.as_ptr(),
+                    2 * k_,
+                    2,
                     b.as_ptr(),
                     n_,
-                    shared.as_mut_ptr(),
+                    c,
                     n_,
                 );
-                let (rsa, csa) = (2 * k_, 2);
-                let c = per_row.as_mut_ptr();
-                super::gemm(rows, k, n, spread.as_ptr(), rsa, csa, b.as_ptr(), n_, c, n_);
             }
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&shared), bits(&per_row), "{rows}×{k}×{n}");
-            let exact: f32 = (0..k).map(|p| a[p] * b[p * n + n - 1]).sum();
-            assert!(
-                (shared[n - 1] - exact).abs() <= 1e-3 * exact.abs().max(1.0),
-                "{rows}×{k}×{n}"
-            );
+            for i in 0..rows {
+                let row = i * n..i * n + 16;
+                assert_eq!(
+                    bits(&all[row.clone()]),
+                    bits(&per_row[row]),
+                    "{rows}×{k}×{n}"
+                );
+                for j in 16..n {
+                    let exact: f64 = (0..k)
+                        .map(|p| a[i * k + p] as f64 * b[p * n + j] as f64)
+                        .sum();
+                    let scale: f64 = (0..k)
+                        .map(|p| (a[i * k + p] * b[p * n + j]).abs() as f64)
+                        .sum();
+                    let error = (all[i * n + j] as f64 - exact).abs();
+                    assert!(error <= 1e-6 * scale.max(1.0), "{rows}×{k}×{n} [{i}, {j}]");
+                }
+            }
+            for from in [1, 5, 8, rows / 2, rows - 1] {
+                let from = from.min(rows - 1);
+                assert_eq!(
+                    bits(&packed(from)),
+                    bits(&all[from * n..]),
+                    "{rows}×{k}×{n} from {from}"
+                );
+            }
         }
     }
 }
