@@ -246,13 +246,37 @@ impl Lanes {
         (n_int, p)
     }
 
+    /// Below this, `e^x` rounds to 0; the clamp keeps `2^n`'s factors normal.
+    fn exp_floor(self) -> f64 {
+        match self.dtype {
+            DType::F32 => -104.0,
+            DType::F64 => -746.0,
+        }
+    }
+
     /// `e^x`.
     pub fn exp(self, b: &mut FunctionBuilder, x: Value) -> Value {
-        // Beyond these, e^x is 0 or ∞ (after rounding); the clamp keeps 2^n's factors normal.
-        let x = match self.dtype {
-            DType::F32 => self.clamp(b, x, -104.0, 89.0),
-            DType::F64 => self.clamp(b, x, -746.0, 710.0),
+        // Above the ceiling, e^x rounds to ∞.
+        let ceiling = match self.dtype {
+            DType::F32 => 89.0,
+            DType::F64 => 710.0,
         };
+        let x = self.clamp(b, x, self.exp_floor(), ceiling);
+        self.exp_clamped(b, x)
+    }
+
+    /// `e^−|x|`, for `sigmoid` and `softplus`: `−|x|` is one `or` of the sign bit, and only the
+    /// floor needs a clamp (10 instructions fewer per vector than `exp(−|x|)` on x64).
+    fn exp_minus_abs(self, b: &mut FunctionBuilder, x: Value) -> Value {
+        let sign_bit = self.constant(b, -0.0);
+        let neg_a = b.ins().bor(x, sign_bit);
+        let floor = self.constant(b, self.exp_floor());
+        let neg_a = self.select(b, FloatCC::LessThan, neg_a, floor, floor, neg_a);
+        self.exp_clamped(b, neg_a)
+    }
+
+    /// `e^x` for `x` within [`Self::exp_floor`] and the ceiling of [`Self::exp`], or NaN.
+    fn exp_clamped(self, b: &mut FunctionBuilder, x: Value) -> Value {
         let (n, p) = self.exp_reduce(b, x);
         let n_low = self.shift_right_signed(b, n, 1);
         let n_high = b.ins().isub(n, n_low);
@@ -414,9 +438,7 @@ impl Lanes {
     }
 
     pub fn sigmoid(self, b: &mut FunctionBuilder, x: Value) -> Value {
-        let a = b.ins().fabs(x);
-        let neg_a = b.ins().fneg(a);
-        let e = self.exp(b, neg_a);
+        let e = self.exp_minus_abs(b, x);
         let one = self.constant(b, 1.0);
         let denom = b.ins().fadd(one, e);
         let r = b.ins().fdiv(one, denom);
@@ -426,9 +448,7 @@ impl Lanes {
     }
 
     pub fn softplus(self, b: &mut FunctionBuilder, x: Value) -> Value {
-        let a = b.ins().fabs(x);
-        let neg_a = b.ins().fneg(a);
-        let e = self.exp(b, neg_a);
+        let e = self.exp_minus_abs(b, x);
         let l = self.log1p_nonneg(b, e);
         let zero = self.constant(b, 0.0);
         let positive = self.select(b, FloatCC::GreaterThan, x, zero, x, zero);
