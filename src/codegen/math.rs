@@ -272,7 +272,18 @@ impl Lanes {
         let neg_a = b.ins().bor(x, sign_bit);
         let floor = self.constant(b, self.exp_floor());
         let neg_a = self.select(b, FloatCC::LessThan, neg_a, floor, floor, neg_a);
-        self.exp_clamped(b, neg_a)
+        let (n, p) = self.exp_reduce(b, neg_a);
+        // n ≤ 0, so 2^(n + 64) is normal and (1 + p)·2^(n + 64) exact; the one rounding is in
+        // the scaling by 2^−64, as in `exp`'s second factor: the same bits in 4 instructions
+        // fewer than two factors.
+        let biased = self.add_int(b, n, self.bias() + 64);
+        let bits = self.shift_left(b, biased, self.mantissa_bits());
+        let scale = self.to_float(b, bits);
+        let one = self.constant(b, 1.0);
+        let e_r = b.ins().fadd(p, one);
+        let y = b.ins().fmul(e_r, scale);
+        let down = self.constant(b, 2f64.powi(-64));
+        b.ins().fmul(y, down)
     }
 
     /// `e^x` for `x` within [`Self::exp_floor`] and the ceiling of [`Self::exp`], or NaN.
