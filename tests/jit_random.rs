@@ -19,8 +19,9 @@ use sgn::ir::{
 };
 use std::collections::BTreeMap;
 
-/// Sizes of fixed axes: 1 (broadcastable), odd sizes below and above the vector widths.
-const SIZES: [u64; 7] = [1, 2, 3, 4, 5, 7, 9];
+/// Sizes of fixed axes: 1 (broadcastable), odd sizes below and above the vector widths, and 33:
+/// the most f32 vectors an inner axis is emitted without a loop for, plus a scalar tail.
+const SIZES: [u64; 8] = [1, 2, 3, 4, 5, 7, 9, 33];
 
 struct Builder {
     rng: ChaCha8Rng,

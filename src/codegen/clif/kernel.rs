@@ -18,6 +18,9 @@ const REDUCTION_UNROLL: usize = 4;
 /// unrolled step).
 const REDUCTION_BLOCK: i64 = 256;
 
+/// Inner extents of at most this many vectors, fixed when compiled, are emitted without a loop.
+const STRAIGHT_VECTORS: u64 = 8;
+
 /// The per-kernel facts the loop emitters share.
 struct KernelCtx<'k> {
     kernel: &'k Kernel,
@@ -470,10 +473,26 @@ impl Emitter<'_, '_> {
                 }
                 self.end_loop(l);
             }
-            let (l, i) = self.begin_loop_with(index, block_end, width);
             let accs: Vec<Variable> = vector_accs.iter().map(|a| a[0]).collect();
-            self.body(ctx, vector, i, pointers, &accs);
-            self.end_loop(l);
+            match fixed.filter(|&n| !unrolled && !blocked && n / width as u64 <= STRAIGHT_VECTORS) {
+                // A few vectors per row (20 columns: 5): straight-line code, without the loop's
+                // compare, branch and index per vector, and with its vectors free to overlap.
+                Some(n) => {
+                    let count = n as i64 / width;
+                    let i = self.b.use_var(index);
+                    for u in 0..count {
+                        let at = self.b.ins().iadd_imm_s(i, width * u);
+                        self.body(ctx, vector, at, pointers, &accs);
+                    }
+                    let next = self.b.ins().iadd_imm_s(i, width * count);
+                    self.b.def_var(index, next);
+                }
+                None => {
+                    let (l, i) = self.begin_loop_with(index, block_end, width);
+                    self.body(ctx, vector, i, pointers, &accs);
+                    self.end_loop(l);
+                }
+            }
             // Fold the vector accumulators into the totals: per block, or once.
             for ((accs, &total), &kind) in vector_accs.iter().zip(&block_totals).zip(&kinds) {
                 self.fold_into(total, accs, vector, kind);
