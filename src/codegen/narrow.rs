@@ -406,10 +406,26 @@ mod avx512 {
                 _mm_maskz_loadu_ps(left, at)
             });
         }
+        // Each column's sum is (q0 + q1) + (q2 + q3). Four accumulators at a time: sums of
+        // adjacent lanes of two of them side by side, twice (lane 4j + e: accumulator e's column
+        // j), then one permutation to column order: 11 instructions where one at a time took 24,
+        // which counted for small `k` (20: as many as the FMAs).
+        let halves = |x: __m512, y: __m512| {
+            let even = _mm512_shuffle_ps::<0b10_00_10_00>(x, y);
+            let odd = _mm512_shuffle_ps::<0b11_01_11_01>(x, y);
+            _mm512_add_ps(even, odd)
+        };
         for (r, acc) in acc.iter().enumerate() {
             let c_row = unsafe { c.offset((i + r) as isize * rsc) };
-            for (m, acc) in acc.iter().enumerate() {
-                // Lane 4j: (q0 + q1) + (q2 + q3) of column 4m + j.
+            let mut m = 0;
+            while m + 4 <= M {
+                let pairs = [halves(acc[m], acc[m + 1]), halves(acc[m + 2], acc[m + 3])];
+                let sums = _mm512_permutexvar_ps(lane_transpose(), halves(pairs[0], pairs[1]));
+                let columns = mask(n, m / 4, 16) as __mmask16;
+                unsafe { _mm512_mask_storeu_ps(c_row.add(4 * m), columns, sums) };
+                m += 4;
+            }
+            for (m, acc) in acc.iter().enumerate().skip(m) {
                 let pairs = _mm512_add_ps(*acc, _mm512_permute_ps::<0b10_11_00_01>(*acc));
                 let sums = _mm512_add_ps(pairs, _mm512_permute_ps::<0b01_00_11_10>(pairs));
                 let four = _mm512_castps512_ps128(_mm512_maskz_compress_ps(0x1111, sums));
@@ -417,6 +433,12 @@ mod avx512 {
                 unsafe { _mm_mask_storeu_ps(c_row.add(4 * m), columns, four) };
             }
         }
+    }
+
+    /// The permutation of a 4×4 block of lanes: lane `4j + q` takes lane `4q + j`.
+    #[target_feature(enable = "avx512f")]
+    fn lane_transpose() -> __m512i {
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15)
     }
 
     /// `b` (`k × n`, `n ≤ 4M`) for [`split_k_tile_f32`]: per group `g` of four `p` and group `m`
@@ -436,7 +458,7 @@ mod avx512 {
         let groups = k.div_ceil(4);
         let mut packed = vec![0.0f32; 16 * M * groups];
         // Lane 4j + q takes lane 4q + j of the four rows stacked.
-        let transpose = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        let transpose = lane_transpose();
         for g in 0..groups {
             // SAFETY (all accesses): rows of `b` below `k`, columns below `n` (masked);
             // `packed` has room for every group.
