@@ -4,7 +4,7 @@
 //!
 //! matrixmultiply packs both operands into panels of its 16×16 AVX-512 tiles; with 20 columns
 //! it packs all of `a` to fill 2 tiles of which 12 of 32 columns are padding, and packing
-//! dominates. Here nothing is packed: a tile of rows of `c` stays in registers (one to four
+//! dominates. Here `a` is never packed: a tile of rows of `c` stays in registers (one to four
 //! 512-bit vectors per row, the last masked, or a 128-bit one for a tail of a quarter vector:
 //! Zen 4 runs a 512-bit FMA at half the rate of a 128-bit one, so 20 columns as 16 + 4 take 3/4
 //! of the time of two 512-bit vectors) while `k` runs, `a` read in place and broadcast,
@@ -16,6 +16,10 @@
 //! lanes for five full-width FMAs with `b` packed once per call. Broadcasting `a[r, p]` alone
 //! fed 1.25 FMAs per load, and this core issues no more vector loads than FMAs; nor does it
 //! issue a 128-bit FMA (for columns 17-20) faster than a 512-bit one.
+//!
+//! Each kernel sums every element of `c` in one order whatever the tile or the first row, so
+//! results do not depend on how rows are split between threads. The order does depend on `a`'s
+//! layout: with 17-20 columns, four interleaved parts for a row-major `a`, `p` order otherwise.
 
 /// Widest `b` (in columns) this module handles.
 pub const MAX_COLUMNS: usize = 32;
@@ -365,10 +369,10 @@ mod avx512 {
     /// Rows of a tile of [`split_k_f32`].
     const SPLIT_K_ROWS: usize = 5;
 
-    /// `c[i..i+R, 4M columns]` for `a` with unit column stride, each element summed in four
-    /// parts, `p ≡ q (mod 4)` in lane `4j + q` of the accumulator of columns `4m..4m+4`:
-    /// per row and four `p`, one load broadcasts `a[r, p..p+4]` to the four 128-bit lanes, for
-    /// `M` FMAs with `packed`'s next `M` vectors (see [`pack_split_k`]).
+    /// `c[i..i+R, ..n]`, `4(M − 1) < n ≤ 4M`, for `a` with unit column stride, each element
+    /// summed in four parts, `p ≡ q (mod 4)` in lane `4j + q` of the accumulator of columns
+    /// `4m..4m+4`: per row and four `p`, one load broadcasts `a[r, p..p+4]` to the four 128-bit
+    /// lanes, for `M` FMAs with `packed`'s next `M` vectors (see [`pack_split_k`]).
     #[target_feature(enable = "avx512f,avx512vl")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn split_k_tile_f32<const M: usize, const R: usize>(
@@ -381,10 +385,15 @@ mod avx512 {
         c: *mut f32,
         rsc: isize,
     ) {
+        debug_assert!(
+            4 * (M - 1) < n && n <= 4 * M,
+            "{n} columns in {M} groups of 4"
+        );
         // SAFETY (all accesses): inside the matrices the caller described, `packed` holding
-        // `16·M·⌈k/4⌉` floats; masked lanes are not accessed.
+        // `16·M·⌈k/4⌉` floats; masked lanes are not accessed. (Row pointers wrap: with k = 0
+        // `a` may be empty.)
         let rows: [*const f32; R] =
-            std::array::from_fn(|r| unsafe { a.offset((i + r) as isize * rsa) });
+            std::array::from_fn(|r| a.wrapping_offset((i + r) as isize * rsa));
         let mut acc = [[_mm512_setzero_ps(); M]; R];
         let step = |acc: &mut [[__m512; M]; R], g: usize, a4: &dyn Fn(*const f32) -> __m128| {
             let bv: [__m512; M] =
@@ -441,10 +450,10 @@ mod avx512 {
         _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15)
     }
 
-    /// `b` (`k × n`, `n ≤ 4M`) for [`split_k_tile_f32`]: per group `g` of four `p` and group `m`
-    /// of four columns, 16 floats with `b[4g + q, 4m + j]` at `4j + q`, zero past `k` and `n`.
-    /// Each a 4×4 block: four 128-bit loads and one permutation (a scalar loop took 8 µs for
-    /// 784×20, as long as 96 rows of the product).
+    /// `b` (`k × n`, `4(M − 1) < n ≤ 4M`) for [`split_k_tile_f32`]: per group `g` of four `p`
+    /// and group `m` of four columns, 16 floats with `b[4g + q, 4m + j]` at `4j + q`, zero past
+    /// `k` and `n`. Each a 4×4 block: four 128-bit loads and one permutation (a scalar loop took
+    /// 8 µs for 784×20, as long as 96 rows of the product).
     ///
     /// # Safety
     /// The host must have AVX-512; `b` must hold a `k × n` matrix with row stride `rsb`.
@@ -455,6 +464,10 @@ mod avx512 {
         b: *const f32,
         rsb: isize,
     ) -> Vec<f32> {
+        debug_assert!(
+            4 * (M - 1) < n && n <= 4 * M,
+            "{n} columns in {M} groups of 4"
+        );
         let groups = k.div_ceil(4);
         let mut packed = vec![0.0f32; 16 * M * groups];
         // Lane 4j + q takes lane 4q + j of the four rows stacked.
@@ -529,8 +542,8 @@ mod avx512 {
         ) {
             // Up to 28 accumulators (of 32 registers; the rest hold b's row and a's broadcast):
             // enough independent FMA chains to hide their latency (16 or 12 rows measured
-            // 1.04-1.4× faster than 8). 17-20 columns as 16 + 4: [1000×784]·[784×20] on one
-            // Zen 4 core 0.45 -> 0.37 ms against two 512-bit vectors.
+            // 1.04-1.4× faster than 8). 17-20 columns of a strided `a` as 16 + 4:
+            // [1000×784]·[784×20] on one Zen 4 core 0.45 -> 0.37 ms against two 512-bit vectors.
             // SAFETY: forwarded from the caller.
             unsafe {
                 if rsa == 1 {
@@ -606,8 +619,9 @@ mod portable {
 mod tests {
     /// 17-20 columns with `a`'s rows contiguous take the split-`k` tiles: every element within
     /// the worst-case rounding of its sum (`(k + 1)·2⁻²⁴·Σ|a·b|`) of the exact one, and every row
-    /// with the same bits whether computed with all rows or from any row on (a split between
-    /// threads), for row counts around the tiles' and `k` around multiples of 4.
+    /// with the same bits whether computed with all rows or from a later row on (a split between
+    /// threads), for row counts around the tiles', `k` in every residue mod 4 (below 4 too), and
+    /// padded rows of `a`, `b` and `c` whose padding (NaN) is neither read into `c` nor written.
     #[test]
     fn split_k_keeps_each_rows_bits() {
         if !super::available() {
@@ -619,41 +633,60 @@ mod tests {
             (29, 37, 19),
             (64, 300, 20),
             (3, 1, 18),
+            (7, 2, 17),
+            (6, 3, 19),
+            (9, 6, 18),
+            (4, 1, 20),
             (17, 0, 20),
             (11, 787, 20),
         ] {
             let value = |i: usize| ((i * 37 % 101) as f32 - 50.0) / 7.0;
-            let a: Vec<f32> = (0..rows * k).map(value).collect();
-            let b: Vec<f32> = (0..k * n).map(|i| value(i + 3)).collect();
-            let (k_, n_) = (k as isize, n as isize);
+            let (rsa, rsb, rsc) = (k + 3, n + 5, n + 7);
+            let padded = |rows: usize, columns: usize, stride: usize, seed: usize| -> Vec<f32> {
+                (0..rows * stride)
+                    .map(|e| match e % stride < columns {
+                        true => value(e + seed),
+                        false => f32::NAN,
+                    })
+                    .collect()
+            };
+            let a = padded(rows, k, rsa, 0);
+            let b = padded(k, n, rsb, 3);
             let from_row = |from: usize| {
-                let mut c = vec![f32::NAN; (rows - from) * n];
+                let mut c = vec![f32::NAN; (rows - from) * rsc];
                 // SAFETY: the host has AVX-512; the matrices are as described.
                 unsafe {
-                    let a = a.as_ptr().add(from * k);
+                    let a = a.as_ptr().add(from * rsa);
+                    let (b, c_ptr) = (b.as_ptr(), c.as_mut_ptr());
                     super::gemm(
                         rows - from,
                         k,
                         n,
                         a,
-                        k_,
+                        rsa as isize,
                         1,
-                        b.as_ptr(),
-                        n_,
-                        c.as_mut_ptr(),
-                        n_,
+                        b,
+                        rsb as isize,
+                        c_ptr,
+                        rsc as isize,
                     )
                 };
+                assert!(
+                    c.iter()
+                        .enumerate()
+                        .all(|(e, x)| (e % rsc < n) != x.is_nan()),
+                    "{rows}×{k}×{n}"
+                );
                 c
             };
             let all = from_row(0);
             for i in 0..rows {
                 for j in 0..n {
-                    let terms = (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64);
+                    let terms = (0..k).map(|p| a[i * rsa + p] as f64 * b[p * rsb + j] as f64);
                     let exact: f64 = terms.clone().sum();
                     let bound =
                         (k as f64 + 1.0) * 2f64.powi(-24) * terms.map(f64::abs).sum::<f64>();
-                    let error = (all[i * n + j] as f64 - exact).abs();
+                    let error = (all[i * rsc + j] as f64 - exact).abs();
                     assert!(
                         error <= bound,
                         "{rows}×{k}×{n} [{i}, {j}]: {error} > {bound}"
@@ -665,7 +698,7 @@ mod tests {
                 let from = from.min(rows - 1);
                 assert_eq!(
                     bits(&from_row(from)),
-                    bits(&all[from * n..]),
+                    bits(&all[from * rsc..]),
                     "{rows}×{k}×{n} from {from}"
                 );
             }
