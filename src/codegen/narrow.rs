@@ -496,7 +496,7 @@ mod avx512 {
     }
 
     /// 17-20 columns for `a` with unit column stride: tiles of [`split_k_tile_f32`] over `b`
-    /// packed once per call, the rows left over one at a time (each row the same bits in any
+    /// packed once per call, the rows left over in smaller tiles (each row the same bits in any
     /// tile, so in any split between threads).
     #[target_feature(enable = "avx512f,avx512vl")]
     #[allow(clippy::too_many_arguments)]
@@ -520,10 +520,17 @@ mod avx512 {
             unsafe { split_k_tile_f32::<5, SPLIT_K_ROWS>(i, k, n, a, rsa, packed, c, rsc) };
             i += SPLIT_K_ROWS;
         }
+        // The 1-4 rows left in tiles of 2 and 1: a row alone has only five FMA chains.
         while i < rows {
+            type Tile =
+                unsafe fn(usize, usize, usize, *const f32, isize, *const f32, *mut f32, isize);
+            let (height, tile): (usize, Tile) = match rows - i {
+                2.. => (2, split_k_tile_f32::<5, 2>),
+                _ => (1, split_k_tile_f32::<5, 1>),
+            };
             // SAFETY: as above.
-            unsafe { split_k_tile_f32::<5, 1>(i, k, n, a, rsa, packed, c, rsc) };
-            i += 1;
+            unsafe { tile(i, k, n, a, rsa, packed, c, rsc) };
+            i += height;
         }
     }
 
