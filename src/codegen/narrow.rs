@@ -2,8 +2,8 @@
 //! small network's first layer (`x @ w1` with `w1: [784, 20]`) and of its gradient
 //! (`xᵀ @ δ`).
 //!
-//! matrixmultiply packs both operands into panels of its 16×16 AVX-512 tiles; with 20 columns
-//! it packs all of `a` to fill 2 tiles of which 12 of 32 columns are padding, and packing
+//! A general GEMM (the `gemm` crate here, matrixmultiply before it) packs both operands into
+//! panels of its register tiles; with 20 columns most of a tile is padding and packing `a`
 //! dominates. Here `a` is never packed: a tile of rows of `c` stays in registers (one to four
 //! 512-bit vectors per row, the last masked, or a 128-bit one for a tail of a quarter vector:
 //! Zen 4 runs a 512-bit FMA at half the rate of a 128-bit one, so 20 columns as 16 + 4 take 3/4
@@ -14,8 +14,8 @@
 //! For f32 with 17-20 columns and `a`'s rows contiguous, each row's accumulators hold four
 //! columns × four residues of `p` mod 4: one load broadcasts `a[r, p..p+4]` to all four 128-bit
 //! lanes for five full-width FMAs with `b` packed once per call. Broadcasting `a[r, p]` alone
-//! fed 1.25 FMAs per load, and this core issues no more vector loads than FMAs; nor does it
-//! issue a 128-bit FMA (for columns 17-20) faster than a 512-bit one.
+//! fed 1.25 FMAs per load, and Zen 5 issues no more vector loads than FMAs; nor does it issue a
+//! 128-bit FMA (for columns 17-20) faster than a 512-bit one.
 //!
 //! Each kernel sums every element of `c` in one order whatever the tile or the first row, so
 //! results do not depend on how rows are split between threads. The order does depend on `a`'s
@@ -117,7 +117,8 @@ mod avx512 {
                 for (r, row) in a_rows.iter_mut().enumerate() {
                     // SAFETY (all accesses): inside the matrices the caller described; masked
                     // lanes are not accessed.
-                    *row = unsafe { a.offset((i + r) as isize * rsa) };
+                    // (Wrapping: with k = 0 `a` may be empty.)
+                    *row = a.wrapping_offset((i + r) as isize * rsa);
                 }
                 for p in 0..k as isize {
                     let b_row = unsafe { b.offset(p * rsb) };
@@ -176,7 +177,7 @@ mod avx512 {
                 let mut acc = [[$zero(); W]; V];
                 // SAFETY (all accesses): inside the matrices the caller described; masked lanes
                 // are not accessed.
-                let a_rows = unsafe { a.add(i) };
+                let a_rows = a.wrapping_add(i);
                 let b_cols = unsafe { b.add(j) };
                 for p in 0..k as isize {
                     // `a`'s rows are far apart (a column of a row-major matrix): without a
@@ -458,7 +459,7 @@ mod avx512 {
     /// # Safety
     /// The host must have AVX-512; `b` must hold a `k × n` matrix with row stride `rsb`.
     #[target_feature(enable = "avx512f,avx512vl")]
-    unsafe fn pack_split_k<const M: usize>(
+    pub(super) unsafe fn pack_split_k<const M: usize>(
         k: usize,
         n: usize,
         b: *const f32,
@@ -708,6 +709,36 @@ mod tests {
                     bits(&all[from * rsc..]),
                     "{rows}×{k}×{n} from {from}"
                 );
+            }
+        }
+    }
+
+    /// The pack reads no column past `n` and no row past `k` (NaN there) and leaves their
+    /// lanes +0, for every `n` the split-k tiles take and `k` in every residue mod 4.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn pack_split_k_zeroes_past_the_matrix() {
+        if !super::available() {
+            return;
+        }
+        for n in 17..=20 {
+            for k in [1, 2, 3, 4, 5, 9] {
+                let rsb = n + 3;
+                let b: Vec<f32> = (0..(k + 1) * rsb)
+                    .map(|e| match (e / rsb < k, e % rsb < n) {
+                        (true, true) => e as f32 + 1.0,
+                        _ => f32::NAN,
+                    })
+                    .collect();
+                // SAFETY: the host has AVX-512; `b` holds k rows of n columns, stride rsb.
+                let packed =
+                    unsafe { super::avx512::pack_split_k::<5>(k, n, b.as_ptr(), rsb as isize) };
+                for (at, &value) in packed.iter().enumerate() {
+                    let (g, m, lane) = (at / 80, at / 16 % 5, at % 16);
+                    let (p, j) = (4 * g + lane % 4, 4 * m + lane / 4);
+                    let expected = if p < k && j < n { b[p * rsb + j] } else { 0.0 };
+                    assert_eq!(value.to_bits(), expected.to_bits(), "n {n} k {k} at {at}");
+                }
             }
         }
     }
