@@ -435,9 +435,10 @@ mod avx512 {
                 unsafe { _mm512_mask_storeu_ps(c_row.add(4 * m), columns, sums) };
                 m += 4;
             }
-            for (m, acc) in acc.iter().enumerate().skip(m) {
-                let pairs = _mm512_add_ps(*acc, _mm512_permute_ps::<0b10_11_00_01>(*acc));
-                let sums = _mm512_add_ps(pairs, _mm512_permute_ps::<0b01_00_11_10>(pairs));
+            for (m, &acc) in acc.iter().enumerate().skip(m) {
+                // The same sums with the accumulator as both halves: column j in lane 4j.
+                let pairs = halves(acc, acc);
+                let sums = halves(pairs, pairs);
                 let four = _mm512_castps512_ps128(_mm512_maskz_compress_ps(0x1111, sums));
                 let columns = mask(n, m, 4) as __mmask8;
                 unsafe { _mm_mask_storeu_ps(c_row.add(4 * m), columns, four) };
@@ -470,7 +471,10 @@ mod avx512 {
             "{n} columns in {M} groups of 4"
         );
         let groups = k.div_ceil(4);
-        let mut packed = vec![0.0f32; 16 * M * groups];
+        let len = 16 * M * groups;
+        // Every block is stored below, so nothing is zeroed first (62.7 KB for 784×20).
+        let mut packed: Vec<f32> = Vec::with_capacity(len);
+        let out = packed.spare_capacity_mut().as_mut_ptr().cast::<f32>();
         // Lane 4j + q takes lane 4q + j of the four rows stacked.
         let transpose = lane_transpose();
         for g in 0..groups {
@@ -490,9 +494,11 @@ mod avx512 {
                 let stacked = _mm512_insertf32x4::<2>(stacked, row(2, m));
                 let stacked = _mm512_insertf32x4::<3>(stacked, row(3, m));
                 let block = _mm512_permutexvar_ps(transpose, stacked);
-                unsafe { _mm512_storeu_ps(packed.as_mut_ptr().add(16 * (g * M + m)), block) };
+                unsafe { _mm512_storeu_ps(out.add(16 * (g * M + m)), block) };
             }
         }
+        // SAFETY: the loops above wrote all `len` floats.
+        unsafe { packed.set_len(len) };
         packed
     }
 
