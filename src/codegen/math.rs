@@ -204,7 +204,13 @@ impl Lanes {
 
     /// `2^n` for integer lanes `n` whose biased exponent is normal.
     fn pow2(self, b: &mut FunctionBuilder, n: Value) -> Value {
-        let biased = self.add_int(b, n, self.bias());
+        self.pow2_plus(b, n, 0)
+    }
+
+    /// `2^(n + c)` for integer lanes `n` and a constant `c` (folded into the exponent bias), the
+    /// biased exponent normal.
+    fn pow2_plus(self, b: &mut FunctionBuilder, n: Value, c: i64) -> Value {
+        let biased = self.add_int(b, n, self.bias() + c);
         let bits = self.shift_left(b, biased, self.mantissa_bits());
         self.to_float(b, bits)
     }
@@ -277,9 +283,7 @@ impl Lanes {
         // n ≤ 0, so 2^(n + 64) is normal and (1 + p)·2^(n + 64) exact; the one rounding is in
         // the scaling by 2^−64, as in `exp`'s second factor: the same bits in 4 instructions
         // fewer than two factors.
-        let biased = self.add_int(b, n, self.bias() + 64);
-        let bits = self.shift_left(b, biased, self.mantissa_bits());
-        let scale = self.to_float(b, bits);
+        let scale = self.pow2_plus(b, n, 64);
         let one = self.constant(b, 1.0);
         let e_r = b.ins().fadd(p, one);
         let y = b.ins().fmul(e_r, scale);
