@@ -8,6 +8,7 @@ use crate::codegen::{Pool, split_mut};
 use crate::ir::store::{TensorMap, checked_named};
 use crate::ir::{Bindings, DType, Tensor};
 use crate::{Error, Result};
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 /// Where each parameter lives in the flat vector: the model's declaration order, row-major.
@@ -178,8 +179,9 @@ impl ParamLayout {
 pub struct GvOperator<'a> {
     model: &'a CompiledModel,
     /// gv-apply's arguments: the residuals (kept from prepare, never copied again), the batch's
-    /// tensors it reads, and one slot per direction, refilled by each `apply`.
-    args: RefCell<Vec<GvArg<'a>>>,
+    /// tensors it reads (borrowed, read where they are), and one slot per direction (owned),
+    /// refilled by each `apply`.
+    args: RefCell<Vec<Cow<'a, Tensor>>>,
     /// The slot in `args` of each parameter's direction, in parameter order.
     direction_slots: Vec<usize>,
     /// gv-apply's outputs, reused by [`GvOperator::apply_in_place`] (empty before its first
@@ -187,37 +189,12 @@ pub struct GvOperator<'a> {
     outputs: RefCell<Vec<Tensor>>,
 }
 
-/// An argument of gv-apply: a tensor the operator holds (a residual, a direction), or one of
-/// the batch's, read where it is.
-#[derive(Debug)]
-pub(super) enum GvArg<'a> {
-    Owned(Tensor),
-    Batch(&'a Tensor),
-}
-
-impl GvArg<'_> {
-    fn tensor(&self) -> &Tensor {
-        match self {
-            GvArg::Owned(t) => t,
-            GvArg::Batch(t) => t,
-        }
-    }
-
-    /// A direction's slot: always held by the operator.
-    fn direction(&mut self) -> &mut Tensor {
-        match self {
-            GvArg::Owned(t) => t,
-            GvArg::Batch(_) => unreachable!("directions are the operator's own tensors"),
-        }
-    }
-}
-
 impl<'a> GvOperator<'a> {
     /// The operator of `model` whose gv-apply reads `args` (residuals, the batch's tensors, and
     /// zero directions in `direction_slots`, one per parameter in parameter order).
     pub(super) fn new(
         model: &'a CompiledModel,
-        args: Vec<GvArg<'a>>,
+        args: Vec<Cow<'a, Tensor>>,
         direction_slots: Vec<usize>,
     ) -> GvOperator<'a> {
         GvOperator {
@@ -242,13 +219,13 @@ impl<'a> GvOperator<'a> {
             let direction = checked_named(v, &param.name, &graph.args()[slot].ty, "direction")?;
             // Into the slot's own dense tensor, which `with_directions`' passes read as one
             // slice (the caller's may be laid out otherwise).
-            match (args[slot].direction(), direction) {
+            match (args[slot].to_mut(), direction) {
                 (Tensor::F32(slot), Tensor::F32(d)) => slot.assign(d),
                 (Tensor::F64(slot), Tensor::F64(d)) => slot.assign(d),
                 _ => unreachable!("checked to be of the slot's type and shape"),
             }
         }
-        let args: Vec<&Tensor> = args.iter().map(GvArg::tensor).collect();
+        let args: Vec<&Tensor> = args.iter().map(|arg| &**arg).collect();
         let out = self
             .model
             .executable(GraphName::GvApply)
@@ -302,7 +279,7 @@ impl<'a> GvOperator<'a> {
     /// If `pass` calls another method of this operator (its tensors are borrowed meanwhile).
     pub fn with_directions<R>(&self, pass: impl FnOnce(&mut [&mut Tensor], &[Tensor]) -> R) -> R {
         let mut args = self.args.borrow_mut();
-        let mut by_slot: Vec<Option<&mut GvArg>> = args.iter_mut().map(Some).collect();
+        let mut by_slot: Vec<Option<&mut Cow<Tensor>>> = args.iter_mut().map(Some).collect();
         let mut directions: Vec<&mut Tensor> = self
             .direction_slots
             .iter()
@@ -310,7 +287,7 @@ impl<'a> GvOperator<'a> {
                 by_slot[slot]
                     .take()
                     .expect("one slot per parameter")
-                    .direction()
+                    .to_mut()
             })
             .collect();
         pass(&mut directions, &self.outputs.borrow())
@@ -321,7 +298,7 @@ impl<'a> GvOperator<'a> {
     /// tensors.
     pub fn apply_in_place(&self) -> Result<()> {
         let args = self.args.borrow();
-        let args: Vec<&Tensor> = args.iter().map(GvArg::tensor).collect();
+        let args: Vec<&Tensor> = args.iter().map(|arg| &**arg).collect();
         let executable = self.model.executable(GraphName::GvApply);
         let mut outputs = self.outputs.borrow_mut();
         if outputs.is_empty() {
@@ -336,11 +313,8 @@ impl<'a> GvOperator<'a> {
     pub fn dtype(&self) -> Option<DType> {
         let graph = self.model.graphs.get(GraphName::GvApply);
         let args = self.args.borrow();
-        let mut dtypes = (self
-            .direction_slots
-            .iter()
-            .map(|&slot| args[slot].tensor().dtype()))
-        .chain(graph.outputs().iter().map(|out| graph.ty(out.node).dtype));
+        let mut dtypes = (self.direction_slots.iter().map(|&slot| args[slot].dtype()))
+            .chain(graph.outputs().iter().map(|out| graph.ty(out.node).dtype));
         let first = dtypes.next()?;
         dtypes.all(|d| d == first).then_some(first)
     }

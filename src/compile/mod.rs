@@ -11,12 +11,12 @@ use crate::rewrite::{
     RewriteOptions, RewriteReport, TableModel, optimization_table, optimize_derived,
 };
 use crate::{Error, Model, Result};
+use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
 mod flat;
-use flat::GvArg;
 pub use flat::{GvOperator, ParamLayout};
 
 /// Options for [`Model::compile`].
@@ -412,14 +412,14 @@ impl CompiledModel {
             .enumerate()
         {
             args.push(match *slot {
-                Slot::Residual(_) => GvArg::Owned(residuals.next().ok_or_else(|| {
+                Slot::Residual(_) => Cow::Owned(residuals.next().ok_or_else(|| {
                     Error::Eval(format!("gv-prepare gives no residual for '{}'", arg.name))
                 })?),
                 // Read in place at every CG iteration; a tensor in another layout is copied once
                 // here, where the graph would copy it (and every other argument) at each call.
                 Slot::Data => match checked_named(batch, &arg.name, &arg.ty, "batch")? {
-                    t if t.is_standard_layout() => GvArg::Batch(t),
-                    t => GvArg::Owned(t.to_standard_layout()),
+                    t if t.is_standard_layout() => Cow::Borrowed(t),
+                    t => Cow::Owned(t.to_standard_layout()),
                 },
                 // Zero directions until an `apply` fills the slots: parameter-shaped, so fixed.
                 Slot::Direction(p) => {
@@ -427,7 +427,7 @@ impl CompiledModel {
                     let shape = arg.ty.shape.eval(&Bindings::new()).map_err(|symbol| {
                         Error::Eval(format!("direction {} has symbolic size {symbol}", arg.name))
                     })?;
-                    GvArg::Owned(Tensor::zeros(arg.ty.dtype, &shape))
+                    Cow::Owned(Tensor::zeros(arg.ty.dtype, &shape))
                 }
                 Slot::Param(_) | Slot::Cotangent => {
                     unreachable!("gv-apply reads residuals, the batch and directions only")
