@@ -1,6 +1,7 @@
 //! Kernel loop nests: a kernel's domain split over threads (or into fixed parts), the loops
 //! over its axes with values hoisted to the loop where they change, and the inner axis as vector
-//! loops with register accumulators and a scalar tail.
+//! loops (or, when short and fixed, straight-line code) with register accumulators and a scalar
+//! tail.
 
 use super::{Emitter, mem_flags};
 use crate::codegen::math::Lanes;
@@ -18,8 +19,12 @@ const REDUCTION_UNROLL: usize = 4;
 /// unrolled step).
 const REDUCTION_BLOCK: i64 = 256;
 
-/// Inner extents of at most this many vectors, fixed when compiled, are emitted without a loop.
-const STRAIGHT_VECTORS: u64 = 8;
+/// Inner extents of at most this many vectors (and tails of at most this many points), fixed
+/// when compiled, are emitted without a loop.
+const STRAIGHT_POINTS: u64 = 8;
+
+/// At most this many register accumulators are carried across the outer loops of a kernel.
+const CARRIED_ACCUMULATORS: usize = 8;
 
 /// The per-kernel facts the loop emitters share.
 struct KernelCtx<'k> {
@@ -42,6 +47,101 @@ struct KernelCtx<'k> {
     vector: bool,
     /// Reductions over the inner axis, which accumulate in registers.
     inner_reduced: Vec<usize>,
+    /// How the inner axis is emitted (`None` for a rank-0 kernel).
+    plan: Option<InnerPlan>,
+    /// Reductions over every outer axis but not the inner one, on a straight inner axis: one
+    /// register accumulator per inner point, carried across the outer loops (rather than a
+    /// load, combine and store per point, a chain through memory).
+    carried: Vec<usize>,
+    /// Per inner point (vectors, then tail scalars), per carried reduction: its accumulator.
+    carried_accs: Vec<Vec<Variable>>,
+}
+
+/// How a kernel's inner axis is emitted.
+#[derive(Clone, Copy)]
+struct InnerPlan {
+    /// Vector iterations per unrolled step (one accumulator each); 1 if not unrolled.
+    unroll: usize,
+    /// Whether the axis runs on vectors, then a scalar tail.
+    vectors: bool,
+    tail: bool,
+    /// Inner reductions summed in blocks of [`REDUCTION_BLOCK`] points.
+    blocked: bool,
+    /// The vectors, and the scalar tail, as straight-line code of this many points: a few
+    /// points per row (20 columns: 5 vectors; 10: 2 and a tail of 2) run without a loop's
+    /// compare, branch and index per point, and with their points free to overlap.
+    straight_vectors: Option<i64>,
+    straight_tail: Option<i64>,
+}
+
+impl InnerPlan {
+    fn new(k: &Kernel, vector: bool, inner_reduced: bool, width: u64) -> InnerPlan {
+        let axis = k.domain.len() - 1;
+        // Loops that would never run are left out when the extent is known.
+        let whole = k.split != Some(axis) && !(k.parts && axis == 0);
+        let fixed = k.domain[axis].as_fixed().filter(|_| whole);
+        let reduction_unroll = if vector && inner_reduced {
+            REDUCTION_UNROLL
+        } else {
+            1
+        };
+        let unroll = match fixed.is_none_or(|n| n >= width * reduction_unroll as u64) {
+            true => reduction_unroll,
+            false => 1,
+        };
+        let vectors = vector && fixed.is_none_or(|n| n >= width);
+        let tail = fixed.is_none_or(|n| !vectors || n % width != 0);
+        let blocked = inner_reduced && vectors && fixed.is_none_or(|n| n > REDUCTION_BLOCK as u64);
+        let short = |count: u64| (count <= STRAIGHT_POINTS).then_some(count as i64);
+        let straight_vectors = fixed
+            .filter(|_| vectors && unroll == 1 && !blocked)
+            .and_then(|n| short(n / width));
+        let straight_tail = fixed
+            .filter(|_| tail)
+            .and_then(|n| short(if vectors { n % width } else { n }));
+        InnerPlan {
+            unroll,
+            vectors,
+            tail,
+            blocked,
+            straight_vectors,
+            straight_tail,
+        }
+    }
+
+    /// The number of straight points (vectors, then tail scalars) of `lanes`, and the number of
+    /// the first.
+    fn straight(&self, lanes: Lanes) -> Option<(i64, usize)> {
+        match lanes.vector {
+            true => self.straight_vectors.map(|count| (count, 0)),
+            false => (self.straight_tail)
+                .map(|count| (count, self.straight_vectors.unwrap_or(0) as usize)),
+        }
+    }
+
+    /// Whether straight point `point` is a vector, and its inner index.
+    fn point(&self, point: usize, width: i64) -> (bool, i64) {
+        let vectors = self.straight_vectors.unwrap_or(0);
+        let point = point as i64;
+        match point < vectors {
+            true => (true, point * width),
+            false => (false, vectors * width + point - vectors),
+        }
+    }
+
+    /// The number of inner points (vectors, then tail scalars) when every one is emitted
+    /// straight.
+    fn straight_points(&self) -> Option<usize> {
+        let vectors = match self.vectors {
+            true => self.straight_vectors?,
+            false => 0,
+        };
+        let tail = match self.tail {
+            true => self.straight_tail?,
+            false => 0,
+        };
+        Some((vectors + tail) as usize)
+    }
 }
 
 impl Emitter<'_, '_> {
@@ -195,6 +295,19 @@ impl Emitter<'_, '_> {
                 .collect(),
             None => Vec::new(),
         };
+        let width = self.lanes(true).count() as u64;
+        let plan = inner.map(|_| InnerPlan::new(k, vector, !inner_reduced.is_empty(), width));
+        let points = plan.and_then(|p| p.straight_points()).unwrap_or(0);
+        let carried: Vec<usize> = (0..k.reductions.len())
+            .filter(|&r| {
+                let reduced = &k.reductions[r].reduced;
+                rank >= 2
+                    && points > 0
+                    && reduced[..rank - 1].iter().all(|&x| x)
+                    && !reduced[rank - 1]
+            })
+            .take(CARRIED_ACCUMULATORS / points.max(1))
+            .collect();
         let mut ctx = KernelCtx {
             kernel: k,
             accesses,
@@ -207,10 +320,14 @@ impl Emitter<'_, '_> {
             outer: vec![None; k.exprs.len()],
             vector,
             inner_reduced,
+            plan,
+            carried,
+            carried_accs: Vec::new(),
         };
+        ctx.carried_accs = self.carried_accumulators(&ctx, points);
 
         for r in 0..k.reductions.len() {
-            if self.needs_init(&ctx, r) {
+            if self.needs_init(&ctx, r) && !ctx.carried.contains(&r) {
                 let base = bases[ctx.reduction_access[r]];
                 self.fill_identity(&ctx, r, base);
             }
@@ -224,7 +341,48 @@ impl Emitter<'_, '_> {
                     self.b.ins().store(mem_flags(), v, p, 0);
                 }
             }
-            _ => self.nest(&mut ctx, 0, &bases),
+            _ => {
+                self.nest(&mut ctx, 0, &bases);
+                self.store_carried(&ctx, &bases);
+            }
+        }
+    }
+
+    /// Per inner point, per carried reduction: a register accumulator holding its identity.
+    fn carried_accumulators(&mut self, ctx: &KernelCtx, points: usize) -> Vec<Vec<Variable>> {
+        let (Some(plan), false) = (ctx.plan, ctx.carried.is_empty()) else {
+            return Vec::new();
+        };
+        let width = self.lanes(true).count() as i64;
+        (0..points)
+            .map(|point| {
+                let lanes = self.lanes(plan.point(point, width).0);
+                (ctx.carried.iter())
+                    .map(|&r| self.accumulator(lanes, ctx.kernel.reductions[r].kind))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Stores the carried accumulators at their inner points.
+    fn store_carried(&mut self, ctx: &KernelCtx, bases: &[Value]) {
+        let Some(plan) = ctx.plan else {
+            return;
+        };
+        let axis = ctx.kernel.domain.len() - 1;
+        let width = self.lanes(true).count() as i64;
+        for (point, accs) in ctx.carried_accs.iter().enumerate() {
+            let (_, index) = plan.point(point, width);
+            for (&r, &acc) in ctx.carried.iter().zip(accs) {
+                let access = ctx.reduction_access[r];
+                let mut p = bases[access];
+                if let Some(stride) = ctx.strides[access][axis] {
+                    let offset = self.b.ins().imul_imm_s(stride, index);
+                    p = self.b.ins().iadd(p, offset);
+                }
+                let v = self.b.use_var(acc);
+                self.b.ins().store(mem_flags(), v, p, 0);
+            }
         }
     }
 
@@ -387,30 +545,23 @@ impl Emitter<'_, '_> {
         self.end_loop(l);
     }
 
-    /// The innermost axis: vector loops (unrolled when reducing), a scalar tail, then the
-    /// register accumulators written out.
+    /// The innermost axis: vector loops (unrolled when reducing) or straight-line vectors, a
+    /// scalar tail, then the register accumulators written out.
     fn inner_loops(&mut self, ctx: &mut KernelCtx, pointers: &[Value]) {
         let kernel = ctx.kernel;
         let axis = kernel.domain.len() - 1;
         let (start, end) = ctx.ranges[axis];
         let scalar = self.lanes(false);
         let vector = self.lanes(true);
-        // The inner extent, when it is a constant this thread runs whole: loops that would
-        // never run are left out.
-        let whole = kernel.split != Some(axis) && !(kernel.parts && axis == 0);
-        let fixed = kernel.domain[axis].as_fixed().filter(|_| whole);
         let width = vector.count() as u64;
-        let unroll = if ctx.vector && !ctx.inner_reduced.is_empty() {
-            REDUCTION_UNROLL
-        } else {
-            1
-        };
-        let unrolled = unroll > 1 && fixed.is_none_or(|n| n >= width * unroll as u64);
-        let vectors = ctx.vector && fixed.is_none_or(|n| n >= width);
-        let tail = fixed.is_none_or(|n| !vectors || n % width != 0);
-        let blocked = !ctx.inner_reduced.is_empty()
-            && vectors
-            && fixed.is_none_or(|n| n > REDUCTION_BLOCK as u64);
+        let plan = ctx.plan.expect("a kernel with an inner axis has a plan");
+        let InnerPlan {
+            unroll,
+            vectors,
+            tail,
+            blocked,
+            ..
+        } = plan;
         // Per inner-reduced reduction: `unroll` vector accumulators, a scalar one for the tail,
         // and the combined totals of finished blocks.
         let kinds: Vec<ReduceKind> = (ctx.inner_reduced.iter())
@@ -464,32 +615,21 @@ impl Emitter<'_, '_> {
                 (header, exit, block_end)
             });
             let block_end = blocks.map_or(end, |(_, _, e)| e);
-            if unrolled {
+            if unroll > 1 {
                 let (l, i) = self.begin_loop_with(index, block_end, width * unroll as i64);
                 for u in 0..unroll {
                     let at = self.b.ins().iadd_imm_s(i, width * u as i64);
                     let accs: Vec<Variable> = vector_accs.iter().map(|a| a[u]).collect();
-                    self.body(ctx, vector, at, pointers, &accs);
+                    self.body(ctx, vector, at, pointers, &accs, None);
                 }
                 self.end_loop(l);
             }
             let accs: Vec<Variable> = vector_accs.iter().map(|a| a[0]).collect();
-            match fixed.filter(|&n| !unrolled && !blocked && n / width as u64 <= STRAIGHT_VECTORS) {
-                // A few vectors per row (20 columns: 5): straight-line code, without the loop's
-                // compare, branch and index per vector, and with its vectors free to overlap.
-                Some(n) => {
-                    let count = n as i64 / width;
-                    let i = self.b.use_var(index);
-                    for u in 0..count {
-                        let at = self.b.ins().iadd_imm_s(i, width * u);
-                        self.body(ctx, vector, at, pointers, &accs);
-                    }
-                    let next = self.b.ins().iadd_imm_s(i, width * count);
-                    self.b.def_var(index, next);
-                }
+            match plan.straight(vector) {
+                Some(_) => self.straight(ctx, vector, index, pointers, &accs),
                 None => {
                     let (l, i) = self.begin_loop_with(index, block_end, width);
-                    self.body(ctx, vector, i, pointers, &accs);
+                    self.body(ctx, vector, i, pointers, &accs, None);
                     self.end_loop(l);
                 }
             }
@@ -505,9 +645,14 @@ impl Emitter<'_, '_> {
             }
         }
         if tail {
-            let (l, i) = self.begin_loop_with(index, end, 1);
-            self.body(ctx, scalar, i, pointers, &scalar_accs);
-            self.end_loop(l);
+            match plan.straight(scalar) {
+                Some(_) => self.straight(ctx, scalar, index, pointers, &scalar_accs),
+                None => {
+                    let (l, i) = self.begin_loop_with(index, end, 1);
+                    self.body(ctx, scalar, i, pointers, &scalar_accs, None);
+                    self.end_loop(l);
+                }
+            }
         }
 
         for (k, (&r, &kind)) in ctx.inner_reduced.iter().zip(&kinds).enumerate() {
@@ -521,6 +666,30 @@ impl Emitter<'_, '_> {
             }
             self.b.ins().store(mem_flags(), total, p, 0);
         }
+    }
+
+    /// The straight points of `lanes` (see [`InnerPlan::straight`]) from the index in `index`,
+    /// the index advanced past them.
+    fn straight(
+        &mut self,
+        ctx: &KernelCtx,
+        lanes: Lanes,
+        index: Variable,
+        pointers: &[Value],
+        accs: &[Variable],
+    ) {
+        let plan = ctx.plan.expect("a kernel with an inner axis has a plan");
+        let (count, first) = plan
+            .straight(lanes)
+            .expect("straight points of these lanes");
+        let step = lanes.count() as i64;
+        let i = self.b.use_var(index);
+        for u in 0..count {
+            let at = self.b.ins().iadd_imm_s(i, step * u);
+            self.body(ctx, lanes, at, pointers, accs, Some(first + u as usize));
+        }
+        let next = self.b.ins().iadd_imm_s(i, step * count);
+        self.b.def_var(index, next);
     }
 
     /// A register accumulator of `lanes`, holding the identity of `kind`.
@@ -548,7 +717,8 @@ impl Emitter<'_, '_> {
         self.b.def_var(total, sum);
     }
 
-    /// One point (or one vector of points) of the inner loop at index `i`.
+    /// One point (or one vector of points) of the inner loop at index `i`; `point` numbers a
+    /// straight point, whose carried accumulators it updates.
     fn body(
         &mut self,
         ctx: &KernelCtx,
@@ -556,6 +726,7 @@ impl Emitter<'_, '_> {
         i: Value,
         pointers: &[Value],
         accs: &[Variable],
+        point: Option<usize>,
     ) {
         let kernel = ctx.kernel;
         let axis = kernel.domain.len() - 1;
@@ -601,11 +772,17 @@ impl Emitter<'_, '_> {
         for (r, reduction) in kernel.reductions.iter().enumerate() {
             let v = self.operand(ctx, lanes, &values, reduction.value);
             let kind = reduction.kind;
-            match ctx.inner_reduced.iter().position(|&k| k == r) {
-                Some(k) => {
-                    let acc = self.b.use_var(accs[k]);
-                    let acc = combine(&mut self.b, kind, acc, v);
-                    self.b.def_var(accs[k], acc);
+            let register = match ctx.inner_reduced.iter().position(|&k| k == r) {
+                Some(k) => Some(accs[k]),
+                None => (ctx.carried.iter().position(|&c| c == r))
+                    .zip(point)
+                    .map(|(c, point)| ctx.carried_accs[point][c]),
+            };
+            match register {
+                Some(acc) => {
+                    let old = self.b.use_var(acc);
+                    let new = combine(&mut self.b, kind, old, v);
+                    self.b.def_var(acc, new);
                 }
                 None => {
                     let p = address(self, ctx.reduction_access[r]);
