@@ -90,11 +90,76 @@ mod avx512 {
         ((1u32 << count) - 1) as u16
     }
 
+    /// The 16 × 16 matrix with rows `r`, transposed: interleaved 32-bit, then 64-bit pairs, then
+    /// 128-bit lanes twice.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn transpose_f32(r: [__m512; 16]) -> [__m512; 16] {
+        let t: [__m512; 16] = std::array::from_fn(|i| {
+            let (x, y) = (r[i & !1], r[i | 1]);
+            match i % 2 {
+                0 => _mm512_unpacklo_ps(x, y),
+                _ => _mm512_unpackhi_ps(x, y),
+            }
+        });
+        let u: [__m512; 16] = std::array::from_fn(|i| {
+            let base = i & !3;
+            let (x, y) = (t[base + (i & 2) / 2], t[base + 2 + (i & 2) / 2]);
+            let (x, y) = (_mm512_castps_pd(x), _mm512_castps_pd(y));
+            _mm512_castpd_ps(match i % 2 {
+                0 => _mm512_unpacklo_pd(x, y),
+                _ => _mm512_unpackhi_pd(x, y),
+            })
+        });
+        // Rows 4h+q (h < 2 within each half of 8) hold column quarters; gather the halves.
+        let w: [__m512; 16] = std::array::from_fn(|i| {
+            let base = i & 8;
+            let (x, y) = (u[base + (i & 3)], u[base + 4 + (i & 3)]);
+            match (i & 4) == 0 {
+                true => _mm512_shuffle_f32x4::<0x88>(x, y),
+                false => _mm512_shuffle_f32x4::<0xdd>(x, y),
+            }
+        });
+        std::array::from_fn(|i| {
+            let (x, y) = (w[i & 7], w[8 + (i & 7)]);
+            match i < 8 {
+                true => _mm512_shuffle_f32x4::<0x88>(x, y),
+                false => _mm512_shuffle_f32x4::<0xdd>(x, y),
+            }
+        })
+    }
+
+    /// The 8 × 8 matrix with rows `r`, transposed: interleaved pairs, then 128-bit lanes twice.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn transpose_f64(r: [__m512d; 8]) -> [__m512d; 8] {
+        let t: [__m512d; 8] = std::array::from_fn(|i| {
+            let (x, y) = (r[i & !1], r[i | 1]);
+            match i % 2 {
+                0 => _mm512_unpacklo_pd(x, y),
+                _ => _mm512_unpackhi_pd(x, y),
+            }
+        });
+        let u: [__m512d; 8] = std::array::from_fn(|i| {
+            let base = i & 4;
+            let (x, y) = (t[base + (i & 1)], t[base + 2 + (i & 1)]);
+            match (i & 2) == 0 {
+                true => _mm512_shuffle_f64x2::<0x88>(x, y),
+                false => _mm512_shuffle_f64x2::<0xdd>(x, y),
+            }
+        });
+        std::array::from_fn(|i| {
+            let (x, y) = (u[i & 3], u[4 + (i & 3)]);
+            match i < 4 {
+                true => _mm512_shuffle_f64x2::<0x88>(x, y),
+                false => _mm512_shuffle_f64x2::<0xdd>(x, y),
+            }
+        })
+    }
+
     macro_rules! narrow_kernels {
         ($elem:ty, $vec:ty, $lanes:expr, $mask_ty:ty, $zero:ident, $set1:ident, $load:ident,
          $fmadd:ident, $store:ident, $qzero:ident, $qload:ident, $qfmadd:ident,
-         $qstore:ident, $qset1:ident, $tile:ident, $rows:ident, $columns:ident,
-         $transposed:ident) => {
+         $qstore:ident, $qset1:ident, $transpose:ident, $tile:ident, $rows:ident,
+         $columns:ident, $transposed:ident) => {
             /// `R` rows of `c` from row `i`, `V` vectors per row, then (if `Q`) a quarter vector.
             #[target_feature(enable = "avx512f,avx512vl")]
             #[allow(clippy::too_many_arguments)]
@@ -202,14 +267,21 @@ mod avx512 {
                         }
                     }
                 }
-                let mut column = [0.0 as $elem; $lanes];
+                // Transposed in registers, each row of `c` written by one masked store: lanes
+                // stored to memory and read back one by one waited for the store at every read
+                // (9.6 µs of a [784 × 1] @ [1 × 20] product, 7% of a [784 × 1000] @ [1000 × 20]).
                 for (v, acc) in acc.iter().enumerate() {
                     let rows = live.saturating_sub(v * $lanes).min($lanes);
-                    for (w, acc) in acc.iter().enumerate() {
-                        unsafe { $store(column.as_mut_ptr(), lanes[v], *acc) };
-                        for (r, &value) in column.iter().take(rows).enumerate() {
-                            let row = (i + v * $lanes + r) as isize;
-                            unsafe { *c.offset(row * rsc).add(j + w) = value };
+                    for first in (0..W).step_by($lanes) {
+                        let count = (W - first).min($lanes);
+                        let block = std::array::from_fn(|w| match w < count {
+                            true => acc[first + w],
+                            false => $zero(),
+                        });
+                        let columns = mask(count, 0, $lanes) as $mask_ty;
+                        for (r, row) in $transpose(block).iter().take(rows).enumerate() {
+                            let at = (i + v * $lanes + r) as isize * rsc;
+                            unsafe { $store(c.offset(at).add(j + first), columns, *row) };
                         }
                     }
                 }
@@ -341,6 +413,7 @@ mod avx512 {
         _mm_fmadd_ps,
         _mm_mask_storeu_ps,
         _mm_set1_ps,
+        transpose_f32,
         tile_f32,
         rows_f32,
         columns_f32,
@@ -361,6 +434,7 @@ mod avx512 {
         _mm_fmadd_pd,
         _mm_mask_storeu_pd,
         _mm_set1_pd,
+        transpose_f64,
         tile_f64,
         rows_f64,
         columns_f64,
@@ -745,6 +819,45 @@ mod tests {
                     let expected = if p < k && j < n { b[p * rsb + j] } else { 0.0 };
                     assert_eq!(value.to_bits(), expected.to_bits(), "n {n} k {k} at {at}");
                 }
+            }
+        }
+    }
+
+    /// The column kernels' register transposes move element (r, c) to (c, r), for both types.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn transposes_swap_rows_and_columns() {
+        use std::arch::x86_64::{__m512, __m512d};
+        if !super::available() {
+            return;
+        }
+        let rows: [[f32; 16]; 16] =
+            std::array::from_fn(|r| std::array::from_fn(|c| (16 * r + c) as f32));
+        // SAFETY: the host has AVX-512; [f32; 16] and __m512 have the same size.
+        let out: [[f32; 16]; 16] = unsafe {
+            let t = super::avx512::transpose_f32(std::mem::transmute::<
+                [[f32; 16]; 16],
+                [__m512; 16],
+            >(rows));
+            std::mem::transmute::<[__m512; 16], [[f32; 16]; 16]>(t)
+        };
+        for (r, row) in out.iter().enumerate() {
+            for (c, &value) in row.iter().enumerate() {
+                assert_eq!(value, rows[c][r], "f32 ({r}, {c})");
+            }
+        }
+        let rows: [[f64; 8]; 8] =
+            std::array::from_fn(|r| std::array::from_fn(|c| (8 * r + c) as f64));
+        // SAFETY: as above, for f64.
+        let out: [[f64; 8]; 8] = unsafe {
+            let t = super::avx512::transpose_f64(
+                std::mem::transmute::<[[f64; 8]; 8], [__m512d; 8]>(rows),
+            );
+            std::mem::transmute::<[__m512d; 8], [[f64; 8]; 8]>(t)
+        };
+        for (r, row) in out.iter().enumerate() {
+            for (c, &value) in row.iter().enumerate() {
+                assert_eq!(value, rows[c][r], "f64 ({r}, {c})");
             }
         }
     }
