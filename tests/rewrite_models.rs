@@ -189,6 +189,53 @@ fn optimized_prepare_and_apply_equal_the_explicit_jt_h_j_product() {
     }
 }
 
+/// When simplification leaves gv-apply no argument with a batch axis (here `sᵀs`, s the row
+/// sums of x, is a residual), the batch size it still divides by becomes a residual too:
+/// gv-apply runs from its own arguments, on both backends, and equals the one-shot product.
+#[test]
+fn gv_apply_without_a_batch_axis_reads_the_batch_size_from_a_residual() {
+    let model = Model::parse(
+        "model row_sums\ninput x: f64[B, 4]\ntarget y: f64[B, 3]\n\
+         param w: f64[1, 3] = glorot_uniform\n\
+         output z = sum(x, axis=1, keepdims=true) @ w\nloss mse(z, y)\n",
+    )
+    .unwrap();
+    let params = params_for(&model, 6);
+    let batch = batch_for(&model, F, 5, 6);
+    let v = direction_like(&params, 7);
+    let mut results = Vec::new();
+    for backend in [BackendKind::Interpreter, BackendKind::Jit] {
+        let compiled = compiled(&model, true, backend);
+        let apply = &compiled.graphs.gv_apply;
+        let batched = |a: &sgn::ir::Arg| {
+            apply
+                .ty(a.node)
+                .shape
+                .dims()
+                .iter()
+                .any(|d| d.as_fixed().is_none())
+        };
+        assert!(
+            !apply.args().iter().any(batched),
+            "no longer the case under test: {}",
+            apply
+        );
+        let staged = compiled
+            .gv_operator(&params, &batch)
+            .unwrap()
+            .apply(&v)
+            .unwrap();
+        let one_shot = compiled.gv(&params, &batch, &v).unwrap();
+        assert_maps_close(
+            &format!("{backend:?} staged vs one-shot"),
+            &staged,
+            &one_shot,
+        );
+        results.push(staged);
+    }
+    assert_maps_close("JIT vs interpreter", &results[1], &results[0]);
+}
+
 #[test]
 fn optimization_keeps_every_signature_and_saturates_every_phase() {
     for (name, model) in ir_models() {
