@@ -91,7 +91,7 @@ mod avx512 {
     }
 
     /// The 16 × 16 matrix with rows `r`, transposed: interleaved 32-bit, then 64-bit pairs, then
-    /// 128-bit lanes twice.
+    /// 128-bit quarters twice.
     #[target_feature(enable = "avx512f")]
     pub(super) fn transpose_f32(r: [__m512; 16]) -> [__m512; 16] {
         let t: [__m512; 16] = std::array::from_fn(|i| {
@@ -110,47 +110,42 @@ mod avx512 {
                 _ => _mm512_unpackhi_pd(x, y),
             })
         });
-        // Rows 4h+q (h < 2 within each half of 8) hold column quarters; gather the halves.
-        let w: [__m512; 16] = std::array::from_fn(|i| {
-            let base = i & 8;
-            let (x, y) = (u[base + (i & 3)], u[base + 4 + (i & 3)]);
-            match (i & 4) == 0 {
-                true => _mm512_shuffle_f32x4::<0x88>(x, y),
-                false => _mm512_shuffle_f32x4::<0xdd>(x, y),
-            }
-        });
-        std::array::from_fn(|i| {
-            let (x, y) = (w[i & 7], w[8 + (i & 7)]);
-            match i < 8 {
-                true => _mm512_shuffle_f32x4::<0x88>(x, y),
-                false => _mm512_shuffle_f32x4::<0xdd>(x, y),
-            }
-        })
+        gather_quarters(u)
     }
 
-    /// The 8 × 8 matrix with rows `r`, transposed: interleaved pairs, then 128-bit lanes twice.
+    /// The 8 × 8 matrix with rows `r`, transposed: interleaved pairs, then 128-bit quarters
+    /// twice.
     #[target_feature(enable = "avx512f")]
     pub(super) fn transpose_f64(r: [__m512d; 8]) -> [__m512d; 8] {
-        let t: [__m512d; 8] = std::array::from_fn(|i| {
+        let t: [__m512; 8] = std::array::from_fn(|i| {
             let (x, y) = (r[i & !1], r[i | 1]);
-            match i % 2 {
+            _mm512_castpd_ps(match i % 2 {
                 0 => _mm512_unpacklo_pd(x, y),
                 _ => _mm512_unpackhi_pd(x, y),
-            }
+            })
         });
-        let u: [__m512d; 8] = std::array::from_fn(|i| {
-            let base = i & 4;
-            let (x, y) = (t[base + (i & 1)], t[base + 2 + (i & 1)]);
-            match (i & 2) == 0 {
-                true => _mm512_shuffle_f64x2::<0x88>(x, y),
-                false => _mm512_shuffle_f64x2::<0xdd>(x, y),
+        gather_quarters(t).map(|v| _mm512_castps_pd(v))
+    }
+
+    /// The last two rounds of a transpose of `N` vectors (16 of f32, 8 of f64) whose 128-bit
+    /// quarters already hold transposed blocks: the quarters gathered within each half of the
+    /// vectors, then across the halves.
+    #[target_feature(enable = "avx512f")]
+    fn gather_quarters<const N: usize>(v: [__m512; N]) -> [__m512; N] {
+        let (half, quarter) = (N / 2, N / 4);
+        let w: [__m512; N] = std::array::from_fn(|i| {
+            let first = i / half * half + i % quarter;
+            let (x, y) = (v[first], v[first + quarter]);
+            match i % half < quarter {
+                true => _mm512_shuffle_f32x4::<0x88>(x, y),
+                false => _mm512_shuffle_f32x4::<0xdd>(x, y),
             }
         });
         std::array::from_fn(|i| {
-            let (x, y) = (u[i & 3], u[4 + (i & 3)]);
-            match i < 4 {
-                true => _mm512_shuffle_f64x2::<0x88>(x, y),
-                false => _mm512_shuffle_f64x2::<0xdd>(x, y),
+            let (x, y) = (w[i % half], w[half + i % half]);
+            match i < half {
+                true => _mm512_shuffle_f32x4::<0x88>(x, y),
+                false => _mm512_shuffle_f32x4::<0xdd>(x, y),
             }
         })
     }
