@@ -14,7 +14,7 @@ use sgn::autodiff::DerivedGraphs;
 use sgn::codegen::BackendKind;
 use sgn::compile::optimization_doc;
 use sgn::ir::store::{TensorMap, init_params};
-use sgn::ir::{DType, Graph, Tensor};
+use sgn::ir::{ArgRole, DType, Graph, Tensor};
 use sgn::rewrite::{MlpBounds, RewriteOptions, RewriteReport, graph_stats, optimize};
 use sgn::{CompileOptions, CompiledModel, Model};
 use std::path::Path;
@@ -189,11 +189,11 @@ fn optimized_prepare_and_apply_equal_the_explicit_jt_h_j_product() {
     }
 }
 
-/// When simplification leaves gv-apply no argument with a batch axis (here `sᵀs`, s the row
-/// sums of x, is a residual), the batch size it still divides by becomes a residual too:
-/// gv-apply runs from its own arguments, on both backends, and equals the one-shot product.
+/// When simplification leaves gv-apply no residual with a batch axis (here `sᵀs`, s the row
+/// sums of x, is one) while it still divides by the batch size, the input declaring the batch
+/// axis joins its arguments: gv-apply runs, on both backends, and equals the one-shot product.
 #[test]
-fn gv_apply_without_a_batch_axis_reads_the_batch_size_from_a_residual() {
+fn gv_apply_without_a_batched_residual_binds_the_batch_from_its_input() {
     let model = Model::parse(
         "model row_sums\ninput x: f64[B, 4]\ntarget y: f64[B, 3]\n\
          param w: f64[1, 3] = glorot_uniform\n\
@@ -207,18 +207,14 @@ fn gv_apply_without_a_batch_axis_reads_the_batch_size_from_a_residual() {
     for backend in [BackendKind::Interpreter, BackendKind::Jit] {
         let compiled = compiled(&model, true, backend);
         let apply = &compiled.graphs.gv_apply;
-        let batched = |a: &sgn::ir::Arg| {
-            apply
-                .ty(a.node)
-                .shape
-                .dims()
-                .iter()
-                .any(|d| d.as_fixed().is_none())
-        };
-        assert!(
-            !apply.args().iter().any(batched),
-            "no longer the case under test: {}",
-            apply
+        let batched: Vec<(&str, ArgRole)> = (apply.args().iter())
+            .filter(|a| a.ty.shape.dims().iter().any(|d| d.as_fixed().is_none()))
+            .map(|a| (a.name.as_str(), a.role))
+            .collect();
+        assert_eq!(
+            batched,
+            [("x", ArgRole::Input)],
+            "not the case under test: {apply}"
         );
         let staged = compiled
             .gv_operator(&params, &batch)

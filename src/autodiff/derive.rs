@@ -13,8 +13,9 @@
 
 use super::split::{Cut, copy_nodes, extract, residuals};
 use super::{AdError, jvp, transpose};
-use crate::ir::{Arg, ArgRole, Graph, NodeId, TensorType};
+use crate::ir::{Arg, ArgRole, Graph, Leaf, NodeId, Op, TensorType};
 use rustc_hash::FxHashMap;
+use std::sync::Arc;
 
 /// One parameter of a model: its name in the model and its type.
 #[derive(Clone, Debug, PartialEq)]
@@ -458,14 +459,54 @@ fn split_gv(gv: &Graph) -> (Graph, Graph) {
         .map(|c| (c.name.clone(), c.node))
         .collect();
     let prepare = extract(gv, "gv-prepare", &model_args, &residual_outputs);
-    let apply_args: Vec<Cut> = residual_cuts.into_iter().chain(directions).collect();
+    let mut apply_args: Vec<Cut> = residual_cuts.into_iter().chain(directions).collect();
     let outputs: Vec<(String, NodeId)> = gv
         .outputs()
         .iter()
         .map(|o| (o.name.clone(), o.node))
         .collect();
     let apply = extract(gv, "gv-apply", &apply_args, &outputs);
-    (prepare, apply)
+    // gv-apply fixes the sizes it uses (`dim_size B`, a `[B, 10]` broadcast of a direction)
+    // from its own arguments. When simplification leaves it none with a batch axis (`sᵀs` a
+    // residual), an input or target declaring the symbol joins them, read from the batch.
+    let unbound = unbound_symbols(&apply);
+    if unbound.is_empty() {
+        return (prepare, apply);
+    }
+    for symbol in &unbound {
+        let binds = |c: &&Cut| {
+            let dims = gv.ty(c.node).shape.dims();
+            matches!(c.role, ArgRole::Input | ArgRole::Target)
+                && dims.iter().any(|d| d.bare_symbol() == Some(symbol))
+        };
+        let bound = apply_args.iter().any(|a| binds(&a));
+        if let Some(binder) = model_args.iter().find(binds).filter(|_| !bound) {
+            apply_args.push(binder.clone());
+        }
+    }
+    (prepare, extract(gv, "gv-apply", &apply_args, &outputs))
+}
+
+/// The symbols `g` uses (in its values' shapes and `dim_size` leaves) that none of its
+/// arguments fixes when it runs.
+fn unbound_symbols(g: &Graph) -> Vec<Arc<str>> {
+    let bound: Vec<&Arc<str>> = (g.args().iter())
+        .flat_map(|a| a.ty.shape.dims().iter().filter_map(|d| d.bare_symbol()))
+        .collect();
+    let mut unbound: Vec<Arc<str>> = Vec::new();
+    for id in g.ids() {
+        let sizes = g.ty(id).shape.dims().iter();
+        let size_leaf = match &g.node(id).op {
+            Op::Leaf(Leaf::DimSize(dim)) => Some(dim),
+            _ => None,
+        };
+        for symbol in sizes.chain(size_leaf).flat_map(|d| d.symbols()) {
+            if !bound.contains(&symbol) && !unbound.contains(symbol) {
+                unbound.push(symbol.clone());
+            }
+        }
+    }
+    unbound
 }
 
 /// `value`, or zeros of type `ty` for a symbolic zero.

@@ -2,7 +2,7 @@
 //! Gauss-Newton product into a v-independent prepare stage and a linear apply stage.
 
 use crate::ir::{Arg, ArgRole, Graph, Leaf, NodeId, Op};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 /// An argument of an extracted graph: the node of the source graph it stands for.
 #[derive(Clone, Debug)]
@@ -86,9 +86,7 @@ pub(super) fn copy_nodes(
 
 /// The residuals of a graph that is linear in the arguments `linear_args`: the values that do not
 /// depend on them but are read by nodes that do. Values computed from constants alone are not
-/// residuals (the linear stage recomputes them for free), nor are sizes (`dim_size B`) the
-/// linear stage's arguments bind; a value reading a size they do not bind (no argument of the
-/// linear stage has a batch axis once `xᵀx` is a residual) is one. In node order.
+/// residuals (the linear stage recomputes them for free). In node order.
 pub fn residuals(g: &Graph, linear_args: &[NodeId]) -> Vec<NodeId> {
     let len = g.nodes().len();
     let linear = g.descendants(linear_args, len);
@@ -97,35 +95,14 @@ pub fn residuals(g: &Graph, linear_args: &[NodeId]) -> Vec<NodeId> {
     let roots: Vec<NodeId> = g.outputs().iter().map(|o| o.node).collect();
     let live = g.ancestors(roots, |_| false);
     let mut is_residual = vec![false; len];
-    let mark_inputs_of_linear = |is_residual: &mut Vec<bool>, needed: &[bool]| {
-        for (i, node) in g.nodes().iter().enumerate() {
-            if live[i] && linear[i] {
-                for x in &node.inputs {
-                    if !linear[x.index()] && needed[x.index()] {
-                        is_residual[x.index()] = true;
-                    }
+    for (i, node) in g.nodes().iter().enumerate() {
+        if live[i] && linear[i] {
+            for x in &node.inputs {
+                if !linear[x.index()] && from_args[x.index()] {
+                    is_residual[x.index()] = true;
                 }
             }
         }
-    };
-    mark_inputs_of_linear(&mut is_residual, &from_args);
-    let bound: FxHashSet<&str> = (0..len)
-        .filter(|&i| is_residual[i])
-        .map(|i| NodeId(i as u32))
-        .chain(linear_args.iter().copied())
-        .flat_map(|id| g.ty(id).shape.dims())
-        .flat_map(|dim| dim.symbols().iter().map(|s| &**s))
-        .collect();
-    let unbound_sizes: Vec<NodeId> = g
-        .ids()
-        .filter(|&id| match &g.node(id).op {
-            Op::Leaf(Leaf::DimSize(dim)) => dim.symbols().iter().any(|s| !bound.contains(&**s)),
-            _ => false,
-        })
-        .collect();
-    if !unbound_sizes.is_empty() {
-        let from_unbound = g.descendants(&unbound_sizes, len);
-        mark_inputs_of_linear(&mut is_residual, &from_unbound);
     }
     (0..len)
         .filter(|&i| is_residual[i])

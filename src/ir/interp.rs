@@ -69,10 +69,9 @@ pub fn bind_dims<A: Borrow<Tensor>>(graph: &Graph, args: &[A]) -> Result<Binding
             )));
         }
         for (dim, &size) in ty.shape.dims().iter().zip(value.shape()) {
-            let [symbol] = dim.symbols() else { continue };
-            if dim.coeff() != 1 {
+            let Some(symbol) = dim.bare_symbol() else {
                 continue;
-            }
+            };
             match bound_by.get(symbol) {
                 Some(&(earlier, earlier_arg)) if earlier != size => {
                     return Err(Error::Eval(format!(

@@ -96,6 +96,15 @@ impl Dim {
         &self.syms
     }
 
+    /// The symbol an argument's axis of this size fixes when a graph runs: a bare symbol (`B`),
+    /// not a multiple or product (`2*B`), which is only checked.
+    pub fn bare_symbol(&self) -> Option<&Arc<str>> {
+        match self.syms.as_slice() {
+            [symbol] if self.coeff == 1 => Some(symbol),
+            _ => None,
+        }
+    }
+
     /// True if this is the fixed size 1 (the broadcastable size).
     pub fn is_one(&self) -> bool {
         self.as_fixed() == Some(1)
