@@ -246,3 +246,61 @@ fn graphs_mixing_element_types_are_rejected() {
         .to_string();
     assert!(msg.contains("mixes f32 and f64"), "{msg}");
 }
+
+/// Reductions over every outer axis of a short inner one (bias gradients: `[B, 20]` summed over
+/// `B`) run in registers carried across the rows when the inner axis is straight-line code, in
+/// memory otherwise, and past 8 registers some in each: for row widths around the vector width
+/// and the straight-line limit, batches from empty to 1000, ranks 2 and 3, sums and maxima, a
+/// row sum beside them, and more reductions than registers, the JIT gives the same bits on 1,
+/// 2 and 3 threads and the interpreter's values.
+#[test]
+fn column_reductions_agree_across_threads_and_with_the_interpreter() {
+    for dtype in [DType::F32, DType::F64] {
+        for n in [1usize, 2, 3, 5, 9, 10, 20, 32, 33] {
+            for outer in [vec![], vec![2usize]] {
+                let mut g = Graph::new("columns");
+                let mut dims = vec![Dim::sym("B")];
+                dims.extend(outer.iter().map(|&d| Dim::fixed(d as u64)));
+                dims.push(Dim::fixed(n as u64));
+                let x = g.add_arg("x", ArgRole::Input, ty(dtype, dims));
+                let h = g.unary(UnaryOp::Tanh, x).unwrap();
+                let rank = outer.len() + 2;
+                let outer_axes: Vec<usize> = (0..rank - 1).collect();
+                let sum = g.sum(h, &outer_axes).unwrap();
+                let max = g.apply(Op::reduce_max(outer_axes.clone()), &[h]).unwrap();
+                let rows = g.sum(h, &[rank - 1]).unwrap();
+                g.add_output("sum", sum);
+                g.add_output("max", max);
+                g.add_output("rows", rows);
+                // Nine more sums of scaled copies: more reductions than carried registers.
+                for k in 0..9 {
+                    let h_ty = g.ty(h).clone();
+                    let scale = g.full(k as f64 + 2.0, &h_ty).unwrap();
+                    let scaled = g.binary(BinaryOp::Mul, h, scale).unwrap();
+                    let total = g.sum(scaled, &outer_axes).unwrap();
+                    g.add_output(format!("sum{k}"), total);
+                }
+                for batch in [1, 3, 9, 1000] {
+                    let mut shape = vec![batch];
+                    shape.extend(&outer);
+                    shape.push(n);
+                    let args = vec![filled(dtype, &shape)];
+                    let expected = interp::run(&g, &args).unwrap();
+                    let what = format!("{dtype} n {n} outer {outer:?} batch {batch}");
+                    let mut first: Option<Vec<Tensor>> = None;
+                    for threads in [1, 2, 3] {
+                        let options = JitOptions::default().with_threads(threads);
+                        let got = compile_graph(&g, &options).unwrap().run(&args).unwrap();
+                        for (a, b) in got.iter().zip(&expected) {
+                            assert_close(&what, a, b, Floor::Absolute(0.0), 1e-5);
+                        }
+                        match &first {
+                            Some(one) => assert_eq!(&got, one, "{what}: {threads} threads"),
+                            None => first = Some(got),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -23,7 +23,8 @@ const REDUCTION_BLOCK: i64 = 256;
 /// when compiled, are emitted without a loop.
 const STRAIGHT_POINTS: u64 = 8;
 
-/// At most this many register accumulators are carried across the outer loops of a kernel.
+/// At most this many register accumulators are carried across the outer loops of a kernel:
+/// half of x86-64's 16 vector registers, the rest left to the loop body.
 const CARRIED_ACCUMULATORS: usize = 8;
 
 /// The per-kernel facts the loop emitters share.
@@ -60,17 +61,22 @@ struct KernelCtx<'k> {
 /// How a kernel's inner axis is emitted.
 #[derive(Clone, Copy)]
 struct InnerPlan {
+    /// Lanes per vector.
+    width: i64,
     /// Vector iterations per unrolled step (one accumulator each); 1 if not unrolled.
     unroll: usize,
-    /// Whether the axis runs on vectors, then a scalar tail.
+    /// Whether the axis runs on vectors.
     vectors: bool,
+    /// Whether scalar points follow the vectors (all points, without vectors).
     tail: bool,
     /// Inner reductions summed in blocks of [`REDUCTION_BLOCK`] points.
     blocked: bool,
-    /// The vectors, and the scalar tail, as straight-line code of this many points: a few
-    /// points per row (20 columns: 5 vectors; 10: 2 and a tail of 2) run without a loop's
-    /// compare, branch and index per point, and with their points free to overlap.
+    /// The vectors as straight-line code of this many: a few points per row (20 columns: 5
+    /// vectors) run without a loop's compare, branch and index per point, and with their points
+    /// free to overlap.
     straight_vectors: Option<i64>,
+    /// The scalar tail as straight-line code of this many points (10 columns: 2 after 2
+    /// vectors).
     straight_tail: Option<i64>,
 }
 
@@ -93,6 +99,7 @@ impl InnerPlan {
         let tail = fixed.is_none_or(|n| !vectors || n % width != 0);
         let blocked = inner_reduced && vectors && fixed.is_none_or(|n| n > REDUCTION_BLOCK as u64);
         let short = |count: u64| (count <= STRAIGHT_POINTS).then_some(count as i64);
+        // (A blocked axis is never short: `!blocked` states the intent.)
         let straight_vectors = fixed
             .filter(|_| vectors && unroll == 1 && !blocked)
             .and_then(|n| short(n / width));
@@ -100,6 +107,7 @@ impl InnerPlan {
             .filter(|_| tail)
             .and_then(|n| short(if vectors { n % width } else { n }));
         InnerPlan {
+            width: width as i64,
             unroll,
             vectors,
             tail,
@@ -119,13 +127,17 @@ impl InnerPlan {
         }
     }
 
-    /// Whether straight point `point` is a vector, and its inner index.
-    fn point(&self, point: usize, width: i64) -> (bool, i64) {
-        let vectors = self.straight_vectors.unwrap_or(0);
-        let point = point as i64;
+    /// Whether straight point `point` is a vector (else a tail scalar).
+    fn is_vector(&self, point: usize) -> bool {
+        (point as i64) < self.straight_vectors.unwrap_or(0)
+    }
+
+    /// The inner index of straight point `point`.
+    fn index(&self, point: usize) -> i64 {
+        let (vectors, point) = (self.straight_vectors.unwrap_or(0), point as i64);
         match point < vectors {
-            true => (true, point * width),
-            false => (false, vectors * width + point - vectors),
+            true => point * self.width,
+            false => vectors * self.width + point - vectors,
         }
     }
 
@@ -326,6 +338,9 @@ impl Emitter<'_, '_> {
         };
         ctx.carried_accs = self.carried_accumulators(&ctx, points);
 
+        // A carried reduction's output needs no fill: it reduces axis 0, so it is a parted
+        // kernel's fresh buffer of partial results that only it writes, and the stores after
+        // the nest cover this part's whole slice (the identity for a part without rows).
         for r in 0..k.reductions.len() {
             if self.needs_init(&ctx, r) && !ctx.carried.contains(&r) {
                 let base = bases[ctx.reduction_access[r]];
@@ -353,10 +368,9 @@ impl Emitter<'_, '_> {
         let (Some(plan), false) = (ctx.plan, ctx.carried.is_empty()) else {
             return Vec::new();
         };
-        let width = self.lanes(true).count() as i64;
         (0..points)
             .map(|point| {
-                let lanes = self.lanes(plan.point(point, width).0);
+                let lanes = self.lanes(plan.is_vector(point));
                 (ctx.carried.iter())
                     .map(|&r| self.accumulator(lanes, ctx.kernel.reductions[r].kind))
                     .collect()
@@ -370,9 +384,8 @@ impl Emitter<'_, '_> {
             return;
         };
         let axis = ctx.kernel.domain.len() - 1;
-        let width = self.lanes(true).count() as i64;
         for (point, accs) in ctx.carried_accs.iter().enumerate() {
-            let (_, index) = plan.point(point, width);
+            let index = plan.index(point);
             for (&r, &acc) in ctx.carried.iter().zip(accs) {
                 let access = ctx.reduction_access[r];
                 let mut p = bases[access];
@@ -626,7 +639,7 @@ impl Emitter<'_, '_> {
             }
             let accs: Vec<Variable> = vector_accs.iter().map(|a| a[0]).collect();
             match plan.straight(vector) {
-                Some(_) => self.straight(ctx, vector, index, pointers, &accs),
+                Some(points) => self.straight(ctx, vector, index, points, pointers, &accs),
                 None => {
                     let (l, i) = self.begin_loop_with(index, block_end, width);
                     self.body(ctx, vector, i, pointers, &accs, None);
@@ -646,7 +659,7 @@ impl Emitter<'_, '_> {
         }
         if tail {
             match plan.straight(scalar) {
-                Some(_) => self.straight(ctx, scalar, index, pointers, &scalar_accs),
+                Some(points) => self.straight(ctx, scalar, index, points, pointers, &scalar_accs),
                 None => {
                     let (l, i) = self.begin_loop_with(index, end, 1);
                     self.body(ctx, scalar, i, pointers, &scalar_accs, None);
@@ -668,20 +681,17 @@ impl Emitter<'_, '_> {
         }
     }
 
-    /// The straight points of `lanes` (see [`InnerPlan::straight`]) from the index in `index`,
-    /// the index advanced past them.
+    /// `(count, first)` straight points of `lanes` (see [`InnerPlan::straight`]) from the
+    /// index in `index`, the index advanced past them.
     fn straight(
         &mut self,
         ctx: &KernelCtx,
         lanes: Lanes,
         index: Variable,
+        (count, first): (i64, usize),
         pointers: &[Value],
         accs: &[Variable],
     ) {
-        let plan = ctx.plan.expect("a kernel with an inner axis has a plan");
-        let (count, first) = plan
-            .straight(lanes)
-            .expect("straight points of these lanes");
         let step = lanes.count() as i64;
         let i = self.b.use_var(index);
         for u in 0..count {
@@ -774,9 +784,10 @@ impl Emitter<'_, '_> {
             let kind = reduction.kind;
             let register = match ctx.inner_reduced.iter().position(|&k| k == r) {
                 Some(k) => Some(accs[k]),
-                None => (ctx.carried.iter().position(|&c| c == r))
-                    .zip(point)
-                    .map(|(c, point)| ctx.carried_accs[point][c]),
+                None => (ctx.carried.iter().position(|&c| c == r)).map(|c| {
+                    let point = point.expect("carried reductions run on straight points only");
+                    ctx.carried_accs[point][c]
+                }),
             };
             match register {
                 Some(acc) => {
