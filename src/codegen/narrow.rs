@@ -818,6 +818,75 @@ mod tests {
         }
     }
 
+    /// A transposed `a` (unit row stride) takes the column kernels, whose rows of `c` are written
+    /// by masked stores after a transpose: every element within the worst-case rounding of its
+    /// sum of the exact one, for row counts around the 16 (8) lanes of a vector and column counts
+    /// around the tiles' widths, and `c`'s padding and the rows after it (NaN) never written.
+    #[test]
+    fn column_kernels_write_only_c() {
+        fn case<T: super::Element + From<f32> + Into<f64>>(unit: f64) {
+            for rows in [1, 7, 16, 17, 33] {
+                for n in [1, 2, 10, 20, 24, 32] {
+                    for k in [1, 5, 37] {
+                        let value = |i: usize| ((i * 37 % 101) as f32 - 50.0) / 7.0;
+                        let (csa, rsb, rsc) = (rows + 3, n + 5, n + 7);
+                        let padded = |count: usize, live: usize, stride: usize| -> Vec<T> {
+                            (0..count * stride)
+                                .map(|e| match e % stride < live {
+                                    true => T::from(value(e)),
+                                    false => T::from(f32::NAN),
+                                })
+                                .collect()
+                        };
+                        // aᵀ row-major: a[i, p] at i + p·csa.
+                        let a = padded(k, rows, csa);
+                        let b = padded(k, n, rsb);
+                        let mut c = vec![T::from(f32::NAN); (rows + 2) * rsc];
+                        // SAFETY: the host has AVX-512; the matrices are as described.
+                        unsafe {
+                            super::gemm(
+                                rows,
+                                k,
+                                n,
+                                a.as_ptr(),
+                                1,
+                                csa as isize,
+                                b.as_ptr(),
+                                rsb as isize,
+                                c.as_mut_ptr(),
+                                rsc as isize,
+                            )
+                        };
+                        let what = format!("{rows}×{k}×{n}");
+                        for (e, &x) in c.iter().enumerate() {
+                            let inside = e / rsc < rows && e % rsc < n;
+                            assert_eq!(x.into().is_nan(), !inside, "{what} at {e}");
+                        }
+                        for i in 0..rows {
+                            for j in 0..n {
+                                let terms = (0..k).map(|p| {
+                                    let (x, y): (f64, f64) =
+                                        (a[i + p * csa].into(), b[p * rsb + j].into());
+                                    x * y
+                                });
+                                let exact: f64 = terms.clone().sum();
+                                let bound =
+                                    (k as f64 + 1.0) * unit * terms.map(f64::abs).sum::<f64>();
+                                let error = (c[i * rsc + j].into() - exact).abs();
+                                assert!(error <= bound, "{what} [{i}, {j}]: {error} > {bound}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !super::available() {
+            return;
+        }
+        case::<f32>(2f64.powi(-24));
+        case::<f64>(2f64.powi(-53));
+    }
+
     /// The column kernels' register transposes move element (r, c) to (c, r), for both types.
     #[test]
     #[cfg(target_arch = "x86_64")]
