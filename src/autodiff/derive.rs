@@ -14,7 +14,7 @@
 use super::split::{Cut, copy_nodes, extract, residuals};
 use super::{AdError, jvp, transpose};
 use crate::ir::{Arg, ArgRole, Graph, Leaf, NodeId, Op, TensorType};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 
 /// One parameter of a model: its name in the model and its type.
@@ -138,8 +138,8 @@ pub struct DerivedGraphs {
     pub gv: Graph,
     /// (inputs, targets, params) → residuals: the v-independent part of `G v`.
     pub gv_prepare: Graph,
-    /// `(residuals, inputs and targets it reads, v.<p>…) → gv.<p>…`: linear in `v`, no
-    /// nonlinear primal op.
+    /// `(residuals (inputs and targets among them, read from the batch), inputs or targets
+    /// that only fix a size it uses, v.<p>…) → gv.<p>…`: linear in `v`, no nonlinear primal op.
     pub gv_apply: Graph,
     /// `grad` and `gv-prepare` in one graph, for an SGN step, which needs both at the same
     /// point: `(inputs, targets, params) → (loss, grad.<p>…, residuals…)`, the forward pass
@@ -414,7 +414,10 @@ fn differentiate(
 /// named after the value it holds: the argument (`x`, `w2`), the value's name (`h1`, `h1'`,
 /// `softmax(z)`), else `r<k>`; a name taken by an earlier residual gets a `#<k>` suffix. A
 /// residual that is an `input` or `target` stays one of gv-apply's arguments as it is, read
-/// from the batch: prepare passing it through would copy the batch at every step.
+/// from the batch: prepare passing it through would copy the batch at every step. So does an
+/// input or target that only fixes a size gv-apply uses (`dim_size B`, a `[B, 10]` broadcast of
+/// a direction) when no other argument of gv-apply fixes it (simplification left `sᵀs` a
+/// residual, and no batched one).
 fn split_gv(gv: &Graph) -> (Graph, Graph) {
     let (directions, model_args): (Vec<Cut>, Vec<Cut>) = gv
         .args()
@@ -459,38 +462,49 @@ fn split_gv(gv: &Graph) -> (Graph, Graph) {
         .map(|c| (c.name.clone(), c.node))
         .collect();
     let prepare = extract(gv, "gv-prepare", &model_args, &residual_outputs);
-    let mut apply_args: Vec<Cut> = residual_cuts.into_iter().chain(directions).collect();
     let outputs: Vec<(String, NodeId)> = gv
         .outputs()
         .iter()
         .map(|o| (o.name.clone(), o.node))
         .collect();
-    let apply = extract(gv, "gv-apply", &apply_args, &outputs);
-    // gv-apply fixes the sizes it uses (`dim_size B`, a `[B, 10]` broadcast of a direction)
-    // from its own arguments. When simplification leaves it none with a batch axis (`sᵀs` a
-    // residual), an input or target declaring the symbol joins them, read from the batch.
+    let with_directions = |mut args: Vec<Cut>| {
+        args.extend(directions.iter().cloned());
+        args
+    };
+    let apply = extract(
+        gv,
+        "gv-apply",
+        &with_directions(residual_cuts.clone()),
+        &outputs,
+    );
     let unbound = unbound_symbols(&apply);
     if unbound.is_empty() {
         return (prepare, apply);
     }
+    let mut data_args = residual_cuts;
     for symbol in &unbound {
         let binds = |c: &&Cut| {
             let dims = gv.ty(c.node).shape.dims();
             matches!(c.role, ArgRole::Input | ArgRole::Target)
                 && dims.iter().any(|d| d.bare_symbol() == Some(symbol))
         };
-        let bound = apply_args.iter().any(|a| binds(&a));
-        if let Some(binder) = model_args.iter().find(binds).filter(|_| !bound) {
-            apply_args.push(binder.clone());
+        // None when no input or target fixes the symbol either: then no graph of the model
+        // runs, and binding its arguments says so.
+        let binder = model_args.iter().find(binds);
+        if let Some(binder) = binder.filter(|_| !data_args.iter().any(|a| binds(&a))) {
+            data_args.push(binder.clone());
         }
     }
-    (prepare, extract(gv, "gv-apply", &apply_args, &outputs))
+    (
+        prepare,
+        extract(gv, "gv-apply", &with_directions(data_args), &outputs),
+    )
 }
 
 /// The symbols `g` uses (in its values' shapes and `dim_size` leaves) that none of its
 /// arguments fixes when it runs.
 fn unbound_symbols(g: &Graph) -> Vec<Arc<str>> {
-    let bound: Vec<&Arc<str>> = (g.args().iter())
+    let bound: FxHashSet<&Arc<str>> = (g.args().iter())
         .flat_map(|a| a.ty.shape.dims().iter().filter_map(|d| d.bare_symbol()))
         .collect();
     let mut unbound: Vec<Arc<str>> = Vec::new();
@@ -518,5 +532,90 @@ fn or_zeros(
     match value {
         Some(v) => Ok(v),
         None => g.full(0.0, ty),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_gv;
+    use crate::ir::{ArgRole, DType, Dim, Graph, Shape, Tensor, TensorType, interp};
+
+    fn ty(dims: Vec<Dim>) -> TensorType {
+        TensorType::new(DType::F64, Shape(dims))
+    }
+
+    /// gv-apply fixes every size it uses from its own arguments: a batch size reaching it only
+    /// through a broadcast of a direction (no `dim_size`, no batched residual), through a
+    /// residual's `2*B` axis (which binds nothing), or two sizes of one input, bring in the
+    /// input declaring them, once; gv-apply then runs from its own arguments.
+    #[test]
+    fn gv_apply_binds_every_size_it_uses() {
+        let (b, t) = (Dim::sym("B"), Dim::sym("T"));
+        for case in 0..3 {
+            let mut g = Graph::new("gv");
+            let x_dims = match case {
+                0 => vec![b.clone(), Dim::fixed(4)],
+                1 => vec![b.clone(), Dim::fixed(3)],
+                _ => vec![b.clone(), t.clone()],
+            };
+            let x = g.add_arg("x", ArgRole::Input, ty(x_dims));
+            let v = g.add_arg("v.w", ArgRole::Direction, ty(vec![Dim::fixed(3)]));
+            let out = match case {
+                // Σ over B of v broadcast to [B, 3]: B·v.
+                0 => {
+                    let wide = g
+                        .broadcast(v, &Shape(vec![b.clone(), Dim::fixed(3)]))
+                        .unwrap();
+                    g.sum(wide, &[0]).unwrap()
+                }
+                // Σ over 2·B rows of x repeated twice (a residual with no bare B) times v.
+                1 => {
+                    let twice = g.apply(crate::ir::Op::concat(0), &[x, x]).unwrap();
+                    let two_b = Shape(vec![b.mul(&Dim::fixed(2)), Dim::fixed(3)]);
+                    let wide = g.broadcast(v, &two_b).unwrap();
+                    let product = g.binary(crate::ir::BinaryOp::Mul, twice, wide).unwrap();
+                    g.sum(product, &[0]).unwrap()
+                }
+                // Σ over B and T of v broadcast to [B, T, 3].
+                _ => {
+                    let shape = Shape(vec![b.clone(), t.clone(), Dim::fixed(3)]);
+                    let wide = g.broadcast(v, &shape).unwrap();
+                    g.sum(wide, &[0, 1]).unwrap()
+                }
+            };
+            g.add_output("gv.w", out);
+            let (_, apply) = split_gv(&g);
+            let names: Vec<&str> = apply.args().iter().map(|a| a.name.as_str()).collect();
+            assert_eq!(
+                names.iter().filter(|&&n| n == "x").count(),
+                1,
+                "case {case}: {apply}"
+            );
+            let x_shape: &[usize] = match case {
+                0 => &[5, 4],
+                1 => &[5, 3],
+                _ => &[5, 2],
+            };
+            let args: Vec<Tensor> = apply
+                .args()
+                .iter()
+                .map(|a| {
+                    let shape: Vec<usize> = match a.name.as_str() {
+                        "x" => x_shape.to_vec(),
+                        "v.w" => vec![3],
+                        // The concatenated x of case 1, a residual.
+                        _ => vec![10, 3],
+                    };
+                    let n = shape.iter().product();
+                    Tensor::from_f64(DType::F64, &shape, vec![1.0; n]).unwrap()
+                })
+                .collect();
+            let got = interp::run(&apply, &args).unwrap();
+            let want = match case {
+                0 => 5.0,
+                _ => 10.0,
+            };
+            assert_eq!(got[0].to_f64_vec(), vec![want; 3], "case {case}: {apply}");
+        }
     }
 }
