@@ -1,5 +1,6 @@
-//! Cutting graphs out of a larger one: extraction by arguments and outputs, and the split of a
-//! Gauss-Newton product into a v-independent prepare stage and a linear apply stage.
+//! Cutting graphs out of a larger one: extraction by arguments and outputs, and the residuals
+//! at which `derive.rs` splits a Gauss-Newton product into a v-independent prepare stage and a
+//! linear apply stage.
 
 use crate::ir::{Arg, ArgRole, Graph, Leaf, NodeId, Op};
 use rustc_hash::FxHashMap;

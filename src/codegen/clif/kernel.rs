@@ -128,12 +128,12 @@ impl InnerPlan {
     }
 
     /// Whether straight point `point` is a vector (else a tail scalar).
-    fn is_vector(&self, point: usize) -> bool {
+    fn is_vector_point(&self, point: usize) -> bool {
         (point as i64) < self.straight_vectors.unwrap_or(0)
     }
 
     /// The inner index of straight point `point`.
-    fn index(&self, point: usize) -> i64 {
+    fn straight_index(&self, point: usize) -> i64 {
         let (vectors, point) = (self.straight_vectors.unwrap_or(0), point as i64);
         match point < vectors {
             true => point * self.width,
@@ -370,7 +370,7 @@ impl Emitter<'_, '_> {
         };
         (0..points)
             .map(|point| {
-                let lanes = self.lanes(plan.is_vector(point));
+                let lanes = self.lanes(plan.is_vector_point(point));
                 (ctx.carried.iter())
                     .map(|&r| self.accumulator(lanes, ctx.kernel.reductions[r].kind))
                     .collect()
@@ -385,7 +385,7 @@ impl Emitter<'_, '_> {
         };
         let axis = ctx.kernel.domain.len() - 1;
         for (point, accs) in ctx.carried_accs.iter().enumerate() {
-            let index = plan.index(point);
+            let index = plan.straight_index(point);
             for (&r, &acc) in ctx.carried.iter().zip(accs) {
                 let access = ctx.reduction_access[r];
                 let mut p = bases[access];

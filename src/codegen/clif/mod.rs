@@ -11,12 +11,14 @@
 //! A kernel's loop nest walks its domain with one pointer per access, advanced per axis. The
 //! innermost axis runs as an `F32X4`/`F64X2` loop (unrolled four times with four accumulators
 //! when it is reduced over at least four vectors) followed by a scalar tail, when every access
-//! moving along it is contiguous; otherwise as a scalar loop. A short inner axis whose extent is
-//! known when compiled is straight-line code instead, vectors and tail. Values that do not change
-//! along the inner axes are computed once, in the loop where they do change. Reductions over the
-//! inner axis accumulate in registers; so do reductions over every outer axis of a straight inner
-//! axis (one register per inner point, stored after the nest); others accumulate in the output,
-//! which each thread first fills with the identity over its own part.
+//! moving along it is contiguous; otherwise as a scalar loop. An inner axis whose extent is known
+//! when compiled and which each thread runs whole is straight-line code instead when short: at
+//! most 8 vectors (under 4 when reduced), and a tail of at most 8 points. Values that do not
+//! change along the inner axes are computed once, in the loop where they do change. Reductions
+//! over the inner axis accumulate in registers; so do reductions over every outer axis of a
+//! straight inner axis (one register per inner point, at most 8 a kernel, stored after the
+//! nest); others accumulate in the output, which each thread first fills with the identity over
+//! its own part.
 
 mod kernel;
 
