@@ -32,8 +32,8 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// The precision of gv-apply's products: f32 (the model's own) or bf16 (bf16 operands, f32
-    /// sums; CPUs with AVX512-BF16, elsewhere f32 with a notice). With bf16, the f32 gv-apply is
-    /// timed in the same rounds.
+    /// sums; CPUs with AVX512-BF16, on AMX tiles where the CPU has them; elsewhere f32 with a
+    /// notice). With bf16, the f32 gv-apply is timed in the same rounds.
     #[arg(long, default_value = "f32", value_parser = super::options::curvature)]
     curvature: crate::Curvature,
 }
@@ -79,6 +79,9 @@ struct Report {
     threads: usize,
     /// The precision gv-apply ran in: "f32" (the model's own) or "bf16".
     curvature: &'static str,
+    /// With bf16 curvature: what ran its products (AMX tiles or AVX512-BF16, and why not AMX).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bf16_unit: Option<String>,
     /// With bf16 curvature: ‖G v − G v in f64‖ / ‖G v in f64‖ on the bench's batch and
     /// parameters, with v = the parameters.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -200,6 +203,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             Curvature::Full => "f32",
             Curvature::Bf16 => "bf16",
         },
+        bf16_unit: full_precision
+            .as_ref()
+            .map(|_| crate::codegen::bf16_products_unit()),
         curvature_error: match full_precision {
             Some(_) => Some(curvature_error(&model, &jit, &params, &batch, &v)?),
             None => None,
@@ -467,6 +473,9 @@ fn print_text(r: &Report) {
             print!("{:>11.3}{:>11.2}", graphs, graphs / t.ms);
         }
         println!();
+    }
+    if let Some(unit) = &r.bf16_unit {
+        println!("bf16 products on {unit}");
     }
     if let Some(error) = r.curvature_error {
         println!("bf16 G v against f64's: relative error {error:.2e}");

@@ -108,8 +108,8 @@ pub struct TrainArgs {
     #[command(flatten)]
     backend: super::BackendArgs,
     /// SGN: the precision of CG's curvature products G v. f32: the model's own precision. bf16:
-    /// the matrix products on bf16 operands with f32 sums (CPUs with AVX512-BF16; elsewhere f32,
-    /// with a notice).
+    /// the matrix products on bf16 operands with f32 sums (CPUs with AVX512-BF16, on AMX tiles
+    /// where the CPU has them; elsewhere f32, with a notice).
     #[arg(long, default_value = "f32", value_parser = options::curvature)]
     curvature: crate::Curvature,
     /// Train data-parallel across the processes of an MPI run: start it as `mpiexec -n N sgn

@@ -79,7 +79,8 @@ pub struct JitOptions {
     /// their own instructions.
     pub fma: bool,
     /// Run the matrix products of an f32 graph on bf16 operands with f32 sums (AVX512-BF16's
-    /// dot products): half the bytes and twice the multiply-adds per instruction, for products
+    /// dot products, or AMX tiles where the CPU has them and Linux grants them,
+    /// [`bf16_products_unit`]): half the bytes and twice the multiply-adds per instruction, for products
     /// that only need to approximate, such as CG's `G v`. Products with at most 32 rows,
     /// columns or inner length, where packing would cost more than it saves, stay f32 (in the
     /// narrow kernels where they fit). Off by default; compiling with it fails on a host without AVX512-BF16
@@ -186,6 +187,15 @@ impl GemmKernels {
 /// True if this host can run matrix products on bf16 operands ([`JitOptions::bf16_products`]).
 pub fn host_has_bf16_products() -> bool {
     bf16::available()
+}
+
+/// What runs the bf16 products on this host: AMX tiles, or AVX512-BF16's dot products and why
+/// not the tiles (decided once per process: CPU, OS permission, and a check of one product).
+pub fn bf16_products_unit() -> String {
+    match bf16::amx::status() {
+        Ok(()) => "AMX tiles".to_string(),
+        Err(why) => format!("AVX512-BF16 (not AMX: {why})"),
+    }
 }
 
 /// True if this host can run the narrow GEMM kernels ([`GemmKernels::Narrow`]).

@@ -45,7 +45,8 @@ pub enum Curvature {
     /// In the model's own element type, like every other graph.
     #[default]
     Full,
-    /// The matrix products on bf16 operands with f32 sums (AVX512-BF16); everything else in
+    /// The matrix products on bf16 operands with f32 sums (AVX512-BF16, or AMX tiles where the
+    /// CPU has them); everything else in
     /// f32. Falls back to [`Curvature::Full`] where it cannot run: a host without AVX512-BF16,
     /// an f64 model, the interpreter ([`CompiledModel::curvature_notice`] says why).
     Bf16,

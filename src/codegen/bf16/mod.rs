@@ -15,6 +15,8 @@
 
 use std::cell::RefCell;
 
+pub mod amx;
+
 /// Rows of `c` in one register tile.
 const MR: usize = 6;
 /// Vectors of 16 f32 lanes across one register tile: MR × VECTORS accumulators, one register
@@ -96,15 +98,33 @@ pub unsafe fn gemm(
         lane_stride: csb,
         k_stride: rsb,
     };
+    let c = Output {
+        at: c,
+        rs: rsc,
+        cs: csc,
+    };
     if k == 0 {
         for i in 0..m {
             for j in 0..n {
                 // SAFETY: inside c, as the caller guarantees.
-                unsafe { *c.offset(i as isize * rsc + j as isize * csc) = 0.0 };
+                unsafe { *c.at.offset(i as isize * rsc + j as isize * csc) = 0.0 };
             }
         }
-        return;
+    } else if amx::available() {
+        // SAFETY: forwarded from the caller; `available` checked the tiles.
+        unsafe { amx::gemm_into::<amx::Hardware>([m, k, n], &a, &b, &c) };
+    } else {
+        // SAFETY: forwarded from the caller.
+        unsafe { gemm_on_vectors([m, k, n], &a, &b, &c) };
     }
+}
+
+/// `c = a @ b` with `vdpbf16ps` on 6 × 64 register tiles (`k > 0`).
+///
+/// # Safety
+/// As for [`gemm`].
+unsafe fn gemm_on_vectors([m, k, n]: [usize; 3], a: &Operand, b: &Operand, c: &Output) {
+    let (rsc, csc) = (c.rs, c.cs);
     PACKED.with_borrow_mut(|(packed_a, packed_b)| {
         for jc in (0..n).step_by(NC) {
             let nc = NC.min(n - jc);
@@ -114,13 +134,13 @@ pub unsafe fn gemm(
                 let pairs = kc.div_ceil(2);
                 packed_b.resize(panels * pairs * NR, 0);
                 // SAFETY: the host has AVX512-BF16; the block is inside b.
-                unsafe { kernel::pack::<NR>(&b, jc..jc + nc, pc..pc + kc, packed_b) };
+                unsafe { kernel::pack::<NR>(b, jc..jc + nc, pc..pc + kc, pairs, packed_b) };
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
                     let strips = mc.div_ceil(MR);
                     packed_a.resize(strips * pairs * MR, 0);
                     // SAFETY: the host has AVX512-BF16; the block is inside a.
-                    unsafe { kernel::pack::<MR>(&a, ic..ic + mc, pc..pc + kc, packed_a) };
+                    unsafe { kernel::pack::<MR>(a, ic..ic + mc, pc..pc + kc, pairs, packed_a) };
                     for panel in 0..panels {
                         let columns = NR.min(nc - panel * NR);
                         for strip in 0..strips {
@@ -128,7 +148,7 @@ pub unsafe fn gemm(
                             let i = ic + strip * MR;
                             let j = jc + panel * NR;
                             let tile = Tile {
-                                at: c.wrapping_offset(i as isize * rsc + j as isize * csc),
+                                at: c.at.wrapping_offset(i as isize * rsc + j as isize * csc),
                                 rs: rsc,
                                 cs: csc,
                                 rows,
@@ -151,6 +171,13 @@ pub unsafe fn gemm(
             }
         }
     });
+}
+
+/// Where `c` is: its first element and strides (in elements).
+struct Output {
+    at: *mut f32,
+    rs: isize,
+    cs: isize,
 }
 
 /// An operand seen as lanes by `k`: `a` with its rows as lanes, `b` with its columns.
@@ -191,10 +218,11 @@ mod kernel {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    /// Packs the block `lanes × ks` of `x` into groups of `W` lanes: `out[(g·pairs + q)·W + l]`
-    /// is the pair of elements `(lanes.start + g·W + l, ks.start + 2q)` and `(…, … + 1)`, zero
-    /// past the block. Loads run along whichever of `x`'s axes is contiguous, 16 lanes or 16
-    /// pairs a time; a matrix contiguous along neither is packed element by element.
+    /// Packs the block `lanes × ks` of `x` into groups of `W` lanes of `stride` pairs (at least
+    /// the block's): `out[(g·stride + q)·W + l]` is the pair of elements
+    /// `(lanes.start + g·W + l, ks.start + 2q)` and `(…, … + 1)`, zero past the block. Loads run
+    /// along whichever of `x`'s axes is contiguous, 16 lanes or 16 pairs a time; a matrix
+    /// contiguous along neither is packed element by element.
     ///
     /// # Safety
     /// The host must have AVX512-BF16; the block must be inside `x`; `out` holds the groups.
@@ -203,12 +231,14 @@ mod kernel {
         x: &Operand,
         lanes: Range<usize>,
         ks: Range<usize>,
+        stride: usize,
         out: &mut [u32],
     ) {
         let pairs = ks.len().div_ceil(2);
         let groups = lanes.len().div_ceil(W);
+        assert!(stride >= pairs && out.len() >= groups * stride * W);
         // The slot of pair q of lane l (counted from the block's first lane).
-        let slot = |l: usize, q: usize| (l / W * pairs + q) * W + l % W;
+        let slot = |l: usize, q: usize| (l / W * stride + q) * W + l % W;
         if x.k_stride == 1 {
             // Along k, 32 elements are 16 pairs in order.
             out.fill(0);
@@ -224,15 +254,32 @@ mod kernel {
                             _mm512_maskz_loadu_ps(first(count.saturating_sub(16)), at.add(16));
                         _mm512_cvtne2ps_pbh(high, low)
                     };
+                    let count = (pairs - q0).min(16);
+                    if W == 1 {
+                        // A lane's pairs are adjacent: one store.
+                        let to = &mut out[slot(l, q0)..][..count];
+                        // SAFETY: the mask keeps the store inside `to`.
+                        unsafe {
+                            _mm512_mask_storeu_epi32(
+                                to.as_mut_ptr().cast(),
+                                first(count),
+                                as_si512(v),
+                            )
+                        };
+                        continue;
+                    }
                     let mut values = [0u32; 16];
                     // SAFETY: values holds 64 bytes.
                     unsafe { _mm512_storeu_si512(values.as_mut_ptr().cast(), as_si512(v)) };
-                    for (q, &value) in values.iter().enumerate().take(pairs - q0) {
+                    for (q, &value) in values.iter().enumerate().take(count) {
                         out[slot(l, q0 + q)] = value;
                     }
                 }
             }
         } else if x.lane_stride == 1 {
+            if stride > pairs {
+                out.fill(0);
+            }
             // Along the lanes, two elements of k at a time, interleaved into pairs.
             let interleave = _mm512_set_epi16(
                 31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5,
@@ -261,7 +308,7 @@ mod kernel {
                 }
             }
         } else {
-            for (g, group) in out.chunks_exact_mut(pairs * W).enumerate() {
+            for (g, group) in out.chunks_exact_mut(stride * W).take(groups).enumerate() {
                 for (q, slots) in group.chunks_exact_mut(W).enumerate() {
                     for (l, value) in slots.iter_mut().enumerate() {
                         let (lane, p) = (g * W + l, ks.start + 2 * q);
@@ -309,33 +356,62 @@ mod kernel {
             }
         }
         for (r, row) in acc.iter().enumerate().take(c.rows) {
-            if c.cs == 1 {
-                for (h, &v) in row.iter().enumerate() {
-                    let mask = first(c.columns.saturating_sub(16 * h));
-                    // SAFETY: the mask keeps the tile's row inside its valid columns.
-                    unsafe {
-                        let at = c.at.offset(r as isize * c.rs).add(16 * h);
-                        let v = if c.accumulate {
-                            _mm512_add_ps(_mm512_maskz_loadu_ps(mask, at), v)
-                        } else {
-                            v
-                        };
-                        _mm512_mask_storeu_ps(at, mask, v);
-                    }
-                }
-                continue;
+            // SAFETY: r is one of the tile's valid rows, inside c.
+            unsafe { store_row(c, r, row) };
+        }
+    }
+
+    /// Writes (or adds, if `c.accumulate`) the rows of a block of sums in memory (`width` f32 a
+    /// row, a multiple of 16) to the tile's valid part.
+    ///
+    /// # Safety
+    /// The host must have AVX-512; `sums` holds `c.rows` rows; the tile's valid part is inside
+    /// `c`.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn store_rows(c: &Tile, sums: &[f32], width: usize) {
+        for (r, sums) in sums.chunks_exact(width).enumerate().take(c.rows) {
+            let mut row = [_mm512_setzero_ps(); VECTORS];
+            for (vector, sums) in row.iter_mut().zip(sums.chunks_exact(16)) {
+                // SAFETY: 16 floats.
+                *vector = unsafe { _mm512_loadu_ps(sums.as_ptr()) };
             }
-            let mut values = [0f32; NR];
-            for (v, &vector) in row.iter().enumerate() {
-                // SAFETY: values holds NR floats.
-                unsafe { _mm512_storeu_ps(values.as_mut_ptr().add(16 * v), vector) };
-            }
-            for (j, &v) in values.iter().enumerate().take(c.columns) {
-                // SAFETY: (r, j) is inside the tile's valid part, inside c.
+            // SAFETY: r is one of the tile's valid rows, inside c.
+            unsafe { store_row(c, r, &row[..width / 16]) };
+        }
+    }
+
+    /// Writes (or adds) row `r` of a tile from its vectors of 16 columns.
+    ///
+    /// # Safety
+    /// The host must have AVX-512; row `r`'s valid columns are inside `c`, and `row` covers them.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store_row(c: &Tile, r: usize, row: &[__m512]) {
+        if c.cs == 1 {
+            for (h, &v) in row.iter().enumerate() {
+                let mask = first(c.columns.saturating_sub(16 * h));
+                // SAFETY: the mask keeps the tile's row inside its valid columns.
                 unsafe {
-                    let at = c.at.offset(r as isize * c.rs + j as isize * c.cs);
-                    *at = if c.accumulate { *at + v } else { v };
+                    let at = c.at.offset(r as isize * c.rs).add(16 * h);
+                    let v = if c.accumulate {
+                        _mm512_add_ps(_mm512_maskz_loadu_ps(mask, at), v)
+                    } else {
+                        v
+                    };
+                    _mm512_mask_storeu_ps(at, mask, v);
                 }
+            }
+            return;
+        }
+        let mut values = [0f32; NR];
+        for (v, &vector) in row.iter().enumerate() {
+            // SAFETY: values holds NR floats.
+            unsafe { _mm512_storeu_ps(values.as_mut_ptr().add(16 * v), vector) };
+        }
+        for (j, &v) in values.iter().enumerate().take(c.columns) {
+            // SAFETY: (r, j) is inside the tile's valid part, inside c.
+            unsafe {
+                let at = c.at.offset(r as isize * c.rs + j as isize * c.cs);
+                *at = if c.accumulate { *at + v } else { v };
             }
         }
     }
@@ -365,6 +441,7 @@ mod kernel {
         _: &Operand,
         _: Range<usize>,
         _: Range<usize>,
+        _: usize,
         _: &mut [u32],
     ) {
         unreachable!("bf16 products need AVX512-BF16")
@@ -372,6 +449,11 @@ mod kernel {
 
     /// Never called: [`super::available`] is false off x86-64.
     pub unsafe fn tile(_pairs: usize, _a: &[u32], _b: &[u32], _c: &Tile) {
+        unreachable!("bf16 products need AVX512-BF16")
+    }
+
+    /// Never called: [`super::available`] is false off x86-64.
+    pub unsafe fn store_rows(_c: &Tile, _sums: &[f32], _width: usize) {
         unreachable!("bf16 products need AVX512-BF16")
     }
 }
@@ -410,9 +492,20 @@ mod tests {
         Strided,
     }
 
-    /// c = a @ b for a[i, p] = f(i, p) (laid out as asked), against the same product of the
-    /// bf16-rounded operands in f64.
-    fn check(m: usize, k: usize, n: usize, a_layout: Layout, b_layout: Layout) {
+    /// Which code computes a product in [`check`].
+    #[derive(Clone, Copy, Debug)]
+    enum Engine {
+        /// [`gemm`], as the JIT calls it: AMX tiles where usable, else `vdpbf16ps`.
+        Host,
+        /// The `vdpbf16ps` kernel.
+        Vectors,
+        /// The AMX driver on the software model of the tiles.
+        EmulatedTiles,
+    }
+
+    /// c = a @ b for a[i, p] = f(i, p) (`a` and `c` laid out as `a_layout`), against the same
+    /// product of the bf16-rounded operands in f64.
+    fn check(engine: Engine, [m, k, n]: [usize; 3], a_layout: Layout, b_layout: Layout) {
         let value = |i: usize, j: usize, salt: usize| {
             (((i * 131 + j * 71 + salt * 17) % 97) as f32 - 48.0) / 37.0 + 1.0 / 3.0
         };
@@ -435,24 +528,44 @@ mod tests {
         };
         let (a, rsa, csa) = layout(m, k, &a_values, a_layout);
         let (b, rsb, csb) = layout(k, n, &b_values, b_layout);
-        let mut c = vec![f32::NAN; m * n];
+        let (mut c, rsc, csc) = layout(m, n, &vec![f32::NAN; m * n], a_layout);
+        let operand = |at: &[f32], lane_stride, k_stride| Operand {
+            at: at.as_ptr(),
+            lane_stride,
+            k_stride,
+        };
+        let (a_operand, b_operand) = (operand(&a, rsa, csa), operand(&b, csb, rsb));
+        let output = Output {
+            at: c.as_mut_ptr(),
+            rs: rsc,
+            cs: csc,
+        };
         // SAFETY: the host has AVX512-BF16 (checked by the caller); sizes as allocated.
         unsafe {
-            gemm(
-                m,
-                k,
-                n,
-                a.as_ptr(),
-                rsa,
-                csa,
-                b.as_ptr(),
-                rsb,
-                csb,
-                c.as_mut_ptr(),
-                n as isize,
-                1,
-            )
+            match engine {
+                Engine::Host => gemm(
+                    m,
+                    k,
+                    n,
+                    a.as_ptr(),
+                    rsa,
+                    csa,
+                    b.as_ptr(),
+                    rsb,
+                    csb,
+                    output.at,
+                    rsc,
+                    csc,
+                ),
+                Engine::Vectors => gemm_on_vectors([m, k, n], &a_operand, &b_operand, &output),
+                Engine::EmulatedTiles => {
+                    amx::gemm_into::<amx::Emulated>([m, k, n], &a_operand, &b_operand, &output)
+                }
+            }
         };
+        let c: Vec<f32> = (0..m * n)
+            .map(|x| c[(x / n) * rsc as usize + (x % n) * csc as usize])
+            .collect();
         let rounded = |x: f32| f64::from(bf16_to_f32(round_to_bf16(x)));
         for i in 0..m {
             for j in 0..n {
@@ -473,27 +586,54 @@ mod tests {
         }
     }
 
+    /// Runs [`check`] for each size and pair of layouts.
+    fn check_all(engine: Engine, sizes: &[[usize; 3]]) {
+        for &size in sizes {
+            for a_layout in [Layout::Rows, Layout::Columns, Layout::Strided] {
+                for b_layout in [Layout::Rows, Layout::Columns, Layout::Strided] {
+                    check(engine, size, a_layout, b_layout);
+                }
+            }
+        }
+    }
+
     #[test]
     fn products_equal_those_of_the_rounded_operands_over_ragged_and_blocked_sizes() {
         if !available() {
             println!("bf16 products: not run, this host has no AVX512-BF16");
             return;
         }
-        for (m, k, n) in [
-            (1, 1, 1),
-            (3, 0, 5),
-            (7, 3, 31),
-            (9, 5, 33),
-            (17, 257, 20),
-            (MC + 3, KC * 2 + 1, 65),
-            (5, 11, NC + 7),
-        ] {
-            for a_layout in [Layout::Rows, Layout::Columns, Layout::Strided] {
-                for b_layout in [Layout::Rows, Layout::Columns, Layout::Strided] {
-                    check(m, k, n, a_layout, b_layout);
-                }
-            }
+        let sizes = [
+            [1, 1, 1],
+            [7, 3, 31],
+            [9, 5, 33],
+            [17, 257, 20],
+            [MC + 3, KC * 2 + 1, 65],
+            [5, 11, NC + 7],
+        ];
+        check_all(Engine::Vectors, &sizes);
+        check_all(Engine::Host, &sizes);
+        check_all(Engine::Host, &[[3, 0, 5]]);
+    }
+
+    #[test]
+    fn tile_products_equal_those_of_the_rounded_operands_over_ragged_and_blocked_sizes() {
+        if !available() {
+            println!("bf16 products: not run, this host has no AVX512-BF16 (for the packing)");
+            return;
         }
+        // One partial tile; two blocks each way; two k blocks (the last 3 pairs) and two
+        // column blocks (the last of 3 panels, one of zeros); two row blocks.
+        check_all(
+            Engine::EmulatedTiles,
+            &[
+                [1, 1, 1],
+                [15, 31, 17],
+                [33, 33, 64],
+                [40, 2 * amx::KC_PAIRS + 5, amx::NC + 44],
+                [amx::MC + 37, 35, 70],
+            ],
+        );
     }
 
     #[test]
