@@ -1045,7 +1045,10 @@ fn bench_and_train_run_bf16_curvature_or_say_why_not() {
     let graphs = json["graphs"].as_array().unwrap();
     let apply = graphs.iter().find(|g| g["name"] == "gv-apply").unwrap();
     assert_eq!(apply.get("full_precision_ms").is_some(), bf16, "{apply}");
+    // With bf16, which unit ran the products, as the library decided it.
+    assert_eq!(json.get("bf16_unit").is_some(), bf16, "{json}");
     if bf16 {
+        assert_eq!(json["bf16_unit"], sgn::codegen::bf16_products_unit());
         let error = json["curvature_error"].as_f64().unwrap();
         assert!(
             (1e-5..2e-2).contains(&error),
