@@ -1072,4 +1072,9 @@ fn bench_and_train_run_bf16_curvature_or_say_why_not() {
     ]);
     assert!(train.status.success(), "{}", stderr(&train));
     assert_eq!(stderr(&train).contains(notice), !bf16, "{}", stderr(&train));
+    let unit = format!(
+        ", bf16 curvature on {}\n",
+        sgn::codegen::bf16_products_unit()
+    );
+    assert_eq!(stdout(&train).contains(&unit), bf16, "{}", stdout(&train));
 }

@@ -338,8 +338,15 @@ fn train(args: &TrainArgs, processes: &dyn Collective) -> Result<()> {
         1 => String::new(),
         n => format!(" across {n} processes"),
     };
+    let curvature = match compiled.curvature() {
+        crate::Curvature::Bf16 => format!(
+            ", bf16 curvature on {}",
+            crate::codegen::bf16_products_unit()
+        ),
+        crate::Curvature::Full => String::new(),
+    };
     println!(
-        "training {} on {} ({} train / {} test) with {:?}, batch {}{among}",
+        "training {} on {} ({} train / {} test) with {:?}, batch {}{among}{curvature}",
         model.name,
         dataset.title(),
         dataset.train.len(),
