@@ -283,17 +283,47 @@ fn relative_distance(a: &TensorMap, b: &TensorMap) -> f64 {
     (diff / norm).sqrt()
 }
 
-#[test]
-fn bf16_curvature_approximates_g_v_and_falls_back_to_full_precision_where_it_cannot_run() {
-    // Wide enough that gv-apply's first-layer products run in bf16 (more than 32 rows, columns
-    // and inner length); the 10-column products stay f32.
-    let model = Model::parse(
+/// The 64-96-10 tanh net of the bf16 tests: its first layer's products are wide enough for bf16.
+fn wide_tanh_net() -> Model {
+    Model::parse(
         "model wide\ninput x: f32[B, 64]\ntarget y: f32[B, 10]\n\
          param w1: f32[64, 96] = glorot_uniform\nparam b1: f32[96] = zeros\n\
          param w2: f32[96, 10] = glorot_uniform\nparam b2: f32[10] = zeros\n\
          output z = tanh(x @ w1 + b1) @ w2 + b2\nloss softmax_cross_entropy(z, y)\n",
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn a_gv_operator_keeping_its_packed_operands_gives_the_bits_of_fresh_products() {
+    // With bf16 curvature an operator packs the direction-free operand of each product once
+    // (`PackCache`); every product must still be the one a fresh operator computes.
+    let model = wide_tanh_net();
+    let params = init_params(&model.params, 0).unwrap();
+    let batch = common::batch_for(&model, DType::F32, 100, 1);
+    let directions: Vec<TensorMap> = (2..5).map(|s| common::direction_like(&params, s)).collect();
+    for threads in [1, 2] {
+        let options = CompileOptions::default()
+            .with_curvature(Curvature::Bf16)
+            .with_threads(threads);
+        let compiled = model.compile(&options).unwrap();
+        let kept = compiled.gv_operator(&params, &batch).unwrap();
+        for v in directions.iter().chain(&directions) {
+            let fresh = compiled
+                .gv_operator(&params, &batch)
+                .unwrap()
+                .apply(v)
+                .unwrap();
+            assert_eq!(kept.apply(v).unwrap(), fresh, "{threads} thread(s)");
+        }
+    }
+}
+
+#[test]
+fn bf16_curvature_approximates_g_v_and_falls_back_to_full_precision_where_it_cannot_run() {
+    // Wide enough that gv-apply's first-layer products run in bf16 (more than 32 rows, columns
+    // and inner length); the 10-column products stay f32.
+    let model = wide_tanh_net();
     let params = init_params(&model.params, 0).unwrap();
     let batch = common::batch_for(&model, DType::F32, 100, 1);
     let v = common::direction_like(&params, 2);

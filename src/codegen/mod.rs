@@ -55,6 +55,7 @@ pub use roofline::{Roofline, roofline_graph};
 
 use crate::ir::memory;
 use crate::ir::{Bindings, DType, Graph, Tensor, interp};
+pub use bf16::PackCache;
 pub use error::{Error, Result};
 use plan::Plan;
 use program::{BufferKind, Program};
@@ -189,6 +190,20 @@ pub fn host_has_bf16_products() -> bool {
     bf16::available()
 }
 
+/// Runs `executable` on `args` into `outputs`, allocated if empty, with `kept` for its packed
+/// operands ([`Backend::run_into_keeping`]): as CG runs gv-apply, call after call.
+pub fn run_keeping(
+    executable: &dyn Backend,
+    args: &[&Tensor],
+    outputs: &mut Vec<Tensor>,
+    kept: &PackCache,
+) -> Result<()> {
+    if outputs.is_empty() {
+        *outputs = executable.output_tensors(&interp::bind_dims(executable.graph(), args)?)?;
+    }
+    executable.run_into_keeping(args, outputs, kept)
+}
+
 /// What runs the bf16 products on this host: AMX tiles, or AVX512-BF16's dot products and why
 /// not the tiles (decided once per process: CPU, OS permission, and a check of one product).
 pub fn bf16_products_unit() -> String {
@@ -223,6 +238,19 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// [`Backend::run_into`] on borrowed arguments.
     fn run_into_borrowed(&self, args: &[&Tensor], outputs: &mut [Tensor]) -> Result<()>;
+
+    /// [`Backend::run_into_borrowed`] with the packings of the bf16 products' fixed operands
+    /// kept in `kept` between calls (the caller vouches for the arguments, see [`PackCache`]);
+    /// backends without packed products ignore it.
+    fn run_into_keeping(
+        &self,
+        args: &[&Tensor],
+        outputs: &mut [Tensor],
+        kept: &PackCache,
+    ) -> Result<()> {
+        let _ = kept;
+        self.run_into_borrowed(args, outputs)
+    }
 
     /// Zero tensors shaped like the outputs under `bindings` (see [`interp::bind_dims`]), to
     /// pass to [`Backend::run_into`].
@@ -391,6 +419,8 @@ pub struct JitGraph {
     /// For calls that run on the calling thread only.
     solo_barrier: SpinBarrier,
     state: Mutex<RunState>,
+    /// Unique in the process: names this graph's entries in a [`PackCache`].
+    id: u64,
 }
 
 impl std::fmt::Debug for JitGraph {
@@ -483,8 +513,12 @@ pub fn compile_graph(graph: &Graph, options: &JitOptions) -> Result<JitGraph> {
         barrier: SpinBarrier::new(threads),
         solo_barrier: SpinBarrier::new(1),
         state: Mutex::new(RunState::default()),
+        id: NEXT_GRAPH_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     })
 }
+
+/// The id of the next compiled graph ([`JitGraph`]'s `id`).
+static NEXT_GRAPH_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Checks that `outputs` can receive the graph's outputs under `bindings`.
 fn check_outputs(graph: &Graph, bindings: &Bindings, outputs: &[Tensor]) -> Result<()> {
@@ -577,7 +611,7 @@ impl JitGraph {
             self.plan_for(&mut state, &bindings)?;
         }
         let mut outputs = self.output_tensors(&bindings)?;
-        self.run_bound(args, &bindings, &mut outputs)?;
+        self.run_bound(args, &bindings, &mut outputs, None)?;
         Ok(outputs)
     }
 
@@ -590,7 +624,7 @@ impl JitGraph {
     /// allocating nothing once a batch size has been seen.
     pub fn run_into<A: Borrow<Tensor>>(&self, args: &[A], outputs: &mut [Tensor]) -> Result<()> {
         let bindings = interp::bind_dims(&self.graph, args)?;
-        self.run_bound(args, &bindings, outputs)
+        self.run_bound(args, &bindings, outputs, None)
     }
 
     /// Floating-point operations of one call under `bindings` (2mnk per GEMM, one per
@@ -631,6 +665,7 @@ impl JitGraph {
         args: &[A],
         bindings: &Bindings,
         outputs: &mut [Tensor],
+        kept: Option<&PackCache>,
     ) -> Result<()> {
         check_outputs(&self.graph, bindings, outputs)?;
         // The generated code reads arguments as row-major arrays: copies of any that are not
@@ -665,8 +700,11 @@ impl JitGraph {
         // SAFETY: the arguments were checked against the graph's declared types by
         // `bind_dims`, the outputs by `check_outputs`, and the plan sized every temporary for
         // these bindings; the generated code touches only those buffers, within those sizes.
+        let id = self.id;
         let call = |thread: usize, threads: usize, barrier: &SpinBarrier| unsafe {
-            entry(buffers, sizes, thread as i64, threads as i64, barrier)
+            runtime::with_pack_cache(kept, id, || {
+                entry(buffers, sizes, thread as i64, threads as i64, barrier)
+            })
         };
         if self.pool.threads() == 1 || plan.flops < self.parallel_min_flops {
             call(0, 1, &self.solo_barrier);
@@ -675,15 +713,17 @@ impl JitGraph {
             let pointers_addr = buffers as usize;
             let sizes_addr = sizes as usize;
             let barrier = &self.barrier;
-            self.pool.run(&|thread| unsafe {
-                // SAFETY: as above; every thread runs its own share of each step.
-                entry(
-                    pointers_addr as *const *mut u8,
-                    sizes_addr as *const i64,
-                    thread as i64,
-                    threads as i64,
-                    barrier,
-                )
+            self.pool.run(&|thread| {
+                runtime::with_pack_cache(kept, id, || unsafe {
+                    // SAFETY: as above; every thread runs its own share of each step.
+                    entry(
+                        pointers_addr as *const *mut u8,
+                        sizes_addr as *const i64,
+                        thread as i64,
+                        threads as i64,
+                        barrier,
+                    )
+                })
             });
         }
         state.pointers = pointers;
@@ -714,5 +754,15 @@ impl Backend for JitGraph {
 
     fn run_into_borrowed(&self, args: &[&Tensor], outputs: &mut [Tensor]) -> Result<()> {
         JitGraph::run_into(self, args, outputs)
+    }
+
+    fn run_into_keeping(
+        &self,
+        args: &[&Tensor],
+        outputs: &mut [Tensor],
+        kept: &PackCache,
+    ) -> Result<()> {
+        let bindings = interp::bind_dims(&self.graph, args)?;
+        self.run_bound(args, &bindings, outputs, Some(kept))
     }
 }

@@ -132,6 +132,20 @@ pub struct Gemm {
     pub a: MatAccess,
     pub b: MatAccess,
     pub c: MatAccess,
+    /// The operand that depends on no direction or cotangent argument while the other does:
+    /// in gv-apply, the parameters, inputs and residuals side of each product, the same in
+    /// every CG iteration of a step, so its packing may be kept between calls (a
+    /// [`crate::codegen::PackCache`]).
+    pub fixed: Option<Side>,
+    /// This product's index among the program's products, naming its kept packing.
+    pub site: usize,
+}
+
+/// One of a product's two operands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    A,
+    B,
 }
 
 /// A row-major array in a buffer, from `offset` on.

@@ -5,9 +5,11 @@
 //! part of its output, and threads meet at a barrier after each step. Since no output element
 //! is summed across threads, results do not depend on the number of threads.
 
-use super::program::PARTS;
+use super::bf16::PackCache;
+use super::program::{PARTS, Side};
 use super::{bf16, narrow};
 use crate::ir::op::{Extent, ImageKernel};
+use std::cell::Cell;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -65,6 +67,8 @@ pub unsafe extern "C" fn sgn_gemm(
     threads: i64,
     parallel_min: i64,
     kernels: i64,
+    site: i64,
+    fixed: i64,
 ) {
     let work = m.saturating_mul(n).saturating_mul(k.max(1));
     // bf16 pays once packing is small beside the product: not for narrow `b`s, which the
@@ -95,7 +99,7 @@ pub unsafe extern "C" fn sgn_gemm(
             if is_f64 != 0 {
                 part.run::<f64>(narrow)
             } else if bf16 {
-                part.run_bf16()
+                part.run_bf16(site as usize, fixed, thread as usize)
             } else {
                 part.run::<f32>(narrow)
             }
@@ -255,14 +259,16 @@ impl Product {
 }
 
 impl Product {
-    /// `c = a @ b` in f32 on bf16-rounded operands, on this thread alone.
+    /// `c = a @ b` in f32 on bf16-rounded operands, on this thread alone; product `site`'s
+    /// `fixed` operand ([`Side`] as an integer, 0 for none) packed once per [`PackCache`] when
+    /// the call runs with one ([`with_pack_cache`]).
     ///
     /// # Safety
     /// As for [`sgn_gemm`]; the matrices are f32 and the host has AVX512-BF16.
-    unsafe fn run_bf16(&self) {
+    unsafe fn run_bf16(&self, site: usize, fixed: i64, thread: usize) {
         let p = *self;
         // SAFETY: forwarded from the caller.
-        unsafe {
+        let run = |fixed: Option<(Side, &mut bf16::Kept)>| unsafe {
             bf16::gemm(
                 p.m,
                 p.k,
@@ -276,9 +282,37 @@ impl Product {
                 p.c.cast(),
                 p.rsc,
                 p.csc,
+                fixed,
             )
-        }
+        };
+        let side = match fixed {
+            1 => Some(Side::A),
+            2 => Some(Side::B),
+            _ => None,
+        };
+        PACK_CACHE.with(|cache| match (cache.get(), side) {
+            (Some((cache, graph)), Some(side)) => {
+                // SAFETY: `with_pack_cache` keeps the cache alive while it is set.
+                let cache = unsafe { &*cache };
+                cache.with_entry((graph, site, thread), |kept| run(Some((side, kept))));
+            }
+            _ => run(None),
+        });
     }
+}
+
+thread_local! {
+    /// The cache of the call this thread is running, and the graph's id ([`with_pack_cache`]).
+    static PACK_CACHE: Cell<Option<(*const PackCache, u64)>> = const { Cell::new(None) };
+}
+
+/// Runs `f` (one thread's part of a call of graph `graph`) with `cache` for its bf16 products'
+/// fixed operands.
+pub fn with_pack_cache<R>(cache: Option<&PackCache>, graph: u64, f: impl FnOnce() -> R) -> R {
+    let previous = PACK_CACHE.replace(cache.map(|c| (c as *const PackCache, graph)));
+    let result = f();
+    PACK_CACHE.set(previous);
+    result
 }
 
 /// A runtime integer of a compiled program: a constant, or a slot of the sizes table.

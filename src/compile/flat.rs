@@ -4,7 +4,7 @@
 
 use super::CompiledModel;
 use crate::autodiff::{GraphName, Signature};
-use crate::codegen::{Pool, split_mut};
+use crate::codegen::{PackCache, Pool, run_keeping, split_mut};
 use crate::ir::store::{TensorMap, checked_named};
 use crate::ir::{Bindings, DType, Tensor};
 use crate::{Error, Result};
@@ -187,6 +187,9 @@ pub struct GvOperator<'a> {
     /// gv-apply's outputs, reused by [`GvOperator::apply_in_place`] (empty before its first
     /// call).
     outputs: RefCell<Vec<Tensor>>,
+    /// The packed bf16 operands of gv-apply's products that do not change with the directions:
+    /// the arguments they come from are held here, unchanged, for the operator's life.
+    kept: PackCache,
 }
 
 impl<'a> GvOperator<'a> {
@@ -202,7 +205,14 @@ impl<'a> GvOperator<'a> {
             args: RefCell::new(args),
             direction_slots,
             outputs: RefCell::new(Vec::new()),
+            kept: PackCache::new(),
         }
+    }
+
+    /// Runs gv-apply on `args` into `outputs` (allocated if empty), keeping its packed operands.
+    fn run(&self, args: &[&Tensor], outputs: &mut Vec<Tensor>) -> Result<()> {
+        let executable = self.model.executable(GraphName::GvApply);
+        Ok(run_keeping(executable, args, outputs, &self.kept)?)
     }
 
     /// `G v`, one tensor per parameter.
@@ -226,10 +236,8 @@ impl<'a> GvOperator<'a> {
             }
         }
         let args: Vec<&Tensor> = args.iter().map(|arg| &**arg).collect();
-        let out = self
-            .model
-            .executable(GraphName::GvApply)
-            .run_borrowed(&args)?;
+        let mut out = Vec::new();
+        self.run(&args, &mut out)?;
         Ok(self.model.per_param(out.into_iter()))
     }
 
@@ -299,14 +307,7 @@ impl<'a> GvOperator<'a> {
     pub fn apply_in_place(&self) -> Result<()> {
         let args = self.args.borrow();
         let args: Vec<&Tensor> = args.iter().map(|arg| &**arg).collect();
-        let executable = self.model.executable(GraphName::GvApply);
-        let mut outputs = self.outputs.borrow_mut();
-        if outputs.is_empty() {
-            *outputs = executable.run_borrowed(&args)?;
-        } else {
-            executable.run_into_borrowed(&args, &mut outputs)?;
-        }
-        Ok(())
+        self.run(&args, &mut self.outputs.borrow_mut())
     }
 
     /// The one element type of every direction and product, if they share one.

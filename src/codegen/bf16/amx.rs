@@ -16,7 +16,7 @@
 //! product checked against the AVX512-BF16 kernel at first use agrees ([`available`]).
 
 use super::kernel::{pack, store_rows};
-use super::{Operand, Output, Tile};
+use super::{Kept, Operand, Output, Tile, packed_block};
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
@@ -270,7 +270,8 @@ fn agrees_with_avx512_bf16() -> Result<(), String> {
     // SAFETY: the host has AMX (checked by the caller) and AVX512-BF16; sizes as allocated.
     unsafe {
         gemm::<Hardware>([m, k, n], &a, &b, &mut tiles);
-        super::gemm_on_vectors([m, k, n], &a, &b, &row_major_output(&mut vectors, n));
+        let vectors = row_major_output(&mut vectors, n);
+        super::gemm_on_vectors([m, k, n], &a, &b, &vectors, [None, None]);
     }
     let worst = tiles
         .iter()
@@ -309,25 +310,36 @@ pub(super) unsafe fn gemm_into<U: TileUnit>(
     a: &Operand,
     b: &Operand,
     c: &Output,
+    [mut kept_a, mut kept_b]: [Option<&mut Kept>; 2],
 ) {
     let mut sums = [0f32; BLOCK * BLOCK];
-    PACKED.with_borrow_mut(|(packed_a, packed_b)| {
+    let (k_blocks, row_blocks) = (k.div_ceil(2 * KC_PAIRS), m.div_ceil(MC));
+    PACKED.with_borrow_mut(|(scratch_a, scratch_b)| {
         for jc in (0..n).step_by(NC) {
             let nc = NC.min(n - jc);
             let panels = nc.div_ceil(TILE).next_multiple_of(2);
             for pc in (0..k).step_by(2 * KC_PAIRS) {
                 let kc = (2 * KC_PAIRS).min(k - pc);
                 let stride = kc.div_ceil(2).next_multiple_of(TILE);
-                packed_b.clear();
-                packed_b.resize(panels * stride * TILE, 0);
-                // SAFETY: the host has AVX512-BF16; the block is inside b.
-                unsafe { pack::<TILE>(b, jc..jc + nc, pc..pc + kc, stride, packed_b) };
+                let index = jc / NC * k_blocks + pc / (2 * KC_PAIRS);
+                let len = panels * stride * TILE;
+                let packed_b = packed_block(kept_b.as_deref_mut(), scratch_b, index, len, |out| {
+                    // The last panel may be all padding.
+                    out.fill(0);
+                    // SAFETY: the host has AVX512-BF16; the block is inside b.
+                    unsafe { pack::<TILE>(b, jc..jc + nc, pc..pc + kc, stride, out) }
+                });
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
-                    packed_a.clear();
-                    packed_a.resize(mc.next_multiple_of(BLOCK) * stride, 0);
-                    // SAFETY: as for b.
-                    unsafe { pack::<1>(a, ic..ic + mc, pc..pc + kc, stride, packed_a) };
+                    let index = pc / (2 * KC_PAIRS) * row_blocks + ic / MC;
+                    let len = mc.next_multiple_of(BLOCK) * stride;
+                    let packed_a =
+                        packed_block(kept_a.as_deref_mut(), scratch_a, index, len, |out| {
+                            // Rows past `mc` are padding.
+                            out.fill(0);
+                            // SAFETY: as for b.
+                            unsafe { pack::<1>(a, ic..ic + mc, pc..pc + kc, stride, out) }
+                        });
                     // SAFETY: the caller guarantees the tiles.
                     unsafe { U::begin() };
                     for r0 in (0..mc).step_by(BLOCK) {
@@ -384,7 +396,7 @@ fn row_major_output(c: &mut [f32], width: usize) -> Output {
 unsafe fn gemm<U: TileUnit>(size: [usize; 3], a: &Operand, b: &Operand, c: &mut [f32]) {
     assert_eq!(c.len(), size[0] * size[2]);
     // SAFETY: as the caller guarantees.
-    unsafe { gemm_into::<U>(size, a, b, &row_major_output(c, size[2])) }
+    unsafe { gemm_into::<U>(size, a, b, &row_major_output(c, size[2]), [None, None]) }
 }
 
 /// A software model of the tile instructions [`Hardware`] runs, as Intel's manual describes

@@ -13,7 +13,10 @@
 //! 1000×800×800 product at 145–163 GFLOP/s against 130–139 for two across and eight down (the
 //! core's `vdpbf16ps` peak ≈ 210, its f32 FMA peak ≈ 112).
 
+use crate::codegen::program::Side;
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 pub mod amx;
 
@@ -69,6 +72,9 @@ thread_local! {
 /// `a[i, p]` at `a + i·rsa + p·csa`, `b[p, j]` at `b + p·rsb + j·csb`, `c[i, j]` at
 /// `c + i·rsc + j·csc` (strides in elements).
 ///
+/// With `fixed`, that operand's packed blocks are taken from (or, the first time, kept in) its
+/// [`Kept`] entry.
+///
 /// # Safety
 /// The host must have AVX512-BF16 ([`available`]) and the pointers must describe valid matrices
 /// of these sizes, `c` not overlapping the others.
@@ -86,6 +92,7 @@ pub unsafe fn gemm(
     c: *mut f32,
     rsc: isize,
     csc: isize,
+    fixed: Option<(Side, &mut Kept)>,
 ) {
     // Both operands as lanes (rows of `c`, columns of `c`) by k.
     let a = Operand {
@@ -110,37 +117,192 @@ pub unsafe fn gemm(
                 unsafe { *c.at.offset(i as isize * rsc + j as isize * csc) = 0.0 };
             }
         }
-    } else if amx::available() {
+        return;
+    }
+    let tiles = amx::available();
+    let unit = if tiles { Unit::Tiles } else { Unit::Vectors };
+    let [mut kept_a, mut kept_b] = [None, None];
+    match fixed {
+        Some((Side::A, kept)) => kept_a = Some(kept.of(&a, [m, k], unit)),
+        Some((Side::B, kept)) => kept_b = Some(kept.of(&b, [n, k], unit)),
+        None => {}
+    }
+    let kept = [kept_a, kept_b];
+    if tiles {
         // SAFETY: forwarded from the caller; `available` checked the tiles.
-        unsafe { amx::gemm_into::<amx::Hardware>([m, k, n], &a, &b, &c) };
+        unsafe { amx::gemm_into::<amx::Hardware>([m, k, n], &a, &b, &c, kept) };
     } else {
         // SAFETY: forwarded from the caller.
-        unsafe { gemm_on_vectors([m, k, n], &a, &b, &c) };
+        unsafe { gemm_on_vectors([m, k, n], &a, &b, &c, kept) };
     }
+}
+
+/// The packings of the fixed operands of a graph's bf16 products (`Gemm::fixed`: in
+/// gv-apply, the parameters, inputs and residuals side of each), kept from one call to the
+/// next: CG multiplies many directions by one `G`, so only the direction side needs packing
+/// again. One entry per product and thread; an entry is packed again when its operand's
+/// address, strides or sizes change.
+///
+/// Whoever passes a cache vouches that every argument of the graph but its directions and
+/// cotangents holds the same values as in the cache's earlier calls
+/// ([`crate::compile::GvOperator`] keeps one while it holds its residuals).
+///
+/// # Example
+/// ```
+/// use sgn::autodiff::GraphName;
+/// use sgn::codegen::PackCache;
+/// use sgn::ir::store::{TensorMap, init_params};
+/// use sgn::ir::{DType, Tensor};
+/// use sgn::{CompileOptions, Curvature, Model, Sources};
+///
+/// # fn main() -> sgn::Result<()> {
+/// let model = Model::parse(
+///     "model wide\ninput x: f32[B, 48]\ntarget y: f32[B, 48]\n\
+///      param w: f32[48, 48] = glorot_uniform\noutput z = tanh(x @ w)\nloss mse(z, y)\n",
+/// )?;
+/// let compiled = model.compile(&CompileOptions::default().with_curvature(Curvature::Bf16))?;
+/// let params = init_params(&model.params, 0)?;
+/// let mut batch = TensorMap::new();
+/// for name in ["x", "y"] {
+///     let values = (0..64 * 48).map(|i| (i % 7) as f64 / 7.0).collect();
+///     batch.insert(name, Tensor::from_f64(DType::F32, &[64, 48], values).unwrap());
+/// }
+/// let prepare = compiled.executable(GraphName::GvPrepare);
+/// let residuals = prepare.run(&compiled.arguments(GraphName::GvPrepare, &Sources::batch(&params, &batch))?)?;
+/// let apply = compiled.executable(GraphName::GvApply);
+/// let kept = PackCache::new();
+/// for seed in 1..4 {
+///     // Only the directions change between the calls: `x` is packed once, in the first.
+///     let v = init_params(&model.params, seed)?;
+///     let sources = Sources {
+///         directions: Some(&v),
+///         residuals: Some(&residuals),
+///         ..Sources::batch(&params, &batch)
+///     };
+///     let args = compiled.arguments(GraphName::GvApply, &sources)?;
+///     let args: Vec<&Tensor> = args.iter().collect();
+///     let fresh = apply.run_borrowed(&args)?;
+///     let mut gv = fresh.clone();
+///     apply.run_into_keeping(&args, &mut gv, &kept)?;
+///     assert_eq!(gv, fresh);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Default)]
+pub struct PackCache {
+    entries: Mutex<HashMap<(u64, usize, usize), Kept>>,
+}
+
+impl PackCache {
+    /// An empty cache.
+    pub fn new() -> PackCache {
+        PackCache::default()
+    }
+
+    /// Runs `f` on the entry of product `site` of graph `graph` on `thread` (taken out while
+    /// `f` runs, so threads do not wait on each other).
+    pub(crate) fn with_entry<R>(
+        &self,
+        key: (u64, usize, usize),
+        f: impl FnOnce(&mut Kept) -> R,
+    ) -> R {
+        let lock = || self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = lock().remove(&key).unwrap_or_default();
+        let result = f(&mut kept);
+        lock().insert(key, kept);
+        result
+    }
+}
+
+/// What runs the products: the packed layouts differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unit {
+    Vectors,
+    Tiles,
+}
+
+/// One fixed operand's packed blocks, each packed when a call first needs it.
+#[derive(Debug, Default)]
+pub struct Kept {
+    /// The operand (address, strides, lanes × k) and unit the blocks were packed for.
+    source: Option<(usize, isize, isize, [usize; 2], Unit)>,
+    blocks: Vec<Option<Vec<u32>>>,
+}
+
+impl Kept {
+    /// This entry, emptied unless it was packed from `x` (lanes × k) for `unit`.
+    fn of(&mut self, x: &Operand, size: [usize; 2], unit: Unit) -> &mut Kept {
+        let source = Some((x.at as usize, x.lane_stride, x.k_stride, size, unit));
+        if self.source != source {
+            self.blocks.clear();
+            self.source = source;
+        }
+        self
+    }
+}
+
+/// Block `index` (of an operand's blocks in the driver's order) of `len` words, packed by
+/// `pack`: as kept from an earlier call, or packed now and kept; or, for an operand not kept,
+/// packed into `scratch`. `pack` writes every word of the block it is given.
+fn packed_block<'s>(
+    kept: Option<&'s mut Kept>,
+    scratch: &'s mut Vec<u32>,
+    index: usize,
+    len: usize,
+    pack: impl FnOnce(&mut [u32]),
+) -> &'s [u32] {
+    let Some(kept) = kept else {
+        scratch.resize(len, 0);
+        pack(&mut scratch[..len]);
+        return &scratch[..len];
+    };
+    if kept.blocks.len() <= index {
+        kept.blocks.resize_with(index + 1, || None);
+    }
+    kept.blocks[index].get_or_insert_with(|| {
+        let mut block = vec![0; len];
+        pack(&mut block);
+        block
+    })
 }
 
 /// `c = a @ b` with `vdpbf16ps` on 6 × 64 register tiles (`k > 0`).
 ///
 /// # Safety
 /// As for [`gemm`].
-unsafe fn gemm_on_vectors([m, k, n]: [usize; 3], a: &Operand, b: &Operand, c: &Output) {
+unsafe fn gemm_on_vectors(
+    [m, k, n]: [usize; 3],
+    a: &Operand,
+    b: &Operand,
+    c: &Output,
+    [mut kept_a, mut kept_b]: [Option<&mut Kept>; 2],
+) {
     let (rsc, csc) = (c.rs, c.cs);
-    PACKED.with_borrow_mut(|(packed_a, packed_b)| {
+    let (k_blocks, row_blocks) = (k.div_ceil(KC), m.div_ceil(MC));
+    PACKED.with_borrow_mut(|(scratch_a, scratch_b)| {
         for jc in (0..n).step_by(NC) {
             let nc = NC.min(n - jc);
             let panels = nc.div_ceil(NR);
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
                 let pairs = kc.div_ceil(2);
-                packed_b.resize(panels * pairs * NR, 0);
-                // SAFETY: the host has AVX512-BF16; the block is inside b.
-                unsafe { kernel::pack::<NR>(b, jc..jc + nc, pc..pc + kc, pairs, packed_b) };
+                let index = jc / NC * k_blocks + pc / KC;
+                let len = panels * pairs * NR;
+                let packed_b = packed_block(kept_b.as_deref_mut(), scratch_b, index, len, |out| {
+                    // SAFETY: the host has AVX512-BF16; the block is inside b.
+                    unsafe { kernel::pack::<NR>(b, jc..jc + nc, pc..pc + kc, pairs, out) }
+                });
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
                     let strips = mc.div_ceil(MR);
-                    packed_a.resize(strips * pairs * MR, 0);
-                    // SAFETY: the host has AVX512-BF16; the block is inside a.
-                    unsafe { kernel::pack::<MR>(a, ic..ic + mc, pc..pc + kc, pairs, packed_a) };
+                    let index = pc / KC * row_blocks + ic / MC;
+                    let len = strips * pairs * MR;
+                    let packed_a =
+                        packed_block(kept_a.as_deref_mut(), scratch_a, index, len, |out| {
+                            // SAFETY: the host has AVX512-BF16; the block is inside a.
+                            unsafe { kernel::pack::<MR>(a, ic..ic + mc, pc..pc + kc, pairs, out) }
+                        });
                     for panel in 0..panels {
                         let columns = NR.min(nc - panel * NR);
                         for strip in 0..strips {
@@ -504,6 +666,30 @@ mod tests {
         EmulatedTiles,
     }
 
+    impl Engine {
+        /// Runs the product on this engine's driver (not `Host`).
+        ///
+        /// # Safety
+        /// As for [`gemm_on_vectors`].
+        unsafe fn run(
+            self,
+            size: [usize; 3],
+            a: &Operand,
+            b: &Operand,
+            c: &Output,
+            kept: [Option<&mut Kept>; 2],
+        ) {
+            // SAFETY: as the caller guarantees.
+            unsafe {
+                match self {
+                    Engine::Host => unreachable!("the host's product takes raw matrices"),
+                    Engine::Vectors => gemm_on_vectors(size, a, b, c, kept),
+                    Engine::EmulatedTiles => amx::gemm_into::<amx::Emulated>(size, a, b, c, kept),
+                }
+            }
+        }
+    }
+
     /// c = a @ b for a[i, p] = f(i, p) (`a` and `c` laid out as `a_layout`), against the same
     /// product of the bf16-rounded operands in f64.
     fn check(engine: Engine, [m, k, n]: [usize; 3], a_layout: Layout, b_layout: Layout) {
@@ -557,10 +743,10 @@ mod tests {
                     output.at,
                     rsc,
                     csc,
+                    None,
                 ),
-                Engine::Vectors => gemm_on_vectors([m, k, n], &a_operand, &b_operand, &output),
-                Engine::EmulatedTiles => {
-                    amx::gemm_into::<amx::Emulated>([m, k, n], &a_operand, &b_operand, &output)
+                Engine::Vectors | Engine::EmulatedTiles => {
+                    engine.run([m, k, n], &a_operand, &b_operand, &output, [None, None])
                 }
             }
         };
@@ -647,7 +833,83 @@ mod tests {
         let x = 1.0 + 1.0 / 1024.0;
         let mut c = [0f32];
         // SAFETY: one element each.
-        unsafe { gemm(1, 1, 1, &x, 1, 1, &x, 1, 1, c.as_mut_ptr(), 1, 1) };
+        unsafe { gemm(1, 1, 1, &x, 1, 1, &x, 1, 1, c.as_mut_ptr(), 1, 1, None) };
         assert_eq!(c[0], 1.0);
+    }
+
+    #[test]
+    fn kept_packings_give_the_same_products_and_follow_their_operand() {
+        if !available() {
+            println!("bf16 products: not run, this host has no AVX512-BF16");
+            return;
+        }
+        // Three k blocks and two row blocks of the vector kernel; two k blocks of the tiles.
+        let [m, k, n] = [MC + 9, 2 * amx::KC_PAIRS + 7, 70];
+        let values = |len: usize, salt: usize| -> Vec<f32> {
+            (0..len)
+                .map(|i| ((i * 37 + salt) % 101) as f32 / 64.0 - 0.75)
+                .collect()
+        };
+        let (a, b) = (values(m * k, 1), values(k * n, 2));
+        let rows = |x: &[f32], width: usize| Operand {
+            at: x.as_ptr(),
+            lane_stride: width as isize,
+            k_stride: 1,
+        };
+        let columns = |x: &[f32], width: usize| Operand {
+            at: x.as_ptr(),
+            lane_stride: 1,
+            k_stride: width as isize,
+        };
+        let product = |engine: Engine, a: &[f32], b: &[f32], kept: [Option<&mut Kept>; 2]| {
+            let mut c = vec![f32::NAN; m * n];
+            let output = Output {
+                at: c.as_mut_ptr(),
+                rs: n as isize,
+                cs: 1,
+            };
+            // SAFETY: the host has AVX512-BF16; sizes as allocated.
+            unsafe { engine.run([m, k, n], &rows(a, k), &columns(b, n), &output, kept) };
+            c
+        };
+        for (engine, unit) in [
+            (Engine::Vectors, Unit::Vectors),
+            (Engine::EmulatedTiles, Unit::Tiles),
+        ] {
+            let fresh = product(engine, &a, &b, [None, None]);
+            // Doubling an operand doubles the product exactly.
+            let doubled: Vec<f32> = fresh.iter().map(|x| 2.0 * x).collect();
+            let double = |x: &[f32]| -> Vec<f32> { x.iter().map(|x| 2.0 * x).collect() };
+            for side in [Side::A, Side::B] {
+                let mut kept = Kept::default();
+                let mut run = |fixed: &[f32], other: &[f32]| match side {
+                    Side::A => {
+                        let kept = kept.of(&rows(fixed, k), [m, k], unit);
+                        product(engine, fixed, other, [Some(kept), None])
+                    }
+                    Side::B => {
+                        let kept = kept.of(&columns(fixed, n), [n, k], unit);
+                        product(engine, other, fixed, [None, Some(kept)])
+                    }
+                };
+                let (mut fixed, other) = match side {
+                    Side::A => (a.clone(), b.clone()),
+                    Side::B => (b.clone(), a.clone()),
+                };
+                let what = format!("{engine:?}, {side:?} fixed");
+                // Packed and kept, then taken as kept: the bits of packing every time.
+                assert_eq!(run(&fixed, &other), fresh, "{what}");
+                assert_eq!(run(&fixed, &other), fresh, "{what}");
+                // The other operand is packed every time.
+                assert_eq!(run(&fixed, &double(&other)), doubled, "{what}");
+                // Changed in place, the fixed operand is still taken as kept — the cache's
+                // contract (its user vouches that it does not change), and the proof that the
+                // kept blocks are what the products use.
+                fixed.iter_mut().for_each(|x| *x *= 2.0);
+                assert_eq!(run(&fixed, &other), fresh, "{what}");
+                // Elsewhere in memory, it is packed again.
+                assert_eq!(run(&fixed.clone(), &other), doubled, "{what}");
+            }
+        }
     }
 }

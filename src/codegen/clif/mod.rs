@@ -24,7 +24,7 @@ mod kernel;
 
 use super::ParallelMin;
 use super::math::Lanes;
-use super::program::{BufferId, Gemm, Program, Step};
+use super::program::{BufferId, Gemm, Program, Side, Step};
 use super::runtime::{ImageCall, Kernels, SizeValue, SpinBarrier, sgn_barrier, sgn_gemm};
 use super::sizes::{Size, SizeSlots};
 use crate::ir::DType;
@@ -261,7 +261,7 @@ pub fn compile(program: &Program, name: &str, settings: &Settings) -> Result<Com
 }
 
 /// The signature of [`sgn_gemm`]: is_f64, m, k, n, three (pointer, row stride, column stride)
-/// matrices, thread, threads, parallel_min, kernels.
+/// matrices, thread, threads, parallel_min, kernels, site, fixed.
 fn gemm_signature(module: &JITModule, ptr: types::Type) -> Signature {
     let mut sig = module.make_signature();
     let i64s = |sig: &mut Signature, n: usize| {
@@ -272,7 +272,7 @@ fn gemm_signature(module: &JITModule, ptr: types::Type) -> Signature {
         sig.params.push(AbiParam::new(ptr));
         i64s(&mut sig, 2);
     }
-    i64s(&mut sig, 4);
+    i64s(&mut sig, 6);
     sig
 }
 
@@ -545,6 +545,13 @@ impl Emitter<'_, '_> {
         let parallel_min = self.parallel_min.gemm_multiply_adds;
         args.push(self.b.ins().iconst(types::I64, parallel_min));
         args.push(self.b.ins().iconst(types::I64, self.kernels as i64));
+        args.push(self.b.ins().iconst(types::I64, g.site as i64));
+        let fixed = match g.fixed {
+            None => 0,
+            Some(Side::A) => 1,
+            Some(Side::B) => 2,
+        };
+        args.push(self.b.ins().iconst(types::I64, fixed));
         self.b.ins().call(shim, &args);
     }
 }

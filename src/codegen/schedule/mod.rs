@@ -19,11 +19,12 @@ mod conv;
 
 use super::program::{
     Access, Buffer, BufferId, BufferKind, Expr, ExprId, Gemm, ImageStep, Kernel, MatAccess,
-    NonEmpty, PARTS, Program, Reduction, Step,
+    NonEmpty, PARTS, Program, Reduction, Side, Step,
 };
 use super::sizes::Size;
 use crate::ir::{
-    BinaryOp, DType, Dim, Elementwise, Graph, Layout, Leaf, NodeId, Op, Reduce, ReduceKind, Shape,
+    ArgRole, BinaryOp, DType, Dim, Elementwise, Graph, Layout, Leaf, NodeId, Op, Reduce,
+    ReduceKind, Shape,
 };
 use rustc_hash::FxHashMap;
 
@@ -194,6 +195,10 @@ enum StepBuilder {
 
 struct Scheduler<'g> {
     graph: &'g Graph,
+    /// Per node: whether it depends on a direction or cotangent argument.
+    varies: Vec<bool>,
+    /// Products lowered so far.
+    gemms: usize,
     buffers: Vec<Buffer>,
     /// The last step that writes each buffer (`None`: written before the program runs).
     written_by: Vec<Option<usize>>,
@@ -211,8 +216,21 @@ pub fn schedule(graph: &Graph) -> Program {
         .map(|a| a.ty.dtype)
         .or_else(|| graph.nodes().first().map(|n| n.ty.dtype))
         .unwrap_or(DType::F32);
+    let varying: Vec<NodeId> = (graph.ids())
+        .filter(|&id| match graph.nodes()[id.index()].op {
+            Op::Leaf(Leaf::Arg(i)) => {
+                matches!(
+                    graph.args()[i].role,
+                    ArgRole::Direction | ArgRole::Cotangent
+                )
+            }
+            _ => false,
+        })
+        .collect();
     let mut s = Scheduler {
         graph,
+        varies: graph.descendants(&varying, graph.nodes().len()),
+        gemms: 0,
         buffers: Vec::new(),
         written_by: Vec::new(),
         steps: Vec::new(),
@@ -587,6 +605,14 @@ impl Scheduler<'_> {
                 Size::dim(inner),
             )
         };
+        // In gv-apply one operand of each product varies with the directions, the other not.
+        let fixed = match (self.varies[a.index()], self.varies[b.index()]) {
+            (false, true) => Some(Side::A),
+            (true, false) => Some(Side::B),
+            _ => None,
+        };
+        let site = self.gemms;
+        self.gemms += 1;
         let (a, k) = matrix(self, a, ta);
         let (b, _) = matrix(self, b, tb);
         let shape = self.shape(id).0.clone();
@@ -603,6 +629,8 @@ impl Scheduler<'_> {
                 row_stride: c.strides[0].clone(),
                 col_stride: c.strides[1].clone(),
             },
+            fixed,
+            site,
         }));
         self.written_by[c.buffer] = Some(self.steps.len() - 1);
         Val::Stored(c)
