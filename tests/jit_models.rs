@@ -308,6 +308,7 @@ fn a_gv_operator_keeping_its_packed_operands_gives_the_bits_of_fresh_products() 
             .with_threads(threads);
         let compiled = model.compile(&options).unwrap();
         let kept = compiled.gv_operator(&params, &batch).unwrap();
+        let mut packed_in_the_first = None;
         for v in directions.iter().chain(&directions) {
             let fresh = compiled
                 .gv_operator(&params, &batch)
@@ -315,7 +316,12 @@ fn a_gv_operator_keeping_its_packed_operands_gives_the_bits_of_fresh_products() 
                 .apply(v)
                 .unwrap();
             assert_eq!(kept.apply(v).unwrap(), fresh, "{threads} thread(s)");
+            packed_in_the_first.get_or_insert(kept.packings());
         }
+        // Packed in the first product only (x and xᵀ, the first layer's), where bf16 runs.
+        let packed = packed_in_the_first.unwrap();
+        assert_eq!(kept.packings(), packed, "{threads} thread(s)");
+        assert_eq!(packed > 0, host_has_bf16_products(), "{threads} thread(s)");
     }
 }
 

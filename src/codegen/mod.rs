@@ -246,9 +246,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         &self,
         args: &[&Tensor],
         outputs: &mut [Tensor],
-        kept: &PackCache,
+        _kept: &PackCache,
     ) -> Result<()> {
-        let _ = kept;
         self.run_into_borrowed(args, outputs)
     }
 
@@ -478,6 +477,8 @@ pub fn compile_graph(graph: &Graph, options: &JitOptions) -> Result<JitGraph> {
                 graph.name
             )));
         }
+        // Decided here (the tiles' self-check included), not on a worker in the first product.
+        let _ = bf16::amx::status();
         Kernels::Bf16
     } else if options.gemm.use_narrow()? {
         Kernels::Narrow
@@ -697,10 +698,10 @@ impl JitGraph {
         let entry = self.code.entry;
         let buffers = pointers.as_ptr() as *const *mut u8;
         let sizes = plan.sizes.as_ptr();
+        let id = self.id;
         // SAFETY: the arguments were checked against the graph's declared types by
         // `bind_dims`, the outputs by `check_outputs`, and the plan sized every temporary for
         // these bindings; the generated code touches only those buffers, within those sizes.
-        let id = self.id;
         let call = |thread: usize, threads: usize, barrier: &SpinBarrier| unsafe {
             runtime::with_pack_cache(kept, id, || {
                 entry(buffers, sizes, thread as i64, threads as i64, barrier)

@@ -41,7 +41,9 @@ const GEMM_SMALL_SIDE: i64 = 64;
 /// `parallel_min` multiply-adds run whole, on thread 0. Strides are in elements; `is_f64`
 /// selects the element type. `kernels` is a [`Kernels`]: with `Narrow`, narrow `b`s (see
 /// [`narrow`]) go to this crate's kernels, the rest to the `gemm` crate; with `Bf16` (f32 only)
-/// the products that gain from it run on bf16 operands ([`bf16`]).
+/// the products that gain from it run on bf16 operands ([`bf16`]). `site` numbers the product
+/// in its program and `fixed` says which operand depends on no direction (0 none, 1 `a`,
+/// 2 `b`): with bf16, that one's packing is kept in the call's [`PackCache`], if any.
 ///
 /// # Safety
 /// The pointers and strides must describe valid, non-overlapping (for `c`) matrices of the given
@@ -261,7 +263,8 @@ impl Product {
 impl Product {
     /// `c = a @ b` in f32 on bf16-rounded operands, on this thread alone; product `site`'s
     /// `fixed` operand ([`Side`] as an integer, 0 for none) packed once per [`PackCache`] when
-    /// the call runs with one ([`with_pack_cache`]).
+    /// the call runs with one ([`with_pack_cache`]). One entry per thread: bf16 products give
+    /// each thread one block (`merged` in [`sgn_gemm`]), the same in every call.
     ///
     /// # Safety
     /// As for [`sgn_gemm`]; the matrices are f32 and the host has AVX512-BF16.
@@ -309,10 +312,15 @@ thread_local! {
 /// Runs `f` (one thread's part of a call of graph `graph`) with `cache` for its bf16 products'
 /// fixed operands.
 pub fn with_pack_cache<R>(cache: Option<&PackCache>, graph: u64, f: impl FnOnce() -> R) -> R {
-    let previous = PACK_CACHE.replace(cache.map(|c| (c as *const PackCache, graph)));
-    let result = f();
-    PACK_CACHE.set(previous);
-    result
+    /// Puts the previous cache back, also if `f` unwinds.
+    struct Restore(Option<(*const PackCache, u64)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PACK_CACHE.set(self.0);
+        }
+    }
+    let _restore = Restore(PACK_CACHE.replace(cache.map(|c| (c as *const PackCache, graph))));
+    f()
 }
 
 /// A runtime integer of a compiled program: a constant, or a slot of the sizes table.

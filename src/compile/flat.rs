@@ -310,6 +310,12 @@ impl<'a> GvOperator<'a> {
         self.run(&args, &mut self.outputs.borrow_mut())
     }
 
+    /// How many blocks of gv-apply's direction-free operands this operator has packed
+    /// ([`PackCache::packings`]): after its first product, none more.
+    pub fn packings(&self) -> usize {
+        self.kept.packings()
+    }
+
     /// The one element type of every direction and product, if they share one.
     pub fn dtype(&self) -> Option<DType> {
         let graph = self.model.graphs.get(GraphName::GvApply);

@@ -11,9 +11,11 @@
 //!
 //! The tile instructions are behind [`TileUnit`]: [`Hardware`] runs them, and the tests run the
 //! same driver on a software model of the instructions (shapes as configured, bounds checked),
-//! so every address and padding rule is tested on any host with AVX512-BF16. The few lines of
-//! `asm!` in [`Hardware`] run only where the CPU has AMX, the OS grants the tile state, and a
-//! product checked against the AVX512-BF16 kernel at first use agrees ([`available`]).
+//! so the driver's addresses and padding are tested on any host with AVX512-BF16. What the model
+//! restates — `Hardware`'s register numbers, byte strides and store corners — is checked by
+//! reading and, where the CPU has AMX, by a product checked against the AVX512-BF16 kernel
+//! before the tiles are used ([`available`]); the tiles run only where that agrees, the CPU has
+//! them and Linux grants their state.
 
 use super::kernel::{pack, store_rows};
 use super::{Kept, Operand, Output, Tile, packed_block};
@@ -88,7 +90,8 @@ const CONFIG: TileConfig = TileConfig {
 #[cfg(target_arch = "x86_64")]
 impl TileUnit for Hardware {
     unsafe fn begin() {
-        // SAFETY: the caller runs this only where `available` said the tiles are usable.
+        // SAFETY: the caller runs this only where the CPU has the tiles and Linux granted them
+        // (`status`, before its self-check).
         unsafe {
             std::arch::asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly));
         }
@@ -266,7 +269,13 @@ fn agrees_with_avx512_bf16() -> Result<(), String> {
         .map(|i| ((i * 53 % 89) as f32 - 44.0) / 31.0)
         .collect();
     let (mut tiles, mut vectors) = (vec![0f32; m * n], vec![0f32; m * n]);
-    let (a, b) = (row_major(&a, k), row_major(&b, n));
+    // `a` with its rows as lanes; `b` (row-major k × n) with its columns.
+    let a = row_major(&a, k);
+    let b = Operand {
+        at: b.as_ptr(),
+        lane_stride: 1,
+        k_stride: n as isize,
+    };
     // SAFETY: the host has AMX (checked by the caller) and AVX512-BF16; sizes as allocated.
     unsafe {
         gemm::<Hardware>([m, k, n], &a, &b, &mut tiles);
@@ -300,7 +309,8 @@ thread_local! {
     static PACKED: RefCell<(Vec<u32>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// `c = a @ b` on tiles of `U`, `[m, k, n]`: `a` with rows of `c` as lanes, `b` with columns.
+/// `c = a @ b` on tiles of `U`, `[m, k, n]` with `k > 0`: `a` with rows of `c` as lanes, `b`
+/// with columns; the fixed operand's blocks from its [`Kept`] entry, if given.
 ///
 /// # Safety
 /// The host must have AVX512-BF16 and `U`'s tiles; the operands and `c` must be valid for these
@@ -399,11 +409,12 @@ unsafe fn gemm<U: TileUnit>(size: [usize; 3], a: &Operand, b: &Operand, c: &mut 
     unsafe { gemm_into::<U>(size, a, b, &row_major_output(c, size[2]), [None, None]) }
 }
 
-/// A software model of the tile instructions [`Hardware`] runs, as Intel's manual describes
-/// them, on tiles of this thread shaped by [`CONFIG`]: `tileloadd` reads a tile's configured
-/// rows and bytes; `tdpbf16ps` checks the shapes agree (the CPU raises #UD otherwise) and, for
-/// each row `m`, pair `k` and column `n`, adds `a[m][k].lo·b[k][n].lo` then
-/// `a[m][k].hi·b[k][n].hi` to `c[m][n]` in f32. A tile used unconfigured, or a load outside its
+/// A software model of the tile instructions [`Hardware`] runs, on tiles of this thread shaped
+/// by [`CONFIG`]: `tileloadd` reads a tile's configured rows and bytes; `tdpbf16ps` checks the
+/// shapes agree (the CPU raises #UD otherwise) and, for each row `m`, pair `k` and column `n`,
+/// adds `a[m][k].lo·b[k][n].lo` then `a[m][k].hi·b[k][n].hi` to `c[m][n]` in f32 (the
+/// Intrinsics Guide's order; the SDM sums the even and odd products apart and rounds
+/// subnormals to 0, which the tests' tolerance covers). A tile used unconfigured, or a load outside its
 /// slice, panics (the CPU would fault).
 #[cfg(test)]
 pub(super) enum Emulated {}

@@ -17,6 +17,7 @@ use crate::codegen::program::Side;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub mod amx;
 
@@ -73,7 +74,7 @@ thread_local! {
 /// `c + i·rsc + j·csc` (strides in elements).
 ///
 /// With `fixed`, that operand's packed blocks are taken from (or, the first time, kept in) its
-/// [`Kept`] entry.
+/// [`Kept`] entry, which must have been filled from the same values if from the same address.
 ///
 /// # Safety
 /// The host must have AVX512-BF16 ([`available`]) and the pointers must describe valid matrices
@@ -152,7 +153,7 @@ pub unsafe fn gemm(
 /// use sgn::autodiff::GraphName;
 /// use sgn::codegen::PackCache;
 /// use sgn::ir::store::{TensorMap, init_params};
-/// use sgn::ir::{DType, Tensor};
+/// use sgn::ir::{ArgRole, DType, Tensor};
 /// use sgn::{CompileOptions, Curvature, Model, Sources};
 ///
 /// # fn main() -> sgn::Result<()> {
@@ -170,28 +171,40 @@ pub unsafe fn gemm(
 /// let prepare = compiled.executable(GraphName::GvPrepare);
 /// let residuals = prepare.run(&compiled.arguments(GraphName::GvPrepare, &Sources::batch(&params, &batch))?)?;
 /// let apply = compiled.executable(GraphName::GvApply);
+/// let v = init_params(&model.params, 1)?;
+/// let sources = Sources {
+///     directions: Some(&v),
+///     residuals: Some(&residuals),
+///     ..Sources::batch(&params, &batch)
+/// };
+/// let mut args = compiled.arguments(GraphName::GvApply, &sources)?;
+/// let role = |i: &usize| apply.graph().args()[*i].role;
+/// let direction = (0..args.len()).find(|i| role(i) == ArgRole::Direction).unwrap();
 /// let kept = PackCache::new();
+/// let mut packed_in_the_first = 0;
 /// for seed in 1..4 {
-///     // Only the directions change between the calls: `x` is packed once, in the first.
-///     let v = init_params(&model.params, seed)?;
-///     let sources = Sources {
-///         directions: Some(&v),
-///         residuals: Some(&residuals),
-///         ..Sources::batch(&params, &batch)
-///     };
-///     let args = compiled.arguments(GraphName::GvApply, &sources)?;
+///     // Only the direction changes between the calls: `x`'s packing is kept from the first.
+///     args[direction] = init_params(&model.params, seed)?.get("w").unwrap().clone();
 ///     let args: Vec<&Tensor> = args.iter().collect();
 ///     let fresh = apply.run_borrowed(&args)?;
 ///     let mut gv = fresh.clone();
 ///     apply.run_into_keeping(&args, &mut gv, &kept)?;
 ///     assert_eq!(gv, fresh);
+///     if seed == 1 {
+///         packed_in_the_first = kept.packings();
+///     }
 /// }
+/// assert_eq!(kept.packings(), packed_in_the_first);
+/// # assert_eq!(packed_in_the_first > 0, sgn::codegen::host_has_bf16_products());
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct PackCache {
+    /// By graph id, product and thread (each thread runs one part of a bf16 product).
     entries: Mutex<HashMap<(u64, usize, usize), Kept>>,
+    /// Blocks packed into the entries so far.
+    packings: AtomicUsize,
 }
 
 impl PackCache {
@@ -200,8 +213,8 @@ impl PackCache {
         PackCache::default()
     }
 
-    /// Runs `f` on the entry of product `site` of graph `graph` on `thread` (taken out while
-    /// `f` runs, so threads do not wait on each other).
+    /// Runs `f` on the entry `key` — graph id, product, thread — taken out of the map while
+    /// `f` runs, so threads do not wait on each other.
     pub(crate) fn with_entry<R>(
         &self,
         key: (u64, usize, usize),
@@ -209,9 +222,37 @@ impl PackCache {
     ) -> R {
         let lock = || self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let mut kept = lock().remove(&key).unwrap_or_default();
+        let before = kept.packings;
         let result = f(&mut kept);
+        self.packings
+            .fetch_add(kept.packings - before, Ordering::Relaxed);
         lock().insert(key, kept);
         result
+    }
+
+    /// How many blocks the products have packed into this cache: it stops growing once every
+    /// product takes its fixed operand as kept.
+    pub fn packings(&self) -> usize {
+        self.packings.load(Ordering::Relaxed)
+    }
+
+    /// The bytes the kept blocks take: a bf16 copy of each fixed operand, about half its f32
+    /// size, for each thread that reads all of it.
+    pub fn bytes(&self) -> usize {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let words = entries
+            .values()
+            .flat_map(|kept| kept.blocks.iter().flatten());
+        words.map(|block| 4 * block.len()).sum()
+    }
+}
+
+impl std::fmt::Debug for PackCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackCache")
+            .field("packings", &self.packings())
+            .field("bytes", &self.bytes())
+            .finish()
     }
 }
 
@@ -223,11 +264,13 @@ enum Unit {
 }
 
 /// One fixed operand's packed blocks, each packed when a call first needs it.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Kept {
     /// The operand (address, strides, lanes × k) and unit the blocks were packed for.
     source: Option<(usize, isize, isize, [usize; 2], Unit)>,
     blocks: Vec<Option<Vec<u32>>>,
+    /// Blocks packed into this entry so far.
+    packings: usize,
 }
 
 impl Kept {
@@ -260,11 +303,14 @@ fn packed_block<'s>(
     if kept.blocks.len() <= index {
         kept.blocks.resize_with(index + 1, || None);
     }
-    kept.blocks[index].get_or_insert_with(|| {
+    let block = kept.blocks[index].get_or_insert_with(|| {
+        kept.packings += 1;
         let mut block = vec![0; len];
         pack(&mut block);
         block
-    })
+    });
+    debug_assert_eq!(block.len(), len, "a kept block of another size");
+    block
 }
 
 /// `c = a @ b` with `vdpbf16ps` on 6 × 64 register tiles (`k > 0`).
@@ -363,7 +409,7 @@ impl Operand {
     }
 }
 
-/// Where a register tile goes in `c`: its first element, strides, the valid rows and columns,
+/// Where a block of `c` (a register tile, or 32 × 32 AMX sums) goes: its first element, strides, the valid rows and columns,
 /// and whether it adds to what is there (every k block after the first).
 struct Tile {
     at: *mut f32,
@@ -412,8 +458,10 @@ mod kernel {
                     let v = unsafe {
                         let at = x.at(lanes.start + l, p0);
                         let low = _mm512_maskz_loadu_ps(first(count), at);
-                        let high =
-                            _mm512_maskz_loadu_ps(first(count.saturating_sub(16)), at.add(16));
+                        let high = _mm512_maskz_loadu_ps(
+                            first(count.saturating_sub(16)),
+                            at.wrapping_add(16),
+                        );
                         _mm512_cvtne2ps_pbh(high, low)
                     };
                     let count = (pairs - q0).min(16);
@@ -524,7 +572,7 @@ mod kernel {
     }
 
     /// Writes (or adds, if `c.accumulate`) the rows of a block of sums in memory (`width` f32 a
-    /// row, a multiple of 16) to the tile's valid part.
+    /// row, a multiple of 16 up to 64) to the tile's valid part.
     ///
     /// # Safety
     /// The host must have AVX-512; `sums` holds `c.rows` rows; the tile's valid part is inside
@@ -554,7 +602,7 @@ mod kernel {
                 let mask = first(c.columns.saturating_sub(16 * h));
                 // SAFETY: the mask keeps the tile's row inside its valid columns.
                 unsafe {
-                    let at = c.at.offset(r as isize * c.rs).add(16 * h);
+                    let at = c.at.wrapping_offset(r as isize * c.rs).wrapping_add(16 * h);
                     let v = if c.accumulate {
                         _mm512_add_ps(_mm512_maskz_loadu_ps(mask, at), v)
                     } else {
@@ -843,40 +891,47 @@ mod tests {
             println!("bf16 products: not run, this host has no AVX512-BF16");
             return;
         }
-        // Three k blocks and two row blocks of the vector kernel; two k blocks of the tiles.
-        let [m, k, n] = [MC + 9, 2 * amx::KC_PAIRS + 7, 70];
-        let values = |len: usize, salt: usize| -> Vec<f32> {
-            (0..len)
-                .map(|i| ((i * 37 + salt) % 101) as f32 / 64.0 - 0.75)
-                .collect()
-        };
-        let (a, b) = (values(m * k, 1), values(k * n, 2));
-        let rows = |x: &[f32], width: usize| Operand {
-            at: x.as_ptr(),
-            lane_stride: width as isize,
-            k_stride: 1,
-        };
-        let columns = |x: &[f32], width: usize| Operand {
-            at: x.as_ptr(),
-            lane_stride: 1,
-            k_stride: width as isize,
-        };
-        let product = |engine: Engine, a: &[f32], b: &[f32], kept: [Option<&mut Kept>; 2]| {
-            let mut c = vec![f32::NAN; m * n];
-            let output = Output {
-                at: c.as_mut_ptr(),
-                rs: n as isize,
-                cs: 1,
-            };
-            // SAFETY: the host has AVX512-BF16; sizes as allocated.
-            unsafe { engine.run([m, k, n], &rows(a, k), &columns(b, n), &output, kept) };
-            c
-        };
-        for (engine, unit) in [
-            (Engine::Vectors, Unit::Vectors),
-            (Engine::EmulatedTiles, Unit::Tiles),
+        // Each driver's blocks: two of rows, two or three of k, two of columns.
+        for (engine, unit, [m, k, n]) in [
+            (
+                Engine::Vectors,
+                Unit::Vectors,
+                [MC + 9, 2 * KC + 7, NC + 70],
+            ),
+            (
+                Engine::EmulatedTiles,
+                Unit::Tiles,
+                [amx::MC + 9, 2 * amx::KC_PAIRS + 7, amx::NC + 40],
+            ),
         ] {
-            let fresh = product(engine, &a, &b, [None, None]);
+            let values = |len: usize, salt: usize| -> Vec<f32> {
+                (0..len)
+                    .map(|i| ((i * 37 + salt) % 101) as f32 / 64.0 - 0.75)
+                    .collect()
+            };
+            let (a, b) = (values(m * k, 1), values(k * n, 2));
+            let rows = |x: &[f32]| Operand {
+                at: x.as_ptr(),
+                lane_stride: k as isize,
+                k_stride: 1,
+            };
+            let columns = |x: &[f32]| Operand {
+                at: x.as_ptr(),
+                lane_stride: 1,
+                k_stride: n as isize,
+            };
+            let product = |a: &[f32], b: &[f32], kept: [Option<&mut Kept>; 2]| {
+                let mut c = vec![f32::NAN; m * n];
+                let output = Output {
+                    at: c.as_mut_ptr(),
+                    rs: n as isize,
+                    cs: 1,
+                };
+                // SAFETY: the host has AVX512-BF16; sizes as allocated.
+                unsafe { engine.run([m, k, n], &rows(a), &columns(b), &output, kept) };
+                c
+            };
+            let fresh = product(&a, &b, [None, None]);
             // Doubling an operand doubles the product exactly.
             let doubled: Vec<f32> = fresh.iter().map(|x| 2.0 * x).collect();
             let double = |x: &[f32]| -> Vec<f32> { x.iter().map(|x| 2.0 * x).collect() };
@@ -884,12 +939,12 @@ mod tests {
                 let mut kept = Kept::default();
                 let mut run = |fixed: &[f32], other: &[f32]| match side {
                     Side::A => {
-                        let kept = kept.of(&rows(fixed, k), [m, k], unit);
-                        product(engine, fixed, other, [Some(kept), None])
+                        let kept = kept.of(&rows(fixed), [m, k], unit);
+                        product(fixed, other, [Some(kept), None])
                     }
                     Side::B => {
-                        let kept = kept.of(&columns(fixed, n), [n, k], unit);
-                        product(engine, other, fixed, [None, Some(kept)])
+                        let kept = kept.of(&columns(fixed), [n, k], unit);
+                        product(other, fixed, [None, Some(kept)])
                     }
                 };
                 let (mut fixed, other) = match side {
@@ -902,13 +957,20 @@ mod tests {
                 assert_eq!(run(&fixed, &other), fresh, "{what}");
                 // The other operand is packed every time.
                 assert_eq!(run(&fixed, &double(&other)), doubled, "{what}");
-                // Changed in place, the fixed operand is still taken as kept — the cache's
-                // contract (its user vouches that it does not change), and the proof that the
-                // kept blocks are what the products use.
+                // Changed in place, the fixed operand is still taken as kept (the cache's
+                // contract: its user vouches that it does not change).
                 fixed.iter_mut().for_each(|x| *x *= 2.0);
                 assert_eq!(run(&fixed, &other), fresh, "{what}");
                 // Elsewhere in memory, it is packed again.
                 assert_eq!(run(&fixed.clone(), &other), doubled, "{what}");
+                // Every block packed once per address: 2 × blocks in all.
+                let blocks = match (side, unit) {
+                    (Side::A, Unit::Vectors) => k.div_ceil(KC) * m.div_ceil(MC),
+                    (Side::B, Unit::Vectors) => k.div_ceil(KC) * n.div_ceil(NC),
+                    (Side::A, Unit::Tiles) => k.div_ceil(2 * amx::KC_PAIRS) * m.div_ceil(amx::MC),
+                    (Side::B, Unit::Tiles) => k.div_ceil(2 * amx::KC_PAIRS) * n.div_ceil(amx::NC),
+                };
+                assert_eq!(kept.packings, 2 * blocks, "{what}");
             }
         }
     }
