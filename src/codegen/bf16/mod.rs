@@ -409,8 +409,9 @@ impl Operand {
     }
 }
 
-/// Where a block of `c` (a register tile, or 32 × 32 AMX sums) goes: its first element, strides, the valid rows and columns,
-/// and whether it adds to what is there (every k block after the first).
+/// Where a block of `c` (a register tile, or 32 × 32 AMX sums) goes: its first element,
+/// strides, the valid rows and columns, and whether it adds to what is there (every k block
+/// after the first).
 struct Tile {
     at: *mut f32,
     rs: isize,
