@@ -148,6 +148,26 @@ pub enum Side {
     B,
 }
 
+impl Side {
+    /// `side` as the generated code passes it to `sgn_gemm`: 0 for none.
+    pub fn code(side: Option<Side>) -> i64 {
+        match side {
+            None => 0,
+            Some(Side::A) => 1,
+            Some(Side::B) => 2,
+        }
+    }
+
+    /// The side [`Side::code`] gave `code`.
+    pub fn from_code(code: i64) -> Option<Side> {
+        match code {
+            1 => Some(Side::A),
+            2 => Some(Side::B),
+            _ => None,
+        }
+    }
+}
+
 /// A row-major array in a buffer, from `offset` on.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Dense {

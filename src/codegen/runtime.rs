@@ -42,8 +42,8 @@ const GEMM_SMALL_SIDE: i64 = 64;
 /// selects the element type. `kernels` is a [`Kernels`]: with `Narrow`, narrow `b`s (see
 /// [`narrow`]) go to this crate's kernels, the rest to the `gemm` crate; with `Bf16` (f32 only)
 /// the products that gain from it run on bf16 operands ([`bf16`]). `site` numbers the product
-/// in its program and `fixed` says which operand depends on no direction (0 none, 1 `a`,
-/// 2 `b`): with bf16, that one's packing is kept in the call's [`PackCache`], if any.
+/// in its program and `fixed` says which operand depends on no direction ([`Side::code`]):
+/// with bf16, that one's packing is kept in the call's [`PackCache`], if any.
 ///
 /// # Safety
 /// The pointers and strides must describe valid, non-overlapping (for `c`) matrices of the given
@@ -262,7 +262,7 @@ impl Product {
 
 impl Product {
     /// `c = a @ b` in f32 on bf16-rounded operands, on this thread alone; product `site`'s
-    /// `fixed` operand ([`Side`] as an integer, 0 for none) packed once per [`PackCache`] when
+    /// `fixed` operand ([`Side::code`]) packed once per [`PackCache`] when
     /// the call runs with one ([`with_pack_cache`]). One entry per thread: bf16 products give
     /// each thread one block (`merged` in [`sgn_gemm`]), the same in every call.
     ///
@@ -288,12 +288,7 @@ impl Product {
                 fixed,
             )
         };
-        let side = match fixed {
-            1 => Some(Side::A),
-            2 => Some(Side::B),
-            _ => None,
-        };
-        PACK_CACHE.with(|cache| match (cache.get(), side) {
+        PACK_CACHE.with(|cache| match (cache.get(), Side::from_code(fixed)) {
             (Some((cache, graph)), Some(side)) => {
                 // SAFETY: `with_pack_cache` keeps the cache alive while it is set.
                 let cache = unsafe { &*cache };

@@ -546,12 +546,7 @@ impl Emitter<'_, '_> {
         args.push(self.b.ins().iconst(types::I64, parallel_min));
         args.push(self.b.ins().iconst(types::I64, self.kernels as i64));
         args.push(self.b.ins().iconst(types::I64, g.site as i64));
-        let fixed = match g.fixed {
-            None => 0,
-            Some(Side::A) => 1,
-            Some(Side::B) => 2,
-        };
-        args.push(self.b.ins().iconst(types::I64, fixed));
+        args.push(self.b.ins().iconst(types::I64, Side::code(g.fixed)));
         self.b.ins().call(shim, &args);
     }
 }

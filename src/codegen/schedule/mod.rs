@@ -216,16 +216,9 @@ pub fn schedule(graph: &Graph) -> Program {
         .map(|a| a.ty.dtype)
         .or_else(|| graph.nodes().first().map(|n| n.ty.dtype))
         .unwrap_or(DType::F32);
-    let varying: Vec<NodeId> = (graph.ids())
-        .filter(|&id| match graph.nodes()[id.index()].op {
-            Op::Leaf(Leaf::Arg(i)) => {
-                matches!(
-                    graph.args()[i].role,
-                    ArgRole::Direction | ArgRole::Cotangent
-                )
-            }
-            _ => false,
-        })
+    let varying: Vec<NodeId> = (graph.args().iter())
+        .filter(|a| matches!(a.role, ArgRole::Direction | ArgRole::Cotangent))
+        .map(|a| a.node)
         .collect();
     let mut s = Scheduler {
         graph,
