@@ -18,8 +18,7 @@
 //! them and Linux grants their state.
 
 use super::kernel::{pack, store_rows};
-use super::{Kept, Operand, Output, Tile, packed_block};
-use std::cell::RefCell;
+use super::{Kept, Operand, Output, PACKED, Tile, packed_block};
 use std::sync::OnceLock;
 
 /// Rows of a tile; also the pairs of `k` in a row of an A tile and the rows of a B tile.
@@ -304,11 +303,6 @@ fn row_major(x: &[f32], width: usize) -> Operand {
     }
 }
 
-thread_local! {
-    /// Packed blocks of `a` and `b` of this thread, kept between calls.
-    static PACKED: RefCell<(Vec<u32>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
-
 /// `c = a @ b` on tiles of `U`, `[m, k, n]` with `k > 0`: `a` with rows of `c` as lanes, `b`
 /// with columns; the fixed operand's blocks from its [`Kept`] entry, if given.
 ///
@@ -334,10 +328,11 @@ pub(super) unsafe fn gemm_into<U: TileUnit>(
                 let index = jc / NC * k_blocks + pc / (2 * KC_PAIRS);
                 let len = panels * stride * TILE;
                 let packed_b = packed_block(kept_b.as_deref_mut(), scratch_b, index, len, |out| {
-                    // The last panel may be all padding.
-                    out.fill(0);
+                    let (panels, padding) = out.split_at_mut(nc.div_ceil(TILE) * stride * TILE);
                     // SAFETY: the host has AVX512-BF16; the block is inside b.
-                    unsafe { pack::<TILE>(b, jc..jc + nc, pc..pc + kc, stride, out) }
+                    unsafe { pack::<TILE>(b, jc..jc + nc, pc..pc + kc, stride, panels) };
+                    // The even count's last panel, if any, is all padding.
+                    padding.fill(0);
                 });
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
@@ -345,10 +340,10 @@ pub(super) unsafe fn gemm_into<U: TileUnit>(
                     let len = mc.next_multiple_of(BLOCK) * stride;
                     let packed_a =
                         packed_block(kept_a.as_deref_mut(), scratch_a, index, len, |out| {
-                            // Rows past `mc` are padding.
-                            out.fill(0);
+                            let (rows, padding) = out.split_at_mut(mc * stride);
                             // SAFETY: as for b.
-                            unsafe { pack::<1>(a, ic..ic + mc, pc..pc + kc, stride, out) }
+                            unsafe { pack::<1>(a, ic..ic + mc, pc..pc + kc, stride, rows) };
+                            padding.fill(0);
                         });
                     // SAFETY: the caller guarantees the tiles.
                     unsafe { U::begin() };
@@ -422,7 +417,8 @@ pub(super) enum Emulated {}
 #[cfg(test)]
 thread_local! {
     /// The eight tiles, 16 rows of 16 words each, while configured.
-    static TILES: RefCell<Option<[[u32; TILE * TILE]; 8]>> = const { RefCell::new(None) };
+    static TILES: std::cell::RefCell<Option<[[u32; TILE * TILE]; 8]>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 #[cfg(test)]

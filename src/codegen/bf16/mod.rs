@@ -65,7 +65,8 @@ fn pair(lo: f32, hi: f32) -> u32 {
 }
 
 thread_local! {
-    /// Packed blocks of `a` and `b` of this thread, kept between calls.
+    /// This thread's scratch for packed blocks of `a` and `b` (both drivers; neither runs
+    /// inside the other), kept between calls.
     static PACKED: RefCell<(Vec<u32>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
