@@ -420,6 +420,8 @@ pub struct JitGraph {
     state: Mutex<RunState>,
     /// Unique in the process: names this graph's entries in a [`PackCache`].
     id: u64,
+    /// What its products run on.
+    kernels: Kernels,
 }
 
 impl std::fmt::Debug for JitGraph {
@@ -515,6 +517,7 @@ pub fn compile_graph(graph: &Graph, options: &JitOptions) -> Result<JitGraph> {
         solo_barrier: SpinBarrier::new(1),
         state: Mutex::new(RunState::default()),
         id: NEXT_GRAPH_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        kernels,
     })
 }
 
@@ -653,7 +656,16 @@ impl JitGraph {
             let shape = output_shape(&self.graph, o.node, bindings).ok()?;
             total.checked_add(memory::tensor_bytes(self.graph.ty(o.node).dtype, &shape)?)
         });
-        let needed = outputs.and_then(|o| o.checked_add(plan.arena_bytes as u64));
+        // A bf16 graph's calls may keep their fixed operands' packings (`run_keeping`).
+        let kept = match self.kernels {
+            Kernels::Bf16 => {
+                runtime::kept_bytes_bound(&self.program, bindings, self.pool.threads() as u64)
+            }
+            Kernels::Narrow | Kernels::General => Some(0),
+        };
+        let needed = outputs
+            .and_then(|o| o.checked_add(plan.arena_bytes as u64))
+            .and_then(|o| o.checked_add(kept?));
         interp::ensure_run_fits(&self.graph, bindings, needed)?;
         let plan = Arc::new(plan);
         state.plans.insert(key, plan.clone());

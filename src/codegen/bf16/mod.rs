@@ -139,6 +139,17 @@ pub unsafe fn gemm(
     }
 }
 
+/// At most the bytes of the kept bf16 blocks of an operand of `lanes` × `k` packed in `pieces`
+/// separate runs of lanes (`None`: past `u64`). Four bytes a pair of `k`, `k` padded to whole
+/// tiles of 16 pairs (on AMX); lanes padded to whole strips of [`MR`] in each block of
+/// [`MC`] (132 rows for 128), and in a piece's last block to a panel of [`NR`] at most.
+pub(crate) fn kept_bytes_bound(lanes: u64, k: u64, pieces: u64) -> Option<u64> {
+    let pad = pieces.checked_mul(NR as u64)?;
+    let lanes = lanes.checked_add(lanes / 32)?.checked_add(pad)?;
+    let pairs = k.div_ceil(2).checked_next_multiple_of(16)?;
+    lanes.checked_mul(pairs)?.checked_mul(4)
+}
+
 /// The packings of the fixed operands of a graph's bf16 products (`Gemm::fixed`: in
 /// gv-apply, the parameters, inputs and residuals side of each), kept from one call to the
 /// next: CG multiplies many directions by one `G`, so only the direction side needs packing

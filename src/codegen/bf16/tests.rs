@@ -304,3 +304,65 @@ fn kept_packings_give_the_same_products_and_follow_their_operand() {
         }
     }
 }
+
+#[test]
+fn the_memory_check_bounds_the_packings_a_call_keeps() {
+    use crate::codegen::{Backend, JitOptions, compile_graph, runtime};
+    use crate::ir::{ArgRole, DType, Dim, Graph, Shape, Tensor, TensorType, interp};
+    if !available() {
+        println!("bf16 products: not run, this host has no AVX512-BF16");
+        return;
+    }
+    // Each way a fixed operand is kept: shared out among the threads, or read whole by each.
+    let input = ArgRole::Input;
+    let direction = ArgRole::Direction;
+    for (what, [m, k, n], roles) in [
+        ("a shared out by rows", [320, 256, 150], [input, direction]),
+        (
+            "a whole, threads take columns",
+            [200, 320, 300],
+            [input, direction],
+        ),
+        (
+            "b whole, threads take rows",
+            [400, 256, 100],
+            [direction, input],
+        ),
+        (
+            "b shared out by columns",
+            [150, 256, 300],
+            [direction, input],
+        ),
+    ] {
+        let mut graph = Graph::new("kept");
+        let mut arg = |name: &str, role, rows, columns| {
+            let dims = vec![Dim::fixed(rows), Dim::fixed(columns)];
+            graph.add_arg(name, role, TensorType::new(DType::F32, Shape(dims)))
+        };
+        let (a, b) = (arg("a", roles[0], m, k), arg("b", roles[1], k, n));
+        let c = graph.matmul(a, b).unwrap();
+        graph.add_output("c", c);
+        let value = |rows, columns| {
+            let values = (0..rows * columns).map(|i| (i % 7) as f64 / 7.0).collect();
+            Tensor::from_f64(DType::F32, &[rows as usize, columns as usize], values).unwrap()
+        };
+        let args = [value(m, k), value(k, n)];
+        let args: Vec<&Tensor> = args.iter().collect();
+        let bindings = interp::bind_dims(&graph, &args).unwrap();
+        for threads in [1, 2] {
+            let options = JitOptions {
+                bf16_products: true,
+                ..JitOptions::default()
+            };
+            let jit = compile_graph(&graph, &options.with_threads(threads)).unwrap();
+            let kept = PackCache::new();
+            let mut outputs = jit.output_tensors(&bindings).unwrap();
+            jit.run_into_keeping(&args, &mut outputs, &kept).unwrap();
+            let bound = runtime::kept_bytes_bound(&jit.program, &bindings, threads as u64);
+            let (bound, bytes) = (bound.unwrap(), kept.bytes() as u64);
+            let what = format!("{what}, {threads} thread(s): {bytes} bytes kept, bound {bound}");
+            assert!(kept.packings() >= threads, "{what}");
+            assert!(bytes <= bound && 2 * bound <= 3 * bytes, "{what}");
+        }
+    }
+}
