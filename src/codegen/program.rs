@@ -137,7 +137,8 @@ pub struct Gemm {
     /// every CG iteration of a step, so its packing may be kept between calls (a
     /// [`crate::codegen::PackCache`]).
     pub fixed: Option<Side>,
-    /// This product's index among the program's products, naming its kept packing.
+    /// Names this product's kept packing: its number (from 1) among the program's products
+    /// with a `fixed` operand; 0 for the others, so that identical ones stay one compiled step.
     pub site: usize,
 }
 

@@ -197,8 +197,8 @@ struct Scheduler<'g> {
     graph: &'g Graph,
     /// Per node: whether it depends on a direction or cotangent argument.
     varies: Vec<bool>,
-    /// Products lowered so far.
-    gemms: usize,
+    /// Products lowered so far with an operand to keep ([`Gemm::fixed`]), numbered from 1.
+    kept_sites: usize,
     buffers: Vec<Buffer>,
     /// The last step that writes each buffer (`None`: written before the program runs).
     written_by: Vec<Option<usize>>,
@@ -223,7 +223,7 @@ pub fn schedule(graph: &Graph) -> Program {
     let mut s = Scheduler {
         graph,
         varies: graph.descendants(&varying, graph.nodes().len()),
-        gemms: 0,
+        kept_sites: 0,
         buffers: Vec::new(),
         written_by: Vec::new(),
         steps: Vec::new(),
@@ -604,8 +604,14 @@ impl Scheduler<'_> {
             (true, false) => Some(Side::B),
             _ => None,
         };
-        let site = self.gemms;
-        self.gemms += 1;
+        // Products with nothing kept share a site, so that identical ones stay one function.
+        let site = match fixed {
+            Some(_) => {
+                self.kept_sites += 1;
+                self.kept_sites
+            }
+            None => 0,
+        };
         let (a, k) = matrix(self, a, ta);
         let (b, _) = matrix(self, b, tb);
         let shape = self.shape(id).0.clone();
