@@ -9,22 +9,24 @@
 //! per step. Each element sums its pairs in the same order whatever the block or the thread's
 //! share of `c`, so results do not depend on the thread count.
 //!
-//! The tile instructions are behind [`TileUnit`]: [`Hardware`] runs them, and the tests run the
+//! The tile instructions are behind [`TileUnit`]: [`Hardware`] runs them. The tests run the
 //! same driver on a software model of the instructions (shapes as configured, bounds checked),
-//! so the driver's addresses and padding are tested on any host with AVX512-BF16. What the model
-//! restates — `Hardware`'s register numbers, byte strides and store corners — is checked by
-//! reading and, where the CPU has AMX, by a product checked against the AVX512-BF16 kernel
-//! before the tiles are used ([`available`]); the tiles run only where that agrees, the CPU has
-//! them and Linux grants their state.
+//! and, on CPUs without AMX, `Hardware`'s own machine code, each tile instruction decoded from
+//! its bytes and registers when it faults and carried out on the model (`tile_model.rs`): the
+//! driver's addresses and padding, and `Hardware`'s tile numbers, byte strides and store
+//! corners as assembled, are tested on any x86-64 Linux host with AVX512-BF16. Where the CPU
+//! has AMX, a product is checked against the AVX512-BF16 kernel before the tiles are used
+//! ([`available`]); the tiles run only where that agrees, the CPU has them and Linux grants
+//! their state.
 
 use super::kernel::{pack, store_rows};
 use super::{Kept, Operand, Output, PACKED, Tile, packed_block};
 use std::sync::OnceLock;
 
 /// Rows of a tile; also the pairs of `k` in a row of an A tile and the rows of a B tile.
-const TILE: usize = 16;
+pub(super) const TILE: usize = 16;
 /// Rows (and columns) of `c` in a block of 2 × 2 tiles.
-const BLOCK: usize = 2 * TILE;
+pub(super) const BLOCK: usize = 2 * TILE;
 /// Pairs of `k` per packed block: a strip of 32 rows of `a` is then 32 KiB (L1), a panel pair
 /// of `b` as much.
 pub(super) const KC_PAIRS: usize = 256;
@@ -54,7 +56,7 @@ pub trait TileUnit {
 }
 
 /// The u32 a tile of 16 rows, a row every `stride` u32, spans.
-fn tile_span(stride: usize) -> usize {
+pub(super) fn tile_span(stride: usize) -> usize {
     (TILE - 1) * stride + TILE
 }
 
@@ -63,12 +65,12 @@ pub enum Hardware {}
 
 /// The configuration `ldtilecfg` reads: palette 1, tiles 0-7 of 16 rows × 64 bytes.
 #[repr(C, align(64))]
-struct TileConfig {
-    palette: u8,
+pub(super) struct TileConfig {
+    pub(super) palette: u8,
     start_row: u8,
     reserved: [u8; 14],
-    bytes_per_row: [u16; 16],
-    rows: [u8; 16],
+    pub(super) bytes_per_row: [u16; 16],
+    pub(super) rows: [u8; 16],
 }
 
 // The layout `ldtilecfg` reads: 64 bytes, the row sizes at byte 16, the row counts at 48.
@@ -78,7 +80,7 @@ const _: () = assert!(
         && std::mem::offset_of!(TileConfig, rows) == 48
 );
 
-const CONFIG: TileConfig = TileConfig {
+pub(super) const CONFIG: TileConfig = TileConfig {
     palette: 1,
     start_row: 0,
     reserved: [0; 14],
@@ -188,7 +190,7 @@ pub fn available() -> bool {
 
 /// Whether the CPU has AMX-TILE and AMX-BF16 and the OS saves the tile state (XCR0 bits 17-18).
 #[cfg(target_arch = "x86_64")]
-fn host_has_tiles() -> Result<(), String> {
+pub(super) fn host_has_tiles() -> Result<(), String> {
     use std::arch::x86_64::{__cpuid, __cpuid_count};
     // SAFETY (for the older compilers where these are unsafe): CPUID exists on every x86-64.
     #[allow(unused_unsafe)]
@@ -221,7 +223,7 @@ unsafe fn xcr0() -> u64 {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn host_has_tiles() -> Result<(), String> {
+pub(super) fn host_has_tiles() -> Result<(), String> {
     Err("AMX tiles are x86-64 only".into())
 }
 
@@ -402,108 +404,4 @@ unsafe fn gemm<U: TileUnit>(size: [usize; 3], a: &Operand, b: &Operand, c: &mut 
     assert_eq!(c.len(), size[0] * size[2]);
     // SAFETY: as the caller guarantees.
     unsafe { gemm_into::<U>(size, a, b, &row_major_output(c, size[2]), [None, None]) }
-}
-
-/// A software model of the tile instructions [`Hardware`] runs, on tiles of this thread shaped
-/// by [`CONFIG`]: `tileloadd` reads a tile's configured rows and bytes; `tdpbf16ps` checks the
-/// shapes agree (the CPU raises #UD otherwise) and, for each row `m`, pair `k` and column `n`,
-/// adds `a[m][k].lo·b[k][n].lo` then `a[m][k].hi·b[k][n].hi` to `c[m][n]` in f32 (the
-/// Intrinsics Guide's order; the SDM sums the even and odd products apart and rounds
-/// subnormals to 0, which the tests' tolerance covers). A tile used unconfigured, or a load outside its
-/// slice, panics (the CPU would fault).
-#[cfg(test)]
-pub(super) enum Emulated {}
-
-#[cfg(test)]
-thread_local! {
-    /// The eight tiles, 16 rows of 16 words each, while configured.
-    static TILES: std::cell::RefCell<Option<[[u32; TILE * TILE]; 8]>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-#[cfg(test)]
-impl Emulated {
-    fn with_tiles<R>(f: impl FnOnce(&mut [[u32; TILE * TILE]; 8]) -> R) -> R {
-        TILES.with_borrow_mut(|tiles| f(tiles.as_mut().expect("tiles used unconfigured")))
-    }
-
-    /// Tile `t`'s configured rows and 32-bit words per row.
-    fn shape(t: usize) -> (usize, usize) {
-        let (rows, bytes) = (CONFIG.rows[t], CONFIG.bytes_per_row[t]);
-        assert!(CONFIG.palette == 1 && rows <= 16 && bytes <= 64 && bytes % 4 == 0);
-        (usize::from(rows), usize::from(bytes) / 4)
-    }
-
-    /// `tileloadd`: tile `t` from rows of `from`, a row every `stride` words.
-    fn load(tiles: &mut [[u32; TILE * TILE]; 8], t: usize, from: &[u32], stride: usize) {
-        let (rows, words) = Self::shape(t);
-        for r in 0..rows {
-            tiles[t][r * TILE..][..words].copy_from_slice(&from[r * stride..][..words]);
-        }
-    }
-
-    /// `tdpbf16ps`: `tiles[c] += tiles[a] · tiles[b]`.
-    fn dot(tiles: &mut [[u32; TILE * TILE]; 8], c: usize, a: usize, b: usize) {
-        let ((m, n), (a_rows, k), (b_rows, b_words)) =
-            (Self::shape(c), Self::shape(a), Self::shape(b));
-        assert!(
-            a_rows == m && b_rows == k && b_words == n,
-            "tdpbf16ps shapes disagree"
-        );
-        let half = |x: u32, hi: bool| f32::from_bits(if hi { x & 0xffff_0000 } else { x << 16 });
-        for i in 0..m {
-            for p in 0..k {
-                let x = tiles[a][i * TILE + p];
-                for j in 0..n {
-                    let y = tiles[b][p * TILE + j];
-                    let sum = &mut tiles[c][i * TILE + j];
-                    let mut s = f32::from_bits(*sum);
-                    s += half(x, false) * half(y, false);
-                    s += half(x, true) * half(y, true);
-                    *sum = s.to_bits();
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-impl TileUnit for Emulated {
-    unsafe fn begin() {
-        TILES.set(Some([[0; TILE * TILE]; 8]));
-    }
-
-    unsafe fn zero_sums() {
-        Self::with_tiles(|tiles| tiles[..4].iter_mut().for_each(|t| t.fill(0)));
-    }
-
-    unsafe fn step(a: [&[u32]; 2], a_stride: usize, b: [&[u32]; 2]) {
-        Self::with_tiles(|tiles| {
-            Self::load(tiles, 4, a[0], a_stride);
-            Self::load(tiles, 5, a[1], a_stride);
-            Self::load(tiles, 6, b[0], TILE);
-            Self::load(tiles, 7, b[1], TILE);
-            for (c, a, b) in [(0, 4, 6), (1, 4, 7), (2, 5, 6), (3, 5, 7)] {
-                Self::dot(tiles, c, a, b);
-            }
-        });
-    }
-
-    unsafe fn store_sums(c: &mut [f32; BLOCK * BLOCK]) {
-        Self::with_tiles(|tiles| {
-            for (t, tile) in tiles[..4].iter().enumerate() {
-                let (rows, words) = Self::shape(t);
-                let corner = (t / 2) * TILE * BLOCK + (t % 2) * TILE;
-                for r in 0..rows {
-                    for (j, &bits) in tile[r * TILE..][..words].iter().enumerate() {
-                        c[corner + r * BLOCK + j] = f32::from_bits(bits);
-                    }
-                }
-            }
-        });
-    }
-
-    unsafe fn end() {
-        TILES.set(None);
-    }
 }

@@ -42,6 +42,10 @@ enum Engine {
     Vectors,
     /// The AMX driver on the software model of the tiles.
     EmulatedTiles,
+    /// The AMX driver on `Hardware`'s tile instructions, carried out on the model when they
+    /// fault ([`tile_model::emulating_tile_faults`]).
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    FaultingTiles,
 }
 
 impl Engine {
@@ -62,15 +66,19 @@ impl Engine {
             match self {
                 Engine::Host => unreachable!("the host's product takes raw matrices"),
                 Engine::Vectors => gemm_on_vectors(size, a, b, c, kept),
-                Engine::EmulatedTiles => amx::gemm_into::<amx::Emulated>(size, a, b, c, kept),
+                Engine::EmulatedTiles => {
+                    amx::gemm_into::<tile_model::Emulated>(size, a, b, c, kept)
+                }
+                #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+                Engine::FaultingTiles => amx::gemm_into::<amx::Hardware>(size, a, b, c, kept),
             }
         }
     }
 }
 
 /// c = a @ b for a[i, p] = f(i, p) (`a` and `c` laid out as `a_layout`), against the same
-/// product of the bf16-rounded operands in f64.
-fn check(engine: Engine, [m, k, n]: [usize; 3], a_layout: Layout, b_layout: Layout) {
+/// product of the bf16-rounded operands in f64; returns `c`, row-major.
+fn check(engine: Engine, [m, k, n]: [usize; 3], a_layout: Layout, b_layout: Layout) -> Vec<f32> {
     let value = |i: usize, j: usize, salt: usize| {
         (((i * 131 + j * 71 + salt * 17) % 97) as f32 - 48.0) / 37.0 + 1.0 / 3.0
     };
@@ -123,9 +131,7 @@ fn check(engine: Engine, [m, k, n]: [usize; 3], a_layout: Layout, b_layout: Layo
                 csc,
                 None,
             ),
-            Engine::Vectors | Engine::EmulatedTiles => {
-                engine.run([m, k, n], &a_operand, &b_operand, &output, [None, None])
-            }
+            _ => engine.run([m, k, n], &a_operand, &b_operand, &output, [None, None]),
         }
     };
     let c: Vec<f32> = (0..m * n)
@@ -149,15 +155,30 @@ fn check(engine: Engine, [m, k, n]: [usize; 3], a_layout: Layout, b_layout: Layo
             );
         }
     }
+    c
 }
+
+/// Every pair of operand layouts.
+const LAYOUTS: [(Layout, Layout); 9] = {
+    let [r, c, s] = [Layout::Rows, Layout::Columns, Layout::Strided];
+    [
+        (r, r),
+        (r, c),
+        (r, s),
+        (c, r),
+        (c, c),
+        (c, s),
+        (s, r),
+        (s, c),
+        (s, s),
+    ]
+};
 
 /// Runs [`check`] for each size and pair of layouts.
 fn check_all(engine: Engine, sizes: &[[usize; 3]]) {
     for &size in sizes {
-        for a_layout in [Layout::Rows, Layout::Columns, Layout::Strided] {
-            for b_layout in [Layout::Rows, Layout::Columns, Layout::Strided] {
-                check(engine, size, a_layout, b_layout);
-            }
+        for (a_layout, b_layout) in LAYOUTS {
+            check(engine, size, a_layout, b_layout);
         }
     }
 }
@@ -181,24 +202,53 @@ fn products_equal_those_of_the_rounded_operands_over_ragged_and_blocked_sizes() 
     check_all(Engine::Host, &[[3, 0, 5]]);
 }
 
+/// One partial tile; two blocks each way; two k blocks (the last 3 pairs) and two column
+/// blocks (the last of 3 panels, one of zeros); two row blocks.
+const TILE_SIZES: [[usize; 3]; 5] = [
+    [1, 1, 1],
+    [15, 31, 17],
+    [33, 33, 64],
+    [40, 2 * amx::KC_PAIRS + 5, amx::NC + 44],
+    [amx::MC + 37, 35, 70],
+];
+
 #[test]
 fn tile_products_equal_those_of_the_rounded_operands_over_ragged_and_blocked_sizes() {
     if !available() {
         println!("bf16 products: not run, this host has no AVX512-BF16 (for the packing)");
         return;
     }
-    // One partial tile; two blocks each way; two k blocks (the last 3 pairs) and two
-    // column blocks (the last of 3 panels, one of zeros); two row blocks.
-    check_all(
-        Engine::EmulatedTiles,
-        &[
-            [1, 1, 1],
-            [15, 31, 17],
-            [33, 33, 64],
-            [40, 2 * amx::KC_PAIRS + 5, amx::NC + 44],
-            [amx::MC + 37, 35, 70],
-        ],
-    );
+    check_all(Engine::EmulatedTiles, &TILE_SIZES);
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[test]
+fn the_tile_instructions_as_assembled_give_the_products_of_the_model() {
+    if !available() {
+        println!("tile faults: not run, this host has no AVX512-BF16 (for the packing)");
+        return;
+    }
+    if amx::host_has_tiles().is_ok() {
+        println!("tile faults: not run, this CPU has AMX (its self-check runs the tiles)");
+        return;
+    }
+    // `Hardware`'s instructions, carried out on the model as they fault: the same bits as the
+    // model's restatement of them, for every size and layout.
+    let ((), faults) = tile_model::emulating_tile_faults(|| {
+        for size in TILE_SIZES {
+            for (a_layout, b_layout) in LAYOUTS {
+                let bits = |c: Vec<f32>| c.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+                let as_assembled = check(Engine::FaultingTiles, size, a_layout, b_layout);
+                let on_model = check(Engine::EmulatedTiles, size, a_layout, b_layout);
+                assert!(
+                    bits(as_assembled) == bits(on_model),
+                    "{size:?} ({a_layout:?}, {b_layout:?})"
+                );
+            }
+        }
+    });
+    assert!(faults > 0, "no tile instruction faulted");
+    println!("{faults} tile instructions carried out on the model");
 }
 
 #[test]
