@@ -258,7 +258,7 @@ fn request_tile_state() -> Result<(), String> {
 /// Runs one ragged product on the tiles and on the AVX512-BF16 kernel: they sum the same bf16
 /// products in f32, so they must agree to f32 rounding. Guards against a tile unit (or a
 /// hypervisor) that does not behave as documented.
-fn agrees_with_avx512_bf16() -> Result<(), String> {
+pub(super) fn agrees_with_avx512_bf16() -> Result<(), String> {
     if !super::available() {
         return Err("this CPU has no AVX512-BF16 for the packing".into());
     }
