@@ -25,6 +25,9 @@ pub struct Model {
     pub params: Vec<ParamSpec>,
 }
 
+/// The longest model file read: far beyond any model (the shipped ones are a few KiB).
+pub const MAX_MODEL_BYTES: u64 = 16 << 20;
+
 impl Model {
     /// Parses and type-checks model source given as a string; errors name it `<input>`.
     ///
@@ -80,10 +83,26 @@ impl Model {
     }
 
     /// Reads, parses and type-checks a model file. A file that is not UTF-8 text is an error
-    /// at the first invalid byte.
+    /// at the first invalid byte; so is anything but a regular file (a device or a pipe would
+    /// never end, or never start) or a file past [`MAX_MODEL_BYTES`].
     pub fn from_file(path: impl AsRef<Path>) -> Result<Model> {
+        use std::io::{Error as IoError, ErrorKind, Read};
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let refuse = |why: String| Error::io(path, IoError::new(ErrorKind::InvalidInput, why));
+        let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if !metadata.is_file() {
+            return Err(refuse("not a regular file; a model is a text file".into()));
+        }
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_MODEL_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|e| Error::io(path, e))?;
+        if bytes.len() as u64 > MAX_MODEL_BYTES {
+            return Err(refuse(format!(
+                "longer than {} MiB; a model is a short text",
+                MAX_MODEL_BYTES >> 20
+            )));
+        }
         let file = path.display().to_string();
         match std::str::from_utf8(&bytes) {
             Ok(source) => Model::parse_named(&file, source),

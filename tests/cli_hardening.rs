@@ -556,3 +556,32 @@ fn distributed_training_without_mpi_says_how_to_build_it() {
         &["--distributed needs MPI", "--features mpi", "libmpich-dev"],
     );
 }
+
+#[test]
+fn a_model_path_that_is_no_text_file_is_refused_not_read_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    // A pipe no one writes to would block the read; /dev/zero would never end.
+    let fifo = dir.path().join("model.sgn");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    let mut special = vec![PathBuf::from("/dev/zero"), dir.path().to_path_buf()];
+    if made.is_ok_and(|s| s.success()) {
+        special.push(fifo);
+    }
+    for p in &special {
+        assert_fails(
+            &sgn(&["check", path(p)]),
+            1,
+            &[path(p), "not a regular file"],
+        );
+    }
+    // Past the limit (a run of comment lines): refused before it is parsed.
+    let long = dir.path().join("long.sgn");
+    let line = format!("# {}\n", "x".repeat(1022));
+    let lines = (sgn::model::MAX_MODEL_BYTES / 1024 + 1) as usize;
+    std::fs::write(&long, line.repeat(lines)).unwrap();
+    assert_fails(
+        &sgn(&["check", path(&long)]),
+        1,
+        &[path(&long), "longer than 16 MiB"],
+    );
+}
