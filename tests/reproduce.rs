@@ -168,6 +168,11 @@ fn reproduce_refuses_unknown_experiments_and_bad_scales() {
             "--budget-scale",
         ),
         (&["reproduce", "sine10", "--seeds", "0"], "--seeds"),
+        // Budgets past a Duration once panicked.
+        (
+            &["reproduce", "sine10", "--budget-scale", "1e18"],
+            "(0, 1000]",
+        ),
     ] {
         let run = sgn(args);
         assert_eq!(run.status.code(), Some(2), "{args:?}");

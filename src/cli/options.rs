@@ -48,6 +48,12 @@ pub(super) fn positive(text: &str) -> Result<f64, String> {
     number_where(text, |x| x > 0.0, "a finite number > 0")
 }
 
+/// A number in (0, 1000] (`reproduce --budget-scale`): the paper's budgets times 1000 are
+/// already days, and a time limit must fit a `Duration`.
+pub(super) fn budget_scale(text: &str) -> Result<f64, String> {
+    number_where(text, |x| x > 0.0 && x <= 1000.0, "a number in (0, 1000]")
+}
+
 /// A finite number in [0, 1] (`--warm-start`, `--precondition`).
 pub(super) fn unit_interval(text: &str) -> Result<f64, String> {
     number_where(text, |x| (0.0..=1.0).contains(&x), "a number in [0, 1]")

@@ -37,8 +37,8 @@ pub struct ReproduceArgs {
     /// Runs per optimizer, seeded 0, 1, … (at least 1; the paper averages 5).
     #[arg(long, allow_negative_numbers = true, default_value_t = 3, value_parser = options::at_least_one::<u64>)]
     seeds: u64,
-    /// Multiplies every time budget, a finite number > 0 (0.1: a quick look).
-    #[arg(long, allow_negative_numbers = true, default_value_t = 1.0, value_parser = options::positive)]
+    /// Multiplies every time budget, a number in (0, 1000] (0.1: a quick look).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1.0, value_parser = options::budget_scale)]
     budget_scale: f64,
     /// Where report.md, the figures and the logs go (created if missing).
     #[arg(long, default_value = "reproduction")]

@@ -684,5 +684,5 @@ mod kernel {
 
 #[cfg(test)]
 mod tests;
-#[cfg(all(test, target_arch = "x86_64", target_os = "linux"))]
+#[cfg(test)]
 mod tile_model;

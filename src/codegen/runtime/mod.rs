@@ -44,7 +44,8 @@ const GEMM_SMALL_SIDE: i64 = 64;
 /// selects the element type. `kernels` is a [`Kernels`]: with `Narrow`, narrow `b`s (see
 /// [`narrow`]) go to this crate's kernels, the rest to the `gemm` crate; with `Bf16` (f32 only)
 /// the products that gain from it run on bf16 operands ([`bf16`]). `site` numbers the product
-/// in its program and `fixed` says which operand depends on no direction ([`Side::code`]):
+/// among its program's products with a fixed operand (0 for the others) and `fixed` says
+/// which operand depends on no direction ([`Side::code`]):
 /// with bf16, that one's packing is kept in the call's [`PackCache`], if any.
 ///
 /// # Safety
