@@ -131,7 +131,13 @@ fn check(engine: Engine, [m, k, n]: [usize; 3], a_layout: Layout, b_layout: Layo
                 csc,
                 None,
             ),
-            _ => engine.run([m, k, n], &a_operand, &b_operand, &output, [None, None]),
+            Engine::Vectors | Engine::EmulatedTiles => {
+                engine.run([m, k, n], &a_operand, &b_operand, &output, [None, None])
+            }
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            Engine::FaultingTiles => {
+                engine.run([m, k, n], &a_operand, &b_operand, &output, [None, None])
+            }
         }
     };
     let c: Vec<f32> = (0..m * n)

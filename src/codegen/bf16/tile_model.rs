@@ -23,7 +23,6 @@ use std::cell::RefCell;
 pub(super) use faults::emulating_tile_faults;
 
 /// The eight tiles of palette 1: rows, 32-bit words per row, and 16 rows of 16 words each.
-#[derive(Clone, Copy)]
 struct Tiles {
     rows: [usize; 8],
     words: [usize; 8],
