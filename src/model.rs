@@ -89,12 +89,8 @@ impl Model {
         use std::io::{Error as IoError, ErrorKind, Read};
         let path = path.as_ref();
         let refuse = |why: String| Error::io(path, IoError::new(ErrorKind::InvalidInput, why));
-        let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-        if !metadata.is_file() {
-            return Err(refuse("not a regular file; a model is a text file".into()));
-        }
         let mut bytes = Vec::new();
-        std::fs::File::open(path)
+        crate::ir::store::open_regular(path)
             .and_then(|file| file.take(MAX_MODEL_BYTES + 1).read_to_end(&mut bytes))
             .map_err(|e| Error::io(path, e))?;
         if bytes.len() as u64 > MAX_MODEL_BYTES {

@@ -309,6 +309,50 @@ fn plot_never_writes_over_a_log() {
     assert_eq!(std::fs::read(&log).unwrap(), before);
 }
 
+#[test]
+fn outputs_written_whole_never_replace_a_fifo_and_a_log_streams_into_one() {
+    let f = files();
+    let fifo = f.dir.path().join("pipe.safetensors");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    // Each is refused at once (nothing opens the FIFO, which would wait for a reader), and the
+    // FIFO stays one: a rename would have put a regular file in its place, as it would have put
+    // one in place of /dev/null.
+    let run = f.train(&["--epochs", "1", "--save", path(&fifo), "--force"]);
+    assert_fails(&run, 1, &["--save", "not a regular file"]);
+    let figure = f.dir.path().join("pipe.svg");
+    let made = std::process::Command::new("mkfifo").arg(&figure).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let log = f.dir.path().join("run.csv");
+    std::fs::write(&log, "").unwrap();
+    let run = sgn(&["plot", path(&log), "--out", path(&figure)]);
+    assert_fails(&run, 1, &["--out", "not a regular file"]);
+    for special in [&fifo, &figure] {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = std::fs::metadata(special).unwrap().file_type();
+        assert!(kind.is_fifo(), "{} is still a FIFO", special.display());
+    }
+    // A log is written into the file as it is: here a reader at the FIFO's other end gets it.
+    let stream = f.dir.path().join("stream.csv");
+    let made = std::process::Command::new("mkfifo").arg(&stream).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let reader = {
+        let stream = stream.clone();
+        std::thread::spawn(move || std::fs::read_to_string(stream).unwrap())
+    };
+    let run = f.train(&["--epochs", "1", "--log", path(&stream)]);
+    if !run.status.success() {
+        // Ends the reader's wait, in case the run failed before it opened the log.
+        drop(std::fs::OpenOptions::new().write(true).open(&stream));
+    }
+    assert!(run.status.success(), "{}", stderr(&run));
+    let rows = reader.join().unwrap();
+    assert!(
+        rows.starts_with("kind,") && rows.contains("\nstep,"),
+        "{rows}"
+    );
+}
+
 // ----- 4. options that make no sense -----
 
 #[test]

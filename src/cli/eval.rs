@@ -69,7 +69,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         .map(|p| ("--out", p))
         .into_iter()
         .collect();
-    files::check_outputs(&inputs, &outputs)?;
+    files::check_outputs(&inputs, &outputs, &[])?;
     let model = Model::from_file(&args.model)?;
     let params = super::params(&model, args.params.as_deref(), args.seed)?;
     match (&args.inputs, &args.out) {

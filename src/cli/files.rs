@@ -1,7 +1,11 @@
 //! The files a command reads and writes, checked before it does any work: an output must not be
 //! one of the command's inputs (nor another of its outputs), must not be a directory, and its
 //! directory must accept new files — so that a mistyped path fails in a second, not after a
-//! training run, and never replaces a model, a batch or a checkpoint the command reads.
+//! training run, and never replaces a model, a batch or a checkpoint the command reads. An
+//! output written whole (through a temporary file renamed over its path) must be a regular file
+//! or a new path: the rename would otherwise put a file in place of a device, a FIFO or a socket.
+//! A streamed output (a log, row by row) may be any file that can be opened for writing, such as
+//! `/dev/stdout` or a FIFO.
 
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -9,9 +13,18 @@ use std::path::{Path, PathBuf};
 /// A path given to an option (`--out`, `--params`, or `MODEL` for a positional argument).
 pub(super) type Named<'a> = (&'static str, &'a Path);
 
-/// Checks `outputs` against `inputs` and the file system; errors name the option and the path.
-pub(super) fn check_outputs(inputs: &[Named], outputs: &[Named]) -> Result<()> {
-    for (k, &(option, path)) in outputs.iter().enumerate() {
+/// Checks the outputs `replaced` (written whole, by a rename) and `streamed` (written row by row
+/// into the file as it is) against `inputs` and the file system; errors name the option and the
+/// path. Nothing here opens a file: opening a FIFO would wait for its other end.
+pub(super) fn check_outputs(
+    inputs: &[Named],
+    replaced: &[Named],
+    streamed: &[Named],
+) -> Result<()> {
+    let outputs: Vec<(Named, bool)> = (streamed.iter().map(|&named| (named, false)))
+        .chain(replaced.iter().map(|&named| (named, true)))
+        .collect();
+    for (k, &((option, path), replaces)) in outputs.iter().enumerate() {
         let refuse = |why: String| Err(Error::Eval(format!("{option} {}: {why}", path.display())));
         if let Some(&(input, _)) = inputs.iter().find(|(_, p)| same_file(p, path)) {
             return refuse(format!(
@@ -19,7 +32,7 @@ pub(super) fn check_outputs(inputs: &[Named], outputs: &[Named]) -> Result<()> {
                  (choose another output path)"
             ));
         }
-        if let Some(&(other, _)) = outputs[..k].iter().find(|(_, p)| same_file(p, path)) {
+        if let Some(&((other, _), _)) = outputs[..k].iter().find(|((_, p), _)| same_file(p, path)) {
             return refuse(format!(
                 "{other} writes this file too; give each output its own path"
             ));
@@ -27,8 +40,18 @@ pub(super) fn check_outputs(inputs: &[Named], outputs: &[Named]) -> Result<()> {
         if path.is_dir() {
             return refuse("this is a directory; give a file path".to_string());
         }
+        let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+        if special && replaces {
+            return refuse(
+                "this is not a regular file (a device, FIFO or socket); the output is written \
+                 beside it and renamed over this path, which would replace it (give a file path)"
+                    .to_string(),
+            );
+        }
+        // A device or FIFO that is there is written in place: its directory need not accept
+        // new files (`--log /dev/stdout`).
         let dir = parent_dir(path);
-        if let Err(e) = probe(dir) {
+        if !special && let Err(e) = probe(dir) {
             return refuse(format!("cannot create files in {}: {e}", dir.display()));
         }
     }
@@ -54,8 +77,24 @@ fn probe(dir: &Path) -> std::io::Result<()> {
 /// True if `a` and `b` are one file: the same device and inode when both exist (through links),
 /// else the same path once their directories are resolved.
 pub(super) fn same_file(a: &Path, b: &Path) -> bool {
-    same_file::is_same_file(a, b).unwrap_or(false)
+    identity(a).is_some_and(|id| identity(b) == Some(id))
         || resolved(a).is_some_and(|r| resolved(b) == Some(r))
+}
+
+/// What makes `path` the file it is (its device and inode), from its metadata: the file is not
+/// opened.
+#[cfg(unix)]
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.dev(), metadata.ino()))
+}
+
+/// What makes `path` the file it is, through a handle (the platform has no inode in its
+/// metadata).
+#[cfg(not(unix))]
+fn identity(path: &Path) -> Option<same_file::Handle> {
+    same_file::Handle::from_path(path).ok()
 }
 
 /// `path` with its directory made canonical (the file itself need not exist).
@@ -89,7 +128,7 @@ mod tests {
         std::fs::hard_link(&model, &link).unwrap();
         let out = dir.path().join("out.safetensors");
         let refused = |inputs: &[Named], outputs: &[Named]| {
-            check_outputs(inputs, outputs).unwrap_err().to_string()
+            check_outputs(inputs, outputs, &[]).unwrap_err().to_string()
         };
         let err = refused(&[("MODEL", &model)], &[("--out", &link)]);
         assert!(
@@ -104,7 +143,28 @@ mod tests {
         let missing = dir.path().join("no/such/dir/out.csv");
         let err = refused(&[], &[("--log", &missing)]);
         assert!(err.contains("cannot create files in"), "{err}");
-        check_outputs(&[("MODEL", &model)], &[("--out", &out)]).unwrap();
+        check_outputs(&[("MODEL", &model)], &[("--out", &out)], &[]).unwrap();
         assert!(!out.exists(), "checking writes nothing");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_may_take_a_log_but_no_output_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe.csv");
+        crate::ir::store::tests::make_fifo(&fifo);
+        // Each check returns at once: none opens the FIFO.
+        let err = check_outputs(&[], &[("--save", &fifo)], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--save") && err.contains("not a regular file"),
+            "{err}"
+        );
+        check_outputs(&[], &[], &[("--log", &fifo)]).unwrap();
+        let err = check_outputs(&[("--params", &fifo)], &[], &[("--log", &fifo)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("the --params file"), "{err}");
     }
 }

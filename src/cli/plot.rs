@@ -26,7 +26,7 @@ pub struct PlotArgs {
 
 pub fn run(args: &PlotArgs) -> Result<()> {
     let logs: Vec<Named> = args.logs.iter().map(|p| ("LOG", p.as_path())).collect();
-    files::check_outputs(&logs, &[("--out", &args.out)])?;
+    files::check_outputs(&logs, &[("--out", &args.out)], &[])?;
     if !args.labels.is_empty() && args.labels.len() != args.logs.len() {
         return Err(Error::Data(format!(
             "{} labels for {} logs",

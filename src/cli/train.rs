@@ -197,15 +197,17 @@ fn check_files(args: &TrainArgs) -> Result<()> {
     {
         inputs.push(("--resume", path));
     }
-    let outputs: Vec<Named> = [
-        ("--log", &args.log),
-        ("--plot", &args.plot),
-        ("--save", &args.save),
-    ]
-    .into_iter()
-    .filter_map(|(option, path)| Some((option, path.as_deref()?)))
-    .collect();
-    files::check_outputs(&inputs, &outputs)?;
+    let replaced: Vec<Named> = [("--plot", &args.plot), ("--save", &args.save)]
+        .into_iter()
+        .filter_map(|(option, path)| Some((option, path.as_deref()?)))
+        .collect();
+    let streamed: Vec<Named> = args
+        .log
+        .as_deref()
+        .map(|p| ("--log", p))
+        .into_iter()
+        .collect();
+    files::check_outputs(&inputs, &replaced, &streamed)?;
     if let Some(save) = &args.save
         && save.exists()
         && !args.force

@@ -312,6 +312,11 @@ pub(crate) fn write_atomically(
             std::io::Error::new(ErrorKind::NotFound, message),
         ));
     }
+    // The rename would put a regular file in place of a device, a FIFO or a socket (as root,
+    // /dev/null itself): only a regular file is ever replaced.
+    if fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err(Error::io(path, not_a_regular_file("written")));
+    }
     let suffix = path
         .extension()
         .map(|e| format!(".{}", e.to_string_lossy()))
@@ -329,6 +334,31 @@ pub(crate) fn write_atomically(
     temp.persist(path).map_err(|e| Error::io(path, e.error))?;
     sync_parent_dir(path);
     Ok(())
+}
+
+/// Opens `path` for reading if it is a regular file, and refuses anything else (a directory, a
+/// device, a FIFO, a socket). A FIFO is opened without waiting for a writer, so that refusing it
+/// cannot block, and the file is judged by what was opened, not by an earlier look at the path.
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_a_regular_file("read"));
+    }
+    Ok(file)
+}
+
+/// Why a path that is no regular file cannot be `read` or `written`.
+fn not_a_regular_file(what: &str) -> std::io::Error {
+    std::io::Error::new(
+        ErrorKind::InvalidInput,
+        format!(
+            "not a regular file (a directory, device, FIFO or socket); only a regular file can be {what} here"
+        ),
+    )
 }
 
 /// Makes the rename itself durable. Best effort: some file systems cannot sync a directory, and
@@ -645,8 +675,40 @@ fn fnv1a_64(bytes: &[u8]) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::fnv1a_64;
+pub(crate) mod tests {
+    use super::{fnv1a_64, open_regular, write_atomically};
+    use std::path::Path;
+
+    /// Makes a FIFO at `path`: a file that no write may replace and whose opening for reading
+    /// waits for a writer, unless asked not to.
+    #[cfg(unix)]
+    pub(crate) fn make_fifo(path: &Path) {
+        use std::os::unix::ffi::OsStrExt;
+        let name = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: `name` is a NUL-terminated path that lives across the call.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0, "mkfifo");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_neither_replaced_nor_waited_on() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe.safetensors");
+        make_fifo(&fifo);
+        let err = write_atomically(&fifo, |_, _| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+        let err = open_regular(&fifo).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        let file = dir.path().join("file.txt");
+        write_atomically(&file, |f, _| std::io::Write::write_all(f, b"new")).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut open_regular(&file).unwrap(), &mut text).unwrap();
+        assert_eq!(text, "new");
+    }
 
     #[test]
     fn fnv1a_matches_reference_vectors() {
