@@ -207,6 +207,24 @@ fn bad_numbers() {
         "1",
         &["the integer 123456789012345678901234567890 is too large"],
     );
+    // Finite in f64, an infinity in f32: refused where it meets an f32 tensor.
+    check(
+        &variant("x @ w + b", "x @ w + 1e39"),
+        6,
+        "+ 1e39",
+        &["the constant 1e39 is outside f32's range"],
+    );
+    check(
+        &variant("x @ w + b", "-3.5e38 * (x @ w)"),
+        6,
+        "* (",
+        &["the constant -3.5e38 is outside f32's range"],
+    );
+    Model::parse(&variant("x @ w + b", "x @ w + 3.4e38")).expect("the largest f32 fits");
+    let wide = BASE
+        .replace("f32", "f64")
+        .replace("x @ w + b", "x @ w + 1e39");
+    Model::parse(&wide).expect("f64 holds 1e39");
 }
 
 #[test]

@@ -5,9 +5,9 @@ use super::builtins::Call;
 use super::{Lowerer, Scope, Value};
 use crate::dsl::parser::{BinOp, Expr, ExprKind, MAX_DEPTH};
 use crate::ir::Diagnostic;
-use crate::ir::graph::{Graph, NodeId, Span};
+use crate::ir::graph::{NodeId, Span};
 use crate::ir::op::{BinaryOp, Op, UnaryOp};
-use crate::ir::shape::{Shape, TensorType};
+use crate::ir::shape::{DType, Shape, TensorType};
 
 impl<'p> Lowerer<'p> {
     pub(super) fn expr(&mut self, expr: &Expr, scope: &Scope) -> Result<Value, Diagnostic> {
@@ -85,6 +85,23 @@ impl<'p> Lowerer<'p> {
         Ok(value)
     }
 
+    /// The number `x` as a constant of `like`'s element type, which must hold it: in f32, a
+    /// number past f32's range would be an infinity in every result it reaches.
+    fn constant_like(&mut self, x: f64, like: NodeId, span: Span) -> Result<NodeId, Diagnostic> {
+        let dtype = self.ty(like).dtype;
+        if dtype == DType::F32 && !(x as f32).is_finite() {
+            return Err(self.error(
+                span,
+                format!(
+                    "the constant {x:e} is outside f32's range (at most {:e} in magnitude) and \
+                     this expression is f32",
+                    f32::MAX
+                ),
+            ));
+        }
+        self.build(span, |g| Ok(g.constant(x, dtype)))
+    }
+
     pub(super) fn unary(&mut self, op: UnaryOp, x: Value, span: Span) -> Result<Value, Diagnostic> {
         match x {
             Value::Number(x) => self.folded(span, UnaryOp::eval(op, x)),
@@ -102,13 +119,12 @@ impl<'p> Lowerer<'p> {
         b: Value,
         span: Span,
     ) -> Result<Value, Diagnostic> {
-        let constant = |g: &mut Graph, x: f64, like: NodeId| Ok(g.constant(x, g.ty(like).dtype));
         let (a, b) = match (a, b) {
             (Value::Number(x), Value::Number(y)) => {
                 return self.folded(span, BinaryOp::eval(op, x, y));
             }
-            (Value::Number(x), Value::Tensor(b)) => (self.build(span, |g| constant(g, x, b))?, b),
-            (Value::Tensor(a), Value::Number(y)) => (a, self.build(span, |g| constant(g, y, a))?),
+            (Value::Number(x), Value::Tensor(b)) => (self.constant_like(x, b, span)?, b),
+            (Value::Tensor(a), Value::Number(y)) => (a, self.constant_like(y, a, span)?),
             (Value::Tensor(a), Value::Tensor(b)) => (a, b),
         };
         let (ta, tb) = (self.ty(a), self.ty(b));
