@@ -40,9 +40,13 @@ pub enum Error {
     #[error("{0}")]
     Eval(String),
     /// Training stopped on non-finite values (a loss or gradient that overflowed, usually from a
-    /// step size too large for the model).
-    #[error("{0}")]
-    NonFinite(String),
+    /// step size too large for the model). `from_the_start`: no step of the run had finite values,
+    /// so the parameters it started from (or the data) are at fault, not the step size.
+    #[error("{message}")]
+    NonFinite {
+        message: String,
+        from_the_start: bool,
+    },
     /// More memory than the machine has, or a size that overflows: says what needed it (the
     /// tensor, its shape) and how many GiB (see [`crate::ir::memory`]).
     #[error("{0}")]

@@ -460,6 +460,35 @@ fn errors_name_the_option_the_file_and_the_tensor() {
         1,
         &["non-finite", "--lr 1000000000000000000000000000000"],
     );
+    // Parameters at which the loss overflows before any step: the learning rate is not named.
+    let mut params = TensorMap::load(&f.params).unwrap();
+    let huge = Tensor::from_f64(DType::F32, &[20, 1], vec![1e30; 20]).unwrap();
+    params.insert("w4", huge);
+    let overflowing = f.dir.path().join("huge.safetensors");
+    save(&params, &overflowing);
+    for optimizer in ["sgd", "sgn"] {
+        let options = ["--epochs", "2", "--optimizer", optimizer, "--params"];
+        let run = f.train(&[&options[..], &[path(&overflowing)]].concat());
+        assert_fails(
+            &run,
+            1,
+            &["non-finite", "at the parameters it started from"],
+        );
+        assert!(!stderr(&run).contains("--lr ") && !stderr(&run).contains("--rho0"));
+    }
+    // A NaN in a parameter file: refused before training, with the file, tensor and index.
+    let mut params = TensorMap::load(&f.params).unwrap();
+    let mut w2 = params.get("w2").unwrap().to_f64_vec();
+    w2[21] = f64::NAN;
+    params.insert("w2", Tensor::from_f64(DType::F32, &[20, 20], w2).unwrap());
+    let poisoned = f.dir.path().join("nan.safetensors");
+    save(&params, &poisoned);
+    let run = f.train(&["--epochs", "1", "--params", path(&poisoned)]);
+    assert_fails(
+        &run,
+        1,
+        &[path(&poisoned), "'w2'", "non-finite value at [1, 1]"],
+    );
 
     // A direction without v.b1: the file and the prefixed name.
     let mut v = TensorMap::load(&f.vector).unwrap();

@@ -279,6 +279,30 @@ fn resume(s: &Setup, name: &str, path: &Path) -> sgn::Result<()> {
     t.resume(path)
 }
 
+#[test]
+fn training_refuses_to_start_from_a_non_finite_parameter() {
+    let s = setup();
+    let mut params = s.params.clone();
+    let mut b1 = params.get("b1").unwrap().to_f64_vec();
+    b1[0] = f64::NEG_INFINITY;
+    let shape = params.get("b1").unwrap().shape().to_vec();
+    params.insert("b1", Tensor::from_f64(DType::F32, &shape, b1).unwrap());
+    let err = Trainer::new(
+        &s.compiled,
+        &s.data,
+        &params,
+        optimizer("sgd"),
+        options(1, None),
+    )
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("parameter 'b1' holds a non-finite value"),
+        "{err}"
+    );
+}
+
 /// Rewrites a checkpoint with `edit` applied to its tensors, with checksums that match the edited
 /// tensors (so that only the validation of the values can catch the edit).
 fn rewrite(path: &Path, edit: impl FnOnce(&mut TensorMap, &mut BTreeMap<String, String>)) {

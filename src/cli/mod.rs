@@ -263,6 +263,15 @@ fn params(
     let params = crate::optim::checkpoint::load_params(path)?;
     let declared = declared(model, &[crate::ir::ArgRole::Param]);
     crate::ir::store::check_tensors(&params, &declared, &path.display().to_string())?;
+    if let Some((name, index)) = params
+        .iter()
+        .find_map(|(name, tensor)| Some((name, tensor.first_non_finite()?)))
+    {
+        return Err(crate::Error::Tensor(format!(
+            "{}: tensor '{name}' holds a non-finite value at {index:?}; parameters must be finite",
+            path.display()
+        )));
+    }
     Ok(params)
 }
 

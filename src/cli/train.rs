@@ -224,10 +224,21 @@ fn check_files(args: &TrainArgs) -> Result<()> {
 
 /// A stop on non-finite values, with the option most likely behind it.
 fn name_the_option(error: Error, args: &TrainArgs) -> Error {
-    let Error::NonFinite(message) = error else {
+    let Error::NonFinite {
+        message,
+        from_the_start,
+    } = error
+    else {
         return error;
     };
+    // Rejected steps leave the parameters as they were: if none of the run was finite, every
+    // step failed at the starting point, whatever the step size.
     let hint = match args.optimizer {
+        _ if from_the_start => "No step of this run had finite values, all at the parameters it \
+             started from, so the step size is not the cause: the model overflows there. Check \
+             the starting parameters (--params, --resume, or the model's init scales) and the \
+             scale of the data."
+            .to_string(),
         OptimizerName::Sgn => format!(
             "The model overflows at these parameters even with damping: a larger --rho0 (now \
              {}) takes shorter first steps; else check the model and the data.",
@@ -238,7 +249,10 @@ fn name_the_option(error: Error, args: &TrainArgs) -> Error {
             learning_rate(args)
         ),
     };
-    Error::NonFinite(format!("{message}. {hint}"))
+    Error::NonFinite {
+        message: format!("{message}. {hint}"),
+        from_the_start,
+    }
 }
 
 pub fn run(args: &TrainArgs) -> Result<()> {

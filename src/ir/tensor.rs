@@ -201,6 +201,15 @@ impl Tensor {
         }
     }
 
+    /// The index of the first NaN or infinity, in row-major order.
+    pub fn first_non_finite(&self) -> Option<Vec<usize>> {
+        let index = match self {
+            Tensor::F32(a) => a.indexed_iter().find(|(_, v)| !v.is_finite())?.0,
+            Tensor::F64(a) => a.indexed_iter().find(|(_, v)| !v.is_finite())?.0,
+        };
+        Some(ndarray::Dimension::slice(&index).to_vec())
+    }
+
     /// The value of a one-element tensor.
     pub fn scalar_value(&self) -> Option<f64> {
         (self.len() == 1).then(|| self.to_f64_vec()[0])

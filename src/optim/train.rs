@@ -226,6 +226,11 @@ impl<'a> Trainer<'a> {
             )
         })?;
         let theta = layout.flatten(params)?;
+        if let Some(name) = layout.first_non_finite(&theta) {
+            return Err(Error::Tensor(format!(
+                "parameter '{name}' holds a non-finite value; training starts from finite parameters"
+            )));
+        }
         Ok(Trainer {
             model,
             dataset,
@@ -377,6 +382,7 @@ impl<'a> Trainer<'a> {
         marks.retain(|&m| m > self.progress.elapsed_before);
         let mut marks = marks.into_iter().peekable();
         let mut failures = 0;
+        let mut any_finite_step = false;
         let mut out_of_time = false;
         let mut epoch_losses: Vec<f64> = Vec::new();
         // True when steps ran since the last evaluation or checkpoint (so a stop mid-epoch
@@ -415,14 +421,18 @@ impl<'a> Trainer<'a> {
                         what,
                     });
                     if failures >= self.options.max_consecutive_failures {
-                        return Err(Error::NonFinite(format!(
-                            "training stopped after {failures} consecutive steps with a {what} \
-                             (iteration {}); the parameters and the last checkpoint are the last good ones",
-                            self.progress.iteration
-                        )));
+                        return Err(Error::NonFinite {
+                            message: format!(
+                                "training stopped after {failures} consecutive steps with a {what} \
+                                 (iteration {}); the parameters and the last checkpoint are the last good ones",
+                                self.progress.iteration
+                            ),
+                            from_the_start: !any_finite_step,
+                        });
                     }
                 } else {
                     failures = 0;
+                    any_finite_step = true;
                     epoch_losses.push(report.loss);
                 }
                 let now = self.agreed(elapsed(&self.progress, paused))?;
