@@ -134,6 +134,24 @@ fn idx_corrupt_gzip_is_a_format_error() {
 }
 
 #[test]
+fn an_idx_file_claiming_more_than_memory_is_refused_before_it_is_expanded() {
+    // 65535³ bytes (256 TiB) declared, a megabyte of zeros given: a gzip stream that small could
+    // expand to far more, so the declared size is checked before any data is read.
+    let mut claim = idx_bytes(&[65535, 65535, 65535], &[]);
+    claim.extend(std::iter::repeat_n(0, 1 << 20));
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = write(dir.path(), "bomb-idx3-ubyte.gz", &gzip(&claim));
+    let error = read_idx(&path).expect_err("more than memory");
+    assert!(matches!(error, sgn::Error::Memory(_)), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.starts_with(&path.display().to_string())
+            && message.contains("IDX array of 65535×65535×65535 unsigned bytes needs"),
+        "{message}"
+    );
+}
+
+#[test]
 fn idx_missing_file_is_an_io_error_naming_it() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("absent-idx1-ubyte");

@@ -3,10 +3,12 @@
 //! gzipped; the reader recognises gzip by its magic bytes `1f 8b`, not by the file name.
 
 use super::{ImageFormat, PixelScale, Split, data_error, one_hot};
+use crate::ir::memory::ensure_available;
 use crate::{Error, Result};
 use flate2::read::MultiGzDecoder;
 use ndarray::Array2;
-use std::io::Read;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 /// The two bytes every gzip stream starts with.
@@ -40,16 +42,47 @@ pub struct IdxArray {
 /// # }
 /// ```
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    let bytes = read_maybe_gzipped(path)?;
-    parse_idx(&bytes, &path.display().to_string())
+    let source = path.display().to_string();
+    let mut file = BufReader::new(File::open(path).map_err(|e| Error::io(path, e))?);
+    let gzipped = (file.fill_buf().map_err(|e| Error::io(path, e))?).starts_with(&GZIP_MAGIC);
+    let failed = |e: std::io::Error| match gzipped {
+        true => data_error(format!("{source}: corrupt gzip data: {e}")),
+        false => Error::io(path, e),
+    };
+    // Decompressed as it is read: the header's sizes are checked, and the memory for them,
+    // before a gzip stream that claims more than it holds (or than the machine has) is expanded.
+    match gzipped {
+        true => read_from(MultiGzDecoder::new(file), &source, failed),
+        false => read_from(file, &source, failed),
+    }
 }
 
 /// Parses IDX `bytes` (already decompressed); `source` names them in errors.
 pub fn parse_idx(bytes: &[u8], source: &str) -> Result<IdxArray> {
-    let Some(&[zero_a, zero_b, type_code, ndim]) = bytes.first_chunk::<4>() else {
+    read_from(bytes, source, |e| {
+        unreachable!("reading a byte slice cannot fail: {e}")
+    })
+}
+
+/// Reads an IDX array from `reader`: the header, then exactly the bytes it declares. `source`
+/// names the array in errors; `failed` turns a read error into one.
+fn read_from(
+    mut reader: impl Read,
+    source: &str,
+    failed: impl Fn(std::io::Error) -> Error,
+) -> Result<IdxArray> {
+    let mut read_up_to = |count: usize, into: &mut Vec<u8>| {
+        (&mut reader)
+            .take(count as u64)
+            .read_to_end(into)
+            .map_err(&failed)
+    };
+    let mut header = Vec::new();
+    read_up_to(4, &mut header)?;
+    let Some(&[zero_a, zero_b, type_code, ndim]) = header.first_chunk::<4>() else {
         return Err(data_error(format!(
             "{source}: not an IDX file: {} bytes is shorter than the 4-byte magic number",
-            bytes.len()
+            header.len()
         )));
     };
     if zero_a != 0 || zero_b != 0 {
@@ -70,14 +103,15 @@ pub fn parse_idx(bytes: &[u8], source: &str) -> Result<IdxArray> {
         )));
     }
     let header_len = 4 + 4 * usize::from(ndim);
-    let Some(size_bytes) = bytes.get(4..header_len) else {
+    read_up_to(header_len - 4, &mut header)?;
+    if header.len() < header_len {
         return Err(data_error(format!(
             "{source}: truncated IDX header: {ndim} dimensions need a {header_len}-byte header, \
              the file has {} bytes",
-            bytes.len()
+            header.len()
         )));
-    };
-    let dims: Vec<usize> = size_bytes
+    }
+    let dims: Vec<usize> = header[4..]
         .chunks_exact(4)
         .map(|b| {
             let size = u32::from_be_bytes(b.try_into().expect("chunks of exactly 4 bytes"));
@@ -89,35 +123,31 @@ pub fn parse_idx(bytes: &[u8], source: &str) -> Result<IdxArray> {
         .map(usize::to_string)
         .collect::<Vec<_>>()
         .join("×");
-    let expected = dims
+    let elements = dims
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .and_then(|elements| elements.checked_add(header_len))
+        .filter(|&n| n.checked_add(header_len).is_some())
         .ok_or_else(|| data_error(format!("{source}: IDX dimensions {shape} overflow")))?;
-    if bytes.len() != expected {
-        let what = if bytes.len() < expected {
+    ensure_available(Some(elements as u64), || {
+        format!("{source}: an IDX array of {shape} unsigned bytes")
+    })?;
+    let mut data = Vec::new();
+    read_up_to(elements, &mut data)?;
+    let trailing = std::io::copy(&mut reader, &mut std::io::sink()).map_err(&failed)?;
+    let found = (header_len + data.len()) as u64 + trailing;
+    if data.len() < elements || trailing > 0 {
+        let what = if trailing == 0 {
             "truncated"
         } else {
             "trailing bytes"
         };
         return Err(data_error(format!(
-            "{source}: {what}: an IDX array of {shape} unsigned bytes takes {expected} bytes \
-             ({header_len}-byte header + {} of data), the file has {}",
-            expected - header_len,
-            bytes.len()
+            "{source}: {what}: an IDX array of {shape} unsigned bytes takes {} bytes \
+             ({header_len}-byte header + {elements} of data), the file has {found}",
+            header_len + elements,
         )));
     }
-    Ok(IdxArray {
-        dims,
-        data: bytes[header_len..].to_vec(),
-    })
-}
-
-/// The bytes of the file at `path`, decompressed if they are gzip (recognised by magic bytes).
-/// A gzip stream that does not decode is a format error naming the file.
-pub(crate) fn read_maybe_gzipped(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    maybe_gunzip(bytes).map_err(|why| data_error(format!("{}: {why}", path.display())))
+    Ok(IdxArray { dims, data })
 }
 
 /// `bytes` decompressed if they start with the gzip magic, else unchanged.
@@ -192,6 +222,10 @@ pub fn image_classification_split(
                 shape.join("×")
             ))
         })?;
+    let features_bytes = (*count as u64).checked_mul(per_image as u64 * 4);
+    ensure_available(features_bytes, || {
+        format!("{images_source}: {count} images of {per_image} pixels as f32 features")
+    })?;
     let image = ImageFormat::of_example(pixel_dims, pixels);
     // Saturating: with a zero dimension elsewhere there are no pixels and the plane size is moot.
     let plane = image.height.saturating_mul(image.width).max(1);
