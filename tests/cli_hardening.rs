@@ -409,13 +409,13 @@ fn numbers_out_of_range_are_usage_errors_that_state_the_range() {
     ] {
         assert!(help.contains(range), "'{range}' in: {help}");
     }
-    for (command, option) in [
-        ("bench", "--batch"),
-        ("bench", "--repeats"),
-        ("inspect", "--batch"),
+    for (command, option, range) in [
+        ("bench", "--batch", "a whole number >= 1"),
+        ("bench", "--repeats", "a whole number from 1 to 1000000"),
+        ("inspect", "--batch", "a whole number >= 1"),
     ] {
         let run = sgn(&[command, "ir/sine_mlp.sgn", option, "0"]);
-        assert_fails(&run, 2, &[option, "a whole number >= 1"]);
+        assert_fails(&run, 2, &[option, range]);
     }
 }
 
@@ -446,6 +446,35 @@ fn output_paths_are_checked_before_training_starts() {
             "refused before training"
         );
     }
+}
+
+#[test]
+fn errors_quote_huge_input_only_in_part() {
+    let huge = "7".repeat(100_000);
+    let run = sgn(&[
+        "train",
+        "ir/sine_mlp.sgn",
+        "--dataset",
+        "sine",
+        "--epochs",
+        &huge,
+    ]);
+    assert_fails(&run, 2, &["--epochs", "characters left out"]);
+    assert!(stderr(&run).len() < 5000, "{} bytes", stderr(&run).len());
+    // A model whose one line is a 100,000-character name: a window of the line around the
+    // caret, and the name cut in the message.
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("long.sgn");
+    let source = std::fs::read_to_string("ir/sine_mlp.sgn").unwrap();
+    let name = "h".repeat(100_000);
+    let source = source.replace(
+        "output z = dense(h3, w4, b4)",
+        &format!("output z = {name}"),
+    );
+    std::fs::write(&model, source).unwrap();
+    let run = sgn(&["check", path(&model)]);
+    assert_fails(&run, 1, &[&format!("{}:21:12", path(&model)), "…"]);
+    assert!(stderr(&run).len() < 5000, "{} bytes", stderr(&run).len());
 }
 
 // ----- 5. errors that name the cause -----

@@ -55,13 +55,24 @@ fn check_at(file: &str, source: &str, line: usize, col: usize, words: &[&str]) {
         rendered[0].starts_with(&head),
         "expected {head:?} in:\n{err}"
     );
-    assert_eq!(rendered[1], format!("{line} | {text}"), "{err}");
     let gutter = " ".repeat(line.to_string().len());
-    assert_eq!(
-        rendered[2],
-        format!("{gutter} | {}^", " ".repeat(col - 1)),
-        "{err}"
-    );
+    if text.chars().count() <= 120 {
+        assert_eq!(rendered[1], format!("{line} | {text}"), "{err}");
+        assert_eq!(
+            rendered[2],
+            format!("{gutter} | {}^", " ".repeat(col - 1)),
+            "{err}"
+        );
+    } else {
+        // A long line is shown as a window of it, cut with '…': the caret is under the same
+        // character.
+        let shown = rendered[1].strip_prefix(&format!("{line} | ")).unwrap();
+        assert!(text.contains(shown.trim_matches('…')), "{err}");
+        let caret = rendered[2].strip_prefix(&format!("{gutter} | ")).unwrap();
+        assert!(caret.ends_with('^'), "{err}");
+        let under = shown.chars().nth(caret.chars().count() - 1);
+        assert_eq!(under, text.chars().nth(col - 1), "{err}");
+    }
     for word in words {
         assert!(rendered[0].contains(word), "expected {word:?} in:\n{err}");
     }

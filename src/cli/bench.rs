@@ -24,9 +24,9 @@ pub struct BenchArgs {
     /// JIT threads per call, 0 to 256; 0 = one per core.
     #[arg(long, allow_negative_numbers = true, default_value_t = 0, value_parser = super::options::threads)]
     threads: usize,
-    /// Timed runs per graph, at least 1 (the median is reported); the interpreter gets a third
-    /// as many.
-    #[arg(long, allow_negative_numbers = true, default_value_t = 20, value_parser = super::options::at_least_one::<usize>)]
+    /// Timed runs per graph, 1 to 1000000 (the median is reported); the interpreter gets a
+    /// third as many.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 20, value_parser = super::options::repeats)]
     repeats: usize,
     /// text or json.
     #[arg(long, value_enum, default_value_t = Format::Text)]

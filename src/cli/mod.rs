@@ -290,7 +290,11 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             // clap prints help/version to stdout with code 0, usage errors to stderr with 2.
-            let _ = e.print();
+            if e.use_stderr() {
+                eprint!("{}", clipped(&e.render().to_string()));
+            } else {
+                let _ = e.print();
+            }
             return e.exit_code();
         }
     };
@@ -307,12 +311,35 @@ pub fn main() -> i32 {
     match result {
         Ok(()) => 0,
         Err(crate::Error::Dsl(d)) => {
-            eprintln!("{d}");
+            eprintln!("{}", clipped(&d.to_string()));
             1
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", clipped(&e.to_string()));
             1
         }
     }
+}
+
+/// The most characters of one line of an error the CLI prints.
+const MAX_ERROR_LINE: usize = 2000;
+
+/// `message` with the middle of each line past [`MAX_ERROR_LINE`] characters left out: errors
+/// quote their input (a name, an option's value, a cell of a data file), which may be megabytes
+/// long, and what follows the quote (the option it was given to) is kept.
+fn clipped(message: &str) -> String {
+    let lines: Vec<String> = message
+        .split('\n')
+        .map(|line| {
+            let chars = line.chars().count();
+            if chars <= MAX_ERROR_LINE {
+                return line.to_string();
+            }
+            let keep = MAX_ERROR_LINE / 2;
+            let head: String = line.chars().take(keep).collect();
+            let tail: String = line.chars().skip(chars - keep).collect();
+            format!("{head}… ({} characters left out) …{tail}", chars - 2 * keep)
+        })
+        .collect();
+    lines.join("\n")
 }

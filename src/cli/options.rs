@@ -26,6 +26,12 @@ pub(super) fn at_least_one<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
     whole_number(text, 1, u64::MAX)
 }
 
+/// Timed runs per graph (`bench --repeats`), 1 to a million: more would run for days on any
+/// graph worth timing.
+pub(super) fn repeats(text: &str) -> Result<usize, String> {
+    whole_number(text, 1, 1_000_000)
+}
+
 /// A whole number in `min..=max` (no upper bound is stated when `max` is `u64::MAX`), as `T`.
 fn whole_number<T: TryFrom<u64>>(text: &str, min: u64, max: u64) -> Result<T, String> {
     let range = if max == u64::MAX {
@@ -174,6 +180,11 @@ mod tests {
             at_least_one::<usize>("-1")
                 .unwrap_err()
                 .starts_with("not a whole number")
+        );
+        assert_eq!(repeats("1000000"), Ok(1_000_000));
+        assert_eq!(
+            repeats("1000001"),
+            Err("must be a whole number from 1 to 1000000".to_string())
         );
         assert_eq!(threads("0"), Ok(0));
         assert_eq!(threads(&MAX_THREADS.to_string()), Ok(MAX_THREADS));
