@@ -153,6 +153,40 @@ fn every_backend_agrees_and_non_standard_arguments_are_accepted() {
 }
 
 #[test]
+fn a_long_elementwise_chain_is_cut_into_kernels_and_agrees_with_the_interpreter() {
+    // 300 unary ops on one value: fused whole, this was one kernel whose register allocation
+    // took seconds; cut, it is several, with the values between them going through memory.
+    const LENGTH: usize = 300;
+    let mut g = Graph::new("chain");
+    let rows = Dim::sym("B");
+    let x = g.add_arg(
+        "x",
+        ArgRole::Input,
+        ty(DType::F32, vec![rows, Dim::fixed(5)]),
+    );
+    let mut h = x;
+    for i in 0..LENGTH {
+        let op = [UnaryOp::Tanh, UnaryOp::Sigmoid, UnaryOp::Erf][i % 3];
+        h = g.unary(op, h).unwrap();
+    }
+    let total = g.sum(h, &[0, 1]).unwrap();
+    g.add_output("h", h);
+    g.add_output("total", total);
+    let jit = compile_graph(&g, &JitOptions::default().with_threads(2)).unwrap();
+    let kernels = jit.schedule_text().matches(": kernel [").count();
+    assert!(
+        kernels >= LENGTH.div_ceil(sgn::codegen::MAX_FUSED_EXPRS),
+        "{kernels} kernels:\n{}",
+        jit.schedule_text()
+    );
+    let args = [filled(DType::F32, &[37, 5])];
+    let expected = interp::run(&g, &args).unwrap();
+    for (got, want) in jit.run(&args).unwrap().iter().zip(&expected) {
+        assert_close("chain", got, want, Floor::Absolute(1e-6), 1e-5);
+    }
+}
+
+#[test]
 fn an_empty_batch_gives_empty_and_zero_results() {
     let jit = compile_graph(&dense(), &JitOptions::default().with_threads(2)).unwrap();
     let out = jit.run(&dense_args(0)).unwrap();

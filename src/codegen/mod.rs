@@ -48,6 +48,7 @@ mod program;
 mod roofline;
 mod runtime;
 mod schedule;
+pub use schedule::MAX_FUSED_EXPRS;
 mod sizes;
 
 pub use clif::host_has_fma;

@@ -10,7 +10,8 @@
 //!   view, so they cost nothing.
 //!
 //! An elementwise node joins the latest kernel holding one of its operands when its other
-//! operands are ready before that kernel runs; a reduction joins the kernel that computes its
+//! operands are ready before that kernel runs, and while that kernel has fewer than
+//! [`MAX_FUSED_EXPRS`] expressions; a reduction joins the kernel that computes its
 //! operand (accumulating as the loop goes); everything else starts a new kernel. GEMMs read their
 //! operands as strided matrices, so transposes, including MatMul's own flags, cost nothing.
 //! Finally each kernel's loop axes are collapsed where every access is contiguous across them, so
@@ -27,6 +28,12 @@ use crate::ir::{
     ReduceKind, Shape,
 };
 use rustc_hash::FxHashMap;
+
+/// The most expressions an elementwise node joins a kernel at: past it, the node starts a new
+/// kernel and its operand goes through memory. Cranelift's register allocator takes time that
+/// grows faster than linearly with a function's live values, so one kernel fusing a chain of
+/// hundreds of transcendental ops compiled for seconds; real networks' kernels stay far below.
+pub const MAX_FUSED_EXPRS: usize = 64;
 
 /// A strided window onto a buffer, in elements.
 #[derive(Clone, Debug, PartialEq)]
@@ -514,7 +521,12 @@ impl Scheduler<'_> {
             })
             .max();
         let step = match latest {
-            Some(step) if inputs.iter().all(|&x| self.ready_for(self.val(x), step)) => step,
+            Some(step)
+                if inputs.iter().all(|&x| self.ready_for(self.val(x), step))
+                    && self.kernel(step).kernel.exprs.len() < MAX_FUSED_EXPRS =>
+            {
+                step
+            }
             _ => self.new_kernel(&node.ty.shape.0),
         };
         let operands: Vec<ExprId> = inputs.iter().map(|&x| self.operand_expr(step, x)).collect();
