@@ -330,7 +330,7 @@ fn train_logs_plots_checkpoints_and_resumes() {
     );
 
     let wrong = sgn(&[
-        &common[..],
+        &SINE_TRAINING[..],
         &[
             "--epochs",
             "2",

@@ -201,6 +201,7 @@ impl Files {
             .collect()
     }
 
+    /// `sgn train` on the sine data, with 2 CG iterations a step when the optimizer is SGN.
     fn train(&self, extra: &[&str]) -> Output {
         let args = [
             "train",
@@ -211,10 +212,16 @@ impl Files {
             "1000",
             "--seed",
             "1",
-            "--cg-iters",
-            "2",
         ];
-        sgn(&[&args[..], extra].concat())
+        let sgn_steps: &[&str] = if extra
+            .windows(2)
+            .any(|w| w[0] == "--optimizer" && w[1] != "sgn")
+        {
+            &[]
+        } else {
+            &["--cg-iters", "2"]
+        };
+        sgn(&[&args[..], sgn_steps, extra].concat())
     }
 }
 
@@ -475,6 +482,89 @@ fn errors_quote_huge_input_only_in_part() {
     let run = sgn(&["check", path(&model)]);
     assert_fails(&run, 1, &[&format!("{}:21:12", path(&model)), "…"]);
     assert!(stderr(&run).len() < 5000, "{} bytes", stderr(&run).len());
+}
+
+#[test]
+fn an_option_the_run_would_not_use_is_a_usage_error() {
+    let sine = [
+        "train",
+        "ir/sine_mlp.sgn",
+        "--dataset",
+        "sine",
+        "--batch",
+        "100",
+        "--epochs",
+        "1",
+    ];
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--lr", "0.1"],
+            "--lr is not used by --optimizer sgn (only by sgd and adam)",
+        ),
+        (
+            &["--nesterov"],
+            "--nesterov is not used by --optimizer sgn (only by sgd)",
+        ),
+        (
+            &["--optimizer", "sgd", "--rho0", "1"],
+            "--rho0 is not used by --optimizer sgd",
+        ),
+        (
+            &["--optimizer", "adam", "--paper"],
+            "--paper is not used by --optimizer adam",
+        ),
+        (
+            &["--optimizer", "sgd", "--curvature", "bf16"],
+            "--curvature is not used by",
+        ),
+        (
+            &["--optimizer", "adam", "--momentum", "0.5"],
+            "--momentum is not used by",
+        ),
+        (&["--force"], "--force applies only with --save"),
+        (
+            &["--raw-features"],
+            "--raw-features applies only to --dataset boston",
+        ),
+    ];
+    for (extra, why) in cases {
+        let run = sgn(&[&sine[..], extra].concat());
+        assert_fails(&run, 2, &[why]);
+        assert!(
+            !stdout(&run).contains("training"),
+            "refused before training"
+        );
+    }
+    let run = sgn(&[
+        "train",
+        "ir/mnist_mlp.sgn",
+        "--dataset",
+        "mnist",
+        "--batch",
+        "10",
+        "--epochs",
+        "1",
+        "--frequency",
+        "3",
+    ]);
+    assert_fails(&run, 2, &["--frequency applies only to --dataset sine"]);
+    let f = files();
+    let out = f.dir.path().join("out.safetensors");
+    let run = eval(&f.model, &f.inputs, &out, &["--split", "train"]);
+    assert_fails(
+        &run,
+        2,
+        &["--split applies to a dataset or your files, not to --inputs"],
+    );
+    // The options each optimizer does use are accepted, also when they equal the defaults.
+    let run = sgn(&[
+        &sine[..],
+        &["--optimizer", "sgd", "--lr", "0.1", "--momentum", "0"],
+    ]
+    .concat());
+    assert!(run.status.success(), "{}", stderr(&run));
+    let run = sgn(&[&sine[..], &["--cg-iters", "10", "--rho0", "1e-4"]].concat());
+    assert!(run.status.success(), "{}", stderr(&run));
 }
 
 // ----- 5. errors that name the cause -----

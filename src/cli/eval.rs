@@ -54,6 +54,24 @@ enum SplitName {
     Test,
 }
 
+impl EvalArgs {
+    /// The first option `given` on the command line that this evaluation would not use (by its
+    /// clap id), and why.
+    pub(super) fn unused_option(
+        &self,
+        given: &dyn Fn(&str) -> bool,
+    ) -> Option<(&'static str, String)> {
+        (given("split") && self.inputs.is_some())
+            .then(|| {
+                (
+                    "split",
+                    "applies to a dataset or your files, not to --inputs".to_string(),
+                )
+            })
+            .or_else(|| self.data.unused_option(self.dataset, given))
+    }
+}
+
 /// Examples per forward pass when evaluating a dataset (as training evaluates its test split).
 const EVAL_CHUNK: usize = 1000;
 

@@ -11,7 +11,8 @@ mod plot;
 mod reproduce;
 mod train;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 
 /// Train neural networks with the stochastic generalized Gauss-Newton method.
@@ -157,6 +158,25 @@ impl DataArgs {
 
     /// The user's data files (--train, --test), named by their option, for the checks that no
     /// output replaces them.
+    /// The first data option `given` on the command line that does not apply to dataset
+    /// `name` (or to the user's files), and why.
+    fn unused_option(
+        &self,
+        name: Option<crate::data::DatasetName>,
+        given: &dyn Fn(&str) -> bool,
+    ) -> Option<(&'static str, String)> {
+        use crate::data::DatasetName::{Boston, Sine};
+        let only = |id: &'static str, applies: bool, to: &str| {
+            (given(id) && !applies).then(|| (id, format!("applies only to {to}")))
+        };
+        only("frequency", name == Some(Sine), "--dataset sine")
+            .or_else(|| only("raw_features", name == Some(Boston), "--dataset boston"))
+            .or_else(|| {
+                let held_out = self.train.is_some() && self.test.is_none();
+                only("test_fraction", held_out, "--train without --test")
+            })
+    }
+
     fn files(&self) -> Vec<files::Named<'_>> {
         [("--train", &self.train), ("--test", &self.test)]
             .into_iter()
@@ -286,8 +306,11 @@ fn parse_backend(name: &str) -> Result<crate::codegen::BackendKind, String> {
 
 /// Runs the CLI on the process arguments and returns the exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             // clap prints help/version to stdout with code 0, usage errors to stderr with 2.
             if e.use_stderr() {
@@ -298,6 +321,10 @@ pub fn main() -> i32 {
             return e.exit_code();
         }
     };
+    if let Some(why) = unused_option(&cli.command, &matches) {
+        eprintln!("error: {}", clipped(&why));
+        return 2;
+    }
     let result = match cli.command {
         Command::Check { model } => check::run(&model),
         Command::Eval(args) => eval::run(&args),
@@ -319,6 +346,19 @@ pub fn main() -> i32 {
             1
         }
     }
+}
+
+/// An option given on the command line that the rest of it leaves unused, and why: a usage
+/// error, so that no one tunes an option that does nothing (`--lr` with SGN).
+fn unused_option(command: &Command, matches: &ArgMatches) -> Option<String> {
+    let (_, options) = matches.subcommand()?;
+    let given = |id: &str| options.value_source(id) == Some(ValueSource::CommandLine);
+    let (id, why) = match command {
+        Command::Train(args) => args.unused_option(&given),
+        Command::Eval(args) => args.unused_option(&given),
+        _ => None,
+    }?;
+    Some(format!("--{} {why}", id.replace('_', "-")))
 }
 
 /// The most characters of one line of an error the CLI prints.

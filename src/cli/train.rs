@@ -126,6 +126,56 @@ enum OptimizerName {
     Adam,
 }
 
+/// The options only SGN uses.
+const SGN_OPTIONS: [&str; 10] = [
+    "cg_iters",
+    "cg_tol_inf",
+    "cg_early",
+    "paper",
+    "rho0",
+    "fixed_rho",
+    "no_line_search",
+    "warm_start",
+    "precondition",
+    "curvature",
+];
+/// The options only SGD uses.
+const SGD_OPTIONS: [&str; 2] = ["momentum", "nesterov"];
+
+impl TrainArgs {
+    /// The first option `given` on the command line that this run would not use (by its clap
+    /// id), and why.
+    pub(super) fn unused_option(
+        &self,
+        given: &dyn Fn(&str) -> bool,
+    ) -> Option<(&'static str, String)> {
+        let optimizer = clap::ValueEnum::to_possible_value(&self.optimizer)?;
+        let optimizer = optimizer.get_name();
+        let not_used_by =
+            |users: &str| format!("is not used by --optimizer {optimizer} (only by {users})");
+        let unused = |ids: &[&'static str], users: &str| {
+            ids.iter()
+                .find(|id| given(id))
+                .map(|&id| (id, not_used_by(users)))
+        };
+        let by_optimizer = match self.optimizer {
+            OptimizerName::Sgn => {
+                unused(&["lr"], "sgd and adam").or_else(|| unused(&SGD_OPTIONS, "sgd"))
+            }
+            OptimizerName::Sgd => unused(&SGN_OPTIONS, "sgn"),
+            OptimizerName::Adam => {
+                unused(&SGN_OPTIONS, "sgn").or_else(|| unused(&SGD_OPTIONS, "sgd"))
+            }
+        };
+        by_optimizer
+            .or_else(|| {
+                (given("force") && self.save.is_none())
+                    .then(|| ("force", "applies only with --save".to_string()))
+            })
+            .or_else(|| self.data.unused_option(self.dataset, given))
+    }
+}
+
 fn optimizer(args: &TrainArgs) -> Box<dyn Optimizer> {
     match args.optimizer {
         OptimizerName::Sgn => Box::new(Sgn::new(sgn_options(args))),
