@@ -744,6 +744,12 @@ fn dsl_shape_errors_name_the_op_the_shapes_and_the_position() {
         (
             "[B, 3, 8, 8]",
             "param w: f64[1]",
+            "avg_pool2d(x, 9) * w",
+            "m.sgn:5:20: error: avg_pool2d of [B, 3, 8, 8]: a kernel of [9, 9] taps",
+        ),
+        (
+            "[B, 3, 8, 8]",
+            "param w: f64[1]",
             "max_pool2d(x, [2, 2, 2]) * w",
             "the kernel size must be an integer or a pair [h, w] of integers, found a list",
         ),

@@ -206,7 +206,10 @@ fn idx_labels_must_be_classes() {
         image_classification_split(&images, &labels, 10, PixelScale::Unit, "imgs", "lbls")
             .expect_err("label 10 of 10 classes")
             .to_string();
-    assert_eq!(message, "lbls: label 10 at index 1 is not a class 0..10");
+    assert_eq!(
+        message,
+        "lbls: label 10 at index 1 is not one of the 10 classes 0 to 9"
+    );
 }
 
 /// Found by the `idx` fuzz target: no images, but pixel dimensions whose product overflows, used

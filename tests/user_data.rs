@@ -443,7 +443,7 @@ fn bad_files_are_errors_naming_the_file_and_what_was_expected() {
         ),
         (
             vec![dir.arg("range.safetensors")],
-            "range.safetensors: tensor 'y', example 5: label 3 is not a class 0..3",
+            "range.safetensors: tensor 'y', example 5: label 3 is not one of the 3 classes 0 to 2",
         ),
         (
             vec![dir.arg("counts.safetensors")],
@@ -463,7 +463,7 @@ fn bad_files_are_errors_naming_the_file_and_what_was_expected() {
         ),
         (
             vec![label, "--target-columns".into(), "label".into()],
-            "label.csv:3: column 'label': label 1.5 is not a class 0..3",
+            "label.csv:3: column 'label': label 1.5 is not one of the 3 classes 0 to 2",
         ),
         (
             vec![csv_nan, "--target-columns".into(), "label".into()],

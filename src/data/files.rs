@@ -610,8 +610,9 @@ fn class(value: f64, classes: usize, at: impl FnOnce() -> String) -> Result<usiz
         Ok(value as usize)
     } else {
         Err(data_error(format!(
-            "{}: label {value} is not a class 0..{classes}",
-            at()
+            "{}: label {value} is not one of {}",
+            at(),
+            super::classes(classes)
         )))
     }
 }

@@ -2,7 +2,7 @@
 //! dimensions), `n` big-endian `u32` sizes, then the elements in row-major order. Files may be
 //! gzipped; the reader recognises gzip by its magic bytes `1f 8b`, not by the file name.
 
-use super::{ImageFormat, PixelScale, Split, data_error, one_hot};
+use super::{ImageFormat, PixelScale, Split, classes, data_error, one_hot};
 use crate::ir::memory::ensure_available;
 use crate::{Error, Result};
 use flate2::read::MultiGzDecoder;
@@ -206,7 +206,8 @@ pub fn image_classification_split(
         .find(|&(_, &l)| usize::from(l) >= num_classes)
     {
         return Err(data_error(format!(
-            "{labels_source}: label {label} at index {index} is not a class 0..{num_classes}"
+            "{labels_source}: label {label} at index {index} is not one of {}",
+            classes(num_classes)
         )));
     }
     // Checked even without images, when no data bounds it: ndarray refuses a shape whose

@@ -560,6 +560,15 @@ fn shuffled_indices(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
 
 /// A malformed data file or a failed fetch. One place, so that a dedicated error variant can
 /// replace the shared one without touching every message.
+/// The classes a label must be one of, as an error names them.
+fn classes(count: usize) -> String {
+    match count {
+        0 => "no classes".to_string(),
+        1 => "the one class 0".to_string(),
+        n => format!("the {n} classes 0 to {}", n - 1),
+    }
+}
+
 fn data_error(message: String) -> Error {
     Error::Data(message)
 }

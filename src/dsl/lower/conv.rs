@@ -110,6 +110,12 @@ pub(super) fn avg_pool2d(lowerer: &mut Lowerer<'_>, call: &Call<'_>) -> Result<V
             ));
         }
     };
+    // Checked here so that the error names avg_pool2d, not the convolution it becomes.
+    if let (Some(h), Some(w)) = (dims[2].as_fixed(), dims[3].as_fixed())
+        && let Err(why) = window.output_size([h as usize, w as usize], kernel)
+    {
+        return Err(lowerer.error(call.span, format!("avg_pool2d of {}: {why}", ty.shape)));
+    }
     let filter = TensorType::new(
         ty.dtype,
         Shape::fixed(&[channels, 1, kernel[0] as u64, kernel[1] as u64]),
