@@ -349,13 +349,53 @@ fn outputs_written_whole_never_replace_a_fifo_and_a_log_streams_into_one() {
     };
     let run = f.train(&["--epochs", "1", "--log", path(&stream)]);
     if !run.status.success() {
-        // Ends the reader's wait, in case the run failed before it opened the log.
-        drop(std::fs::OpenOptions::new().write(true).open(&stream));
+        // Ends the reader's wait, in case the run failed before it opened the log (without
+        // waiting in turn if the reader is gone).
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut writer = std::fs::OpenOptions::new();
+        drop(
+            writer
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&stream),
+        );
     }
     assert!(run.status.success(), "{}", stderr(&run));
     let rows = reader.join().unwrap();
     assert!(
         rows.starts_with("kind,") && rows.contains("\nstep,"),
+        "{rows}"
+    );
+    // So does a resumed run's log: a FIFO holds no rows to continue.
+    let ck = f.dir.path().join("ck.safetensors");
+    let run = f.train(&["--epochs", "1", "--save", path(&ck)]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let reader = {
+        let stream = stream.clone();
+        std::thread::spawn(move || std::fs::read_to_string(stream).unwrap())
+    };
+    let run = f.train(&[
+        "--epochs",
+        "2",
+        "--resume",
+        path(&ck),
+        "--log",
+        path(&stream),
+    ]);
+    if !run.status.success() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut writer = std::fs::OpenOptions::new();
+        drop(
+            writer
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&stream),
+        );
+    }
+    assert!(run.status.success(), "{}", stderr(&run));
+    let rows = reader.join().unwrap();
+    assert!(
+        rows.starts_with("kind,") && rows.contains("\nstep,2.0,14,"),
         "{rows}"
     );
 }
@@ -526,6 +566,10 @@ fn an_option_the_run_would_not_use_is_a_usage_error() {
             &["--raw-features"],
             "--raw-features applies only to --dataset boston",
         ),
+        (
+            &["--test-fraction", "0.5"],
+            "--test-fraction applies only to --train without --test",
+        ),
     ];
     for (extra, why) in cases {
         let run = sgn(&[&sine[..], extra].concat());
@@ -625,6 +669,24 @@ fn errors_name_the_option_the_file_and_the_tensor() {
     save(&params, &wrong);
     let run = eval(&f.model, &f.inputs, &out, &["--params", path(&wrong)]);
     assert_fails(&run, 1, &[path(&wrong), "'w1'", "is f64"]);
+
+    // A device as a tensor file: refused at once, not read forever.
+    let run = eval(&f.model, &f.inputs, &out, &["--params", "/dev/zero"]);
+    assert_fails(&run, 1, &["/dev/zero", "not a regular file"]);
+
+    // A NaN in the batch: refused, with the file, the tensor and the index.
+    let mut batch = TensorMap::load(&f.inputs).unwrap();
+    let mut x = batch.get("x").unwrap().to_f64_vec();
+    x[3] = f64::NAN;
+    batch.insert("x", Tensor::from_f64(DType::F32, &[8, 1], x).unwrap());
+    let poisoned = f.dir.path().join("nan-batch.safetensors");
+    save(&batch, &poisoned);
+    let run = eval(&f.model, &poisoned, &out, &[]);
+    assert_fails(
+        &run,
+        1,
+        &[path(&poisoned), "'x'", "non-finite value at [3, 0]"],
+    );
 
     // A batch of no examples would give a NaN loss.
     let batch = TensorMap::from_iter([

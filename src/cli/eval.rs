@@ -180,8 +180,13 @@ fn on_batch(
     let inputs_file = inputs.display().to_string();
     check_tensors(&batch, &batch_args, &inputs_file)?;
     check_not_empty(&batch, &batch_args, &inputs_file)?;
+    super::check_finite(&batch, inputs, "inputs and targets")?;
     let v = match &args.vector {
-        Some(path) => Some(directions(model, &TensorMap::load(path)?, path)?),
+        Some(path) => {
+            let map = TensorMap::load(path)?;
+            super::check_finite(&map, path, "directions")?;
+            Some(directions(model, &map, path)?)
+        }
         None => None,
     };
     let compiled = model.compile(&args.backend.options())?;

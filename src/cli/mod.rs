@@ -156,8 +156,6 @@ impl DataArgs {
         }
     }
 
-    /// The user's data files (--train, --test), named by their option, for the checks that no
-    /// output replaces them.
     /// The first data option `given` on the command line that does not apply to dataset
     /// `name` (or to the user's files), and why.
     fn unused_option(
@@ -177,6 +175,8 @@ impl DataArgs {
             })
     }
 
+    /// The user's data files (--train, --test), named by their option, for the checks that no
+    /// output replaces them.
     fn files(&self) -> Vec<files::Named<'_>> {
         [("--train", &self.train), ("--test", &self.test)]
             .into_iter()
@@ -283,16 +283,27 @@ fn params(
     let params = crate::optim::checkpoint::load_params(path)?;
     let declared = declared(model, &[crate::ir::ArgRole::Param]);
     crate::ir::store::check_tensors(&params, &declared, &path.display().to_string())?;
-    if let Some((name, index)) = params
+    check_finite(&params, path, "parameters")?;
+    Ok(params)
+}
+
+/// Refuses a tensor of `map`, read from `file`, that holds a NaN or an infinity: `what` (the
+/// file's role) must be finite.
+fn check_finite(
+    map: &crate::ir::store::TensorMap,
+    file: &std::path::Path,
+    what: &str,
+) -> crate::Result<()> {
+    match map
         .iter()
         .find_map(|(name, tensor)| Some((name, tensor.first_non_finite()?)))
     {
-        return Err(crate::Error::Tensor(format!(
-            "{}: tensor '{name}' holds a non-finite value at {index:?}; parameters must be finite",
-            path.display()
-        )));
+        Some((name, index)) => Err(crate::Error::Tensor(format!(
+            "{}: tensor '{name}' holds a non-finite value at {index:?}; {what} must be finite",
+            file.display()
+        ))),
+        None => Ok(()),
     }
-    Ok(params)
 }
 
 fn parse_pixels(name: &str) -> Result<crate::data::PixelScale, String> {

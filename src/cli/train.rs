@@ -149,7 +149,8 @@ impl TrainArgs {
         &self,
         given: &dyn Fn(&str) -> bool,
     ) -> Option<(&'static str, String)> {
-        let optimizer = clap::ValueEnum::to_possible_value(&self.optimizer)?;
+        let optimizer = clap::ValueEnum::to_possible_value(&self.optimizer)
+            .expect("every optimizer has a name on the command line");
         let optimizer = optimizer.get_name();
         let not_used_by =
             |users: &str| format!("is not used by --optimizer {optimizer} (only by {users})");

@@ -13,6 +13,8 @@ use std::path::Path;
 
 /// The two bytes every gzip stream starts with.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// The most bytes past an IDX array's end that are counted for the error.
+const TRAILING_COUNTED: u64 = 1 << 20;
 /// The IDX type code of unsigned bytes, the only element type of the MNIST family.
 const UNSIGNED_BYTE: u8 = 0x08;
 
@@ -132,18 +134,29 @@ fn read_from(
         format!("{source}: an IDX array of {shape} unsigned bytes")
     })?;
     let mut data = Vec::new();
+    // Reserved once: growing by doubling could hold twice what was checked.
+    data.try_reserve_exact(elements).map_err(|_| {
+        Error::Memory(format!(
+            "{source}: an IDX array of {shape} unsigned bytes: cannot allocate {elements} bytes"
+        ))
+    })?;
     read_up_to(elements, &mut data)?;
-    let trailing = std::io::copy(&mut reader, &mut std::io::sink()).map_err(&failed)?;
+    // Trailing bytes are counted up to a bound: a gzip stream could expand without end.
+    let trailing = std::io::copy(
+        &mut (&mut reader).take(TRAILING_COUNTED),
+        &mut std::io::sink(),
+    )
+    .map_err(&failed)?;
     let found = (header_len + data.len()) as u64 + trailing;
     if data.len() < elements || trailing > 0 {
-        let what = if trailing == 0 {
-            "truncated"
-        } else {
-            "trailing bytes"
+        let (what, has) = match trailing {
+            0 => ("truncated", ""),
+            TRAILING_COUNTED => ("trailing bytes", "more than "),
+            _ => ("trailing bytes", ""),
         };
         return Err(data_error(format!(
             "{source}: {what}: an IDX array of {shape} unsigned bytes takes {} bytes \
-             ({header_len}-byte header + {elements} of data), the file has {found}",
+             ({header_len}-byte header + {elements} of data), the file has {has}{found}",
             header_len + elements,
         )));
     }

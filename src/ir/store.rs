@@ -122,12 +122,15 @@ impl TensorMap {
     /// Reads a safetensors file and its free-form string metadata (`__metadata__`; empty if the
     /// file has none). Errors as [`TensorMap::load`].
     pub fn load_with_metadata(path: &Path) -> Result<(TensorMap, BTreeMap<String, String>)> {
-        let length = fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+        // A regular file only: a device such as /dev/zero would be read forever.
+        let mut file = open_regular(path).map_err(|e| Error::io(path, e))?;
+        let length = file.metadata().map_err(|e| Error::io(path, e))?.len();
         // The file's bytes and the decoded tensors are held at once.
         ensure_available(length.checked_mul(2), || {
             format!("reading {}", path.display())
         })?;
-        let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| Error::io(path, e))?;
         TensorMap::from_bytes(&bytes, &path.display().to_string())
     }
 

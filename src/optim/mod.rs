@@ -82,7 +82,41 @@ pub struct StepReport {
     /// The fraction of the computed step that was taken (SGN's line search; 1 for SGD/Adam).
     pub step_size: f64,
     /// Set when the step was rejected because something was not finite: says what.
-    pub non_finite: Option<String>,
+    pub non_finite: Option<NonFiniteValue>,
+}
+
+/// What was not finite when a step was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonFiniteValue {
+    /// The loss at the parameters the step started from.
+    Loss,
+    /// The gradient there.
+    Gradient,
+    /// The step computed from them (SGN's CG solution, its slope or curvature): too little
+    /// damping can give one at parameters where the loss and gradient are finite.
+    Step,
+}
+
+impl NonFiniteValue {
+    /// True if the value is one of the parameters the step started from, so that no step size
+    /// or damping could have avoided it.
+    pub fn at_the_parameters(self) -> bool {
+        match self {
+            NonFiniteValue::Loss | NonFiniteValue::Gradient => true,
+            NonFiniteValue::Step => false,
+        }
+    }
+}
+
+impl std::fmt::Display for NonFiniteValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self {
+            NonFiniteValue::Loss => "loss",
+            NonFiniteValue::Gradient => "gradient",
+            NonFiniteValue::Step => "step",
+        };
+        write!(f, "non-finite {what}")
+    }
 }
 
 /// Named flat vectors (scalars are one-element vectors): an optimizer's state for checkpoints,

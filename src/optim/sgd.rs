@@ -1,7 +1,9 @@
 //! Stochastic gradient descent with optional (Nesterov) momentum, as in PyTorch.
 
 use super::vector::all_finite;
-use super::{Objective, Optimizer, OptimizerState, StateReader, StepReport, Values};
+use super::{
+    NonFiniteValue, Objective, Optimizer, OptimizerState, StateReader, StepReport, Values,
+};
 use crate::Result;
 
 /// SGD's options. Defaults: learning rate 0.1, no momentum.
@@ -92,9 +94,9 @@ impl Optimizer for Sgd {
 /// The report of a first-order step rejected for a non-finite loss or gradient, if it is one.
 pub(super) fn non_finite_report(loss: f64, grad: &[f64]) -> Option<StepReport> {
     let what = if !loss.is_finite() {
-        "loss"
+        NonFiniteValue::Loss
     } else if !all_finite(grad) {
-        "gradient"
+        NonFiniteValue::Gradient
     } else {
         return None;
     };
@@ -104,7 +106,7 @@ pub(super) fn non_finite_report(loss: f64, grad: &[f64]) -> Option<StepReport> {
         rho: None,
         cg_iters: 0,
         step_size: 0.0,
-        non_finite: Some(format!("non-finite {what}")),
+        non_finite: Some(what),
     })
 }
 

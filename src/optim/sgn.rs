@@ -6,7 +6,9 @@
 //! Levenberg-Marquardt update of `ρ` from the ratio of actual to predicted reduction.
 
 use super::cg::{self, CgOptions};
-use super::{Objective, Optimizer, OptimizerState, StateReader, StepReport, Values};
+use super::{
+    NonFiniteValue, Objective, Optimizer, OptimizerState, StateReader, StepReport, Values,
+};
 use crate::Result;
 
 /// How the damping ρ evolves.
@@ -153,7 +155,7 @@ impl Sgn {
         loss: f64,
         cg_iters: usize,
         factor: f64,
-        non_finite: Option<String>,
+        non_finite: Option<NonFiniteValue>,
     ) -> StepReport {
         self.raise(factor);
         self.previous_step.clear();
@@ -179,13 +181,11 @@ impl Optimizer for Sgn {
         let vectors = objective.vectors();
         let (loss, grad) = objective.loss_grad_and_prepare_gv(theta)?;
         if !loss.is_finite() || !vectors.all_finite(&grad) {
-            let what = if loss.is_finite() { "gradient" } else { "loss" };
-            return Ok(self.rejected(
-                loss,
-                0,
-                NON_FINITE_RAISE,
-                Some(format!("non-finite {what}")),
-            ));
+            let what = match loss.is_finite() {
+                true => NonFiniteValue::Gradient,
+                false => NonFiniteValue::Loss,
+            };
+            return Ok(self.rejected(loss, 0, NON_FINITE_RAISE, Some(what)));
         }
         let rho = self.rho;
         let b = vectors.scaled(&grad, -1.0);
@@ -224,7 +224,7 @@ impl Optimizer for Sgn {
                 loss,
                 solved.iterations,
                 NON_FINITE_RAISE,
-                Some("non-finite step".to_string()),
+                Some(NonFiniteValue::Step),
             ));
         }
         if slope >= 0.0 {
@@ -411,7 +411,7 @@ mod tests {
         let mut theta = vec![1.0; 3];
         let report = sgn.step(&mut theta, &mut q).unwrap();
         assert!(!report.accepted);
-        assert_eq!(report.non_finite.as_deref(), Some("non-finite gradient"));
+        assert_eq!(report.non_finite, Some(NonFiniteValue::Gradient));
         assert_eq!(theta, vec![1.0; 3]);
         assert!((sgn.rho() - 1e-3).abs() < 1e-15);
         // The next healthy step proceeds.

@@ -5,11 +5,11 @@
 //! position); parameters are kept rounded to the model's element type, so the checkpoint holds
 //! them exactly; and optimizer state is saved in f64.
 
-use super::Optimizer;
 use super::checkpoint::{Checkpoint, Progress};
 use super::collective::{Collective, Sharded, SingleProcess, shard};
 use super::objective::ModelObjective;
 use super::record::{Record, RecordKind};
+use super::{NonFiniteValue, Optimizer};
 use crate::codegen::{Pool, split_mut};
 use crate::compile::CompiledModel;
 use crate::data::{BatchOptions, Batches, Dataset, PixelScale, Split, input_and_target};
@@ -74,7 +74,10 @@ pub enum TrainEvent<'a> {
     /// A step or an evaluation was recorded.
     Recorded(&'a Record),
     /// A step was rejected because something was not finite; the parameters did not change.
-    NonFinite { iteration: u64, what: &'a str },
+    NonFinite {
+        iteration: u64,
+        what: NonFiniteValue,
+    },
     /// A checkpoint was written.
     Checkpoint(&'a Path),
 }
@@ -382,7 +385,9 @@ impl<'a> Trainer<'a> {
         marks.retain(|&m| m > self.progress.elapsed_before);
         let mut marks = marks.into_iter().peekable();
         let mut failures = 0;
-        let mut any_finite_step = false;
+        // Whether every step of this run failed on the loss or gradient at its parameters
+        // (rejected steps leave them as they were): then they were bad from the start.
+        let mut bad_from_the_start = true;
         let mut out_of_time = false;
         let mut epoch_losses: Vec<f64> = Vec::new();
         // True when steps ran since the last evaluation or checkpoint (so a stop mid-epoch
@@ -414,8 +419,9 @@ impl<'a> Trainer<'a> {
                 self.progress.position += 1;
                 self.progress.iteration += 1;
                 (unevaluated_steps, unsaved_steps) = (true, true);
-                if let Some(what) = &report.non_finite {
+                if let Some(what) = report.non_finite {
                     failures += 1;
+                    bad_from_the_start &= what.at_the_parameters();
                     observer(TrainEvent::NonFinite {
                         iteration: self.progress.iteration,
                         what,
@@ -427,12 +433,12 @@ impl<'a> Trainer<'a> {
                                  (iteration {}); the parameters and the last checkpoint are the last good ones",
                                 self.progress.iteration
                             ),
-                            from_the_start: !any_finite_step,
+                            from_the_start: bad_from_the_start,
                         });
                     }
                 } else {
                     failures = 0;
-                    any_finite_step = true;
+                    bad_from_the_start = false;
                     epoch_losses.push(report.loss);
                 }
                 let now = self.agreed(elapsed(&self.progress, paused))?;

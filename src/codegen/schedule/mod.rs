@@ -323,6 +323,19 @@ impl Scheduler<'_> {
         self.steps.len() - 1
     }
 
+    /// The last step, if it is a kernel over `domain` with room for more expressions.
+    fn newest_kernel_with_room(&self, domain: &[Dim]) -> Option<usize> {
+        let newest = self.steps.len().checked_sub(1)?;
+        match &self.steps[newest] {
+            StepBuilder::Kernel(k)
+                if k.domain == domain && k.kernel.exprs.len() < MAX_FUSED_EXPRS =>
+            {
+                Some(newest)
+            }
+            _ => None,
+        }
+    }
+
     fn kernel(&mut self, step: usize) -> &mut KernelBuilder {
         match &mut self.steps[step] {
             StepBuilder::Kernel(k) => k,
@@ -520,12 +533,18 @@ impl Scheduler<'_> {
                 _ => None,
             })
             .max();
+        let ready = |s: &Self, step: usize| inputs.iter().all(|&x| s.ready_for(s.val(x), step));
+        let full = |s: &mut Self, step: usize| s.kernel(step).kernel.exprs.len() >= MAX_FUSED_EXPRS;
         let step = match latest {
+            Some(step) if ready(self, step) && !full(self, step) => step,
+            // Its operand's kernel is full: the kernel started after it (by a sibling, say) is
+            // the next best place, before a kernel of its own.
             Some(step)
-                if inputs.iter().all(|&x| self.ready_for(self.val(x), step))
-                    && self.kernel(step).kernel.exprs.len() < MAX_FUSED_EXPRS =>
+                if full(self, step)
+                    && let Some(newest) = self.newest_kernel_with_room(&node.ty.shape.0)
+                    && ready(self, newest) =>
             {
-                step
+                newest
             }
             _ => self.new_kernel(&node.ty.shape.0),
         };

@@ -88,9 +88,15 @@ impl LogWriter {
     /// Opens the log at `path` to continue a resumed run, keeping its rows; creates it if it does
     /// not exist. The existing rows must be a valid log of the same format (for CSV, the same
     /// header), else this is an error. A last row without a line end is the row a crash
-    /// interrupted: it is removed.
+    /// interrupted: it is removed. A path that is no regular file (a FIFO, `/dev/stdout`) gets a
+    /// new log, as [`LogWriter::create`] writes it.
     pub fn append_to(path: impl AsRef<Path>) -> Result<LogWriter> {
         let path = path.as_ref();
+        // A FIFO or a device (`/dev/stdout`) keeps no rows, and reading one would wait: the
+        // resumed run streams into it as a new log.
+        if fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            return LogWriter::create(path);
+        }
         let format = LogFormat::of(path)?;
         let io_error = |e| Error::io(path, e);
         let mut file = OpenOptions::new()
