@@ -639,6 +639,14 @@ impl JitGraph {
         Ok(self.plan_for(&mut state, bindings)?.flops)
     }
 
+    /// The threads a call planned as `plan` runs on: one for calls too small to share out.
+    fn threads_for(&self, plan: &Plan) -> usize {
+        match plan.flops < self.parallel_min_flops {
+            true => 1,
+            false => self.pool.threads(),
+        }
+    }
+
     fn plan_for(&self, state: &mut RunState, bindings: &Bindings) -> Result<Arc<Plan>> {
         if let Some((last, plan)) = &state.last
             && last == bindings
@@ -660,7 +668,7 @@ impl JitGraph {
         // A bf16 graph's calls may keep their fixed operands' packings (`run_keeping`).
         let kept = match self.kernels {
             Kernels::Bf16 => {
-                runtime::kept_bytes_bound(&self.program, bindings, self.pool.threads() as u64)
+                runtime::kept_bytes_bound(&self.program, bindings, self.threads_for(&plan) as u64)
             }
             Kernels::Narrow | Kernels::General => Some(0),
         };
@@ -720,7 +728,7 @@ impl JitGraph {
                 entry(buffers, sizes, thread as i64, threads as i64, barrier)
             })
         };
-        if self.pool.threads() == 1 || plan.flops < self.parallel_min_flops {
+        if self.threads_for(&plan) == 1 {
             call(0, 1, &self.solo_barrier);
         } else {
             let threads = self.pool.threads();
