@@ -343,25 +343,9 @@ fn outputs_written_whole_never_replace_a_fifo_and_a_log_streams_into_one() {
     let stream = f.dir.path().join("stream.csv");
     let made = std::process::Command::new("mkfifo").arg(&stream).status();
     assert!(made.is_ok_and(|s| s.success()), "mkfifo");
-    let reader = {
-        let stream = stream.clone();
-        std::thread::spawn(move || std::fs::read_to_string(stream).unwrap())
-    };
-    let run = f.train(&["--epochs", "1", "--log", path(&stream)]);
-    if !run.status.success() {
-        // Ends the reader's wait, in case the run failed before it opened the log (without
-        // waiting in turn if the reader is gone).
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut writer = std::fs::OpenOptions::new();
-        drop(
-            writer
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(&stream),
-        );
-    }
-    assert!(run.status.success(), "{}", stderr(&run));
-    let rows = reader.join().unwrap();
+    let rows = read_while(&stream, || {
+        f.train(&["--epochs", "1", "--log", path(&stream)])
+    });
     assert!(
         rows.starts_with("kind,") && rows.contains("\nstep,"),
         "{rows}"
@@ -370,34 +354,37 @@ fn outputs_written_whole_never_replace_a_fifo_and_a_log_streams_into_one() {
     let ck = f.dir.path().join("ck.safetensors");
     let run = f.train(&["--epochs", "1", "--save", path(&ck)]);
     assert!(run.status.success(), "{}", stderr(&run));
-    let reader = {
-        let stream = stream.clone();
-        std::thread::spawn(move || std::fs::read_to_string(stream).unwrap())
-    };
-    let run = f.train(&[
+    let resumed = [
         "--epochs",
         "2",
         "--resume",
         path(&ck),
         "--log",
         path(&stream),
-    ]);
-    if !run.status.success() {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut writer = std::fs::OpenOptions::new();
-        drop(
-            writer
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(&stream),
-        );
-    }
-    assert!(run.status.success(), "{}", stderr(&run));
-    let rows = reader.join().unwrap();
+    ];
+    let rows = read_while(&stream, || f.train(&resumed));
     assert!(
         rows.starts_with("kind,") && rows.contains("\nstep,2.0,14,"),
         "{rows}"
     );
+}
+
+/// What a reader at the other end of the FIFO `fifo` gets while `run` succeeds.
+fn read_while(fifo: &Path, run: impl FnOnce() -> Output) -> String {
+    let reader = {
+        let fifo = fifo.to_path_buf();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    let run = run();
+    if !run.status.success() {
+        // Ends the reader's wait, in case the run failed before it opened the FIFO (without
+        // waiting in turn if the reader is gone).
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut writer = std::fs::OpenOptions::new();
+        drop(writer.write(true).custom_flags(libc::O_NONBLOCK).open(fifo));
+    }
+    assert!(run.status.success(), "{}", stderr(&run));
+    reader.join().unwrap()
 }
 
 // ----- 4. options that make no sense -----
