@@ -511,18 +511,21 @@ fn errors_quote_huge_input_only_in_part() {
     assert!(stderr(&run).len() < 5000, "{} bytes", stderr(&run).len());
 }
 
+/// One epoch of sine_mlp on the sine data in batches of 100.
+const ONE_SINE_EPOCH: [&str; 8] = [
+    "train",
+    "ir/sine_mlp.sgn",
+    "--dataset",
+    "sine",
+    "--batch",
+    "100",
+    "--epochs",
+    "1",
+];
+
 #[test]
 fn an_option_the_run_would_not_use_is_a_usage_error() {
-    let sine = [
-        "train",
-        "ir/sine_mlp.sgn",
-        "--dataset",
-        "sine",
-        "--batch",
-        "100",
-        "--epochs",
-        "1",
-    ];
+    let sine = ONE_SINE_EPOCH;
     let cases: &[(&[&str], &str)] = &[
         (
             &["--lr", "0.1"],
@@ -780,17 +783,7 @@ fn a_tensor_the_model_does_not_declare_is_an_error_listing_the_expected_names() 
 #[cfg(not(feature = "mpi"))]
 #[test]
 fn distributed_training_without_mpi_says_how_to_build_it() {
-    let out = sgn(&[
-        "train",
-        "ir/sine_mlp.sgn",
-        "--dataset",
-        "sine",
-        "--batch",
-        "100",
-        "--epochs",
-        "1",
-        "--distributed",
-    ]);
+    let out = sgn(&[&ONE_SINE_EPOCH[..], &["--distributed"]].concat());
     assert_fails(
         &out,
         1,
