@@ -98,6 +98,26 @@ fn conv_cases() -> Vec<ConvCase> {
             window([1, 1], [[1, 2], [0, 0]], [1, 1]),
             1,
         ),
+        // A stride past the padded width: the last tap of a row reads only padding (this read
+        // past the input before).
+        case(
+            2,
+            1,
+            [4, 4],
+            1,
+            [1, 1],
+            window([1, 6], [[0, 0], [1, 1]], [1, 1]),
+            1,
+        ),
+        case(
+            1,
+            2,
+            [8, 8],
+            2,
+            [3, 3],
+            window([64, 64], [[1, 1], [1, 1]], [1, 1]),
+            2,
+        ),
     ]
 }
 
@@ -369,6 +389,11 @@ fn pool_cases() -> Vec<([usize; 4], [usize; 2], Window)> {
             [1, 2, 5, 6],
             [1, 3],
             window([3, 3], [[0, 0], [1, 1]], [1, 1]),
+        ),
+        (
+            [1, 1, 4, 4],
+            [2, 2],
+            window([1, 6], [[1, 1], [1, 1]], [1, 1]),
         ),
     ]
 }

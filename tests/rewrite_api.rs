@@ -106,6 +106,21 @@ fn shared_products(all: bool) -> Graph {
 }
 
 #[test]
+fn a_chain_whose_tree_cost_passes_f64s_range_is_extracted() {
+    // h ← h·sigmoid(h), 1100 times: each level uses h twice, so its tree cost doubles a level
+    // and passes f64's range near 1024 levels (this was a panic: "every root is extractable").
+    let mut g = Graph::new("doubling");
+    let mut h = g.add_arg("x", ArgRole::Input, ty(fixed(&[3, 2])));
+    for _ in 0..1100 {
+        let gate = g.unary(sgn::ir::UnaryOp::Sigmoid, h).unwrap();
+        h = g.binary(BinaryOp::Mul, h, gate).unwrap();
+    }
+    g.add_output("h", h);
+    let (optimized, _) = optimize(&g, &RewriteOptions::default()).unwrap();
+    assert_same_values(&g, &optimized);
+}
+
+#[test]
 fn dag_aware_extraction_counts_shared_products_once() {
     let g = shared_products(true);
     // Factoring gives x@(A+B), which tree extraction prefers for `sum` in isolation…

@@ -236,7 +236,9 @@ pub fn image_classification_split(
                 shape.join("×")
             ))
         })?;
-    let features_bytes = (*count as u64).checked_mul(per_image as u64 * 4);
+    let features_bytes = (*count as u64)
+        .checked_mul(per_image as u64)
+        .and_then(|n| n.checked_mul(4));
     ensure_available(features_bytes, || {
         format!("{images_source}: {count} images of {per_image} pixels as f32 features")
     })?;

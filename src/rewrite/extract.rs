@@ -249,10 +249,13 @@ impl Dag {
                 *wait -= 1;
                 if *wait == 0 && !best[parent].is_finite() {
                     let candidate = &self.candidates[parent][pk];
+                    // Saturated: a tree cost doubles with each level that uses a value twice
+                    // (`h · sigmoid(h)`), and past f64's range it would read as unsettled.
                     let total = candidate
                         .children
                         .iter()
-                        .fold(candidate.cost, |sum, &c| sum + best[c]);
+                        .fold(candidate.cost, |sum, &c| sum + best[c])
+                        .min(f64::MAX);
                     queue.push(Reverse((Cost(total), parent, pk)));
                 }
             }

@@ -104,7 +104,12 @@ impl Window {
             None => 0,
         };
         let lo = lo.min(hi);
-        (lo..hi, (start + lo * step).saturating_sub(before))
+        // With no tap inside, the first element read is moot: 0 keeps slices from it in bounds.
+        let first = match lo < hi {
+            true => (start + lo * step).saturating_sub(before),
+            false => 0,
+        };
+        (lo..hi, first)
     }
 
     /// The kernel's extent along `axis`: `dilation·(k − 1) + 1`.
