@@ -121,6 +121,22 @@ fn a_chain_whose_tree_cost_passes_f64s_range_is_extracted() {
 }
 
 #[test]
+fn a_doubling_chain_rewrites_within_bounded_matches() {
+    // h ← h + h, 130 times: every class holds ever more equal forms (x·2^k, (x·2^a)·2^b, …) and
+    // associativity's matches grow by the cube of the depth; unbounded, the search of one
+    // iteration took 8 GB and the process aborted.
+    let mut g = Graph::new("doubling sums");
+    let mut h = g.add_arg("x", ArgRole::Input, ty(fixed(&[3, 2])));
+    for _ in 0..130 {
+        h = g.binary(BinaryOp::Add, h, h).unwrap();
+    }
+    g.add_output("h", h);
+    let (optimized, report) = optimize(&g, &RewriteOptions::default()).unwrap();
+    assert!(optimized.nodes().len() < g.nodes().len(), "{report:?}");
+    assert_same_values(&g, &optimized);
+}
+
+#[test]
 fn dag_aware_extraction_counts_shared_products_once() {
     let g = shared_products(true);
     // Factoring gives x@(A+B), which tree extraction prefers for `sum` in isolation…

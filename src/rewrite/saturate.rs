@@ -76,9 +76,9 @@ pub fn saturate(egraph: &mut EGraph, rules: RuleSet, limits: Limits) -> Outcome 
             .zip(&heights)
             .enumerate()
             .map(|(i, (rule, &height))| match &dirty {
-                None if i < rules.fresh.len() => search_all(rule, egraph),
+                None if i < rules.fresh.len() => search_all(rule, egraph, limits.nodes),
                 None => Vec::new(),
-                Some(levels) => search_in(rule, egraph, &levels[height]),
+                Some(levels) => search_in(rule, egraph, &levels[height], limits.nodes),
             })
             .collect();
         iterations += 1;
@@ -152,8 +152,12 @@ fn lhs_height(rule: &Rewrite) -> usize {
     height.last().copied().unwrap_or(0)
 }
 
-/// The matches of `rule` in the whole e-graph.
-fn search_all<'a>(rule: &'a Rewrite, egraph: &EGraph) -> Vec<SearchMatches<'a, ENode>> {
+/// The matches of `rule` in the whole e-graph, at most `limit` (see [`search_classes`]).
+fn search_all<'a>(
+    rule: &'a Rewrite,
+    egraph: &EGraph,
+    limit: usize,
+) -> Vec<SearchMatches<'a, ENode>> {
     let root_classes = match pattern(rule).last() {
         Some(ENodeOrVar::ENode(root)) => egraph
             .classes_for_op(&root.discriminant())
@@ -161,16 +165,18 @@ fn search_all<'a>(rule: &'a Rewrite, egraph: &EGraph) -> Vec<SearchMatches<'a, E
         _ => egraph.number_of_classes(),
     };
     match rare_roots(rule, egraph, root_classes) {
-        Some(roots) => search_classes(rule, egraph, roots.iter()),
-        None => rule.search(egraph),
+        Some(roots) => search_classes(rule, egraph, roots.iter(), limit),
+        None => rule.search_with_limit(egraph, limit),
     }
 }
 
-/// The matches of `rule` rooted in `classes` (the classes holding its root's operator).
+/// The matches of `rule` rooted in `classes` (the classes holding its root's operator), at most
+/// `limit`.
 fn search_in<'a>(
     rule: &'a Rewrite,
     egraph: &EGraph,
     classes: &FxHashMap<ENode, Vec<Id>>,
+    limit: usize,
 ) -> Vec<SearchMatches<'a, ENode>> {
     let candidates: Vec<&Id> = match pattern(rule).last() {
         Some(ENodeOrVar::ENode(root)) => match classes.get(&root.discriminant()) {
@@ -184,22 +190,35 @@ fn search_in<'a>(
             rule,
             egraph,
             candidates.into_iter().filter(|c| roots.contains(c)),
+            limit,
         ),
-        None => search_classes(rule, egraph, candidates.into_iter()),
+        None => search_classes(rule, egraph, candidates.into_iter(), limit),
     }
 }
 
+/// The matches of `rule` rooted in `classes`, at most `limit` of them. The limit is the phase's
+/// node limit: each match adds about one e-node, so more could never all be applied, and on
+/// a chain like `h ← h + h` a rule such as associativity finds matches by the cube of the depth
+/// (130 lines took 8 GB before the search was bounded). Matches left out may be found in the
+/// next iteration; rewriting only ever adds equalities, so the graph stays right either way.
 fn search_classes<'a, 'i>(
     rule: &'a Rewrite,
     egraph: &EGraph,
     classes: impl Iterator<Item = &'i Id>,
+    limit: usize,
 ) -> Vec<SearchMatches<'a, ENode>> {
-    classes
-        .filter_map(|&class| {
-            rule.searcher
-                .search_eclass_with_limit(egraph, class, usize::MAX)
-        })
-        .collect()
+    let mut left = limit;
+    let mut found = Vec::new();
+    for &class in classes {
+        if left == 0 {
+            break;
+        }
+        if let Some(matches) = rule.searcher.search_eclass_with_limit(egraph, class, left) {
+            left = left.saturating_sub(matches.substs.len());
+            found.push(matches);
+        }
+    }
+    found
 }
 
 /// The left-hand side of `rule`, its root last.
