@@ -303,6 +303,76 @@ fn train_never_writes_over_its_model_parameters_or_a_foreign_file() {
 }
 
 #[test]
+fn no_output_replaces_a_cached_dataset_file() {
+    // The checks come before any load: a data directory holding the files' names is enough.
+    let dir = tempfile::tempdir().unwrap();
+    let boston = dir.path().join("boston/boston_house_prices.csv");
+    let cifar = dir.path().join("cifar-10-batches-bin/test_batch.bin");
+    for file in [&boston, &cifar] {
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, "cached").unwrap();
+    }
+    let data_dir = ["--data-dir", path(dir.path())];
+    let run = sgn(&[
+        &[
+            "eval",
+            "ir/cifar_cnn.sgn",
+            "--dataset",
+            "cifar10",
+            "--out",
+            path(&cifar),
+        ][..],
+        &data_dir,
+    ]
+    .concat());
+    assert_fails(&run, 1, &["--out", "the --dataset file"]);
+    let boston_run = [
+        "train",
+        "ir/boston_mlp.sgn",
+        "--dataset",
+        "boston",
+        "--batch",
+        "10",
+        "--epochs",
+        "1",
+    ];
+    let run = sgn(&[&boston_run[..], &data_dir, &["--log", path(&boston)]].concat());
+    assert_fails(&run, 1, &["--log", "the --dataset file"]);
+    for file in [&boston, &cifar] {
+        assert_eq!(std::fs::read(file).unwrap(), b"cached");
+    }
+}
+
+#[test]
+fn eval_replaces_only_its_own_results_without_force() {
+    let f = files();
+    let out = f.dir.path().join("out.safetensors");
+    let run = f.eval(&out, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    // An earlier result is replaced; a checkpoint or a note is not, unless --force.
+    let run = f.eval(&out, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let ck = f.dir.path().join("ck.safetensors");
+    let run = f.train(&["--epochs", "1", "--save", path(&ck)]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let notes = f.dir.path().join("notes.txt");
+    std::fs::write(&notes, "my notes").unwrap();
+    for precious in [&ck, &notes] {
+        let before = std::fs::read(precious).unwrap();
+        let run = f.eval(precious, &[]);
+        assert_fails(
+            &run,
+            1,
+            &["--out", "not an earlier `sgn eval` result", "--force"],
+        );
+        assert_eq!(std::fs::read(precious).unwrap(), before);
+    }
+    let run = f.eval(&notes, &["--force"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(TensorMap::load(&notes).is_ok());
+}
+
+#[test]
 fn plot_never_writes_over_a_log() {
     let f = files();
     let log = f.dir.path().join("run.csv");

@@ -44,6 +44,10 @@ pub struct EvalArgs {
     /// --dataset, `loss` and (for classification) `accuracy`, and optional.
     #[arg(long, required_unless_present_any = ["dataset", "train", "test"])]
     out: Option<PathBuf>,
+    /// Let --out replace an existing file that is not an earlier `sgn eval` result (a
+    /// checkpoint, say).
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     backend: super::BackendArgs,
 }
@@ -68,8 +72,19 @@ impl EvalArgs {
                     "applies to a dataset or your files, not to --inputs".to_string(),
                 )
             })
+            .or_else(|| {
+                (given("force") && self.out.is_none())
+                    .then(|| ("force", "applies only with --out".to_string()))
+            })
             .or_else(|| self.data.unused_option(self.dataset, given))
     }
+}
+
+/// Whether `path` holds what `sgn eval` writes: a safetensors file whose metadata names the
+/// model, and that is no checkpoint.
+fn is_eval_result(path: &Path) -> bool {
+    crate::optim::checkpoint::safetensors_metadata(path)
+        .is_some_and(|m| m.contains_key("model") && !m.contains_key("format"))
 }
 
 /// Examples per forward pass when evaluating a dataset (as training evaluates its test split).
@@ -81,6 +96,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     inputs.extend(args.params.as_deref().map(|p| ("--params", p)));
     inputs.extend(args.vector.as_deref().map(|p| ("--vector", p)));
     inputs.extend(args.data.files());
+    let dataset_files = args.data.dataset_files(args.dataset);
+    inputs.extend(dataset_files.iter().map(|p| ("--dataset", p.as_path())));
     let outputs: Vec<Named> = args
         .out
         .as_deref()
@@ -88,6 +105,17 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         .into_iter()
         .collect();
     files::check_outputs(&inputs, &outputs, &[])?;
+    if let Some(out) = &args.out
+        && out.exists()
+        && !args.force
+        && !is_eval_result(out)
+    {
+        return Err(Error::Eval(format!(
+            "--out {}: this file exists and is not an earlier `sgn eval` result; writing would \
+             replace it (choose another path, or pass --force to replace it)",
+            out.display()
+        )));
+    }
     let model = Model::from_file(&args.model)?;
     let params = super::params(&model, args.params.as_deref(), args.seed)?;
     match (&args.inputs, &args.out) {

@@ -175,6 +175,13 @@ impl DataArgs {
             })
     }
 
+    /// The cached files of dataset `name` that a load reads, for the checks that no output
+    /// replaces them.
+    fn dataset_files(&self, name: Option<crate::data::DatasetName>) -> Vec<std::path::PathBuf> {
+        let data_dir = crate::data::resolve_data_dir(self.data_dir.as_deref());
+        name.map_or_else(Vec::new, |name| name.files(&data_dir))
+    }
+
     /// The user's data files (--train, --test), named by their option, for the checks that no
     /// output replaces them.
     fn files(&self) -> Vec<files::Named<'_>> {

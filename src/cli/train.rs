@@ -236,6 +236,8 @@ fn learning_rate(args: &TrainArgs) -> f64 {
 fn check_files(args: &TrainArgs) -> Result<()> {
     let mut inputs: Vec<Named> = vec![("MODEL", &args.model)];
     inputs.extend(args.data.files());
+    let dataset_files = args.data.dataset_files(args.dataset);
+    inputs.extend(dataset_files.iter().map(|p| ("--dataset", p.as_path())));
     if let Some(path) = &args.params {
         inputs.push(("--params", path));
     }

@@ -47,7 +47,7 @@ pub(crate) struct Source {
 }
 
 impl Source {
-    fn cached_paths(&self, data_dir: &Path) -> Vec<PathBuf> {
+    pub(crate) fn cached_paths(&self, data_dir: &Path) -> Vec<PathBuf> {
         let dir = data_dir.join(self.dir);
         self.files.iter().map(|f| dir.join(f.name)).collect()
     }

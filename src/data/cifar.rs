@@ -128,12 +128,17 @@ pub fn read_cifar10(dir: &Path, records_per_file: usize, pixels: PixelScale) -> 
 /// returns their paths (training files first).
 pub(crate) fn verify(dir: &Path, records_per_file: usize) -> Result<Vec<PathBuf>> {
     read_files(dir, records_per_file)?;
-    Ok(file_names().map(|name| dir.join(name)).collect())
+    Ok(paths(dir))
+}
+
+/// The paths of the CIFAR-10 files in `dir`, training files first.
+pub(crate) fn paths(dir: &Path) -> Vec<PathBuf> {
+    file_names().map(|name| dir.join(name)).collect()
 }
 
 /// Whether every CIFAR-10 file is in `dir` (present, not necessarily valid).
 pub(crate) fn all_present(dir: &Path) -> bool {
-    file_names().all(|name| dir.join(name).is_file())
+    paths(dir).iter().all(|path| path.is_file())
 }
 
 fn file_names() -> impl Iterator<Item = &'static str> {

@@ -120,6 +120,18 @@ impl DatasetName {
         }
     }
 
+    /// The files a load of the dataset reads in `data_dir` (none for sine, which is generated),
+    /// so that no output of a command replaces one.
+    pub fn files(self, data_dir: &Path) -> Vec<PathBuf> {
+        match self {
+            DatasetName::Cifar10 => cifar::paths(&data_dir.join(CIFAR10_DIR)),
+            DatasetName::Mnist | DatasetName::FashionMnist | DatasetName::Boston => self
+                .source()
+                .map_or_else(Vec::new, |source| source.cached_paths(data_dir)),
+            DatasetName::Sine => Vec::new(),
+        }
+    }
+
     /// Where the dataset's files come from and what they must hash to; `None` for the sets that
     /// are generated or that the user provides.
     fn source(self) -> Option<&'static cache::Source> {

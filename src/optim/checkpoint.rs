@@ -66,7 +66,7 @@ pub fn is_checkpoint(path: &Path) -> bool {
 
 /// The `format` metadata of the safetensors file at `path` if it names an sgn checkpoint.
 fn checkpoint_format(path: &Path) -> Option<String> {
-    let metadata = checkpoint_metadata(path)?;
+    let metadata = safetensors_metadata(path)?;
     let format = metadata.get("format")?.as_str()?;
     [CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_V1]
         .contains(&format)
@@ -74,10 +74,12 @@ fn checkpoint_format(path: &Path) -> Option<String> {
 }
 
 /// The metadata of the safetensors file at `path`, read from its header alone; `None` for a
-/// file that cannot be read or is not safetensors.
-fn checkpoint_metadata(path: &Path) -> Option<serde_json::Map<String, serde_json::Value>> {
+/// file that cannot be read, is not safetensors or is no regular file (a FIFO is not waited on).
+pub(crate) fn safetensors_metadata(
+    path: &Path,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path).ok()?;
+    let mut file = crate::ir::store::open_regular(path).ok()?;
     let mut length = [0u8; 8];
     file.read_exact(&mut length).ok()?;
     // safetensors caps headers at 100 MB; a checkpoint's is far smaller.
@@ -96,7 +98,7 @@ pub fn checkpoint_dataset(path: &Path) -> Option<String> {
         return None;
     }
     Some(
-        checkpoint_metadata(path)?
+        safetensors_metadata(path)?
             .get("dataset")?
             .as_str()?
             .to_string(),
@@ -113,7 +115,7 @@ pub fn checkpoint_pixels(path: &Path) -> Result<Option<PixelScale>> {
     if !is_checkpoint(path) {
         return Ok(None);
     }
-    let Some(metadata) = checkpoint_metadata(path) else {
+    let Some(metadata) = safetensors_metadata(path) else {
         return Ok(None);
     };
     match metadata.get(PIXELS_KEY) {
