@@ -630,6 +630,14 @@ fn an_option_the_run_would_not_use_is_a_usage_error() {
             &["--test-fraction", "0.5"],
             "--test-fraction applies only to --train without --test",
         ),
+        (
+            &["--resume", "ck.safetensors", "--rho0", "1"],
+            "--rho0 does not apply with --resume",
+        ),
+        (
+            &["--resume", "ck.safetensors", "--params", "p.safetensors"],
+            "cannot be used with",
+        ),
     ];
     for (extra, why) in cases {
         let run = sgn(&[&sine[..], extra].concat());

@@ -232,6 +232,15 @@ fn bad_numbers() {
         &["the constant -3.5e38 is outside f32's range"],
     );
     Model::parse(&variant("x @ w + b", "x @ w + 3.4e38")).expect("the largest f32 fits");
+    // So in initializers of f32 params.
+    for init in ["constant(1e39)", "normal(2e38 * 2)", "uniform(-1e39, 0)"] {
+        check(
+            &variant("param b: f32[2]", &format!("param b: f32[2] = {init}")),
+            5,
+            init,
+            &["is outside f32's range", "this param is f32"],
+        );
+    }
     let wide = BASE
         .replace("f32", "f64")
         .replace("x @ w + b", "x @ w + 1e39");

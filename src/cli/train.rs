@@ -103,7 +103,7 @@ pub struct TrainArgs {
     #[command(flatten)]
     data: super::DataArgs,
     /// Parameters to start from (safetensors) instead of initializing from --seed.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     params: Option<PathBuf>,
     #[command(flatten)]
     backend: super::BackendArgs,
@@ -168,7 +168,12 @@ impl TrainArgs {
                 unused(&SGN_OPTIONS, "sgn").or_else(|| unused(&SGD_OPTIONS, "sgd"))
             }
         };
+        let resumed = (given("rho0") && self.resume.is_some()).then(|| {
+            let why = "does not apply with --resume: the checkpoint's damping continues";
+            ("rho0", why.to_string())
+        });
         by_optimizer
+            .or(resumed)
             .or_else(|| {
                 (given("force") && self.save.is_none())
                     .then(|| ("force", "applies only with --save".to_string()))

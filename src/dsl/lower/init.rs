@@ -7,6 +7,7 @@ use crate::dsl::parser::{BinOp, Expr, ExprKind, Ident};
 use crate::ir::Diagnostic;
 use crate::ir::init::Init;
 use crate::ir::op::BinaryOp;
+use crate::ir::shape::DType;
 
 /// The initializers: name and argument names.
 const INITS: [(&str, &[&str]); 9] = [
@@ -48,8 +49,8 @@ impl<'p> Lowerer<'p> {
         self.finite(expr.span, value)
     }
 
-    /// A param's initializer.
-    pub(super) fn init(&self, expr: &Expr) -> Result<Init, Diagnostic> {
+    /// The initializer of a param of element type `dtype`.
+    pub(super) fn init(&self, expr: &Expr, dtype: DType) -> Result<Init, Diagnostic> {
         let empty: (&[Expr], &[(Ident, Expr)]) = (&[], &[]);
         let (name, span, (args, kwargs)) = match &expr.kind {
             ExprKind::Name(name) => (name.as_str(), expr.span, empty),
@@ -90,6 +91,19 @@ impl<'p> Lowerer<'p> {
         let mut values = Vec::with_capacity(bound.len());
         for arg in bound {
             values.push(self.number(arg.expect("every initializer argument is required"))?);
+        }
+        // An f32 param would start with infinities: refused here, where the number is written.
+        if dtype == DType::F32
+            && let Some(value) = values.iter().find(|v| !(**v as f32).is_finite())
+        {
+            return Err(self.error(
+                expr.span,
+                format!(
+                    "{value:e} is outside f32's range (at most {:e} in magnitude), and this \
+                     param is f32",
+                    f32::MAX
+                ),
+            ));
         }
         let init = match (name, values.as_slice()) {
             ("zeros", []) => Init::Zeros,

@@ -440,7 +440,7 @@ impl<'p> Lowerer<'p> {
             self.defs.insert(&name.name, (Def::Arg(node), index));
             if *role == ArgRole::Param {
                 let init = match init {
-                    Some(init) => self.init(init)?,
+                    Some(init) => self.init(init, ty.dtype)?,
                     None => Init::default_for_rank(tensor_type.shape.rank()),
                 };
                 params.push(ParamSpec {
