@@ -432,6 +432,14 @@ fn bad_files_are_errors_naming_the_file_and_what_was_expected() {
     );
     let csv_nan = dir.write("nan.csv", &format!("{csv_header}1,2,3,4,0\n1,NaN,3,4,1\n"));
     let two_targets = dir.write("two.csv", "a,b,c,d,t1,t2\n1,2,3,4,0,1\n");
+    // Lines ended by CR LF and by CR alone are counted as lines too.
+    let lines = |end: &str| ["a,b,c,d,label", "1,2,3,4,0", "1,2,3,4,1", "1,2,x,4,0", ""].join(end);
+    let crlf = dir.write("crlf.csv", &lines("\r\n"));
+    let huge = dir.write(
+        "huge.csv",
+        &format!("{csv_header}1,2,3,4,0\n1,1e39,3,4,1\n"),
+    );
+    let cr = dir.write("cr.csv", &lines("\r"));
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec![dir.arg("renamed.safetensors")],
@@ -464,6 +472,18 @@ fn bad_files_are_errors_naming_the_file_and_what_was_expected() {
         (
             vec![label, "--target-columns".into(), "label".into()],
             "label.csv:3: column 'label': label 1.5 is not one of the 3 classes 0 to 2",
+        ),
+        (
+            vec![huge, "--target-columns".into(), "label".into()],
+            "huge.csv:3: column 'b' holds 1e39 (past f32's range",
+        ),
+        (
+            vec![crlf, "--target-columns".into(), "label".into()],
+            "crlf.csv:4: column 'c': 'x' is not a number",
+        ),
+        (
+            vec![cr, "--target-columns".into(), "label".into()],
+            "cr.csv:4: column 'c': 'x' is not a number",
         ),
         (
             vec![csv_nan, "--target-columns".into(), "label".into()],

@@ -617,6 +617,24 @@ fn class(value: f64, classes: usize, at: impl FnOnce() -> String) -> Result<usiz
     }
 }
 
+/// The line of `path` that byte `byte` is on, counting `\n`, `\r\n` and a lone `\r` as line
+/// ends (the csv crate counts `\n` alone, so CR-only files were all line 1); 0 if the file
+/// cannot be read again.
+fn line_at(path: &Path, byte: u64) -> u64 {
+    let Ok(file) = std::fs::File::open(path) else {
+        return 0;
+    };
+    let bytes = std::io::Read::bytes(std::io::Read::take(std::io::BufReader::new(file), byte));
+    let (mut line, mut after_cr) = (1, false);
+    for b in bytes.map_while(std::result::Result::ok) {
+        if b == b'\r' || (b == b'\n' && !after_cr) {
+            line += 1;
+        }
+        after_cr = b == b'\r';
+    }
+    line
+}
+
 fn read_csv(path: &Path, model: &ModelData, options: &FileOptions) -> Result<Examples> {
     let file = path.display().to_string();
     if options.pixels.is_some() {
@@ -632,7 +650,7 @@ fn read_csv(path: &Path, model: &ModelData, options: &FileOptions) -> Result<Exa
             len,
         } => data_error(format!(
             "{file}:{}: {len} fields, but the header has {expected_len}",
-            pos.as_ref().map_or(0, csv::Position::line)
+            pos.as_ref().map_or(0, |p| line_at(path, p.byte()))
         )),
         _ => data_error(format!("{file}: {e}")),
     };
@@ -698,18 +716,25 @@ fn read_csv(path: &Path, model: &ModelData, options: &FileOptions) -> Result<Exa
     let (mut features, mut targets, mut classes) = (Vec::new(), Vec::new(), Vec::new());
     for record in reader.records() {
         let record = record.map_err(csv_error)?;
-        let line = record.position().map_or(0, csv::Position::line);
+        // Counted again only for an error message: the csv crate counts `\n` alone.
+        let line = || record.position().map_or(0, |p| line_at(path, p.byte()));
         let number = |i: usize| -> Result<f32> {
             let text = record.get(i).unwrap_or("").trim();
             let value: f32 = text.parse().map_err(|_| {
                 data_error(format!(
-                    "{file}:{line}: column '{}': '{text}' is not a number",
+                    "{file}:{}: column '{}': '{text}' is not a number",
+                    line(),
                     header[i]
                 ))
             })?;
             if !value.is_finite() {
+                let why = match text.parse::<f64>().is_ok_and(f64::is_finite) {
+                    true => format!("past f32's range (at most {:e} in magnitude)", f32::MAX),
+                    false => "data must be finite".to_string(),
+                };
                 return Err(data_error(format!(
-                    "{file}:{line}: column '{}' holds {text} (data must be finite)",
+                    "{file}:{}: column '{}' holds {text} ({why})",
+                    line(),
                     header[i]
                 )));
             }
@@ -720,7 +745,7 @@ fn read_csv(path: &Path, model: &ModelData, options: &FileOptions) -> Result<Exa
         }
         if labels {
             let i = target_index[0];
-            let at = || format!("{file}:{line}: column '{}'", header[i]);
+            let at = || format!("{file}:{}: column '{}'", line(), header[i]);
             classes.push(class(number(i)?.into(), width, at)?);
         } else {
             for &i in &target_index {
