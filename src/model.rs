@@ -70,6 +70,13 @@ impl Model {
 
     /// Parses and type-checks model source; `file` names it in errors (`file:line:col`).
     pub fn parse_named(file: &str, source: &str) -> Result<Model> {
+        if source.contains('\r') && !source.contains('\n') {
+            // Read as one line, the first comment would swallow the file.
+            let span = Span { line: 1, col: 1 };
+            let message = "the lines end with CR alone (old Mac text); end them with LF or CR LF";
+            let first_line = source.split('\r').next().unwrap_or_default();
+            return Err(Diagnostic::new(file, first_line, span, message).into());
+        }
         let statements = parser::parse(file, source)?;
         let lowered = lower::lower(&statements, file, source)?;
         Ok(Model {

@@ -660,6 +660,9 @@ fn an_option_the_run_would_not_use_is_a_usage_error() {
         "3",
     ]);
     assert_fails(&run, 2, &["--frequency applies only to --dataset sine"]);
+    let stats = ["inspect", "ir/sine_mlp.sgn", "--graph", "grad", "--stats"];
+    let run = sgn(&[&stats[..], &["--format", "dot"]].concat());
+    assert_fails(&run, 1, &["--stats prints text or json, not dot"]);
     let f = files();
     let out = f.dir.path().join("out.safetensors");
     let run = eval(&f.model, &f.inputs, &out, &["--split", "train"]);

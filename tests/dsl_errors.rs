@@ -91,6 +91,21 @@ fn the_base_model_is_valid() {
 // ----- syntax -----
 
 #[test]
+fn lines_ended_by_cr_alone_are_named_as_such() {
+    let err = Model::parse(&BASE.replace('\n', "\r"))
+        .unwrap_err()
+        .to_string();
+    // Only the first line is shown: a CR would return the terminal's cursor.
+    assert_eq!(
+        err,
+        "<input>:1:1: error: the lines end with CR alone (old Mac text); end them with LF or \
+         CR LF\n1 | model m\n  | ^"
+    );
+    // CR LF is read as LF.
+    Model::parse(&BASE.replace('\n', "\r\n")).expect("CR LF lines parse");
+}
+
+#[test]
 fn unclosed_call() {
     check(
         &variant("x @ w + b", "sigmoid(x @ w + b"),

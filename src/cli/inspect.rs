@@ -51,6 +51,12 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     if args.format == Format::Json && !args.stats {
         return Err(Error::Eval("--format json goes with --stats".to_string()));
     }
+    if args.format == Format::Dot && args.stats {
+        return Err(Error::Eval(
+            "--stats prints text or json, not dot (leave out --stats to draw the graph)"
+                .to_string(),
+        ));
+    }
     let derivatives = model.derive()?;
     let unoptimized = derivatives.clone().split();
     let before = unoptimized.get(which);
