@@ -745,6 +745,18 @@ fn errors_name_the_option_the_file_and_the_tensor() {
     let run = eval(&f.model, &f.inputs, &out, &["--params", "/dev/zero"]);
     assert_fails(&run, 1, &["/dev/zero", "not a regular file"]);
 
+    // Tensors that disagree on the batch size: the file is named.
+    let mut batch = TensorMap::load(&f.inputs).unwrap();
+    batch.insert("y", Tensor::zeros(DType::F32, &[7, 1]));
+    let uneven = f.dir.path().join("uneven.safetensors");
+    save(&batch, &uneven);
+    let run = eval(&f.model, &uneven, &out, &[]);
+    assert_fails(
+        &run,
+        1,
+        &[path(&uneven), "symbol B is 8 from 'x' but 7 from 'y'"],
+    );
+
     // A NaN in the batch: refused, with the file, the tensor and the index.
     let mut batch = TensorMap::load(&f.inputs).unwrap();
     let mut x = batch.get("x").unwrap().to_f64_vec();

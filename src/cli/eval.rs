@@ -209,6 +209,15 @@ fn on_batch(
     check_tensors(&batch, &batch_args, &inputs_file)?;
     check_not_empty(&batch, &batch_args, &inputs_file)?;
     super::check_finite(&batch, inputs, "inputs and targets")?;
+    // The sizes the batch's tensors share (the batch size), checked here to name the file.
+    let by_declaration: Option<Vec<&Tensor>> = (model.graph.args().iter())
+        .map(|arg| batch.get(&arg.name).or_else(|| params.get(&arg.name)))
+        .collect();
+    if let Some(all) = by_declaration
+        && let Err(e) = crate::ir::interp::bind_dims(&model.graph, &all)
+    {
+        return Err(Error::Tensor(format!("{inputs_file}: {e}")));
+    }
     let v = match &args.vector {
         Some(path) => {
             let map = TensorMap::load(path)?;
