@@ -157,6 +157,18 @@ fn reproduce_reads_finished_runs_back_and_reports_missing_cifar() {
         report.contains("trained 1 run(s) and read 2 finished run(s) back"),
         "{report}"
     );
+    // A log cut short is no finished run: an error naming it, not a short run in the report.
+    let cut = out.join("logs/sine100-sgn30-seed0-200ms.csv");
+    let text = std::fs::read_to_string(&cut).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    std::fs::write(&cut, rows[..rows.len() / 2].join("\n") + "\n").unwrap();
+    let fourth = sgn(&args);
+    assert_eq!(fourth.status.code(), Some(1), "{}", stderr(&fourth));
+    let err = stderr(&fourth);
+    assert!(
+        err.contains("sine100-sgn30-seed0-200ms.csv: not the log of a finished run"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -460,7 +460,7 @@ fn run_experiment(
             ));
             if log_path.exists() {
                 eprintln!("{run}: read back from {}", log_path.display());
-                histories.push(read_log(&log_path)?);
+                histories.push(finished_run(&log_path, last)?);
                 counts.read_back += 1;
                 continue;
             }
@@ -518,6 +518,24 @@ fn run_experiment(
         all.push(Runs { setting, histories });
     }
     Ok(Outcome::Ran(all))
+}
+
+/// The history in the log of a run finished at its `budget` (seconds of training): steps, and
+/// last the evaluation a run ends with, past the budget. A log cut short (or emptied) would
+/// otherwise enter the report as a run of its length.
+fn finished_run(path: &std::path::Path, budget: f64) -> Result<Vec<Record>> {
+    let history = read_log(path)?;
+    let has_steps = history.iter().any(|r| r.kind == RecordKind::Step);
+    let ended =
+        (history.last()).is_some_and(|r| r.kind == RecordKind::Eval && r.wall_time >= budget);
+    if !(has_steps && ended) {
+        return Err(Error::Data(format!(
+            "{}: not the log of a finished run (it should end with the evaluation after {budget} \
+             s of training); delete it to run that training again",
+            path.display()
+        )));
+    }
+    Ok(history)
 }
 
 /// The value a run is judged by in an evaluation record.
