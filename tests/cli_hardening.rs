@@ -357,7 +357,12 @@ fn eval_replaces_only_its_own_results_without_force() {
     assert!(run.status.success(), "{}", stderr(&run));
     let notes = f.dir.path().join("notes.txt");
     std::fs::write(&notes, "my notes").unwrap();
-    for precious in [&ck, &notes] {
+    // Parameters saved with the model's name, as a library user may: not a result either.
+    let named = f.dir.path().join("named.safetensors");
+    let params = TensorMap::load(&f.params).unwrap();
+    let metadata = BTreeMap::from([("model".to_string(), "sine_mlp".to_string())]);
+    params.save(&named, &metadata).unwrap();
+    for precious in [&ck, &notes, &named] {
         let before = std::fs::read(precious).unwrap();
         let run = f.eval(precious, &[]);
         assert_fails(

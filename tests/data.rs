@@ -252,6 +252,23 @@ fn sine(options: SineOptions) -> Dataset {
 }
 
 #[test]
+fn a_sine_set_is_named_by_its_frequency_without_hundreds_of_digits() {
+    for (frequency, name) in [
+        (10.0, "sine (f = 10)"),
+        (0.25, "sine (f = 0.25)"),
+        (1e300, "sine (f = 1e300)"),
+    ] {
+        let options = SineOptions {
+            frequency,
+            train_size: 4,
+            test_size: 2,
+            ..SineOptions::default()
+        };
+        assert_eq!(sine(options).name, name);
+    }
+}
+
+#[test]
 fn sine_has_the_paper_sizes_and_noise() {
     let set = sine(SineOptions::default());
     assert_eq!(set.train.features.dim(), (7000, 1));

@@ -80,11 +80,15 @@ impl EvalArgs {
     }
 }
 
-/// Whether `path` holds what `sgn eval` writes: a safetensors file whose metadata names the
-/// model, and that is no checkpoint.
+/// Whether `path` holds what `sgn eval` writes: a safetensors file with a `loss` tensor, whose
+/// metadata names the model, and that is no checkpoint.
 fn is_eval_result(path: &Path) -> bool {
-    crate::optim::checkpoint::safetensors_metadata(path)
-        .is_some_and(|m| m.contains_key("model") && !m.contains_key("format"))
+    let Some(header) = crate::optim::checkpoint::safetensors_header(path) else {
+        return false;
+    };
+    let metadata = header.get("__metadata__").and_then(|m| m.as_object());
+    header.contains_key("loss")
+        && metadata.is_some_and(|m| m.contains_key("model") && !m.contains_key("format"))
 }
 
 /// Examples per forward pass when evaluating a dataset (as training evaluates its test split).

@@ -297,6 +297,10 @@ fn name_the_option(error: Error, args: &TrainArgs) -> Error {
              the starting parameters (--params, --resume, or the model's init scales) and the \
              scale of the data."
             .to_string(),
+        OptimizerName::Sgn if args.resume.is_some() => "The model overflows at these \
+             parameters even with the checkpoint's damping: start again (from --params, say) \
+             with a larger --rho0 for shorter steps; else check the model and the data."
+            .to_string(),
         OptimizerName::Sgn => format!(
             "The model overflows at these parameters even with damping: a larger --rho0 (now \
              {}) takes shorter first steps; else check the model and the data.",

@@ -269,7 +269,11 @@ pub fn load_files(
         (Some(train), None) => {
             let (kept, held_out) = hold_out(read(train)?, options.test_fraction, train)?;
             // The fraction is part of the name, so that resuming on another split is refused.
-            let name = format!("{}, {} held out", train.short_name(), options.test_fraction);
+            let name = format!(
+                "{}, {} held out",
+                train.short_name(),
+                super::shown(options.test_fraction)
+            );
             (kept, held_out, name)
         }
         (None, Some(test)) => {
@@ -617,13 +621,14 @@ fn class(value: f64, classes: usize, at: impl FnOnce() -> String) -> Result<usiz
     }
 }
 
-/// The line of `path` that byte `byte` is on, counting `\n`, `\r\n` and a lone `\r` as line
-/// ends (the csv crate counts `\n` alone, so CR-only files were all line 1); 0 if the file
-/// cannot be read again.
-fn line_at(path: &Path, byte: u64) -> u64 {
-    let Ok(file) = std::fs::File::open(path) else {
-        return 0;
+/// The line of `path` that `position` is on, counting `\n`, `\r\n` and a lone `\r` as line
+/// ends (the csv crate counts `\n` alone, so CR-only files were all line 1); the csv crate's
+/// count if the file cannot be read again (a FIFO, whose reopening would wait).
+fn line_at(path: &Path, position: &csv::Position) -> u64 {
+    let Ok(file) = crate::ir::store::open_regular(path) else {
+        return position.line();
     };
+    let byte = position.byte();
     let bytes = std::io::Read::bytes(std::io::Read::take(std::io::BufReader::new(file), byte));
     let (mut line, mut after_cr) = (1, false);
     for b in bytes.map_while(std::result::Result::ok) {
@@ -650,7 +655,7 @@ fn read_csv(path: &Path, model: &ModelData, options: &FileOptions) -> Result<Exa
             len,
         } => data_error(format!(
             "{file}:{}: {len} fields, but the header has {expected_len}",
-            pos.as_ref().map_or(0, |p| line_at(path, p.byte()))
+            pos.as_ref().map_or(0, |p| line_at(path, p))
         )),
         _ => data_error(format!("{file}: {e}")),
     };
@@ -717,7 +722,7 @@ fn read_csv(path: &Path, model: &ModelData, options: &FileOptions) -> Result<Exa
     for record in reader.records() {
         let record = record.map_err(csv_error)?;
         // Counted again only for an error message: the csv crate counts `\n` alone.
-        let line = || record.position().map_or(0, |p| line_at(path, p.byte()));
+        let line = || record.position().map_or(0, |p| line_at(path, p));
         let number = |i: usize| -> Result<f32> {
             let text = record.get(i).unwrap_or("").trim();
             let value: f32 = text.parse().map_err(|_| {

@@ -572,6 +572,15 @@ fn shuffled_indices(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
 
 /// A malformed data file or a failed fetch. One place, so that a dedicated error variant can
 /// replace the shared one without touching every message.
+/// `x` as a dataset's name shows it: as written for everyday sizes (`10`, `0.1`), with an
+/// exponent past them (`1e308`, not 309 digits).
+fn shown(x: f64) -> String {
+    match x == 0.0 || (1e-4..1e16).contains(&x.abs()) {
+        true => x.to_string(),
+        false => format!("{x:e}"),
+    }
+}
+
 /// The classes a label must be one of, as an error names them.
 fn classes(count: usize) -> String {
     match count {

@@ -85,7 +85,7 @@ pub(crate) fn generate(options: &SineOptions) -> Result<Dataset> {
     let train = split(train_size);
     let test = split(test_size);
     Ok(Dataset {
-        name: format!("sine (f = {frequency})"),
+        name: format!("sine (f = {})", super::shown(frequency)),
         train,
         test,
         num_classes: None,

@@ -78,6 +78,17 @@ fn checkpoint_format(path: &Path) -> Option<String> {
 pub(crate) fn safetensors_metadata(
     path: &Path,
 ) -> Option<serde_json::Map<String, serde_json::Value>> {
+    safetensors_header(path)?
+        .get("__metadata__")?
+        .as_object()
+        .cloned()
+}
+
+/// The JSON header of the safetensors file at `path`: its tensors by name, and its metadata
+/// under `__metadata__`; `None` as for [`safetensors_metadata`].
+pub(crate) fn safetensors_header(
+    path: &Path,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
     use std::io::Read;
     let mut file = crate::ir::store::open_regular(path).ok()?;
     let mut length = [0u8; 8];
@@ -86,8 +97,10 @@ pub(crate) fn safetensors_metadata(
     let length = u64::from_le_bytes(length).min(100_000_000);
     let mut header = Vec::new();
     file.take(length).read_to_end(&mut header).ok()?;
-    let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
-    header.get("__metadata__")?.as_object().cloned()
+    match serde_json::from_slice(&header).ok()? {
+        serde_json::Value::Object(header) => Some(header),
+        _ => None,
+    }
 }
 
 /// The name of the data a checkpoint's run trained on (e.g. `boston (raw features)`, or a user

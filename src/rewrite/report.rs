@@ -13,8 +13,9 @@ pub struct PhaseStats {
     pub iterations: usize,
     /// E-nodes in the e-graph when the phase ended.
     pub egraph_nodes: usize,
-    /// Why the phase stopped: `saturated`, `iteration limit`, `node limit`, `time limit`
-    /// (`converged` or `time limit` for `extract`).
+    /// Why the phase stopped: `saturated`, `iteration limit`, `node limit`, `time limit`,
+    /// `match limit` (a rule's matches were cut: nothing changed, but not everything was tried;
+    /// `converged` or `time limit` for `extract`).
     pub stop_reason: String,
     /// Wall-clock milliseconds.
     pub ms: f64,

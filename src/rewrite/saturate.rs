@@ -8,7 +8,9 @@
 //! root at level 0, its variables at most `h` levels below) reads classes at most `h` levels
 //! below its root, so after a full first search only the changed classes and their ancestors up
 //! to `h` levels up need searching again. Matches found before were applied then; applying them
-//! again would add nothing, so the result is the one a full search in every iteration gives.
+//! again would add nothing, so the result is the one a full search in every iteration gives —
+//! unless a rule found more matches in one iteration than the phase may hold nodes: those past
+//! the limit are dropped, and the phase then ends as "match limit", never "saturated".
 //!
 //! Either search also starts from a pattern's rarest operator when few classes hold it: a match
 //! of `(matmul ?p (neg ?a) ?b)` is rooted one level above a class holding a `neg`, so only those
@@ -64,6 +66,8 @@ pub fn saturate(egraph: &mut EGraph, rules: RuleSet, limits: Limits) -> Outcome 
     // for the first iteration of the fresh rules (everything).
     let mut dirty: Option<Vec<FxHashMap<ENode, Vec<Id>>>> = None;
     let mut iterations = 0;
+    // Whether some rule's matches were cut at the limit: then no iteration proves saturation.
+    let mut matches_dropped = false;
     loop {
         if let Some(reason) = over_limit(egraph, &limits, start, iterations) {
             return Outcome {
@@ -82,6 +86,9 @@ pub fn saturate(egraph: &mut EGraph, rules: RuleSet, limits: Limits) -> Outcome 
             })
             .collect();
         iterations += 1;
+        matches_dropped |= matches
+            .iter()
+            .any(|found| found.iter().map(|m| m.substs.len()).sum::<usize>() >= limits.nodes);
         let mut stopped = None;
         for (rule, found) in all.iter().zip(&matches) {
             rule.apply(egraph, found);
@@ -105,9 +112,13 @@ pub fn saturate(egraph: &mut EGraph, rules: RuleSet, limits: Limits) -> Outcome 
             };
         }
         if changed.is_empty() {
+            let stop_reason = match matches_dropped {
+                true => StopReason::Other("match limit".to_string()),
+                false => StopReason::Saturated,
+            };
             return Outcome {
                 iterations,
-                stop_reason: StopReason::Saturated,
+                stop_reason,
             };
         }
         dirty = Some(ancestors_by_op(egraph, &changed, max_height));
@@ -199,8 +210,9 @@ fn search_in<'a>(
 /// The matches of `rule` rooted in `classes`, at most `limit` of them. The limit is the phase's
 /// node limit: each match adds about one e-node, so more could never all be applied, and on
 /// a chain like `h ← h + h` a rule such as associativity finds matches by the cube of the depth
-/// (130 lines took 8 GB before the search was bounded). Matches left out may be found in the
-/// next iteration; rewriting only ever adds equalities, so the graph stays right either way.
+/// (130 lines took 8 GB before the search was bounded). Matches left out are lost to the phase
+/// (which then does not count as saturated); rewriting only ever adds equalities, so the graph
+/// stays right either way.
 fn search_classes<'a, 'i>(
     rule: &'a Rewrite,
     egraph: &EGraph,

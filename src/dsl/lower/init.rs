@@ -92,7 +92,9 @@ impl<'p> Lowerer<'p> {
         for arg in bound {
             values.push(self.number(arg.expect("every initializer argument is required"))?);
         }
-        // An f32 param would start with infinities: refused here, where the number is written.
+        // Past f32's range, the value (or the bound, or the deviation) is an infinity in an f32
+        // param: refused here, where the number is written. A normal draw can still overflow
+        // with a std near the limit; training refuses non-finite parameters then.
         if dtype == DType::F32
             && let Some(value) = values.iter().find(|v| !(**v as f32).is_finite())
         {
