@@ -325,11 +325,18 @@ pub(crate) fn write_atomically(
         .map(|e| format!(".{}", e.to_string_lossy()))
         .unwrap_or_default();
     // Errors name the target: the temporary file is an implementation detail, removed anyway.
-    let mut temp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", file_name.to_string_lossy()))
-        .suffix(&suffix)
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(path, e))?;
+    let prefix = format!(".{}.", file_name.to_string_lossy());
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(&suffix);
+    // A temporary file is private (0600), and the rename would keep that: the new file gets the
+    // replaced file's permissions, or those of any new file (0666 less the umask).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path).map_or(0o666, |m| m.permissions().mode() & 0o7777);
+        builder.permissions(fs::Permissions::from_mode(mode));
+    }
+    let mut temp = builder.tempfile_in(dir).map_err(|e| Error::io(path, e))?;
     let temp_path = temp.path().to_path_buf();
     write(temp.as_file_mut(), &temp_path)
         .and_then(|()| temp.as_file().sync_all())
@@ -711,6 +718,27 @@ pub(crate) mod tests {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut open_regular(&file).unwrap(), &mut text).unwrap();
         assert_eq!(text, "new");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_written_file_has_the_permissions_of_the_one_it_replaces_or_of_a_new_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let fresh = dir.path().join("fresh.txt");
+        std::fs::write(&fresh, "").unwrap();
+        let written = dir.path().join("written.txt");
+        write_atomically(&written, |f, _| std::io::Write::write_all(f, b"x")).unwrap();
+        assert_eq!(
+            mode(&written),
+            mode(&fresh),
+            "as any new file (umask applied)"
+        );
+        let perms = std::fs::Permissions::from_mode(0o640);
+        std::fs::set_permissions(&written, perms).unwrap();
+        write_atomically(&written, |f, _| std::io::Write::write_all(f, b"y")).unwrap();
+        assert_eq!(mode(&written), 0o640);
     }
 
     #[test]
