@@ -570,8 +570,6 @@ fn shuffled_indices(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
     indices
 }
 
-/// A malformed data file or a failed fetch. One place, so that a dedicated error variant can
-/// replace the shared one without touching every message.
 /// `x` as a dataset's name shows it: as written for everyday sizes (`10`, `0.1`), with an
 /// exponent past them (`1e308`, not 309 digits).
 fn shown(x: f64) -> String {
@@ -590,6 +588,8 @@ fn classes(count: usize) -> String {
     }
 }
 
+/// A malformed data file or a failed fetch. One place, so that a dedicated error variant can
+/// replace the shared one without touching every message.
 fn data_error(message: String) -> Error {
     Error::Data(message)
 }

@@ -98,8 +98,8 @@ pub enum NonFiniteValue {
 }
 
 impl NonFiniteValue {
-    /// True if the value is one of the parameters the step started from, so that no step size
-    /// or damping could have avoided it.
+    /// True if the value was computed at the parameters the step started from (before any step
+    /// was taken), so that no step size or damping could have avoided it.
     pub fn at_the_parameters(self) -> bool {
         match self {
             NonFiniteValue::Loss | NonFiniteValue::Gradient => true,

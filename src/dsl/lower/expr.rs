@@ -85,20 +85,32 @@ impl<'p> Lowerer<'p> {
         Ok(value)
     }
 
-    /// The number `x` as a constant of `like`'s element type, which must hold it: in f32, a
-    /// number past f32's range would be an infinity in every result it reaches.
-    fn constant_like(&mut self, x: f64, like: NodeId, span: Span) -> Result<NodeId, Diagnostic> {
-        let dtype = self.ty(like).dtype;
+    /// `x`, if `dtype` holds it: in f32, a number past f32's range would be an infinity in every
+    /// result it reaches. `what` (an expression, a param) is what has that element type.
+    pub(super) fn within(
+        &self,
+        span: Span,
+        x: f64,
+        dtype: DType,
+        what: &str,
+    ) -> Result<f64, Diagnostic> {
         if dtype == DType::F32 && !(x as f32).is_finite() {
             return Err(self.error(
                 span,
                 format!(
-                    "the constant {x:e} is outside f32's range (at most {:e} in magnitude) and \
-                     this expression is f32",
+                    "the constant {x:e} is outside f32's range (at most {:e} in magnitude), and \
+                     this {what} is f32",
                     f32::MAX
                 ),
             ));
         }
+        Ok(x)
+    }
+
+    /// The number `x` as a constant of `like`'s element type, which must hold it.
+    fn constant_like(&mut self, x: f64, like: NodeId, span: Span) -> Result<NodeId, Diagnostic> {
+        let dtype = self.ty(like).dtype;
+        let x = self.within(span, x, dtype, "expression")?;
         self.build(span, |g| Ok(g.constant(x, dtype)))
     }
 

@@ -92,20 +92,10 @@ impl<'p> Lowerer<'p> {
         for arg in bound {
             values.push(self.number(arg.expect("every initializer argument is required"))?);
         }
-        // Past f32's range, the value (or the bound, or the deviation) is an infinity in an f32
-        // param: refused here, where the number is written. A normal draw can still overflow
-        // with a std near the limit; training refuses non-finite parameters then.
-        if dtype == DType::F32
-            && let Some(value) = values.iter().find(|v| !(**v as f32).is_finite())
-        {
-            return Err(self.error(
-                expr.span,
-                format!(
-                    "{value:e} is outside f32's range (at most {:e} in magnitude), and this \
-                     param is f32",
-                    f32::MAX
-                ),
-            ));
+        // The value, the bounds or the deviation, each as an f32 param holds it; a normal draw
+        // can still overflow with a std near the limit (training refuses non-finite parameters).
+        for &value in &values {
+            self.within(expr.span, value, dtype, "param")?;
         }
         let init = match (name, values.as_slice()) {
             ("zeros", []) => Init::Zeros,
