@@ -689,6 +689,18 @@ fn an_option_the_run_would_not_use_is_a_usage_error() {
 
 // ----- 5. errors that name the cause -----
 
+/// A copy of the tensor file `from` at `to`, with element `at` (row-major) of `tensor` a NaN.
+fn with_nan(from: &Path, tensor: &str, at: usize, to: PathBuf) -> PathBuf {
+    let mut map = TensorMap::load(from).unwrap();
+    let original = map.get(tensor).unwrap();
+    let (dtype, shape) = (original.dtype(), original.shape().to_vec());
+    let mut values = original.to_f64_vec();
+    values[at] = f64::NAN;
+    map.insert(tensor, Tensor::from_f64(dtype, &shape, values).unwrap());
+    save(&map, &to);
+    to
+}
+
 #[test]
 fn errors_name_the_option_the_file_and_the_tensor() {
     let f = files();
@@ -716,12 +728,7 @@ fn errors_name_the_option_the_file_and_the_tensor() {
         assert!(!stderr(&run).contains("--lr ") && !stderr(&run).contains("--rho0"));
     }
     // A NaN in a parameter file: refused before training, with the file, tensor and index.
-    let mut params = TensorMap::load(&f.params).unwrap();
-    let mut w2 = params.get("w2").unwrap().to_f64_vec();
-    w2[21] = f64::NAN;
-    params.insert("w2", Tensor::from_f64(DType::F32, &[20, 20], w2).unwrap());
-    let poisoned = f.dir.path().join("nan.safetensors");
-    save(&params, &poisoned);
+    let poisoned = with_nan(&f.params, "w2", 21, f.dir.path().join("nan.safetensors"));
     let run = f.train(&["--epochs", "1", "--params", path(&poisoned)]);
     assert_fails(
         &run,
@@ -763,12 +770,12 @@ fn errors_name_the_option_the_file_and_the_tensor() {
     );
 
     // A NaN in the batch: refused, with the file, the tensor and the index.
-    let mut batch = TensorMap::load(&f.inputs).unwrap();
-    let mut x = batch.get("x").unwrap().to_f64_vec();
-    x[3] = f64::NAN;
-    batch.insert("x", Tensor::from_f64(DType::F32, &[8, 1], x).unwrap());
-    let poisoned = f.dir.path().join("nan-batch.safetensors");
-    save(&batch, &poisoned);
+    let poisoned = with_nan(
+        &f.inputs,
+        "x",
+        3,
+        f.dir.path().join("nan-batch.safetensors"),
+    );
     let run = eval(&f.model, &poisoned, &out, &[]);
     assert_fails(
         &run,
