@@ -54,7 +54,7 @@ pub mod model;
 pub mod optim;
 pub mod rewrite;
 
-pub use compile::{CompileOptions, CompiledModel, Curvature, GvOperator, Sources};
+pub use compile::{CompileOptions, CompiledModel, Curvature, GvOperator, ModelIdentity, Sources};
 pub use error::{Error, Result};
 pub use model::Model;
 pub mod cli;

@@ -572,6 +572,94 @@ fn a_checkpoint_without_checksums_from_before_them_still_resumes() {
     assert!(!is_checkpoint(Path::new("ir/mnist_mlp.sgn")));
 }
 
+#[test]
+fn a_checkpoint_resumes_only_into_the_model_it_trained() {
+    let s = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ck.safetensors");
+    checkpoint(&s, "sgn", &path);
+    let metadata = TensorMap::load_with_metadata(&path).unwrap().1;
+    assert_eq!(metadata["model"], "tiny");
+    assert_eq!(metadata["model_sha256"], s.compiled.identity().graph_sha256);
+    // Comments and blank lines leave the model what it was.
+    let relaid = TINY_MODEL.replace("\nh = ", "\n# the hidden layer\n\nh = ");
+    let same = Setup {
+        compiled: Model::parse(&relaid)
+            .unwrap()
+            .compile(&CompileOptions::default())
+            .unwrap(),
+        ..setup()
+    };
+    resume(&same, "sgn", &path).unwrap();
+    // The same parameters in another network: refused, naming both models.
+    let other = Setup {
+        compiled: Model::parse(&TINY_MODEL.replace("tanh", "sigmoid"))
+            .unwrap()
+            .compile(&CompileOptions::default())
+            .unwrap(),
+        ..setup()
+    };
+    let err = resume(&other, "sgn", &path).unwrap_err().to_string();
+    let short = |c: &CompiledModel| c.identity().graph_sha256[..12].to_string();
+    assert!(
+        err.contains("ck.safetensors")
+            && err.contains("resumes only into its own model")
+            && err.contains(&short(&s.compiled))
+            && err.contains(&short(&other.compiled)),
+        "{err}"
+    );
+    assert_ne!(short(&s.compiled), short(&other.compiled));
+    // A checkpoint from before models were recorded resumes as it did; half a record is damage.
+    rewrite(&path, |_, metadata| {
+        metadata.remove("model_sha256");
+    });
+    let err = resume(&other, "sgn", &path).unwrap_err().to_string();
+    assert!(err.contains("only one of them is there"), "{err}");
+    rewrite(&path, |_, metadata| {
+        metadata.remove("model");
+    });
+    resume(&other, "sgn", &path).unwrap();
+}
+
+#[test]
+fn a_damaged_history_is_an_error_naming_the_column_and_row() {
+    let s = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ck.safetensors");
+    // (column, row, new value, what the error says)
+    let cases = [
+        ("kind", 0, 2.0, "'history.kind' holds 2 at row 0"),
+        ("epoch", 1, f64::NAN, "'history.epoch' holds NaN at row 1"),
+        ("iteration", 2, 2.5, "'history.iteration' holds 2.5 at row 2"),
+        ("wall_time", 0, -1.0, "'history.wall_time' holds -1 at row 0"),
+        ("test_accuracy", 6, 1.5, "'history.test_accuracy' holds 1.5 at row 6"),
+        ("rho", 0, 0.0, "'history.rho' holds 0 at row 0; a damping is finite and > 0"),
+        ("cg_iters", 3, -2.0, "'history.cg_iters' holds -2 at row 3"),
+        ("step_size", 1, f64::INFINITY, "'history.step_size' holds inf at row 1"),
+        // Rows out of order: the epoch of row 3 set below row 2's.
+        ("epoch", 3, 0.0, "'history.epoch' holds 0 at row 3; it is smaller than the row before"),
+        ("iteration", 4, 1.0, "'history.iteration' holds 1 at row 4; it is smaller"),
+    ];
+    for (column, row, value, expected) in cases {
+        checkpoint(&s, "sgn", &path);
+        rewrite(&path, |map, _| {
+            let name = format!("history.{column}");
+            let mut values = map.get(&name).unwrap().to_f64_vec();
+            values[row] = value;
+            let n = values.len();
+            map.insert(name, Tensor::from_f64(DType::F64, &[n], values).unwrap());
+        });
+        let err = resume(&s, "sgn", &path).unwrap_err().to_string();
+        assert!(
+            err.contains("ck.safetensors") && err.contains(expected),
+            "{column}: expected '{expected}' in: {err}"
+        );
+    }
+    // Absent values (NaN) where a field does not apply are what training writes.
+    checkpoint(&s, "sgn", &path);
+    resume(&s, "sgn", &path).unwrap();
+}
+
 // ----- 7. names -----
 
 fn declared_params(model: &Model) -> Vec<&Arg> {

@@ -6,6 +6,7 @@ use crate::codegen::{
 };
 use crate::ir::memory::{copy_bytes, ensure_available};
 use crate::ir::store::{TensorMap, check_type, checked_named};
+use crate::ir::text::graph_sha256;
 use crate::ir::{Bindings, DType, Tensor};
 use crate::rewrite::{
     RewriteOptions, RewriteReport, TableModel, optimization_table, optimize_derived,
@@ -167,6 +168,38 @@ pub struct CompiledModel {
     curvature: (Curvature, Option<String>),
     /// The graphs' threads, which also run the vector work between their calls.
     pool: Arc<Pool>,
+    /// Which model this is, for checkpoints to tell models apart.
+    identity: ModelIdentity,
+}
+
+/// What tells one model from another: its name and the [`graph_sha256`] of its graph (in the
+/// element type it was compiled in). A checkpoint records it, so a run resumes only into the
+/// model it trained.
+///
+/// ```
+/// use sgn::{CompileOptions, Model};
+///
+/// let source = "model m\ninput x: f32[B, 2]\ntarget y: f32[B, 2]\noutput z = tanh(x)\n\
+///               loss mse(z, y)\n";
+/// let compiled = Model::parse(source)?.compile(&CompileOptions::default())?;
+/// assert_eq!(compiled.identity().name, "m");
+/// assert!(compiled.identity().to_string().starts_with("model 'm' (graph sha256 "));
+/// # Ok::<(), sgn::Error>(())
+/// ```
+///
+/// [`graph_sha256`]: crate::ir::text::graph_sha256
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelIdentity {
+    pub name: String,
+    pub graph_sha256: String,
+}
+
+impl fmt::Display for ModelIdentity {
+    /// The name and the digest's first 12 hex digits, as git shortens commits.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let short = self.graph_sha256.get(..12).unwrap_or(&self.graph_sha256);
+        write!(f, "model '{}' (graph sha256 {short}…)", self.name)
+    }
 }
 
 impl fmt::Debug for CompiledModel {
@@ -224,6 +257,10 @@ impl Model {
                 p.ty.dtype = dtype;
             }
         }
+        let identity = ModelIdentity {
+            name: model.name.clone(),
+            graph_sha256: graph_sha256(&model.graph),
+        };
         let derived = model.derive()?;
         let (derived, rewrite_reports) = if options.optimize {
             optimize_derived(&derived, &options.rewrite)?
@@ -269,6 +306,7 @@ impl Model {
             slots,
             curvature,
             pool,
+            identity,
         })
     }
 }
@@ -278,6 +316,11 @@ impl CompiledModel {
     /// vector passes between the graphs' calls.
     pub fn pool(&self) -> &Arc<Pool> {
         &self.pool
+    }
+
+    /// Which model this is (see [`ModelIdentity`]).
+    pub fn identity(&self) -> &ModelIdentity {
+        &self.identity
     }
 
     /// The loss on a batch.

@@ -7,7 +7,7 @@ use super::record::{RECORD_FIELDS, Record, RecordKind};
 use crate::data::{PixelScale, Standardization};
 use crate::ir::store::{TensorMap, sha256_of};
 use crate::ir::{DType, Tensor};
-use crate::{Error, Result};
+use crate::{Error, ModelIdentity, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -40,7 +40,13 @@ pub(crate) struct Checkpoint {
     pub(crate) standardization: Option<Standardization>,
     pub(crate) batch_size: usize,
     pub(crate) seed: u64,
+    /// The model the run trained; `None` in checkpoints written before it was recorded.
+    pub(crate) model: Option<ModelIdentity>,
 }
+
+/// The metadata keys of the model's identity.
+const MODEL_KEY: &str = "model";
+const MODEL_SHA256_KEY: &str = "model_sha256";
 
 /// The tensors of the feature standardization's statistics.
 const MEAN_KEY: &str = "data.mean";
@@ -205,6 +211,10 @@ impl Checkpoint {
                 self.progress.elapsed_before.to_bits().to_string(),
             ),
         ]);
+        if let Some(model) = &self.model {
+            metadata.insert(MODEL_KEY.to_string(), model.name.clone());
+            metadata.insert(MODEL_SHA256_KEY.to_string(), model.graph_sha256.clone());
+        }
         if let Some(pixels) = self.pixels {
             metadata.insert(PIXELS_KEY.to_string(), pixels.to_string());
         }
@@ -249,10 +259,7 @@ impl Checkpoint {
         if history_columns.iter().any(|c| c.len() != rows) {
             return Err(corrupt("history columns of different lengths".to_string()));
         }
-        let history = (0..rows)
-            .map(|r| record_from_row(&history_columns.iter().map(|c| c[r]).collect::<Vec<_>>()))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| corrupt("a history row of unknown kind".to_string()))?;
+        let history = history_records(&history_columns, rows).map_err(corrupt)?;
         let standardization = match (map.remove(MEAN_KEY), map.remove(STD_KEY)) {
             (None, None) => None,
             (Some(Tensor::F32(mean)), Some(Tensor::F32(std)))
@@ -299,6 +306,19 @@ impl Checkpoint {
             standardization,
             batch_size: number("batch_size")? as usize,
             seed: number("seed")?,
+            model: match (metadata.get(MODEL_KEY), metadata.get(MODEL_SHA256_KEY)) {
+                (Some(name), Some(digest)) => Some(ModelIdentity {
+                    name: name.clone(),
+                    graph_sha256: digest.clone(),
+                }),
+                (None, None) => None,
+                _ => {
+                    return Err(corrupt(format!(
+                        "metadata '{MODEL_KEY}' and '{MODEL_SHA256_KEY}' come together, and only \
+                         one of them is there"
+                    )));
+                }
+            },
         })
     }
 }
@@ -358,22 +378,74 @@ fn history_row(r: &Record) -> [f64; 10] {
     ]
 }
 
-fn record_from_row(row: &[f64]) -> Option<Record> {
-    let opt = |v: f64| (!v.is_nan()).then_some(v);
-    Some(Record {
-        kind: match row[0] {
-            0.0 => RecordKind::Step,
-            1.0 => RecordKind::Eval,
-            _ => return None,
-        },
-        epoch: row[1],
-        iteration: row[2] as u64,
-        wall_time: row[3],
-        train_loss: opt(row[4]),
-        test_loss: opt(row[5]),
-        test_accuracy: opt(row[6]),
-        rho: opt(row[7]),
-        cg_iters: opt(row[8]).map(|c| c as usize),
-        step_size: opt(row[9]),
-    })
+/// Each history column's test, in [`RECORD_FIELDS`] order: whether the value may be absent
+/// (NaN), what a present one must satisfy, and that rule in words.
+const HISTORY_CHECKS: [(bool, fn(f64) -> bool, &str); 10] = [
+    (false, |v| v == 0.0 || v == 1.0, "a kind is 0 (step) or 1 (eval)"),
+    (false, |v| v.is_finite() && v >= 0.0, "an epoch is finite and >= 0"),
+    (false, whole, "a count is a whole number >= 0"),
+    (false, |v| v.is_finite() && v >= 0.0, "a time is finite and >= 0"),
+    (true, |_| true, ""),
+    (true, |_| true, ""),
+    (true, |v| (0.0..=1.0).contains(&v), "an accuracy is in [0, 1]"),
+    (true, |v| v.is_finite() && v > 0.0, "a damping is finite and > 0"),
+    (true, whole, "a count is a whole number >= 0"),
+    (true, f64::is_finite, "a step size is finite"),
+];
+
+/// A count stored as f64 (exactly, below 2^53).
+fn whole(v: f64) -> bool {
+    v >= 0.0 && v.fract() == 0.0 && v <= 2f64.powi(53)
+}
+
+/// The history's records from its columns (in [`RECORD_FIELDS`] order, `rows` values each),
+/// checked as training writes them: each value in its range (NaN only for an absent value), and
+/// the epoch, iteration and time never running backwards. An error names the column and row.
+fn history_records(columns: &[Vec<f64>], rows: usize) -> std::result::Result<Vec<Record>, String> {
+    let mut history: Vec<Record> = Vec::with_capacity(rows);
+    for r in 0..rows {
+        let value = |field: usize| columns[field][r];
+        let bad = |field: usize, what: &str| {
+            format!(
+                "'history.{}' holds {} at row {r}; {what}",
+                RECORD_FIELDS[field],
+                value(field)
+            )
+        };
+        for (field, &(optional, valid, what)) in HISTORY_CHECKS.iter().enumerate() {
+            let v = value(field);
+            if !(optional && v.is_nan() || valid(v)) {
+                return Err(bad(field, what));
+            }
+        }
+        let opt = |field: usize| Some(value(field)).filter(|v| !v.is_nan());
+        let record = Record {
+            kind: if value(0) == 0.0 {
+                RecordKind::Step
+            } else {
+                RecordKind::Eval
+            },
+            epoch: value(1),
+            iteration: value(2) as u64,
+            wall_time: value(3),
+            train_loss: opt(4),
+            test_loss: opt(5),
+            test_accuracy: opt(6),
+            rho: opt(7),
+            cg_iters: opt(8).map(|c| c as usize),
+            step_size: opt(9),
+        };
+        if let Some(last) = history.last() {
+            let backwards = [
+                (1, record.epoch < last.epoch),
+                (2, record.iteration < last.iteration),
+                (3, record.wall_time < last.wall_time),
+            ];
+            if let Some((field, _)) = backwards.into_iter().find(|&(_, b)| b) {
+                return Err(bad(field, "it is smaller than the row before (runs backwards)"));
+            }
+        }
+        history.push(record);
+    }
+    Ok(history)
 }

@@ -558,6 +558,7 @@ impl<'a> Trainer<'a> {
             standardization: self.dataset.standardization.clone(),
             batch_size: self.options.batch_size,
             seed: self.options.seed,
+            model: Some(self.model.identity().clone()),
         };
         checkpoint.save(path)?;
         observer(TrainEvent::Checkpoint(path));
@@ -565,7 +566,8 @@ impl<'a> Trainer<'a> {
     }
 
     /// Continues from a checkpoint written by a run with the same model, optimizer, dataset, batch
-    /// size and seed (anything else is an error that says what differs).
+    /// size and seed (anything else is an error that says what differs). The model is compared
+    /// by its [`ModelIdentity`](crate::ModelIdentity), when the checkpoint records one.
     pub fn resume(&mut self, path: &Path) -> Result<()> {
         let c = Checkpoint::load(path)?;
         let mismatch = |what: &str, saved: String, now: String| {
@@ -574,6 +576,14 @@ impl<'a> Trainer<'a> {
                 path.display()
             ))
         };
+        if let Some(saved) = c.model.as_ref().filter(|m| *m != self.model.identity()) {
+            return Err(Error::Tensor(format!(
+                "{}: the checkpoint's run trained {saved}, this run's is {}: a run resumes only \
+                 into its own model (its parameters can start a new run, as --params)",
+                path.display(),
+                self.model.identity()
+            )));
+        }
         if c.optimizer_name != self.optimizer.name() {
             return Err(mismatch(
                 "optimizer",

@@ -71,7 +71,7 @@ mod print;
 mod read;
 
 pub use dot::print_dot;
-pub use print::print_graph;
+pub use print::{graph_sha256, print_graph};
 pub use read::parse_graph;
 
 #[cfg(doc)]

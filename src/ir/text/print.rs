@@ -35,11 +35,56 @@ pub fn print_graph(g: &Graph) -> String {
     g.to_string()
 }
 
+/// The sha256 of `g`'s text form without source positions, as 64 lowercase hex digits: two
+/// graphs share it when they compute the same thing the same way, however their source files
+/// are laid out (comments, blank lines, local names). It tells a checkpoint's model apart.
+///
+/// ```
+/// use sgn::Model;
+/// use sgn::ir::text::graph_sha256;
+///
+/// let source = "\
+///     model m
+///     input x: f32[B, 2]
+///     target y: f32[B, 2]
+///     output z = tanh(x)
+///     loss mse(z, y)
+/// ";
+/// let digest = |source: &str| graph_sha256(&Model::parse(source).unwrap().graph);
+/// let commented = source.replace("model m", "model m\n# the same net, reformatted\n");
+/// assert_eq!(digest(source), digest(&commented));
+/// assert_ne!(digest(source), digest(&source.replace("tanh", "sigmoid")));
+/// ```
+pub fn graph_sha256(g: &Graph) -> String {
+    let text = GraphText {
+        graph: g,
+        origins: false,
+    };
+    crate::ir::store::sha256_hex(text.to_string().as_bytes())
+}
+
 impl fmt::Display for Graph {
     /// The text form; see [`print_graph`].
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "graph {}", Name(&self.name))?;
-        for a in self.args() {
+        GraphText {
+            graph: self,
+            origins: true,
+        }
+        .fmt(f)
+    }
+}
+
+/// A graph's text form, with or without the nodes' source positions.
+struct GraphText<'a> {
+    graph: &'a Graph,
+    origins: bool,
+}
+
+impl fmt::Display for GraphText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let g = self.graph;
+        writeln!(f, "graph {}", Name(&g.name))?;
+        for a in g.args() {
             writeln!(
                 f,
                 "arg {}: {} {}",
@@ -48,27 +93,19 @@ impl fmt::Display for Graph {
                 a.role.name()
             )?;
         }
-        for id in self.ids() {
-            let node = self.node(id);
-            write!(
-                f,
-                "%{} = {}",
-                id.0,
-                OpText {
-                    graph: self,
-                    op: &node.op
-                }
-            )?;
+        for id in g.ids() {
+            let node = g.node(id);
+            write!(f, "%{} = {}", id.0, OpText { graph: g, op: &node.op })?;
             for (k, operand) in node.inputs.iter().enumerate() {
                 write!(f, "{}%{}", if k == 0 { " " } else { ", " }, operand.0)?;
             }
             write!(f, " : {}", TypeText(&node.ty))?;
-            if let Some(Span { line, col }) = self.origin(id) {
+            if let Some(Span { line, col }) = g.origin(id).filter(|_| self.origins) {
                 write!(f, " @{line}:{col}")?;
             }
             writeln!(f)?;
         }
-        for o in self.outputs() {
+        for o in g.outputs() {
             writeln!(f, "out {} = %{}", Name(&o.name), o.node.0)?;
         }
         Ok(())
