@@ -256,6 +256,33 @@ fn bad_numbers() {
             &["is outside f32's range", "this param is f32"],
         );
     }
+    // A deviation that fits, but whose draws would not.
+    check(
+        &variant("param b: f32[2]", "param b: f32[2] = normal(1e38)"),
+        5,
+        "normal(1e38)",
+        &[
+            "normal(1e38) would draw values past f32's range",
+            "std is at most 2.4",
+        ],
+    );
+    let params = Model::parse(&variant(
+        "param b: f32[2]",
+        "param b: f32[2] = normal(2.43e37)",
+    ))
+    .expect("the largest deviation")
+    .params;
+    for seed in 0..64 {
+        let drawn = sgn::ir::store::init_params(&params, seed).unwrap();
+        assert!(
+            drawn
+                .get("b")
+                .unwrap()
+                .to_f64_vec()
+                .iter()
+                .all(|v| v.is_finite())
+        );
+    }
     let wide = BASE
         .replace("f32", "f64")
         .replace("x @ w + b", "x @ w + 1e39");

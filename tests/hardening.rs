@@ -630,15 +630,50 @@ fn a_damaged_history_is_an_error_naming_the_column_and_row() {
     let cases = [
         ("kind", 0, 2.0, "'history.kind' holds 2 at row 0"),
         ("epoch", 1, f64::NAN, "'history.epoch' holds NaN at row 1"),
-        ("iteration", 2, 2.5, "'history.iteration' holds 2.5 at row 2"),
-        ("wall_time", 0, -1.0, "'history.wall_time' holds -1 at row 0"),
-        ("test_accuracy", 6, 1.5, "'history.test_accuracy' holds 1.5 at row 6"),
-        ("rho", 0, 0.0, "'history.rho' holds 0 at row 0; a damping is finite and > 0"),
+        (
+            "iteration",
+            2,
+            2.5,
+            "'history.iteration' holds 2.5 at row 2",
+        ),
+        (
+            "wall_time",
+            0,
+            -1.0,
+            "'history.wall_time' holds -1 at row 0",
+        ),
+        (
+            "test_accuracy",
+            6,
+            1.5,
+            "'history.test_accuracy' holds 1.5 at row 6",
+        ),
+        (
+            "rho",
+            0,
+            0.0,
+            "'history.rho' holds 0 at row 0; a damping is finite and > 0",
+        ),
         ("cg_iters", 3, -2.0, "'history.cg_iters' holds -2 at row 3"),
-        ("step_size", 1, f64::INFINITY, "'history.step_size' holds inf at row 1"),
+        (
+            "step_size",
+            1,
+            f64::INFINITY,
+            "'history.step_size' holds inf at row 1",
+        ),
         // Rows out of order: the epoch of row 3 set below row 2's.
-        ("epoch", 3, 0.0, "'history.epoch' holds 0 at row 3; it is smaller than the row before"),
-        ("iteration", 4, 1.0, "'history.iteration' holds 1 at row 4; it is smaller"),
+        (
+            "epoch",
+            3,
+            0.0,
+            "'history.epoch' holds 0 at row 3; it is smaller than the row before",
+        ),
+        (
+            "iteration",
+            4,
+            1.0,
+            "'history.iteration' holds 1 at row 4; it is smaller",
+        ),
     ];
     for (column, row, value, expected) in cases {
         checkpoint(&s, "sgn", &path);

@@ -381,14 +381,34 @@ fn history_row(r: &Record) -> [f64; 10] {
 /// Each history column's test, in [`RECORD_FIELDS`] order: whether the value may be absent
 /// (NaN), what a present one must satisfy, and that rule in words.
 const HISTORY_CHECKS: [(bool, fn(f64) -> bool, &str); 10] = [
-    (false, |v| v == 0.0 || v == 1.0, "a kind is 0 (step) or 1 (eval)"),
-    (false, |v| v.is_finite() && v >= 0.0, "an epoch is finite and >= 0"),
+    (
+        false,
+        |v| v == 0.0 || v == 1.0,
+        "a kind is 0 (step) or 1 (eval)",
+    ),
+    (
+        false,
+        |v| v.is_finite() && v >= 0.0,
+        "an epoch is finite and >= 0",
+    ),
     (false, whole, "a count is a whole number >= 0"),
-    (false, |v| v.is_finite() && v >= 0.0, "a time is finite and >= 0"),
+    (
+        false,
+        |v| v.is_finite() && v >= 0.0,
+        "a time is finite and >= 0",
+    ),
     (true, |_| true, ""),
     (true, |_| true, ""),
-    (true, |v| (0.0..=1.0).contains(&v), "an accuracy is in [0, 1]"),
-    (true, |v| v.is_finite() && v > 0.0, "a damping is finite and > 0"),
+    (
+        true,
+        |v| (0.0..=1.0).contains(&v),
+        "an accuracy is in [0, 1]",
+    ),
+    (
+        true,
+        |v| v.is_finite() && v > 0.0,
+        "a damping is finite and > 0",
+    ),
     (true, whole, "a count is a whole number >= 0"),
     (true, f64::is_finite, "a step size is finite"),
 ];
@@ -442,7 +462,10 @@ fn history_records(columns: &[Vec<f64>], rows: usize) -> std::result::Result<Vec
                 (3, record.wall_time < last.wall_time),
             ];
             if let Some((field, _)) = backwards.into_iter().find(|&(_, b)| b) {
-                return Err(bad(field, "it is smaller than the row before (runs backwards)"));
+                return Err(bad(
+                    field,
+                    "it is smaller than the row before (runs backwards)",
+                ));
             }
         }
         history.push(record);

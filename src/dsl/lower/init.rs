@@ -22,6 +22,11 @@ const INITS: [(&str, &[&str]); 9] = [
     ("he_normal", &[]),
 ];
 
+/// How many standard deviations a normal draw can reach: the sampler (rand_distr's ziggurat on
+/// 53-bit uniforms) stays within 13.7, so a std this many times below f32's largest value never
+/// draws an infinity.
+const NORMAL_REACH: f64 = 14.0;
+
 impl<'p> Lowerer<'p> {
     /// A constant number written with literals and arithmetic (initializer arguments).
     fn number(&self, expr: &Expr) -> Result<f64, Diagnostic> {
@@ -92,8 +97,7 @@ impl<'p> Lowerer<'p> {
         for arg in bound {
             values.push(self.number(arg.expect("every initializer argument is required"))?);
         }
-        // The value, the bounds or the deviation, each as an f32 param holds it; a normal draw
-        // can still overflow with a std near the limit (training refuses non-finite parameters).
+        // The value, the bounds or the deviation, each as an f32 param holds it.
         for &value in &values {
             self.within(expr.span, value, dtype, "param")?;
         }
@@ -105,6 +109,20 @@ impl<'p> Lowerer<'p> {
                 return Err(
                     self.error(expr.span, format!("normal(std) needs std ≥ 0, found {std}"))
                 );
+            }
+            ("normal", [std])
+                if dtype == DType::F32 && std * NORMAL_REACH > f64::from(f32::MAX) =>
+            {
+                return Err(self.error(
+                    expr.span,
+                    format!(
+                        "normal({std:e}) would draw values past f32's range (at most {:e} in \
+                         magnitude): its draws reach {NORMAL_REACH} standard deviations, so an f32 \
+                         param's std is at most {:.2e}",
+                        f32::MAX,
+                        f64::from(f32::MAX) / NORMAL_REACH
+                    ),
+                ));
             }
             ("normal", [std]) => Init::Normal(*std),
             ("uniform", [lo, hi]) if lo > hi => {

@@ -95,7 +95,15 @@ impl fmt::Display for GraphText<'_> {
         }
         for id in g.ids() {
             let node = g.node(id);
-            write!(f, "%{} = {}", id.0, OpText { graph: g, op: &node.op })?;
+            write!(
+                f,
+                "%{} = {}",
+                id.0,
+                OpText {
+                    graph: g,
+                    op: &node.op
+                }
+            )?;
             for (k, operand) in node.inputs.iter().enumerate() {
                 write!(f, "{}%{}", if k == 0 { " " } else { ", " }, operand.0)?;
             }
