@@ -233,6 +233,23 @@ fn stats_text_and_json_report_before_after_and_phases() {
     for phase in &report.phases {
         assert!(text.lines().any(|l| l.starts_with(&phase.name)), "{text}");
     }
+    // A batch so large that the counts saturate: shown as a bound, with no change claimed.
+    let src = "model t\ninput x: f32[B, 3]\ntarget y: f32[B, 4]\nparam w: f32[3, 4]\n\
+               output z = x @ w\nloss mse(z, y)\n";
+    let forward = &sgn::Model::parse(src).unwrap().derive().unwrap().forward;
+    let huge = usize::MAX;
+    let (saturated, small) = (graph_stats(forward, huge), graph_stats(forward, 1));
+    let text = stats_text("forward", huge, &saturated, &small, &report);
+    let flops = text
+        .lines()
+        .find(|l| l.starts_with("matmul FLOPs"))
+        .unwrap();
+    let cells: Vec<&str> = flops.split_whitespace().skip(2).collect();
+    assert_eq!(
+        cells,
+        [">=2^64", &small.matmul_flops.to_string(), "?"],
+        "{text}"
+    );
 
     let json: serde_json::Value =
         serde_json::from_str(&stats_json("shared", &before, &after, &report)).unwrap();

@@ -69,7 +69,8 @@ pub fn stats_text(
         ("bytes", before.bytes, after.bytes),
     ];
     for (name, was, is) in rows {
-        writeln!(w, "{name:<20}{was:>16}{is:>16}{:>10}", change(was, is)).expect("String");
+        let (change, was, is) = (change(was, is), count(was), count(is));
+        writeln!(w, "{name:<20}{was:>16}{is:>16}{change:>10}").expect("String");
     }
     writeln!(w).expect("String");
     writeln!(
@@ -90,8 +91,19 @@ pub fn stats_text(
     out
 }
 
-/// The relative change from `was` to `is`, as `-12.5%` (or `±0%`).
+/// A count for the table; the costs saturate at `u64::MAX`, which stands for "at least that".
+fn count(n: u64) -> String {
+    match n {
+        u64::MAX => ">=2^64".to_string(),
+        n => n.to_string(),
+    }
+}
+
+/// The relative change from `was` to `is`, as `-12.5%` (or `±0%`; `?` if a count saturated).
 pub fn change(was: u64, is: u64) -> String {
+    if was == u64::MAX || is == u64::MAX {
+        return "?".to_string();
+    }
     if was == is {
         return "±0%".to_string();
     }
@@ -102,7 +114,8 @@ pub fn change(was: u64, is: u64) -> String {
 }
 
 /// The `--stats --format json` document: keys `graph`, `before`, `after` (each with `nodes`,
-/// `matmul_flops`, `elementwise_flops`, `bytes`) and `phases` (each with `name`, `iterations`,
+/// `matmul_flops`, `elementwise_flops`, `bytes`; a count of 18446744073709551615, `u64::MAX`,
+/// saturated and means at least that) and `phases` (each with `name`, `iterations`,
 /// `egraph_nodes`, `stop_reason`, `ms`).
 pub fn stats_json(
     graph: &str,
