@@ -146,6 +146,32 @@ fn thread_counts_outside_their_range_are_usage_errors() {
     }
 }
 
+#[test]
+fn more_threads_than_cores_run_with_a_notice() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let bench = [
+        "bench",
+        "ir/sine_mlp.sgn",
+        "--repeats",
+        "1",
+        "--batch",
+        "10",
+    ];
+    let run = sgn(&[&bench[..], &["--threads", &(cores + 1).to_string()]].concat());
+    assert!(run.status.success(), "{}", stderr(&run));
+    let notice = format!(
+        "notice: --threads {} is more than this machine's {cores} cores",
+        cores + 1
+    );
+    assert!(stderr(&run).contains(&notice), "{}", stderr(&run));
+    let run = sgn(&[&bench[..], &["--threads", &cores.to_string()]].concat());
+    assert!(
+        !stderr(&run).contains("notice: --threads"),
+        "{}",
+        stderr(&run)
+    );
+}
+
 // ----- 3. outputs that would destroy inputs -----
 
 /// A model, a batch, parameters and a direction in a fresh directory.

@@ -103,6 +103,7 @@ const STEP_CG_ITERS: usize = 10;
 pub fn run(args: &BenchArgs) -> Result<()> {
     let started = Instant::now();
     let model = Model::from_file(&args.model)?;
+    super::notice_oversubscription(args.threads);
     let options = CompileOptions::default()
         .with_threads(args.threads)
         .with_curvature(args.curvature);

@@ -67,10 +67,24 @@ struct BackendArgs {
 }
 
 impl BackendArgs {
+    /// The options, with a notice on stderr if the threads outnumber the cores.
     fn options(&self) -> crate::CompileOptions {
+        notice_oversubscription(self.threads);
         crate::CompileOptions::default()
             .with_backend(self.backend)
             .with_threads(self.threads)
+    }
+}
+
+/// Says on stderr when `--threads` asks for more threads than the machine has cores: they then
+/// take turns on the cores, and each graph call waits for the last of its threads.
+fn notice_oversubscription(threads: usize) {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if threads > cores {
+        eprintln!(
+            "notice: --threads {threads} is more than this machine's {cores} cores: the threads \
+             take turns on them and every graph call waits for the last one (0 takes one per core)"
+        );
     }
 }
 

@@ -527,6 +527,8 @@ fn say(bar: &ProgressBar, line: String) {
     }
 }
 
+/// The run's last line. Training time (accumulated over resumed runs, as the log's wall_time)
+/// and this process's time (with evaluation and checkpoints) are told apart.
 fn summary(history: &[Record], elapsed: Duration) {
     let Some(last) = history.iter().rev().find(|r| r.kind == RecordKind::Eval) else {
         return;
@@ -536,11 +538,13 @@ fn summary(history: &[Record], elapsed: Duration) {
         format!(", test accuracy {:.2}%", 100.0 * a)
     });
     println!(
-        "done: {} steps, {:.2} epochs in {:.1} s ({:.2} s/epoch this run), test loss {:.5}{accuracy}",
+        "done: {} steps, {:.2} epochs, {:.1} s of training ({:.2} s/epoch), test loss \
+         {:.5}{accuracy}; this process: {:.1} s with evaluation and checkpoints",
         last.iteration,
         last.epoch,
-        elapsed.as_secs_f64(),
+        last.wall_time,
         last.wall_time / epochs,
         last.test_loss.unwrap_or(f64::NAN),
+        elapsed.as_secs_f64(),
     );
 }
