@@ -549,6 +549,22 @@ fn evaluation_marks_evaluate_once_at_the_first_step_past_them() {
         .collect();
     let per_epoch = evals(second.history())[1].iteration;
     assert_eq!(iterations, [1, per_epoch, 2 * per_epoch]);
+
+    // A mark crossed by an epoch's last step (one batch an epoch) evaluates it once: the epoch's
+    // end does not evaluate the same parameters again.
+    let one_batch = TrainOptions {
+        batch_size: data.train.len(),
+        eval_at: vec![Duration::from_nanos(1)],
+        ..options(2)
+    };
+    let mut trainer = Trainer::new(&compiled, &data, &params, sgn(), one_batch).unwrap();
+    trainer.run(&mut |_| {}).unwrap();
+    let iterations: Vec<u64> = evals(trainer.history())
+        .iter()
+        .map(|r| r.iteration)
+        .collect();
+    assert_eq!(iterations, [1, 2]);
+    assert!(evals(trainer.history())[0].train_loss.is_some());
 }
 
 /// Two processes of a data-parallel run, played by two threads: sums in rank order through

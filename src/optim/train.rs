@@ -479,8 +479,11 @@ impl<'a> Trainer<'a> {
                     self.agreed(elapsed(&self.progress, paused))?,
                     Instant::now(),
                 );
-                self.evaluate(&mut epoch_losses, now, observer)?;
-                unevaluated_steps = false;
+                // An evaluation mark that fell on the epoch's last step has evaluated it.
+                if unevaluated_steps {
+                    self.evaluate(&mut epoch_losses, now, observer)?;
+                    unevaluated_steps = false;
+                }
                 self.save_checkpoint(now, observer)?;
                 unsaved_steps = false;
                 paused += pause.elapsed();
