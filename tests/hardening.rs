@@ -51,6 +51,21 @@ proptest! {
         prop_assert_eq!(dim.eval(&bindings), expected);
     }
 
+    /// Fixed sizes multiply exactly, or saturate into an overflow error: never a wrapped size
+    /// (which would let a reshape of a small tensor pass as one of a huge shape).
+    #[test]
+    fn fixed_products_are_exact_or_an_overflow(
+        factors in proptest::collection::vec(prop_oneof![1u64..1 << 20, (1u64 << 20)..u64::MAX], 1..4),
+    ) {
+        let dim = factors.iter().fold(Dim::fixed(1), |d, &f| d.mul(&Dim::fixed(f)));
+        let exact = factors.iter().try_fold(1u128, |p, &f| p.checked_mul(u128::from(f)));
+        let expected = match exact.filter(|&p| p < u128::from(u64::MAX)) {
+            Some(p) => usize::try_from(p).map_err(|_| DimError::Overflow),
+            None => Err(DimError::Overflow),
+        };
+        prop_assert_eq!(dim.eval(&Bindings::new()), expected);
+    }
+
     /// A tensor's bytes are exact, or `None` past what an array can hold or index
     /// (`isize::MAX` bytes, or as many non-empty elements) — never wrapped around.
     #[test]
@@ -190,6 +205,21 @@ fn an_argument_whose_monomial_axis_overflows_is_an_error() {
         matches!(&err, Error::Tensor(m) if m.contains("axis 1 must be 3*B = 13835058055282163712")),
         "{err:?}"
     );
+}
+
+#[test]
+fn an_operand_from_no_node_of_the_graph_is_a_shape_error() {
+    let mut g = Graph::new("g");
+    let ty = TensorType::new(DType::F32, Shape::fixed(&[2]));
+    let x = g.add_arg("x", ArgRole::Input, ty);
+    let err = g
+        .binary(sgn::ir::BinaryOp::Add, x, sgn::ir::NodeId(7))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "add of NodeId(7): no such node in graph 'g' (1 nodes)"
+    );
+    assert_eq!(g.nodes().len(), 1, "nothing was added");
 }
 
 // ----- 2. threads -----

@@ -194,10 +194,16 @@ impl Graph {
         &self.outputs
     }
 
+    /// The node `id`.
+    ///
+    /// # Panics
+    /// If `id` is not a node of this graph (as slice indexing does; ids come from the graph's
+    /// own builders).
     pub fn node(&self, id: NodeId) -> &Node {
         &self.nodes[id.index()]
     }
 
+    /// The type of node `id`; panics as [`Graph::node`].
     pub fn ty(&self, id: NodeId) -> &TensorType {
         &self.nodes[id.index()].ty
     }
@@ -251,7 +257,15 @@ impl Graph {
     }
 
     /// Names a result of the graph.
+    ///
+    /// # Panics
+    /// If `node` is not a node of this graph.
     pub fn add_output(&mut self, name: impl Into<String>, node: NodeId) {
+        assert!(
+            node.index() < self.nodes.len(),
+            "output {node:?} is not a node of graph '{}'",
+            self.name
+        );
         self.outputs.push(Output {
             name: name.into(),
             node,
@@ -286,7 +300,16 @@ impl Graph {
     }
 
     /// Applies `op` to `inputs`, checking shapes; returns the existing node if there is one.
+    /// An operand that is not a node of this graph is an error too.
     pub fn apply(&mut self, op: Op, inputs: &[NodeId]) -> Result<NodeId, ShapeError> {
+        if let Some(id) = inputs.iter().find(|id| id.index() >= self.nodes.len()) {
+            return Err(ShapeError(format!(
+                "{} of {id:?}: no such node in graph '{}' ({} nodes)",
+                op.name(),
+                self.name,
+                self.nodes.len()
+            )));
+        }
         let types: Vec<&TensorType> = inputs.iter().map(|&i| self.ty(i)).collect();
         let ty = op.infer_type(&types)?;
         Ok(self.intern(op, inputs.to_vec(), ty))
@@ -420,8 +443,9 @@ impl Graph {
     }
 
     /// Adds a node with a type computed elsewhere, unless an equal node exists.
-    /// Used by readers that have already checked the type (the IR text parser, graph copies).
-    pub fn intern(&mut self, op: Op, inputs: Vec<NodeId>, ty: TensorType) -> NodeId {
+    /// Used by readers that have already checked the type (the IR text parser, graph copies):
+    /// crate-private, because the JIT trusts node types to size its buffers.
+    pub(crate) fn intern(&mut self, op: Op, inputs: Vec<NodeId>, ty: TensorType) -> NodeId {
         if let Op::Leaf(Leaf::Arg(_)) = op {
             return self.push(op, inputs, ty);
         }
@@ -459,8 +483,9 @@ impl Graph {
         id
     }
 
-    /// Registers an argument whose node already exists (used by graph readers).
-    pub fn register_arg(&mut self, arg: Arg) {
+    /// Registers an argument whose node already exists (used by graph readers, which check
+    /// that the node reads it with its type).
+    pub(crate) fn register_arg(&mut self, arg: Arg) {
         self.args.push(arg);
     }
 

@@ -110,7 +110,8 @@ impl Dim {
         self.as_fixed() == Some(1)
     }
 
-    /// The product of two dimensions.
+    /// The product of two dimensions. A coefficient past `u64::MAX` saturates there, and
+    /// [`Dim::eval`] reports it as an overflow: never a wrapped-around small number.
     pub fn mul(&self, other: &Dim) -> Dim {
         if self.coeff == 0 || other.coeff == 0 {
             return Dim::fixed(0);
@@ -118,7 +119,7 @@ impl Dim {
         let mut syms: Vec<Arc<str>> = self.syms.iter().chain(&other.syms).cloned().collect();
         syms.sort();
         Dim {
-            coeff: self.coeff * other.coeff,
+            coeff: self.coeff.saturating_mul(other.coeff),
             syms,
         }
     }
@@ -155,6 +156,10 @@ impl Dim {
         // A zero factor makes the product 0, however large the other factors are.
         if has_zero {
             return Ok(0);
+        }
+        if self.coeff == u64::MAX {
+            // Saturated by `mul`.
+            return Err(DimError::Overflow);
         }
         let mut n = usize::try_from(self.coeff).map_err(|_| DimError::Overflow)?;
         for s in &self.syms {
