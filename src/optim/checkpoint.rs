@@ -381,37 +381,38 @@ fn history_row(r: &Record) -> [f64; 10] {
 /// Each history column's test, in [`RECORD_FIELDS`] order: whether the value may be absent
 /// (NaN), what a present one must satisfy, and that rule in words.
 const HISTORY_CHECKS: [(bool, fn(f64) -> bool, &str); 10] = [
-    (
-        false,
-        |v| v == 0.0 || v == 1.0,
-        "a kind is 0 (step) or 1 (eval)",
-    ),
-    (
-        false,
-        |v| v.is_finite() && v >= 0.0,
-        "an epoch is finite and >= 0",
-    ),
+    (false, kind_code, "a kind is 0 (step) or 1 (eval)"),
+    (false, non_negative, "an epoch is finite and >= 0"),
     (false, whole, "a count is a whole number >= 0"),
-    (
-        false,
-        |v| v.is_finite() && v >= 0.0,
-        "a time is finite and >= 0",
-    ),
-    (true, |_| true, ""),
-    (true, |_| true, ""),
-    (
-        true,
-        |v| (0.0..=1.0).contains(&v),
-        "an accuracy is in [0, 1]",
-    ),
-    (
-        true,
-        |v| v.is_finite() && v > 0.0,
-        "a damping is finite and > 0",
-    ),
+    (false, non_negative, "a time is finite and >= 0"),
+    (true, any_value, ""),
+    (true, any_value, ""),
+    (true, fraction, "an accuracy is in [0, 1]"),
+    (true, positive, "a damping is finite and > 0"),
     (true, whole, "a count is a whole number >= 0"),
     (true, f64::is_finite, "a step size is finite"),
 ];
+
+fn kind_code(v: f64) -> bool {
+    v == 0.0 || v == 1.0
+}
+
+fn non_negative(v: f64) -> bool {
+    v.is_finite() && v >= 0.0
+}
+
+fn positive(v: f64) -> bool {
+    v.is_finite() && v > 0.0
+}
+
+fn fraction(v: f64) -> bool {
+    (0.0..=1.0).contains(&v)
+}
+
+/// The losses: any value a loss can take (a custom loss may be negative or overflow).
+fn any_value(_: f64) -> bool {
+    true
+}
 
 /// A count stored as f64 (exactly, below 2^53).
 fn whole(v: f64) -> bool {
