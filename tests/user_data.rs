@@ -8,6 +8,8 @@ use ndarray::Array2;
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 use sgn::data::{Dataset, one_hot};
+use sgn::ir::store::{TensorMap, sha256_of};
+use sgn::ir::{DType, Tensor};
 use sgn::optim::report::read_log;
 use sgn::optim::{Record, RecordKind};
 use std::path::{Path, PathBuf};
@@ -256,6 +258,35 @@ fn csv_with_standardization_and_a_held_out_split_round_trips() {
     ]);
     assert_eq!(printed(&out, "loss"), trained.test_loss.unwrap());
     assert!(out.contains("test split (20 examples)"), "{out}");
+    // A deviation of 0 in a copy of the checkpoint (its checksum made to match) is refused,
+    // never a loss of NaN.
+    let damaged = dir.arg("damaged.safetensors");
+    let (mut map, mut metadata) = TensorMap::load_with_metadata(Path::new(&ck)).unwrap();
+    let mut std = map.get("data.std").unwrap().to_f64_vec();
+    std[1] = 0.0;
+    let std = Tensor::from_f64(DType::F32, &[std.len()], std).unwrap();
+    metadata.insert("sha256.data.std".to_string(), sha256_of(&std));
+    map.insert("data.std", std);
+    map.save(Path::new(&damaged), &metadata).unwrap();
+    let run = sgn(&[
+        "eval",
+        &model,
+        "--params",
+        &damaged,
+        "--train",
+        &data,
+        "--target-columns",
+        "price",
+    ]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        stderr(&run).contains(
+            "damaged.safetensors: not an sgn checkpoint: 'data.mean' and \
+             'data.std': column 1's standard deviation is 0, not finite and > 0"
+        ),
+        "{}",
+        stderr(&run)
+    );
     // Resuming takes the checkpoint's standardization (--standardize or not); a run without
     // one cannot continue with one.
     ok(&[

@@ -56,9 +56,36 @@ impl Standardization {
         })
     }
 
+    /// Why these statistics cannot standardize anything, if they cannot: `mean` and `std` of
+    /// different lengths, a non-finite mean, or a deviation that is not finite and > 0 (what
+    /// [`Standardization::fit`] never gives, but a damaged checkpoint or a library caller may).
+    pub fn invalid(&self) -> Option<String> {
+        if self.mean.len() != self.std.len() {
+            return Some(format!(
+                "{} means but {} deviations",
+                self.mean.len(),
+                self.std.len()
+            ));
+        }
+        if let Some(column) = self.mean.iter().position(|m| !m.is_finite()) {
+            return Some(format!("column {column}'s mean is {}", self.mean[column]));
+        }
+        let deviation = |s: &f32| s.is_finite() && *s > 0.0;
+        let column = self.std.iter().position(|s| !deviation(s))?;
+        Some(format!(
+            "column {column}'s standard deviation is {}, not finite and > 0",
+            self.std[column]
+        ))
+    }
+
     /// Standardizes the columns of `features` in place; `what` names them in the error when
     /// their number is not the fitted one.
+    ///
+    /// Errors: that, and statistics that are [`invalid`](Standardization::invalid).
     pub fn apply(&self, features: &mut Array2<f32>, what: &str) -> Result<()> {
+        if let Some(why) = self.invalid() {
+            return Err(data_error(format!("cannot standardize {what}: {why}")));
+        }
         if features.ncols() != self.mean.len() {
             return Err(data_error(format!(
                 "{what} has {} feature columns, but the standardization was fitted on {}",

@@ -266,10 +266,14 @@ impl Checkpoint {
                 if mean.ndim() == 1 && mean.shape() == std.shape() =>
             {
                 let vector = |t: ndarray::ArrayD<f32>| t.into_dimensionality().expect("1-D");
-                Some(Standardization {
+                let statistics = Standardization {
                     mean: vector(mean),
                     std: vector(std),
-                })
+                };
+                if let Some(why) = statistics.invalid() {
+                    return Err(corrupt(format!("'{MEAN_KEY}' and '{STD_KEY}': {why}")));
+                }
+                Some(statistics)
             }
             _ => {
                 return Err(corrupt(format!(
