@@ -341,6 +341,13 @@ fn sine_rejects_invalid_options() {
             },
             "sine: both splits need examples, got 7000 train and 0 test",
         ),
+        (
+            SineOptions {
+                train_size: usize::MAX,
+                ..base
+            },
+            "sine: a dataset of 18446744073709551615 train and 3000 test examples needs more than memory can address (2^63 bytes)",
+        ),
     ] {
         let options = LoadOptions {
             sine: options,

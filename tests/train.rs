@@ -751,6 +751,12 @@ fn sgn_steps_are_bit_identical_on_any_thread_count_and_see_each_new_theta() {
             .loss_and_grad(&theta)
             .unwrap();
         assert_eq!(reused, fresh, "{threads} threads");
+        // Products before any were prepared are an error, not a panic.
+        let unprepared = ModelObjective::new(&compiled, &batch)
+            .gv(&theta, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(unprepared.contains("call prepare_gv first"), "{unprepared}");
         (
             losses,
             theta.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),

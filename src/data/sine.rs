@@ -65,6 +65,13 @@ pub(crate) fn generate(options: &SineOptions) -> Result<Dataset> {
             "sine: both splits need examples, got {train_size} train and {test_size} test"
         )));
     }
+    // x and y, f32 each, per example; checked before anything is reserved.
+    let bytes = (train_size as u64)
+        .checked_add(test_size as u64)
+        .and_then(|n| n.checked_mul(8));
+    crate::ir::memory::ensure_available(bytes, || {
+        format!("sine: a dataset of {train_size} train and {test_size} test examples")
+    })?;
     let mut rng = seeded_rng(seed, 0, SINE_STREAM);
     let mut split = |size: usize| {
         let mut xs = Vec::with_capacity(size);

@@ -89,9 +89,19 @@ impl Objective for ModelObjective<'_> {
     }
 
     fn gv(&mut self, v: &[f64], out: &mut Vec<f64>) -> Result<()> {
-        let op = self.gv.as_ref().expect("prepare_gv runs before gv");
+        let op = self.gv.as_ref().ok_or_else(|| {
+            crate::Error::Eval(
+                "ModelObjective::gv: no Gauss-Newton products were prepared (call prepare_gv \
+                 first)"
+                    .into(),
+            )
+        })?;
         op.apply_flat(v, out)
     }
+
+    /// # Panics
+    /// If no products were prepared ([`Objective::prepare_gv`] first): the trait's operator
+    /// cannot fail.
 
     fn cg_operator(&mut self) -> Box<dyn CgOperator + '_> {
         let vectors = self.vectors();
