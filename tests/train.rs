@@ -112,6 +112,25 @@ fn without_wall_time(history: &[Record]) -> Vec<Record> {
 }
 
 #[test]
+fn a_dataset_in_column_major_order_trains_as_in_row_major() {
+    let (_, compiled, params) = setup();
+    let data = blobs_dataset();
+    let column_major = |a: &Array2<f32>| a.t().as_standard_layout().t().to_owned();
+    let mut flipped = blobs_dataset();
+    for split in [&mut flipped.train, &mut flipped.test] {
+        split.features = column_major(&split.features);
+        split.targets = column_major(&split.targets);
+        assert!(!split.features.is_standard_layout());
+    }
+    let history = |data: &Dataset| {
+        let mut trainer = Trainer::new(&compiled, data, &params, sgn(), options(1)).unwrap();
+        trainer.run(&mut |_| {}).unwrap();
+        without_wall_time(trainer.history())
+    };
+    assert_eq!(history(&flipped), history(&data));
+}
+
+#[test]
 fn resuming_from_a_checkpoint_equals_an_uninterrupted_run() {
     let (_, compiled, params) = setup();
     let data = blobs_dataset();

@@ -336,6 +336,69 @@ fn csv_with_standardization_and_a_held_out_split_round_trips() {
 }
 
 #[test]
+fn a_test_csv_is_matched_to_the_train_csv_by_column_name() {
+    let dir = Dir::new();
+    let model = dir.write("m.sgn", REGRESSION);
+    let rows: Vec<[f32; 4]> = (0..60)
+        .map(|i| {
+            let (size, rooms, age) = ((i * 7 % 90) as f32 / 90.0, (i % 5) as f32, (i % 4) as f32);
+            [size, rooms, size + 0.1 * rooms - 0.2 * age, age]
+        })
+        .collect();
+    // The same examples under the same header, under its columns reordered, and under a header
+    // naming another feature.
+    let csv = |header: &str, order: [usize; 4]| {
+        let mut text = format!("{header}\n");
+        for row in &rows {
+            let cells: Vec<String> = order.iter().map(|&c| row[c].to_string()).collect();
+            text.push_str(&format!("{}\n", cells.join(",")));
+        }
+        text
+    };
+    let train = dir.write("train.csv", &csv("size,rooms,price,age", [0, 1, 2, 3]));
+    let same = dir.write("same.csv", &csv("size,rooms,price,age", [0, 1, 2, 3]));
+    let reordered = dir.write("reordered.csv", &csv("age,price,rooms,size", [3, 2, 1, 0]));
+    let other = dir.write("other.csv", &csv("size,rooms,price,year", [0, 1, 2, 3]));
+    let ck = dir.arg("ck.safetensors");
+    let files = |test: &str| {
+        let args = [
+            "--train",
+            &train,
+            "--test",
+            test,
+            "--target-columns",
+            "price",
+        ];
+        args.map(str::to_string)
+    };
+    let mut args: Vec<String> = [
+        "train", &model, "--batch", "20", "--epochs", "2", "--save", &ck,
+    ]
+    .map(str::to_string)
+    .to_vec();
+    args.extend(files(&reordered));
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let eval = |test: &str| {
+        let mut args = ["eval", &model, "--params", &ck]
+            .map(str::to_string)
+            .to_vec();
+        args.extend(files(test));
+        sgn(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let loss = |run: std::process::Output| printed(&stdout(&run), "loss");
+    assert_eq!(loss(eval(&reordered)), loss(eval(&same)));
+    let run = eval(&other);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        stderr(&run)
+            .contains("other.csv: its feature columns (size, rooms, year) are not those of")
+            && stderr(&run).contains("train.csv (size, rooms, age)"),
+        "{}",
+        stderr(&run)
+    );
+}
+
+#[test]
 fn u8_images_need_a_pixel_scaling_and_fit_either_layout() {
     let dir = Dir::new();
     let (features, labels) = examples(90, 0);

@@ -16,6 +16,7 @@ use crate::{Error, Result};
 use ndarray::{Array2, Axis};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -261,11 +262,12 @@ pub fn load_files(
 ) -> Result<Dataset> {
     let read = |file: &DataFile| read_examples(file, model, options);
     let (train_part, test_part, name) = match (train, test) {
-        (Some(train), Some(test)) => (
-            read(train)?,
-            read(test)?,
-            format!("{} + {}", train.short_name(), test.short_name()),
-        ),
+        (Some(train), Some(test)) => {
+            let train_part = read(train)?;
+            let test_part = in_columns_of(read(test)?, &train_part, test, train)?;
+            let name = format!("{} + {}", train.short_name(), test.short_name());
+            (train_part, test_part, name)
+        }
         (Some(train), None) => {
             let (kept, held_out) = hold_out(read(train)?, options.test_fraction, train)?;
             // The fraction is part of the name, so that resuming on another split is refused.
@@ -334,6 +336,8 @@ struct Examples {
     labels: bool,
     /// How pixels were laid out and scaled, for u8 features.
     image: Option<ImageFormat>,
+    /// The feature columns' names in order, for a CSV file (whose header names them).
+    feature_names: Option<Vec<String>>,
 }
 
 impl Examples {
@@ -343,6 +347,7 @@ impl Examples {
             split: self.rows(&[]),
             labels: self.labels,
             image: self.image,
+            feature_names: self.feature_names.clone(),
         }
     }
 
@@ -350,6 +355,49 @@ impl Examples {
         Split {
             features: self.split.features.select(Axis(0), rows),
             targets: self.split.targets.select(Axis(0), rows),
+        }
+    }
+}
+
+/// `test`'s examples with their feature columns in `train`'s order, when both files name them
+/// (CSV headers): features are matched by name, as a data frame would, never by position.
+///
+/// Errors: the two headers do not name the same feature columns, naming what differs.
+fn in_columns_of(
+    mut test: Examples,
+    train: &Examples,
+    test_file: &DataFile,
+    train_file: &DataFile,
+) -> Result<Examples> {
+    let (Some(names), Some(wanted)) = (&test.feature_names, &train.feature_names) else {
+        return Ok(test);
+    };
+    if names == wanted {
+        return Ok(test);
+    }
+    let unique = |names: &[String]| names.iter().collect::<HashSet<_>>().len() == names.len();
+    let order: Option<Vec<usize>> = wanted
+        .iter()
+        .map(|w| names.iter().position(|n| n == w))
+        .collect();
+    match order {
+        Some(order) if names.len() == wanted.len() && unique(names) && unique(wanted) => {
+            let features = test.split.features.select(Axis(1), &order);
+            test.split.features = features.as_standard_layout().into_owned();
+            test.feature_names = Some(wanted.clone());
+            Ok(test)
+        }
+        _ => {
+            let quoted = |names: &[String]| {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                listed(&names)
+            };
+            Err(data_error(format!(
+                "{test_file}: its feature columns ({}) are not those of {train_file} ({}): a \
+                 test file needs the train file's feature columns, in any order",
+                quoted(names),
+                quoted(wanted)
+            )))
         }
     }
 }
@@ -381,6 +429,7 @@ fn hold_out(all: Examples, fraction: f64, file: &DataFile) -> Result<(Examples, 
         split: all.rows(rows),
         labels: all.labels,
         image: all.image,
+        feature_names: all.feature_names.clone(),
     };
     Ok((part(&kept_rows), part(&held_rows)))
 }
@@ -515,6 +564,7 @@ fn read_safetensors(path: &Path, model: &ModelData, options: &FileOptions) -> Re
         split: Split { features, targets },
         labels,
         image,
+        feature_names: None,
     })
 }
 
@@ -773,6 +823,7 @@ fn read_csv(path: &Path, model: &ModelData, options: &FileOptions) -> Result<Exa
         split: Split { features, targets },
         labels,
         image: None,
+        feature_names: Some(feature_index.iter().map(|&i| header[i].clone()).collect()),
     })
 }
 
@@ -825,5 +876,6 @@ fn read_idx_pair(
         split,
         labels: true,
         image: Some(ImageFormat::of_example(dims, pixels)),
+        feature_names: None,
     })
 }

@@ -127,6 +127,11 @@ impl Feed {
     fn batch(&self, features: Array2<f32>, targets: Array2<f32>) -> TensorMap {
         let mut shape = vec![features.nrows()];
         shape.extend(&self.example_shape);
+        // A dataset built in column-major order (a library caller's) is copied to row-major.
+        let features = match features.is_standard_layout() {
+            true => features,
+            false => features.as_standard_layout().into_owned(),
+        };
         let features = features
             .into_shape_with_order(shape)
             .expect("the example shape holds each row's features (checked by Feed::new)");
