@@ -112,6 +112,22 @@ fn without_wall_time(history: &[Record]) -> Vec<Record> {
 }
 
 #[test]
+fn an_output_without_one_score_per_class_is_evaluated_without_accuracy() {
+    // A classification dataset, a model with one output value per example and its own loss.
+    let model = Model::parse(
+        "model r\ninput x: f32[B, 2]\ntarget y: f32[B, 3]\nparam w: f32[2, 3]\n\
+         output z = sum(x @ w, axis=1)\nd = z - sum(y, axis=1)\nloss mean(d * d)\n",
+    )
+    .unwrap();
+    let compiled = model.compile(&CompileOptions::default()).unwrap();
+    let params = init_params(&model.params, 0).unwrap();
+    let data = blobs_dataset();
+    assert_eq!(data.num_classes, Some(3));
+    let (loss, accuracy) = evaluate(&compiled, &params, &data, &data.test, 7).unwrap();
+    assert!(loss.is_finite() && accuracy.is_none(), "{loss} {accuracy:?}");
+}
+
+#[test]
 fn a_dataset_in_column_major_order_trains_as_in_row_major() {
     let (_, compiled, params) = setup();
     let data = blobs_dataset();

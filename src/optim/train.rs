@@ -173,7 +173,17 @@ pub fn evaluate(
         )));
     }
     let feed = Feed::new(model, dataset)?;
-    let labels = dataset.num_classes.map(|_| split.class_labels());
+    // Accuracy needs one output per class: an output of another shape (a custom loss's) has
+    // only the loss.
+    let forward = &model.graphs.forward;
+    let scores = |classes: usize| {
+        let output = &forward.ty(forward.outputs()[0].node).shape;
+        output.rank() == 2 && output.dims()[1].as_fixed() == Some(classes as u64)
+    };
+    let labels = dataset
+        .num_classes
+        .filter(|&classes| scores(classes))
+        .map(|_| split.class_labels());
     let (mut loss_sum, mut correct) = (0.0, 0usize);
     let n = split.len();
     let mut start = 0;
