@@ -124,7 +124,10 @@ fn an_output_without_one_score_per_class_is_evaluated_without_accuracy() {
     let data = blobs_dataset();
     assert_eq!(data.num_classes, Some(3));
     let (loss, accuracy) = evaluate(&compiled, &params, &data, &data.test, 7).unwrap();
-    assert!(loss.is_finite() && accuracy.is_none(), "{loss} {accuracy:?}");
+    assert!(
+        loss.is_finite() && accuracy.is_none(),
+        "{loss} {accuracy:?}"
+    );
 }
 
 #[test]
@@ -291,6 +294,36 @@ fn repeated_non_finite_steps_stop_training_and_keep_the_last_checkpoint() {
         first.params(),
         "no non-finite step reached the parameters"
     );
+}
+
+#[test]
+fn steps_that_overflow_the_parameters_are_rejected() {
+    // SGD with a step so long that f32 parameters overflow, though the gradient is finite.
+    let (_, compiled, params) = setup();
+    let data = blobs_dataset();
+    for (optimizer, lr) in [("sgd", 1e300), ("adam", 1e300)] {
+        let optimizer: Box<dyn Optimizer> = match optimizer {
+            "sgd" => Box::new(Sgd::new(SgdOptions {
+                lr,
+                ..SgdOptions::default()
+            })),
+            _ => Box::new(Adam::new(AdamOptions {
+                lr,
+                ..AdamOptions::default()
+            })),
+        };
+        let mut trainer = Trainer::new(&compiled, &data, &params, optimizer, options(1)).unwrap();
+        let err = trainer.run(&mut |_| {}).unwrap_err().to_string();
+        assert!(
+            err.contains("5 consecutive steps with a non-finite step"),
+            "{lr}: {err}"
+        );
+        assert_eq!(
+            trainer.params(),
+            params,
+            "{lr}: the parameters are the last finite ones"
+        );
+    }
 }
 
 #[test]

@@ -92,8 +92,9 @@ pub enum NonFiniteValue {
     Loss,
     /// The gradient there.
     Gradient,
-    /// The step computed from them (SGN's CG solution, its slope or curvature): too little
-    /// damping can give one at parameters where the loss and gradient are finite.
+    /// The step computed from them (SGN's CG solution, its slope or curvature), or parameters
+    /// it made non-finite (past f32's range): too little damping, or too large a learning rate,
+    /// can give one at parameters where the loss and gradient are finite.
     Step,
 }
 

@@ -9,7 +9,7 @@ use super::checkpoint::{Checkpoint, Progress};
 use super::collective::{Collective, Sharded, SingleProcess, shard};
 use super::objective::ModelObjective;
 use super::record::{Record, RecordKind};
-use super::{NonFiniteValue, Optimizer};
+use super::{NonFiniteValue, Optimizer, StepReport};
 use crate::codegen::{Pool, split_mut};
 use crate::compile::CompiledModel;
 use crate::data::{BatchOptions, Batches, Dataset, PixelScale, Split, input_and_target};
@@ -89,6 +89,8 @@ pub struct Trainer<'a> {
     optimizer: Box<dyn Optimizer>,
     options: TrainOptions,
     theta: Vec<f64>,
+    /// The parameters before the step in progress, to go back to if it overflows them.
+    theta_before: Vec<f64>,
     progress: Progress,
     history: Vec<Record>,
     feed: Feed,
@@ -255,6 +257,7 @@ impl<'a> Trainer<'a> {
             optimizer,
             options,
             theta,
+            theta_before: Vec::new(),
             progress: Progress {
                 epoch: 0,
                 position: 0,
@@ -286,7 +289,31 @@ impl<'a> Trainer<'a> {
     }
 
     /// One optimizer step on a batch: on this process's shard of it when the run is shared.
-    fn step(&mut self, features: Array2<f32>, targets: Array2<f32>) -> Result<super::StepReport> {
+    /// One optimizer step on these rows, the parameters then rounded to their element types. A
+    /// step that leaves a parameter non-finite (an SGD step past f32's range, say) is rejected
+    /// as SGN rejects its own: the parameters stay as they were.
+    fn step(&mut self, features: Array2<f32>, targets: Array2<f32>) -> Result<StepReport> {
+        self.theta_before.clone_from(&self.theta);
+        let report = self.optimizer_step(features, targets)?;
+        let layout = self.model.layout();
+        layout.round_to_dtypes(&mut self.theta);
+        if report.non_finite.is_some() || layout.first_non_finite(&self.theta).is_none() {
+            return Ok(report);
+        }
+        self.theta.clone_from(&self.theta_before);
+        Ok(StepReport {
+            accepted: false,
+            step_size: 0.0,
+            non_finite: Some(NonFiniteValue::Step),
+            ..report
+        })
+    }
+
+    fn optimizer_step(
+        &mut self,
+        features: Array2<f32>,
+        targets: Array2<f32>,
+    ) -> Result<StepReport> {
         let (rank, size) = (self.collective.rank(), self.collective.size());
         if size == 1 {
             let batch = self.feed.batch(features, targets);
@@ -430,7 +457,6 @@ impl<'a> Trainer<'a> {
                 let features = gather_rows(self.model.pool(), &train.features, rows);
                 let targets = gather_rows(self.model.pool(), &train.targets, rows);
                 let report = self.step(features, targets)?;
-                self.model.layout().round_to_dtypes(&mut self.theta);
                 self.progress.position += 1;
                 self.progress.iteration += 1;
                 (unevaluated_steps, unsaved_steps) = (true, true);
