@@ -8,6 +8,35 @@ use crate::ir::{self, Diagnostic};
 use std::path::PathBuf;
 
 /// Everything that can go wrong in sgn, each saying what and where.
+///
+/// Match on the variant to tell kinds of failure apart; the text says what went wrong and
+/// where. A model with a mistake in it is an [`Error::Dsl`] at the file, line and column of the
+/// mistake:
+///
+/// ```
+/// use sgn::{Error, Model};
+///
+/// let source = "model line\ninput x: f32[B, 2]\ntarget y: f32[B, 1]\nparam w: f32[3, 1]\n\
+///               output z = x @ w\nloss mse(z, y)\n";
+/// let err = Model::parse_named("line.sgn", source).unwrap_err();
+/// match &err {
+///     Error::Dsl(diagnostic) => {
+///         assert_eq!(diagnostic.file, "line.sgn");
+///         assert_eq!((diagnostic.span.line, diagnostic.span.col), (5, 14)); // the `@`
+///         assert_eq!(diagnostic.line_text, "output z = x @ w");
+///     }
+///     other => panic!("expected a DSL error, got {other:?}"),
+/// }
+/// // The text: `file:line:col: error: message`, then the line with a caret under the column.
+/// let text = err.to_string();
+/// let lines: Vec<&str> = text.lines().collect();
+/// assert_eq!(
+///     lines[0],
+///     "line.sgn:5:14: error: '@' needs the last axis of the left operand to equal the first \
+///      axis of the right, found [B, 2] @ [3, 1] (2 vs 3)"
+/// );
+/// assert_eq!(lines[1..], ["5 | output z = x @ w", "  |              ^"]);
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A malformed model file (syntax, names, shapes), with file:line:col.

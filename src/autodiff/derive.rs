@@ -123,6 +123,28 @@ impl Derivatives {
 }
 
 /// Every graph training needs (see [`Signature`] for how they name the parameters).
+///
+/// ```
+/// use sgn::Model;
+/// use sgn::autodiff::{DerivedGraphs, GraphName};
+///
+/// let model = Model::parse(
+///     "model dense\ninput x: f32[B, 2]\ntarget y: f32[B, 3]\n\
+///      param w: f32[2, 3]\nparam b: f32[3]\noutput z = x @ w + b\nloss mse(z, y)\n",
+/// )?;
+/// let graphs: DerivedGraphs = model.derive()?.split();
+/// let names: Vec<&str> = graphs.named().iter().map(|(name, _)| *name).collect();
+/// assert_eq!(
+///     names,
+///     ["forward", "grad", "jvp", "vjp", "gv", "gv-prepare", "gv-apply", "grad-prepare"]
+/// );
+/// let outputs = |which| -> Vec<String> {
+///     graphs.get(which).outputs().iter().map(|o| o.name.clone()).collect()
+/// };
+/// assert_eq!(outputs(GraphName::Grad), ["loss", "grad.w", "grad.b"]);
+/// assert_eq!(outputs(GraphName::GvApply), ["gv.w", "gv.b"]); // G v, per parameter
+/// # Ok::<(), sgn::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct DerivedGraphs {
     pub signature: Signature,
@@ -177,6 +199,18 @@ fn fuse(name: &str, first: &Graph, second: &Graph) -> Graph {
 }
 
 /// The derived graphs by name, in pipeline order.
+///
+/// ```
+/// use sgn::autodiff::GraphName;
+///
+/// assert_eq!(GraphName::from_name("gv-apply"), Some(GraphName::GvApply));
+/// assert_eq!(GraphName::GradPrepare.name(), "grad-prepare");
+/// assert_eq!(GraphName::from_name("gv_apply"), None); // the CLI spelling only
+/// for (i, which) in GraphName::ALL.into_iter().enumerate() {
+///     assert_eq!(which.index(), i);
+///     assert_eq!(GraphName::from_name(which.name()), Some(which));
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GraphName {
     Forward,

@@ -68,6 +68,26 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Options for [`compile_graph`].
+///
+/// ```
+/// use sgn::codegen::{JitOptions, compile_graph};
+/// use sgn::ir::{ArgRole, BinaryOp, DType, Graph, Shape, Tensor, TensorType};
+///
+/// let options = JitOptions::default().with_threads(2);
+/// assert_eq!(options.thread_count(), 2);
+/// assert!(!options.bf16_products); // off unless asked for
+///
+/// // y = x · x, elementwise
+/// let mut g = Graph::new("square");
+/// let x = g.add_arg("x", ArgRole::Input, TensorType::new(DType::F32, Shape::fixed(&[4])));
+/// let y = g.binary(BinaryOp::Mul, x, x)?;
+/// g.add_output("y", y);
+/// let jit = compile_graph(&g, &options)?;
+/// assert_eq!(jit.threads(), 2);
+/// let x = Tensor::from_f64(DType::F32, &[4], vec![1.0, -2.0, 3.0, 0.5]).expect("4 values");
+/// assert_eq!(jit.run(&[x])?[0].to_f64_vec(), [1.0, 4.0, 9.0, 0.25]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct JitOptions {
     /// Threads that run each call, at most [`MAX_THREADS`]; 0 means one per available core.
@@ -268,6 +288,39 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 }
 
 /// Which backend to compile a graph for.
+///
+/// The interpreter is the reference the JIT is checked against: a model compiled for each
+/// computes the same loss, up to the rounding of the JIT's own `tanh`.
+///
+/// ```
+/// use sgn::autodiff::GraphName;
+/// use sgn::codegen::BackendKind;
+/// use sgn::ir::store::{TensorMap, init_params};
+/// use sgn::ir::{DType, Tensor};
+/// use sgn::{CompileOptions, Model};
+///
+/// assert_eq!(BackendKind::from_name("interp"), Some(BackendKind::Interpreter));
+/// assert_eq!(BackendKind::default().name(), "jit");
+/// assert_eq!(BackendKind::from_name("gpu"), None);
+///
+/// let model = Model::parse(
+///     "model m\ninput x: f64[B, 2]\ntarget y: f64[B, 1]\nparam w: f64[2, 1] = glorot_uniform\n\
+///      output z = tanh(x @ w)\nloss mse(z, y)\n",
+/// )?;
+/// let params = init_params(&model.params, 1)?;
+/// let mut batch = TensorMap::new();
+/// let x = vec![0.3, -1.2, 2.0, 0.7];
+/// batch.insert("x", Tensor::from_f64(DType::F64, &[2, 2], x).expect("2×2 values"));
+/// batch.insert("y", Tensor::from_f64(DType::F64, &[2, 1], vec![0.5, -0.5]).expect("2 values"));
+/// let mut losses = Vec::new();
+/// for (backend, name) in [(BackendKind::Interpreter, "interpreter"), (BackendKind::Jit, "jit")] {
+///     let compiled = model.compile(&CompileOptions::default().with_backend(backend))?;
+///     assert_eq!(compiled.executable(GraphName::Forward).name(), name);
+///     losses.push(compiled.loss(&params, &batch)?);
+/// }
+/// assert!((losses[0] - losses[1]).abs() <= 1e-14 * losses[0], "{losses:?}");
+/// # Ok::<(), sgn::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum BackendKind {
     /// The reference interpreter ([`interp::run`]).

@@ -12,6 +12,30 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 
 /// Where each parameter lives in the flat vector: the model's declaration order, row-major.
+///
+/// ```
+/// use sgn::ir::store::init_params;
+/// use sgn::{CompileOptions, Model};
+///
+/// let model = Model::parse(
+///     "model dense\ninput x: f32[B, 2]\ntarget y: f32[B, 3]\n\
+///      param w: f32[2, 3] = ones\nparam b: f32[3] = zeros\n\
+///      output z = x @ w + b\nloss mse(z, y)\n",
+/// )?;
+/// let compiled = model.compile(&CompileOptions::default())?;
+/// let layout = compiled.layout();
+/// assert_eq!(layout.names().collect::<Vec<_>>(), ["w", "b"]);
+/// assert_eq!(layout.len(), 2 * 3 + 3);
+///
+/// let mut flat = layout.flatten(&init_params(&model.params, 0)?)?;
+/// assert_eq!(flat, [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]);
+/// flat[7] = 0.1; // b[1]
+/// let params = layout.unflatten(&flat);
+/// assert_eq!(params.get("b").expect("b").to_f64_vec(), [0.0, f64::from(0.1f32), 0.0]);
+/// flat[8] = f64::NAN;
+/// assert_eq!(layout.first_non_finite(&flat), Some("b"));
+/// # Ok::<(), sgn::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParamLayout {
     entries: Vec<LayoutEntry>,
@@ -175,6 +199,40 @@ impl ParamLayout {
 }
 
 /// `G = Jᵀ H_L J` at fixed parameters and batch, ready to multiply many directions.
+///
+/// For a linear model `z = X w` under the mean squared error over N examples, `J = X` and
+/// `H_L = (2/N)·I`, so `G = (2/N)·XᵀX`; its columns are the products with the unit vectors:
+///
+/// ```
+/// use sgn::ir::store::{TensorMap, init_params};
+/// use sgn::ir::{DType, Tensor};
+/// use sgn::{CompileOptions, Model};
+///
+/// let model = Model::parse(
+///     "model line\ninput x: f32[B, 2]\ntarget y: f32[B, 1]\nparam w: f32[2, 1]\n\
+///      output z = x @ w\nloss mse(z, y)\n",
+/// )?;
+/// let compiled = model.compile(&CompileOptions::default())?;
+/// let params = init_params(&model.params, 0)?;
+/// let mut batch = TensorMap::new();
+/// let x = vec![1.0, 2.0, 3.0, 4.0];
+/// batch.insert("x", Tensor::from_f64(DType::F32, &[2, 2], x).expect("2×2 values"));
+/// batch.insert("y", Tensor::from_f64(DType::F32, &[2, 1], vec![1.0, -1.0]).expect("2 values"));
+///
+/// let g = compiled.gv_operator(&params, &batch)?; // the v-independent work, once
+/// let mut column = Vec::new();
+/// g.apply_flat(&[1.0, 0.0], &mut column)?;
+/// assert_eq!(column, [10.0, 14.0]); // XᵀX = [[10, 14], [14, 20]], 2/N = 1
+/// g.apply_flat(&[0.0, 1.0], &mut column)?;
+/// assert_eq!(column, [14.0, 20.0]);
+///
+/// // The same products on named tensors, one per parameter.
+/// let v: TensorMap = [("w", Tensor::from_f64(DType::F32, &[2, 1], vec![1.0, 1.0]).expect("2"))]
+///     .into_iter()
+///     .collect();
+/// assert_eq!(g.apply(&v)?.get("w").expect("G v for w").to_f64_vec(), [24.0, 34.0]);
+/// # Ok::<(), sgn::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct GvOperator<'a> {
     model: &'a CompiledModel,

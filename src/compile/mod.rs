@@ -21,6 +21,40 @@ mod flat;
 pub use flat::{GvOperator, ParamLayout};
 
 /// Options for [`Model::compile`].
+///
+/// The defaults (f32 as declared, simplified graphs, the JIT on every core) are for training;
+/// checking derivatives wants f64, and a small model one thread:
+///
+/// ```
+/// use sgn::codegen::BackendKind;
+/// use sgn::ir::store::{TensorMap, init_params};
+/// use sgn::ir::{DType, Tensor};
+/// use sgn::{CompileOptions, Model};
+///
+/// let model = Model::parse(
+///     "model line\ninput x: f32[B, 2]\ntarget y: f32[B, 1]\nparam w: f32[2, 1] = ones\n\
+///      output z = x @ w\nloss mse(z, y)\n",
+/// )?;
+/// let options = CompileOptions::default().with_dtype(DType::F64).with_threads(1);
+/// assert_eq!((options.backend, options.optimize), (BackendKind::Jit, true));
+/// let compiled = model.compile(&options)?;
+///
+/// // Parameters and batches are given in the compiled element type.
+/// let f32_params = init_params(&model.params, 0)?;
+/// let params: TensorMap = (f32_params.iter())
+///     .map(|(name, t)| (name, t.clone().cast(DType::F64)))
+///     .collect();
+/// let mut batch = TensorMap::new();
+/// batch.insert("x", Tensor::from_f64(DType::F64, &[1, 2], vec![1.0, 2.0]).expect("2 values"));
+/// batch.insert("y", Tensor::from_f64(DType::F64, &[1, 1], vec![0.5]).expect("1 value"));
+/// let (loss, grad) = compiled.loss_and_grad(&params, &batch)?;
+/// assert_eq!(loss, 6.25); // (1 + 2 − 0.5)²
+/// assert_eq!(grad.get("w").expect("w's gradient").dtype(), DType::F64);
+/// let err = compiled.loss(&f32_params, &batch).unwrap_err();
+/// let expected = "tensor 'w' in 'parameters' is f32 but the model declares f64[2, 1]";
+/// assert_eq!(err.to_string(), expected);
+/// # Ok::<(), sgn::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct CompileOptions {
     /// Run every tensor in this element type instead of the declared ones (f64 for checks).
@@ -41,6 +75,35 @@ pub struct CompileOptions {
 /// The precision of the curvature products `G v` (the gv-apply graph, run once per CG
 /// iteration). CG only needs a good approximation of `G v`, and SGN checks each step against the
 /// true loss, so the products may run on bf16 operands.
+///
+/// Asked for where it cannot run, bf16 curvature falls back to the model's precision, and the
+/// compiled model says why:
+///
+/// ```
+/// use sgn::ir::DType;
+/// use sgn::{CompileOptions, Curvature, Model};
+///
+/// let model = Model::parse(
+///     "model line\ninput x: f32[B, 2]\ntarget y: f32[B, 1]\nparam w: f32[2, 1]\n\
+///      output z = x @ w\nloss mse(z, y)\n",
+/// )?;
+/// let bf16 = CompileOptions::default().with_curvature(Curvature::Bf16);
+/// let f64_model = model.compile(&bf16.clone().with_dtype(DType::F64))?;
+/// assert_eq!(f64_model.curvature(), Curvature::Full);
+/// assert_eq!(
+///     f64_model.curvature_notice(),
+///     Some("bf16 curvature not used: the model is f64; bf16 curvature is for f32 models")
+/// );
+/// // An f32 model gets it on a CPU with AVX512-BF16.
+/// let f32_model = model.compile(&bf16)?;
+/// if sgn::codegen::host_has_bf16_products() {
+///     assert_eq!((f32_model.curvature(), f32_model.curvature_notice()), (Curvature::Bf16, None));
+/// } else {
+///     assert_eq!(f32_model.curvature(), Curvature::Full);
+///     assert!(f32_model.curvature_notice().is_some());
+/// }
+/// # Ok::<(), sgn::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Curvature {
     /// In the model's own element type, like every other graph.
@@ -179,8 +242,8 @@ pub struct CompiledModel {
 /// ```
 /// use sgn::{CompileOptions, Model};
 ///
-/// let source = "model m\ninput x: f32[B, 2]\ntarget y: f32[B, 2]\noutput z = tanh(x)\n\
-///               loss mse(z, y)\n";
+/// let source = "model m\ninput x: f32[B, 2]\ntarget y: f32[B, 2]\nparam w: f32[2, 2]\n\
+///               output z = tanh(x @ w)\nloss mse(z, y)\n";
 /// let compiled = Model::parse(source)?.compile(&CompileOptions::default())?;
 /// assert_eq!(compiled.identity().name, "m");
 /// assert!(compiled.identity().to_string().starts_with("model 'm' (graph sha256 "));
@@ -214,6 +277,42 @@ impl fmt::Debug for CompiledModel {
 }
 
 /// Where each argument of a graph comes from, by role (see [`CompiledModel::arguments`]).
+///
+/// Running the derived graphs one by one, as `sgn bench` times them:
+///
+/// ```
+/// use sgn::autodiff::GraphName;
+/// use sgn::ir::store::{TensorMap, init_params};
+/// use sgn::ir::{DType, Tensor};
+/// use sgn::{CompileOptions, Model, Sources};
+///
+/// let model = Model::parse(
+///     "model line\ninput x: f32[B, 2]\ntarget y: f32[B, 1]\nparam w: f32[2, 1] = ones\n\
+///      output z = x @ w\nloss mse(z, y)\n",
+/// )?;
+/// let compiled = model.compile(&CompileOptions::default())?;
+/// let params = init_params(&model.params, 0)?;
+/// let mut batch = TensorMap::new();
+/// let x = vec![1.0, 2.0, 3.0, 4.0];
+/// batch.insert("x", Tensor::from_f64(DType::F32, &[2, 2], x).expect("2×2 values"));
+/// batch.insert("y", Tensor::from_f64(DType::F32, &[2, 1], vec![0.0, 0.0]).expect("2 values"));
+///
+/// // forward: (inputs, targets, params) → (z, loss)
+/// let sources = Sources::batch(&params, &batch);
+/// let args = compiled.arguments(GraphName::Forward, &sources)?;
+/// let out = compiled.executable(GraphName::Forward).run(&args)?;
+/// assert_eq!(out[0].to_f64_vec(), [3.0, 7.0]);
+/// assert_eq!(out[1].to_f64_vec(), [compiled.loss(&params, &batch)?]); // (9 + 49) / 2
+///
+/// // jvp needs a direction too: v = w, and since z is linear in w, J w = z.
+/// let err = compiled.arguments(GraphName::Jvp, &sources).unwrap_err();
+/// assert_eq!(err.to_string(), "graph 'jvp' needs argument 'v.w' (direction)");
+/// let sources = Sources { directions: Some(&params), ..sources };
+/// let args = compiled.arguments(GraphName::Jvp, &sources)?;
+/// let out = compiled.executable(GraphName::Jvp).run(&args)?;
+/// assert_eq!(out[1].to_f64_vec(), [3.0, 7.0]);
+/// # Ok::<(), sgn::Error>(())
+/// ```
 #[derive(Clone, Copy, Default)]
 pub struct Sources<'a> {
     /// Parameters, named as in the model.

@@ -119,6 +119,29 @@ impl DataFile {
 
 /// What a model takes from a dataset: its one input and its one target, by name, the shape of
 /// one example's input and the number of target values per example.
+///
+/// ```
+/// use sgn::Model;
+/// use sgn::data::ModelData;
+///
+/// let model = Model::parse(
+///     "model classify\ninput x: f32[B, 4]\ntarget y: f32[B, 3]\nparam w: f32[4, 3]\n\
+///      output z = x @ w\nloss softmax_cross_entropy(z, y)\n",
+/// )?;
+/// let data = ModelData::of(&model.graph)?;
+/// assert_eq!((data.input.as_str(), data.input_example.as_slice()), ("x", &[4][..]));
+/// assert_eq!((data.target.as_str(), data.target_width), ("y", 3));
+/// assert_eq!(data.features(), 4);
+///
+/// // A dataset feeds one input; a model with two cannot take one.
+/// let two_inputs = Model::parse(
+///     "model two\ninput x: f32[B, 4]\ninput s: f32[B, 4]\ntarget y: f32[B, 3]\n\
+///      param w: f32[4, 3]\noutput z = (x * s) @ w\nloss softmax_cross_entropy(z, y)\n",
+/// )?;
+/// let err = ModelData::of(&two_inputs.graph).unwrap_err();
+/// assert!(err.to_string().contains("exactly one input"), "{err}");
+/// # Ok::<(), sgn::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelData {
     /// The input's name.
@@ -211,6 +234,40 @@ pub enum Standardize {
 }
 
 /// How [`load_files`] reads the user's files.
+///
+/// A CSV file of 8 examples, its `label` column the class (0, 1 or 2) of a model whose target
+/// is `[B, 3]`; a quarter held out for testing, the features standardized:
+///
+/// ```
+/// use sgn::Model;
+/// use sgn::data::{DataFile, FileOptions, ModelData, Standardize, load_files};
+///
+/// let dir = tempfile::tempdir().expect("a temporary directory");
+/// let path = dir.path().join("flowers.csv");
+/// let csv = "petal,sepal,label\n1.0,5.1,0\n1.4,4.9,0\n4.7,7.0,1\n4.5,6.4,1\n\
+///            6.0,6.3,2\n5.1,5.8,2\n1.3,4.7,0\n4.9,6.9,1\n";
+/// std::fs::write(&path, csv).expect("written");
+///
+/// let model = Model::parse(
+///     "model flowers\ninput x: f32[B, 2]\ntarget y: f32[B, 3]\nparam w: f32[2, 3]\n\
+///      output z = x @ w\nloss softmax_cross_entropy(z, y)\n",
+/// )?;
+/// let options = FileOptions {
+///     target_columns: vec!["label".to_string()],
+///     standardize: Standardize::Fit,
+///     test_fraction: 0.25,
+///     ..FileOptions::default()
+/// };
+/// let file = DataFile::Csv(path);
+/// let data = load_files(Some(&file), None, &ModelData::of(&model.graph)?, &options)?;
+/// assert_eq!((data.train.len(), data.test.len()), (6, 2));
+/// assert_eq!(data.num_classes, Some(3)); // labels, made one-hot
+/// assert_eq!(data.train.targets.ncols(), 3);
+/// assert!(data.standardization.is_some()); // fitted on the 6 train examples
+/// let mean = data.train.features.column(0).mean().expect("examples");
+/// assert!(mean.abs() < 1e-5, "{mean}");
+/// # Ok::<(), sgn::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct FileOptions {
     /// How u8 features (pixels) become numbers: required for them, refused for other features.

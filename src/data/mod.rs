@@ -61,6 +61,23 @@ use std::str::FromStr;
 pub const DATA_DIR_ENV: &str = "SGN_DATA_DIR";
 
 /// The datasets sgn knows by name.
+///
+/// ```
+/// use sgn::data::DatasetName;
+///
+/// let name: DatasetName = "fashion-mnist".parse()?;
+/// assert_eq!(name, DatasetName::FashionMnist);
+/// assert!(name.is_image() && !DatasetName::Sine.is_image());
+/// assert_eq!(DatasetName::Sine.to_string(), "sine");
+/// // Sine is generated: there are no files to read or fetch.
+/// assert!(DatasetName::Sine.files(std::path::Path::new("data")).is_empty());
+/// let err = "mnsit".parse::<DatasetName>().unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "unknown dataset 'mnsit'; the datasets are mnist, fashion-mnist, cifar10, boston, sine"
+/// );
+/// # Ok::<(), sgn::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DatasetName {
     /// MNIST handwritten digits: 60000 train / 10000 test images of 28×28 pixels, 10 classes.
@@ -187,6 +204,20 @@ fn parse_named<T: Copy>(
 }
 
 /// Examples of one split: one row per example in both matrices.
+///
+/// ```
+/// use ndarray::array;
+/// use sgn::data::{Split, one_hot};
+///
+/// // Three examples of two features, classes 2, 0 and 1 of 3.
+/// let split = Split {
+///     features: array![[0.5, 1.0], [-1.0, 0.0], [2.0, 0.25]],
+///     targets: one_hot([2, 0, 1], 3),
+/// };
+/// assert_eq!(split.len(), 3);
+/// assert_eq!(split.targets.row(0).to_vec(), [0.0, 0.0, 1.0]);
+/// assert_eq!(split.class_labels(), [2, 0, 1]);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Split {
     /// Inputs, `examples × features`.
@@ -223,6 +254,28 @@ impl Split {
 }
 
 /// A dataset ready for training.
+///
+/// Made by [`load`] for the datasets sgn knows by name (here the generated sine set, small),
+/// by [`Dataset::from_arrays`] from arrays in memory, or by [`load_files`] from the user's files.
+///
+/// ```
+/// use sgn::data::{Dataset, DatasetName, LoadOptions, SineOptions, load};
+///
+/// let options = LoadOptions {
+///     sine: SineOptions { train_size: 200, test_size: 50, ..SineOptions::default() },
+///     ..LoadOptions::default()
+/// };
+/// let dir = std::path::Path::new("data"); // not read: sine is generated
+/// let data: Dataset = load(DatasetName::Sine, &options, dir, |_| unreachable!("no download"))?;
+/// assert_eq!(data.name, "sine (f = 10)");
+/// assert_eq!((data.train.len(), data.test.len()), (200, 50));
+/// assert_eq!(data.train.features.ncols(), 1); // x
+/// assert_eq!(data.train.targets.ncols(), 1); // y = sin(10·x) + noise
+/// assert_eq!((data.num_classes, data.target_scale), (None, 1.0)); // regression, unscaled
+/// assert!(data.image.is_none() && data.standardization.is_none());
+/// assert_eq!(data.title(), data.name);
+/// # Ok::<(), sgn::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
     /// What the data is, e.g. `mnist` or `sine (f = 10)`.
@@ -419,6 +472,32 @@ fn rows<D: Dimension>(array: ArrayView<f32, D>, what: &str) -> Result<Array2<f32
 }
 
 /// Options that shape the loaded data.
+///
+/// ```
+/// use sgn::data::{DatasetName, LoadOptions, PixelScale, SineOptions, load};
+///
+/// let dir = std::path::Path::new("data"); // not read: sine is generated
+/// // The SGN paper's second sine set, f = 100, smaller; the same seed gives the same data.
+/// let options = LoadOptions {
+///     sine: SineOptions {
+///         frequency: 100.0,
+///         train_size: 64,
+///         test_size: 16,
+///         seed: 3,
+///         ..SineOptions::default()
+///     },
+///     ..LoadOptions::default()
+/// };
+/// let data = load(DatasetName::Sine, &options, dir, |_| {})?;
+/// assert_eq!(data.name, "sine (f = 100)");
+/// assert_eq!(data, load(DatasetName::Sine, &options, dir, |_| {})?);
+///
+/// // Pixel scaling is for image datasets only.
+/// let pixels = LoadOptions { pixels: PixelScale::Standardized, ..options };
+/// let err = load(DatasetName::Sine, &pixels, dir, |_| {}).unwrap_err();
+/// assert!(err.to_string().starts_with("sine is not an image dataset"), "{err}");
+/// # Ok::<(), sgn::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LoadOptions {
     /// How to generate [`DatasetName::Sine`].

@@ -25,6 +25,40 @@ impl Default for AdamOptions {
 }
 
 /// The Adam optimizer.
+///
+/// Adam's first step moves every parameter by about the learning rate, whatever the size of
+/// its gradient (bias correction makes the first update `lr · g/|g|`):
+///
+/// ```
+/// use sgn::optim::{Adam, AdamOptions, ModelObjective, Objective, Optimizer};
+/// # use sgn::ir::store::{TensorMap, init_params};
+/// # use sgn::ir::{DType, Tensor};
+/// # use sgn::{CompileOptions, Model};
+/// # let model = Model::parse(
+/// #     "model line\ninput x: f32[B, 2]\ntarget y: f32[B, 1]\nparam w: f32[2, 1] = zeros\n\
+/// #      output z = x @ w\nloss mse(z, y)\n",
+/// # )?;
+/// # let compiled = model.compile(&CompileOptions::default())?;
+/// # let mut batch = TensorMap::new();
+/// # let x = vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0, -1.0, 0.5];
+/// # batch.insert("x", Tensor::from_f64(DType::F32, &[4, 2], x).expect("4×2 values"));
+/// # let y = vec![2.0, -1.0, 1.0, -2.5]; // y = 2·x₀ − x₁
+/// # batch.insert("y", Tensor::from_f64(DType::F32, &[4, 1], y).expect("4 values"));
+/// # let params = init_params(&model.params, 0)?;
+///
+/// let mut theta = compiled.layout().flatten(&params)?; // w = 0
+/// let mut objective = ModelObjective::new(&compiled, &batch);
+/// let mut adam = Adam::new(AdamOptions { lr: 0.05, ..AdamOptions::default() });
+/// let first = adam.step(&mut theta, &mut objective)?;
+/// assert!(first.accepted);
+/// assert!(theta.iter().all(|t| (t.abs() - 0.05).abs() < 1e-6), "{theta:?}");
+/// for _ in 0..100 {
+///     adam.step(&mut theta, &mut objective)?;
+/// }
+/// assert!(objective.loss(&theta)? < 0.01 * first.loss);
+/// assert_eq!(adam.state()["steps"], [101.0]);
+/// # Ok::<(), sgn::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Adam {
     pub options: AdamOptions,

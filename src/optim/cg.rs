@@ -8,6 +8,42 @@ use crate::Result;
 ///
 /// There is no "keep the best iterate" option: every CG step lowers the quadratic model by
 /// `½·α·rᵀy > 0`, so the last iterate is always the best by the model.
+///
+/// A 3×3 SPD system: CG solves it exactly in 3 iterations (up to rounding), and stops at
+/// whichever rule holds first.
+///
+/// ```
+/// use sgn::optim::cg::{CgOptions, CgStop, FlatOperator, solve};
+/// use sgn::optim::vector::Vectors;
+///
+/// let a = [[4.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 2.0]];
+/// let times_a = |v: &[f64]| -> Vec<f64> {
+///     a.iter().map(|row| row.iter().zip(v).map(|(a, v)| a * v).sum()).collect()
+/// };
+/// let b = [1.0, 2.0, 3.0];
+/// let vectors = Vectors::serial();
+/// let mut operator = FlatOperator::new(
+///     |v: &[f64], out: &mut Vec<f64>| {
+///         *out = times_a(v);
+///         Ok(())
+///     },
+///     Vectors::serial(),
+/// );
+///
+/// // Up to 10 iterations, until ‖r‖ ≤ 1e-10·‖b‖ (the defaults).
+/// let exact = solve(&mut operator, 0.0, &b, None, None, &CgOptions::default(), &vectors)?;
+/// assert_eq!(exact.stop, CgStop::Converged);
+/// assert!(exact.iterations <= 4, "{} iterations", exact.iterations);
+/// let residual: Vec<f64> = times_a(&exact.x).iter().zip(&b).map(|(ax, b)| ax - b).collect();
+/// assert!(residual.iter().all(|r| r.abs() < 1e-9), "{residual:?}");
+///
+/// // Truncated: one iteration, a step along the residual that lowers the quadratic model.
+/// let one = CgOptions { max_iters: 1, ..CgOptions::default() };
+/// let rough = solve(&mut operator, 0.0, &b, None, None, &one, &vectors)?;
+/// assert_eq!((rough.stop, rough.iterations), (CgStop::MaxIterations, 1));
+/// assert!(exact.model_value < rough.model_value && rough.model_value < 0.0);
+/// # Ok::<(), sgn::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct CgOptions {
     /// Maximum number of iterations (products with `G`).

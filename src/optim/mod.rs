@@ -32,6 +32,48 @@ use crate::Result;
 use std::collections::BTreeMap;
 
 /// The training objective on the current mini-batch, as the optimizers see it.
+///
+/// A compiled model's is [`ModelObjective`]; any other objective works as well. Here
+/// `L(θ) = ½ Σ cᵢ (θᵢ − 1)²`, whose Gauss-Newton matrix is `diag(c)`, minimized by one SGN step:
+///
+/// ```
+/// use sgn::optim::{Objective, Optimizer, Sgn, SgnOptions};
+///
+/// struct Bowl {
+///     c: Vec<f64>,
+/// }
+///
+/// impl Objective for Bowl {
+///     fn dim(&self) -> usize {
+///         self.c.len()
+///     }
+///     fn loss(&mut self, theta: &[f64]) -> sgn::Result<f64> {
+///         Ok(theta.iter().zip(&self.c).map(|(t, c)| 0.5 * c * (t - 1.0).powi(2)).sum())
+///     }
+///     fn loss_and_grad(&mut self, theta: &[f64]) -> sgn::Result<(f64, Vec<f64>)> {
+///         let grad = theta.iter().zip(&self.c).map(|(t, c)| c * (t - 1.0)).collect();
+///         Ok((self.loss(theta)?, grad))
+///     }
+///     fn prepare_gv(&mut self, _theta: &[f64]) -> sgn::Result<()> {
+///         Ok(()) // G does not depend on θ
+///     }
+///     fn gv(&mut self, v: &[f64], out: &mut Vec<f64>) -> sgn::Result<()> {
+///         out.clear();
+///         out.extend(v.iter().zip(&self.c).map(|(v, c)| c * v));
+///         Ok(())
+///     }
+/// }
+///
+/// let mut bowl = Bowl { c: vec![1.0, 10.0, 100.0] };
+/// let mut theta = vec![0.0; bowl.dim()];
+/// let report = Sgn::new(SgnOptions::default()).step(&mut theta, &mut bowl)?;
+/// assert!(report.accepted);
+/// assert_eq!(report.loss, 55.5); // at θ = 0
+/// // (G + ρI) d = −g with ρ = 1e-4: θ is 1 up to the damping.
+/// assert!(theta.iter().all(|t| (t - 1.0).abs() < 1e-3), "{theta:?}");
+/// assert!(bowl.loss(&theta)? < 1e-6);
+/// # Ok::<(), sgn::Error>(())
+/// ```
 pub trait Objective {
     /// Number of parameters.
     fn dim(&self) -> usize;
@@ -125,6 +167,67 @@ impl std::fmt::Display for NonFiniteValue {
 pub type OptimizerState = BTreeMap<String, Vec<f64>>;
 
 /// A training algorithm.
+///
+/// Optimizers are used through this trait (the [`Trainer`] holds a `Box<dyn Optimizer>`). Its
+/// state is what a checkpoint keeps: an optimizer restored from it continues exactly as the
+/// original would.
+///
+/// ```
+/// use sgn::optim::{Adam, AdamOptions, ModelObjective, Optimizer};
+/// use sgn::optim::{Sgd, SgdOptions, Sgn, SgnOptions};
+/// use sgn::ir::store::{TensorMap, init_params};
+/// use sgn::ir::{DType, Tensor};
+/// use sgn::{CompileOptions, Model};
+///
+/// let model = Model::parse(
+///     "model line\ninput x: f32[B, 2]\ntarget y: f32[B, 1]\nparam w: f32[2, 1] = zeros\n\
+///      output z = x @ w\nloss mse(z, y)\n",
+/// )?;
+/// let compiled = model.compile(&CompileOptions::default())?;
+/// let mut batch = TensorMap::new();
+/// let x = vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0, -1.0, 0.5];
+/// batch.insert("x", Tensor::from_f64(DType::F32, &[4, 2], x).expect("4×2 values"));
+/// let y = vec![2.0, -1.0, 1.0, -2.5]; // y = 2·x₀ − x₁
+/// batch.insert("y", Tensor::from_f64(DType::F32, &[4, 1], y).expect("4 values"));
+/// let start = compiled.layout().flatten(&init_params(&model.params, 0)?)?;
+///
+/// let optimizers: Vec<Box<dyn Optimizer>> = vec![
+///     Box::new(Sgn::new(SgnOptions::default())),
+///     Box::new(Sgd::new(SgdOptions::default())),
+///     Box::new(Adam::new(AdamOptions::default())),
+/// ];
+/// for mut optimizer in optimizers {
+///     let mut objective = ModelObjective::new(&compiled, &batch);
+///     let mut theta = start.clone();
+///     let first = optimizer.step(&mut theta, &mut objective)?;
+///     let second = optimizer.step(&mut theta, &mut objective)?;
+///     assert!(second.loss < first.loss, "{}", optimizer.name());
+///
+///     // A fresh optimizer given the saved state takes the same next step.
+///     let saved = optimizer.state();
+///     let mut resumed: Box<dyn Optimizer> = match optimizer.name() {
+///         "sgn" => Box::new(Sgn::new(SgnOptions::default())),
+///         "sgd" => Box::new(Sgd::new(SgdOptions::default())),
+///         _ => Box::new(Adam::new(AdamOptions::default())),
+///     };
+///     resumed.restore(&saved, theta.len())?;
+///     let mut theta2 = theta.clone();
+///     optimizer.step(&mut theta, &mut objective)?;
+///     resumed.step(&mut theta2, &mut objective)?;
+///     assert_eq!(theta, theta2);
+/// }
+/// # Ok::<(), sgn::Error>(())
+/// ```
+///
+/// A state of another optimizer, or a damaged one, is refused with a message naming the entry:
+///
+/// ```
+/// use sgn::optim::{Adam, AdamOptions, Optimizer, Sgd, SgdOptions};
+///
+/// let sgd_state = Sgd::new(SgdOptions::default()).state();
+/// let err = Adam::new(AdamOptions::default()).restore(&sgd_state, 2).unwrap_err();
+/// assert!(err.to_string().contains("optimizer.first_moment"), "{err}");
+/// ```
 pub trait Optimizer {
     /// Its name, as on the command line.
     fn name(&self) -> &'static str;

@@ -27,6 +27,38 @@ impl Default for SgdOptions {
 }
 
 /// The SGD optimizer.
+///
+/// Twenty steps with Nesterov momentum on one mini-batch of a linear least-squares problem:
+///
+/// ```
+/// use sgn::optim::{ModelObjective, Objective, Optimizer, Sgd, SgdOptions};
+/// # use sgn::ir::store::{TensorMap, init_params};
+/// # use sgn::ir::{DType, Tensor};
+/// # use sgn::{CompileOptions, Model};
+/// # let model = Model::parse(
+/// #     "model line\ninput x: f32[B, 2]\ntarget y: f32[B, 1]\nparam w: f32[2, 1] = zeros\n\
+/// #      output z = x @ w\nloss mse(z, y)\n",
+/// # )?;
+/// # let compiled = model.compile(&CompileOptions::default())?;
+/// # let mut batch = TensorMap::new();
+/// # let x = vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0, -1.0, 0.5];
+/// # batch.insert("x", Tensor::from_f64(DType::F32, &[4, 2], x).expect("4×2 values"));
+/// # let y = vec![2.0, -1.0, 1.0, -2.5]; // y = 2·x₀ − x₁
+/// # batch.insert("y", Tensor::from_f64(DType::F32, &[4, 1], y).expect("4 values"));
+/// # let params = init_params(&model.params, 0)?;
+///
+/// let mut theta = compiled.layout().flatten(&params)?;
+/// let mut objective = ModelObjective::new(&compiled, &batch);
+/// let start = objective.loss(&theta)?;
+/// let mut sgd = Sgd::new(SgdOptions { lr: 0.1, momentum: 0.9, nesterov: true });
+/// for _ in 0..20 {
+///     let report = sgd.step(&mut theta, &mut objective)?;
+///     assert!(report.accepted && report.rho.is_none() && report.cg_iters == 0);
+/// }
+/// assert!(objective.loss(&theta)? < 0.01 * start);
+/// assert_eq!(sgd.state()["momentum_buffer"].len(), 2); // one value per parameter
+/// # Ok::<(), sgn::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Sgd {
     pub options: SgdOptions,

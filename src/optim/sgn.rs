@@ -118,6 +118,44 @@ const NON_FINITE_RAISE: f64 = 10.0;
 const SQUARED_GRAD_DECAY: f64 = 0.95;
 
 /// The SGN optimizer (see the module docs).
+///
+/// One step on a linear least-squares problem, with 3 CG iterations instead of the paper's 10:
+/// the Gauss-Newton model is then exact, so one step nearly reaches the minimum, and the
+/// Levenberg-Marquardt rule lowers the damping after such a good step.
+///
+/// ```
+/// use sgn::optim::{CgOptions, ModelObjective, Objective, Optimizer, Sgn, SgnOptions};
+/// use sgn::ir::store::{TensorMap, init_params};
+/// use sgn::ir::{DType, Tensor};
+/// use sgn::{CompileOptions, Model};
+///
+/// let model = Model::parse(
+///     "model line\ninput x: f32[B, 2]\ntarget y: f32[B, 1]\nparam w: f32[2, 1] = zeros\n\
+///      output z = x @ w\nloss mse(z, y)\n",
+/// )?;
+/// let compiled = model.compile(&CompileOptions::default())?;
+/// let mut batch = TensorMap::new();
+/// let x = vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0, -1.0, 0.5];
+/// batch.insert("x", Tensor::from_f64(DType::F32, &[4, 2], x).expect("4×2 values"));
+/// let y = vec![2.0, -1.0, 1.0, -2.5]; // y = 2·x₀ − x₁
+/// batch.insert("y", Tensor::from_f64(DType::F32, &[4, 1], y).expect("4 values"));
+/// let mut theta = compiled.layout().flatten(&init_params(&model.params, 0)?)?; // w = 0
+///
+/// let options = SgnOptions {
+///     cg: CgOptions { max_iters: 3, ..CgOptions::default() },
+///     ..SgnOptions::default()
+/// };
+/// let mut sgn = Sgn::new(options);
+/// assert_eq!(sgn.rho(), 1e-4); // ρ₀
+/// let mut objective = ModelObjective::new(&compiled, &batch);
+/// let report = sgn.step(&mut theta, &mut objective)?;
+/// assert!(report.accepted && report.step_size == 1.0);
+/// assert!(report.cg_iters <= 3);
+/// assert!(objective.loss(&theta)? < 1e-6 * report.loss);
+/// assert!((theta[0] - 2.0).abs() < 1e-3 && (theta[1] + 1.0).abs() < 1e-3);
+/// assert!(sgn.rho() < 1e-4 && report.rho == Some(sgn.rho()));
+/// # Ok::<(), sgn::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Sgn {
     pub options: SgnOptions,

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 const OPTIMIZER_VECTORS: u64 = 16;
 
 /// When training stops (whichever comes first).
+///
+/// See [`TrainOptions`] for an example.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StopRule {
     pub epochs: Option<u64>,
@@ -33,6 +35,41 @@ pub struct StopRule {
 }
 
 /// Options of [`Trainer`].
+///
+/// The defaults train one epoch in batches of 1000 (see [`Default`]); a run usually sets the
+/// batch size and a [`StopRule`], and keeps the rest:
+///
+/// ```
+/// use std::time::Duration;
+/// use sgn::optim::{Sgd, SgdOptions, StopRule, TrainOptions, Trainer};
+/// # use ndarray::Array2;
+/// # use sgn::data::Dataset;
+/// # use sgn::{CompileOptions, Model};
+/// # let model = Model::parse(
+/// #     "model line\ninput x: f32[B, 2]\ntarget y: f32[B, 1]\nparam w: f32[2, 1] = zeros\n\
+/// #      output z = x @ w\nloss mse(z, y)\n",
+/// # )?;
+/// # let compiled = model.compile(&CompileOptions::default())?;
+/// # let x = Array2::from_shape_fn((32, 2), |(i, j)| [i % 8, i / 8][j] as f32 / 4.0 - 0.5);
+/// # let y = Array2::from_shape_fn((32, 1), |(i, _)| 2.0 * x[[i, 0]] - x[[i, 1]]);
+/// # let data = Dataset::from_arrays(&x, &y, &x, &y)?;
+/// # let params = sgn::ir::store::init_params(&model.params, 0)?;
+///
+/// assert_eq!(TrainOptions::default().batch_size, 1000);
+/// // 3 epochs of 32 examples in batches of 8, unless a minute passes first.
+/// let options = TrainOptions {
+///     batch_size: 8,
+///     stop: StopRule { epochs: Some(3), time_limit: Some(Duration::from_secs(60)) },
+///     seed: 7,
+///     ..TrainOptions::default()
+/// };
+/// let sgd = Box::new(Sgd::new(SgdOptions::default()));
+/// let mut trainer = Trainer::new(&compiled, &data, &params, sgd, options)?;
+/// trainer.run(&mut |_| {})?;
+/// let last = trainer.history().last().expect("records");
+/// assert_eq!((last.epoch, last.iteration), (3.0, 3 * 32 / 8));
+/// # Ok::<(), sgn::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
     pub batch_size: usize,
@@ -69,6 +106,44 @@ impl Default for TrainOptions {
 }
 
 /// What the driver tells its observer (a progress bar, a log file).
+///
+/// An observer that counts the step and evaluation records and prints each epoch's test loss:
+///
+/// ```
+/// use sgn::optim::{RecordKind, Sgn, SgnOptions, StopRule, TrainEvent, TrainOptions, Trainer};
+/// # use ndarray::Array2;
+/// # use sgn::data::Dataset;
+/// # use sgn::{CompileOptions, Model};
+/// # let model = Model::parse(
+/// #     "model line\ninput x: f32[B, 2]\ntarget y: f32[B, 1]\nparam w: f32[2, 1] = zeros\n\
+/// #      output z = x @ w\nloss mse(z, y)\n",
+/// # )?;
+/// # let compiled = model.compile(&CompileOptions::default())?;
+/// # let x = Array2::from_shape_fn((32, 2), |(i, j)| [i % 8, i / 8][j] as f32 / 4.0 - 0.5);
+/// # let y = Array2::from_shape_fn((32, 1), |(i, _)| 2.0 * x[[i, 0]] - x[[i, 1]]);
+/// # let data = Dataset::from_arrays(&x, &y, &x, &y)?;
+/// # let params = sgn::ir::store::init_params(&model.params, 0)?;
+/// let options = TrainOptions {
+///     batch_size: 16,
+///     stop: StopRule { epochs: Some(2), time_limit: None },
+///     ..TrainOptions::default()
+/// };
+/// let sgn = Box::new(Sgn::new(SgnOptions::default()));
+/// let mut trainer = Trainer::new(&compiled, &data, &params, sgn, options)?;
+/// let (mut steps, mut evals, mut failures) = (0, 0, 0);
+/// trainer.run(&mut |event| match event {
+///     TrainEvent::Recorded(record) if record.kind == RecordKind::Step => steps += 1,
+///     TrainEvent::Recorded(record) => {
+///         evals += 1;
+///         println!("epoch {}: test loss {:?}", record.epoch, record.test_loss);
+///     }
+///     TrainEvent::NonFinite { .. } => failures += 1,
+///     TrainEvent::Checkpoint(_) => {} // none: `options.checkpoint` is `None`
+/// })?;
+/// // 2 steps per epoch, one evaluation after each epoch.
+/// assert_eq!((steps, evals, failures), (4, 2, 0));
+/// # Ok::<(), sgn::Error>(())
+/// ```
 #[derive(Debug)]
 pub enum TrainEvent<'a> {
     /// A step or an evaluation was recorded.
@@ -83,6 +158,45 @@ pub enum TrainEvent<'a> {
 }
 
 /// Trains a compiled model on a dataset with one optimizer.
+///
+/// A linear model fitted to `y = 2·x₀ − x₁` with SGN, which solves this least-squares problem
+/// in a few steps:
+///
+/// ```
+/// use ndarray::Array2;
+/// use sgn::data::Dataset;
+/// use sgn::ir::store::init_params;
+/// use sgn::optim::{Sgn, SgnOptions, StopRule, TrainOptions, Trainer};
+/// use sgn::{CompileOptions, Model};
+///
+/// let model = Model::parse(
+///     "model line\ninput x: f32[B, 2]\ntarget y: f32[B, 1]\nparam w: f32[2, 1] = zeros\n\
+///      output z = x @ w\nloss mse(z, y)\n",
+/// )?;
+/// let compiled = model.compile(&CompileOptions::default())?;
+/// // 32 points on an 8×4 grid, and their targets.
+/// let x = Array2::from_shape_fn((32, 2), |(i, j)| [i % 8, i / 8][j] as f32 / 4.0 - 0.5);
+/// let y = Array2::from_shape_fn((32, 1), |(i, _)| 2.0 * x[[i, 0]] - x[[i, 1]]);
+/// let data = Dataset::from_arrays(&x, &y, &x, &y)?;
+/// let params = init_params(&model.params, 0)?; // w = 0, as declared
+/// let options = TrainOptions {
+///     batch_size: 8,
+///     stop: StopRule { epochs: Some(2), time_limit: None },
+///     ..TrainOptions::default()
+/// };
+/// let sgn = Box::new(Sgn::new(SgnOptions::default()));
+/// let mut trainer = Trainer::new(&compiled, &data, &params, sgn, options)?;
+/// let (before, accuracy) = trainer.test_metrics(&data.test)?;
+/// assert_eq!(accuracy, None); // regression: no accuracy
+/// trainer.run(&mut |_| {})?;
+/// let (after, _) = trainer.test_metrics(&data.test)?;
+/// assert!(after < 1e-6 * before, "test loss {before} -> {after}");
+/// let w = trainer.params().get("w").expect("the parameter").to_f64_vec();
+/// assert!((w[0] - 2.0).abs() < 1e-3 && (w[1] + 1.0).abs() < 1e-3, "{w:?}");
+/// // 8 steps (2 epochs of 4 batches) and an evaluation after each epoch.
+/// assert_eq!(trainer.history().len(), 8 + 2);
+/// # Ok::<(), sgn::Error>(())
+/// ```
 pub struct Trainer<'a> {
     model: &'a CompiledModel,
     dataset: &'a Dataset,

@@ -62,6 +62,38 @@ pub struct PhaseLimits {
 pub const NODE_GROWTH: usize = 4;
 
 /// Options for [`optimize`].
+///
+/// The defaults let every phase saturate on the models in `ir/`; a smaller budget stops the
+/// phases early, and the report says which limit stopped each:
+///
+/// ```
+/// use sgn::ir::{ArgRole, DType, Graph, Shape, TensorType, UnaryOp};
+/// use sgn::rewrite::{PhaseLimits, RewriteOptions, optimize};
+///
+/// // neg(neg(neg(neg(x)))) → x
+/// let mut g = Graph::new("demo");
+/// let x = g.add_arg("x", ArgRole::Input, TensorType::new(DType::F64, Shape::fixed(&[3])));
+/// let mut y = x;
+/// for _ in 0..4 {
+///     y = g.unary(UnaryOp::Neg, y)?;
+/// }
+/// g.add_output("y", y);
+///
+/// let (optimized, report) = optimize(&g, &RewriteOptions::default())?;
+/// assert_eq!(optimized.output("y"), Some(x));
+/// let stops: Vec<&str> = report.phases.iter().map(|p| p.stop_reason.as_str()).collect();
+/// assert_eq!(stops, ["saturated", "saturated", "saturated", "saturated", "converged"]);
+///
+/// let tight = RewriteOptions {
+///     limits: PhaseLimits { iterations: 1, ..RewriteOptions::default().limits },
+///     ..RewriteOptions::default()
+/// };
+/// let (_, report) = optimize(&g, &tight)?;
+/// let stops: Vec<&str> = report.phases.iter().map(|p| p.stop_reason.as_str()).collect();
+/// assert_eq!(stops, ["iteration limit", "saturated", "saturated", "saturated", "converged"]);
+/// assert_eq!((report.phases[0].name.as_str(), report.phases[0].iterations), ("canonicalize", 1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RewriteOptions {
     /// Limits applied to each phase.

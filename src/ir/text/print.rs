@@ -47,7 +47,8 @@ pub fn print_graph(g: &Graph) -> String {
 ///     model m
 ///     input x: f32[B, 2]
 ///     target y: f32[B, 2]
-///     output z = tanh(x)
+///     param w: f32[2, 2]
+///     output z = tanh(x @ w)
 ///     loss mse(z, y)
 /// ";
 /// let digest = |source: &str| graph_sha256(&Model::parse(source).unwrap().graph);

@@ -62,6 +62,47 @@ fn unsupported(path: &Path, what: &str) -> Error {
 /// Writes a training log one row at a time. Each row goes to the file with a single write as soon
 /// as it is given, so a crashed process loses at most the row it was writing (this does not sync
 /// to disk: a power loss may lose more).
+///
+/// ```
+/// use sgn::optim::report::{LOG_COLUMNS, LogWriter, read_log};
+/// use sgn::optim::{Record, RecordKind};
+///
+/// let dir = tempfile::tempdir().expect("a temporary directory");
+/// let path = dir.path().join("run.csv");
+/// let step = Record {
+///     kind: RecordKind::Step,
+///     epoch: 0.5,
+///     iteration: 1,
+///     wall_time: 0.25,
+///     train_loss: Some(0.693),
+///     test_loss: None,
+///     test_accuracy: None,
+///     rho: Some(1e-4),
+///     cg_iters: Some(10),
+///     step_size: Some(1.0),
+/// };
+/// let eval = Record {
+///     kind: RecordKind::Eval,
+///     epoch: 1.0,
+///     iteration: 2,
+///     test_loss: Some(0.5),
+///     test_accuracy: Some(0.875),
+///     rho: None,
+///     cg_iters: None,
+///     step_size: None,
+///     ..step.clone()
+/// };
+/// let mut log = LogWriter::create(&path)?;
+/// log.write(&step)?;
+/// log.write(&eval)?;
+///
+/// let text = std::fs::read_to_string(&path).expect("the log");
+/// let lines: Vec<&str> = text.lines().collect();
+/// assert_eq!(lines[0], LOG_COLUMNS.join(","));
+/// assert_eq!(lines[1], "step,0.5,1,0.25,0.693,,,0.0001,10,1.0");
+/// assert_eq!(read_log(&path)?, [step, eval]); // floats read back bit for bit
+/// # Ok::<(), sgn::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct LogWriter {
     file: File,
