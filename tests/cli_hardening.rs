@@ -730,13 +730,9 @@ fn with_nan(from: &Path, tensor: &str, at: usize, to: PathBuf) -> PathBuf {
 #[test]
 fn errors_name_the_option_the_file_and_the_tensor() {
     let f = files();
-    // A learning rate that makes every step overflow names --lr.
+    // A learning rate that makes every step overflow names --lr, as written.
     let run = f.train(&["--epochs", "2", "--optimizer", "sgd", "--lr", "1e30"]);
-    assert_fails(
-        &run,
-        1,
-        &["non-finite", "--lr 1000000000000000000000000000000"],
-    );
+    assert_fails(&run, 1, &["non-finite", "--lr 1e30 is probably too large"]);
     // Parameters at which the loss overflows before any step: the learning rate is not named.
     let mut params = TensorMap::load(&f.params).unwrap();
     let huge = Tensor::from_f64(DType::F32, &[20, 1], vec![1e30; 20]).unwrap();

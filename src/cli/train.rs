@@ -304,11 +304,11 @@ fn name_the_option(error: Error, args: &TrainArgs) -> Error {
         OptimizerName::Sgn => format!(
             "The model overflows at these parameters even with damping: a larger --rho0 (now \
              {}) takes shorter first steps; else check the model and the data.",
-            args.rho0
+            crate::data::shown(args.rho0)
         ),
         OptimizerName::Sgd | OptimizerName::Adam => format!(
             "The learning rate --lr {} is probably too large for this model: try a smaller one.",
-            learning_rate(args)
+            crate::data::shown(learning_rate(args))
         ),
     };
     Error::NonFinite {

@@ -649,9 +649,9 @@ fn shuffled_indices(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
     indices
 }
 
-/// `x` as a dataset's name shows it: as written for everyday sizes (`10`, `0.1`), with an
-/// exponent past them (`1e308`, not 309 digits).
-fn shown(x: f64) -> String {
+/// `x` as a dataset's name or a message shows it: as written for everyday sizes (`10`, `0.1`),
+/// with an exponent past them (`1e308`, not 309 digits).
+pub(crate) fn shown(x: f64) -> String {
     match x == 0.0 || (1e-4..1e16).contains(&x.abs()) {
         true => x.to_string(),
         false => format!("{x:e}"),
