@@ -80,6 +80,10 @@ pub enum Error {
     /// tensor, its shape) and how many GiB (see [`crate::ir::memory`]).
     #[error("{0}")]
     Memory(String),
+    /// An option out of its range (an optimizer's or the trainer's, set by a library caller:
+    /// the command line refuses such values as usage errors), named with the range it must be in.
+    #[error("{0}")]
+    Options(String),
 }
 
 impl From<Diagnostic> for Error {

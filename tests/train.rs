@@ -297,6 +297,86 @@ fn repeated_non_finite_steps_stop_training_and_keep_the_last_checkpoint() {
 }
 
 #[test]
+fn options_out_of_range_are_refused_before_training() {
+    let (_, compiled, params) = setup();
+    let data = blobs_dataset();
+    let sgn_with = |o: SgnOptions| -> Box<dyn Optimizer> { Box::new(Sgn::new(o)) };
+    let cases: Vec<(Box<dyn Optimizer>, &str)> = vec![
+        (
+            sgn_with(SgnOptions {
+                rho0: f64::NAN,
+                ..SgnOptions::default()
+            }),
+            "SGN option rho0 is NaN; it must be finite and > 0",
+        ),
+        (
+            sgn_with(SgnOptions {
+                max_tries: 0,
+                ..SgnOptions::default()
+            }),
+            "SGN option max_tries is 0; it must be at least 1",
+        ),
+        (
+            sgn_with(SgnOptions {
+                warm_start: Some(2.0),
+                ..SgnOptions::default()
+            }),
+            "SGN option warm_start is 2; it must be in [0, 1]",
+        ),
+        (
+            Box::new(Sgd::new(SgdOptions {
+                nesterov: true,
+                ..SgdOptions::default()
+            })),
+            "SGD option momentum is 0; it must be > 0 for Nesterov momentum",
+        ),
+        (
+            Box::new(Adam::new(AdamOptions {
+                beta1: 1.0,
+                ..AdamOptions::default()
+            })),
+            "Adam option beta1 is 1; it must be in [0, 1)",
+        ),
+    ];
+    for (optimizer, expected) in cases {
+        // A step taken directly refuses too, before it changes anything.
+        let mut stepped = optimizer;
+        let mut theta = compiled.layout().flatten(&params).unwrap();
+        let batch = common::batch_for(&Model::parse(TINY_MODEL).unwrap(), DType::F32, 8, 1);
+        let err = stepped
+            .step(&mut theta, &mut ModelObjective::new(&compiled, &batch))
+            .unwrap_err();
+        assert_eq!(err.to_string(), expected);
+        assert_eq!(theta, compiled.layout().flatten(&params).unwrap());
+        let err = Trainer::new(&compiled, &data, &params, stepped, options(1))
+            .map(|_| ())
+            .unwrap_err();
+        assert!(matches!(err, sgn::Error::Options(_)), "{err}");
+        assert_eq!(err.to_string(), expected);
+    }
+    let never = TrainOptions {
+        stop: StopRule {
+            epochs: None,
+            time_limit: None,
+        },
+        ..options(1)
+    };
+    let err = Trainer::new(&compiled, &data, &params, sgn(), never)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(err.to_string().contains("it would never stop"), "{err}");
+    let mut untested = blobs_dataset();
+    untested.test = Split {
+        features: Array2::zeros((0, 2)),
+        targets: Array2::zeros((0, 3)),
+    };
+    let err = Trainer::new(&compiled, &untested, &params, sgn(), options(1))
+        .map(|_| ())
+        .unwrap_err();
+    assert!(err.to_string().contains("has no test examples"), "{err}");
+}
+
+#[test]
 fn steps_that_overflow_the_parameters_are_rejected() {
     // SGD with a step so long that f32 parameters overflow, though the gradient is finite.
     let (_, compiled, params) = setup();

@@ -83,7 +83,26 @@ impl Optimizer for Adam {
         "adam"
     }
 
+    fn validate(&self) -> Result<()> {
+        let AdamOptions {
+            lr,
+            beta1,
+            beta2,
+            eps,
+        } = self.options;
+        super::check_options(
+            "Adam",
+            &[
+                ("lr", lr, super::positive(lr), "finite and > 0"),
+                ("beta1", beta1, super::below_one(beta1), "in [0, 1)"),
+                ("beta2", beta2, super::below_one(beta2), "in [0, 1)"),
+                ("eps", eps, super::positive(eps), "finite and > 0"),
+            ],
+        )
+    }
+
     fn step(&mut self, theta: &mut [f64], objective: &mut dyn Objective) -> Result<StepReport> {
+        self.validate()?;
         let (loss, grad) = objective.loss_and_grad(theta)?;
         if let Some(report) = non_finite_report(loss, &grad) {
             return Ok(report);

@@ -231,6 +231,12 @@ pub type OptimizerState = BTreeMap<String, Vec<f64>>;
 pub trait Optimizer {
     /// Its name, as on the command line.
     fn name(&self) -> &'static str;
+    /// Errors ([`Error::Options`](crate::Error::Options)) if an option is out of its range,
+    /// naming it; [`Trainer::new`] asks before training and each step before it changes anything.
+    /// By default every option is valid.
+    fn validate(&self) -> Result<()> {
+        Ok(())
+    }
     /// One step on the current mini-batch; on rejection `theta` is left unchanged.
     fn step(&mut self, theta: &mut [f64], objective: &mut dyn Objective) -> Result<StepReport>;
     /// The state a resumed run needs to continue exactly.
@@ -240,6 +246,27 @@ pub trait Optimizer {
     /// none before the first step that makes them), every value finite and in its range, no
     /// unknown entry. On error (naming the entry) the optimizer is unchanged.
     fn restore(&mut self, state: &OptimizerState, dim: usize) -> Result<()>;
+}
+
+/// The first of `checks` — an option's name, its value, whether the value is in range, and the
+/// range in words — that fails, as an error naming `optimizer`'s option.
+fn check_options(optimizer: &str, checks: &[(&str, f64, bool, &str)]) -> Result<()> {
+    match checks.iter().find(|(_, _, valid, _)| !valid) {
+        Some((option, value, _, range)) => Err(crate::Error::Options(format!(
+            "{optimizer} option {option} is {value}; it must be {range}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `x` in `[0, 1)`.
+fn below_one(x: f64) -> bool {
+    (0.0..1.0).contains(&x)
+}
+
+/// `x` finite and > 0.
+fn positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
 }
 
 /// What values a saved state entry may hold.

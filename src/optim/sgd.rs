@@ -79,7 +79,34 @@ impl Optimizer for Sgd {
         "sgd"
     }
 
+    fn validate(&self) -> Result<()> {
+        let SgdOptions {
+            lr,
+            momentum,
+            nesterov,
+        } = self.options;
+        super::check_options(
+            "SGD",
+            &[
+                ("lr", lr, super::positive(lr), "finite and > 0"),
+                (
+                    "momentum",
+                    momentum,
+                    super::below_one(momentum),
+                    "in [0, 1)",
+                ),
+                (
+                    "momentum",
+                    momentum,
+                    momentum > 0.0 || !nesterov,
+                    "> 0 for Nesterov momentum",
+                ),
+            ],
+        )
+    }
+
     fn step(&mut self, theta: &mut [f64], objective: &mut dyn Objective) -> Result<StepReport> {
+        self.validate()?;
         let (loss, grad) = objective.loss_and_grad(theta)?;
         if let Some(report) = non_finite_report(loss, &grad) {
             return Ok(report);

@@ -213,7 +213,76 @@ impl Optimizer for Sgn {
         "sgn"
     }
 
+    fn validate(&self) -> Result<()> {
+        let o = &self.options;
+        let count = |n: usize| n as f64;
+        let unit = |x: Option<f64>| x.is_none_or(|x| (0.0..=1.0).contains(&x));
+        let non_negative = |x: f64| x.is_finite() && x >= 0.0;
+        let early_iters = o.early_cg.map_or(1, |e| e.max_iters);
+        super::check_options(
+            "SGN",
+            &[
+                ("rho0", o.rho0, super::positive(o.rho0), "finite and > 0"),
+                (
+                    "rho_min",
+                    o.rho_min,
+                    non_negative(o.rho_min),
+                    "finite and >= 0",
+                ),
+                (
+                    "armijo_c",
+                    o.armijo_c,
+                    o.armijo_c > 0.0 && o.armijo_c < 1.0,
+                    "in (0, 1)",
+                ),
+                (
+                    "max_tries",
+                    count(o.max_tries),
+                    o.max_tries >= 1,
+                    "at least 1",
+                ),
+                (
+                    "cg.max_iters",
+                    count(o.cg.max_iters),
+                    o.cg.max_iters >= 1,
+                    "at least 1",
+                ),
+                (
+                    "cg.tolerance",
+                    o.cg.tolerance,
+                    non_negative(o.cg.tolerance),
+                    "finite and >= 0",
+                ),
+                (
+                    "cg.residual_max",
+                    o.cg.residual_max.unwrap_or(0.0),
+                    o.cg.residual_max.is_none_or(non_negative),
+                    "finite and >= 0",
+                ),
+                (
+                    "early_cg.max_iters",
+                    count(early_iters),
+                    early_iters >= 1,
+                    "at least 1",
+                ),
+                (
+                    "warm_start",
+                    o.warm_start.unwrap_or(0.0),
+                    unit(o.warm_start),
+                    "in [0, 1]",
+                ),
+                (
+                    "preconditioner",
+                    o.preconditioner.unwrap_or(0.0),
+                    unit(o.preconditioner),
+                    "in [0, 1]",
+                ),
+            ],
+        )
+    }
+
     fn step(&mut self, theta: &mut [f64], objective: &mut dyn Objective) -> Result<StepReport> {
+        self.validate()?;
         let cg_options = self.options.cg_at(self.steps);
         self.steps += 1;
         let vectors = objective.vectors();

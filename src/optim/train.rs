@@ -335,6 +335,11 @@ pub fn evaluate(
 
 impl<'a> Trainer<'a> {
     /// A trainer starting from `params` (named as in the model).
+    ///
+    /// Errors: a model that cannot take the dataset, a batch size of 0 or past the train split,
+    /// options out of range ([`Optimizer::validate`], a stop rule with neither epochs nor a time
+    /// limit, an `eval_batch` of 0), a dataset without test examples, parameters that do not fit
+    /// the model or are not finite, and more memory than the machine has.
     pub fn new(
         model: &'a CompiledModel,
         dataset: &'a Dataset,
@@ -348,6 +353,22 @@ impl<'a> Trainer<'a> {
                 "batch size {} does not fit the {} training examples of {}",
                 options.batch_size,
                 dataset.train.len(),
+                dataset.name
+            )));
+        }
+        optimizer.validate()?;
+        let refused = |what: &str| Err(Error::Options(format!("TrainOptions: {what}")));
+        if options.stop.epochs.is_none() && options.stop.time_limit.is_none() {
+            return refused(
+                "the stop rule has neither epochs nor a time limit: it would never stop",
+            );
+        }
+        if options.eval_batch == 0 {
+            return refused("eval_batch is 0; evaluation needs chunks of at least one example");
+        }
+        if dataset.test.is_empty() {
+            return Err(Error::Data(format!(
+                "{} has no test examples to evaluate after each epoch",
                 dataset.name
             )));
         }
