@@ -377,6 +377,40 @@ fn options_out_of_range_are_refused_before_training() {
 }
 
 #[test]
+fn a_dataset_whose_parts_disagree_is_an_error_not_a_panic() {
+    let (_, compiled, params) = setup();
+    let mut short_targets = blobs_dataset();
+    short_targets.train.targets = Array2::zeros((299, 3));
+    let mut wide_image = blobs_dataset();
+    wide_image.image = Some(ImageFormat::of_example(&[1, 2, 2], PixelScale::Unit));
+    for (data, expected) in [
+        (
+            &short_targets,
+            "the train split has 300 feature rows but 299 target rows",
+        ),
+        (
+            &wide_image,
+            "its image format [1, 2, 2] does not hold the 2 values",
+        ),
+    ] {
+        let err = Trainer::new(&compiled, data, &params, sgn(), options(1))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+    // A split of another width given to evaluate.
+    let data = blobs_dataset();
+    let trainer = Trainer::new(&compiled, &data, &params, sgn(), options(1)).unwrap();
+    let narrow = Split {
+        features: Array2::zeros((5, 1)),
+        targets: Array2::zeros((5, 3)),
+    };
+    let err = trainer.test_metrics(&narrow).unwrap_err().to_string();
+    assert!(err.contains("does not fit"), "{err}");
+}
+
+#[test]
 fn steps_that_overflow_the_parameters_are_rejected() {
     // SGD with a step so long that f32 parameters overflow, though the gradient is finite.
     let (_, compiled, params) = setup();
@@ -460,6 +494,7 @@ fn a_dataset_that_does_not_fit_the_model_is_a_clear_error() {
     let (_, compiled, params) = setup();
     let mut data = blobs_dataset();
     data.train.features = Array2::zeros((300, 5));
+    data.test.features = Array2::zeros((90, 5));
     let err = Trainer::new(&compiled, &data, &params, sgn(), options(1))
         .err()
         .unwrap()

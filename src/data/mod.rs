@@ -347,9 +347,51 @@ impl Dataset {
                 return Err(data_error(format!("{x} holds no examples")));
             }
         }
+        let dataset = Dataset {
+            name: "arrays".to_string(),
+            num_classes: classes_of(&[&train.targets, &test.targets]),
+            train,
+            test,
+            target_scale: 1.0,
+            image: None,
+            standardization: None,
+        };
+        dataset.check()?;
+        Ok(dataset)
+    }
+
+    /// Checks that the parts agree, as [`Dataset::from_arrays`] and the loaders ensure and a
+    /// dataset built field by field may not: each split as many target rows as feature rows,
+    /// both splits of the same widths, the image format (if any) as many values as a feature
+    /// row, and the class count (if any) the targets' width.
+    ///
+    /// ```
+    /// use sgn::data::Dataset;
+    ///
+    /// # fn main() -> sgn::Result<()> {
+    /// let x = ndarray::Array2::<f32>::zeros((4, 3));
+    /// let mut data = Dataset::from_arrays(&x, &x, &x, &x)?;
+    /// data.check()?;
+    /// data.test.targets = ndarray::Array2::zeros((3, 3));
+    /// let err = data.check().unwrap_err().to_string();
+    /// assert_eq!(err, "arrays: the test split has 4 feature rows but 3 target rows");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn check(&self) -> Result<()> {
+        let name = &self.name;
+        for (which, split) in [("train", &self.train), ("test", &self.test)] {
+            let (features, targets) = (split.features.nrows(), split.targets.nrows());
+            if features != targets {
+                return Err(data_error(format!(
+                    "{name}: the {which} split has {features} feature rows but {targets} target \
+                     rows"
+                )));
+            }
+        }
         for (what, a, b) in [
-            ("feature", &train.features, &test.features),
-            ("target", &train.targets, &test.targets),
+            ("feature", &self.train.features, &self.test.features),
+            ("target", &self.train.targets, &self.test.targets),
         ] {
             if a.ncols() != b.ncols() {
                 return Err(data_error(format!(
@@ -359,15 +401,22 @@ impl Dataset {
                 )));
             }
         }
-        Ok(Dataset {
-            name: "arrays".to_string(),
-            num_classes: classes_of(&[&train.targets, &test.targets]),
-            train,
-            test,
-            target_scale: 1.0,
-            image: None,
-            standardization: None,
-        })
+        let width = self.train.features.ncols();
+        if let Some(image) = self.image
+            && image.shape().iter().product::<usize>() != width
+        {
+            return Err(data_error(format!(
+                "{name}: its image format {:?} does not hold the {width} values of a feature row",
+                image.shape()
+            )));
+        }
+        match self.num_classes {
+            Some(classes) if classes != self.train.targets.ncols() => Err(data_error(format!(
+                "{name}: {classes} classes, but its targets are {} wide",
+                self.train.targets.ncols()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// The name with the pixel scaling of an image dataset, as messages call the data: e.g.

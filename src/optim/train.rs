@@ -288,6 +288,21 @@ pub fn evaluate(
             dataset.name
         )));
     }
+    dataset.check()?;
+    if split.features.nrows() != split.targets.nrows()
+        || split.features.ncols() != dataset.train.features.ncols()
+        || split.targets.ncols() != dataset.train.targets.ncols()
+    {
+        return Err(Error::Data(format!(
+            "the split to evaluate ({:?} features, {:?} targets) does not fit {} ({} features \
+             and {} targets an example)",
+            split.features.dim(),
+            split.targets.dim(),
+            dataset.name,
+            dataset.train.features.ncols(),
+            dataset.train.targets.ncols()
+        )));
+    }
     let feed = Feed::new(model, dataset)?;
     // Accuracy needs one output per class: an output of another shape (a custom loss's) has
     // only the loss.
@@ -347,6 +362,7 @@ impl<'a> Trainer<'a> {
         optimizer: Box<dyn Optimizer>,
         options: TrainOptions,
     ) -> Result<Trainer<'a>> {
+        dataset.check()?;
         let feed = Feed::new(model, dataset)?;
         if options.batch_size == 0 || options.batch_size > dataset.train.len() {
             return Err(Error::Eval(format!(
