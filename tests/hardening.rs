@@ -222,6 +222,23 @@ fn an_operand_from_no_node_of_the_graph_is_a_shape_error() {
     assert_eq!(g.nodes().len(), 1, "nothing was added");
 }
 
+#[test]
+fn differentiating_a_graph_without_a_scalar_loss_is_an_error() {
+    let text = "graph g\narg x: f32[B, 2] input\n%0 = arg x : f32[B, 2]\n\
+                %1 = tanh %0 : f32[B, 2]\nout z = %1\n";
+    let g = sgn::ir::text::parse_graph(text).unwrap();
+    let err = sgn::autodiff::derive(&g, "z").unwrap_err().to_string();
+    assert!(err.contains("graph 'g' has no output 'loss'"), "{err}");
+    let err = sgn::autodiff::derive(&g, "y").unwrap_err().to_string();
+    assert!(err.contains("no output 'y'"), "{err}");
+    let g = sgn::ir::text::parse_graph(&format!("{text}out loss = %1\n")).unwrap();
+    let err = sgn::autodiff::derive(&g, "z").unwrap_err().to_string();
+    assert!(
+        err.contains("the loss must be a scalar, not f32[B, 2]"),
+        "{err}"
+    );
+}
+
 // ----- 2. threads -----
 
 #[test]

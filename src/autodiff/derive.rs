@@ -283,12 +283,26 @@ impl DerivedGraphs {
 /// Differentiates `forward`, a model's graph whose outputs are the network output named
 /// `output` and the scalar `loss`, with respect to its `param` arguments.
 ///
-/// # Panics
-/// If `forward` lacks either output: a model always has both.
+/// Errors: either output missing, or a loss that is not a scalar (a model always has both,
+/// and a scalar loss; a graph built or read otherwise may not).
 pub fn derive(forward: &Graph, output: &str) -> Result<Derivatives, AdError> {
     let mut g = forward.clone();
-    let z = g.output(output).expect("a model has its output");
-    let loss = g.output("loss").expect("a model has a loss");
+    let output_of = |name: &str| {
+        g.output(name).ok_or_else(|| AdError {
+            op: "out".to_string(),
+            span: None,
+            reason: format!(
+                "graph '{}' has no output '{name}' (a model's graph has its network output and \
+                 the scalar 'loss')",
+                g.name
+            ),
+        })
+    };
+    let (z, loss) = (output_of(output)?, output_of("loss")?);
+    if g.ty(loss).shape.rank() != 0 {
+        let reason = format!("the loss must be a scalar, not {}", g.ty(loss));
+        return Err(AdError::at(&g, loss, reason));
+    }
     let model_args: Vec<Cut> = g.args().iter().map(Cut::of_arg).collect();
     let params: Vec<(String, NodeId, TensorType)> = g
         .args()
