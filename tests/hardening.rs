@@ -223,6 +223,31 @@ fn an_operand_from_no_node_of_the_graph_is_a_shape_error() {
 }
 
 #[test]
+fn outputs_too_large_for_memory_are_refused_before_they_are_made() {
+    use sgn::codegen::Backend;
+    let text = "graph g\narg x: f32[B] input\n%0 = arg x : f32[B]\n\
+                %1 = reshape[B, 1] %0 : f32[B, 1]\n%2 = broadcast[B, B] %1 : f32[B, B]\n\
+                out y = %2\n";
+    let g = sgn::ir::text::parse_graph(text).unwrap();
+    let jit = compile_graph(&g, &JitOptions::default()).unwrap();
+    let huge: Bindings = [(Arc::from("B"), 1usize << 24)].into_iter().collect();
+    let err = jit.output_tensors(&huge).unwrap_err().to_string();
+    assert!(err.contains("the outputs of graph 'g'"), "{err}");
+    let small: Bindings = [(Arc::from("B"), 3usize)].into_iter().collect();
+    assert_eq!(jit.output_tensors(&small).unwrap()[0].shape(), &[3, 3]);
+}
+
+#[test]
+fn a_direction_replaced_by_another_type_is_made_anew_by_the_next_product() {
+    let s = setup();
+    let batch = common::batch_for(&Model::parse(TINY_MODEL).unwrap(), DType::F32, 8, 2);
+    let op = s.compiled.gv_operator(&s.params, &batch).unwrap();
+    let expected = op.apply(&s.params).unwrap();
+    op.with_directions(|directions, _| *directions[0] = Tensor::zeros(DType::F64, &[1]));
+    assert_eq!(op.apply(&s.params).unwrap(), expected);
+}
+
+#[test]
 fn differentiating_a_graph_without_a_scalar_loss_is_an_error() {
     let text = "graph g\narg x: f32[B, 2] input\n%0 = arg x : f32[B, 2]\n\
                 %1 = tanh %0 : f32[B, 2]\nout z = %1\n";

@@ -274,16 +274,27 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Zero tensors shaped like the outputs under `bindings` (see [`interp::bind_dims`]), to
     /// pass to [`Backend::run_into`].
+    /// Errors: an output past the memory available (all of them counted before any is made).
     fn output_tensors(&self, bindings: &Bindings) -> Result<Vec<Tensor>> {
         let graph = self.graph();
-        graph
+        let shapes = graph
             .outputs()
             .iter()
             .map(|o| {
-                let shape = output_shape(graph, o.node, bindings)?;
-                Ok(Tensor::zeros(graph.ty(o.node).dtype, &shape))
+                Ok((
+                    graph.ty(o.node).dtype,
+                    output_shape(graph, o.node, bindings)?,
+                ))
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        let bytes = shapes.iter().try_fold(0u64, |sum, (dtype, shape)| {
+            sum.checked_add(memory::tensor_bytes(*dtype, shape)?)
+        });
+        memory::ensure_available(bytes, || format!("the outputs of graph '{}'", graph.name))?;
+        Ok(shapes
+            .iter()
+            .map(|(dtype, shape)| Tensor::zeros(*dtype, shape))
+            .collect())
     }
 }
 

@@ -162,6 +162,9 @@ impl ParamLayout {
 
     /// Rounds every entry to its parameter's element type (f32 parameters hold f32 values), so
     /// that the parameters saved in a checkpoint are exactly the ones trained with.
+    ///
+    /// # Panics
+    /// If `flat` is shorter than [`ParamLayout::len`] (a vector of another layout).
     pub fn round_to_dtypes(&self, flat: &mut [f64]) {
         for e in self.entries.iter().filter(|e| e.dtype == DType::F32) {
             let n: usize = e.shape.iter().product();
@@ -172,6 +175,12 @@ impl ParamLayout {
     }
 
     /// The vector as named tensors of the parameters' shapes and element types.
+    ///
+    /// # Panics
+    /// If `flat`'s length is not [`ParamLayout::len`] (a vector of another layout; [`assign`]
+    /// is the checked way to fill tensors from a vector of unknown origin).
+    ///
+    /// [`assign`]: ParamLayout::assign
     pub fn unflatten(&self, flat: &[f64]) -> TensorMap {
         assert_eq!(flat.len(), self.len, "a flat vector of this layout");
         let mut map = TensorMap::new();
@@ -286,11 +295,12 @@ impl<'a> GvOperator<'a> {
         {
             let direction = checked_named(v, &param.name, &graph.args()[slot].ty, "direction")?;
             // Into the slot's own dense tensor, which `with_directions`' passes read as one
-            // slice (the caller's may be laid out otherwise).
+            // slice (the caller's may be laid out otherwise); a slot a pass replaced with a
+            // tensor of another type is made anew.
             match (args[slot].to_mut(), direction) {
-                (Tensor::F32(slot), Tensor::F32(d)) => slot.assign(d),
-                (Tensor::F64(slot), Tensor::F64(d)) => slot.assign(d),
-                _ => unreachable!("checked to be of the slot's type and shape"),
+                (Tensor::F32(slot), Tensor::F32(d)) if slot.shape() == d.shape() => slot.assign(d),
+                (Tensor::F64(slot), Tensor::F64(d)) if slot.shape() == d.shape() => slot.assign(d),
+                (slot, d) => *slot = d.to_standard_layout(),
             }
         }
         let args: Vec<&Tensor> = args.iter().map(|arg| &**arg).collect();
