@@ -104,6 +104,14 @@ impl From<ir::Error> for Error {
     }
 }
 
+/// A graph built with an op its operands do not fit ([`crate::ir::Graph::apply`] and the
+/// builders), as an [`Error::Tensor`], so that `?` works in functions returning this error.
+impl From<crate::ir::ShapeError> for Error {
+    fn from(e: crate::ir::ShapeError) -> Error {
+        Error::Tensor(e.0)
+    }
+}
+
 impl From<codegen::Error> for Error {
     fn from(e: codegen::Error) -> Error {
         match e {

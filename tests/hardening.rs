@@ -220,6 +220,12 @@ fn an_operand_from_no_node_of_the_graph_is_a_shape_error() {
         "add of NodeId(7): no such node in graph 'g' (1 nodes)"
     );
     assert_eq!(g.nodes().len(), 1, "nothing was added");
+    // `?` turns it into the crate's error.
+    let built = |g: &mut Graph| -> sgn::Result<()> {
+        g.unary(sgn::ir::UnaryOp::Tanh, sgn::ir::NodeId(9))?;
+        Ok(())
+    };
+    assert!(matches!(built(&mut g), Err(Error::Tensor(_))));
 }
 
 #[test]

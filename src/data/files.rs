@@ -266,6 +266,11 @@ pub enum Standardize {
 /// assert!(data.standardization.is_some()); // fitted on the 6 train examples
 /// let mean = data.train.features.column(0).mean().expect("examples");
 /// assert!(mean.abs() < 1e-5, "{mean}");
+///
+/// // A fraction outside (0, 1) is refused, naming the option.
+/// let nothing_kept = FileOptions { test_fraction: 1.0, ..options };
+/// let err = load_files(Some(&file), None, &ModelData::of(&model.graph)?, &nothing_kept);
+/// assert!(err.unwrap_err().to_string().contains("test_fraction is 1; it must be in (0, 1)"));
 /// # Ok::<(), sgn::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
@@ -326,7 +331,13 @@ pub fn load_files(
             (train_part, test_part, name)
         }
         (Some(train), None) => {
-            let (kept, held_out) = hold_out(read(train)?, options.test_fraction, train)?;
+            let fraction = options.test_fraction;
+            if !(fraction > 0.0 && fraction < 1.0) {
+                return Err(Error::Options(format!(
+                    "FileOptions: test_fraction is {fraction}; it must be in (0, 1)"
+                )));
+            }
+            let (kept, held_out) = hold_out(read(train)?, fraction, train)?;
             // The fraction is part of the name, so that resuming on another split is refused.
             let name = format!(
                 "{}, {} held out",
