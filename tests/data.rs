@@ -176,6 +176,22 @@ fn idx_images_and_labels_make_a_scaled_one_hot_split() {
         Array2::from_shape_vec((2, 3), vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0]).expect("2×3")
     );
     assert_eq!(split.class_labels(), [2, 0]);
+    // A class count whose one-hot rows memory cannot hold is refused before any is made.
+    let err = image_classification_split(
+        &images,
+        &labels,
+        usize::MAX / 8,
+        PixelScale::Unit,
+        "images",
+        "labels",
+    )
+    .unwrap_err();
+    assert!(matches!(err, sgn::Error::Memory(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("classes as f32 features and one-hot targets"),
+        "{err}"
+    );
 }
 
 #[test]

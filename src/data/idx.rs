@@ -236,11 +236,16 @@ pub fn image_classification_split(
                 shape.join("×")
             ))
         })?;
-    let features_bytes = (*count as u64)
-        .checked_mul(per_image as u64)
+    // The f32 features and the one-hot targets.
+    let bytes = (per_image as u64)
+        .checked_add(num_classes as u64)
+        .and_then(|n| n.checked_mul(*count as u64))
         .and_then(|n| n.checked_mul(4));
-    ensure_available(features_bytes, || {
-        format!("{images_source}: {count} images of {per_image} pixels as f32 features")
+    ensure_available(bytes, || {
+        format!(
+            "{images_source}: {count} images of {per_image} pixels and {num_classes} classes as \
+             f32 features and one-hot targets"
+        )
     })?;
     let image = ImageFormat::of_example(pixel_dims, pixels);
     // Saturating: with a zero dimension elsewhere there are no pixels and the plane size is moot.

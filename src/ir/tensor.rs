@@ -84,6 +84,11 @@ pub enum Tensor {
 
 impl Tensor {
     /// A tensor of zeros.
+    ///
+    /// # Panics
+    /// If the shape has more than `isize::MAX` elements (as ndarray does); the runs that make
+    /// tensors from sizes they are given check them against memory first
+    /// ([`crate::ir::memory::ensure_available`]).
     pub fn zeros(dtype: DType, shape: &[usize]) -> Tensor {
         match dtype {
             DType::F32 => Tensor::F32(ArrayD::zeros(IxDyn(shape))),
