@@ -883,7 +883,10 @@ fn a_batch_shared_by_two_processes_trains_as_one_process_does() {
         batch_size: 1,
         ..options(1)
     };
-    let twin = Twin { rank: 0, slots };
+    let twin = Twin {
+        rank: 0,
+        slots: slots.clone(),
+    };
     let refused = Trainer::new(&compiled, &data, &params, sgn(), tiny)
         .unwrap()
         .distributed(&twin)
@@ -892,6 +895,19 @@ fn a_batch_shared_by_two_processes_trains_as_one_process_does() {
     assert_eq!(
         refused.to_string(),
         "a batch of 1 cannot be shared among 2 processes; each needs an example"
+    );
+    // A collective whose rank is past its size.
+    let third = Twin { rank: 2, slots };
+    let refused = Trainer::new(&compiled, &data, &params, sgn(), options(1))
+        .unwrap()
+        .distributed(&third)
+        .err()
+        .unwrap();
+    assert!(
+        refused
+            .to_string()
+            .contains("says this is process 2: ranks run from 0 to 1"),
+        "{refused}"
     );
 }
 

@@ -426,8 +426,17 @@ impl<'a> Trainer<'a> {
     /// the first writes checkpoints. Every process must run the same trainer (model, data,
     /// options, starting point).
     ///
-    /// Errors: a batch smaller than the number of processes (a process would hold no example).
+    /// Errors: a collective whose rank is not below its size, and a batch smaller than the
+    /// number of processes (a process would hold no example).
     pub fn distributed(mut self, collective: &'a dyn Collective) -> Result<Trainer<'a>> {
+        let (rank, size) = (collective.rank(), collective.size());
+        if rank >= size {
+            return Err(Error::Options(format!(
+                "a collective of {size} process(es) says this is process {rank}: ranks run \
+                 from 0 to {}",
+                size.saturating_sub(1)
+            )));
+        }
         if self.options.batch_size < collective.size() {
             return Err(Error::Eval(format!(
                 "a batch of {} cannot be shared among {} processes; each needs an example",
