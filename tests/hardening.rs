@@ -230,7 +230,6 @@ fn an_operand_from_no_node_of_the_graph_is_a_shape_error() {
 
 #[test]
 fn outputs_too_large_for_memory_are_refused_before_they_are_made() {
-    use sgn::codegen::Backend;
     let text = "graph g\narg x: f32[B] input\n%0 = arg x : f32[B]\n\
                 %1 = reshape[B, 1] %0 : f32[B, 1]\n%2 = broadcast[B, B] %1 : f32[B, B]\n\
                 out y = %2\n";

@@ -382,9 +382,12 @@ fn history_row(r: &Record) -> [f64; 10] {
     ]
 }
 
-/// Each history column's test, in [`RECORD_FIELDS`] order: whether the value may be absent
-/// (NaN), what a present one must satisfy, and that rule in words.
-const HISTORY_CHECKS: [(bool, fn(f64) -> bool, &str); 10] = [
+/// Whether a history value may be absent (NaN), what a present one must satisfy, and that rule
+/// in words.
+type HistoryCheck = (bool, fn(f64) -> bool, &'static str);
+
+/// Each history column's test, in [`RECORD_FIELDS`] order.
+const HISTORY_CHECKS: [HistoryCheck; 10] = [
     (false, kind_code, "a kind is 0 (step) or 1 (eval)"),
     (false, non_negative, "an epoch is finite and >= 0"),
     (false, whole, "a count is a whole number >= 0"),
@@ -428,8 +431,9 @@ fn whole(v: f64) -> bool {
 /// the epoch, iteration and time never running backwards. An error names the column and row.
 fn history_records(columns: &[Vec<f64>], rows: usize) -> std::result::Result<Vec<Record>, String> {
     let mut history: Vec<Record> = Vec::with_capacity(rows);
-    for r in 0..rows {
-        let value = |field: usize| columns[field][r];
+    let row_values = (0..rows).map(|r| columns.iter().map(|c| c[r]).collect::<Vec<f64>>());
+    for (r, row) in row_values.enumerate() {
+        let value = |field: usize| row[field];
         let bad = |field: usize, what: &str| {
             format!(
                 "'history.{}' holds {} at row {r}; {what}",

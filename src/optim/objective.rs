@@ -102,7 +102,6 @@ impl Objective for ModelObjective<'_> {
     /// # Panics
     /// If no products were prepared ([`Objective::prepare_gv`] first): the trait's operator
     /// cannot fail.
-
     fn cg_operator(&mut self) -> Box<dyn CgOperator + '_> {
         let vectors = self.vectors();
         let op = self
