@@ -84,19 +84,14 @@ impl Optimizer for Adam {
     }
 
     fn validate(&self) -> Result<()> {
-        let AdamOptions {
-            lr,
-            beta1,
-            beta2,
-            eps,
-        } = self.options;
+        let o = &self.options;
         super::check_options(
             "Adam",
             &[
-                ("lr", lr, super::positive(lr), "finite and > 0"),
-                ("beta1", beta1, super::below_one(beta1), "in [0, 1)"),
-                ("beta2", beta2, super::below_one(beta2), "in [0, 1)"),
-                ("eps", eps, super::positive(eps), "finite and > 0"),
+                ("lr", o.lr, super::positive(o.lr), "finite and > 0"),
+                ("beta1", o.beta1, super::below_one(o.beta1), "in [0, 1)"),
+                ("beta2", o.beta2, super::below_one(o.beta2), "in [0, 1)"),
+                ("eps", o.eps, super::positive(o.eps), "finite and > 0"),
             ],
         )
     }

@@ -80,27 +80,15 @@ impl Optimizer for Sgd {
     }
 
     fn validate(&self) -> Result<()> {
-        let SgdOptions {
-            lr,
-            momentum,
-            nesterov,
-        } = self.options;
+        let o = &self.options;
+        let m = o.momentum;
+        let nesterov_ok = m > 0.0 || !o.nesterov;
         super::check_options(
             "SGD",
             &[
-                ("lr", lr, super::positive(lr), "finite and > 0"),
-                (
-                    "momentum",
-                    momentum,
-                    super::below_one(momentum),
-                    "in [0, 1)",
-                ),
-                (
-                    "momentum",
-                    momentum,
-                    momentum > 0.0 || !nesterov,
-                    "> 0 for Nesterov momentum",
-                ),
+                ("lr", o.lr, super::positive(o.lr), "finite and > 0"),
+                ("momentum", m, super::below_one(m), "in [0, 1)"),
+                ("momentum", m, nesterov_ok, "> 0 for Nesterov momentum"),
             ],
         )
     }
