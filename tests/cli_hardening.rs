@@ -652,6 +652,10 @@ fn an_option_the_run_would_not_use_is_a_usage_error() {
             &["--optimizer", "adam", "--momentum", "0.5"],
             "--momentum is not used by",
         ),
+        (
+            &["--optimizer", "sgd", "--nesterov"],
+            "--nesterov needs --momentum > 0",
+        ),
         (&["--force"], "--force applies only with --save"),
         (
             &["--raw-features"],

@@ -172,8 +172,14 @@ impl TrainArgs {
             let why = "does not apply with --resume: the checkpoint's damping continues";
             ("rho0", why.to_string())
         });
+        // As PyTorch: Nesterov's look-ahead is along the momentum.
+        let lone_nesterov = (self.nesterov && self.momentum == 0.0).then(|| {
+            let why = "needs --momentum > 0 (Nesterov momentum looks ahead along it)";
+            ("nesterov", why.to_string())
+        });
         by_optimizer
             .or(resumed)
+            .or(lone_nesterov)
             .or_else(|| {
                 (given("force") && self.save.is_none())
                     .then(|| ("force", "applies only with --save".to_string()))
