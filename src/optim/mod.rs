@@ -9,6 +9,7 @@ pub mod adam;
 pub mod cg;
 pub mod checkpoint;
 pub mod collective;
+mod feed;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 pub mod objective;
