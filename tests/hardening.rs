@@ -729,7 +729,7 @@ fn a_damaged_history_is_an_error_naming_the_column_and_row() {
             "rho",
             0,
             0.0,
-            "'history.rho' holds 0 at row 0; a damping is finite and > 0",
+            "'history.rho' holds 0 at row 0; it must be finite and > 0",
         ),
         ("cg_iters", 3, -2.0, "'history.cg_iters' holds -2 at row 3"),
         (

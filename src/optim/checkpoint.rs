@@ -2,8 +2,8 @@
 //! works as a parameter file (the parameters under their DSL names). Every tensor's sha256 is in
 //! the metadata, so a damaged file is an error naming the tensor, never a silently different run.
 
-use super::OptimizerState;
 use super::record::{RECORD_FIELDS, Record, RecordKind};
+use super::{OptimizerState, Values};
 use crate::data::{PixelScale, Standardization};
 use crate::ir::store::{TensorMap, sha256_of};
 use crate::ir::{DType, Tensor};
@@ -382,49 +382,51 @@ fn history_row(r: &Record) -> [f64; 10] {
     ]
 }
 
-/// Whether a history value may be absent (NaN), what a present one must satisfy, and that rule
-/// in words.
-type HistoryCheck = (bool, fn(f64) -> bool, &'static str);
+/// What a history column's present values must be: mostly what optimizer state entries must
+/// be ([`Values`]), besides the record kind, the accuracy and the losses.
+#[derive(Clone, Copy)]
+enum Column {
+    Is(Values),
+    Kind,
+    Fraction,
+    /// A loss: any number (a custom loss may be negative or overflow).
+    Any,
+}
 
-/// Each history column's test, in [`RECORD_FIELDS`] order.
-const HISTORY_CHECKS: [HistoryCheck; 10] = [
-    (false, kind_code, "a kind is 0 (step) or 1 (eval)"),
-    (false, non_negative, "an epoch is finite and >= 0"),
-    (false, whole, "a count is a whole number >= 0"),
-    (false, non_negative, "a time is finite and >= 0"),
-    (true, any_value, ""),
-    (true, any_value, ""),
-    (true, fraction, "an accuracy is in [0, 1]"),
-    (true, positive, "a damping is finite and > 0"),
-    (true, whole, "a count is a whole number >= 0"),
-    (true, f64::is_finite, "a step size is finite"),
+impl Column {
+    fn admits(self, v: f64) -> bool {
+        match self {
+            Column::Is(values) => values.admits(v),
+            Column::Kind => v == 0.0 || v == 1.0,
+            Column::Fraction => (0.0..=1.0).contains(&v),
+            Column::Any => true,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Column::Is(values) => values.describe(),
+            Column::Kind => "0 (step) or 1 (eval)",
+            Column::Fraction => "in [0, 1]",
+            Column::Any => "a number",
+        }
+    }
+}
+
+/// Each history column, in [`RECORD_FIELDS`] order: whether its value may be absent (NaN), and
+/// what a present one must be.
+const HISTORY_COLUMNS: [(bool, Column); 10] = [
+    (false, Column::Kind),
+    (false, Column::Is(Values::NonNegative)),
+    (false, Column::Is(Values::Count)),
+    (false, Column::Is(Values::NonNegative)),
+    (true, Column::Any),
+    (true, Column::Any),
+    (true, Column::Fraction),
+    (true, Column::Is(Values::Positive)),
+    (true, Column::Is(Values::Count)),
+    (true, Column::Is(Values::Finite)),
 ];
-
-fn kind_code(v: f64) -> bool {
-    v == 0.0 || v == 1.0
-}
-
-fn non_negative(v: f64) -> bool {
-    v.is_finite() && v >= 0.0
-}
-
-fn positive(v: f64) -> bool {
-    v.is_finite() && v > 0.0
-}
-
-fn fraction(v: f64) -> bool {
-    (0.0..=1.0).contains(&v)
-}
-
-/// The losses: any value a loss can take (a custom loss may be negative or overflow).
-fn any_value(_: f64) -> bool {
-    true
-}
-
-/// A count stored as f64 (exactly, below 2^53).
-fn whole(v: f64) -> bool {
-    v >= 0.0 && v.fract() == 0.0 && v <= 2f64.powi(53)
-}
 
 /// The history's records from its columns (in [`RECORD_FIELDS`] order, `rows` values each),
 /// checked as training writes them: each value in its range (NaN only for an absent value), and
@@ -441,10 +443,10 @@ fn history_records(columns: &[Vec<f64>], rows: usize) -> std::result::Result<Vec
                 value(field)
             )
         };
-        for (field, &(optional, valid, what)) in HISTORY_CHECKS.iter().enumerate() {
+        for (field, &(optional, column)) in HISTORY_COLUMNS.iter().enumerate() {
             let v = value(field);
-            if !(optional && v.is_nan() || valid(v)) {
-                return Err(bad(field, what));
+            if !(optional && v.is_nan() || column.admits(v)) {
+                return Err(bad(field, &format!("it must be {}", column.describe())));
             }
         }
         let opt = |field: usize| Some(value(field)).filter(|v| !v.is_nan());

@@ -265,9 +265,9 @@ fn below_one(x: f64) -> bool {
     (0.0..1.0).contains(&x)
 }
 
-/// `x` finite and > 0.
+/// `x` finite and > 0 (as a state entry of [`Values::Positive`]).
 fn positive(x: f64) -> bool {
-    x.is_finite() && x > 0.0
+    Values::Positive.admits(x)
 }
 
 /// What values a saved state entry may hold.
